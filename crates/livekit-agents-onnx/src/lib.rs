@@ -1,0 +1,1 @@
+//! ONNX Runtime provisioning and shared sessions for livekit-agents plugins

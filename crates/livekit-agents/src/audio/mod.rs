@@ -1,0 +1,142 @@
+//! Audio primitives: [`AudioFrame`], re-chunking, resampling, WAV files and level helpers.
+//!
+//! All audio in the framework is interleaved signed 16-bit PCM. Frames carry their own sample
+//! rate and channel count; stages that need another format convert explicitly (see
+//! [`resample::Resampler`] and [`AudioFrame::downmix_to_mono`]).
+
+use std::time::Duration;
+
+/// A run of interleaved 16-bit PCM samples.
+///
+/// ```
+/// use livekit_agents::audio::AudioFrame;
+///
+/// let frame = AudioFrame::silence(16_000, 1, 160); // 10 ms of mono silence
+/// assert_eq!(frame.duration().as_millis(), 10);
+/// assert_eq!(frame.data.len(), 160);
+/// ```
+#[derive(Clone, PartialEq, Default)]
+pub struct AudioFrame {
+    /// Interleaved samples: `samples_per_channel * num_channels` values.
+    pub data: Vec<i16>,
+    /// Samples per second per channel.
+    pub sample_rate: u32,
+    /// Number of interleaved channels.
+    pub num_channels: u16,
+    /// Number of samples in each channel.
+    pub samples_per_channel: usize,
+}
+
+impl std::fmt::Debug for AudioFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioFrame")
+            .field("sample_rate", &self.sample_rate)
+            .field("num_channels", &self.num_channels)
+            .field("samples_per_channel", &self.samples_per_channel)
+            .finish()
+    }
+}
+
+/// An audio format or frame that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AudioError {
+    /// The sample rate is zero.
+    #[error("invalid sample rate: {0} Hz")]
+    InvalidSampleRate(u32),
+    /// The channel count is zero.
+    #[error("invalid channel count: {0}")]
+    InvalidChannels(u16),
+    /// The sample buffer does not hold a whole number of multi-channel samples.
+    #[error("{len} samples is not a multiple of {channels} channels")]
+    RaggedData {
+        /// Buffer length.
+        len: usize,
+        /// Channel count.
+        channels: u16,
+    },
+    /// Two frames that must share a format do not.
+    #[error("format mismatch: {0}")]
+    FormatMismatch(String),
+}
+
+impl AudioFrame {
+    /// Builds a frame from interleaved samples, checking the format.
+    pub fn new(data: Vec<i16>, sample_rate: u32, num_channels: u16) -> Result<Self, AudioError> {
+        if sample_rate == 0 {
+            return Err(AudioError::InvalidSampleRate(sample_rate));
+        }
+        if num_channels == 0 {
+            return Err(AudioError::InvalidChannels(num_channels));
+        }
+        if data.len() % num_channels as usize != 0 {
+            return Err(AudioError::RaggedData {
+                len: data.len(),
+                channels: num_channels,
+            });
+        }
+        let samples_per_channel = data.len() / num_channels as usize;
+        Ok(Self {
+            data,
+            sample_rate,
+            num_channels,
+            samples_per_channel,
+        })
+    }
+
+    /// A frame of zeros.
+    pub fn silence(sample_rate: u32, num_channels: u16, samples_per_channel: usize) -> Self {
+        Self {
+            data: vec![0; samples_per_channel * num_channels as usize],
+            sample_rate,
+            num_channels,
+            samples_per_channel,
+        }
+    }
+
+    /// Duration of the frame.
+    pub fn duration(&self) -> Duration {
+        if self.sample_rate == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(self.samples_per_channel as f64 / self.sample_rate as f64)
+    }
+
+    /// Duration in seconds as `f64`.
+    pub fn duration_secs(&self) -> f64 {
+        if self.sample_rate == 0 {
+            return 0.0;
+        }
+        self.samples_per_channel as f64 / self.sample_rate as f64
+    }
+
+    /// Whether the frame holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.samples_per_channel == 0
+    }
+
+    /// Samples as `f32` in `[-1.0, 1.0)` (divided by 32768), interleaved.
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.data.iter().map(|&s| s as f32 / 32768.0).collect()
+    }
+
+    /// Builds a frame from interleaved `f32` samples, clamping to `[-1.0, 1.0]`.
+    pub fn from_f32(samples: &[f32], sample_rate: u32, num_channels: u16) -> Result<Self, AudioError> {
+        let data = samples.iter().map(|&s| f32_to_i16(s)).collect();
+        Self::new(data, sample_rate, num_channels)
+    }
+
+    /// The little-endian bytes of the samples (the `pcm_s16le` wire format).
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.data.len() * 2);
+        for s in &self.data {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// Converts one `f32` sample in `[-1, 1]` to `i16`, clamping out-of-range values.
+pub fn f32_to_i16(s: f32) -> i16 {
+    let scaled = (s * 32768.0).round();
+    scaled.clamp(i16::MIN as f32, i16::MAX as f32) as i16
+}

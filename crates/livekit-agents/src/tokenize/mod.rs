@@ -1,0 +1,1 @@
+//! tokenize/mod (in progress).

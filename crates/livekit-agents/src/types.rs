@@ -1,0 +1,191 @@
+//! Types shared by every model interface: provider errors, connection options and retry policy.
+//!
+//! Every provider stream in this crate (STT, TTS, LLM) applies [`ApiConnectOptions`] the same way:
+//! a retryable [`ApiError`] is retried up to `max_retry` times, waiting
+//! [`ApiConnectOptions::interval_for_retry`] between attempts, but only while the stream has not
+//! emitted anything the caller could have acted on (no duplicated speech, no duplicated text).
+
+use std::time::Duration;
+
+/// How a provider request is retried and timed out.
+///
+/// Defaults match the reference framework: 3 retries, 2 s between retries (the first retry
+/// after 0.1 s), 10 s timeout.
+///
+/// ```
+/// use livekit_agents::types::ApiConnectOptions;
+/// use std::time::Duration;
+///
+/// let opts = ApiConnectOptions::default();
+/// assert_eq!(opts.max_retry, 3);
+/// assert_eq!(opts.interval_for_retry(0), Duration::from_millis(100));
+/// assert_eq!(opts.interval_for_retry(1), Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ApiConnectOptions {
+    /// How many times a failed attempt is retried (so `max_retry + 1` attempts at most).
+    pub max_retry: u32,
+    /// Wait between retries (the first retry waits only 0.1 s).
+    pub retry_interval: Duration,
+    /// Timeout of one attempt's connection / first response.
+    pub timeout: Duration,
+}
+
+impl Default for ApiConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_retry: 3,
+            retry_interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ApiConnectOptions {
+    /// Options that never retry (used inside fallback adapters, which switch provider instead).
+    pub fn no_retry(self) -> Self {
+        Self {
+            max_retry: 0,
+            ..self
+        }
+    }
+
+    /// How long to wait before retry number `retry` (0-based): 0.1 s for the first, then
+    /// `retry_interval`.
+    pub fn interval_for_retry(&self, retry: u32) -> Duration {
+        if retry == 0 {
+            Duration::from_millis(100).min(self.retry_interval)
+        } else {
+            self.retry_interval
+        }
+    }
+}
+
+/// An error from a provider API (HTTP, WebSocket, or local inference).
+///
+/// Messages never contain API keys or tokens.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The provider answered with an error status.
+    #[error("{message} (status {status}{})", request_id.as_deref().map(|r| format!(", request {r}")).unwrap_or_default())]
+    Status {
+        /// HTTP (or provider) status code.
+        status: u16,
+        /// What the provider said, or a summary of it.
+        message: String,
+        /// Provider request id, when it sent one.
+        request_id: Option<String>,
+        /// Whether retrying may succeed (429 and 5xx are; 4xx generally are not).
+        retryable: bool,
+    },
+    /// The connection failed or was dropped.
+    #[error("connection error: {message}")]
+    Connection {
+        /// What went wrong.
+        message: String,
+        /// Whether retrying may succeed.
+        retryable: bool,
+    },
+    /// The provider did not answer in time.
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    /// The provider sent something this client could not understand (malformed frame, truncated
+    /// stream). Not retried: the same request would likely fail the same way.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Anything else (configuration, unsupported operation). Not retried.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ApiError {
+    /// A status error whose retryability follows HTTP semantics: 408, 409, 429 and 5xx retry.
+    pub fn status(status: u16, message: impl Into<String>) -> Self {
+        let retryable = matches!(status, 408 | 409 | 429) || status >= 500;
+        ApiError::Status {
+            status,
+            message: message.into(),
+            request_id: None,
+            retryable,
+        }
+    }
+
+    /// A retryable connection error.
+    pub fn connection(message: impl Into<String>) -> Self {
+        ApiError::Connection {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApiError::Status { retryable, .. } | ApiError::Connection { retryable, .. } => {
+                *retryable
+            }
+            ApiError::Timeout(_) => true,
+            ApiError::Protocol(_) | ApiError::Other(_) => false,
+        }
+    }
+}
+
+/// A string with the time span it covers in the audio it belongs to (a word or a chunk of a
+/// transcript aligned by the TTS or the STT). Times are seconds from the start of the stream.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TimedString {
+    /// The text (may include surrounding whitespace as the provider sent it).
+    pub text: String,
+    /// Start of the span, seconds.
+    pub start_time: f64,
+    /// End of the span, seconds.
+    pub end_time: f64,
+    /// Recognition confidence in 0..=1 when the provider reports one.
+    pub confidence: Option<f32>,
+}
+
+impl TimedString {
+    /// A timed string without confidence.
+    pub fn new(text: impl Into<String>, start_time: f64, end_time: f64) -> Self {
+        Self {
+            text: text.into(),
+            start_time,
+            end_time,
+            confidence: None,
+        }
+    }
+}
+
+/// Normalizes a language code the way the reference does: lower-case primary subtag, so that
+/// `en-US`, `en_us` and `EN` all become `en`. Returns `None` for an empty code.
+///
+/// ```
+/// assert_eq!(livekit_agents::types::base_language("en-US").as_deref(), Some("en"));
+/// assert_eq!(livekit_agents::types::base_language("pt_BR").as_deref(), Some("pt"));
+/// ```
+pub fn base_language(code: &str) -> Option<String> {
+    let primary = code.trim().split(['-', '_']).next()?.trim();
+    if primary.is_empty() {
+        None
+    } else {
+        Some(primary.to_ascii_lowercase())
+    }
+}
+
+/// Well-known topic and attribute names shared with LiveKit clients.
+pub mod names {
+    /// Participant attribute holding the agent state.
+    pub const ATTRIBUTE_AGENT_STATE: &str = "lk.agent.state";
+    /// Text stream topic for transcriptions.
+    pub const TOPIC_TRANSCRIPTION: &str = "lk.transcription";
+    /// Text stream topic for chat input.
+    pub const TOPIC_CHAT: &str = "lk.chat";
+    /// Byte stream topic for the pre-connect audio buffer.
+    pub const TOPIC_PRE_CONNECT_AUDIO: &str = "lk.agent.pre-connect-audio-buffer";
+    /// Transcription stream attribute: segment id.
+    pub const ATTRIBUTE_SEGMENT_ID: &str = "lk.segment_id";
+    /// Transcription stream attribute: the transcribed track.
+    pub const ATTRIBUTE_TRANSCRIBED_TRACK_ID: &str = "lk.transcribed_track_id";
+    /// Transcription stream attribute: whether the segment is final.
+    pub const ATTRIBUTE_TRANSCRIPTION_FINAL: &str = "lk.transcription_final";
+}

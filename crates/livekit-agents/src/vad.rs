@@ -1,0 +1,150 @@
+//! Voice activity detection: the [`Vad`] trait, its [`VadStream`] and [`VadEvent`]s.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::audio::AudioFrame;
+
+/// What a VAD can do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VadCapabilities {
+    /// Seconds between inferences (0.032 for Silero at 16 kHz).
+    pub update_interval: f64,
+}
+
+/// The kind of a [`VadEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VadEventType {
+    /// Speech started.
+    StartOfSpeech,
+    /// One inference finished.
+    InferenceDone,
+    /// Speech ended.
+    EndOfSpeech,
+}
+
+/// An event from a [`VadStream`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct VadEvent {
+    /// What happened.
+    pub kind: VadEventType,
+    /// Index of the first sample after the event, counted in input samples per channel.
+    pub samples_index: u64,
+    /// Position in the input of the event, seconds.
+    pub timestamp: f64,
+    /// Seconds of speech in the current utterance.
+    pub speech_duration: f64,
+    /// Seconds of silence since speech ended (or since the start).
+    pub silence_duration: f64,
+    /// Audio: start of speech carries the buffered speech with prefix padding; inference done
+    /// carries the window's input; end of speech carries the whole utterance.
+    pub frames: Vec<AudioFrame>,
+    /// Speech probability (smoothed) of the last window.
+    pub probability: f32,
+    /// Time the last inference took, seconds.
+    pub inference_duration: f64,
+    /// Whether the user is speaking after this event.
+    pub speaking: bool,
+    /// Silence accumulated before thresholds, seconds.
+    pub raw_accumulated_silence: f64,
+    /// Speech accumulated before thresholds, seconds.
+    pub raw_accumulated_speech: f64,
+}
+
+impl VadEvent {
+    /// An event of `kind` with every other field zero.
+    pub fn new(kind: VadEventType) -> Self {
+        Self {
+            kind,
+            samples_index: 0,
+            timestamp: 0.0,
+            speech_duration: 0.0,
+            silence_duration: 0.0,
+            frames: Vec::new(),
+            probability: 0.0,
+            inference_duration: 0.0,
+            speaking: false,
+            raw_accumulated_silence: 0.0,
+            raw_accumulated_speech: 0.0,
+        }
+    }
+}
+
+/// A voice activity detector. One instance (one loaded model) serves any number of streams.
+pub trait Vad: Send + Sync + 'static {
+    /// A short name for logs, e.g. `silero.VAD`.
+    fn label(&self) -> String;
+    /// What it can do.
+    fn capabilities(&self) -> VadCapabilities;
+    /// Opens a stream with its own state.
+    fn stream(&self) -> VadStream;
+}
+
+/// Input pushed into a [`VadStream`].
+#[derive(Debug, Clone)]
+pub enum VadInput {
+    /// Audio.
+    Frame(AudioFrame),
+    /// Reset the detector state (a hard segment boundary).
+    Flush,
+}
+
+/// A stream of VAD events for one audio input.
+pub struct VadStream {
+    input: mpsc::UnboundedSender<VadInput>,
+    events: mpsc::Receiver<VadEvent>,
+    _task: Option<AbortOnDropHandle<()>>,
+}
+
+impl VadStream {
+    /// Builds a stream from raw channels whose producer the caller runs (the VAD plugin's task).
+    pub fn from_channels(
+        input: mpsc::UnboundedSender<VadInput>,
+        events: mpsc::Receiver<VadEvent>,
+        task: Option<tokio::task::JoinHandle<()>>,
+    ) -> Self {
+        Self {
+            input,
+            events,
+            _task: task.map(AbortOnDropHandle::new),
+        }
+    }
+
+    /// Pushes audio (any size, any rate: the VAD converts).
+    pub fn push_frame(&self, frame: AudioFrame) {
+        let _ = self.input.send(VadInput::Frame(frame));
+    }
+
+    /// Resets the detector state.
+    pub fn flush(&self) {
+        let _ = self.input.send(VadInput::Flush);
+    }
+
+    /// Ends the input; the stream ends after the remaining audio is processed.
+    pub fn end_input(&mut self) {
+        let (closed, _) = mpsc::unbounded_channel();
+        self.input = closed;
+    }
+
+    /// A cloneable handle pushing audio from another task.
+    pub fn input_handle(&self) -> mpsc::UnboundedSender<VadInput> {
+        self.input.clone()
+    }
+
+    /// The next event, `None` at the end.
+    pub async fn next_event(&mut self) -> Option<VadEvent> {
+        self.events.recv().await
+    }
+}
+
+impl Stream for VadStream {
+    type Item = VadEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_recv(cx)
+    }
+}

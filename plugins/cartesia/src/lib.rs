@@ -1,0 +1,1 @@
+//! Cartesia TTS and STT for livekit-agents

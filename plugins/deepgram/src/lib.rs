@@ -1,0 +1,1 @@
+//! Deepgram STT and TTS for livekit-agents

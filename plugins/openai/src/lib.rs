@@ -1,0 +1,1 @@
+//! OpenAI (and OpenAI-compatible) LLM, STT, TTS and Realtime for livekit-agents

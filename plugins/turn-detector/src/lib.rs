@@ -1,0 +1,1 @@
+//! LiveKit end-of-turn detector models for livekit-agents

@@ -1,0 +1,74 @@
+//! `cargo xtask ci`: the one command CI runs.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+/// Options of `cargo xtask ci`.
+#[derive(clap::Args)]
+pub struct CiArgs {
+    /// Skip `download-files` (tests that need model files then skip themselves).
+    #[arg(long)]
+    pub no_download: bool,
+}
+
+struct Step {
+    name: &'static str,
+    program: &'static str,
+    args: Vec<&'static str>,
+    env: Vec<(&'static str, &'static str)>,
+}
+
+fn step(name: &'static str, args: &[&'static str]) -> Step {
+    Step {
+        name,
+        program: "cargo",
+        args: args.to_vec(),
+        env: Vec::new(),
+    }
+}
+
+/// Runs the CI steps in order, stopping at the first failure.
+pub fn run(args: CiArgs) -> anyhow::Result<()> {
+    let mut steps = vec![
+        step("rustfmt", &["fmt", "--all", "--check"]),
+        step(
+            "clippy",
+            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        ),
+    ];
+    if !args.no_download {
+        steps.push(step(
+            "download-files",
+            &["run", "--quiet", "--package", "xtask", "--", "download-files"],
+        ));
+    }
+    steps.push(step("tests", &["test", "--workspace"]));
+    let mut docs = step("docs", &["doc", "--workspace", "--no-deps"]);
+    docs.env.push(("RUSTDOCFLAGS", "-D warnings"));
+    steps.push(docs);
+    let mut room = step(
+        "room feature type-check (DOCS_RS=1)",
+        &["check", "--package", "livekit-agents", "--features", "room"],
+    );
+    room.env.push(("DOCS_RS", "1"));
+    steps.push(room);
+
+    let total = Instant::now();
+    for s in &steps {
+        let started = Instant::now();
+        eprintln!("==> {}: {} {}", s.name, s.program, s.args.join(" "));
+        let status = Command::new(s.program)
+            .args(&s.args)
+            .envs(s.env.iter().copied())
+            .status()
+            .with_context(|| format!("could not run {}", s.program))?;
+        if !status.success() {
+            bail!("step '{}' failed ({status})", s.name);
+        }
+        eprintln!("<== {} ok in {:.1}s", s.name, started.elapsed().as_secs_f64());
+    }
+    eprintln!("all CI steps passed in {:.1}s", total.elapsed().as_secs_f64());
+    Ok(())
+}

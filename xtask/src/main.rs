@@ -1,0 +1,37 @@
+//! Project automation, run as `cargo xtask <command>`:
+//!
+//! - `ci`: everything CI checks (format, lints, tests, docs, the room feature type-check).
+//! - `download-files`: fetch the model files and ONNX Runtime the plugins need.
+//! - `bench`: benchmarks (`sessions`, `vad`, `turn-detector`).
+
+mod bench;
+mod ci;
+mod download;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "livekit-agents project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every CI check: fmt, clippy, tests, docs, room-feature type-check.
+    Ci(ci::CiArgs),
+    /// Download model files and the ONNX Runtime library into the cache.
+    DownloadFiles(download::DownloadArgs),
+    /// Run a benchmark.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ci(args) => ci::run(args),
+        Command::DownloadFiles(args) => download::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
