@@ -7,9 +7,12 @@ pub mod tool;
 
 pub use chat_context::{
     AgentHandoff, ChatContent, ChatContext, ChatItem, ChatMessage, ChatRole, FunctionCall,
-    FunctionCallOutput, ImageContent, ImageSource,
+    FunctionCallOutput, ImageContent, ImageSource, ItemFilter,
 };
-pub use tool::{FunctionTool, RunContext, ToolChoice, ToolDefinition, ToolError, ToolOutput};
+pub use tool::{
+    FunctionTool, RunContext, ToolCallResult, ToolChoice, ToolDefinition, ToolError, ToolOutput,
+    ToolSet,
+};
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
