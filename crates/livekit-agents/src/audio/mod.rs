@@ -68,7 +68,7 @@ impl AudioFrame {
         if num_channels == 0 {
             return Err(AudioError::InvalidChannels(num_channels));
         }
-        if data.len() % num_channels as usize != 0 {
+        if !data.len().is_multiple_of(num_channels as usize) {
             return Err(AudioError::RaggedData {
                 len: data.len(),
                 channels: num_channels,
