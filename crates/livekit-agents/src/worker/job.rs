@@ -1,0 +1,519 @@
+//! Job-side types: [`JobRequest`] (accept or reject a dispatch), [`JobContext`] (what an
+//! entrypoint gets) and [`JobProcess`] (per-process shared state from prewarm).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use livekit_protocol as proto;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::options::redact;
+
+/// Per-process state shared by every job: what prewarm loaded.
+///
+/// ```
+/// use livekit_agents::worker::JobProcess;
+///
+/// let proc = JobProcess::new();
+/// proc.userdata().insert("greeting", String::from("hello"));
+/// let g = proc.userdata().get::<String>("greeting").unwrap();
+/// assert_eq!(g.as_str(), "hello");
+/// assert!(proc.userdata().get::<u32>("greeting").is_none());
+/// ```
+#[derive(Clone, Default)]
+pub struct JobProcess {
+    userdata: Userdata,
+}
+
+impl fmt::Debug for JobProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobProcess")
+            .field("pid", &std::process::id())
+            .field("userdata_keys", &self.userdata.keys())
+            .finish()
+    }
+}
+
+impl JobProcess {
+    /// An empty process state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process's typed key-value store.
+    pub fn userdata(&self) -> &Userdata {
+        &self.userdata
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        std::process::id()
+    }
+}
+
+/// A string-keyed map of shared values of any type (the reference's `proc.userdata` dict).
+#[derive(Clone, Default)]
+pub struct Userdata {
+    map: Arc<RwLock<HashMap<String, Arc<dyn Any + Send + Sync>>>>,
+}
+
+impl Userdata {
+    /// Stores `value` under `key`, replacing any previous value.
+    pub fn insert<T: Any + Send + Sync>(&self, key: impl Into<String>, value: T) {
+        self.map.write().insert(key.into(), Arc::new(value));
+    }
+
+    /// The value under `key` if it exists and has type `T`.
+    pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+        let v = self.map.read().get(key)?.clone();
+        v.downcast::<T>().ok()
+    }
+
+    /// The keys present.
+    pub fn keys(&self) -> Vec<String> {
+        self.map.read().keys().cloned().collect()
+    }
+}
+
+/// How the agent joins the room when a job is accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AcceptArgs {
+    /// Participant name (default empty).
+    pub name: String,
+    /// Participant identity (default `agent-<job id>`).
+    pub identity: String,
+    /// Participant metadata.
+    pub metadata: String,
+    /// Participant attributes set on join.
+    pub attributes: HashMap<String, String>,
+}
+
+pub(crate) enum RequestAnswer {
+    Accept(AcceptArgs),
+    Reject,
+}
+
+/// A dispatch offer: the request handler accepts or rejects it. Dropping it unanswered rejects.
+pub struct JobRequest {
+    job: proto::Job,
+    resuming: bool,
+    answer: Option<oneshot::Sender<RequestAnswer>>,
+}
+
+impl fmt::Debug for JobRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobRequest")
+            .field("job_id", &self.job.id)
+            .field("room", &self.room_name())
+            .field("agent_name", &self.job.agent_name)
+            .field("resuming", &self.resuming)
+            .finish()
+    }
+}
+
+impl JobRequest {
+    pub(crate) fn new(job: proto::Job, resuming: bool) -> (Self, oneshot::Receiver<RequestAnswer>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Self {
+                job,
+                resuming,
+                answer: Some(tx),
+            },
+            rx,
+        )
+    }
+
+    /// The job offered.
+    pub fn job(&self) -> &proto::Job {
+        &self.job
+    }
+
+    /// The job id.
+    pub fn id(&self) -> &str {
+        &self.job.id
+    }
+
+    /// The room's name.
+    pub fn room_name(&self) -> &str {
+        self.job
+            .room
+            .as_ref()
+            .map(|r| r.name.as_str())
+            .unwrap_or("")
+    }
+
+    /// The publisher for publisher jobs.
+    pub fn publisher(&self) -> Option<&proto::ParticipantInfo> {
+        self.job.participant.as_ref()
+    }
+
+    /// The agent name the job was dispatched to.
+    pub fn agent_name(&self) -> &str {
+        &self.job.agent_name
+    }
+
+    /// Whether the server is resuming a job after a worker reconnect.
+    pub fn resuming(&self) -> bool {
+        self.resuming
+    }
+
+    /// Takes the job. An empty identity becomes `agent-<job id>`.
+    pub fn accept(mut self, args: AcceptArgs) {
+        if let Some(tx) = self.answer.take() {
+            let _ = tx.send(RequestAnswer::Accept(args));
+        }
+    }
+
+    /// Declines the job; the server offers it to another agent server.
+    pub fn reject(mut self) {
+        if let Some(tx) = self.answer.take() {
+            let _ = tx.send(RequestAnswer::Reject);
+        }
+    }
+}
+
+/// LiveKit server URL and API credentials, for calling the server API (room service, dispatch,
+/// SIP) from a job. The secret is redacted from `Debug`.
+///
+/// The `livekit-api` `services` feature (Twirp clients) is not enabled by this crate to keep the
+/// dependency tree small; build a `livekit_api::services::RoomClient` from these values if needed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiCredentials {
+    /// Server URL as configured.
+    pub url: String,
+    /// API key.
+    pub api_key: String,
+    /// API secret.
+    pub api_secret: String,
+}
+
+impl fmt::Debug for ApiCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiCredentials")
+            .field("url", &self.url)
+            .field("api_key", &redact(&self.api_key))
+            .field("api_secret", &redact(&self.api_secret))
+            .finish()
+    }
+}
+
+type ShutdownCallback = Box<dyn FnOnce(String) -> BoxFuture<'static, ()> + Send>;
+
+pub(crate) struct JobContextInner {
+    pub(crate) job: proto::Job,
+    pub(crate) url: String,
+    pub(crate) token: String,
+    pub(crate) worker_id: String,
+    pub(crate) accept: AcceptArgs,
+    pub(crate) api: ApiCredentials,
+    pub(crate) proc: JobProcess,
+    pub(crate) fake_job: bool,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) shutdown_reason: Mutex<Option<String>>,
+    pub(crate) callbacks: Mutex<Vec<ShutdownCallback>>,
+    /// Set once the job holds a resource that outlives its entrypoint (a room connection, a
+    /// console session): the job then runs until [`JobContext::shutdown`].
+    pub(crate) keep_alive: AtomicBool,
+    #[cfg(feature = "room")]
+    pub(crate) room: tokio::sync::OnceCell<std::sync::Arc<livekit::Room>>,
+}
+
+tokio::task_local! {
+    static CURRENT_JOB: JobContext;
+}
+
+/// Everything a job's entrypoint needs: the job, the room, credentials, process userdata and
+/// the job's lifetime (shutdown callbacks and [`JobContext::shutdown`]). Cheap to clone.
+#[derive(Clone)]
+pub struct JobContext {
+    pub(crate) inner: Arc<JobContextInner>,
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("job_id", &self.inner.job.id)
+            .field("room", &self.room_name())
+            .field("url", &self.inner.url)
+            .field("token", &redact(&self.inner.token))
+            .field("worker_id", &self.inner.worker_id)
+            .field("fake_job", &self.inner.fake_job)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parameters to build a [`JobContext`] (used by the server, the CLI and tests).
+#[derive(Debug, Clone, Default)]
+pub struct JobContextParams {
+    /// The job.
+    pub job: proto::Job,
+    /// Room server URL to connect to.
+    pub url: String,
+    /// Room join token.
+    pub token: String,
+    /// Id of the agent server that runs the job.
+    pub worker_id: String,
+    /// Answer given when the job was accepted.
+    pub accept: AcceptArgs,
+    /// API credentials.
+    pub api: ApiCredentials,
+    /// True for local jobs not dispatched by a server (console).
+    pub fake_job: bool,
+}
+
+impl JobContext {
+    /// A context for `params`, sharing `proc`.
+    pub fn new(params: JobContextParams, proc: JobProcess) -> Self {
+        Self {
+            inner: Arc::new(JobContextInner {
+                job: params.job,
+                url: params.url,
+                token: params.token,
+                worker_id: params.worker_id,
+                accept: params.accept,
+                api: params.api,
+                proc,
+                fake_job: params.fake_job,
+                shutdown: CancellationToken::new(),
+                shutdown_reason: Mutex::new(None),
+                callbacks: Mutex::new(Vec::new()),
+                keep_alive: AtomicBool::new(false),
+                #[cfg(feature = "room")]
+                room: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    /// The context of the job whose entrypoint is running on this task, if any (the
+    /// reference's `get_job_context()`). Tasks spawned by the entrypoint do not inherit it.
+    pub fn current() -> Option<JobContext> {
+        CURRENT_JOB.try_with(|c| c.clone()).ok()
+    }
+
+    pub(crate) async fn scope<F: Future>(self, f: F) -> F::Output {
+        CURRENT_JOB.scope(self, f).await
+    }
+
+    /// The job as dispatched.
+    pub fn job(&self) -> &proto::Job {
+        &self.inner.job
+    }
+
+    /// The job id.
+    pub fn job_id(&self) -> &str {
+        &self.inner.job.id
+    }
+
+    /// The job metadata (JSON recommended).
+    pub fn metadata(&self) -> &str {
+        &self.inner.job.metadata
+    }
+
+    /// The room's name.
+    pub fn room_name(&self) -> &str {
+        self.inner
+            .job
+            .room
+            .as_ref()
+            .map(|r| r.name.as_str())
+            .unwrap_or("")
+    }
+
+    /// For publisher jobs (or `connect --participant-identity`), the participant the job is for.
+    pub fn publisher_identity(&self) -> Option<&str> {
+        self.inner
+            .job
+            .participant
+            .as_ref()
+            .map(|p| p.identity.as_str())
+    }
+
+    /// The URL of the LiveKit server hosting the room.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The room join token for the agent participant.
+    pub fn token(&self) -> &str {
+        &self.inner.token
+    }
+
+    /// The agent server's id.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    /// How the agent participant was accepted (name, identity, attributes).
+    pub fn accept_args(&self) -> &AcceptArgs {
+        &self.inner.accept
+    }
+
+    /// Server URL and API credentials for server API calls.
+    pub fn api(&self) -> &ApiCredentials {
+        &self.inner.api
+    }
+
+    /// Process state filled by prewarm.
+    pub fn proc(&self) -> &JobProcess {
+        &self.inner.proc
+    }
+
+    /// True for local jobs with no LiveKit server (console mode).
+    pub fn is_fake_job(&self) -> bool {
+        self.inner.fake_job
+    }
+
+    /// Registers `callback(reason)` to run when the job shuts down (after the entrypoint), in
+    /// registration order, bounded by the server's `shutdown_process_timeout`.
+    pub fn add_shutdown_callback<F, Fut>(&self, callback: F)
+    where
+        F: FnOnce(String) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner
+            .callbacks
+            .lock()
+            .push(Box::new(move |reason| callback(reason).boxed()));
+    }
+
+    /// Ends the job: stops the entrypoint if still running, runs shutdown callbacks, and
+    /// disconnects from the room. The first reason given wins.
+    pub fn shutdown(&self, reason: impl Into<String>) {
+        {
+            let mut r = self.inner.shutdown_reason.lock();
+            if r.is_none() {
+                *r = Some(reason.into());
+            }
+        }
+        self.inner.shutdown.cancel();
+    }
+
+    /// Whether [`JobContext::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Resolves when the job is asked to shut down, with the reason.
+    pub async fn wait_for_shutdown(&self) -> String {
+        self.inner.shutdown.cancelled().await;
+        self.shutdown_reason()
+    }
+
+    pub(crate) fn shutdown_reason(&self) -> String {
+        self.inner
+            .shutdown_reason
+            .lock()
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Keeps the job running after the entrypoint returns, until [`JobContext::shutdown`]
+    /// (done automatically when connecting to a room or running in console mode).
+    pub fn keep_alive(&self) {
+        self.inner.keep_alive.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_kept_alive(&self) -> bool {
+        self.inner.keep_alive.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn take_callbacks(&self) -> Vec<ShutdownCallback> {
+        std::mem::take(&mut *self.inner.callbacks.lock())
+    }
+}
+
+/// Outcome of one job run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The entrypoint finished (and the job was shut down if it was kept alive).
+    Success,
+    /// The entrypoint returned an error or panicked.
+    Failed(String),
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}
+
+/// Runs a job to completion: the entrypoint on its own task (so a panic is contained), then,
+/// if the job was kept alive, waits for shutdown; then runs the shutdown callbacks.
+pub(crate) async fn run_job(
+    ctx: JobContext,
+    entrypoint: super::options::Entrypoint,
+    callback_timeout: Duration,
+) -> JobOutcome {
+    let fut = ctx.clone().scope(entrypoint(ctx.clone()));
+    let mut handle = tokio::spawn(fut);
+    let outcome = tokio::select! {
+        res = &mut handle => match res {
+            Ok(Ok(())) => {
+                if ctx.is_kept_alive() {
+                    ctx.inner.shutdown.cancelled().await;
+                }
+                JobOutcome::Success
+            }
+            Ok(Err(e)) => JobOutcome::Failed(format!("{e:#}")),
+            Err(join) if join.is_panic() => {
+                JobOutcome::Failed(format!("entrypoint panicked: {}", panic_message(join.into_panic())))
+            }
+            Err(_) => JobOutcome::Failed("entrypoint cancelled".to_owned()),
+        },
+        _ = ctx.inner.shutdown.cancelled() => {
+            handle.abort();
+            let _ = handle.await;
+            JobOutcome::Success
+        }
+    };
+    if !ctx.is_shutting_down() {
+        let reason = match &outcome {
+            JobOutcome::Success => "entrypoint finished".to_owned(),
+            JobOutcome::Failed(e) => e.clone(),
+        };
+        ctx.shutdown(reason);
+    }
+    let reason = ctx.shutdown_reason();
+    let callbacks = ctx.take_callbacks();
+    if !callbacks.is_empty() {
+        let run_all = async {
+            for cb in callbacks {
+                // Each callback on its own task so that a panicking callback does not stop the rest.
+                if let Err(e) = tokio::spawn(cb(reason.clone())).await {
+                    tracing::error!(job_id = ctx.job_id(), error = %e, "shutdown callback failed");
+                }
+            }
+        };
+        if tokio::time::timeout(callback_timeout, run_all)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                job_id = ctx.job_id(),
+                timeout = ?callback_timeout,
+                "shutdown callbacks did not finish in time"
+            );
+        }
+    }
+    #[cfg(feature = "room")]
+    if let Some(room) = ctx.inner.room.get() {
+        if let Err(e) = room.close().await {
+            tracing::debug!(job_id = ctx.job_id(), error = %e, "room close failed");
+        }
+    }
+    outcome
+}
