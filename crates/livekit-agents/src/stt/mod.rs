@@ -19,6 +19,9 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::audio::AudioFrame;
 use crate::types::{ApiConnectOptions, ApiError, TimedString};
 
+pub mod adapter;
+pub use adapter::StreamAdapter;
+
 /// How many events a stream buffers before its producer waits for the consumer.
 pub(crate) const EVENT_BUFFER: usize = 128;
 
