@@ -21,10 +21,16 @@
 
 mod hyphenate;
 mod sentence;
+mod transforms;
 mod word;
 
 pub use hyphenate::{hyphenate_word, syllable_count};
 pub use sentence::{BasicSentenceTokenizer, SentenceStream, SentenceTokenizerOptions};
+pub use transforms::{
+    apply_transforms, filter_emoji, filter_markdown, parse_transforms, EmojiFilter, MarkdownFilter,
+    TextTransform, TextTransformKind, TransformChain, UnknownTransformError,
+    DEFAULT_TTS_TEXT_TRANSFORMS,
+};
 pub use word::{BasicWordTokenizer, WordStream};
 
 /// Splits text into sentences.
