@@ -2,6 +2,7 @@
 //! function tools, and the realtime (speech-to-speech) model traits.
 
 pub mod chat_context;
+pub mod fallback;
 pub mod realtime;
 pub mod tool;
 
@@ -9,6 +10,7 @@ pub use chat_context::{
     AgentHandoff, ChatContent, ChatContext, ChatItem, ChatMessage, ChatRole, FunctionCall,
     FunctionCallOutput, ImageContent, ImageSource, ItemFilter,
 };
+pub use fallback::FallbackAdapter;
 pub use tool::{
     FunctionTool, RunContext, ToolCallResult, ToolChoice, ToolDefinition, ToolError, ToolOutput,
     ToolSet,
