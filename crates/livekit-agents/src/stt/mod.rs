@@ -20,7 +20,9 @@ use crate::audio::AudioFrame;
 use crate::types::{ApiConnectOptions, ApiError, TimedString};
 
 pub mod adapter;
+pub mod fallback;
 pub use adapter::StreamAdapter;
+pub use fallback::FallbackAdapter;
 
 /// How many events a stream buffers before its producer waits for the consumer.
 pub(crate) const EVENT_BUFFER: usize = 128;
