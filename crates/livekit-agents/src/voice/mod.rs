@@ -1,30 +1,45 @@
 //! The voice pipeline: [`AgentSession`], [`Agent`], [`SpeechHandle`].
 //!
-//! (Skeleton: the pipeline lands with the voice-pipeline work; these types are the names other
-//! modules refer to.)
+//! A turn flows through these modules (see `docs/voice-pipeline.md`):
+//!
+//! - [`session`]: the conversation: models, ports, history, events, the active agent.
+//! - `recognition`: user audio → VAD + STT → transcript; end of turn (with `endpointing`).
+//! - `activity`: the active agent's turn handling and speech scheduling.
+//! - `generation`: LLM → TTS → audio output, transcript sync (`transcription`), tool loop
+//!   (`tool_execution`).
+//! - [`agent`], [`nodes`]: what users customize (hooks and pipeline nodes).
+//! - [`task`]: [`AgentTask`], an agent that completes with a value.
+//! - [`events`], [`options`], [`speech_handle`].
 
-use std::sync::Arc;
+mod activity;
+pub mod agent;
+mod endpointing;
+pub mod events;
+mod generation;
+pub mod nodes;
+pub mod options;
+mod recognition;
+pub mod session;
+pub mod speech_handle;
+pub mod task;
+mod tool_execution;
+mod transcription;
 
-/// An agent: instructions, tools and behaviour.
-pub struct Agent {
-    id: String,
-}
-
-impl Agent {
-    /// The agent's id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-/// A running conversation.
-#[derive(Clone)]
-pub struct AgentSession {
-    _inner: Arc<()>,
-}
-
-/// One agent utterance.
-#[derive(Clone)]
-pub struct SpeechHandle {
-    _inner: Arc<()>,
-}
+pub use agent::{
+    Agent, AgentBehavior, AgentBuilder, AgentContext, DefaultBehavior, ModelSettings, StopResponse,
+    UserTurnExceeded,
+};
+pub use events::{AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, UserState};
+pub use options::{
+    EndpointingMode, EndpointingOptions, InterruptionMode, InterruptionOptions,
+    PreemptiveGenerationOptions, SessionOptions, TtsTextTransform, TurnDetection,
+    TurnHandlingOptions, UserTurnLimitOptions,
+};
+pub use session::{
+    AgentSession, AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText,
+    SessionError, SessionIo,
+};
+pub use speech_handle::{NotInterruptible, SpeechHandle, SpeechPriority};
+pub use task::{AgentTask, TaskCompleter, TaskError};
+pub use tool_execution::CANCELLED_OUTPUT;
+pub use transcription::STANDARD_SPEECH_RATE;

@@ -1,0 +1,165 @@
+//! In-memory ports for tests and embedding: an [`AudioInput`] fed through a channel, a
+//! real-time paced [`AudioOutput`] that records what it played, and a [`TextOutput`] that records
+//! text.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use super::{AudioInput, AudioOutput, PacedAudioOutput, PlaybackEvent, TextOutput};
+use crate::audio::AudioFrame;
+
+/// Pushes frames into a [`AudioInput`] made by [`audio_input_channel`].
+#[derive(Clone, Debug)]
+pub struct AudioInputSender {
+    tx: mpsc::UnboundedSender<AudioFrame>,
+}
+
+impl AudioInputSender {
+    /// Sends a frame; `false` once the session stopped reading.
+    pub fn send(&self, frame: AudioFrame) -> bool {
+        self.tx.send(frame).is_ok()
+    }
+}
+
+/// An [`AudioInput`] fed by the returned sender. The input ends when every sender is dropped.
+pub fn audio_input_channel() -> (AudioInputSender, AudioInput) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+    (
+        AudioInputSender { tx },
+        AudioInput::from_stream("memory", stream),
+    )
+}
+
+/// A frame that played, with the tokio time it started playing.
+#[derive(Debug, Clone)]
+pub struct PlayedFrame {
+    /// The frame.
+    pub frame: AudioFrame,
+    /// When it started playing.
+    pub at: Instant,
+}
+
+/// A real-time paced [`AudioOutput`] recording every frame it played.
+#[derive(Clone, Debug)]
+pub struct MemoryAudioOutput {
+    inner: Arc<PacedAudioOutput>,
+    played: Arc<Mutex<Vec<PlayedFrame>>>,
+}
+
+impl MemoryAudioOutput {
+    /// An output that accepts any sample rate. Must be created inside a tokio runtime.
+    pub fn new() -> Self {
+        Self::with_sample_rate(None)
+    }
+
+    /// An output that wants `sample_rate` (the pipeline resamples to it).
+    pub fn with_sample_rate(sample_rate: Option<u32>) -> Self {
+        let played: Arc<Mutex<Vec<PlayedFrame>>> = Arc::default();
+        let record = played.clone();
+        let inner = PacedAudioOutput::new("memory", sample_rate, move |frame: &AudioFrame| {
+            record.lock().push(PlayedFrame {
+                frame: frame.clone(),
+                at: Instant::now(),
+            });
+        });
+        Self {
+            inner: Arc::new(inner),
+            played,
+        }
+    }
+
+    /// The frames played so far.
+    pub fn played(&self) -> Vec<PlayedFrame> {
+        self.played.lock().clone()
+    }
+
+    /// Total duration of the audio played so far (whole frames).
+    pub fn played_duration(&self) -> Duration {
+        self.played.lock().iter().map(|p| p.frame.duration()).sum()
+    }
+}
+
+impl Default for MemoryAudioOutput {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl AudioOutput for MemoryAudioOutput {
+    fn label(&self) -> String {
+        "memory".into()
+    }
+    fn sample_rate(&self) -> Option<u32> {
+        self.inner.sample_rate()
+    }
+    fn can_pause(&self) -> bool {
+        true
+    }
+    async fn capture_frame(&self, frame: AudioFrame) {
+        self.inner.capture_frame(frame).await
+    }
+    fn flush(&self) {
+        self.inner.flush()
+    }
+    fn clear_buffer(&self) {
+        self.inner.clear_buffer()
+    }
+    fn pause(&self) {
+        self.inner.pause()
+    }
+    fn resume(&self) {
+        self.inner.resume()
+    }
+    fn subscribe(&self) -> broadcast::Receiver<PlaybackEvent> {
+        self.inner.subscribe()
+    }
+}
+
+/// A [`TextOutput`] recording text per segment.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryTextOutput {
+    segments: Arc<Mutex<Vec<String>>>,
+    open: Arc<Mutex<Option<String>>>,
+}
+
+impl MemoryTextOutput {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Finished segments followed by the current one (if any text was captured since the last
+    /// flush).
+    pub fn segments(&self) -> Vec<String> {
+        let mut out = self.segments.lock().clone();
+        if let Some(open) = self.open.lock().clone() {
+            out.push(open);
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl TextOutput for MemoryTextOutput {
+    fn label(&self) -> String {
+        "memory".into()
+    }
+    async fn capture_text(&self, text: &str) {
+        self.open
+            .lock()
+            .get_or_insert_with(String::new)
+            .push_str(text);
+    }
+    fn flush(&self) {
+        if let Some(seg) = self.open.lock().take() {
+            self.segments.lock().push(seg);
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The session's ports: where user audio comes from ([`AudioInput`]) and where agent audio and
+//! text go ([`AudioOutput`], [`TextOutput`]).
+//!
+//! The voice pipeline only talks to these types, so the same session runs against a LiveKit room
+//! (`room` feature), a microphone and speaker (console), WAV files ([`wav`]) or memory
+//! ([`memory`], for tests).
+//!
+//! An [`AudioOutput`] plays segments: the pipeline captures frames, then calls
+//! [`AudioOutput::flush`] at the end of a segment; the output reports
+//! [`PlaybackEvent::Started`] when the first frame of a segment starts playing and
+//! [`PlaybackEvent::Finished`] when the segment played out or was cleared
+//! ([`AudioOutput::clear_buffer`]), with the position reached. The pipeline uses that position to
+//! keep only the text the user heard.
+
+pub mod memory;
+pub mod paced;
+pub mod wav;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::Stream;
+use tokio::sync::broadcast;
+
+use crate::audio::AudioFrame;
+
+pub use paced::{FrameSink, PacedAudioOutput};
+
+/// A source of user audio: a stream of frames (any sample rate; the stages convert).
+pub struct AudioInput {
+    label: String,
+    stream: Pin<Box<dyn Stream<Item = AudioFrame> + Send>>,
+}
+
+impl std::fmt::Debug for AudioInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioInput")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AudioInput {
+    /// Wraps any stream of frames (a microphone, a room track, a file reader).
+    pub fn from_stream(
+        label: impl Into<String>,
+        stream: impl Stream<Item = AudioFrame> + Send + 'static,
+    ) -> Self {
+        Self {
+            label: label.into(),
+            stream: Box::pin(stream),
+        }
+    }
+
+    /// A short name for logs.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The frames.
+    pub fn into_stream(self) -> Pin<Box<dyn Stream<Item = AudioFrame> + Send>> {
+        self.stream
+    }
+}
+
+/// How far a segment played.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlaybackFinished {
+    /// Audio played from the segment's start.
+    pub playback_position: Duration,
+    /// The segment was cleared before it played out.
+    pub interrupted: bool,
+}
+
+/// What an [`AudioOutput`] reports about playback.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PlaybackEvent {
+    /// The first frame of a segment started playing.
+    Started,
+    /// A segment ended (played out, or cleared).
+    Finished(PlaybackFinished),
+}
+
+/// Where the agent's audio goes.
+///
+/// Segment contract: frames captured after the previous `Finished` belong to one segment;
+/// [`flush`](Self::flush) marks its end. Exactly one [`PlaybackEvent::Finished`] is sent per
+/// segment that captured a frame or was flushed: when its audio played out, or at once with
+/// `interrupted: true` on [`clear_buffer`](Self::clear_buffer).
+#[async_trait]
+pub trait AudioOutput: Send + Sync + 'static {
+    /// A short name for logs.
+    fn label(&self) -> String;
+    /// The sample rate the output wants (`None`: it accepts any rate).
+    fn sample_rate(&self) -> Option<u32> {
+        None
+    }
+    /// Whether [`pause`](Self::pause) is supported (needed to resume after false interruptions).
+    fn can_pause(&self) -> bool;
+    /// Queues a frame for playback (may wait while the output's buffer is full).
+    async fn capture_frame(&self, frame: AudioFrame);
+    /// Ends the current segment.
+    fn flush(&self);
+    /// Drops queued audio now; the current segment finishes as interrupted.
+    fn clear_buffer(&self);
+    /// Pauses playback (the playback clock stops).
+    fn pause(&self);
+    /// Resumes playback.
+    fn resume(&self);
+    /// Playback events from now on.
+    fn subscribe(&self) -> broadcast::Receiver<PlaybackEvent>;
+}
+
+/// Where the agent's text (its transcript) goes.
+#[async_trait]
+pub trait TextOutput: Send + Sync + 'static {
+    /// A short name for logs.
+    fn label(&self) -> String;
+    /// Appends text to the current segment.
+    async fn capture_text(&self, text: &str);
+    /// Ends the current segment.
+    fn flush(&self);
+}
+
+/// Waits for the next [`PlaybackEvent::Finished`] on `events`, or `None` if the output closed.
+pub async fn wait_for_finished(
+    events: &mut broadcast::Receiver<PlaybackEvent>,
+) -> Option<PlaybackFinished> {
+    loop {
+        match events.recv().await {
+            Ok(PlaybackEvent::Finished(f)) => return Some(f),
+            Ok(PlaybackEvent::Started) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! [`PacedAudioOutput`]: an [`AudioOutput`] that plays frames at real-time pace on tokio's
+//! clock and hands each frame to a [`FrameSink`] when it starts playing.
+//!
+//! It is the playout model behind the in-memory and WAV outputs: a frame of 50 ms occupies the
+//! output for 50 ms of (possibly paused, in tests) tokio time, so playback positions,
+//! interruptions and transcript synchronization behave as they would on a speaker.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, Notify};
+use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::{AudioOutput, PlaybackEvent, PlaybackFinished};
+use crate::audio::AudioFrame;
+
+/// Receives frames as they start playing.
+pub trait FrameSink: Send + 'static {
+    /// `frame` starts playing now.
+    fn play(&mut self, frame: &AudioFrame);
+}
+
+impl<F: FnMut(&AudioFrame) + Send + 'static> FrameSink for F {
+    fn play(&mut self, frame: &AudioFrame) {
+        self(frame)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<AudioFrame>,
+    paused: bool,
+    /// A segment captured a frame or was flushed and has not finished yet.
+    open: bool,
+    flushed: bool,
+    started: bool,
+    /// Audio of the current segment fully played.
+    position: Duration,
+    /// The frame playing now: when it started and how long it is.
+    playing: Option<(Instant, Duration)>,
+    /// Bumped by `clear_buffer`, so the player drops the accounting of a cleared frame.
+    epoch: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Notify,
+    events: broadcast::Sender<PlaybackEvent>,
+}
+
+/// A real-time paced [`AudioOutput`] over a [`FrameSink`].
+///
+/// Must be created inside a tokio runtime (it spawns its player task, stopped on drop).
+pub struct PacedAudioOutput {
+    label: String,
+    sample_rate: Option<u32>,
+    shared: Arc<Shared>,
+    _player: AbortOnDropHandle<()>,
+}
+
+impl std::fmt::Debug for PacedAudioOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacedAudioOutput")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PacedAudioOutput {
+    /// An output named `label` that wants `sample_rate` (or any rate with `None`) and plays into
+    /// `sink`.
+    pub fn new(label: impl Into<String>, sample_rate: Option<u32>, sink: impl FrameSink) -> Self {
+        let (events, _) = broadcast::channel(256);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            events,
+        });
+        let player = tokio::spawn(play_loop(shared.clone(), Box::new(sink)));
+        Self {
+            label: label.into(),
+            sample_rate,
+            shared,
+            _player: AbortOnDropHandle::new(player),
+        }
+    }
+
+    /// Whether audio is queued or playing.
+    pub fn is_playing(&self) -> bool {
+        let st = self.shared.state.lock();
+        st.open
+    }
+}
+
+enum Step {
+    Wait,
+    Play(AudioFrame, u64),
+}
+
+async fn play_loop(shared: Arc<Shared>, mut sink: Box<dyn FrameSink>) {
+    loop {
+        let step = {
+            let mut st = shared.state.lock();
+            if st.paused {
+                Step::Wait
+            } else if let Some(frame) = st.queue.pop_front() {
+                if !st.started {
+                    st.started = true;
+                    let _ = shared.events.send(PlaybackEvent::Started);
+                }
+                st.playing = Some((Instant::now(), frame.duration()));
+                Step::Play(frame, st.epoch)
+            } else if st.open && st.flushed {
+                let finished = PlaybackFinished {
+                    playback_position: st.position,
+                    interrupted: false,
+                };
+                reset_segment(&mut st);
+                let _ = shared.events.send(PlaybackEvent::Finished(finished));
+                continue;
+            } else {
+                Step::Wait
+            }
+        };
+        match step {
+            Step::Wait => shared.wake.notified().await,
+            Step::Play(frame, epoch) => {
+                sink.play(&frame);
+                let duration = frame.duration();
+                tokio::time::sleep(duration).await;
+                let mut st = shared.state.lock();
+                if st.epoch == epoch {
+                    st.position += duration;
+                    st.playing = None;
+                }
+            }
+        }
+    }
+}
+
+fn reset_segment(st: &mut State) {
+    st.queue.clear();
+    st.open = false;
+    st.flushed = false;
+    st.started = false;
+    st.position = Duration::ZERO;
+    st.playing = None;
+}
+
+#[async_trait]
+impl AudioOutput for PacedAudioOutput {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
+    fn sample_rate(&self) -> Option<u32> {
+        self.sample_rate
+    }
+
+    fn can_pause(&self) -> bool {
+        true
+    }
+
+    async fn capture_frame(&self, frame: AudioFrame) {
+        {
+            let mut st = self.shared.state.lock();
+            st.open = true;
+            st.queue.push_back(frame);
+        }
+        self.shared.wake.notify_one();
+    }
+
+    fn flush(&self) {
+        {
+            let mut st = self.shared.state.lock();
+            st.open = true;
+            st.flushed = true;
+        }
+        self.shared.wake.notify_one();
+    }
+
+    fn clear_buffer(&self) {
+        let finished = {
+            let mut st = self.shared.state.lock();
+            if !st.open {
+                return;
+            }
+            let mut position = st.position;
+            if let Some((since, duration)) = st.playing {
+                position += Instant::now()
+                    .saturating_duration_since(since)
+                    .min(duration);
+            }
+            reset_segment(&mut st);
+            st.epoch += 1;
+            PlaybackFinished {
+                playback_position: position,
+                interrupted: true,
+            }
+        };
+        let _ = self.shared.events.send(PlaybackEvent::Finished(finished));
+        self.shared.wake.notify_one();
+    }
+
+    fn pause(&self) {
+        self.shared.state.lock().paused = true;
+    }
+
+    fn resume(&self) {
+        self.shared.state.lock().paused = false;
+        self.shared.wake.notify_one();
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<PlaybackEvent> {
+        self.shared.events.subscribe()
+    }
+}

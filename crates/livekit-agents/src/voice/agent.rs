@@ -1,0 +1,385 @@
+//! [`Agent`]: instructions, tools, per-agent model overrides, and an [`AgentBehavior`] whose
+//! hooks and pipeline nodes have default implementations (see [`super::nodes`]).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use super::nodes::{
+    self, AudioFrameStream, LlmChunkStream, SpeechEventStream, SynthesizedStream, TextStream,
+};
+use super::session::{AgentSession, ReplyOptions};
+use crate::llm::{ChatContext, ChatMessage, FunctionTool, Llm, ToolChoice};
+use crate::stt::Stt;
+use crate::tts::Tts;
+use crate::types::ApiError;
+
+/// Returned by [`AgentBehavior::on_user_turn_completed`] to skip the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
+#[error("stop response")]
+pub struct StopResponse;
+
+/// Settings of one node call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelSettings {
+    /// The tool choice of this generation.
+    pub tool_choice: Option<ToolChoice>,
+}
+
+/// The user spoke past [`UserTurnLimitOptions`](super::UserTurnLimitOptions).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UserTurnExceeded {
+    /// Words across the consecutive user turns.
+    pub words: usize,
+    /// Speech across the consecutive user turns.
+    pub duration: std::time::Duration,
+    /// The transcript of those turns.
+    pub transcript: String,
+}
+
+/// What hooks and nodes receive: the session and the agent they run for.
+#[derive(Clone)]
+pub struct AgentContext {
+    /// The session.
+    pub session: AgentSession,
+    /// The agent.
+    pub agent: Agent,
+}
+
+impl std::fmt::Debug for AgentContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentContext")
+            .field("agent", &self.agent.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An agent's hooks and pipeline nodes. Every method has the reference's default behaviour, so
+/// implement only what you change; an override can call the default node (for example
+/// [`nodes::default_tts_node`]) after rewriting its input.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use futures::StreamExt;
+/// use livekit_agents::voice::{nodes, Agent, AgentBehavior, AgentContext, ModelSettings};
+/// use livekit_agents::types::ApiError;
+///
+/// struct Pronounce;
+///
+/// #[async_trait]
+/// impl AgentBehavior for Pronounce {
+///     async fn tts_node(
+///         &self,
+///         ctx: AgentContext,
+///         text: nodes::TextStream,
+///         settings: ModelSettings,
+///     ) -> Result<Option<nodes::SynthesizedStream>, ApiError> {
+///         let text = text.map(|t| t.replace("LiveKit", "Live Kit")).boxed();
+///         nodes::default_tts_node(ctx, text, settings).await
+///     }
+/// }
+///
+/// let agent = Agent::builder().instructions("You are helpful.").behavior(Pronounce).build();
+/// assert_eq!(agent.instructions(), "You are helpful.");
+/// ```
+#[async_trait]
+pub trait AgentBehavior: Send + Sync + 'static {
+    /// The agent became active. Default: nothing.
+    async fn on_enter(&self, ctx: AgentContext) {
+        let _ = ctx;
+    }
+
+    /// The agent is about to hand over to another. Default: nothing.
+    async fn on_exit(&self, ctx: AgentContext) {
+        let _ = ctx;
+    }
+
+    /// The user finished a turn. `turn_ctx` is the agent's context without the new message;
+    /// edits to it apply to this reply only, edits to `new_message` are kept. Return
+    /// `Err(StopResponse)` to skip the reply.
+    async fn on_user_turn_completed(
+        &self,
+        ctx: AgentContext,
+        turn_ctx: &mut ChatContext,
+        new_message: &mut ChatMessage,
+    ) -> Result<(), StopResponse> {
+        let _ = (ctx, turn_ctx, new_message);
+        Ok(())
+    }
+
+    /// The user spoke past the turn limit. Default: an uninterruptible reply without tools.
+    async fn on_user_turn_exceeded(&self, ctx: AgentContext, event: UserTurnExceeded) {
+        let _ = event;
+        let _ = ctx.session.generate_reply(ReplyOptions {
+            allow_interruptions: Some(false),
+            tool_choice: Some(ToolChoice::None),
+            ..Default::default()
+        });
+    }
+
+    /// Audio to speech events. Default: [`nodes::default_stt_node`].
+    async fn stt_node(
+        &self,
+        ctx: AgentContext,
+        audio: AudioFrameStream,
+        settings: ModelSettings,
+    ) -> Result<Option<SpeechEventStream>, ApiError> {
+        nodes::default_stt_node(ctx, audio, settings).await
+    }
+
+    /// Context and tools to text and tool calls. Default: [`nodes::default_llm_node`].
+    async fn llm_node(
+        &self,
+        ctx: AgentContext,
+        chat_ctx: ChatContext,
+        tools: Vec<FunctionTool>,
+        settings: ModelSettings,
+    ) -> Result<Option<LlmChunkStream>, ApiError> {
+        nodes::default_llm_node(ctx, chat_ctx, tools, settings).await
+    }
+
+    /// Text to audio. Default: [`nodes::default_tts_node`].
+    async fn tts_node(
+        &self,
+        ctx: AgentContext,
+        text: TextStream,
+        settings: ModelSettings,
+    ) -> Result<Option<SynthesizedStream>, ApiError> {
+        nodes::default_tts_node(ctx, text, settings).await
+    }
+
+    /// The agent's transcript before it is shown. Default: passes it through.
+    async fn transcription_node(
+        &self,
+        ctx: AgentContext,
+        text: TextStream,
+        settings: ModelSettings,
+    ) -> TextStream {
+        nodes::default_transcription_node(ctx, text, settings).await
+    }
+
+    /// Realtime model audio before playback. Default: passes it through.
+    async fn realtime_audio_output_node(
+        &self,
+        ctx: AgentContext,
+        audio: AudioFrameStream,
+        settings: ModelSettings,
+    ) -> AudioFrameStream {
+        nodes::default_realtime_audio_output_node(ctx, audio, settings).await
+    }
+}
+
+/// The behaviour with every default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultBehavior;
+
+impl AgentBehavior for DefaultBehavior {}
+
+struct AgentInner {
+    id: String,
+    instructions: Mutex<String>,
+    tools: Mutex<Vec<FunctionTool>>,
+    chat_ctx: Mutex<ChatContext>,
+    stt: Option<Arc<dyn Stt>>,
+    llm: Option<Arc<dyn Llm>>,
+    tts: Option<Arc<dyn Tts>>,
+    allow_interruptions: Option<bool>,
+    behavior: Arc<dyn AgentBehavior>,
+}
+
+/// An agent: instructions, tools, model overrides and behaviour. Cheap to clone (clones share
+/// state: instructions, tools and chat context updates are seen by all).
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<AgentInner>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Agent {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// Builds an [`Agent`].
+pub struct AgentBuilder {
+    id: Option<String>,
+    instructions: String,
+    tools: Vec<FunctionTool>,
+    chat_ctx: ChatContext,
+    stt: Option<Arc<dyn Stt>>,
+    llm: Option<Arc<dyn Llm>>,
+    tts: Option<Arc<dyn Tts>>,
+    allow_interruptions: Option<bool>,
+    behavior: Arc<dyn AgentBehavior>,
+}
+
+impl AgentBuilder {
+    /// The agent id (default: `agent_…`). Handoff items and test assertions name agents by id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+    /// The system prompt.
+    pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
+        self.instructions = instructions.into();
+        self
+    }
+    /// Adds a tool.
+    pub fn tool(mut self, tool: FunctionTool) -> Self {
+        self.tools.push(tool);
+        self
+    }
+    /// Adds tools.
+    pub fn tools(mut self, tools: impl IntoIterator<Item = FunctionTool>) -> Self {
+        self.tools.extend(tools);
+        self
+    }
+    /// The initial conversation (default: empty).
+    pub fn chat_ctx(mut self, chat_ctx: ChatContext) -> Self {
+        self.chat_ctx = chat_ctx;
+        self
+    }
+    /// Overrides the session's STT.
+    pub fn stt(mut self, stt: Arc<dyn Stt>) -> Self {
+        self.stt = Some(stt);
+        self
+    }
+    /// Overrides the session's LLM.
+    pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
+        self.llm = Some(llm);
+        self
+    }
+    /// Overrides the session's TTS.
+    pub fn tts(mut self, tts: Arc<dyn Tts>) -> Self {
+        self.tts = Some(tts);
+        self
+    }
+    /// Overrides whether the user can interrupt this agent.
+    pub fn allow_interruptions(mut self, allow: bool) -> Self {
+        self.allow_interruptions = Some(allow);
+        self
+    }
+    /// Hooks and nodes.
+    pub fn behavior(mut self, behavior: impl AgentBehavior) -> Self {
+        self.behavior = Arc::new(behavior);
+        self
+    }
+    /// Hooks and nodes, shared.
+    pub fn behavior_arc(mut self, behavior: Arc<dyn AgentBehavior>) -> Self {
+        self.behavior = behavior;
+        self
+    }
+    /// The agent.
+    pub fn build(self) -> Agent {
+        Agent {
+            inner: Arc::new(AgentInner {
+                id: self.id.unwrap_or_else(|| {
+                    format!("agent_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+                }),
+                instructions: Mutex::new(self.instructions),
+                tools: Mutex::new(self.tools),
+                chat_ctx: Mutex::new(self.chat_ctx),
+                stt: self.stt,
+                llm: self.llm,
+                tts: self.tts,
+                allow_interruptions: self.allow_interruptions,
+                behavior: self.behavior,
+            }),
+        }
+    }
+}
+
+impl Agent {
+    /// A builder.
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder {
+            id: None,
+            instructions: String::new(),
+            tools: Vec::new(),
+            chat_ctx: ChatContext::new(),
+            stt: None,
+            llm: None,
+            tts: None,
+            allow_interruptions: None,
+            behavior: Arc::new(DefaultBehavior),
+        }
+    }
+
+    /// An agent with these instructions and default behaviour.
+    pub fn new(instructions: impl Into<String>) -> Self {
+        Self::builder().instructions(instructions).build()
+    }
+
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The instructions.
+    pub fn instructions(&self) -> String {
+        self.inner.instructions.lock().clone()
+    }
+
+    /// The tools.
+    pub fn tools(&self) -> Vec<FunctionTool> {
+        self.inner.tools.lock().clone()
+    }
+
+    /// A copy of the agent's conversation.
+    pub fn chat_ctx(&self) -> ChatContext {
+        self.inner.chat_ctx.lock().clone()
+    }
+
+    /// Replaces the instructions (used from the next generation on).
+    pub fn update_instructions(&self, instructions: impl Into<String>) {
+        *self.inner.instructions.lock() = instructions.into();
+    }
+
+    /// Replaces all tools.
+    pub fn update_tools(&self, tools: Vec<FunctionTool>) {
+        *self.inner.tools.lock() = tools;
+    }
+
+    /// Replaces the conversation.
+    pub fn update_chat_ctx(&self, chat_ctx: ChatContext) {
+        *self.inner.chat_ctx.lock() = chat_ctx;
+    }
+
+    /// The STT override.
+    pub fn stt(&self) -> Option<Arc<dyn Stt>> {
+        self.inner.stt.clone()
+    }
+
+    /// The LLM override.
+    pub fn llm(&self) -> Option<Arc<dyn Llm>> {
+        self.inner.llm.clone()
+    }
+
+    /// The TTS override.
+    pub fn tts(&self) -> Option<Arc<dyn Tts>> {
+        self.inner.tts.clone()
+    }
+
+    /// The interruption override.
+    pub fn allow_interruptions(&self) -> Option<bool> {
+        self.inner.allow_interruptions
+    }
+
+    /// The behaviour.
+    pub fn behavior(&self) -> Arc<dyn AgentBehavior> {
+        self.inner.behavior.clone()
+    }
+
+    pub(crate) fn push_chat_item(&self, item: crate::llm::ChatItem) {
+        self.inner.chat_ctx.lock().push(item);
+    }
+}

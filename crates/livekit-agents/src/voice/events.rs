@@ -1,0 +1,179 @@
+//! What a session reports: [`SessionEvent`] and the agent/user states.
+
+use crate::llm::{ChatItem, FunctionCall, FunctionCallOutput};
+use crate::metrics::AgentMetrics;
+
+use super::SpeechHandle;
+
+/// What the agent is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Starting up (and again after close).
+    Initializing,
+    /// Started but not attached to input (the reference's `idle`).
+    Idle,
+    /// Waiting for the user.
+    Listening,
+    /// Processing the user's turn.
+    Thinking,
+    /// Playing speech.
+    Speaking,
+}
+
+impl AgentState {
+    /// The name used in the `lk.agent.state` attribute.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgentState::Initializing => "initializing",
+            AgentState::Idle => "idle",
+            AgentState::Listening => "listening",
+            AgentState::Thinking => "thinking",
+            AgentState::Speaking => "speaking",
+        }
+    }
+}
+
+/// What the user is doing (driven by VAD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserState {
+    /// Speaking.
+    Speaking,
+    /// Silent.
+    Listening,
+    /// Silent for `user_away_timeout` while the agent was listening too.
+    Away,
+}
+
+/// Who created a speech.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpeechSource {
+    /// [`AgentSession::say`](super::AgentSession::say).
+    Say,
+    /// [`AgentSession::generate_reply`](super::AgentSession::generate_reply) or a user turn.
+    GenerateReply,
+    /// A follow-up reply to tool outputs.
+    ToolResponse,
+}
+
+/// Which component failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorSource {
+    /// Speech-to-text.
+    Stt,
+    /// Language model.
+    Llm,
+    /// Text-to-speech.
+    Tts,
+    /// Realtime model.
+    RealtimeModel,
+    /// Voice activity detection.
+    Vad,
+}
+
+/// Why the session closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// [`AgentSession::close`](super::AgentSession::close) or `drain`.
+    UserInitiated,
+    /// Too many unrecoverable errors.
+    Error,
+    /// The input ended (e.g. the WAV file or the participant's track ended).
+    InputEnded,
+}
+
+/// An event of a session; subscribe with [`AgentSession::subscribe`](super::AgentSession::subscribe).
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// The agent state changed.
+    AgentStateChanged {
+        /// Before.
+        old_state: AgentState,
+        /// After.
+        new_state: AgentState,
+    },
+    /// The user state changed.
+    UserStateChanged {
+        /// Before.
+        old_state: UserState,
+        /// After.
+        new_state: UserState,
+    },
+    /// A user transcript (interim or final).
+    UserInputTranscribed {
+        /// The text.
+        transcript: String,
+        /// Whether it is final.
+        is_final: bool,
+        /// Speaker id with diarization.
+        speaker_id: Option<String>,
+        /// Language as reported by the STT.
+        language: Option<String>,
+    },
+    /// An item was added to the session history.
+    ConversationItemAdded {
+        /// The item.
+        item: ChatItem,
+    },
+    /// Tools of one step finished.
+    FunctionToolsExecuted {
+        /// The calls.
+        function_calls: Vec<FunctionCall>,
+        /// Their outputs (same order).
+        function_call_outputs: Vec<FunctionCallOutput>,
+    },
+    /// Metrics of one stage.
+    MetricsCollected {
+        /// The metrics.
+        metrics: AgentMetrics,
+    },
+    /// A speech was created.
+    SpeechCreated {
+        /// Created by `say`/`generate_reply` (not by a user turn or tool reply).
+        user_initiated: bool,
+        /// What created it.
+        source: SpeechSource,
+        /// The speech.
+        speech_handle: SpeechHandle,
+    },
+    /// A user interruption turned out to be false (no transcript within the timeout).
+    AgentFalseInterruption {
+        /// Whether the paused speech resumed.
+        resumed: bool,
+    },
+    /// A component failed.
+    Error {
+        /// Which one.
+        source: ErrorSource,
+        /// The error text.
+        error: String,
+        /// Whether the session retries or goes on.
+        recoverable: bool,
+    },
+    /// The session closed.
+    Close {
+        /// Why.
+        reason: CloseReason,
+        /// The error that closed it, if any.
+        error: Option<String>,
+    },
+}
+
+impl SessionEvent {
+    /// A short snake_case name (the reference's event name).
+    pub fn name(&self) -> &'static str {
+        match self {
+            SessionEvent::AgentStateChanged { .. } => "agent_state_changed",
+            SessionEvent::UserStateChanged { .. } => "user_state_changed",
+            SessionEvent::UserInputTranscribed { .. } => "user_input_transcribed",
+            SessionEvent::ConversationItemAdded { .. } => "conversation_item_added",
+            SessionEvent::FunctionToolsExecuted { .. } => "function_tools_executed",
+            SessionEvent::MetricsCollected { .. } => "metrics_collected",
+            SessionEvent::SpeechCreated { .. } => "speech_created",
+            SessionEvent::AgentFalseInterruption { .. } => "agent_false_interruption",
+            SessionEvent::Error { .. } => "error",
+            SessionEvent::Close { .. } => "close",
+        }
+    }
+}

@@ -1,0 +1,632 @@
+//! Speech generation: LLM → text transforms → TTS → audio output, with the transcript
+//! synchronized to playout, interruption, and the tool loop.
+//!
+//! A reply step starts its LLM request at once (so a preemptive generation is ready early) but
+//! plays only when the scheduler authorizes the speech. Playback and text run in one loop that
+//! also watches for interruption: on interruption the output buffer is cleared within a frame,
+//! the LLM and TTS streams are dropped, and the history gets only the text the user heard.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::activity::Activity;
+use super::agent::{AgentContext, ModelSettings};
+use super::events::{AgentState, ErrorSource, SessionEvent, SpeechSource};
+use super::nodes::{AudioFrameStream, SynthesizedStream, TextStream};
+use super::options::TtsTextTransform;
+use super::session::SayText;
+use super::speech_handle::SpeechHandle;
+use super::tool_execution::ToolExecutor;
+use super::transcription::SegmentSync;
+use crate::io::{PlaybackEvent, PlaybackFinished};
+use crate::llm::chat_context::{new_item_id, now_secs};
+use crate::llm::{ChatItem, ChatMessage, ChatRole, FunctionCall, FunctionTool, ToolChoice};
+use crate::metrics::{AgentMetrics, LlmMetrics, TtsMetrics, TurnMetrics};
+use crate::tts::SynthesizedAudio;
+
+/// One reply step's inputs.
+pub(crate) struct ReplyRequest {
+    /// The full context for the LLM (instructions included).
+    pub chat_ctx: crate::llm::ChatContext,
+    /// Tools the model may call.
+    pub tools: Vec<FunctionTool>,
+    /// Tool choice of this step.
+    pub tool_choice: Option<ToolChoice>,
+}
+
+/// What `say` plays.
+pub(crate) struct SayRequest {
+    pub text: SayText,
+    pub audio: Option<AudioFrameStream>,
+    pub add_to_chat_ctx: bool,
+}
+
+/// What was spoken.
+struct Spoken {
+    /// The text the user heard (all of it unless interrupted).
+    text: String,
+    interrupted: bool,
+}
+
+pub(crate) async fn say_task(
+    activity: Activity,
+    handle: SpeechHandle,
+    step: u32,
+    request: SayRequest,
+) {
+    if !handle.wait_for_authorization(step).await {
+        finish_speech(&activity, &handle);
+        return;
+    }
+    let text: TextStream = match request.text {
+        SayText::Text(t) => futures::stream::once(async move { t }).boxed(),
+        SayText::Stream(s) => s,
+    };
+    let spoken = speak(
+        &activity,
+        &handle,
+        text,
+        ModelSettings::default(),
+        request.audio,
+    )
+    .await;
+    if request.add_to_chat_ctx {
+        commit_assistant_message(&activity, &handle, &spoken);
+    }
+    finish_speech(&activity, &handle);
+}
+
+fn finish_speech(activity: &Activity, handle: &SpeechHandle) {
+    handle.mark_generation_done();
+    handle.mark_done();
+    let session = activity.session();
+    if activity.current_speech().is_none_or(|s| s == *handle) {
+        session.set_agent_state(AgentState::Listening);
+    }
+}
+
+fn commit_assistant_message(activity: &Activity, handle: &SpeechHandle, spoken: &Spoken) {
+    if spoken.text.trim().is_empty() {
+        return;
+    }
+    let mut msg = ChatMessage::new(ChatRole::Assistant, spoken.text.clone());
+    msg.interrupted = spoken.interrupted;
+    let item = ChatItem::Message(msg);
+    activity.agent().push_chat_item(item.clone());
+    handle.push_chat_item(item.clone());
+    activity.session().add_history_item(item);
+}
+
+/// One generation step of `handle`, and the tool loop after it.
+pub(crate) async fn pipeline_reply(
+    activity: Activity,
+    handle: SpeechHandle,
+    step: u32,
+    request: ReplyRequest,
+) {
+    let session = activity.session().clone();
+    let ctx = activity.context();
+    let settings = ModelSettings {
+        tool_choice: request.tool_choice.clone(),
+    };
+    let (text_tx, text_rx) = mpsc::unbounded_channel::<String>();
+    let (call_tx, call_rx) = mpsc::unbounded_channel::<FunctionCall>();
+    let llm_task = AbortOnDropHandle::new(tokio::spawn(run_llm(
+        ctx.clone(),
+        request.chat_ctx.clone(),
+        request.tools.clone(),
+        settings.clone(),
+        text_tx,
+        call_tx,
+        handle.id().to_string(),
+    )));
+
+    if !handle.wait_for_authorization(step).await {
+        drop(llm_task);
+        finish_speech(&activity, &handle);
+        return;
+    }
+    let tools = ToolExecutor::start(&activity, &handle, request.tools.clone(), call_rx);
+    session.set_agent_state(AgentState::Thinking);
+    if handle.allow_interruptions() {
+        tokio::select! {
+            _ = session.wait_user_silent() => {}
+            _ = handle.wait_interrupted() => {}
+        }
+    }
+
+    let text = UnboundedReceiverStream::new(text_rx).boxed();
+    let spoken = speak(&activity, &handle, text, settings, None).await;
+    commit_assistant_message(&activity, &handle, &spoken);
+    handle.mark_generation_done();
+
+    if handle.interrupted() {
+        drop(llm_task);
+    } else {
+        let _ = llm_task.await;
+    }
+    let results = tools.finish(&handle).await;
+    if results.is_empty() {
+        finish_speech(&activity, &handle);
+        return;
+    }
+
+    let mut calls = Vec::new();
+    let mut outputs = Vec::new();
+    let mut reply_required = false;
+    let mut handoff = None;
+    for r in results {
+        let call_item = ChatItem::FunctionCall(r.call.clone());
+        let out_item = ChatItem::FunctionCallOutput(r.output.clone());
+        for item in [call_item, out_item] {
+            activity.agent().push_chat_item(item.clone());
+            handle.push_chat_item(item.clone());
+            session.add_history_item(item);
+        }
+        reply_required |= r.reply_required;
+        if r.handoff.is_some() {
+            handoff = r.handoff;
+        }
+        calls.push(r.call);
+        outputs.push(r.output);
+    }
+    session.emit(SessionEvent::FunctionToolsExecuted {
+        function_calls: calls,
+        function_call_outputs: outputs,
+    });
+
+    if let Some(agent) = handoff {
+        finish_speech(&activity, &handle);
+        session.update_agent(agent);
+        return;
+    }
+    if !reply_required || handle.interrupted() {
+        finish_speech(&activity, &handle);
+        return;
+    }
+    // Reference rule: with max_tool_steps = 3, the 4th consecutive tool step forces a text-only
+    // 5th generation.
+    let max_steps_reached = handle.num_steps() > session.options().max_tool_steps;
+    handle.increment_num_steps();
+    let tool_choice = activity.follow_up_tool_choice(request.tool_choice, max_steps_reached);
+    let chat_ctx = activity.llm_context(&activity.agent().chat_ctx(), None);
+    session.emit(SessionEvent::SpeechCreated {
+        user_initiated: false,
+        source: SpeechSource::ToolResponse,
+        speech_handle: handle.clone(),
+    });
+    activity
+        .spawn_reply(
+            &handle,
+            ReplyRequest {
+                chat_ctx,
+                tools: activity.all_tools(),
+                tool_choice,
+            },
+        )
+        .detach();
+    activity.schedule(&handle);
+}
+
+async fn run_llm(
+    ctx: AgentContext,
+    chat_ctx: crate::llm::ChatContext,
+    tools: Vec<FunctionTool>,
+    settings: ModelSettings,
+    text_tx: mpsc::UnboundedSender<String>,
+    call_tx: mpsc::UnboundedSender<FunctionCall>,
+    speech_id: String,
+) {
+    let session = ctx.session.clone();
+    let label = ctx
+        .agent
+        .llm()
+        .or_else(|| session.llm())
+        .map(|l| l.label())
+        .unwrap_or_default();
+    let started = Instant::now();
+    let behavior = ctx.agent.behavior();
+    let mut stream = match behavior.llm_node(ctx, chat_ctx, tools, settings).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            session.report_error(ErrorSource::Llm, e.to_string(), false);
+            return;
+        }
+    };
+    let mut metrics = LlmMetrics {
+        label,
+        speech_id: Some(speech_id),
+        ..Default::default()
+    };
+    let mut got_first = false;
+    let mut failed = false;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(chunk) => {
+                if chunk.has_content() && !got_first {
+                    got_first = true;
+                    metrics.ttft = started.elapsed();
+                }
+                if metrics.request_id.is_empty() {
+                    metrics.request_id = chunk.id.clone();
+                }
+                if let Some(delta) = chunk.delta {
+                    if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                        let _ = text_tx.send(text);
+                    }
+                    for call in delta.tool_calls {
+                        let _ = call_tx.send(FunctionCall {
+                            id: new_item_id("item"),
+                            call_id: call.call_id,
+                            name: call.name,
+                            arguments: call.arguments,
+                            created_at: now_secs(),
+                        });
+                    }
+                }
+                if let Some(usage) = chunk.usage {
+                    metrics.completion_tokens = usage.completion_tokens;
+                    metrics.prompt_tokens = usage.prompt_tokens;
+                    metrics.prompt_cached_tokens = usage.prompt_cached_tokens;
+                    metrics.total_tokens = usage.total_tokens;
+                }
+            }
+            Err(e) => {
+                failed = true;
+                session.report_error(ErrorSource::Llm, e.to_string(), false);
+                break;
+            }
+        }
+    }
+    metrics.duration = started.elapsed();
+    let secs = metrics.duration.as_secs_f64();
+    if secs > 0.0 {
+        metrics.tokens_per_second = metrics.completion_tokens as f64 / secs;
+    }
+    if !failed {
+        session.reset_errors(ErrorSource::Llm);
+    }
+    session.emit_metrics(AgentMetrics::Llm(metrics));
+}
+
+/// Applies the session's TTS text transforms to a chunk. A private stand-in for the streaming
+/// `tokenize` transforms: markup characters and emoji are dropped chunk by chunk.
+fn apply_transforms(text: &str, transforms: &[TtsTextTransform]) -> String {
+    let mut out = text.to_string();
+    for t in transforms {
+        out = match t {
+            TtsTextTransform::FilterMarkdown => out
+                .chars()
+                .filter(|c| !matches!(c, '*' | '`' | '#'))
+                .collect(),
+            TtsTextTransform::FilterEmoji => out.chars().filter(|c| !is_emoji(*c)).collect(),
+        };
+    }
+    out
+}
+
+fn is_emoji(c: char) -> bool {
+    matches!(c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0xFE0F | 0x200D)
+}
+
+/// Plays (or shows, without audio) one segment of text; returns what the user got.
+async fn speak(
+    activity: &Activity,
+    handle: &SpeechHandle,
+    mut text: TextStream,
+    settings: ModelSettings,
+    audio_override: Option<AudioFrameStream>,
+) -> Spoken {
+    let session = activity.session().clone();
+    let ctx = activity.context();
+    let behavior = activity.agent().behavior();
+    let transforms = session.options().tts_text_transforms.clone();
+    let text_output = session.text_output();
+
+    let (tts_tx, tts_rx) = mpsc::unbounded_channel::<String>();
+    let (tr_tx, tr_rx) = mpsc::unbounded_channel::<String>();
+    let mut transcript = behavior
+        .transcription_node(
+            ctx.clone(),
+            UnboundedReceiverStream::new(tr_rx).boxed(),
+            settings.clone(),
+        )
+        .await;
+
+    let output = session.audio_output();
+    let mut audio: Option<SynthesizedStream> = None;
+    let mut tts_label = String::new();
+    let mut aligned = false;
+    if output.is_some() {
+        if let Some(frames) = audio_override {
+            audio = Some(frames.map(|frame| Ok(synthesized(frame))).boxed());
+        } else {
+            let tts = activity.agent().tts().or_else(|| session.tts());
+            tts_label = tts.as_ref().map(|t| t.label()).unwrap_or_default();
+            aligned = tts
+                .as_ref()
+                .is_some_and(|t| t.capabilities().aligned_transcript);
+            let tts_text = UnboundedReceiverStream::new(tts_rx)
+                .map(move |t| apply_transforms(&t, &transforms))
+                .boxed();
+            match behavior
+                .tts_node(ctx.clone(), tts_text, settings.clone())
+                .await
+            {
+                Ok(stream) => audio = stream,
+                Err(e) => session.report_error(ErrorSource::Tts, e.to_string(), false),
+            }
+        }
+    }
+    let (Some(output), Some(mut audio)) = (output, audio) else {
+        return show_text_only(activity, handle, text, tr_tx, transcript, text_output).await;
+    };
+
+    let use_timed = session.options().use_tts_aligned_transcript && aligned;
+    let mut sync = SegmentSync::new(use_timed);
+    let mut events = output.subscribe();
+    let mut tts_tx = Some(tts_tx);
+    let mut tr_tx = Some(tr_tx);
+    let (mut text_open, mut transcript_open, mut audio_open) = (true, true, true);
+    let mut captured = false;
+    let mut started_at: Option<Instant> = None;
+    let mut next_due: Option<f64> = None;
+    let mut finished: Option<PlaybackFinished> = None;
+    let mut first_text_at: Option<Instant> = None;
+    let mut tts_metrics = TtsMetrics {
+        label: tts_label,
+        streamed: true,
+        speech_id: Some(handle.id().to_string()),
+        ..Default::default()
+    };
+    let tts_started = Instant::now();
+    let mut first_audio = false;
+    let mut interrupted = false;
+
+    loop {
+        let due_at = started_at
+            .zip(next_due)
+            .map(|(s, t)| s + Duration::from_secs_f64(t));
+        tokio::select! {
+            biased;
+            _ = handle.wait_interrupted() => {
+                interrupted = true;
+                break;
+            }
+            ev = events.recv() => match ev {
+                Ok(PlaybackEvent::Started) => {
+                    if started_at.is_none() {
+                        started_at = Some(Instant::now());
+                        on_playback_started(activity, handle);
+                        next_due = release_due(&mut sync, 0.0, text_output.as_deref()).await;
+                    }
+                }
+                Ok(PlaybackEvent::Finished(f)) => {
+                    finished = Some(f);
+                    break;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            chunk = text.next(), if text_open => match chunk {
+                Some(chunk) => {
+                    first_text_at.get_or_insert_with(Instant::now);
+                    tts_metrics.characters_count += chunk.chars().count();
+                    if let Some(tx) = &tts_tx { let _ = tx.send(chunk.clone()); }
+                    if let Some(tx) = &tr_tx { let _ = tx.send(chunk); }
+                }
+                None => {
+                    text_open = false;
+                    tts_tx = None;
+                    tr_tx = None;
+                }
+            },
+            piece = transcript.next(), if transcript_open => match piece {
+                Some(piece) => {
+                    sync.push_text(&piece);
+                    if let Some(s) = started_at {
+                        next_due = release_due(&mut sync, s.elapsed().as_secs_f64(), text_output.as_deref()).await;
+                    }
+                }
+                None => {
+                    transcript_open = false;
+                    sync.end_text();
+                }
+            },
+            item = audio.next(), if audio_open => match item {
+                Some(Ok(sa)) => {
+                    if !first_audio {
+                        first_audio = true;
+                        let from = first_text_at.unwrap_or(tts_started);
+                        tts_metrics.ttfb = Instant::now().saturating_duration_since(from);
+                    }
+                    tts_metrics.audio_duration += sa.frame.duration();
+                    sync.push_audio(sa.frame.duration_secs(), &sa.timed_words);
+                    if !sa.frame.is_empty() {
+                        output.capture_frame(sa.frame).await;
+                        captured = true;
+                    }
+                }
+                Some(Err(e)) => {
+                    session.report_error(ErrorSource::Tts, e.to_string(), false);
+                    audio_open = false;
+                    sync.end_audio();
+                    output.flush();
+                }
+                None => {
+                    audio_open = false;
+                    sync.end_audio();
+                    output.flush();
+                }
+            },
+            _ = sleep_until_opt(due_at), if due_at.is_some() => {
+                if let Some(s) = started_at {
+                    next_due = release_due(&mut sync, s.elapsed().as_secs_f64(), text_output.as_deref()).await;
+                }
+            }
+        }
+    }
+    drop(audio);
+    tts_metrics.duration = tts_started.elapsed();
+    tts_metrics.cancelled = interrupted;
+    if first_audio {
+        session.reset_errors(ErrorSource::Tts);
+    }
+    session.emit_metrics(AgentMetrics::Tts(tts_metrics));
+
+    let spoken_text = if interrupted {
+        let position = if finished.is_some() {
+            None
+        } else if captured || !audio_open {
+            output.clear_buffer();
+            output.resume();
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                crate::io::wait_for_finished(&mut events),
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|f| f.playback_position)
+        } else {
+            Some(Duration::ZERO)
+        };
+        let heard = match position {
+            Some(p) => sync.heard_text(p.as_secs_f64()),
+            None => sync.full_text().trim().to_string(),
+        };
+        if let Some(t) = text_output.as_deref() {
+            t.flush();
+        }
+        heard
+    } else {
+        // Played out: show the rest of the text.
+        while transcript_open {
+            match transcript.next().await {
+                Some(piece) => sync.push_text(&piece),
+                None => transcript_open = false,
+            }
+        }
+        if let Some(t) = text_output.as_deref() {
+            let rest = sync.take_rest();
+            if !rest.is_empty() {
+                t.capture_text(&rest).await;
+            }
+            t.flush();
+        }
+        sync.full_text().trim().to_string()
+    };
+    Spoken {
+        text: spoken_text,
+        interrupted,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the words due at `elapsed` to the text output; returns when the next one is due.
+async fn release_due(
+    sync: &mut SegmentSync,
+    elapsed: f64,
+    text_output: Option<&dyn crate::io::TextOutput>,
+) -> Option<f64> {
+    let (due, next) = sync.take_due(elapsed);
+    if let Some(t) = text_output {
+        if !due.is_empty() {
+            t.capture_text(&due).await;
+        }
+    }
+    next
+}
+
+fn synthesized(frame: crate::audio::AudioFrame) -> SynthesizedAudio {
+    SynthesizedAudio {
+        frame,
+        request_id: String::new(),
+        segment_id: String::new(),
+        is_final: false,
+        delta_text: String::new(),
+        timed_words: Vec::new(),
+    }
+}
+
+fn on_playback_started(activity: &Activity, handle: &SpeechHandle) {
+    let session = activity.session();
+    session.set_agent_state(AgentState::Speaking);
+    activity.on_agent_speaking();
+    let (user_stop, eou_delay) = activity.take_turn_timing();
+    if let Some(stop) = user_stop {
+        session.emit_metrics(AgentMetrics::Turn(TurnMetrics {
+            speech_id: handle.id().to_string(),
+            end_of_utterance_delay: eou_delay,
+            llm_ttft: None,
+            tts_ttfb: None,
+            e2e_latency: Instant::now().saturating_duration_since(stop),
+        }));
+    }
+}
+
+/// No audio output (or no TTS): the text goes straight to the text output.
+async fn show_text_only(
+    activity: &Activity,
+    handle: &SpeechHandle,
+    mut text: TextStream,
+    tr_tx: mpsc::UnboundedSender<String>,
+    mut transcript: TextStream,
+    text_output: Option<std::sync::Arc<dyn crate::io::TextOutput>>,
+) -> Spoken {
+    let mut tr_tx = Some(tr_tx);
+    let mut shown = String::new();
+    let mut text_open = true;
+    let mut interrupted = false;
+    let mut started = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = handle.wait_interrupted() => {
+                interrupted = true;
+                break;
+            }
+            chunk = text.next(), if text_open => match chunk {
+                Some(chunk) => {
+                    if let Some(tx) = &tr_tx { let _ = tx.send(chunk); }
+                }
+                None => {
+                    text_open = false;
+                    tr_tx = None;
+                }
+            },
+            piece = transcript.next() => match piece {
+                Some(piece) => {
+                    if !started {
+                        started = true;
+                        on_playback_started(activity, handle);
+                    }
+                    if let Some(t) = text_output.as_deref() {
+                        t.capture_text(&piece).await;
+                    }
+                    shown.push_str(&piece);
+                }
+                None => break,
+            },
+        }
+    }
+    if let Some(t) = text_output.as_deref() {
+        t.flush();
+    }
+    Spoken {
+        text: shown.trim().to_string(),
+        interrupted,
+    }
+}

@@ -1,0 +1,217 @@
+//! Session options with the reference defaults: turn handling (turn detection, endpointing,
+//! interruptions, preemptive generation, user turn limit) and the session-wide settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::turn_detector::TurnDetector;
+
+/// How the end of the user's turn is decided.
+#[derive(Clone, Default)]
+pub enum TurnDetection {
+    /// Pick automatically: the session's turn detector if one is set, else VAD (else STT).
+    #[default]
+    Auto,
+    /// A turn-detector model on top of VAD/STT endpointing.
+    Model(Arc<dyn TurnDetector>),
+    /// VAD end of speech plus `min_delay`.
+    Vad,
+    /// The STT's end-of-speech signal.
+    Stt,
+    /// The realtime model's server-side detection.
+    RealtimeLlm,
+    /// The application calls [`AgentSession::commit_user_turn`](super::AgentSession::commit_user_turn).
+    Manual,
+}
+
+impl std::fmt::Debug for TurnDetection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TurnDetection::Auto => f.write_str("Auto"),
+            TurnDetection::Model(m) => write!(f, "Model({})", m.label()),
+            TurnDetection::Vad => f.write_str("Vad"),
+            TurnDetection::Stt => f.write_str("Stt"),
+            TurnDetection::RealtimeLlm => f.write_str("RealtimeLlm"),
+            TurnDetection::Manual => f.write_str("Manual"),
+        }
+    }
+}
+
+/// Fixed or adaptive endpointing delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndpointingMode {
+    /// `min_delay` (or `max_delay` when the turn detector says the user will go on).
+    #[default]
+    Fixed,
+    /// `min_delay` adapts to the user's observed pauses, within `[min_delay, max_delay]`.
+    Dynamic,
+}
+
+/// How long to wait after the user stops speaking before ending the turn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndpointingOptions {
+    /// Fixed or dynamic.
+    pub mode: EndpointingMode,
+    /// Wait when the turn is likely over (default 0.5 s).
+    pub min_delay: Duration,
+    /// Wait when the turn detector says the user will likely continue (default 3.0 s).
+    pub max_delay: Duration,
+    /// Smoothing factor of dynamic endpointing (default 0.9: weight of the previous estimate).
+    pub alpha: f64,
+}
+
+impl Default for EndpointingOptions {
+    fn default() -> Self {
+        Self {
+            mode: EndpointingMode::Fixed,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(3),
+            alpha: 0.9,
+        }
+    }
+}
+
+/// How user speech interrupts the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InterruptionMode {
+    /// Voice activity of `min_duration` interrupts.
+    #[default]
+    Vad,
+    /// LiveKit Cloud's backchannel-aware classifier. Not available here: the session logs a line
+    /// and uses [`InterruptionMode::Vad`].
+    Adaptive,
+}
+
+/// Interruption settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InterruptionOptions {
+    /// Whether the user can interrupt the agent (default true).
+    pub enabled: bool,
+    /// Detection mode (default VAD).
+    pub mode: InterruptionMode,
+    /// Drop user audio while the agent speaks uninterruptibly (default true).
+    pub discard_audio_if_uninterruptible: bool,
+    /// Speech needed to interrupt (default 0.5 s).
+    pub min_duration: Duration,
+    /// Words needed to interrupt when an STT is used (default 0).
+    pub min_words: usize,
+    /// Silence after an interruption without transcript before it counts as false (default
+    /// 2.0 s; `None` disables false-interruption handling).
+    pub false_interruption_timeout: Option<Duration>,
+    /// Resume the paused speech after a false interruption (default true).
+    pub resume_false_interruption: bool,
+}
+
+impl Default for InterruptionOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            mode: InterruptionMode::Vad,
+            discard_audio_if_uninterruptible: true,
+            min_duration: Duration::from_millis(500),
+            min_words: 0,
+            false_interruption_timeout: Some(Duration::from_secs(2)),
+            resume_false_interruption: true,
+        }
+    }
+}
+
+/// Start the LLM on a final transcript before the turn is committed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PreemptiveGenerationOptions {
+    /// Default true.
+    pub enabled: bool,
+    /// Also start TTS early (default false).
+    pub preemptive_tts: bool,
+    /// Skip preemption when the user spoke longer than this (default 10 s).
+    pub max_speech_duration: Duration,
+    /// Preemptive attempts per user turn (default 3).
+    pub max_retries: u32,
+}
+
+impl Default for PreemptiveGenerationOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            preemptive_tts: false,
+            max_speech_duration: Duration::from_secs(10),
+            max_retries: 3,
+        }
+    }
+}
+
+/// Limits on consecutive user turns without an agent reply (both off by default).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UserTurnLimitOptions {
+    /// Words across consecutive user turns.
+    pub max_words: Option<usize>,
+    /// Speech duration across consecutive user turns.
+    pub max_duration: Option<Duration>,
+}
+
+/// Everything about turns.
+#[derive(Debug, Clone, Default)]
+pub struct TurnHandlingOptions {
+    /// End-of-turn mode.
+    pub turn_detection: TurnDetection,
+    /// Endpointing delays.
+    pub endpointing: EndpointingOptions,
+    /// Interruptions.
+    pub interruption: InterruptionOptions,
+    /// Preemptive generation.
+    pub preemptive_generation: PreemptiveGenerationOptions,
+    /// User turn limit.
+    pub user_turn_limit: UserTurnLimitOptions,
+}
+
+/// A text transform applied to LLM output before TTS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtsTextTransform {
+    /// Remove markdown markup.
+    FilterMarkdown,
+    /// Remove emoji.
+    FilterEmoji,
+}
+
+/// Session-wide settings.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Turn handling.
+    pub turn_handling: TurnHandlingOptions,
+    /// Consecutive tool steps per reply before tools are disabled (default 3).
+    pub max_tool_steps: u32,
+    /// Silence (both sides listening) before the user counts as away (default 15 s; `None`
+    /// disables).
+    pub user_away_timeout: Option<Duration>,
+    /// Minimum gap between two agent utterances (default 0).
+    pub min_consecutive_speech_delay: Duration,
+    /// Transforms of LLM text before TTS (default markdown and emoji filters).
+    pub tts_text_transforms: Vec<TtsTextTransform>,
+    /// Feed TTS word timings to the transcription node (default false).
+    pub use_tts_aligned_transcript: bool,
+    /// Unrecoverable errors of one kind before the session closes (default 3).
+    pub max_unrecoverable_errors: u32,
+    /// Timeout of one turn-detector prediction (default 1 s).
+    pub turn_detector_timeout: Duration,
+    /// Retry policy passed to STT, LLM and TTS requests.
+    pub conn_options: crate::types::ApiConnectOptions,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            turn_handling: TurnHandlingOptions::default(),
+            max_tool_steps: 3,
+            user_away_timeout: Some(Duration::from_secs(15)),
+            min_consecutive_speech_delay: Duration::ZERO,
+            tts_text_transforms: vec![
+                TtsTextTransform::FilterMarkdown,
+                TtsTextTransform::FilterEmoji,
+            ],
+            use_tts_aligned_transcript: false,
+            max_unrecoverable_errors: 3,
+            turn_detector_timeout: Duration::from_secs(1),
+            conn_options: crate::types::ApiConnectOptions::default(),
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! Audio recognition: user audio fans out to the VAD and the STT node; VAD events drive the
+//! user's speaking state and interruptions; final transcripts accumulate the turn; the end of
+//! the turn is decided here (see [`super::endpointing`]) and handed to the active agent's
+//! activity.
+//!
+//! The task lives at session level, so the STT stream survives agent handoffs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::activity::EndOfTurnInfo;
+use super::agent::{AgentContext, ModelSettings};
+use super::endpointing::{wait_end_of_turn, Endpointing, EouDecision, EouParams};
+use super::events::{CloseReason, ErrorSource, SessionEvent};
+use super::options::TurnDetection;
+use super::session::{AgentSession, CommitOptions};
+use crate::audio::AudioFrame;
+use crate::io::AudioInput;
+use crate::llm::ChatRole;
+use crate::metrics::{AgentMetrics, SttMetrics, VadMetrics};
+use crate::stt::{SpeechEvent, SpeechEventType};
+use crate::types::ApiError;
+use crate::vad::{VadEvent, VadEventType, VadStream};
+
+/// Minimum transcript length before its language is trusted.
+const MIN_LANGUAGE_DETECTION_LENGTH: usize = 5;
+
+pub(crate) enum RecognitionCommand {
+    Commit {
+        options: CommitOptions,
+        reply: oneshot::Sender<String>,
+    },
+    Clear,
+}
+
+pub(crate) struct RecognitionHandle {
+    pub commands: mpsc::UnboundedSender<RecognitionCommand>,
+    _task: AbortOnDropHandle<()>,
+}
+
+pub(crate) fn spawn(session: AgentSession, input: AudioInput) -> RecognitionHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut r = Recognition::new(session, rx).await;
+        r.run(input).await;
+    });
+    RecognitionHandle {
+        commands: tx,
+        _task: AbortOnDropHandle::new(task),
+    }
+}
+
+type EouFuture = Pin<Box<dyn Future<Output = EouDecision> + Send>>;
+
+struct PendingCommit {
+    skip_reply: bool,
+    deadline: Instant,
+    reply: oneshot::Sender<String>,
+}
+
+struct Recognition {
+    session: AgentSession,
+    commands: mpsc::UnboundedReceiver<RecognitionCommand>,
+    vad: Option<VadStream>,
+    stt_audio: Option<mpsc::UnboundedSender<AudioFrame>>,
+    stt_events: Option<BoxStream<'static, Result<SpeechEvent, ApiError>>>,
+    mode: TurnDetection,
+    endpointing: Endpointing,
+    speaking: bool,
+    speech_started_at: Option<Instant>,
+    last_speaking_time: Option<Instant>,
+    last_final_at: Option<Instant>,
+    transcript: String,
+    interim: String,
+    language: Option<String>,
+    speaker_id: Option<String>,
+    eou: Option<EouFuture>,
+    commit: Option<PendingCommit>,
+    last_frame: Option<AudioFrame>,
+    vad_metrics: VadMetrics,
+    stt_audio_secs: f64,
+}
+
+impl Recognition {
+    async fn new(
+        session: AgentSession,
+        commands: mpsc::UnboundedReceiver<RecognitionCommand>,
+    ) -> Self {
+        let vad = session.vad().map(|v| v.stream());
+        let vad_label = session.vad().map(|v| v.label()).unwrap_or_default();
+        let mut stt_audio = None;
+        let mut stt_events = None;
+        if let Some(agent) = session.current_agent() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let ctx = AgentContext {
+                session: session.clone(),
+                agent: agent.clone(),
+            };
+            match agent
+                .behavior()
+                .stt_node(
+                    ctx,
+                    UnboundedReceiverStream::new(rx).boxed(),
+                    ModelSettings::default(),
+                )
+                .await
+            {
+                Ok(Some(events)) => {
+                    stt_audio = Some(tx);
+                    stt_events = Some(events);
+                }
+                Ok(None) => {}
+                Err(e) => session.report_error(ErrorSource::Stt, e.to_string(), false),
+            }
+        }
+        let mode = session.turn_detection();
+        let endpointing = Endpointing::new(session.options().turn_handling.endpointing);
+        Self {
+            session,
+            commands,
+            vad,
+            stt_audio,
+            stt_events,
+            mode,
+            endpointing,
+            speaking: false,
+            speech_started_at: None,
+            last_speaking_time: None,
+            last_final_at: None,
+            transcript: String::new(),
+            interim: String::new(),
+            language: None,
+            speaker_id: None,
+            eou: None,
+            commit: None,
+            last_frame: None,
+            vad_metrics: VadMetrics {
+                label: vad_label,
+                ..Default::default()
+            },
+            stt_audio_secs: 0.0,
+        }
+    }
+
+    async fn run(&mut self, input: AudioInput) {
+        let mut input = input.into_stream();
+        let mut input_open = true;
+        loop {
+            let commit_deadline = self.commit.as_ref().map(|c| c.deadline);
+            tokio::select! {
+                frame = input.next(), if input_open => match frame {
+                    Some(frame) => self.push_audio(frame),
+                    None => {
+                        input_open = false;
+                        tracing::debug!("audio input ended");
+                        if self.vad.is_none() && self.stt_events.is_none() {
+                            break;
+                        }
+                    }
+                },
+                ev = next_vad(&mut self.vad) => match ev {
+                    Some(ev) => self.on_vad_event(ev),
+                    None => self.vad = None,
+                },
+                ev = next_stt(&mut self.stt_events) => match ev {
+                    Some(Ok(ev)) => self.on_stt_event(ev),
+                    Some(Err(e)) => {
+                        self.session.report_error(ErrorSource::Stt, e.to_string(), false);
+                        self.stt_events = None;
+                        self.stt_audio = None;
+                    }
+                    None => {
+                        self.stt_events = None;
+                        self.stt_audio = None;
+                    }
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(RecognitionCommand::Commit { options, reply }) => self.start_commit(options, reply),
+                    Some(RecognitionCommand::Clear) => self.clear_turn(),
+                    None => break,
+                },
+                decision = poll_eou(&mut self.eou) => {
+                    self.eou = None;
+                    self.on_eou_ready(decision);
+                }
+                _ = sleep_until_opt(commit_deadline), if commit_deadline.is_some() => {
+                    self.finish_commit();
+                }
+            }
+            if !input_open && self.vad.is_none() && self.stt_events.is_none() && self.eou.is_none()
+            {
+                break;
+            }
+        }
+        if !input_open {
+            let session = self.session.clone();
+            // Let the last reply finish before closing on end of input.
+            tokio::spawn(async move {
+                session.wait_idle().await;
+                session.close_with(CloseReason::InputEnded, None).await;
+            });
+        }
+    }
+
+    fn push_audio(&mut self, frame: AudioFrame) {
+        if !self.session.audio_input_enabled() {
+            return;
+        }
+        if let Some(vad) = &self.vad {
+            vad.push_frame(frame.clone());
+        }
+        if let Some(stt) = &self.stt_audio {
+            let discard = self
+                .session
+                .current_activity()
+                .is_some_and(|a| a.discard_stt_audio());
+            let frame_for_stt = if discard {
+                AudioFrame::silence(
+                    frame.sample_rate,
+                    frame.num_channels,
+                    frame.samples_per_channel,
+                )
+            } else {
+                frame.clone()
+            };
+            self.stt_audio_secs += frame.duration_secs();
+            let _ = stt.send(frame_for_stt);
+        }
+        self.last_frame = Some(frame);
+    }
+
+    fn on_vad_event(&mut self, ev: VadEvent) {
+        let activity = self.session.current_activity();
+        let now = Instant::now();
+        match ev.kind {
+            VadEventType::StartOfSpeech => {
+                let started = now
+                    .checked_sub(Duration::from_secs_f64(
+                        ev.speech_duration + ev.inference_duration,
+                    ))
+                    .unwrap_or(now);
+                if self.eou.take().is_some() {
+                    if let Some(last) = self.last_speaking_time {
+                        self.endpointing
+                            .observe_pause(started.saturating_duration_since(last));
+                    }
+                }
+                self.speaking = true;
+                if self.speech_started_at.is_none() {
+                    self.speech_started_at = Some(started);
+                }
+                if let Some(a) = activity {
+                    a.on_start_of_speech();
+                }
+            }
+            VadEventType::InferenceDone => {
+                self.vad_metrics.inference_count += 1;
+                self.vad_metrics.inference_duration_total +=
+                    Duration::from_secs_f64(ev.inference_duration.max(0.0));
+                if self.speaking {
+                    if let Some(a) = activity {
+                        let words = format!("{} {}", self.transcript, self.interim)
+                            .split_whitespace()
+                            .count();
+                        a.on_vad_inference(
+                            Duration::from_secs_f64(ev.speech_duration.max(0.0)),
+                            words,
+                            self.stt_events.is_some(),
+                        );
+                    }
+                }
+            }
+            VadEventType::EndOfSpeech => {
+                self.speaking = false;
+                self.last_speaking_time = Some(
+                    now.checked_sub(Duration::from_secs_f64(
+                        ev.silence_duration + ev.inference_duration,
+                    ))
+                    .unwrap_or(now),
+                );
+                if self.vad_metrics.inference_count > 0 {
+                    self.session
+                        .emit_metrics(AgentMetrics::Vad(std::mem::take(&mut self.vad_metrics)));
+                    self.vad_metrics.label =
+                        self.session.vad().map(|v| v.label()).unwrap_or_default();
+                }
+                if let Some(a) = activity {
+                    a.on_end_of_speech();
+                }
+                if matches!(self.mode, TurnDetection::Vad | TurnDetection::Model(_)) {
+                    // With an STT, wait for a transcript before deciding (the final transcript
+                    // triggers the decision then).
+                    if self.stt_events.is_none() || !self.transcript.trim().is_empty() {
+                        self.run_eou();
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_stt_event(&mut self, ev: SpeechEvent) {
+        let activity = self.session.current_activity();
+        let data = ev.alternatives.first().cloned();
+        match ev.kind {
+            SpeechEventType::InterimTranscript => {
+                let Some(data) = data else { return };
+                self.interim = data.text.clone();
+                self.session.emit(SessionEvent::UserInputTranscribed {
+                    transcript: data.text,
+                    is_final: false,
+                    speaker_id: data.speaker_id,
+                    language: non_empty(data.language),
+                });
+            }
+            SpeechEventType::FinalTranscript => {
+                let Some(data) = data else { return };
+                self.interim.clear();
+                let text = data.text.trim().to_string();
+                self.session.emit(SessionEvent::UserInputTranscribed {
+                    transcript: data.text.clone(),
+                    is_final: true,
+                    speaker_id: data.speaker_id.clone(),
+                    language: non_empty(data.language.clone()),
+                });
+                if text.is_empty() {
+                    return;
+                }
+                self.session.reset_errors(ErrorSource::Stt);
+                self.last_final_at = Some(Instant::now());
+                if text.len() >= MIN_LANGUAGE_DETECTION_LENGTH && !data.language.is_empty() {
+                    self.language = Some(data.language.clone());
+                }
+                self.speaker_id = data.speaker_id;
+                if !self.transcript.is_empty() {
+                    self.transcript.push(' ');
+                }
+                self.transcript.push_str(&text);
+                if let Some(a) = &activity {
+                    a.on_final_transcript(&text);
+                    let duration = self
+                        .speech_started_at
+                        .map(|s| {
+                            self.last_speaking_time
+                                .unwrap_or_else(Instant::now)
+                                .saturating_duration_since(s)
+                        })
+                        .unwrap_or_default();
+                    a.on_preemptive_generation(&self.transcript, duration);
+                }
+                if self.commit.is_some() {
+                    self.finish_commit();
+                    return;
+                }
+                if matches!(self.mode, TurnDetection::Vad | TurnDetection::Model(_))
+                    && !self.speaking
+                {
+                    if self.last_speaking_time.is_none() && self.vad.is_none() {
+                        self.last_speaking_time = Some(Instant::now());
+                    }
+                    if self.last_speaking_time.is_some() {
+                        self.run_eou();
+                    }
+                }
+            }
+            SpeechEventType::PreflightTranscript => {
+                if let (Some(a), Some(data)) = (activity, data) {
+                    let text = format!("{} {}", self.transcript, data.text)
+                        .trim()
+                        .to_string();
+                    a.on_preemptive_generation(&text, Duration::ZERO);
+                }
+            }
+            SpeechEventType::StartOfSpeech => {
+                if matches!(self.mode, TurnDetection::Stt) {
+                    self.eou = None;
+                    if self.vad.is_none() {
+                        self.speaking = true;
+                        self.speech_started_at.get_or_insert_with(Instant::now);
+                        if let Some(a) = activity {
+                            a.on_start_of_speech();
+                        }
+                    }
+                }
+            }
+            SpeechEventType::EndOfSpeech => {
+                if matches!(self.mode, TurnDetection::Stt) {
+                    if self.vad.is_none() {
+                        self.speaking = false;
+                        if let Some(a) = activity {
+                            a.on_end_of_speech();
+                        }
+                    }
+                    self.last_speaking_time = Some(Instant::now());
+                    self.run_eou();
+                }
+            }
+            SpeechEventType::RecognitionUsage => {
+                if let Some(usage) = ev.recognition_usage {
+                    self.session.emit_metrics(AgentMetrics::Stt(SttMetrics {
+                        label: self.session.stt().map(|s| s.label()).unwrap_or_default(),
+                        request_id: ev.request_id,
+                        duration: Duration::ZERO,
+                        audio_duration: Duration::from_secs_f64(usage.audio_duration.max(0.0)),
+                        streamed: true,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Starts (or restarts) the end-of-turn wait.
+    fn run_eou(&mut self) {
+        if matches!(self.mode, TurnDetection::Manual) {
+            return;
+        }
+        let Some(last) = self.last_speaking_time else {
+            return;
+        };
+        let detector = match &self.mode {
+            TurnDetection::Model(d) => Some(d.clone()),
+            _ => None,
+        };
+        let mut chat_ctx = self
+            .session
+            .current_agent()
+            .map(|a| a.chat_ctx())
+            .unwrap_or_default();
+        chat_ctx.add_message(ChatRole::User, self.transcript.clone());
+        let params = EouParams {
+            detector,
+            chat_ctx,
+            language: self.language.clone(),
+            min_delay: self.endpointing.min_delay(),
+            max_delay: self.endpointing.max_delay(),
+            detector_timeout: self.session.options().turn_detector_timeout,
+            last_speaking_time: last,
+        };
+        self.eou = Some(Box::pin(wait_end_of_turn(params)));
+    }
+
+    fn on_eou_ready(&mut self, decision: EouDecision) {
+        tracing::debug!(delay = ?decision.delay, probability = ?decision.probability, "end of turn");
+        self.commit_turn(false);
+    }
+
+    /// Hands the turn to the activity; resets it if committed. Returns the transcript.
+    fn commit_turn(&mut self, skip_reply: bool) -> String {
+        let now = Instant::now();
+        let last = self.last_speaking_time;
+        let info = EndOfTurnInfo {
+            transcript: self.transcript.clone(),
+            skip_reply,
+            end_of_utterance_delay: last
+                .map(|l| now.saturating_duration_since(l))
+                .unwrap_or_default(),
+            transcription_delay: match (self.last_final_at, last) {
+                (Some(f), Some(l)) => f.saturating_duration_since(l),
+                _ => Duration::ZERO,
+            },
+            speech_duration: match (self.speech_started_at, last) {
+                (Some(s), Some(l)) => l.saturating_duration_since(s),
+                _ => Duration::ZERO,
+            },
+            stopped_speaking_at: last,
+        };
+        let transcript = self.transcript.clone();
+        let committed = self
+            .session
+            .current_activity()
+            .is_some_and(|a| a.on_end_of_turn(info));
+        if committed || skip_reply {
+            self.reset_turn();
+        }
+        transcript
+    }
+
+    fn reset_turn(&mut self) {
+        self.transcript.clear();
+        self.interim.clear();
+        self.speech_started_at = None;
+        self.last_final_at = None;
+        self.eou = None;
+    }
+
+    fn clear_turn(&mut self) {
+        self.reset_turn();
+        if let Some(c) = self.commit.take() {
+            let _ = c.reply.send(String::new());
+        }
+    }
+
+    fn start_commit(&mut self, options: CommitOptions, reply: oneshot::Sender<String>) {
+        self.eou = None;
+        if self.last_speaking_time.is_none() || self.speaking {
+            self.last_speaking_time = Some(Instant::now());
+        }
+        // Silence makes the STT finalize what it heard.
+        if let (Some(stt), Some(last)) = (&self.stt_audio, &self.last_frame) {
+            let per_frame = (last.sample_rate / 20).max(1) as usize;
+            let frames = (options.stt_flush_duration.as_secs_f64() * 20.0).ceil() as usize;
+            for _ in 0..frames {
+                let _ = stt.send(AudioFrame::silence(
+                    last.sample_rate,
+                    last.num_channels,
+                    per_frame,
+                ));
+            }
+        }
+        let pending = PendingCommit {
+            skip_reply: options.skip_reply,
+            deadline: Instant::now() + options.transcript_timeout,
+            reply,
+        };
+        let waiting_for_final =
+            self.stt_events.is_some() && (self.transcript.is_empty() || !self.interim.is_empty());
+        self.commit = Some(pending);
+        if !waiting_for_final {
+            self.finish_commit();
+        }
+    }
+
+    fn finish_commit(&mut self) {
+        let Some(pending) = self.commit.take() else {
+            return;
+        };
+        let transcript = self.commit_turn(pending.skip_reply);
+        self.reset_turn();
+        let _ = pending.reply.send(transcript);
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    if s.is_empty() {
+        None
+    } else {
+        Some(s)
+    }
+}
+
+async fn next_vad(vad: &mut Option<VadStream>) -> Option<VadEvent> {
+    match vad {
+        Some(v) => v.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_stt(
+    stt: &mut Option<BoxStream<'static, Result<SpeechEvent, ApiError>>>,
+) -> Option<Result<SpeechEvent, ApiError>> {
+    match stt {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn poll_eou(eou: &mut Option<EouFuture>) -> EouDecision {
+    match eou {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

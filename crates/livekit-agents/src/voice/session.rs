@@ -1,0 +1,792 @@
+//! [`AgentSession`]: one conversation. It owns the models, the ports, the history and the
+//! events, and hands turns to the active agent's [`Activity`](super::activity).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, oneshot, watch};
+use tokio_util::task::AbortOnDropHandle;
+
+use super::activity::Activity;
+use super::agent::Agent;
+use super::events::{AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, UserState};
+use super::nodes::{AudioFrameStream, TextStream};
+use super::options::{InterruptionMode, SessionOptions, TurnDetection, TurnHandlingOptions};
+use super::recognition::{self, RecognitionCommand, RecognitionHandle};
+use super::speech_handle::SpeechHandle;
+use crate::io::{AudioInput, AudioOutput, TextOutput};
+use crate::llm::tool::Userdata;
+use crate::llm::{ChatContext, ChatItem, FunctionTool, Llm, ToolChoice};
+use crate::metrics::{AgentMetrics, UsageCollector, UsageSummary};
+use crate::stt::Stt;
+use crate::tts::Tts;
+use crate::turn_detector::TurnDetector;
+use crate::vad::Vad;
+
+/// A session could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// `start` was not called (or the session closed).
+    #[error("the session is not running")]
+    NotRunning,
+    /// `start` was called twice.
+    #[error("the session is already started")]
+    AlreadyStarted,
+    /// The configuration cannot work.
+    #[error("invalid session configuration: {0}")]
+    Config(String),
+    /// The user turn could not be committed (no recognition running).
+    #[error("cannot commit the user turn: {0}")]
+    Commit(String),
+}
+
+/// The session's ports. Any may be absent: without audio the session is text-only.
+#[derive(Default)]
+pub struct SessionIo {
+    /// User audio.
+    pub audio_input: Option<AudioInput>,
+    /// Agent audio.
+    pub audio_output: Option<Arc<dyn AudioOutput>>,
+    /// Agent transcript.
+    pub text_output: Option<Arc<dyn TextOutput>>,
+}
+
+impl std::fmt::Debug for SessionIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionIo")
+            .field(
+                "audio_input",
+                &self.audio_input.as_ref().map(|a| a.label().to_string()),
+            )
+            .field(
+                "audio_output",
+                &self.audio_output.as_ref().map(|a| a.label()),
+            )
+            .field("text_output", &self.text_output.as_ref().map(|t| t.label()))
+            .finish()
+    }
+}
+
+/// What `say` speaks.
+pub enum SayText {
+    /// A whole text.
+    Text(String),
+    /// Text arriving over time.
+    Stream(TextStream),
+}
+
+impl From<&str> for SayText {
+    fn from(s: &str) -> Self {
+        SayText::Text(s.to_string())
+    }
+}
+
+impl From<String> for SayText {
+    fn from(s: String) -> Self {
+        SayText::Text(s)
+    }
+}
+
+/// Options of [`AgentSession::say`].
+pub struct SayOptions {
+    /// Pre-synthesized audio to play instead of running TTS (the text is then only the
+    /// transcript).
+    pub audio: Option<AudioFrameStream>,
+    /// Override of the agent's interruption setting.
+    pub allow_interruptions: Option<bool>,
+    /// Add the text to the history after playback (default true).
+    pub add_to_chat_ctx: bool,
+}
+
+impl Default for SayOptions {
+    fn default() -> Self {
+        Self {
+            audio: None,
+            allow_interruptions: None,
+            add_to_chat_ctx: true,
+        }
+    }
+}
+
+/// Options of [`AgentSession::generate_reply`].
+#[derive(Debug, Clone, Default)]
+pub struct ReplyOptions {
+    /// A user message added to the history before replying.
+    pub user_input: Option<String>,
+    /// Extra instructions for this reply only (not recorded in history).
+    pub instructions: Option<String>,
+    /// Tool choice for this reply.
+    pub tool_choice: Option<ToolChoice>,
+    /// Only these tools (by name) for this reply.
+    pub tools: Option<Vec<String>>,
+    /// Override of the agent's interruption setting.
+    pub allow_interruptions: Option<bool>,
+    /// Replaces the agent's context for this reply.
+    pub chat_ctx: Option<ChatContext>,
+}
+
+/// Options of [`AgentSession::commit_user_turn`].
+#[derive(Debug, Clone, Copy)]
+pub struct CommitOptions {
+    /// How long to wait for the final transcript (default 2 s).
+    pub transcript_timeout: Duration,
+    /// Silence pushed to the STT so it finalizes (default 2 s).
+    pub stt_flush_duration: Duration,
+    /// Commit without replying.
+    pub skip_reply: bool,
+}
+
+impl Default for CommitOptions {
+    fn default() -> Self {
+        Self {
+            transcript_timeout: Duration::from_secs(2),
+            stt_flush_duration: Duration::from_secs(2),
+            skip_reply: false,
+        }
+    }
+}
+
+/// The models of a session (agents may override some).
+#[derive(Clone, Default)]
+pub(crate) struct Models {
+    pub stt: Option<Arc<dyn Stt>>,
+    pub vad: Option<Arc<dyn Vad>>,
+    pub llm: Option<Arc<dyn Llm>>,
+    pub tts: Option<Arc<dyn Tts>>,
+    pub turn_detector: Option<Arc<dyn TurnDetector>>,
+}
+
+/// Builds an [`AgentSession`].
+#[derive(Default)]
+pub struct AgentSessionBuilder {
+    options: SessionOptions,
+    models: Models,
+    tools: Vec<FunctionTool>,
+    userdata: Userdata,
+}
+
+impl AgentSessionBuilder {
+    /// Speech-to-text.
+    pub fn stt(mut self, stt: Arc<dyn Stt>) -> Self {
+        self.models.stt = Some(stt);
+        self
+    }
+    /// Voice activity detection.
+    pub fn vad(mut self, vad: Arc<dyn Vad>) -> Self {
+        self.models.vad = Some(vad);
+        self
+    }
+    /// Language model.
+    pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
+        self.models.llm = Some(llm);
+        self
+    }
+    /// Text-to-speech.
+    pub fn tts(mut self, tts: Arc<dyn Tts>) -> Self {
+        self.models.tts = Some(tts);
+        self
+    }
+    /// End-of-turn model (also selects [`TurnDetection::Model`] when turn detection is `Auto`).
+    pub fn turn_detector(mut self, detector: Arc<dyn TurnDetector>) -> Self {
+        self.models.turn_detector = Some(detector);
+        self
+    }
+    /// Tools available to every agent.
+    pub fn tools(mut self, tools: impl IntoIterator<Item = FunctionTool>) -> Self {
+        self.tools.extend(tools);
+        self
+    }
+    /// Session data for tools and hooks.
+    pub fn userdata(mut self, userdata: Userdata) -> Self {
+        self.userdata = userdata;
+        self
+    }
+    /// All options at once.
+    pub fn options(mut self, options: SessionOptions) -> Self {
+        self.options = options;
+        self
+    }
+    /// Turn handling options.
+    pub fn turn_handling(mut self, turn_handling: TurnHandlingOptions) -> Self {
+        self.options.turn_handling = turn_handling;
+        self
+    }
+    /// Consecutive tool steps per reply (default 3).
+    pub fn max_tool_steps(mut self, steps: u32) -> Self {
+        self.options.max_tool_steps = steps;
+        self
+    }
+    /// The session.
+    pub fn build(self) -> AgentSession {
+        AgentSession::from_parts(self.options, self.models, self.tools, self.userdata)
+    }
+}
+
+pub(crate) struct SessionState {
+    pub started: bool,
+    pub closed: bool,
+    pub agent_state: AgentState,
+    pub user_state: UserState,
+    pub history: ChatContext,
+    pub activity: Option<Activity>,
+    pub audio_output: Option<Arc<dyn AudioOutput>>,
+    pub text_output: Option<Arc<dyn TextOutput>>,
+    pub audio_input_enabled: bool,
+    pub audio_output_enabled: bool,
+    pub recognition: Option<RecognitionHandle>,
+    pub away_timer: Option<AbortOnDropHandle<()>>,
+    pub error_counts: HashMap<ErrorSource, u32>,
+    pub usage: UsageCollector,
+    pub turn_detection: TurnDetection,
+}
+
+pub(crate) struct SessionInner {
+    pub options: SessionOptions,
+    pub models: Models,
+    pub tools: Vec<FunctionTool>,
+    pub userdata: Userdata,
+    pub events: broadcast::Sender<SessionEvent>,
+    pub state: Mutex<SessionState>,
+    pub user_speaking: watch::Sender<bool>,
+    /// Serializes agent switches.
+    pub update_lock: tokio::sync::Mutex<()>,
+    /// Number of agent switches in flight (so `run` waits for them).
+    pub pending_updates: watch::Sender<u32>,
+}
+
+/// One conversation between a user and agents. Cheap to clone (a handle).
+///
+/// ```
+/// use livekit_agents::voice::{Agent, AgentSession, SessionIo, SessionEvent};
+///
+/// # async fn demo(llm: std::sync::Arc<dyn livekit_agents::llm::Llm>) {
+/// let session = AgentSession::builder().llm(llm).build();
+/// let mut events = session.subscribe();
+/// session.start(Agent::new("You are a helpful assistant."), SessionIo::default()).await.unwrap();
+/// let reply = session.generate_reply(Default::default()).unwrap();
+/// reply.wait_for_playout().await;
+/// while let Ok(ev) = events.try_recv() {
+///     println!("{}", ev.name());
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AgentSession {
+    pub(crate) inner: Arc<SessionInner>,
+}
+
+impl std::fmt::Debug for AgentSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.state.lock();
+        f.debug_struct("AgentSession")
+            .field("agent_state", &st.agent_state)
+            .field("user_state", &st.user_state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentSession {
+    /// A builder.
+    pub fn builder() -> AgentSessionBuilder {
+        AgentSessionBuilder::default()
+    }
+
+    fn from_parts(
+        options: SessionOptions,
+        models: Models,
+        tools: Vec<FunctionTool>,
+        userdata: Userdata,
+    ) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let (user_speaking, _) = watch::channel(false);
+        let (pending_updates, _) = watch::channel(0);
+        Self {
+            inner: Arc::new(SessionInner {
+                options,
+                models,
+                tools,
+                userdata,
+                events,
+                user_speaking,
+                update_lock: tokio::sync::Mutex::new(()),
+                pending_updates,
+                state: Mutex::new(SessionState {
+                    started: false,
+                    closed: false,
+                    agent_state: AgentState::Initializing,
+                    user_state: UserState::Listening,
+                    history: ChatContext::new(),
+                    activity: None,
+                    audio_output: None,
+                    text_output: None,
+                    audio_input_enabled: true,
+                    audio_output_enabled: true,
+                    recognition: None,
+                    away_timer: None,
+                    error_counts: HashMap::new(),
+                    usage: UsageCollector::default(),
+                    turn_detection: TurnDetection::Auto,
+                }),
+            }),
+        }
+    }
+
+    /// Events from now on. Slow receivers lose the oldest events (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The options.
+    pub fn options(&self) -> &SessionOptions {
+        &self.inner.options
+    }
+
+    /// The session STT.
+    pub fn stt(&self) -> Option<Arc<dyn Stt>> {
+        self.inner.models.stt.clone()
+    }
+    /// The session VAD.
+    pub fn vad(&self) -> Option<Arc<dyn Vad>> {
+        self.inner.models.vad.clone()
+    }
+    /// The session LLM.
+    pub fn llm(&self) -> Option<Arc<dyn Llm>> {
+        self.inner.models.llm.clone()
+    }
+    /// The session TTS.
+    pub fn tts(&self) -> Option<Arc<dyn Tts>> {
+        self.inner.models.tts.clone()
+    }
+    /// Session-wide tools.
+    pub fn tools(&self) -> Vec<FunctionTool> {
+        self.inner.tools.clone()
+    }
+    /// Session data.
+    pub fn userdata(&self) -> Userdata {
+        self.inner.userdata.clone()
+    }
+
+    /// Starts the session with `agent` on `io`: recognition runs on the audio input (if any and
+    /// a VAD or STT is set), the agent becomes active (`on_enter` runs), state becomes
+    /// `listening`.
+    pub async fn start(&self, agent: Agent, io: SessionIo) -> Result<(), SessionError> {
+        let turn_detection = self.resolve_turn_detection()?;
+        {
+            let mut st = self.inner.state.lock();
+            if st.started {
+                return Err(SessionError::AlreadyStarted);
+            }
+            st.started = true;
+            st.audio_output = io.audio_output;
+            st.text_output = io.text_output;
+            st.turn_detection = turn_detection;
+        }
+        if self.inner.options.turn_handling.interruption.mode == InterruptionMode::Adaptive {
+            tracing::info!(
+                "adaptive interruption is a LiveKit Cloud service; using VAD interruptions"
+            );
+        }
+        let activity = Activity::new(self.clone(), agent);
+        self.inner.state.lock().activity = Some(activity.clone());
+        activity.start(true);
+        if let Some(input) = io.audio_input {
+            if self.inner.models.vad.is_some()
+                || self.inner.models.stt.is_some()
+                || activity.agent().stt().is_some()
+            {
+                let handle = recognition::spawn(self.clone(), input);
+                self.inner.state.lock().recognition = Some(handle);
+            } else {
+                tracing::warn!("audio input given but no VAD or STT: user audio is ignored");
+            }
+        }
+        self.set_agent_state(AgentState::Listening);
+        Ok(())
+    }
+
+    fn resolve_turn_detection(&self) -> Result<TurnDetection, SessionError> {
+        let m = &self.inner.models;
+        let td = self.inner.options.turn_handling.turn_detection.clone();
+        Ok(match td {
+            TurnDetection::Auto => {
+                if let (Some(det), true) = (m.turn_detector.clone(), m.stt.is_some()) {
+                    TurnDetection::Model(det)
+                } else if m.vad.is_some() {
+                    TurnDetection::Vad
+                } else if m.stt.is_some() {
+                    TurnDetection::Stt
+                } else {
+                    TurnDetection::Manual
+                }
+            }
+            TurnDetection::Model(det) if m.stt.is_none() => {
+                tracing::warn!(detector = %det.label(), "the turn detector needs an STT; using VAD endpointing");
+                TurnDetection::Vad
+            }
+            TurnDetection::Vad if m.vad.is_none() => {
+                tracing::warn!("turn_detection=vad without a VAD; using STT endpointing");
+                TurnDetection::Stt
+            }
+            TurnDetection::RealtimeLlm => {
+                return Err(SessionError::Config(
+                    "realtime_llm turn detection needs a realtime model, which this session does not have".into(),
+                ))
+            }
+            other => other,
+        })
+    }
+
+    /// Closes the session now: speech stops, recognition stops, `close` is emitted, state goes
+    /// back to `initializing`.
+    pub async fn close(&self) {
+        self.close_with(CloseReason::UserInitiated, None).await;
+    }
+
+    /// Lets queued speech finish, then closes.
+    pub async fn drain(&self) {
+        if let Some(activity) = self.current_activity() {
+            activity.wait_idle().await;
+        }
+        self.close().await;
+    }
+
+    pub(crate) async fn close_with(&self, reason: CloseReason, error: Option<String>) {
+        let (activity, recognition) = {
+            let mut st = self.inner.state.lock();
+            if st.closed || !st.started {
+                return;
+            }
+            st.closed = true;
+            st.away_timer = None;
+            (st.activity.take(), st.recognition.take())
+        };
+        drop(recognition);
+        if let Some(activity) = activity {
+            activity.close();
+        }
+        if let Some(out) = self.audio_output() {
+            out.clear_buffer();
+        }
+        self.set_agent_state(AgentState::Initializing);
+        self.emit(SessionEvent::Close { reason, error });
+    }
+
+    /// Whether the session is running.
+    pub fn is_running(&self) -> bool {
+        let st = self.inner.state.lock();
+        st.started && !st.closed
+    }
+
+    /// Speaks `text` (through TTS unless `options.audio` gives the audio).
+    pub fn say(
+        &self,
+        text: impl Into<SayText>,
+        options: SayOptions,
+    ) -> Result<SpeechHandle, SessionError> {
+        let activity = self.current_activity().ok_or(SessionError::NotRunning)?;
+        Ok(activity.say(text.into(), options))
+    }
+
+    /// Asks the LLM for a reply.
+    pub fn generate_reply(&self, options: ReplyOptions) -> Result<SpeechHandle, SessionError> {
+        let activity = self.current_activity().ok_or(SessionError::NotRunning)?;
+        Ok(activity.generate_reply(options, SpeechSource::GenerateReply, true))
+    }
+
+    /// Interrupts the current and queued speech (even uninterruptible speech).
+    pub fn interrupt(&self) {
+        if let Some(activity) = self.current_activity() {
+            activity.interrupt_all();
+        }
+    }
+
+    /// Ends the user's turn now (manual turn detection, push-to-talk) and returns its
+    /// transcript.
+    pub async fn commit_user_turn(&self, options: CommitOptions) -> Result<String, SessionError> {
+        let cmd = {
+            let st = self.inner.state.lock();
+            st.recognition.as_ref().map(|r| r.commands.clone())
+        };
+        let cmd =
+            cmd.ok_or_else(|| SessionError::Commit("no audio recognition is running".into()))?;
+        let (tx, rx) = oneshot::channel();
+        cmd.send(RecognitionCommand::Commit { options, reply: tx })
+            .map_err(|_| SessionError::Commit("recognition stopped".into()))?;
+        rx.await
+            .map_err(|_| SessionError::Commit("recognition stopped".into()))
+    }
+
+    /// Discards the user's buffered turn (transcript and pending end of turn).
+    pub fn clear_user_turn(&self) {
+        let st = self.inner.state.lock();
+        if let Some(r) = st.recognition.as_ref() {
+            let _ = r.commands.send(RecognitionCommand::Clear);
+        }
+    }
+
+    /// Makes `agent` the active agent (the old one's `on_exit` runs first, then an
+    /// `AgentHandoff` item is added and the new one's `on_enter` runs). Returns at once; the
+    /// switch happens in the background.
+    pub fn update_agent(&self, agent: Agent) {
+        let session = self.clone();
+        self.inner.pending_updates.send_modify(|n| *n += 1);
+        tokio::spawn(async move {
+            session.switch_agent(agent, true).await;
+            session
+                .inner
+                .pending_updates
+                .send_modify(|n| *n = n.saturating_sub(1));
+        });
+    }
+
+    /// Replaces the active agent: drains the old activity, records the handoff, starts the new
+    /// one. `enter` runs `on_enter` (false when resuming an agent after a task).
+    pub(crate) async fn switch_agent(&self, agent: Agent, enter: bool) -> Option<Agent> {
+        let _guard = self.inner.update_lock.lock().await;
+        let old = self.current_activity();
+        if let Some(old) = old.as_ref() {
+            old.drain_for_handoff().await;
+        }
+        if !self.is_running() {
+            return None;
+        }
+        let old_agent = old.as_ref().map(|a| a.agent().clone());
+        let handoff = ChatItem::AgentHandoff(crate::llm::AgentHandoff {
+            id: crate::llm::chat_context::new_item_id("item"),
+            old_agent_id: old_agent.as_ref().map(|a| a.id().to_string()),
+            new_agent_id: agent.id().to_string(),
+            created_at: crate::llm::chat_context::now_secs(),
+        });
+        let activity = Activity::new(self.clone(), agent.clone());
+        {
+            let mut st = self.inner.state.lock();
+            st.activity = Some(activity.clone());
+        }
+        if let Some(old) = old {
+            old.close();
+        }
+        agent.push_chat_item(handoff.clone());
+        self.add_history_item(handoff);
+        activity.start(enter);
+        old_agent
+    }
+
+    /// The conversation so far (all agents).
+    pub fn history(&self) -> ChatContext {
+        self.inner.state.lock().history.clone()
+    }
+
+    /// The speech playing now.
+    pub fn current_speech(&self) -> Option<SpeechHandle> {
+        self.current_activity().and_then(|a| a.current_speech())
+    }
+
+    /// The active agent.
+    pub fn current_agent(&self) -> Option<Agent> {
+        self.current_activity().map(|a| a.agent().clone())
+    }
+
+    /// The agent state.
+    pub fn agent_state(&self) -> AgentState {
+        self.inner.state.lock().agent_state
+    }
+
+    /// The user state.
+    pub fn user_state(&self) -> UserState {
+        self.inner.state.lock().user_state
+    }
+
+    /// Turns user audio on or off (off: frames are dropped before VAD and STT).
+    pub fn set_audio_input_enabled(&self, enabled: bool) {
+        self.inner.state.lock().audio_input_enabled = enabled;
+    }
+
+    /// Whether user audio is used.
+    pub fn audio_input_enabled(&self) -> bool {
+        self.inner.state.lock().audio_input_enabled
+    }
+
+    /// Turns agent audio on or off (off: replies are text-only).
+    pub fn set_audio_output_enabled(&self, enabled: bool) {
+        self.inner.state.lock().audio_output_enabled = enabled;
+    }
+
+    /// Whether agent audio is played.
+    pub fn audio_output_enabled(&self) -> bool {
+        self.inner.state.lock().audio_output_enabled
+    }
+
+    /// Usage summed over the session.
+    pub fn usage(&self) -> UsageSummary {
+        self.inner.state.lock().usage.summary()
+    }
+
+    // ---- crate internals ----
+
+    pub(crate) fn current_activity(&self) -> Option<Activity> {
+        let st = self.inner.state.lock();
+        if st.closed {
+            return None;
+        }
+        st.activity.clone()
+    }
+
+    pub(crate) fn audio_output(&self) -> Option<Arc<dyn AudioOutput>> {
+        let st = self.inner.state.lock();
+        if st.audio_output_enabled {
+            st.audio_output.clone()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn text_output(&self) -> Option<Arc<dyn TextOutput>> {
+        self.inner.state.lock().text_output.clone()
+    }
+
+    pub(crate) fn turn_detection(&self) -> TurnDetection {
+        self.inner.state.lock().turn_detection.clone()
+    }
+
+    pub(crate) fn emit(&self, event: SessionEvent) {
+        let _ = self.inner.events.send(event);
+    }
+
+    pub(crate) fn emit_metrics(&self, metrics: AgentMetrics) {
+        self.inner.state.lock().usage.collect(&metrics);
+        self.emit(SessionEvent::MetricsCollected { metrics });
+    }
+
+    pub(crate) fn add_history_item(&self, item: ChatItem) {
+        self.inner.state.lock().history.push(item.clone());
+        self.emit(SessionEvent::ConversationItemAdded { item });
+    }
+
+    pub(crate) fn set_agent_state(&self, new_state: AgentState) {
+        let old_state = {
+            let mut st = self.inner.state.lock();
+            let old = st.agent_state;
+            if old == new_state {
+                return;
+            }
+            st.agent_state = new_state;
+            old
+        };
+        self.emit(SessionEvent::AgentStateChanged {
+            old_state,
+            new_state,
+        });
+        self.update_away_timer();
+    }
+
+    pub(crate) fn set_user_state(&self, new_state: UserState) {
+        let old_state = {
+            let mut st = self.inner.state.lock();
+            let old = st.user_state;
+            if old == new_state {
+                return;
+            }
+            st.user_state = new_state;
+            old
+        };
+        self.inner
+            .user_speaking
+            .send_replace(new_state == UserState::Speaking);
+        self.emit(SessionEvent::UserStateChanged {
+            old_state,
+            new_state,
+        });
+        self.update_away_timer();
+    }
+
+    /// Waits until the user is not speaking.
+    pub(crate) async fn wait_user_silent(&self) {
+        let mut rx = self.inner.user_speaking.subscribe();
+        let _ = rx.wait_for(|speaking| !*speaking).await;
+    }
+
+    /// Arms the user-away timer when both sides listen; disarms it otherwise.
+    fn update_away_timer(&self) {
+        let Some(timeout) = self.inner.options.user_away_timeout else {
+            return;
+        };
+        let mut st = self.inner.state.lock();
+        let both_listening =
+            st.agent_state == AgentState::Listening && st.user_state == UserState::Listening;
+        if !both_listening || st.closed {
+            st.away_timer = None;
+            return;
+        }
+        if st.away_timer.is_some() {
+            return;
+        }
+        let session = self.clone();
+        st.away_timer = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let old_state = {
+                let mut st = session.inner.state.lock();
+                if st.user_state != UserState::Listening {
+                    return;
+                }
+                st.user_state = UserState::Away;
+                st.user_state
+            };
+            let _ = old_state;
+            session.emit(SessionEvent::UserStateChanged {
+                old_state: UserState::Listening,
+                new_state: UserState::Away,
+            });
+        })));
+    }
+
+    /// Reports a component error; after `max_unrecoverable_errors` unrecoverable errors of one
+    /// kind the session closes.
+    pub(crate) fn report_error(&self, source: ErrorSource, error: String, recoverable: bool) {
+        self.emit(SessionEvent::Error {
+            source,
+            error: error.clone(),
+            recoverable,
+        });
+        if recoverable {
+            return;
+        }
+        let count = {
+            let mut st = self.inner.state.lock();
+            let c = st.error_counts.entry(source).or_default();
+            *c += 1;
+            *c
+        };
+        if count >= self.inner.options.max_unrecoverable_errors {
+            let session = self.clone();
+            let message = format!("{source:?} failed {count} times: {error}");
+            tokio::spawn(
+                async move { session.close_with(CloseReason::Error, Some(message)).await },
+            );
+        }
+    }
+
+    /// Resets the error counter of `source` (it worked again).
+    pub(crate) fn reset_errors(&self, source: ErrorSource) {
+        self.inner.state.lock().error_counts.remove(&source);
+    }
+
+    /// Waits until no speech is queued or playing and no agent switch is pending.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let mut pending = self.inner.pending_updates.subscribe();
+            let _ = pending.wait_for(|n| *n == 0).await;
+            let Some(activity) = self.current_activity() else {
+                return;
+            };
+            activity.wait_idle().await;
+            // An agent switch may have started while we waited.
+            if *self.inner.pending_updates.borrow() == 0
+                && self.current_activity().is_some_and(|a| a.is_idle())
+            {
+                return;
+            }
+        }
+    }
+}

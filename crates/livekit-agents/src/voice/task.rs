@@ -1,0 +1,192 @@
+//! [`AgentTask`]: an agent that takes over the session until it completes with a value.
+//!
+//! Awaited from a tool or a hook of the active agent: the parent agent stops scheduling speech,
+//! the task's agent becomes active (its `on_enter` runs), and when a tool of the task calls
+//! [`TaskCompleter::complete`] the task's agent exits, its conversation is merged into the
+//! parent's, and the parent resumes.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::activity::Activity;
+use super::agent::Agent;
+use super::events::SessionEvent;
+use super::session::AgentSession;
+use crate::llm::ChatItem;
+
+/// Why a task ended without a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The task failed (set by [`TaskCompleter::fail`]).
+    #[error("task failed: {0}")]
+    Failed(String),
+    /// The session closed before the task completed.
+    #[error("the session closed before the task completed")]
+    SessionClosed,
+    /// The session is not running.
+    #[error("the session is not running")]
+    NotRunning,
+}
+
+type ResultSlot<T> = Arc<Mutex<Option<oneshot::Sender<Result<T, TaskError>>>>>;
+
+/// Completes an [`AgentTask`]; give it to the task's tools.
+pub struct TaskCompleter<T> {
+    tx: ResultSlot<T>,
+}
+
+impl<T> Clone for TaskCompleter<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for TaskCompleter<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskCompleter")
+            .field("completed", &self.tx.lock().is_none())
+            .finish()
+    }
+}
+
+impl<T> TaskCompleter<T> {
+    /// Completes the task with `value` (later calls are ignored).
+    pub fn complete(&self, value: T) {
+        if let Some(tx) = self.tx.lock().take() {
+            let _ = tx.send(Ok(value));
+        }
+    }
+
+    /// Ends the task with an error.
+    pub fn fail(&self, message: impl Into<String>) {
+        if let Some(tx) = self.tx.lock().take() {
+            let _ = tx.send(Err(TaskError::Failed(message.into())));
+        }
+    }
+
+    /// Whether the task already completed.
+    pub fn is_done(&self) -> bool {
+        self.tx.lock().is_none()
+    }
+}
+
+/// An agent that runs until it completes with a `T`.
+///
+/// ```no_run
+/// use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+/// use livekit_agents::voice::{Agent, AgentSession, AgentTask};
+///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Email { address: String }
+///
+/// # async fn demo(session: AgentSession) {
+/// let task = AgentTask::<String>::new(|done| {
+///     Agent::builder()
+///         .instructions("Ask for the user's email address.")
+///         .tool(FunctionTool::new("record_email", "Record the email.", move |_ctx: RunContext, e: Email| {
+///             let done = done.clone();
+///             async move {
+///                 done.complete(e.address);
+///                 Ok::<_, ToolError>(())
+///             }
+///         }))
+///         .build()
+/// });
+/// let email = task.run(&session).await;
+/// # }
+/// ```
+pub struct AgentTask<T> {
+    agent: Agent,
+    rx: oneshot::Receiver<Result<T, TaskError>>,
+}
+
+impl<T> std::fmt::Debug for AgentTask<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentTask")
+            .field("agent", &self.agent.id())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> AgentTask<T> {
+    /// A task whose agent `build` makes, given the completer its tools call.
+    pub fn new(build: impl FnOnce(TaskCompleter<T>) -> Agent) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let completer = TaskCompleter {
+            tx: Arc::new(Mutex::new(Some(tx))),
+        };
+        Self {
+            agent: build(completer),
+            rx,
+        }
+    }
+
+    /// The task's agent.
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    /// Runs the task in `session` and returns its value; the previous agent resumes after.
+    pub async fn run(self, session: &AgentSession) -> Result<T, TaskError> {
+        let parent = session.current_activity().ok_or(TaskError::NotRunning)?;
+        let mut events = session.subscribe();
+        parent.pause_scheduling();
+
+        let handoff = ChatItem::AgentHandoff(crate::llm::AgentHandoff {
+            id: crate::llm::chat_context::new_item_id("item"),
+            old_agent_id: Some(parent.agent().id().to_string()),
+            new_agent_id: self.agent.id().to_string(),
+            created_at: crate::llm::chat_context::now_secs(),
+        });
+        let activity = Activity::new(session.clone(), self.agent.clone());
+        session.inner.state.lock().activity = Some(activity.clone());
+        self.agent.push_chat_item(handoff.clone());
+        session.add_history_item(handoff);
+        activity.start(true);
+
+        let closed = async {
+            loop {
+                match events.recv().await {
+                    Ok(SessionEvent::Close { .. })
+                    | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = self.rx => r.unwrap_or_else(|_| Err(TaskError::Failed("the task was dropped".into()))),
+            _ = closed => Err(TaskError::SessionClosed),
+        };
+        if !session.is_running() {
+            return result;
+        }
+
+        self.agent.behavior().on_exit(activity.context()).await;
+        activity.close();
+        // Merge the task's conversation (messages) into the parent's.
+        let parent_agent = parent.agent().clone();
+        let known: Vec<String> = parent_agent
+            .chat_ctx()
+            .items()
+            .iter()
+            .map(|i| i.id().to_string())
+            .collect();
+        for item in self.agent.chat_ctx().items() {
+            if matches!(item, ChatItem::Message(_)) && !known.iter().any(|k| k == item.id()) {
+                parent_agent.push_chat_item(item.clone());
+            }
+        }
+        {
+            let mut st = session.inner.state.lock();
+            if !st.closed {
+                st.activity = Some(parent.clone());
+            }
+        }
+        parent.resume_scheduling();
+        result
+    }
+}
