@@ -21,6 +21,9 @@ use crate::audio::AudioFrame;
 use crate::stt::EVENT_BUFFER;
 use crate::types::{ApiConnectOptions, ApiError, TimedString};
 
+pub mod adapter;
+pub use adapter::StreamAdapter;
+
 /// What a TTS provider can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TtsCapabilities {
