@@ -1,8 +1,30 @@
-//! Audio primitives: [`AudioFrame`], re-chunking, resampling, WAV files and level helpers.
+//! Audio primitives: [`AudioFrame`], re-chunking ([`AudioByteStream`]), resampling
+//! ([`resample::Resampler`]), WAV files ([`wav`]) and level helpers.
 //!
 //! All audio in the framework is interleaved signed 16-bit PCM. Frames carry their own sample
 //! rate and channel count; stages that need another format convert explicitly (see
 //! [`resample::Resampler`] and [`AudioFrame::downmix_to_mono`]).
+//!
+//! ```
+//! use livekit_agents::audio::{combine_frames, AudioByteStream, AudioFrame};
+//!
+//! // 25 ms of a 440 Hz tone at 16 kHz, re-chunked into 10 ms frames.
+//! let tone = AudioFrame::sine(440.0, 0.5, 16_000, 1, 400);
+//! let mut chunker = AudioByteStream::new(16_000, 1, 160);
+//! let mut frames = chunker.push_samples(&tone.data);
+//! frames.extend(chunker.flush());
+//! assert_eq!(frames.iter().map(|f| f.samples_per_channel).collect::<Vec<_>>(), [160, 160, 80]);
+//! assert_eq!(combine_frames(&frames).unwrap(), tone);
+//! assert!((tone.rms_dbfs() - (-9.03)).abs() < 0.1); // a 0.5 sine: -6 dB peak, -9 dB RMS
+//! ```
+
+mod bytestream;
+mod ops;
+pub mod resample;
+pub mod wav;
+
+pub use bytestream::AudioByteStream;
+pub use ops::{combine_frames, db_to_gain, gain_to_db};
 
 use std::time::Duration;
 
@@ -57,6 +79,15 @@ pub enum AudioError {
     /// Two frames that must share a format do not.
     #[error("format mismatch: {0}")]
     FormatMismatch(String),
+    /// A byte buffer does not hold a whole number of 16-bit samples.
+    #[error("{0} bytes is not a whole number of 16-bit samples")]
+    OddByteCount(usize),
+    /// An operation that needs at least one frame got none.
+    #[error("no audio frames given")]
+    NoFrames,
+    /// The resampler could not be built or failed.
+    #[error("resampler error: {0}")]
+    Resample(String),
 }
 
 impl AudioFrame {
@@ -120,8 +151,37 @@ impl AudioFrame {
     }
 
     /// Builds a frame from interleaved `f32` samples, clamping to `[-1.0, 1.0]`.
-    pub fn from_f32(samples: &[f32], sample_rate: u32, num_channels: u16) -> Result<Self, AudioError> {
+    pub fn from_f32(
+        samples: &[f32],
+        sample_rate: u32,
+        num_channels: u16,
+    ) -> Result<Self, AudioError> {
         let data = samples.iter().map(|&s| f32_to_i16(s)).collect();
+        Self::new(data, sample_rate, num_channels)
+    }
+
+    /// Builds a frame from little-endian 16-bit PCM bytes (the `pcm_s16le` wire format).
+    ///
+    /// ```
+    /// use livekit_agents::audio::AudioFrame;
+    ///
+    /// let frame = AudioFrame::from_le_bytes(&[1, 0, 255, 255], 8_000, 1).unwrap();
+    /// assert_eq!(frame.data, [1, -1]);
+    /// assert_eq!(frame.to_le_bytes(), [1, 0, 255, 255]);
+    /// assert!(AudioFrame::from_le_bytes(&[1, 0, 2], 8_000, 1).is_err());
+    /// ```
+    pub fn from_le_bytes(
+        bytes: &[u8],
+        sample_rate: u32,
+        num_channels: u16,
+    ) -> Result<Self, AudioError> {
+        if !bytes.len().is_multiple_of(2) {
+            return Err(AudioError::OddByteCount(bytes.len()));
+        }
+        let data = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
         Self::new(data, sample_rate, num_channels)
     }
 

@@ -1,24 +1,24 @@
-//! Heuristic English syllabification, used to pace transcripts against audio.
-//!
-//! The reference uses Liang's TeX hyphenation patterns. Pacing only needs a good syllable
-//! *count* and plausible pieces, so this module uses compact phonics rules instead of a
-//! pattern dictionary:
-//!
-//! 1. Each maximal run of vowels (`a e i o u`, accented vowels, and `y` after a consonant) is
-//!    one syllable nucleus; `u` after `q` is part of the consonant `qu`.
-//! 2. A final silent `e` (`come`, `make`) is not a nucleus, except in a consonant + `le`
-//!    ending (`ta-ble`). `-ed` is a syllable only after `t`/`d` (`want-ed`, but `jumped`),
-//!    `-es` only after a sibilant (`box-es`, but `makes`).
-//! 3. Between two nuclei the consonants split like this: one consonant starts the next
-//!    syllable (`ba-by`), except `x` which closes the previous one (`tax-i`); two consonants
-//!    split in the middle (`win-dow`) unless they form a digraph (`ch sh th ph wh ck gh ng qu`);
-//!    three or more keep a valid onset cluster (`bl`, `str`, ...) together with the next vowel.
-//! 4. The suffixes `-ed` (when syllabic) and `-ing` always start their own syllable
-//!    (`ex-pect-ed`, `sing-ing`).
-//!
-//! Words without letters, or with a single nucleus, come back as one piece.
+//! Heuristic English syllabification (see [`hyphenate_word`]).
 
-/// Splits a word into syllable-like pieces (see the [module docs](self) for the rules).
+/// Splits a word into syllable-like pieces.
+///
+/// The reference uses Liang's TeX hyphenation patterns. Pacing only needs a good syllable
+/// *count* and plausible pieces, so this function uses compact phonics rules instead of a
+/// pattern dictionary:
+///
+/// 1. Each maximal run of vowels (`a e i o u`, accented vowels, and `y` after a consonant) is
+///    one syllable nucleus; `u` after `q` is part of the consonant `qu`.
+/// 2. A final silent `e` (`come`, `make`) is not a nucleus, except in a consonant + `le`
+///    ending (`ta-ble`). `-ed` is a syllable only after `t`/`d` (`want-ed`, but `jumped`),
+///    `-es` only after a sibilant (`box-es`, but `makes`).
+/// 3. Between two nuclei the consonants split like this: one consonant starts the next
+///    syllable (`ba-by`), except `x` which closes the previous one (`tax-i`); two consonants
+///    split in the middle (`win-dow`) unless they form a digraph (`ch sh th ph wh ck gh ng qu`);
+///    three or more keep a valid onset cluster (`bl`, `str`, ...) together with the next vowel.
+/// 4. The suffixes `-ed` (when syllabic) and `-ing` always start their own syllable
+///    (`ex-pect-ed`, `sing-ing`).
+///
+/// Words without letters, or with a single nucleus, come back as one piece.
 ///
 /// Joining the pieces gives back the word exactly.
 ///

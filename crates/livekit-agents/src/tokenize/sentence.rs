@@ -1,24 +1,4 @@
-//! Rule-based sentence splitting, batch and streaming.
-//!
-//! The splitter scans left to right for sentence-ending punctuation and decides each candidate
-//! boundary from a bounded window of text after it (the closing quotes, the whitespace and at
-//! most [`SentenceTokenizerOptions::stream_context_len`] characters of the next word). The
-//! streaming form only decides once that window has arrived, so pushing a text in chunks of any
-//! size yields exactly the sentences of the batch form.
-//!
-//! Rules (English-centred, like the reference's `basic` tokenizer):
-//! - `.`, `!`, `?`, `…` and the full-width `。！？` end sentences; a run of them (`?!`, `!!!`)
-//!   is one end, and closing quotes/brackets right after it belong to the sentence.
-//! - ASCII terminators only count when whitespace follows, so `3.14`, `U.S.A` or `e.g.,` never
-//!   split; the full-width ones split immediately.
-//! - A newline always ends a sentence (LLM output uses newlines for list items and paragraphs).
-//! - No split after title abbreviations (`Mr.`, `Mrs.`, `Dr.`, `St.`, `Prof.`, ...), `e.g.`,
-//!   `i.e.`, `vs.`, single-letter initials (`J. Smith`) or a leading list number (`1. Step`).
-//! - After acronyms (`U.S.`, `a.m.`) and company suffixes (`Inc.`, `Ltd.`, `Jr.`) the split
-//!   happens only when the next word is a typical sentence starter (`He`, `The`, `We`, ...).
-//! - After `etc.` and ellipses (`...`, `…`) the split happens only before a capital letter.
-//! - Sentences shorter than `min_sentence_len` characters are merged with the following ones
-//!   (joined by one space), which gives TTS engines enough context per request.
+//! Rule-based sentence splitting, batch and streaming (see [`BasicSentenceTokenizer`]).
 
 use super::{SentenceTokenizer, TokenStream};
 
@@ -43,7 +23,27 @@ impl Default for SentenceTokenizerOptions {
     }
 }
 
-/// The built-in rule-based sentence tokenizer (see the [module docs](self) for its rules).
+/// The built-in rule-based sentence tokenizer.
+///
+/// The splitter scans left to right for sentence-ending punctuation and decides each candidate
+/// boundary from a bounded window of text after it (the closing quotes, the whitespace and at
+/// most [`SentenceTokenizerOptions::stream_context_len`] characters of the next word). The
+/// streaming form only decides once that window has arrived, so pushing a text in chunks of any
+/// size yields exactly the sentences of the batch form.
+///
+/// Rules (English-centred, like the reference's `basic` tokenizer):
+/// - `.`, `!`, `?`, `…` and the full-width `。！？` end sentences; a run of them (`?!`, `!!!`)
+///   is one end, and closing quotes/brackets right after it belong to the sentence.
+/// - ASCII terminators only count when whitespace follows, so `3.14`, `U.S.A` or `e.g.,` never
+///   split; the full-width ones split immediately.
+/// - A newline always ends a sentence (LLM output uses newlines for list items and paragraphs).
+/// - No split after title abbreviations (`Mr.`, `Mrs.`, `Dr.`, `St.`, `Prof.`, ...), `e.g.`,
+///   `i.e.`, `vs.`, single-letter initials (`J. Smith`) or a leading list number (`1. Step`).
+/// - After acronyms (`U.S.`, `a.m.`) and company suffixes (`Inc.`, `Ltd.`, `Jr.`) the split
+///   happens only when the next word is a typical sentence starter (`He`, `The`, `We`, ...).
+/// - After `etc.` and ellipses (`...`, `…`) the split happens only before a capital letter.
+/// - Sentences shorter than `min_sentence_len` characters are merged with the following ones
+///   (joined by one space), which gives TTS engines enough context per request.
 ///
 /// ```
 /// use livekit_agents::tokenize::{BasicSentenceTokenizer, SentenceTokenizer, TokenStream};

@@ -407,11 +407,7 @@ impl State {
 
 /// Looks for `[text](url)` at the start of `s` (which starts with `[`).
 fn find_link(s: &str, at_end: bool) -> Link<'_> {
-    let need_more = if at_end {
-        Link::Text
-    } else {
-        Link::NeedMore
-    };
+    let need_more = if at_end { Link::Text } else { Link::NeedMore };
     let mut close = None;
     for (k, c) in s.char_indices().skip(1) {
         if k > LINK_TEXT_CAP || c == '\n' {

@@ -6,19 +6,6 @@
 //! the end of a reply. Every transform here gives the same output whatever the chunking, and
 //! holds back only a possibly-unfinished markup construct (a `*` run, a `[link](...)`, a line
 //! start such as `---`), never whole sentences.
-//!
-//! ```
-//! use livekit_agents::tokenize::{parse_transforms, TextTransform, TransformChain};
-//!
-//! let kinds = parse_transforms(["filter_markdown", "filter_emoji"]).unwrap();
-//! let mut chain = TransformChain::from_kinds(&kinds);
-//! let mut spoken = String::new();
-//! for chunk in ["## Hi 👋\nSee **the ", "docs** at [our si", "te](https://x.io)!"] {
-//!     spoken.push_str(&chain.push(chunk));
-//! }
-//! spoken.push_str(&chain.flush());
-//! assert_eq!(spoken, "Hi \nSee the docs at our site!");
-//! ```
 
 mod emoji;
 mod markdown;
@@ -29,7 +16,15 @@ pub use markdown::{filter_markdown, MarkdownFilter};
 use std::fmt;
 use std::str::FromStr;
 
-/// A streaming text transform.
+/// A streaming text transform, applied to LLM text before TTS (the reference's
+/// `tts_text_transforms`, default `["filter_markdown", "filter_emoji"]`, see
+/// [`DEFAULT_TTS_TEXT_TRANSFORMS`]).
+///
+/// [`push`](TextTransform::push) returns the part of the text that is safe to emit now and
+/// [`flush`](TextTransform::flush) returns the rest at the end of a reply. The built-in
+/// transforms give the same output whatever the chunking, and hold back only a
+/// possibly-unfinished markup construct (a `*` run, a `[link](...)`, a line start such as
+/// `---`), never whole sentences. Chain several with [`TransformChain`].
 pub trait TextTransform: Send {
     /// Adds a chunk; returns the transformed text that is safe to emit now.
     fn push(&mut self, chunk: &str) -> String;
@@ -135,6 +130,19 @@ pub fn apply_transforms(kinds: &[TextTransformKind], text: &str) -> String {
 ///
 /// Custom transforms (e.g. a pronunciation rewrite) can be chained with the built-ins through
 /// [`TransformChain::new`].
+///
+/// ```
+/// use livekit_agents::tokenize::{parse_transforms, TextTransform, TransformChain};
+///
+/// let kinds = parse_transforms(["filter_markdown", "filter_emoji"]).unwrap();
+/// let mut chain = TransformChain::from_kinds(&kinds);
+/// let mut spoken = String::new();
+/// for chunk in ["## Hi 👋\nSee **the ", "docs** at [our si", "te](https://x.io)!"] {
+///     spoken.push_str(&chain.push(chunk));
+/// }
+/// spoken.push_str(&chain.flush());
+/// assert_eq!(spoken, "Hi \nSee the docs at our site!");
+/// ```
 pub struct TransformChain {
     stages: Vec<Box<dyn TextTransform>>,
 }

@@ -1,0 +1,444 @@
+//! Streaming sample-rate conversion (on `rubato`'s synchronous FFT resampler).
+//!
+//! [`Resampler`] converts a stream of frames of any size between any two rates (8, 16, 22.05,
+//! 24, 44.1, 48 kHz, ...) for any channel count. It works in fixed internal blocks of about
+//! 10 ms, so it holds back less than one block of input, and removes the filter's delay so the
+//! output lines up with the input. [`Resampler::flush`] at the end of a stream drains the
+//! filter: the total output is then exactly `round(input_len * output_rate / input_rate)`
+//! samples per channel.
+
+use rubato::{FftFixedInOut, Resampler as _};
+
+use super::{f32_to_i16, AudioError, AudioFrame};
+
+/// A streaming resampler from one rate to another, for a fixed channel count.
+///
+/// Equal rates pass frames through untouched.
+///
+/// ```
+/// use livekit_agents::audio::{resample::Resampler, AudioFrame};
+///
+/// let mut rs = Resampler::new(48_000, 16_000, 1).unwrap();
+/// let mut out = 0;
+/// for _ in 0..10 {
+///     let frame = AudioFrame::sine(440.0, 0.5, 48_000, 1, 480); // 10 ms
+///     out += rs.push(&frame).unwrap().iter().map(|f| f.samples_per_channel).sum::<usize>();
+/// }
+/// out += rs.flush().iter().map(|f| f.samples_per_channel).sum::<usize>();
+/// assert_eq!(out, 1600); // 100 ms at 16 kHz
+/// ```
+pub struct Resampler {
+    input_rate: u32,
+    output_rate: u32,
+    num_channels: u16,
+    /// `None` when the rates are equal.
+    inner: Option<Inner>,
+}
+
+struct Inner {
+    fft: FftFixedInOut<f32>,
+    chunk_in: usize,
+    /// Pending input, one vector per channel.
+    input: Vec<Vec<f32>>,
+    output: Vec<Vec<f32>>,
+    /// Output frames still to drop at the start (the filter delay).
+    skip: usize,
+    total_in: u64,
+    total_out: u64,
+}
+
+impl std::fmt::Debug for Resampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resampler")
+            .field("input_rate", &self.input_rate)
+            .field("output_rate", &self.output_rate)
+            .field("num_channels", &self.num_channels)
+            .finish()
+    }
+}
+
+impl Resampler {
+    /// A resampler from `input_rate` to `output_rate` Hz for `num_channels` interleaved
+    /// channels.
+    pub fn new(input_rate: u32, output_rate: u32, num_channels: u16) -> Result<Self, AudioError> {
+        for rate in [input_rate, output_rate] {
+            if rate == 0 {
+                return Err(AudioError::InvalidSampleRate(rate));
+            }
+        }
+        if num_channels == 0 {
+            return Err(AudioError::InvalidChannels(num_channels));
+        }
+        let inner = if input_rate == output_rate {
+            None
+        } else {
+            let channels = num_channels as usize;
+            let block = (input_rate as usize / 100).max(1);
+            let fft = FftFixedInOut::<f32>::new(
+                input_rate as usize,
+                output_rate as usize,
+                block,
+                channels,
+            )
+            .map_err(|e| AudioError::Resample(e.to_string()))?;
+            let chunk_in = fft.input_frames_next();
+            let output = fft.output_buffer_allocate(true);
+            let skip = fft.output_delay();
+            Some(Inner {
+                fft,
+                chunk_in,
+                input: vec![Vec::with_capacity(chunk_in * 2); channels],
+                output,
+                skip,
+                total_in: 0,
+                total_out: 0,
+            })
+        };
+        Ok(Self {
+            input_rate,
+            output_rate,
+            num_channels,
+            inner,
+        })
+    }
+
+    /// Input sample rate.
+    pub fn input_rate(&self) -> u32 {
+        self.input_rate
+    }
+
+    /// Output sample rate.
+    pub fn output_rate(&self) -> u32 {
+        self.output_rate
+    }
+
+    /// Pushes a frame (any length); returns the resampled audio available so far (at most one
+    /// frame). Fails when the frame's rate or channel count is not the resampler's.
+    pub fn push(&mut self, frame: &AudioFrame) -> Result<Vec<AudioFrame>, AudioError> {
+        if frame.sample_rate != self.input_rate || frame.num_channels != self.num_channels {
+            return Err(AudioError::FormatMismatch(format!(
+                "resampler expects {} Hz / {} ch, got {} Hz / {} ch",
+                self.input_rate, self.num_channels, frame.sample_rate, frame.num_channels
+            )));
+        }
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(if frame.is_empty() {
+                Vec::new()
+            } else {
+                vec![frame.clone()]
+            });
+        };
+        let channels = self.num_channels as usize;
+        for (ch, buf) in inner.input.iter_mut().enumerate() {
+            buf.extend(
+                frame
+                    .data
+                    .iter()
+                    .skip(ch)
+                    .step_by(channels)
+                    .map(|&s| s as f32 / 32768.0),
+            );
+        }
+        inner.total_in += frame.samples_per_channel as u64;
+        let mut out = Vec::new();
+        while inner.input[0].len() >= inner.chunk_in {
+            inner.process_block(&mut out, channels, u64::MAX)?;
+        }
+        Ok(self.wrap(out))
+    }
+
+    /// Ends the stream: drains the filter and returns the remaining audio, so the total output
+    /// matches the exact rate ratio. The resampler is then ready for a new stream.
+    pub fn flush(&mut self) -> Vec<AudioFrame> {
+        let channels = self.num_channels as usize;
+        let Some(inner) = self.inner.as_mut() else {
+            return Vec::new();
+        };
+        let expected = (inner.total_in as u128 * self.output_rate as u128
+            + self.input_rate as u128 / 2)
+            / self.input_rate as u128;
+        let expected = expected as u64;
+        let mut out = Vec::new();
+        // Each block adds chunk_out frames; the bound only guards against a logic error.
+        let max_blocks = 4
+            + (inner.skip as u64 + expected.saturating_sub(inner.total_out))
+                / inner.fft.output_frames_next().max(1) as u64;
+        let mut blocks = 0;
+        while inner.total_out < expected && blocks <= max_blocks {
+            for buf in &mut inner.input {
+                buf.resize(inner.chunk_in.max(buf.len()), 0.0);
+            }
+            if let Err(e) = inner.process_block(&mut out, channels, expected) {
+                tracing::warn!(error = %e, "resampler flush failed");
+                break;
+            }
+            blocks += 1;
+        }
+        inner.reset();
+        self.wrap(out)
+    }
+
+    fn wrap(&self, data: Vec<i16>) -> Vec<AudioFrame> {
+        if data.is_empty() {
+            return Vec::new();
+        }
+        vec![AudioFrame {
+            samples_per_channel: data.len() / self.num_channels as usize,
+            data,
+            sample_rate: self.output_rate,
+            num_channels: self.num_channels,
+        }]
+    }
+}
+
+impl Inner {
+    /// Resamples one block from `input`, appending interleaved output (after the delay skip,
+    /// and never past `limit` total output frames).
+    fn process_block(
+        &mut self,
+        out: &mut Vec<i16>,
+        channels: usize,
+        limit: u64,
+    ) -> Result<(), AudioError> {
+        let (used, produced) = self
+            .fft
+            .process_into_buffer(&self.input, &mut self.output, None)
+            .map_err(|e| AudioError::Resample(e.to_string()))?;
+        for buf in &mut self.input {
+            buf.drain(..used.min(buf.len()));
+        }
+        let skipped = self.skip.min(produced);
+        self.skip -= skipped;
+        let room = limit.saturating_sub(self.total_out);
+        let take = ((produced - skipped) as u64).min(room) as usize;
+        out.reserve(take * channels);
+        for i in skipped..skipped + take {
+            for ch in 0..channels {
+                out.push(f32_to_i16(self.output[ch][i]));
+            }
+        }
+        self.total_out += take as u64;
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.fft.reset();
+        for buf in &mut self.input {
+            buf.clear();
+        }
+        self.skip = self.fft.output_delay();
+        self.total_in = 0;
+        self.total_out = 0;
+    }
+}
+
+/// Resamples a whole frame to `output_rate` (a one-shot [`Resampler`]).
+pub fn resample_frame(frame: &AudioFrame, output_rate: u32) -> Result<AudioFrame, AudioError> {
+    let mut rs = Resampler::new(frame.sample_rate, output_rate, frame.num_channels)?;
+    let mut parts = rs.push(frame)?;
+    parts.extend(rs.flush());
+    if parts.is_empty() {
+        return Ok(AudioFrame::silence(output_rate, frame.num_channels, 0));
+    }
+    super::combine_frames(&parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATES: [u32; 6] = [8_000, 16_000, 22_050, 24_000, 44_100, 48_000];
+
+    /// Feeds `total` samples per channel of a sine in frames of the given sizes (cycled).
+    fn run_stream(
+        rs: &mut Resampler,
+        freq: f32,
+        input_rate: u32,
+        channels: u16,
+        total: usize,
+        sizes: &[usize],
+    ) -> AudioFrame {
+        let tone = AudioFrame::sine(freq, 0.5, input_rate, channels, total);
+        let mut parts = Vec::new();
+        let mut pos = 0;
+        for &size in sizes.iter().cycle() {
+            if pos >= total {
+                break;
+            }
+            let end = (pos + size).min(total);
+            let ch = channels as usize;
+            let frame =
+                AudioFrame::new(tone.data[pos * ch..end * ch].to_vec(), input_rate, channels)
+                    .unwrap();
+            parts.extend(rs.push(&frame).unwrap());
+            pos = end;
+        }
+        parts.extend(rs.flush());
+        let out_rate = rs.output_rate();
+        if parts.is_empty() {
+            return AudioFrame::silence(out_rate, channels, 0);
+        }
+        combine_frames_ok(&parts)
+    }
+
+    fn combine_frames_ok(parts: &[AudioFrame]) -> AudioFrame {
+        crate::audio::combine_frames(parts).unwrap()
+    }
+
+    fn zero_crossing_frequency(samples: &[i16], rate: u32) -> f32 {
+        let crossings: Vec<usize> = samples
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
+            .map(|(i, _)| i)
+            .collect();
+        let (first, last) = (crossings[0], crossings[crossings.len() - 1]);
+        (crossings.len() - 1) as f32 * rate as f32 / (last - first) as f32
+    }
+
+    #[test]
+    fn output_length_matches_ratio_for_all_rate_pairs() {
+        for &a in &RATES {
+            for &b in &RATES {
+                for channels in [1u16, 2] {
+                    let mut rs = Resampler::new(a, b, channels).unwrap();
+                    let total = (a as usize * 3) / 10 + 7; // 0.3 s and a bit
+                    let out = run_stream(&mut rs, 440.0, a, channels, total, &[97, 480, 1, 333]);
+                    let exact = total as f64 * b as f64 / a as f64;
+                    assert!(
+                        (out.samples_per_channel as f64 - exact).abs() <= 1.0,
+                        "{a}->{b} x{channels}: {} vs {exact}",
+                        out.samples_per_channel
+                    );
+                    assert_eq!(out.sample_rate, b);
+                    assert_eq!(out.num_channels, channels);
+                    assert_eq!(out.data.len(), out.samples_per_channel * channels as usize);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sine_keeps_its_frequency() {
+        for (a, b) in [
+            (48_000, 16_000),
+            (16_000, 48_000),
+            (44_100, 16_000),
+            (8_000, 22_050),
+            (24_000, 44_100),
+        ] {
+            let mut rs = Resampler::new(a, b, 1).unwrap();
+            let out = run_stream(&mut rs, 440.0, a, 1, a as usize, &[160, 37, 1000]);
+            // Skip the edges, where the filter ramps in and out.
+            let n = out.data.len();
+            let f = zero_crossing_frequency(&out.data[n / 10..n * 9 / 10], b);
+            assert!((f - 440.0).abs() < 2.0, "{a}->{b}: {f} Hz");
+            // The level is kept too.
+            let mid = AudioFrame::new(out.data[n / 10..n * 9 / 10].to_vec(), b, 1).unwrap();
+            assert!(
+                (mid.peak() - 0.5).abs() < 0.03,
+                "{a}->{b}: peak {}",
+                mid.peak()
+            );
+        }
+    }
+
+    #[test]
+    fn no_clicks_at_frame_boundaries() {
+        for (a, b) in [
+            (48_000, 16_000),
+            (16_000, 24_000),
+            (44_100, 48_000),
+            (22_050, 8_000),
+        ] {
+            for channels in [1u16, 2] {
+                let mut rs = Resampler::new(a, b, channels).unwrap();
+                let out = run_stream(
+                    &mut rs,
+                    300.0,
+                    a,
+                    channels,
+                    a as usize / 2,
+                    &[1, 7, 113, 61, 1024],
+                );
+                // A 300 Hz sine at amplitude 0.5 moves at most 2*pi*300/rate*0.5 of full scale
+                // per sample; allow 50% slack (filter ripple) but nothing like a click.
+                let max_step =
+                    (std::f32::consts::TAU * 300.0 / b as f32 * 0.5 * 32768.0 * 1.5) as i32;
+                let ch = channels as usize;
+                let n = out.samples_per_channel;
+                for c in 0..ch {
+                    let series: Vec<i32> = out
+                        .data
+                        .iter()
+                        .skip(c)
+                        .step_by(ch)
+                        .map(|&s| s as i32)
+                        .collect();
+                    // Ignore the very first/last samples (ramp-in/out of the filter).
+                    for w in series[8..n - 8].windows(2) {
+                        let jump = (w[1] - w[0]).abs();
+                        assert!(
+                            jump <= max_step,
+                            "{a}->{b} x{channels}: jump {jump} > {max_step}"
+                        );
+                    }
+                }
+                // Stereo channels stay identical (same input on both).
+                if ch == 2 {
+                    assert!(out
+                        .data
+                        .chunks(2)
+                        .all(|p| (p[0] as i32 - p[1] as i32).abs() <= 1));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn equal_rates_pass_through() {
+        let mut rs = Resampler::new(16_000, 16_000, 2).unwrap();
+        let f = AudioFrame::sine(100.0, 0.3, 16_000, 2, 123);
+        assert_eq!(rs.push(&f).unwrap(), vec![f.clone()]);
+        assert!(rs
+            .push(&AudioFrame::silence(16_000, 2, 0))
+            .unwrap()
+            .is_empty());
+        assert!(rs.flush().is_empty());
+    }
+
+    #[test]
+    fn errors_and_reuse_after_flush() {
+        assert_eq!(
+            Resampler::new(0, 16_000, 1).unwrap_err(),
+            AudioError::InvalidSampleRate(0)
+        );
+        assert_eq!(
+            Resampler::new(16_000, 0, 1).unwrap_err(),
+            AudioError::InvalidSampleRate(0)
+        );
+        assert_eq!(
+            Resampler::new(16_000, 8_000, 0).unwrap_err(),
+            AudioError::InvalidChannels(0)
+        );
+        let mut rs = Resampler::new(16_000, 8_000, 1).unwrap();
+        assert!(matches!(
+            rs.push(&AudioFrame::silence(48_000, 1, 10)),
+            Err(AudioError::FormatMismatch(_))
+        ));
+        assert!(matches!(
+            rs.push(&AudioFrame::silence(16_000, 2, 10)),
+            Err(AudioError::FormatMismatch(_))
+        ));
+        // An empty stream flushes to nothing; a second stream after flush is exact again.
+        assert!(rs.flush().is_empty());
+        for _ in 0..2 {
+            let out = run_stream(&mut rs, 440.0, 16_000, 1, 1_000, &[100]);
+            assert_eq!(out.samples_per_channel, 500);
+        }
+        let one_shot =
+            resample_frame(&AudioFrame::sine(440.0, 0.5, 44_100, 2, 4410), 16_000).unwrap();
+        assert_eq!(one_shot.samples_per_channel, 1600);
+        assert_eq!(one_shot.sample_rate, 16_000);
+    }
+}
