@@ -1,0 +1,416 @@
+//! [`SileroVad`]: the core [`Vad`] trait over the Silero model, and its stream task.
+
+use std::sync::{Arc, Weak};
+
+use livekit_agents::vad::{Vad, VadCapabilities, VadEvent, VadInput, VadStream};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::detector::Detector;
+use crate::model::{LoadedModel, SpeechProbability};
+use crate::{SileroError, VadOptions, VadOptionsUpdate};
+
+/// Events buffered between a stream's task and its reader before the task waits.
+const EVENT_CHANNEL_CAPACITY: usize = 256;
+/// Input items processed per trip to the blocking pool, at most.
+const MAX_BATCH: usize = 64;
+
+/// Silero voice activity detection. Loading is blocking (it reads the model and, once per
+/// process, loads ONNX Runtime): do it at startup (the reference's `prewarm`). One `SileroVad`
+/// (cheap to clone) serves every stream of the process with one loaded model.
+///
+/// ```no_run
+/// use futures::StreamExt;
+/// use livekit_agents::audio::AudioFrame;
+/// use livekit_agents::vad::{Vad, VadEventType};
+/// use livekit_plugins_silero::{SileroVad, VadOptions};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let vad = SileroVad::load(VadOptions::default())?; // model from `download-files`
+/// let mut stream = vad.stream();
+/// stream.push_frame(AudioFrame::silence(48_000, 2, 480)); // any rate, any channel count
+/// stream.end_input();
+/// while let Some(event) = stream.next().await {
+///     if event.kind == VadEventType::StartOfSpeech {
+///         println!("speech at {:.3}s", event.timestamp);
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SileroVad {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    model: LoadedModel,
+    options: Mutex<VadOptions>,
+    streams: Mutex<Vec<Weak<StreamControl>>>,
+}
+
+impl std::fmt::Debug for SileroVad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SileroVad")
+            .field("model", &self.inner.model.path())
+            .field("options", &*self.inner.options.lock())
+            .finish()
+    }
+}
+
+/// Options updates waiting for a stream's task.
+#[derive(Default)]
+struct StreamControl {
+    pending: Mutex<Vec<VadOptionsUpdate>>,
+}
+
+/// Changes the options of one live stream (see [`SileroVad::stream_with_handle`]).
+#[derive(Clone)]
+pub struct StreamOptionsHandle {
+    control: Arc<StreamControl>,
+    options: VadOptions,
+}
+
+impl std::fmt::Debug for StreamOptionsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamOptionsHandle")
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamOptionsHandle {
+    /// Updates this stream's options; they apply from the next audio the stream processes.
+    /// An invalid update is rejected whole.
+    pub fn update_options(&mut self, update: VadOptionsUpdate) -> Result<(), SileroError> {
+        self.options.apply(&update)?;
+        self.control.pending.lock().push(update);
+        Ok(())
+    }
+}
+
+impl SileroVad {
+    /// Validates `options`, loads ONNX Runtime (once per process) and the model (from
+    /// `options.model_path` or the download cache). A missing model or runtime gives an error
+    /// naming the command that downloads it.
+    pub fn load(options: VadOptions) -> Result<Self, SileroError> {
+        let mut options = options;
+        options.validate()?;
+        // Fixed now, as the reference does: later activation updates leave it alone.
+        options.deactivation_threshold = Some(options.effective_deactivation_threshold());
+        let model = LoadedModel::load(options.model_path.as_deref(), options.intra_op_threads)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                model,
+                options: Mutex::new(options),
+                streams: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The options new streams start with.
+    pub fn options(&self) -> VadOptions {
+        self.inner.options.lock().clone()
+    }
+
+    /// Updates the options of this VAD and of every live stream (from the next audio each
+    /// processes), like the reference's `VAD.update_options`. An invalid update is rejected
+    /// whole.
+    pub fn update_options(&self, update: VadOptionsUpdate) -> Result<(), SileroError> {
+        self.inner.options.lock().apply(&update)?;
+        let mut streams = self.inner.streams.lock();
+        streams.retain(|weak| match weak.upgrade() {
+            Some(control) => {
+                control.pending.lock().push(update.clone());
+                true
+            }
+            None => false,
+        });
+        Ok(())
+    }
+
+    /// Opens a stream and returns a handle that updates only this stream's options.
+    ///
+    /// Must be called inside a tokio runtime (the stream runs as a task).
+    pub fn stream_with_handle(&self) -> (VadStream, StreamOptionsHandle) {
+        let options = self.options();
+        let control = Arc::new(StreamControl::default());
+        {
+            let mut streams = self.inner.streams.lock();
+            streams.retain(|weak| weak.strong_count() > 0);
+            streams.push(Arc::downgrade(&control));
+        }
+        let runner = self.inner.model.runner(options.sample_rate);
+        let detector = Detector::new(runner, options.clone());
+        let stream = spawn_stream(detector, control.clone());
+        (stream, StreamOptionsHandle { control, options })
+    }
+}
+
+impl Vad for SileroVad {
+    fn label(&self) -> String {
+        "silero.VAD".to_owned()
+    }
+
+    fn capabilities(&self) -> VadCapabilities {
+        VadCapabilities {
+            update_interval: self.inner.options.lock().sample_rate.window_duration(),
+        }
+    }
+
+    /// Opens a stream. Must be called inside a tokio runtime (the stream runs as a task).
+    fn stream(&self) -> VadStream {
+        self.stream_with_handle().0
+    }
+}
+
+/// Runs `detector` as a stream task: input is batched, processed on the blocking pool (the
+/// inference must not stall the async runtime), and events are sent in order.
+fn spawn_stream<P: SpeechProbability>(
+    detector: Detector<P>,
+    control: Arc<StreamControl>,
+) -> VadStream {
+    let (input_tx, input_rx) = mpsc::unbounded_channel();
+    let (event_tx, event_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+    let task = tokio::spawn(run_stream(detector, control, input_rx, event_tx));
+    VadStream::from_channels(input_tx, event_rx, Some(task))
+}
+
+async fn run_stream<P: SpeechProbability>(
+    detector: Detector<P>,
+    control: Arc<StreamControl>,
+    mut input: mpsc::UnboundedReceiver<VadInput>,
+    events: mpsc::Sender<VadEvent>,
+) {
+    let mut detector = Some(detector);
+    while let Some(first) = input.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match input.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let updates = std::mem::take(&mut *control.pending.lock());
+        let Some(mut current) = detector.take() else {
+            return;
+        };
+        let processed = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for update in &updates {
+                if let Err(err) = current.update_options(update) {
+                    tracing::warn!(error = %err, "ignoring invalid VAD options update");
+                }
+            }
+            let mut result = Ok(());
+            for item in batch {
+                match item {
+                    VadInput::Frame(frame) => {
+                        result = current.push_frame(&frame, &mut out);
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    VadInput::Flush => current.flush(),
+                }
+            }
+            (current, out, result)
+        })
+        .await;
+        let (current, out, result) = match processed {
+            Ok(done) => done,
+            Err(err) => {
+                tracing::error!(error = %err, "VAD inference task failed; ending the stream");
+                return;
+            }
+        };
+        for event in out {
+            if events.send(event).await.is_err() {
+                return; // nobody is listening any more
+            }
+        }
+        if let Err(err) = result {
+            tracing::error!(error = %err, "VAD inference failed; ending the stream");
+            return;
+        }
+        detector = Some(current);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Streams driven by a scripted probability source.
+    use super::*;
+
+    /// A stream whose detector uses `source`, plus its options handle.
+    pub(crate) fn scripted_stream<P: SpeechProbability>(
+        source: P,
+        options: VadOptions,
+    ) -> (VadStream, StreamOptionsHandle) {
+        let control = Arc::new(StreamControl::default());
+        let detector = Detector::new(source, options.clone());
+        let stream = spawn_stream(detector, control.clone());
+        (stream, StreamOptionsHandle { control, options })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use livekit_agents::audio::AudioFrame;
+    use livekit_agents::vad::VadEventType;
+
+    use super::testing::scripted_stream;
+    use super::*;
+
+    /// Probability 1 for loud windows, 0 for quiet ones.
+    struct Loudness;
+
+    impl SpeechProbability for Loudness {
+        fn probability(&mut self, window: &[f32]) -> Result<f32, SileroError> {
+            let peak = window.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+            Ok(if peak > 0.1 { 1.0 } else { 0.0 })
+        }
+        fn reset(&mut self) {}
+    }
+
+    /// Fails on the third window.
+    struct Failing(usize);
+
+    impl SpeechProbability for Failing {
+        fn probability(&mut self, _: &[f32]) -> Result<f32, SileroError> {
+            self.0 += 1;
+            if self.0 == 3 {
+                Err(livekit_agents_onnx::OnnxError::Inference("boom".into()).into())
+            } else {
+                Ok(0.0)
+            }
+        }
+        fn reset(&mut self) {}
+    }
+
+    fn tone_frames(pattern: &[(bool, usize)]) -> Vec<AudioFrame> {
+        // 20 ms frames at 16 kHz; `true` = loud.
+        pattern
+            .iter()
+            .flat_map(|&(loud, n)| {
+                (0..n).map(move |_| {
+                    let value = if loud { 10_000 } else { 0 };
+                    AudioFrame::new(vec![value; 320], 16_000, 1).unwrap()
+                })
+            })
+            .collect()
+    }
+
+    fn summary(events: &[VadEvent]) -> Vec<(VadEventType, u64)> {
+        events
+            .iter()
+            .filter(|e| e.kind != VadEventType::InferenceDone)
+            .map(|e| (e.kind, e.samples_index))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stream_emits_events_in_order_and_ends_after_input() {
+        let (mut stream, _handle) = scripted_stream(Loudness, VadOptions::default());
+        for frame in tone_frames(&[(false, 50), (true, 100), (false, 60)]) {
+            stream.push_frame(frame);
+        }
+        stream.end_input();
+        let events: Vec<VadEvent> = stream.by_ref().collect().await;
+        let windows = 210 * 320 / 512;
+        let done = events
+            .iter()
+            .filter(|e| e.kind == VadEventType::InferenceDone)
+            .count();
+        assert_eq!(done, windows);
+        let speech = summary(&events);
+        assert_eq!(speech.len(), 2, "{speech:?}");
+        assert_eq!(speech[0].0, VadEventType::StartOfSpeech);
+        assert_eq!(speech[1].0, VadEventType::EndOfSpeech);
+        // Events come in position order.
+        assert!(events
+            .windows(2)
+            .all(|w| w[0].samples_index <= w[1].samples_index));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn handle_updates_options_of_a_live_stream() {
+        // Pauses of 0.4 s inside speech: with the default 0.55 s minimum silence they do not
+        // end speech; after the update to 0.2 s they do.
+        let (mut stream, mut handle) = scripted_stream(Loudness, VadOptions::default());
+        let pattern = [(false, 25), (true, 50), (false, 20), (true, 50)];
+        for frame in tone_frames(&pattern) {
+            stream.push_frame(frame);
+        }
+        let mut before = Vec::new();
+        while before.len() < 145 * 320 / 512 {
+            let event = stream.next().await.unwrap();
+            if event.kind == VadEventType::InferenceDone {
+                before.push(event);
+            } else {
+                assert_eq!(event.kind, VadEventType::StartOfSpeech);
+            }
+        }
+        handle
+            .update_options(VadOptionsUpdate {
+                min_silence_duration: Some(0.2),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(handle
+            .update_options(VadOptionsUpdate {
+                activation_threshold: Some(-1.0),
+                ..Default::default()
+            })
+            .is_err());
+        for frame in tone_frames(&pattern) {
+            stream.push_frame(frame);
+        }
+        stream.end_input();
+        let after: Vec<VadEvent> = stream.collect().await;
+        let kinds: Vec<_> = summary(&after).into_iter().map(|e| e.0).collect();
+        use VadEventType::{EndOfSpeech as E, StartOfSpeech as S};
+        // Speech continued from the first pass; the first pause of the second pass (after the
+        // silence that ends pass one) and its inner 0.4 s pause now end speech.
+        assert_eq!(kinds, vec![E, S, E, S], "{:?}", summary(&after));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flush_through_the_stream_restarts_positions() {
+        let (mut stream, _handle) = scripted_stream(Loudness, VadOptions::default());
+        for frame in tone_frames(&[(false, 10), (true, 20)]) {
+            stream.push_frame(frame);
+        }
+        stream.flush();
+        for frame in tone_frames(&[(true, 20)]) {
+            stream.push_frame(frame);
+        }
+        stream.end_input();
+        let events: Vec<VadEvent> = stream.collect().await;
+        let starts: Vec<_> = summary(&events)
+            .into_iter()
+            .filter(|e| e.0 == VadEventType::StartOfSpeech)
+            .collect();
+        assert_eq!(starts.len(), 2);
+        assert_eq!(
+            starts[1].1,
+            2 * 512,
+            "after a flush, positions restart at zero"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_inference_error_ends_the_stream_after_earlier_events() {
+        let (mut stream, _handle) = scripted_stream(Failing(0), VadOptions::default());
+        for frame in tone_frames(&[(false, 20)]) {
+            stream.push_frame(frame);
+        }
+        let events: Vec<VadEvent> = stream.by_ref().take(10).collect().await;
+        assert_eq!(
+            events.len(),
+            2,
+            "two windows succeeded, then the stream ended"
+        );
+        stream.push_frame(AudioFrame::silence(16_000, 1, 320)); // ignored, no panic
+    }
+}
