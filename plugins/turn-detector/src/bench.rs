@@ -200,13 +200,14 @@ pub enum BenchError {
 
 /// Runs the benchmark (blocking; starts its own small async runtime).
 pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
-    let (model_dir, test_model) = match &options.model_dir {
-        Some(dir) => (dir.clone(), false),
-        None => match options.kind.cache_dir() {
-            Ok(dir) => (dir, false),
-            Err(_) => (test_model_dir(options.kind), true),
-        },
+    let model_dir = match &options.model_dir {
+        Some(dir) => dir.clone(),
+        None => options
+            .kind
+            .cache_dir()
+            .unwrap_or_else(|_| test_model_dir(options.kind)),
     };
+    let test_model = model_dir == test_model_dir(options.kind);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -362,3 +362,21 @@ async fn concurrent_sessions_share_one_model() {
         t.await.unwrap();
     }
 }
+
+#[test]
+fn bench_runs_on_the_test_model() {
+    use livekit_plugins_turn_detector::bench::{self, BenchOptions};
+    let report = bench::run(&BenchOptions {
+        kind: ModelKind::English,
+        model_dir: Some(bench::test_model_dir(ModelKind::English)),
+        iterations: 5,
+        warmup: 1,
+    })
+    .unwrap();
+    assert!(report.test_model);
+    assert!(report.input_tokens > 20, "{report}");
+    assert!(report.preprocess.min <= report.preprocess.max);
+    let text = report.to_string();
+    assert!(text.contains("preprocess (template + tokenize)"), "{text}");
+    assert!(text.contains("inference (ONNX)"), "{text}");
+}
