@@ -121,14 +121,20 @@ impl Resampler {
                 self.input_rate, self.num_channels, frame.sample_rate, frame.num_channels
             )));
         }
+        let channels = self.num_channels as usize;
+        if !frame.data.len().is_multiple_of(channels) {
+            return Err(AudioError::RaggedData {
+                len: frame.data.len(),
+                channels: self.num_channels,
+            });
+        }
         let Some(inner) = self.inner.as_mut() else {
-            return Ok(if frame.is_empty() {
+            return Ok(if frame.data.is_empty() {
                 Vec::new()
             } else {
                 vec![frame.clone()]
             });
         };
-        let channels = self.num_channels as usize;
         for (ch, buf) in inner.input.iter_mut().enumerate() {
             buf.extend(
                 frame
@@ -139,7 +145,7 @@ impl Resampler {
                     .map(|&s| s as f32 / 32768.0),
             );
         }
-        inner.total_in += frame.samples_per_channel as u64;
+        inner.total_in += (frame.data.len() / channels) as u64;
         let mut out = Vec::new();
         while inner.input[0].len() >= inner.chunk_in {
             inner.process_block(&mut out, channels, u64::MAX)?;
@@ -396,6 +402,57 @@ mod tests {
     }
 
     #[test]
+    fn output_is_aligned_with_input_and_free_of_aliasing() {
+        // An impulse comes out at the same time position (the filter delay is removed).
+        for (a, b) in [
+            (48_000u32, 16_000u32),
+            (16_000, 48_000),
+            (44_100, 16_000),
+            (22_050, 24_000),
+        ] {
+            let mut data = vec![0i16; a as usize / 10];
+            let at = a as usize / 20;
+            data[at] = 20_000;
+            let mut rs = Resampler::new(a, b, 1).unwrap();
+            let mut parts = rs.push(&AudioFrame::new(data, a, 1).unwrap()).unwrap();
+            parts.extend(rs.flush());
+            let out = combine_frames_ok(&parts);
+            let peak_at = (0..out.data.len())
+                .max_by_key(|&i| (out.data[i] as i32).abs())
+                .unwrap();
+            let expected = at as f64 * b as f64 / a as f64;
+            assert!(
+                (peak_at as f64 - expected).abs() <= 1.0,
+                "{a}->{b}: {peak_at} vs {expected}"
+            );
+        }
+        // Tones above the output Nyquist frequency are removed, tones below are kept.
+        for (a, b, f, kept) in [
+            (48_000u32, 16_000u32, 12_000.0f32, false),
+            (44_100, 16_000, 9_000.0, false),
+            (48_000, 16_000, 7_000.0, true),
+        ] {
+            let mut rs = Resampler::new(a, b, 1).unwrap();
+            let out = run_stream(&mut rs, f, a, 1, a as usize / 2, &[480]);
+            let n = out.data.len();
+            let mid = AudioFrame::new(out.data[n / 10..n * 9 / 10].to_vec(), b, 1).unwrap();
+            if kept {
+                assert!(
+                    (mid.rms_dbfs() - (-9.03)).abs() < 0.5,
+                    "{f} Hz: {}",
+                    mid.rms_dbfs()
+                );
+            } else {
+                assert!(
+                    mid.rms_dbfs() < -60.0,
+                    "{f} Hz aliased: {} dBFS",
+                    mid.rms_dbfs()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn equal_rates_pass_through() {
         let mut rs = Resampler::new(16_000, 16_000, 2).unwrap();
         let f = AudioFrame::sine(100.0, 0.3, 16_000, 2, 123);
@@ -429,6 +486,17 @@ mod tests {
         assert!(matches!(
             rs.push(&AudioFrame::silence(16_000, 2, 10)),
             Err(AudioError::FormatMismatch(_))
+        ));
+        let mut stereo = Resampler::new(16_000, 8_000, 2).unwrap();
+        let ragged = AudioFrame {
+            data: vec![1, 2, 3],
+            sample_rate: 16_000,
+            num_channels: 2,
+            samples_per_channel: 1,
+        };
+        assert!(matches!(
+            stereo.push(&ragged),
+            Err(AudioError::RaggedData { .. })
         ));
         // An empty stream flushes to nothing; a second stream after flush is exact again.
         assert!(rs.flush().is_empty());

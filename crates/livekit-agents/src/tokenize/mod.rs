@@ -31,7 +31,7 @@ pub use transforms::{
     TextTransform, TextTransformKind, TransformChain, UnknownTransformError,
     DEFAULT_TTS_TEXT_TRANSFORMS,
 };
-pub use word::{BasicWordTokenizer, WordStream};
+pub use word::{word_spans, BasicWordTokenizer, WordSpan, WordStream};
 
 /// Splits text into sentences.
 ///

@@ -646,6 +646,48 @@ mod tests {
         }
     }
 
+    /// Deterministic pseudo-random texts made of punctuation-heavy pieces: streaming with
+    /// random chunkings always equals batch.
+    #[test]
+    fn random_texts_stream_like_batch() {
+        const PIECES: &[&str] = &[
+            "word", "Word", " ", "  ", ".", "!", "?", "...", "…", "\"", "'", ")", "(", "U.S.",
+            "Mr.", "e.g.", "etc.", "Inc.", "The", "He", "3.14", "1.", "\n", "。", "日本", "J.",
+            "?!", "a",
+        ];
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..300 {
+            let len = 1 + next(60);
+            let text: String = (0..len).map(|_| PIECES[next(PIECES.len())]).collect();
+            let batch = tok(&text);
+            let bounds: Vec<usize> = (1..text.len())
+                .filter(|&i| text.is_char_boundary(i))
+                .collect();
+            for _ in 0..5 {
+                let mut splits: Vec<usize> = (0..next(8))
+                    .filter(|_| !bounds.is_empty())
+                    .map(|_| bounds[next(bounds.len())])
+                    .collect();
+                splits.sort_unstable();
+                splits.dedup();
+                assert_eq!(
+                    stream_in_chunks(&text, &splits),
+                    batch,
+                    "{text:?} split at {splits:?}"
+                );
+            }
+            // Nothing is lost: the sentences hold every non-space character of the text.
+            let squeeze = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+            assert_eq!(squeeze(&batch.concat()), squeeze(&text));
+        }
+    }
+
     #[test]
     fn sentences_come_out_before_flush() {
         let mut s = BasicSentenceTokenizer::default().sentence_stream();

@@ -135,16 +135,67 @@ pub(crate) fn is_punctuation(c: char) -> bool {
 }
 
 fn split_words(text: &str, ignore_punctuation: bool) -> Vec<String> {
-    text.split_whitespace()
-        .filter_map(|w| {
-            let w = if ignore_punctuation {
-                w.trim_matches(is_punctuation)
-            } else {
-                w
-            };
-            (!w.is_empty()).then(|| w.to_owned())
-        })
+    word_spans(text, ignore_punctuation)
+        .into_iter()
+        .map(|w| w.text)
         .collect()
+}
+
+/// A word and where its whitespace-delimited token sits in the source text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WordSpan {
+    /// The word (punctuation stripped from its ends when asked).
+    pub text: String,
+    /// Byte offset of the token's start in the source text.
+    pub start: usize,
+    /// Byte offset just past the token's end (before the following whitespace).
+    pub end: usize,
+}
+
+/// Splits `text` into words with their byte positions, like [`BasicWordTokenizer`] (useful to
+/// release the original text word by word, whitespace included, when pacing transcripts).
+///
+/// ```
+/// use livekit_agents::tokenize::word_spans;
+///
+/// let text = "Hi,  there!";
+/// let spans = word_spans(text, true);
+/// assert_eq!(spans[1].text, "there");
+/// assert_eq!(&text[spans[1].start..spans[1].end], "there!");
+/// assert_eq!(spans.iter().map(|w| w.start).collect::<Vec<_>>(), [0, 5]);
+/// ```
+pub fn word_spans(text: &str, ignore_punctuation: bool) -> Vec<WordSpan> {
+    let mut out = Vec::new();
+    let mut start = None;
+    let mut push = |s: usize, e: usize| {
+        let token = &text[s..e];
+        let w = if ignore_punctuation {
+            token.trim_matches(is_punctuation)
+        } else {
+            token
+        };
+        if !w.is_empty() {
+            out.push(WordSpan {
+                text: w.to_owned(),
+                start: s,
+                end: e,
+            });
+        }
+    };
+    for (i, c) in text.char_indices() {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                push(s, i);
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        push(s, text.len());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -202,6 +253,21 @@ mod tests {
             .tokenize("  ... — !! ")
             .is_empty());
         assert!(BasicWordTokenizer::default().tokenize("").is_empty());
+    }
+
+    #[test]
+    fn spans_point_into_the_source() {
+        let text = " «Ça va?»\n — très  bien… ";
+        let spans = word_spans(text, true);
+        assert_eq!(
+            spans.iter().map(|w| w.text.as_str()).collect::<Vec<_>>(),
+            ["Ça", "va", "très", "bien"]
+        );
+        assert_eq!(&text[spans[0].start..spans[0].end], "«Ça");
+        assert_eq!(&text[spans[3].start..spans[3].end], "bien…");
+        let raw = word_spans(text, false);
+        assert_eq!(raw.len(), 5);
+        assert_eq!(raw[2].text, "—");
     }
 
     #[test]

@@ -24,8 +24,8 @@ use super::TextTransform;
 /// (Unlike the reference, `~~struck~~` text is kept, only its markers are dropped.)
 ///
 /// Streaming: the filter holds back only an undecided construct: a marker run until the
-/// character after it, a line start made of marker characters (at most 64 bytes) until the
-/// line's first other character, and a `[`/`![` until its `](url)` closes (at most 256 bytes of
+/// character after it, a line start made of marker characters until the line's first other
+/// character (at most 256 bytes), and a `[`/`![` until its `](url)` closes (at most 256 bytes of
 /// link text and 2048 of URL; longer or unclosed brackets are kept as text).
 ///
 /// ```
@@ -69,7 +69,7 @@ impl Default for State {
     }
 }
 
-const LINE_PREFIX_CAP: usize = 64;
+const LINE_PREFIX_CAP: usize = 256;
 const LINK_TEXT_CAP: usize = 256;
 const LINK_URL_CAP: usize = 2048;
 
@@ -595,6 +595,14 @@ mod tests {
         assert_eq!(md("above\n---\n* * *\n___\nbelow"), "above\nbelow");
         assert_eq!(md("Title\n=====\ntext"), "Title\ntext");
         assert_eq!(md("a -- b"), "a -- b");
+        let long_rule = format!("x\n{}\ny", "-".repeat(120));
+        assert_eq!(md(&long_rule), "x\ny");
+        let wide = format!(
+            "| a | b |\n|{}|{}|\n| 1 | 2 |",
+            "-".repeat(60),
+            ":".to_owned() + &"-".repeat(60)
+        );
+        assert_eq!(md(&wide), "a, b\n1, 2");
     }
 
     #[test]
@@ -690,6 +698,45 @@ mod tests {
                 batch,
                 "char by char of {text:?}"
             );
+        }
+    }
+
+    /// Deterministic pseudo-random texts made of markdown-heavy pieces: the filter never
+    /// panics and gives the same output for random chunkings.
+    #[test]
+    fn random_markdown_streams_like_batch() {
+        const PIECES: &[&str] = &[
+            "*", "**", "_", "__", "~", "~~", "`", "```", "~~~", "[", "]", "(", ")", "![", "\\",
+            "#", "## ", "> ", "- ", "1. ", "|", " | ", "---", "\n", " ", "word", "é", "👍", "x_y",
+            "[a](b)", "3.5", "\t",
+        ];
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..300 {
+            let len = 1 + next(40);
+            let text: String = (0..len).map(|_| PIECES[next(PIECES.len())]).collect();
+            let batch = md(&text);
+            let bounds: Vec<usize> = (1..text.len())
+                .filter(|&i| text.is_char_boundary(i))
+                .collect();
+            for _ in 0..5 {
+                let mut splits: Vec<usize> = (0..next(6))
+                    .filter(|_| !bounds.is_empty())
+                    .map(|_| bounds[next(bounds.len())])
+                    .collect();
+                splits.sort_unstable();
+                splits.dedup();
+                assert_eq!(
+                    split_stream(&text, &splits),
+                    batch,
+                    "{text:?} split at {splits:?}"
+                );
+            }
         }
     }
 
