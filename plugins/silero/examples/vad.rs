@@ -16,54 +16,14 @@ use livekit_agents::audio::AudioFrame;
 use livekit_agents::vad::{Vad, VadEventType};
 use livekit_plugins_silero::{SileroVad, VadOptions};
 
-/// Reads a WAV file as interleaved 16-bit samples.
-fn read_wav(path: &Path) -> anyhow::Result<(Vec<i16>, u32, u16)> {
-    let mut reader = hound::WavReader::open(path)
-        .with_context(|| format!("{}: not a readable WAV file", path.display()))?;
-    let spec = reader.spec();
-    if spec.channels == 0 || spec.sample_rate == 0 {
-        bail!(
-            "{}: invalid WAV header (no channels or no sample rate)",
-            path.display()
-        );
-    }
-    let truncated =
-        |e: hound::Error| anyhow::anyhow!("{}: truncated or corrupt WAV data: {e}", path.display());
-    let samples: Vec<i16> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Int, 16) => reader
-            .samples::<i16>()
-            .collect::<Result<_, _>>()
-            .map_err(truncated)?,
-        (hound::SampleFormat::Int, bits) if bits <= 32 => {
-            let shift = i32::from(bits) - 16;
-            reader
-                .samples::<i32>()
-                .map(|s| {
-                    s.map(|v| {
-                        if shift >= 0 {
-                            (v >> shift) as i16
-                        } else {
-                            (v << -shift) as i16
-                        }
-                    })
-                })
-                .collect::<Result<_, _>>()
-                .map_err(truncated)?
-        }
-        (hound::SampleFormat::Float, 32) => reader
-            .samples::<f32>()
-            .map(|s| s.map(livekit_agents::audio::f32_to_i16))
-            .collect::<Result<_, _>>()
-            .map_err(truncated)?,
-        (format, bits) => bail!(
-            "{}: unsupported WAV sample format {format:?} {bits}-bit",
-            path.display()
-        ),
-    };
-    if samples.is_empty() {
+/// Reads a WAV file, with errors that name the file.
+fn read_wav(path: &Path) -> anyhow::Result<AudioFrame> {
+    let audio = livekit_agents::audio::wav::read_wav_file(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if audio.is_empty() {
         bail!("{}: the WAV file contains no audio", path.display());
     }
-    Ok((samples, spec.sample_rate, spec.channels))
+    Ok(audio)
 }
 
 #[tokio::main]
@@ -71,13 +31,14 @@ async fn main() -> anyhow::Result<()> {
     let Some(path) = std::env::args_os().nth(1) else {
         bail!("usage: vad <file.wav>");
     };
-    let (samples, rate, channels) = read_wav(Path::new(&path))?;
+    let audio = read_wav(Path::new(&path))?;
+    let (rate, channels) = (audio.sample_rate, audio.num_channels);
     let vad = SileroVad::load(VadOptions::default())?;
     let mut stream = vad.stream();
 
     // Push 20 ms frames, as a room or microphone would deliver them.
     let per_frame = (rate as usize / 50).max(1) * channels as usize;
-    for chunk in samples.chunks(per_frame) {
+    for chunk in audio.data.chunks(per_frame) {
         let frame = AudioFrame::new(chunk.to_vec(), rate, channels)
             .context("the WAV data does not hold whole samples for every channel")?;
         stream.push_frame(frame);

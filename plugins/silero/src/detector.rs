@@ -9,11 +9,11 @@
 
 use std::time::Instant;
 
+use livekit_agents::audio::resample::Resampler;
 use livekit_agents::audio::AudioFrame;
 use livekit_agents::vad::{VadEvent, VadEventType};
 
 use crate::model::SpeechProbability;
-use crate::resample::MonoResampler;
 use crate::{ModelSampleRate, SileroError, VadOptions, VadOptionsUpdate};
 
 /// Smoothing of the reference plugin: `ExpFilter(alpha=0.35)`.
@@ -49,7 +49,8 @@ pub(crate) struct Detector<P> {
 
     /// Input rate, fixed by the first frame.
     input_rate: Option<u32>,
-    resampler: Option<MonoResampler>,
+    /// Mono input rate -> model rate, when they differ.
+    resampler: Option<Resampler>,
     /// Mono input-rate samples not yet attributed to a window.
     input_pending: Vec<i16>,
     /// Mono model-rate samples not yet inferred.
@@ -164,8 +165,18 @@ impl<P: SpeechProbability> Detector<P> {
         }
     }
 
-    fn new_resampler(&self, input_rate: u32) -> Option<MonoResampler> {
-        (input_rate != self.rate.hz()).then(|| MonoResampler::new(input_rate, self.rate.hz()))
+    fn new_resampler(&self, input_rate: u32) -> Option<Resampler> {
+        if input_rate == self.rate.hz() {
+            return None;
+        }
+        match Resampler::new(input_rate, self.rate.hz(), 1) {
+            Ok(resampler) => Some(resampler),
+            Err(err) => {
+                // Only zero rates fail, and those frames are rejected before we get here.
+                tracing::error!(error = %err, input_rate, "cannot resample VAD input");
+                None
+            }
+        }
     }
 
     /// Processes one frame (any size, rate and channel count), appending events to `events`.
@@ -203,12 +214,21 @@ impl<P: SpeechProbability> Detector<P> {
             }
             Some(_) => {}
         }
-        let mono = downmix(frame);
+        let mono = frame.downmix_to_mono();
         match &mut self.resampler {
-            Some(resampler) => resampler.push(&mono, &mut self.model_pending),
-            None => self.model_pending.extend_from_slice(&mono),
+            Some(resampler) => match resampler.push(&mono) {
+                Ok(out) => {
+                    for part in out {
+                        self.model_pending.extend_from_slice(&part.data);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "dropping a frame the resampler rejected")
+                }
+            },
+            None => self.model_pending.extend_from_slice(&mono.data),
         }
-        self.input_pending.extend_from_slice(&mono);
+        self.input_pending.extend_from_slice(&mono.data);
         self.run_windows(events)
     }
 
@@ -348,22 +368,6 @@ impl<P: SpeechProbability> Detector<P> {
             num_channels: 1,
         }
     }
-}
-
-/// Mono samples of `frame` (channel average; a trailing partial sample is ignored).
-fn downmix(frame: &AudioFrame) -> Vec<i16> {
-    let channels = usize::from(frame.num_channels.max(1));
-    if channels == 1 {
-        return frame.data.clone();
-    }
-    frame
-        .data
-        .chunks_exact(channels)
-        .map(|c| {
-            let sum: i32 = c.iter().map(|&s| i32::from(s)).sum();
-            (sum / channels as i32) as i16
-        })
-        .collect()
 }
 
 #[cfg(test)]

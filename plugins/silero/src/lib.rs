@@ -29,7 +29,6 @@ mod detector;
 mod error;
 mod model;
 mod options;
-mod resample;
 mod vad;
 
 pub use error::SileroError;

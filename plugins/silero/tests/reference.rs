@@ -41,10 +41,9 @@ fn load(options: VadOptions) -> Option<SileroVad> {
 }
 
 fn speech_16k() -> Vec<i16> {
-    let mut reader = hound::WavReader::open(testdata("speech_16k.wav")).unwrap();
-    assert_eq!(reader.spec().sample_rate, 16_000);
-    assert_eq!(reader.spec().channels, 1);
-    reader.samples::<i16>().map(Result::unwrap).collect()
+    let audio = livekit_agents::audio::wav::read_wav_file(testdata("speech_16k.wav")).unwrap();
+    assert_eq!((audio.sample_rate, audio.num_channels), (16_000, 1));
+    audio.data
 }
 
 fn reference(case: &str) -> Value {
