@@ -140,6 +140,13 @@ pub fn write_wav_file(path: impl AsRef<Path>, frames: &[AudioFrame]) -> Result<(
 /// Writes frames (same rate and channel count) as 16-bit PCM WAV to a seekable writer.
 pub fn write_wav<W: Write + Seek>(writer: W, frames: &[AudioFrame]) -> Result<(), WavError> {
     let all = combine_frames(frames)?;
+    // The RIFF data size is a u32 byte count.
+    if all.data.len() > (u32::MAX / 2) as usize {
+        return Err(WavError::Encode(format!(
+            "{} samples do not fit in a WAV file",
+            all.data.len()
+        )));
+    }
     let spec = hound::WavSpec {
         channels: all.num_channels,
         sample_rate: all.sample_rate,

@@ -6,12 +6,12 @@ use super::TextTransform;
 ///
 /// | markdown | spoken |
 /// |---|---|
-/// | `# Title`, `## Title` | `Title` |
+/// | `# Title`, `## Title ##` | `Title` |
 /// | `**bold**`, `*it*`, `__b__`, `_i_`, `~~gone~~` | the words (markers dropped) |
 /// | `` `code` `` | `code` (no markdown processing inside) |
 /// | fenced code block (```` ``` ```` or `~~~`) | the code lines; fence lines dropped |
 /// | `[text](url)`, `![alt](url)` | `text`, `alt` |
-/// | `- item`, `* item`, `+ item`, `1. item`, `2) item` | `item` |
+/// | `- item`, `* item`, `+ item`, `1. item`, `2) item`, `- [x] task` | `item`, `task` |
 /// | `> quote` | `quote` |
 /// | `\| a \| b \|` table rows / `\|---\|---\|` separators | `a, b` / dropped |
 /// | `---`, `***`, `___` rules, `===` underlines | dropped |
@@ -52,6 +52,10 @@ struct State {
     code_span: Option<usize>,
     /// The current line is a table row (`| a | b |`).
     table_row: bool,
+    /// The current line is an ATX header (closing `#`s are dropped).
+    header: bool,
+    /// Right after a list marker, where a task box (`[ ]`, `[x]`) may follow.
+    task_box: bool,
     /// Last input character consumed (for emphasis flanking).
     prev: char,
 }
@@ -64,6 +68,8 @@ impl Default for State {
             skip_line: false,
             code_span: None,
             table_row: false,
+            header: false,
+            task_box: false,
             prev: '\n',
         }
     }
@@ -229,6 +235,8 @@ impl State {
         let line_ends_here = matches!(terminated_by, None | Some('\n'));
         self.at_line_start = false;
         self.table_row = false;
+        self.header = false;
+        self.task_box = false;
 
         let trimmed = prefix.trim();
         let indent = prefix.len() - prefix.trim_start().len();
@@ -253,7 +261,10 @@ impl State {
             self.prev = '\n';
             return Some(n);
         }
-        let n = strip_line_markers(prefix, &mut self.table_row);
+        let (n, kind) = strip_line_markers(prefix);
+        self.table_row = kind == LineKind::TableRow;
+        self.header = kind == LineKind::Header;
+        self.task_box = kind == LineKind::ListItem;
         if n == 0 {
             return Some(0);
         }
@@ -267,6 +278,8 @@ impl State {
             self.at_line_start = true;
             self.code_span = None;
             self.table_row = false;
+            self.header = false;
+            self.task_box = false;
             return self.consumed(s, 1);
         }
         if let Some(open) = self.code_span {
@@ -286,7 +299,30 @@ impl State {
             out.push_str(&s[..n]);
             return self.consumed(s, n);
         }
+        if self.task_box {
+            const BOXES: [&str; 3] = ["[ ] ", "[x] ", "[X] "];
+            if s.len() < 4 && !at_end && BOXES.iter().any(|b| b.starts_with(s)) {
+                return None;
+            }
+            self.task_box = false;
+            if BOXES.iter().any(|b| s.starts_with(b)) {
+                return self.consumed(s, 4);
+            }
+        }
         match c {
+            '#' if self.header && self.prev.is_whitespace() => {
+                // Closing sequence of an ATX header ("## Title ##"): dropped at the line end.
+                let run = run_len(s, '#');
+                let after = run + run_len_blank(&s[run..]);
+                match first_char(&s[after..]) {
+                    None if !at_end => None,
+                    None | Some('\n') => self.consumed(s, after),
+                    Some(_) => {
+                        out.push_str(&s[..run]);
+                        self.consumed(s, run)
+                    }
+                }
+            }
             '\\' => {
                 let Some(next) = s[1..].chars().next() else {
                     if !at_end {
@@ -379,6 +415,7 @@ impl State {
                     .find(|x: char| {
                         matches!(x, '\n' | '\\' | '`' | '*' | '_' | '~' | '!' | '[')
                             || (self.table_row && matches!(x, '|' | ' ' | '\t'))
+                            || (self.header && x == '#')
                     })
                     .unwrap_or(s.len());
                 // `c` itself is plain here, so at least one character is consumed.
@@ -465,55 +502,64 @@ fn is_dropped_line(trimmed: &str) -> bool {
         && compact.chars().all(|c| matches!(c, '|' | '-' | ':'))
 }
 
+/// What kind of line the stripped markers started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineKind {
+    Plain,
+    Header,
+    ListItem,
+    TableRow,
+}
+
 /// Strips block markers (indentation, `>`, `#`, list markers, a table row's leading `|`) from
-/// the start of a line prefix; returns the bytes to drop.
-fn strip_line_markers(prefix: &str, table_row: &mut bool) -> usize {
+/// the start of a line prefix; returns the bytes to drop and the kind of line.
+fn strip_line_markers(prefix: &str) -> (usize, LineKind) {
     let mut pos = 0;
-    let followed_by_space = |k: usize| prefix[k..].starts_with([' ', '\t']) || k == prefix.len();
+    // A marker must be followed by a space inside the prefix (the prefix ends before the
+    // line's first word, so a space there is always followed by more text or the line end).
+    let spaced = |k: usize| k < prefix.len() && prefix[k..].starts_with([' ', '\t']);
+    let skip_spaces = |k: usize| prefix.len() - prefix[k..].trim_start_matches([' ', '\t']).len();
     loop {
-        let rest = &prefix[pos..];
-        let indent = rest.len() - rest.trim_start_matches([' ', '\t']).len();
-        let p = pos + indent;
+        let p = skip_spaces(pos);
         let r = &prefix[p..];
         let Some(c) = first_char(r) else {
-            return pos;
+            return (pos, LineKind::Plain);
         };
-        let skip_spaces =
-            |k: usize| k + (prefix[k..].len() - prefix[k..].trim_start_matches([' ', '\t']).len());
         match c {
-            '>' => {
-                pos = skip_spaces(p + 1);
-            }
+            '>' => pos = skip_spaces(p + 1),
             '#' => {
                 let hashes = run_len(r, '#');
-                if hashes <= 6 && followed_by_space(p + hashes) && p + hashes < prefix.len() {
-                    return skip_spaces(p + hashes);
-                }
-                return pos;
-            }
-            '-' | '+' | '*' if followed_by_space(p + 1) && p + 1 < prefix.len() => {
-                return skip_spaces(p + 1);
-            }
-            '|' => {
-                *table_row = true;
-                return skip_spaces(p + 1);
-            }
-            d if d.is_ascii_digit() => {
-                let digits = r.find(|x: char| !x.is_ascii_digit()).unwrap_or(r.len());
-                let after = p + digits;
-                let is_marker = digits <= 9
-                    && prefix[after..].starts_with(['.', ')'])
-                    && followed_by_space(after + 1)
-                    && after + 1 < prefix.len();
-                return if is_marker {
-                    skip_spaces(after + 1)
+                return if hashes <= 6 && spaced(p + hashes) {
+                    (skip_spaces(p + hashes), LineKind::Header)
                 } else {
-                    pos
+                    (pos, LineKind::Plain)
                 };
             }
-            _ => return pos,
+            '-' | '+' | '*' if spaced(p + 1) => return (skip_spaces(p + 1), LineKind::ListItem),
+            '|' => return (skip_spaces(p + 1), LineKind::TableRow),
+            d if d.is_ascii_digit() => {
+                let digits = run_len_digits(r);
+                let after = p + digits;
+                let is_marker =
+                    digits <= 9 && prefix[after..].starts_with(['.', ')']) && spaced(after + 1);
+                return if is_marker {
+                    (skip_spaces(after + 1), LineKind::ListItem)
+                } else {
+                    (pos, LineKind::Plain)
+                };
+            }
+            _ => return (pos, LineKind::Plain),
         }
     }
+}
+
+/// Byte length of the leading run of spaces and tabs.
+fn run_len_blank(s: &str) -> usize {
+    s.find(|x| x != ' ' && x != '\t').unwrap_or(s.len())
+}
+
+fn run_len_digits(s: &str) -> usize {
+    s.find(|x: char| !x.is_ascii_digit()).unwrap_or(s.len())
 }
 
 #[cfg(test)]
@@ -533,6 +579,9 @@ mod tests {
         assert_eq!(md("#hashtag stays"), "#hashtag stays");
         assert_eq!(md("> quoted\n> > nested"), "quoted\nnested");
         assert_eq!(md("  ### indented"), "indented");
+        // Closing hashes go; the space before them stays (harmless for speech).
+        assert_eq!(md("## Closed ##\n# C# and F# #"), "Closed \nC# and F# ");
+        assert_eq!(md("# Title ## \nnext"), "Title \nnext");
     }
 
     #[test]
@@ -584,6 +633,11 @@ mod tests {
         assert_eq!(md("2024 was good\n3.5 stars"), "2024 was good\n3.5 stars");
         assert_eq!(md("- **Bold item**: text"), "Bold item: text");
         assert_eq!(md("-not a list"), "-not a list");
+        assert_eq!(md("- [ ] todo\n- [x] done\n* [X] also"), "todo\ndone\nalso");
+        assert_eq!(
+            md("[ ] not in a list\n- [link](u) item"),
+            "[ ] not in a list\nlink item"
+        );
     }
 
     #[test]
@@ -708,7 +762,7 @@ mod tests {
         const PIECES: &[&str] = &[
             "*", "**", "_", "__", "~", "~~", "`", "```", "~~~", "[", "]", "(", ")", "![", "\\",
             "#", "## ", "> ", "- ", "1. ", "|", " | ", "---", "\n", " ", "word", "é", "👍", "x_y",
-            "[a](b)", "3.5", "\t",
+            "[a](b)", "3.5", "\t", "[ ] ", "[x]", " #", "# ",
         ];
         let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
         let mut next = move |n: usize| {
