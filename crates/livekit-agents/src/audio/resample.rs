@@ -147,9 +147,23 @@ impl Resampler {
         }
         inner.total_in += (frame.data.len() / channels) as u64;
         let mut out = Vec::new();
-        while inner.input[0].len() >= inner.chunk_in {
-            inner.process_block(&mut out, channels, u64::MAX)?;
+        // Consume whole blocks from an offset and drain once, so a long push stays linear.
+        let mut offset = 0;
+        let mut result = Ok(());
+        while inner.input[0].len() - offset >= inner.chunk_in {
+            match inner.process_block(offset, &mut out, channels, u64::MAX) {
+                Ok(0) => break,
+                Ok(used) => offset += used,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
+        for buf in &mut inner.input {
+            buf.drain(..offset.min(buf.len()));
+        }
+        result?;
         Ok(self.wrap(out))
     }
 
@@ -174,9 +188,16 @@ impl Resampler {
             for buf in &mut inner.input {
                 buf.resize(inner.chunk_in.max(buf.len()), 0.0);
             }
-            if let Err(e) = inner.process_block(&mut out, channels, expected) {
-                tracing::warn!(error = %e, "resampler flush failed");
-                break;
+            match inner.process_block(0, &mut out, channels, expected) {
+                Ok(used) => {
+                    for buf in &mut inner.input {
+                        buf.drain(..used.min(buf.len()));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "resampler flush failed");
+                    break;
+                }
             }
             blocks += 1;
         }
@@ -198,21 +219,21 @@ impl Resampler {
 }
 
 impl Inner {
-    /// Resamples one block from `input`, appending interleaved output (after the delay skip,
-    /// and never past `limit` total output frames).
+    /// Resamples one block of `input` starting at `offset`, appending interleaved output
+    /// (after the delay skip, and never past `limit` total output frames). Returns the input
+    /// frames used (the caller drains them).
     fn process_block(
         &mut self,
+        offset: usize,
         out: &mut Vec<i16>,
         channels: usize,
         limit: u64,
-    ) -> Result<(), AudioError> {
+    ) -> Result<usize, AudioError> {
+        let input: Vec<&[f32]> = self.input.iter().map(|b| &b[offset..]).collect();
         let (used, produced) = self
             .fft
-            .process_into_buffer(&self.input, &mut self.output, None)
+            .process_into_buffer(&input, &mut self.output, None)
             .map_err(|e| AudioError::Resample(e.to_string()))?;
-        for buf in &mut self.input {
-            buf.drain(..used.min(buf.len()));
-        }
         let skipped = self.skip.min(produced);
         self.skip -= skipped;
         let room = limit.saturating_sub(self.total_out);
@@ -224,7 +245,7 @@ impl Inner {
             }
         }
         self.total_out += take as u64;
-        Ok(())
+        Ok(used)
     }
 
     fn reset(&mut self) {
@@ -450,6 +471,22 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn one_long_push_equals_many_small_ones() {
+        let tone = AudioFrame::sine(440.0, 0.5, 44_100, 2, 44_100 * 3);
+        let mut whole = Resampler::new(44_100, 16_000, 2).unwrap();
+        let mut a = whole.push(&tone).unwrap();
+        a.extend(whole.flush());
+        let mut small = Resampler::new(44_100, 16_000, 2).unwrap();
+        let mut b = Vec::new();
+        for part in tone.chunks(441) {
+            b.extend(small.push(&part).unwrap());
+        }
+        b.extend(small.flush());
+        assert_eq!(combine_frames_ok(&a), combine_frames_ok(&b));
+        assert_eq!(combine_frames_ok(&a).samples_per_channel, 48_000);
     }
 
     #[test]

@@ -126,25 +126,27 @@ impl SentenceStream {
     }
 
     fn process(&mut self, at_end: bool, out: &mut Vec<String>) {
+        // `start` is where the current raw sentence begins; the buffer is drained once at the
+        // end so a long push with many sentences stays linear.
+        let mut start = 0;
+        let mut from = self.scan_from;
         loop {
-            match next_boundary(
-                &self.buf,
-                self.scan_from,
-                at_end,
-                self.opts.stream_context_len,
-            ) {
+            let text = &self.buf[start..];
+            match next_boundary(text, from - start, at_end, self.opts.stream_context_len) {
                 Scan::Boundary(end) => {
-                    let raw = self.buf[..end].trim().to_owned();
-                    self.buf.drain(..end);
-                    self.scan_from = 0;
+                    let raw = text[..end].trim().to_owned();
+                    start += end;
+                    from = start;
                     self.add_raw(&raw, out);
                 }
                 Scan::Exhausted(resume) => {
-                    self.scan_from = resume;
-                    return;
+                    self.scan_from = start + resume;
+                    break;
                 }
             }
         }
+        self.buf.drain(..start);
+        self.scan_from -= start;
     }
 
     fn add_raw(&mut self, raw: &str, out: &mut Vec<String>) {
@@ -592,6 +594,11 @@ mod tests {
             assert!(s.push_text("word ").is_empty());
         }
         assert_eq!(s.flush(), out);
+        // Many sentences in one push (linear: the buffer is drained once per push).
+        let many = "This sentence is long enough. ".repeat(20_000);
+        let out = tok(&many);
+        assert_eq!(out.len(), 20_000);
+        assert!(out.iter().all(|s| s == "This sentence is long enough."));
     }
 
     fn stream_in_chunks(text: &str, splits: &[usize]) -> Vec<String> {
