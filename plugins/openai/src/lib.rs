@@ -1,1 +1,24 @@
-//! OpenAI (and OpenAI-compatible) LLM, STT, TTS and Realtime for livekit-agents
+//! OpenAI (and OpenAI-compatible) LLM, STT, TTS and Realtime for `livekit-agents`.
+//!
+//! - [`Llm`]: Chat Completions streaming over server-sent events, with tools (strict schemas
+//!   where possible), parallel tool calls, images, usage with cached tokens, and constructors
+//!   for OpenAI-compatible providers ([`Llm::with_azure`], [`Llm::with_cerebras`],
+//!   [`Llm::with_deepseek`], [`Llm::with_fireworks`], [`Llm::with_groq`],
+//!   [`Llm::with_ollama`], [`Llm::with_openrouter`], [`Llm::with_perplexity`],
+//!   [`Llm::with_telnyx`], [`Llm::with_together`], [`Llm::with_x_ai`]).
+//!
+//! Every client takes its API key from its options or the provider's environment variable
+//! (`OPENAI_API_KEY` for OpenAI; a missing key is a [`ConfigError`] naming the variable), and
+//! its API root from the options, `OPENAI_BASE_URL` or `https://api.openai.com/v1`. Keys never
+//! appear in `Debug` output, logs or errors.
+
+mod chat_format;
+mod client;
+mod llm;
+mod sse;
+
+pub use client::{ConfigError, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL};
+pub use llm::{
+    AzureOptions, CompatibleOptions, Llm, LlmOptions, OpenRouterOptions, AZURE_DEFAULT_API_VERSION,
+    DEFAULT_LLM_MODEL, DEFAULT_TEMPERATURE,
+};

@@ -1,0 +1,365 @@
+//! The LLM against a local server speaking Chat Completions over SSE.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Reply, Server, StreamEnd};
+use livekit_agents::llm::{
+    ChatContext, ChatRequest, ChatRole, CompletionUsage, FunctionToolCall, Llm as _, ToolChoice,
+    ToolDefinition,
+};
+use livekit_agents::types::{ApiConnectOptions, ApiError};
+use livekit_plugins_openai::{AzureOptions, CompatibleOptions, Llm, LlmOptions};
+use serde_json::json;
+
+fn fast_retries() -> ApiConnectOptions {
+    ApiConnectOptions {
+        max_retry: 3,
+        retry_interval: Duration::from_millis(10),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn llm(server: &Server) -> Llm {
+    Llm::new(LlmOptions {
+        api_key: Some("sk-test-123".into()),
+        base_url: Some(server.base_url()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn request() -> ChatRequest {
+    let mut ctx = ChatContext::new();
+    ctx.add_message(ChatRole::System, "You are terse.");
+    ctx.add_message(ChatRole::User, "Say hello");
+    ChatRequest {
+        conn: fast_retries(),
+        ..ChatRequest::new(ctx)
+    }
+}
+
+const HELLO: &[&str] = &[
+    r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+    r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}]}"#,
+    r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" world"},"finish_reason":null}]}"#,
+    r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+    r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14,"prompt_tokens_details":{"cached_tokens":8}}}"#,
+    "[DONE]",
+];
+
+#[tokio::test]
+async fn streams_text_and_usage_and_sends_the_expected_request() {
+    let server = Server::start(vec![Reply::sse(HELLO)]).await;
+    let mut stream = llm(&server).chat(request());
+    let first = stream.next_chunk().await.unwrap().unwrap();
+    assert_eq!(
+        first.delta.unwrap().content.as_deref(),
+        Some("Hello"),
+        "text is forwarded as it arrives"
+    );
+    let rest = stream.collect().await.unwrap();
+    assert_eq!(rest.text, " world");
+    assert_eq!(
+        rest.usage,
+        Some(CompletionUsage {
+            completion_tokens: 2,
+            prompt_tokens: 12,
+            prompt_cached_tokens: 8,
+            total_tokens: 14
+        })
+    );
+
+    let reqs = server.requests().await;
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.path, "/v1/chat/completions");
+    assert_eq!(r.header("authorization").unwrap(), "Bearer sk-test-123");
+    assert_eq!(r.header("accept").unwrap(), "text/event-stream");
+    let body = r.json();
+    assert_eq!(body["model"], "gpt-4o-mini");
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"], json!({"include_usage": true}));
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Say hello"},
+        ])
+    );
+    assert!(body.get("tools").is_none());
+}
+
+#[tokio::test]
+async fn stitches_parallel_tool_calls_interleaved_across_chunks() {
+    let server = Server::start(vec![Reply::sse(&[
+        r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"loc"}}]}}]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":{"name":"get_time","arguments":"{\"tz\":"}}]}}]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ation\":\"Paris\"}"}}]}}]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"\"CET\"}"}}]}}]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        r#"{"id":"c","choices":[],"usage":{"prompt_tokens":30,"completion_tokens":20,"total_tokens":50}}"#,
+        "[DONE]",
+    ])])
+    .await;
+    let mut req = request();
+    req.tools = vec![
+        ToolDefinition {
+            name: "get_weather".into(),
+            description: "Weather for a location".into(),
+            parameters: json!({"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}),
+        },
+        ToolDefinition {
+            name: "get_time".into(),
+            description: "Time in a zone".into(),
+            parameters: json!({"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}),
+        },
+    ];
+    req.tool_choice = Some(ToolChoice::Required);
+    req.options.parallel_tool_calls = Some(true);
+    req.options.temperature = Some(0.2);
+    req.options.max_tokens = Some(100);
+    let out = llm(&server).chat(req).collect().await.unwrap();
+    assert_eq!(out.text, "");
+    assert_eq!(
+        out.tool_calls,
+        vec![
+            FunctionToolCall {
+                call_id: "call_1".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"location":"Paris"}"#.into()
+            },
+            FunctionToolCall {
+                call_id: "call_2".into(),
+                name: "get_time".into(),
+                arguments: r#"{"tz":"CET"}"#.into()
+            },
+        ]
+    );
+    assert_eq!(out.usage.unwrap().total_tokens, 50);
+
+    let body = server.requests().await[0].json();
+    assert_eq!(body["tool_choice"], "required");
+    assert_eq!(body["parallel_tool_calls"], true);
+    assert_eq!(body["max_completion_tokens"], 100);
+    assert!((body["temperature"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+    let weather = &body["tools"][0];
+    assert_eq!(weather["type"], "function");
+    assert_eq!(weather["function"]["name"], "get_weather");
+    assert_eq!(weather["function"]["strict"], true);
+    assert_eq!(
+        weather["function"]["parameters"]["additionalProperties"],
+        false
+    );
+}
+
+async fn single_error(status: u16) -> (ApiError, usize) {
+    let server = Server::start(vec![
+        Reply::Status(
+            status,
+            r#"{"error":{"message":"Incorrect API key provided: sk-te***123","type":"invalid_request_error","code":"invalid_api_key"}}"#.into(),
+        ),
+        Reply::sse(HELLO),
+    ])
+    .await;
+    let err = llm(&server).chat(request()).collect().await.unwrap_err();
+    (err, server.requests().await.len())
+}
+
+#[tokio::test]
+async fn unauthorized_is_not_retried_and_says_why() {
+    let (err, requests) = single_error(401).await;
+    assert_eq!(requests, 1, "401 must not be retried");
+    assert!(!err.is_retryable());
+    let msg = err.to_string();
+    assert!(msg.contains("rejected the API key"), "{msg}");
+    assert!(msg.contains("req_test"), "request id in {msg}");
+    assert!(!msg.contains("sk-test-123"), "the key never appears: {msg}");
+}
+
+#[tokio::test]
+async fn forbidden_is_not_retried() {
+    let (err, requests) = single_error(403).await;
+    assert_eq!(requests, 1);
+    assert!(matches!(
+        err,
+        ApiError::Status {
+            status: 403,
+            retryable: false,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn rate_limit_and_server_errors_are_retried_then_succeed() {
+    for status in [429u16, 500, 503] {
+        let server = Server::start(vec![
+            Reply::Status(status, r#"{"error":{"message":"busy"}}"#.into()),
+            Reply::sse(HELLO),
+        ])
+        .await;
+        let out = llm(&server).chat(request()).collect().await.unwrap();
+        assert_eq!(out.text, "Hello world", "status {status}");
+        assert_eq!(server.requests().await.len(), 2, "status {status}");
+    }
+}
+
+#[tokio::test]
+async fn retries_stop_after_max_retry() {
+    let server = Server::start(
+        (0..10)
+            .map(|_| Reply::Status(500, r#"{"error":{"message":"down"}}"#.into()))
+            .collect(),
+    )
+    .await;
+    let err = llm(&server).chat(request()).collect().await.unwrap_err();
+    assert!(matches!(err, ApiError::Status { status: 500, .. }));
+    assert_eq!(server.requests().await.len(), 4, "1 attempt + 3 retries");
+}
+
+#[tokio::test]
+async fn malformed_sse_is_a_protocol_error() {
+    let server = Server::start(vec![
+        Reply::sse(&[r#"{"id":"x","choices":[{"index":0,"delta":{"content":"#]),
+        Reply::sse(HELLO),
+    ])
+    .await;
+    let err = llm(&server).chat(request()).collect().await.unwrap_err();
+    assert!(matches!(err, ApiError::Protocol(_)), "{err:?}");
+    assert_eq!(
+        server.requests().await.len(),
+        1,
+        "protocol errors are not retried"
+    );
+}
+
+#[tokio::test]
+async fn truncated_stream_before_content_is_retried() {
+    let server = Server::start(vec![
+        // Ends cleanly but without a finished choice or [DONE].
+        Reply::sse(&[HELLO[0]]),
+        // The connection is cut mid-body.
+        Reply::sse(&[HELLO[0]]).ending(StreamEnd::Cut),
+        Reply::sse(HELLO),
+    ])
+    .await;
+    let out = llm(&server).chat(request()).collect().await.unwrap();
+    assert_eq!(out.text, "Hello world");
+    assert_eq!(server.requests().await.len(), 3);
+}
+
+#[tokio::test]
+async fn truncated_stream_error_is_typed() {
+    let server = Server::start(vec![Reply::sse(&[HELLO[0]])]).await;
+    let mut req = request();
+    req.conn.max_retry = 0;
+    let err = llm(&server).chat(req).collect().await.unwrap_err();
+    assert!(err.to_string().contains("before [DONE]"), "{err}");
+    assert!(matches!(err, ApiError::Connection { .. }));
+}
+
+#[tokio::test]
+async fn a_stream_that_produced_text_is_never_retried() {
+    let server = Server::start(vec![
+        Reply::sse(&HELLO[..2]).ending(StreamEnd::Cut),
+        Reply::sse(HELLO),
+    ])
+    .await;
+    let mut stream = llm(&server).chat(request());
+    let first = stream.next_chunk().await.unwrap().unwrap();
+    assert_eq!(first.delta.unwrap().content.as_deref(), Some("Hello"));
+    let err = stream.next_chunk().await.unwrap().unwrap_err();
+    assert!(err.is_retryable(), "the error itself is retryable: {err}");
+    assert!(stream.next_chunk().await.is_none());
+    assert_eq!(
+        server.requests().await.len(),
+        1,
+        "no second request after text was emitted"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_stream_closes_the_connection() {
+    let server = Server::start(vec![Reply::sse(&HELLO[..2]).ending(StreamEnd::Hang)]).await;
+    let mut stream = llm(&server).chat(request());
+    let first = stream.next_chunk().await.unwrap().unwrap();
+    assert_eq!(first.delta.unwrap().content.as_deref(), Some("Hello"));
+    drop(stream);
+    tokio::time::timeout(Duration::from_secs(5), server.state.client_gone.notified())
+        .await
+        .expect("the server sees the client go away");
+}
+
+#[tokio::test]
+async fn azure_uses_deployment_path_api_version_and_api_key_header() {
+    let server = Server::start(vec![Reply::sse(HELLO)]).await;
+    let llm = Llm::with_azure(AzureOptions {
+        azure_endpoint: Some(format!("http://{}", server.addr)),
+        azure_deployment: Some("my-gpt".into()),
+        api_key: Some("azure-secret".into()),
+        api_version: Some("2024-10-01-preview".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(llm.options().temperature, Some(0.1));
+    let out = llm.chat(request()).collect().await.unwrap();
+    assert_eq!(out.text, "Hello world");
+    let r = &server.requests().await[0];
+    assert_eq!(r.path, "/openai/deployments/my-gpt/chat/completions");
+    assert_eq!(r.query.as_deref(), Some("api-version=2024-10-01-preview"));
+    assert_eq!(r.header("api-key").unwrap(), "azure-secret");
+    assert!(r.header("authorization").is_none());
+}
+
+#[tokio::test]
+async fn compatible_provider_with_base_url_override() {
+    let server = Server::start(vec![Reply::sse(HELLO)]).await;
+    let llm = Llm::with_groq(CompatibleOptions {
+        api_key: Some("gsk-secret".into()),
+        ..Default::default()
+    })
+    .unwrap()
+    .with_base_url(&server.base_url())
+    .unwrap();
+    assert_eq!(livekit_agents::llm::Llm::provider(&llm), "groq");
+    llm.chat(request()).collect().await.unwrap();
+    let r = &server.requests().await[0];
+    assert_eq!(r.header("authorization").unwrap(), "Bearer gsk-secret");
+    let body = r.json();
+    assert_eq!(body["model"], "llama-3.3-70b-versatile");
+    assert_eq!(body["temperature"], 1.0);
+}
+
+#[test]
+fn missing_keys_name_the_variable() {
+    if std::env::var("CEREBRAS_API_KEY").is_err() {
+        let err = Llm::with_cerebras(CompatibleOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "missing API key: set CEREBRAS_API_KEY or pass `api_key` in the options"
+        );
+    }
+    if std::env::var("XAI_API_KEY").is_err() {
+        let err = Llm::with_x_ai(CompatibleOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("XAI_API_KEY"));
+    }
+}
+
+#[tokio::test]
+async fn live_openai_chat() {
+    if std::env::var("OPENAI_API_KEY").is_err() {
+        println!("skipping live OpenAI LLM test: OPENAI_API_KEY is not set");
+        return;
+    }
+    let llm = Llm::new(LlmOptions::default()).unwrap();
+    let mut ctx = ChatContext::new();
+    ctx.add_message(ChatRole::User, "Reply with the single word: pong");
+    let out = llm.chat(ChatRequest::new(ctx)).collect().await.unwrap();
+    assert!(out.text.to_lowercase().contains("pong"), "{}", out.text);
+    assert!(out.usage.is_some());
+}
