@@ -22,7 +22,9 @@ use crate::stt::EVENT_BUFFER;
 use crate::types::{ApiConnectOptions, ApiError, TimedString};
 
 pub mod adapter;
+pub mod fallback;
 pub use adapter::StreamAdapter;
+pub use fallback::FallbackAdapter;
 
 /// What a TTS provider can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
