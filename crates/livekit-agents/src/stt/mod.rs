@@ -4,7 +4,7 @@
 //! connection attempt) and return [`SpeechStream::spawn`] from [`Stt::stream`]; the core then
 //! owns the retry loop, so every provider reconnects the same way (see
 //! [`crate::types::ApiConnectOptions`]). Non-streaming providers are used in a session through
-//! [`StreamAdapter`], which segments audio with a VAD and calls [`Stt::recognize`] per segment.
+//! [`StreamAdapter`], which segments audio with a VAD and calls [`recognize`] per segment.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,7 +47,7 @@ pub struct SttCapabilities {
     pub diarization: bool,
     /// Word or chunk timings, if any.
     pub aligned_transcript: Option<AlignedTranscript>,
-    /// [`Stt::recognize`] is supported.
+    /// [`Stt::recognize_once`] is supported.
     pub offline_recognize: bool,
 }
 
@@ -95,7 +95,7 @@ pub struct RecognitionUsage {
     pub audio_duration: f64,
 }
 
-/// An event from a [`SpeechStream`] or the result of [`Stt::recognize`].
+/// An event from a [`SpeechStream`] or the result of [`recognize`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpeechEvent {
     /// What happened.
