@@ -134,7 +134,9 @@ pub fn filter_markdown(text: &str) -> String {
 enum Link<'a> {
     /// `[text](url)`: the link text and the bytes consumed (through `)`).
     Found(&'a str, usize),
+    /// Not a link: the `[` is ordinary text.
     Text,
+    /// The input ends before the link could be confirmed or ruled out.
     NeedMore,
 }
 
