@@ -6,19 +6,26 @@
 //!   [`Llm::with_deepseek`], [`Llm::with_fireworks`], [`Llm::with_groq`],
 //!   [`Llm::with_ollama`], [`Llm::with_openrouter`], [`Llm::with_perplexity`],
 //!   [`Llm::with_telnyx`], [`Llm::with_together`], [`Llm::with_x_ai`]).
+//! - [`Stt`]: `POST /audio/transcriptions` (WAV upload; `gpt-4o-transcribe` by default), and
+//!   optional streaming over a Realtime transcription session (interim deltas and finals).
 //!
 //! Every client takes its API key from its options or the provider's environment variable
 //! (`OPENAI_API_KEY` for OpenAI; a missing key is a [`ConfigError`] naming the variable), and
 //! its API root from the options, `OPENAI_BASE_URL` or `https://api.openai.com/v1`. Keys never
 //! appear in `Debug` output, logs or errors.
 
+mod audio_util;
 mod chat_format;
 mod client;
 mod llm;
+pub mod realtime;
 mod sse;
+mod stt;
+mod ws;
 
 pub use client::{ConfigError, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL};
 pub use llm::{
     AzureOptions, CompatibleOptions, Llm, LlmOptions, OpenRouterOptions, AZURE_DEFAULT_API_VERSION,
     DEFAULT_LLM_MODEL, DEFAULT_TEMPERATURE,
 };
+pub use stt::{Stt, SttOptions, DEFAULT_STT_MODEL};

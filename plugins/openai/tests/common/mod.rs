@@ -202,3 +202,83 @@ async fn handle(
         }
     }
 }
+
+/// A WebSocket server: every upgrade request is recorded (path, query, headers) and the
+/// socket handed to `session`.
+pub struct WsServer {
+    pub addr: SocketAddr,
+    pub handshakes: Arc<Mutex<Vec<Recorded>>>,
+}
+
+type SessionFn = Arc<
+    dyn Fn(axum::extract::ws::WebSocket) -> futures::future::BoxFuture<'static, ()> + Send + Sync,
+>;
+
+impl WsServer {
+    /// Serves WebSocket upgrades; `reject` answers the handshake with an HTTP status instead.
+    pub async fn start<F, Fut>(reject: Option<u16>, session: F) -> Self
+    where
+        F: Fn(axum::extract::ws::WebSocket) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let session: SessionFn = Arc::new(move |ws| Box::pin(session(ws)));
+        let handshakes: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let hs = handshakes.clone();
+        let app = Router::new().fallback(
+            move |uri: axum::http::Uri,
+                  headers: HeaderMap,
+                  upgrade: axum::extract::ws::WebSocketUpgrade| {
+                let session = session.clone();
+                let hs = hs.clone();
+                async move {
+                    hs.lock().await.push(Recorded {
+                        path: uri.path().to_string(),
+                        query: uri.query().map(str::to_string),
+                        headers,
+                        body: Vec::new(),
+                    });
+                    if let Some(code) = reject {
+                        return Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(Body::from(
+                                r#"{"error":{"message":"Incorrect API key provided"}}"#,
+                            ))
+                            .unwrap();
+                    }
+                    upgrade.on_upgrade(move |ws| session(ws))
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        WsServer { addr, handshakes }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+/// Reads the next JSON text message from a test socket (`None` when it closed).
+pub async fn recv_json(ws: &mut axum::extract::ws::WebSocket) -> Option<serde_json::Value> {
+    loop {
+        match ws.recv().await? {
+            Ok(axum::extract::ws::Message::Text(t)) => {
+                return Some(serde_json::from_str(t.as_str()).unwrap())
+            }
+            Ok(axum::extract::ws::Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// Sends a JSON event on a test socket.
+pub async fn send_json(ws: &mut axum::extract::ws::WebSocket, v: serde_json::Value) {
+    let _ = ws
+        .send(axum::extract::ws::Message::Text(v.to_string().into()))
+        .await;
+}
