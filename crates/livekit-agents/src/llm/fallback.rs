@@ -266,7 +266,12 @@ impl FallbackAdapter {
 
     /// The provider that would serve the next request.
     fn next_provider(&self) -> &Arc<dyn Llm> {
-        let first = self.health.candidates().first().copied().unwrap_or(0);
+        let first = self
+            .health
+            .availability()
+            .iter()
+            .position(|a| *a)
+            .unwrap_or(0);
         &self.llms[first.min(self.llms.len() - 1)]
     }
 
