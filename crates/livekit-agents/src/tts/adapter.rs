@@ -169,22 +169,25 @@ async fn run_adapter(
                     if sentence.trim().is_empty() {
                         continue;
                     }
-                    let start = match segment_start {
-                        Some(start) => start,
+                    let (start, first_in_segment) = match segment_start {
+                        Some(start) => (start, false),
                         None => {
                             emitter.start_segment(uuid::Uuid::new_v4().simple().to_string());
                             let start = emitter.pushed_duration();
                             segment_start = Some(start);
-                            start
+                            (start, true)
                         }
                     };
                     let offset = emitter.pushed_duration() - start;
-                    emitter.push_text(&sentence);
-                    emitter.push_timed_transcript([TimedString::new(
-                        sentence.clone(),
-                        offset,
-                        offset,
-                    )]);
+                    // The tokenizer drops the whitespace between sentences; put one space back
+                    // so the concatenated text reads like the input.
+                    let text = if first_in_segment {
+                        sentence.clone()
+                    } else {
+                        format!(" {sentence}")
+                    };
+                    emitter.push_text(&text);
+                    emitter.push_timed_transcript([TimedString::new(text, offset, offset)]);
                     let mut audio = tts.synthesize(&sentence, conn);
                     while let Some(item) = futures::StreamExt::next(&mut audio).await {
                         match item {
@@ -343,12 +346,12 @@ pub(crate) mod tests {
         let words: Vec<&TimedString> = frames.iter().flat_map(|f| &f.timed_words).collect();
         assert_eq!(words.len(), 3);
         assert_eq!((words[0].text.as_str(), words[0].start_time), (S1, 0.0));
-        assert_eq!(words[1].text, S2);
+        assert_eq!(words[1].text, format!(" {S2}"));
         assert!((words[1].start_time - S1.len() as f64 * 0.01).abs() < 1e-9);
         // Timings restart with each segment.
         assert_eq!((words[2].text.as_str(), words[2].start_time), (S3, 0.0));
         let spoken: String = frames.iter().map(|f| f.delta_text.as_str()).collect();
-        assert_eq!(spoken, format!("{S1}{S2}{S3}"));
+        assert_eq!(spoken, format!("{S1} {S2}{S3}"));
     }
 
     #[tokio::test(start_paused = true)]
