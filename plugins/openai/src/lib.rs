@@ -8,6 +8,8 @@
 //!   [`Llm::with_telnyx`], [`Llm::with_together`], [`Llm::with_x_ai`]).
 //! - [`Stt`]: `POST /audio/transcriptions` (WAV upload; `gpt-4o-transcribe` by default), and
 //!   optional streaming over a Realtime transcription session (interim deltas and finals).
+//! - [`Tts`]: `POST /audio/speech` with 24 kHz PCM output streamed as it arrives
+//!   (`gpt-4o-mini-tts`, voice `ash` by default).
 //!
 //! Every client takes its API key from its options or the provider's environment variable
 //! (`OPENAI_API_KEY` for OpenAI; a missing key is a [`ConfigError`] naming the variable), and
@@ -21,6 +23,7 @@ mod llm;
 pub mod realtime;
 mod sse;
 mod stt;
+mod tts;
 mod ws;
 
 pub use client::{ConfigError, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL};
@@ -29,3 +32,4 @@ pub use llm::{
     DEFAULT_LLM_MODEL, DEFAULT_TEMPERATURE,
 };
 pub use stt::{Stt, SttOptions, DEFAULT_STT_MODEL};
+pub use tts::{Tts, TtsOptions, DEFAULT_TTS_MODEL, DEFAULT_TTS_VOICE, TTS_SAMPLE_RATE};
