@@ -124,11 +124,13 @@ pub(crate) struct InferencePool {
 }
 
 impl InferencePool {
-    /// Starts `options.worker_threads` threads named `<label>-<n>`.
+    /// Starts `options.worker_threads` threads named `<thread_prefix>-<n>`; `label` names the
+    /// model in errors and logs.
     pub(crate) fn start(
         engine: Arc<Engine>,
         options: &InferenceOptions,
         label: &str,
+        thread_prefix: &str,
     ) -> Result<Self, LoadError> {
         if options.worker_threads == 0 || options.queue_capacity == 0 {
             return Err(LoadError::Options(
@@ -142,7 +144,7 @@ impl InferencePool {
             let rx = rx.clone();
             let thread_label = label.to_owned();
             std::thread::Builder::new()
-                .name(format!("{label}-{n}"))
+                .name(format!("{thread_prefix}-{n}"))
                 .spawn(move || worker_loop(&engine, &rx, &thread_label))
                 .map_err(|e| LoadError::Options(format!("cannot start inference thread: {e}")))?;
         }
@@ -266,7 +268,8 @@ mod tests {
             preprocessor: Preprocessor::from_bytes(TOKENIZER.as_bytes(), CONFIG, true).unwrap(),
             backend: Box::new(backend.clone()),
         };
-        let pool = InferencePool::start(Arc::new(engine), &options, "test-eou").unwrap();
+        let pool =
+            InferencePool::start(Arc::new(engine), &options, "test-eou", "eou-test").unwrap();
         Harness {
             backend,
             started,
@@ -390,7 +393,8 @@ mod tests {
             preprocessor: Preprocessor::from_bytes(TOKENIZER.as_bytes(), CONFIG, true).unwrap(),
             backend: Box::new(Panicky),
         };
-        let pool = InferencePool::start(Arc::new(engine), &one_thread(2), "panicky").unwrap();
+        let pool =
+            InferencePool::start(Arc::new(engine), &one_thread(2), "panicky", "eou-test").unwrap();
         let err = pool
             .predict(user("a b"), Duration::from_secs(60))
             .await
@@ -417,6 +421,6 @@ mod tests {
             worker_threads: 0,
             ..one_thread(1)
         };
-        assert!(InferencePool::start(Arc::new(engine), &options, "x").is_err());
+        assert!(InferencePool::start(Arc::new(engine), &options, "x", "eou-test").is_err());
     }
 }

@@ -108,7 +108,7 @@ fn load_model(
         preprocessor,
         backend: Box::new(backend),
     });
-    let pool = InferencePool::start(engine.clone(), options, kind.thread_label())?;
+    let pool = InferencePool::start(engine.clone(), options, kind.label(), kind.thread_label())?;
     tracing::info!(
         target: "livekit_plugins_turn_detector",
         model = kind.label(),

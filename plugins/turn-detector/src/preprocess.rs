@@ -60,9 +60,11 @@ impl ChatTurn {
 /// Tool calls, tool outputs, handoffs, system/developer messages and messages without text
 /// (e.g. only an image) are skipped, like the reference.
 pub fn turns_from_chat_ctx(chat_ctx: &ChatContext) -> Vec<ChatTurn> {
+    // From the end, so a long history costs no more than its last messages.
     let mut turns: Vec<ChatTurn> = chat_ctx
         .items()
         .iter()
+        .rev()
         .filter_map(|item| match item {
             ChatItem::Message(msg) => {
                 let role = match msg.role {
@@ -75,10 +77,9 @@ pub fn turns_from_chat_ctx(chat_ctx: &ChatContext) -> Vec<ChatTurn> {
             }
             _ => None,
         })
+        .take(MAX_HISTORY_TURNS)
         .collect();
-    if turns.len() > MAX_HISTORY_TURNS {
-        turns.drain(..turns.len() - MAX_HISTORY_TURNS);
-    }
+    turns.reverse();
     turns
 }
 
