@@ -341,6 +341,60 @@ impl IntoToolOutput for Agent {
     }
 }
 
+/// `None` returns nothing (no reply needed); `Some(v)` returns `v`.
+impl<T: IntoToolOutput> IntoToolOutput for Option<T> {
+    fn into_tool_output(self) -> ToolOutput {
+        match self {
+            Some(v) => v.into_tool_output(),
+            None => ToolOutput::None,
+        }
+    }
+}
+
+/// A handoff that also tells the model something (the reference's `return agent, "text"`).
+impl IntoToolOutput for (Agent, serde_json::Value) {
+    fn into_tool_output(self) -> ToolOutput {
+        ToolOutput::Handoff {
+            agent: self.0,
+            returns: Some(self.1),
+        }
+    }
+}
+
+/// A handoff that also tells the model something.
+impl IntoToolOutput for (Agent, String) {
+    fn into_tool_output(self) -> ToolOutput {
+        (self.0, serde_json::Value::String(self.1)).into_tool_output()
+    }
+}
+
+/// A handoff that also tells the model something.
+impl IntoToolOutput for (Agent, &'static str) {
+    fn into_tool_output(self) -> ToolOutput {
+        (self.0, serde_json::Value::String(self.1.to_owned())).into_tool_output()
+    }
+}
+
+impl ToolOutput {
+    /// A value from any serializable type (a struct becomes a JSON object the model reads).
+    ///
+    /// ```
+    /// use livekit_agents::llm::{ToolError, ToolOutput};
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Weather { temperature_c: f32, sky: &'static str }
+    ///
+    /// let out = ToolOutput::json(&Weather { temperature_c: 21.5, sky: "clear" })?;
+    /// assert!(matches!(out, ToolOutput::Value(v) if v["sky"] == "clear"));
+    /// # Ok::<(), ToolError>(())
+    /// ```
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<ToolOutput, ToolError> {
+        serde_json::to_value(value)
+            .map(ToolOutput::Value)
+            .map_err(|e| ToolError::new(format!("the tool's result could not be serialized: {e}")))
+    }
+}
+
 type ToolHandler = Arc<
     dyn Fn(RunContext, serde_json::Value) -> BoxFuture<'static, Result<ToolOutput, ToolError>>
         + Send
@@ -1213,6 +1267,36 @@ mod tests {
         assert!(set.remove("a").is_some());
         assert_eq!(set.names(), ["b"]);
         assert_eq!(format!("{set:?}"), r#"["b"]"#);
+    }
+
+    #[test]
+    fn conversions_into_tool_output() {
+        assert!(matches!(
+            None::<String>.into_tool_output(),
+            ToolOutput::None
+        ));
+        assert!(matches!(
+            Some("x").into_tool_output(),
+            ToolOutput::Value(serde_json::Value::String(s)) if s == "x"
+        ));
+        let agent = Agent::new("You are the billing agent.");
+        let call = FunctionCall::new("c", "transfer", "{}");
+        let r = ToolCallResult::from_result(
+            &call,
+            Ok((agent.clone(), "Transferring you now.").into_tool_output()),
+        );
+        assert_eq!(r.output.output, "Transferring you now.");
+        assert!(r.reply_required);
+        assert_eq!(r.handoff.as_ref().map(Agent::id), Some(agent.id()));
+        let r = ToolCallResult::from_result(&call, Ok(agent.clone().into_tool_output()));
+        assert!(!r.reply_required && r.handoff.is_some() && r.output.output.is_empty());
+        #[derive(Serialize)]
+        struct Point {
+            x: i32,
+        }
+        assert!(
+            matches!(ToolOutput::json(&Point { x: 3 }), Ok(ToolOutput::Value(v)) if v == json!({"x": 3}))
+        );
     }
 
     #[test]
