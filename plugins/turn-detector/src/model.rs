@@ -16,7 +16,7 @@ use crate::files::{self, ModelKind};
 use crate::inference::{Engine, InferenceOptions, InferencePool, Prediction};
 use crate::languages::LanguageThresholds;
 use crate::onnx_backend::OnnxBackend;
-use crate::preprocess::{turns_from_chat_ctx, Preprocessor};
+use crate::preprocess::{turns_from_chat_ctx, ChatTurn, Preprocessor, TurnRole};
 
 /// Default time a caller waits for a prediction before [`TurnDetectorError::Timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -108,6 +108,15 @@ fn load_model(
         preprocessor,
         backend: Box::new(backend),
     });
+    // The first run of a session allocates its buffers; pay for it here rather than in the
+    // first (time-limited) prediction of a session.
+    let warmup = [ChatTurn::new(TurnRole::User, "hello")];
+    if let Err(error) = engine.run(&warmup) {
+        return Err(LoadError::Onnx(format!(
+            "{}: warm-up prediction failed: {error}",
+            dir.display()
+        )));
+    }
     let pool = InferencePool::start(engine.clone(), options, kind.label(), kind.thread_label())?;
     tracing::info!(
         target: "livekit_plugins_turn_detector",
