@@ -694,6 +694,19 @@ impl Activity {
             let _ = current.interrupt();
         }
         self.cancel_pause_and_interrupt();
+        // Speeches still running tools in the background are superseded by the new turn.
+        let background: Vec<SpeechHandle> = self
+            .inner
+            .state
+            .lock()
+            .speeches
+            .iter()
+            .filter(|s| !s.done())
+            .cloned()
+            .collect();
+        for s in background {
+            let _ = s.interrupt();
+        }
 
         let mut turn_ctx = self.inner.agent.chat_ctx();
         let started = Instant::now();

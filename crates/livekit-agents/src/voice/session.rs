@@ -790,3 +790,40 @@ impl AgentSession {
         }
     }
 }
+
+impl AgentSession {
+    /// Sends `user_input` as a text turn and returns what the agent did until it is idle again
+    /// (messages, tool calls and outputs, handoffs), for tests. The user's message itself is not
+    /// part of the result.
+    pub async fn run(
+        &self,
+        user_input: impl Into<String>,
+    ) -> Result<crate::testing::RunResult, SessionError> {
+        let user_input = user_input.into();
+        let mut events = self.subscribe();
+        let handle = self.generate_reply(ReplyOptions {
+            user_input: Some(user_input.clone()),
+            ..Default::default()
+        })?;
+        handle.wait_for_playout().await;
+        self.wait_idle().await;
+        let mut out = Vec::new();
+        let mut skipped_input = false;
+        while let Ok(ev) = events.try_recv() {
+            if let SessionEvent::ConversationItemAdded { item } = ev {
+                if !skipped_input {
+                    if let ChatItem::Message(m) = &item {
+                        if m.role == crate::llm::ChatRole::User
+                            && m.text_content().as_deref() == Some(&user_input)
+                        {
+                            skipped_input = true;
+                            continue;
+                        }
+                    }
+                }
+                out.push(crate::testing::RunEvent::from_item(item));
+            }
+        }
+        Ok(crate::testing::RunResult { events: out })
+    }
+}

@@ -109,7 +109,8 @@ impl SegmentSync {
         let mut end = start;
         let mut next = None;
         for (i, (word_end, t)) in times.iter().enumerate().skip(self.released_words) {
-            if *t <= elapsed {
+            // A small tolerance: timers round to milliseconds.
+            if *t <= elapsed + 0.002 {
                 end = *word_end;
                 self.released_words = i + 1;
             } else {

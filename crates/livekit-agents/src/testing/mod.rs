@@ -1,0 +1,14 @@
+//! Testing tools for agents (yours included): fake STT, LLM, TTS, VAD and turn detector driven
+//! by a scripted timeline on tokio's clock, and [`RunResult`] assertions over what the agent did
+//! for one user input.
+//!
+//! Timelines are relative to when the fake's stream was opened (the session's start), so a test
+//! on a paused clock (`#[tokio::test(start_paused = true)]`) asserts exact times.
+
+mod fakes;
+mod run_result;
+
+pub use fakes::{
+    FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, UserSpeech,
+};
+pub use run_result::{judge, EventAssert, JudgeError, RunAssert, RunEvent, RunResult};

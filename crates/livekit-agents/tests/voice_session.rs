@@ -1,0 +1,547 @@
+//! Voice pipeline tests on tokio's paused clock with scripted fakes: exact event order and times.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use livekit_agents::io::memory::{
+    audio_input_channel, AudioInputSender, MemoryAudioOutput, MemoryTextOutput,
+};
+use livekit_agents::llm::{
+    ChatContext, ChatItem, ChatMessage, ChatRole, FunctionTool, RunContext, ToolChoice, ToolError,
+};
+use livekit_agents::testing::{
+    FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, UserSpeech,
+};
+use livekit_agents::voice::*;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+struct Harness {
+    session: AgentSession,
+    log: Arc<Mutex<Vec<(f64, SessionEvent)>>>,
+    _audio: AudioInputSender,
+    output: MemoryAudioOutput,
+    llm: FakeLlm,
+}
+
+impl Harness {
+    /// `(time, label)` of state changes and items, rounded to 10 ms.
+    fn timeline(&self) -> Vec<(u64, String)> {
+        self.log
+            .lock()
+            .iter()
+            .filter_map(|(t, ev)| {
+                let label = match ev {
+                    SessionEvent::AgentStateChanged { new_state, .. } => {
+                        format!("agent:{}", new_state.as_str())
+                    }
+                    SessionEvent::UserStateChanged { new_state, .. } => {
+                        format!("user:{new_state:?}")
+                    }
+                    SessionEvent::ConversationItemAdded {
+                        item: ChatItem::Message(m),
+                    } => {
+                        format!(
+                            "{:?}:{}{}",
+                            m.role,
+                            m.text_content().unwrap_or_default(),
+                            if m.interrupted { " (interrupted)" } else { "" }
+                        )
+                    }
+                    SessionEvent::AgentFalseInterruption { resumed } => {
+                        format!("false_interruption:{resumed}")
+                    }
+                    _ => return None,
+                };
+                Some(((t * 100.0).round() as u64 * 10, label))
+            })
+            .collect()
+    }
+}
+
+async fn start_voice(
+    speeches: Vec<UserSpeech>,
+    llm: FakeLlm,
+    tts: FakeTts,
+    options: SessionOptions,
+    detector: Option<FakeTurnDetector>,
+    agent: Agent,
+) -> Harness {
+    let mut builder = AgentSession::builder()
+        .vad(Arc::new(FakeVad::new(speeches.clone())))
+        .stt(Arc::new(FakeStt::new(speeches)))
+        .llm(Arc::new(llm.clone()))
+        .tts(Arc::new(tts))
+        .options(options);
+    if let Some(d) = detector {
+        builder = builder.turn_detector(Arc::new(d));
+    }
+    let session = builder.build();
+    let log: Arc<Mutex<Vec<(f64, SessionEvent)>>> = Arc::default();
+    let mut rx = session.subscribe();
+    let t0 = Instant::now();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(ev) = rx.recv().await {
+            sink.lock().push((t0.elapsed().as_secs_f64(), ev));
+        }
+    });
+    let (audio, input) = audio_input_channel();
+    let output = MemoryAudioOutput::new();
+    let text = MemoryTextOutput::new();
+    session
+        .start(
+            agent,
+            SessionIo {
+                audio_input: Some(input),
+                audio_output: Some(Arc::new(output.clone())),
+                text_output: Some(Arc::new(text)),
+            },
+        )
+        .await
+        .unwrap();
+    Harness {
+        session,
+        log,
+        _audio: audio,
+        output,
+        llm,
+    }
+}
+
+fn no_preemption() -> SessionOptions {
+    let mut o = SessionOptions::default();
+    o.turn_handling.preemptive_generation.enabled = false;
+    o.user_away_timeout = None;
+    o
+}
+
+fn at(t: u64, s: &str) -> (u64, String) {
+    (t, s.to_string())
+}
+
+#[tokio::test(start_paused = true)]
+async fn basic_voice_turn_commits_at_min_delay_and_speaks_after_ttft_plus_ttfb() {
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 2.5, "Hello there")],
+        FakeLlm::new(vec![FakeLlmResponse::text("Hi! How can I help?", ms(100))]),
+        FakeTts::new(ms(200), ms(1000)),
+        no_preemption(),
+        None,
+        Agent::new("You are helpful."),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        h.timeline(),
+        vec![
+            at(0, "agent:listening"),
+            at(500, "user:Speaking"),
+            at(2800, "user:Listening"),
+            at(3000, "User:Hello there"),
+            at(3000, "agent:thinking"),
+            at(3300, "agent:speaking"),
+            at(4300, "Assistant:Hi! How can I help?"),
+            at(4300, "agent:listening"),
+        ]
+    );
+    assert_eq!(h.output.played_duration(), Duration::from_secs(1));
+    // The LLM saw the instructions and the user message.
+    let req = &h.llm.requests()[0];
+    let texts: Vec<_> = req
+        .chat_ctx
+        .items()
+        .iter()
+        .filter_map(|i| match i {
+            ChatItem::Message(m) => Some((m.role, m.text_content().unwrap_or_default())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            (ChatRole::System, "You are helpful.".into()),
+            (ChatRole::User, "Hello there".into())
+        ]
+    );
+    // End-to-end latency: user stopped at 2.5, first audio at 3.3.
+    let e2e = h.log.lock().iter().find_map(|(_, ev)| match ev {
+        SessionEvent::MetricsCollected {
+            metrics: livekit_agents::metrics::AgentMetrics::Turn(t),
+        } => Some(t.e2e_latency),
+        _ => None,
+    });
+    assert_eq!(e2e, Some(ms(800)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlikely_turn_detector_waits_max_delay() {
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 2.5, "I want to")],
+        FakeLlm::new(vec![FakeLlmResponse::text("Sure.", ms(100))]),
+        FakeTts::new(ms(200), ms(500)),
+        no_preemption(),
+        Some(FakeTurnDetector {
+            probability: 0.01,
+            threshold: 0.1,
+            delay: ms(50),
+        }),
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let tl = h.timeline();
+    // Committed at speech end (2.5) + max_delay (3.0).
+    assert!(tl.contains(&at(5500, "User:I want to")), "{tl:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_speech_during_the_delay_cancels_the_commit() {
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 1.5, "I want"),
+            UserSpeech::new(2.0, 3.0, "a coffee"),
+        ],
+        FakeLlm::new(vec![FakeLlmResponse::text("Sure.", ms(100))]),
+        FakeTts::new(ms(200), ms(500)),
+        no_preemption(),
+        Some(FakeTurnDetector {
+            probability: 0.01,
+            threshold: 0.1,
+            delay: ms(50),
+        }),
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let users: Vec<_> = h
+        .timeline()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("User:"))
+        .collect();
+    // One turn, committed 3 s after the second speech ended.
+    assert_eq!(users, vec![at(6000, "User:I want a coffee")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn interruption_after_min_duration_keeps_only_heard_text() {
+    let mut opts = no_preemption();
+    opts.turn_handling.interruption.resume_false_interruption = false;
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 1.0, "Tell me a story"),
+            UserSpeech::new(3.0, 4.0, "Stop"),
+        ],
+        FakeLlm::new(vec![
+            FakeLlmResponse::text("one two three four five six seven eight nine ten", ms(100)),
+            FakeLlmResponse::text("Okay.", ms(100)),
+        ]),
+        FakeTts::new(ms(100), ms(10_000)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let tl = h.timeline();
+    // Commit at 1.5, speaking from 1.7; interrupted at 3.512 (the first VAD inference 0.5 s
+    // into the user's speech): 1.81 s heard of 10 s for 10 one-syllable words.
+    assert!(tl.contains(&at(1700, "agent:speaking")), "{tl:?}");
+    assert!(
+        tl.contains(&at(3510, "Assistant:one two (interrupted)")),
+        "{tl:?}"
+    );
+    let history = h.session.history();
+    let interrupted: Vec<_> = history
+        .items()
+        .iter()
+        .filter_map(|i| match i {
+            ChatItem::Message(m) if m.interrupted => m.text_content(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(interrupted, vec!["one two".to_string()]);
+    // Audio stopped at the interruption (10 ms frames): 1.82 s of frames started.
+    let played = h.output.played();
+    let first = played[0].at;
+    let first_speech: Duration = played
+        .iter()
+        .filter(|p| p.at < first + ms(2500))
+        .map(|p| p.frame.duration())
+        .sum();
+    assert_eq!(first_speech, ms(1820));
+}
+
+#[tokio::test(start_paused = true)]
+async fn false_interruption_pauses_then_resumes_after_timeout() {
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 1.0, "Tell me a story"),
+            UserSpeech::new(2.0, 2.8, ""),
+        ],
+        FakeLlm::new(vec![FakeLlmResponse::text("Once upon a time.", ms(100))]),
+        FakeTts::new(ms(100), ms(3000)),
+        no_preemption(),
+        None,
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let tl = h.timeline();
+    // Paused at 2.512 (first VAD inference past min_duration), user stops (VAD) at 3.1, resumed at 5.1.
+    let expected = [
+        at(2510, "agent:listening"),
+        at(5100, "agent:speaking"),
+        at(5100, "false_interruption:true"),
+    ];
+    for e in expected {
+        assert!(tl.contains(&e), "missing {e:?} in {tl:?}");
+    }
+    // Not interrupted: the whole text is in history.
+    assert!(
+        tl.iter().any(|(_, l)| l == "Assistant:Once upon a time."),
+        "{tl:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn uninterruptible_say_is_not_interrupted_by_speech() {
+    let h = start_voice(
+        vec![UserSpeech::new(1.0, 2.0, "")],
+        FakeLlm::new(vec![]),
+        FakeTts::new(ms(100), ms(3000)),
+        no_preemption(),
+        None,
+        Agent::new(""),
+    )
+    .await;
+    let handle = h
+        .session
+        .say(
+            "Please listen carefully.",
+            SayOptions {
+                allow_interruptions: Some(false),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(handle.interrupt().is_err());
+    handle.wait_for_playout().await;
+    assert!(!handle.interrupted());
+    assert_eq!(h.output.played_duration(), ms(3000));
+}
+
+struct Stopper;
+
+#[async_trait]
+impl AgentBehavior for Stopper {
+    async fn on_user_turn_completed(
+        &self,
+        _ctx: AgentContext,
+        _turn_ctx: &mut ChatContext,
+        new_message: &mut ChatMessage,
+    ) -> Result<(), StopResponse> {
+        if new_message
+            .text_content()
+            .unwrap_or_default()
+            .contains("ignore")
+        {
+            return Err(StopResponse);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_response_skips_the_reply() {
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 1.0, "please ignore this")],
+        FakeLlm::new(vec![FakeLlmResponse::text("Should not be said.", ms(100))]),
+        FakeTts::new(ms(100), ms(500)),
+        no_preemption(),
+        None,
+        Agent::builder().behavior(Stopper).build(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(h.llm.requests().is_empty());
+    let roles: Vec<_> = h
+        .session
+        .history()
+        .items()
+        .iter()
+        .filter_map(|i| match i {
+            ChatItem::Message(m) => Some(m.role),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(roles, vec![ChatRole::User]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn user_becomes_away_after_15_s_of_mutual_silence() {
+    let mut opts = no_preemption();
+    opts.user_away_timeout = Some(Duration::from_secs(15));
+    let h = start_voice(
+        vec![],
+        FakeLlm::new(vec![]),
+        FakeTts::new(ms(100), ms(500)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        h.timeline(),
+        vec![at(0, "agent:listening"), at(15000, "user:Away")]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn preemptive_generation_is_reused_when_the_turn_is_unchanged() {
+    let mut opts = no_preemption();
+    opts.turn_handling.preemptive_generation.enabled = true;
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 2.5, "Hello")],
+        FakeLlm::new(vec![FakeLlmResponse::text("Hi.", ms(100))]),
+        FakeTts::new(ms(200), ms(500)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The LLM started at the final transcript (2.7), once.
+    let times = h.llm.request_times();
+    assert_eq!(times.len(), 1);
+    // Speaking at commit (3.0) + TTS ttfb (0.2): the LLM was ready.
+    assert!(
+        h.timeline().contains(&at(3200, "agent:speaking")),
+        "{:?}",
+        h.timeline()
+    );
+}
+
+struct AddsContext;
+
+#[async_trait]
+impl AgentBehavior for AddsContext {
+    async fn on_user_turn_completed(
+        &self,
+        _ctx: AgentContext,
+        turn_ctx: &mut ChatContext,
+        _new_message: &mut ChatMessage,
+    ) -> Result<(), StopResponse> {
+        turn_ctx.add_message(ChatRole::System, "The user is a VIP.");
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn preemptive_generation_is_discarded_when_the_context_changed() {
+    let mut opts = no_preemption();
+    opts.turn_handling.preemptive_generation.enabled = true;
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 2.5, "Hello")],
+        FakeLlm::new(vec![
+            FakeLlmResponse::text("Preemptive.", ms(100)),
+            FakeLlmResponse::text("Fresh.", ms(100)),
+        ]),
+        FakeTts::new(ms(200), ms(500)),
+        opts,
+        None,
+        Agent::builder().behavior(AddsContext).build(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(h.llm.requests().len(), 2);
+    let said: Vec<_> = h
+        .timeline()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("Assistant:"))
+        .collect();
+    assert_eq!(said, vec![at(3800, "Assistant:Fresh.")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_commit_returns_the_transcript_and_replies() {
+    let mut opts = no_preemption();
+    opts.turn_handling.turn_detection = TurnDetection::Manual;
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 1.0, "push to talk")],
+        FakeLlm::new(vec![FakeLlmResponse::text("Got it.", ms(100))]),
+        FakeTts::new(ms(100), ms(500)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Nothing committed on its own.
+    assert!(h.session.history().items().is_empty());
+    let transcript = h
+        .session
+        .commit_user_turn(CommitOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(transcript, "push to talk");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let said: Vec<_> = h
+        .timeline()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("Assistant:"))
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(said, vec!["Assistant:Got it.".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tool_cancelled_by_interruption_records_a_cancelled_output() {
+    let slow = FunctionTool::raw(
+        "slow_lookup",
+        "Looks something up slowly.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        |_ctx: RunContext, _args: serde_json::Value| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, ToolError>("done")
+        },
+    );
+    let mut opts = no_preemption();
+    opts.turn_handling.interruption.resume_false_interruption = false;
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 1.0, "look it up"),
+            UserSpeech::new(3.0, 4.0, "never mind"),
+        ],
+        FakeLlm::new(vec![
+            FakeLlmResponse::tool_call("slow_lookup", "{}", ms(100)),
+            FakeLlmResponse::text("Okay.", ms(100)),
+        ]),
+        FakeTts::new(ms(100), ms(500)),
+        opts,
+        None,
+        Agent::builder().tool(slow).build(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let outputs: Vec<_> = h
+        .session
+        .history()
+        .items()
+        .iter()
+        .filter_map(|i| match i {
+            ChatItem::FunctionCallOutput(o) => Some((o.output.clone(), o.is_error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outputs, vec![(CANCELLED_OUTPUT.to_string(), true)]);
+    let _ = ToolChoice::Auto;
+}

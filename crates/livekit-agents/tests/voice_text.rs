@@ -1,0 +1,255 @@
+//! Text-only sessions and the `run()` testing API: tool loop, max tool steps, handoff, AgentTask.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use livekit_agents::io::memory::MemoryTextOutput;
+use livekit_agents::llm::{ChatRole, FunctionTool, RunContext, ToolChoice, ToolError, ToolOutput};
+use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
+use livekit_agents::voice::*;
+use parking_lot::Mutex;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Weather {
+    /// City.
+    location: String,
+}
+
+fn weather_tool() -> FunctionTool {
+    FunctionTool::new(
+        "lookup_weather",
+        "Look up the weather.",
+        |_ctx: RunContext, a: Weather| async move {
+            Ok::<_, ToolError>(format!("Sunny in {}.", a.location))
+        },
+    )
+}
+
+async fn text_session(llm: FakeLlm, agent: Agent) -> (AgentSession, MemoryTextOutput) {
+    let session = AgentSession::builder().llm(Arc::new(llm)).build();
+    let text = MemoryTextOutput::new();
+    session
+        .start(
+            agent,
+            SessionIo {
+                text_output: Some(Arc::new(text.clone())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (session, text)
+}
+
+#[tokio::test(start_paused = true)]
+async fn text_only_session_replies_through_the_text_output() {
+    let llm = FakeLlm::new(vec![FakeLlmResponse::text(
+        "Hello! How can I help?",
+        ms(100),
+    )]);
+    let (session, text) = text_session(llm, Agent::new("Be brief.")).await;
+    let result = session.run("Hi").await.unwrap();
+    let mut expect = result.expect();
+    let msg = expect.next_event().is_message(ChatRole::Assistant);
+    assert_eq!(
+        msg.text_content().as_deref(),
+        Some("Hello! How can I help?")
+    );
+    expect.no_more_events();
+    assert_eq!(text.segments(), vec!["Hello! How can I help?".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tool_call_output_then_follow_up_reply() {
+    let llm = FakeLlm::new(vec![
+        FakeLlmResponse::tool_call("lookup_weather", r#"{"location":"Paris"}"#, ms(100)),
+        FakeLlmResponse::text("It is sunny in Paris.", ms(100)),
+    ]);
+    let (session, _) =
+        text_session(llm.clone(), Agent::builder().tool(weather_tool()).build()).await;
+    let result = session.run("Weather in Paris?").await.unwrap();
+    let mut expect = result.expect();
+    expect.next_event().is_function_call(
+        "lookup_weather",
+        Some(serde_json::json!({"location": "Paris"})),
+    );
+    expect
+        .next_event()
+        .is_function_call_output(Some("Sunny in Paris."), Some(false));
+    let msg = expect.next_event().is_message(ChatRole::Assistant);
+    assert_eq!(msg.text_content().as_deref(), Some("It is sunny in Paris."));
+    expect.no_more_events();
+    // The follow-up request saw the tool output.
+    let reqs = llm.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs[1]
+        .chat_ctx
+        .items()
+        .iter()
+        .any(|i| matches!(i, livekit_agents::llm::ChatItem::FunctionCallOutput(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_tool_steps_forces_tool_choice_none() {
+    let llm = FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::tool_call(
+        "lookup_weather",
+        r#"{"location":"Oslo"}"#,
+        ms(10),
+    ));
+    let (session, _) =
+        text_session(llm.clone(), Agent::builder().tool(weather_tool()).build()).await;
+    let result = session.run("Weather?").await.unwrap();
+    let choices: Vec<_> = llm
+        .requests()
+        .iter()
+        .map(|r| r.tool_choice.clone())
+        .collect();
+    // Four tool steps, then a fifth generation without tools (the reference's rule for 3).
+    assert_eq!(
+        choices,
+        vec![None, None, None, None, Some(ToolChoice::None)]
+    );
+    let calls = result
+        .events
+        .iter()
+        .filter(|e| matches!(e, livekit_agents::testing::RunEvent::FunctionCall(_)))
+        .count();
+    assert_eq!(calls, 4);
+}
+
+struct Recorder {
+    name: &'static str,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl AgentBehavior for Recorder {
+    async fn on_enter(&self, _ctx: AgentContext) {
+        self.log.lock().push(format!("{}:enter", self.name));
+    }
+    async fn on_exit(&self, _ctx: AgentContext) {
+        self.log.lock().push(format!("{}:exit", self.name));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn handoff_by_tool_switches_agent_with_exit_before_enter() {
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log2 = log.clone();
+    let transfer = FunctionTool::raw(
+        "transfer",
+        "Transfer to billing.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        move |_ctx: RunContext, _a: serde_json::Value| {
+            let log = log2.clone();
+            async move {
+                let billing = Agent::builder()
+                    .id("billing")
+                    .instructions("You handle billing.")
+                    .behavior(Recorder {
+                        name: "billing",
+                        log,
+                    })
+                    .build();
+                Ok::<_, ToolError>(ToolOutput::Handoff {
+                    agent: billing,
+                    returns: None,
+                })
+            }
+        },
+    );
+    let front = Agent::builder()
+        .id("front")
+        .tool(transfer)
+        .behavior(Recorder {
+            name: "front",
+            log: log.clone(),
+        })
+        .build();
+    let llm = FakeLlm::new(vec![FakeLlmResponse::tool_call("transfer", "{}", ms(50))]);
+    let (session, _) = text_session(llm, front).await;
+    let result = session.run("I have a billing question").await.unwrap();
+    let mut expect = result.expect();
+    expect.next_event().is_function_call("transfer", None);
+    expect
+        .next_event()
+        .is_function_call_output(Some(""), Some(false));
+    expect.next_event().is_agent_handoff("billing");
+    expect.no_more_events();
+    tokio::task::yield_now().await;
+    assert_eq!(
+        *log.lock(),
+        vec!["front:enter", "front:exit", "billing:enter"]
+    );
+    assert_eq!(session.current_agent().unwrap().id(), "billing");
+}
+
+struct AsksName {
+    result: Arc<Mutex<Option<Result<String, TaskError>>>>,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Name {
+    name: String,
+}
+
+#[async_trait]
+impl AgentBehavior for AsksName {
+    async fn on_enter(&self, ctx: AgentContext) {
+        let task = AgentTask::<String>::new(|done| {
+            Agent::builder()
+                .id("name_task")
+                .instructions("Ask for the user's name.")
+                .tool(FunctionTool::new(
+                    "record_name",
+                    "Record the name.",
+                    move |_ctx: RunContext, n: Name| {
+                        let done = done.clone();
+                        async move {
+                            done.complete(n.name);
+                            Ok::<_, ToolError>(())
+                        }
+                    },
+                ))
+                .build()
+        });
+        let r = task.run(&ctx.session).await;
+        *self.result.lock() = Some(r);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_task_returns_its_value_and_the_parent_resumes() {
+    let result: Arc<Mutex<Option<Result<String, TaskError>>>> = Arc::default();
+    let parent = Agent::builder()
+        .id("parent")
+        .behavior(AsksName {
+            result: result.clone(),
+        })
+        .build();
+    let llm = FakeLlm::new(vec![
+        FakeLlmResponse::tool_call("record_name", r#"{"name":"Ada"}"#, ms(50)),
+        FakeLlmResponse::text("Thanks Ada, what can I do for you?", ms(50)),
+    ]);
+    let (session, _) = text_session(llm, parent).await;
+    tokio::task::yield_now().await;
+    assert_eq!(session.current_agent().unwrap().id(), "name_task");
+    let run = session.run("I'm Ada").await.unwrap();
+    run.expect().contains_function_call("record_name");
+    tokio::time::sleep(ms(100)).await;
+    assert_eq!(result.lock().clone(), Some(Ok("Ada".to_string())));
+    assert_eq!(session.current_agent().unwrap().id(), "parent");
+    // The parent's context now holds the task's conversation.
+    let parent_ctx = session.current_agent().unwrap().chat_ctx();
+    assert!(parent_ctx.items().iter().any(|i| matches!(i, livekit_agents::llm::ChatItem::Message(m) if m.text_content().as_deref() == Some("I'm Ada"))));
+    // The parent generates the next reply.
+    let next = session.run("hello again").await.unwrap();
+    next.expect().next_event().is_message(ChatRole::Assistant);
+}
