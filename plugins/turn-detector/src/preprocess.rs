@@ -498,6 +498,64 @@ mod tests {
         assert!(ChatTemplate::from_tokenizer_config(r#"{"chat_template": "{% for %}"}"#).is_err());
     }
 
+    /// A Qwen2.5-style template (system default, tools branch, `tool_calls` checks, whitespace
+    /// control): the format the multilingual model's tokenizer uses.
+    const QWEN_STYLE: &str = r#"{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- for tool in tools %}
+        {{- "\n" }}{{- tool | tojson }}
+    {%- endfor %}
+    {{- '<|im_end|>\n' }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- for tool_call in message.tool_calls %}
+            {{- '\n<tool_call>\n' + tool_call.name + '\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"#;
+
+    /// A SmolLM-style template (Jinja without whitespace control, relies on `trim_blocks`).
+    const SMOL_STYLE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}\n{% if add_generation_prompt %}\n{{ '<|im_start|>assistant\n' }}\n{% endif %}\n";
+
+    #[test]
+    fn renders_hugging_face_style_templates() {
+        let turns = [
+            ChatTurn::new(TurnRole::Assistant, "hi how can i help"),
+            ChatTurn::new(TurnRole::User, "a table for two"),
+        ];
+        let qwen = ChatTemplate::new(QWEN_STYLE.into(), serde_json::Map::new())
+            .unwrap()
+            .render(&turns)
+            .unwrap();
+        assert_eq!(
+            qwen,
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>assistant\nhi how can i help<|im_end|>\n<|im_start|>user\na table for two<|im_end|>\n"
+        );
+        let smol = ChatTemplate::new(SMOL_STYLE.into(), serde_json::Map::new())
+            .unwrap()
+            .render(&turns)
+            .unwrap();
+        assert_eq!(
+            smol,
+            "<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n<|im_start|>assistant\nhi how can i help<|im_end|>\n<|im_start|>user\na table for two<|im_end|>\n"
+        );
+    }
+
     #[test]
     fn keeps_last_six_text_messages() {
         let mut ctx = ChatContext::new();
