@@ -321,7 +321,7 @@ mod tests {
         assert_eq!(p.input_tokens, 0);
         let p = h
             .pool
-            .predict(user("?!…"), Duration::from_secs(60))
+            .predict(user(""), Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(p.probability, NO_TEXT_PROBABILITY);

@@ -105,19 +105,17 @@ pub fn normalize_text(text: &str) -> String {
     stripped.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Normalizes (when `normalize` is set), drops turns left empty and merges adjacent turns of
-/// the same role with a space.
+/// Normalizes (when `normalize` is set) and merges adjacent turns of the same role with a
+/// space, like the reference: turns with no text are skipped, but a turn that normalizes to
+/// nothing (e.g. "...") is kept as an empty turn, so the model still sees whose turn it is.
 pub fn merge_turns(turns: &[ChatTurn], normalize: bool) -> Vec<ChatTurn> {
     let mut merged: Vec<ChatTurn> = Vec::with_capacity(turns.len());
-    for turn in turns {
+    for turn in turns.iter().filter(|t| !t.text.is_empty()) {
         let text = if normalize {
             normalize_text(&turn.text)
         } else {
             turn.text.clone()
         };
-        if text.is_empty() {
-            continue;
-        }
         match merged.last_mut() {
             Some(last) if last.role == turn.role => {
                 last.text.push(' ');
@@ -364,7 +362,7 @@ impl Preprocessor {
     }
 
     /// The text the model reads for `turns` (see the module docs), or `None` when no turn has
-    /// text.
+    /// text (before normalization).
     pub fn format(&self, turns: &[ChatTurn]) -> Result<Option<String>, PreprocessError> {
         let merged = merge_turns(turns, self.normalize);
         if merged.is_empty() {
@@ -380,7 +378,7 @@ impl Preprocessor {
         Ok(Some(text))
     }
 
-    /// Formats and tokenizes `turns`; `None` when no turn has text.
+    /// Formats and tokenizes `turns`; `None` when no turn has text (before normalization).
     pub fn prepare(&self, turns: &[ChatTurn]) -> Result<Option<PreparedInput>, PreprocessError> {
         let Some(text) = self.format(turns)? else {
             return Ok(None);
@@ -418,21 +416,24 @@ mod tests {
     }
 
     #[test]
-    fn merges_adjacent_same_role_and_drops_empty() {
+    fn merges_adjacent_same_role_and_keeps_emptied_turns() {
         let turns = vec![
             ChatTurn::new(TurnRole::Assistant, "Hi!"),
             ChatTurn::new(TurnRole::User, "I want"),
             ChatTurn::new(TurnRole::User, "..."),
             ChatTurn::new(TurnRole::User, "a TABLE."),
+            ChatTurn::new(TurnRole::Assistant, ""),
             ChatTurn::new(TurnRole::Assistant, "Sure."),
+            ChatTurn::new(TurnRole::User, "?"),
         ];
         let merged = merge_turns(&turns, true);
         assert_eq!(
             merged,
             vec![
                 ChatTurn::new(TurnRole::Assistant, "hi"),
-                ChatTurn::new(TurnRole::User, "i want a table"),
+                ChatTurn::new(TurnRole::User, "i want  a table"),
                 ChatTurn::new(TurnRole::Assistant, "sure"),
+                ChatTurn::new(TurnRole::User, ""),
             ]
         );
         let raw = merge_turns(&turns, false);

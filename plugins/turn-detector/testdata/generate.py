@@ -19,17 +19,26 @@ ONNX inference, thresholds) on files with the same names and the same model sign
 The output directories are named after the pinned revisions so a test HTTP server can serve
 `/livekit/turn-detector/resolve/<revision>/<path>` straight from this folder.
 
-Run (needs the PyPI packages `onnx` and `tokenizers`; output is deterministic):
+It also writes `golden_format.json`: conversations and the text and token ids the Python
+reference pipeline produces for them (message selection, normalization, merging, chat template
+rendered by Jinja2 the way `transformers` does, cut at the last `<|im_end|>`, tokenization,
+left truncation), written independently here from the reference's description, so the Rust
+preprocessing can be checked against Python's `unicodedata`, `re`, Jinja2 and `tokenizers`.
 
-    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install onnx tokenizers
+Run (needs the PyPI packages `onnx`, `tokenizers` and `jinja2`; output is deterministic):
+
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install onnx tokenizers jinja2
     /tmp/venv/bin/python plugins/turn-detector/testdata/generate.py
 """
 
 import json
 import os
+import re
+import unicodedata
 
 import onnx
 from onnx import TensorProto, helper
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -138,6 +147,87 @@ def write_json(path: str, value: object) -> None:
         f.write("\n")
 
 
+MAX_HISTORY_TURNS = 6
+MAX_HISTORY_TOKENS = 128
+
+GOLDEN_CASES = {
+    "simple": [
+        ("system", "You are a booking assistant."),
+        ("assistant", "Hello! How can I help?"),
+        ("user", "I want a table for two, please."),
+    ],
+    "merged_and_spanish": [
+        ("assistant", "¡Hola! ¿Cómo puedo ayudarte?"),
+        ("user", "Hola,   quiero una mesa"),
+        ("user", "y…"),
+    ],
+    "unicode": [
+        ("user", "ＡＢＣ ﬁne — it’s «quoted» and don't-stop\t\nnow"),
+        ("assistant", "ΟΔΟΣ 你好，世界。"),
+        ("user", "e.g. 3.5% (approx.) ½"),
+    ],
+    "emptied_turns": [
+        ("assistant", "Sure."),
+        ("user", "..."),
+        ("user", "?"),
+    ],
+    "only_punctuation": [
+        ("user", "?!"),
+    ],
+    "history_and_truncation": [
+        (("user" if i % 2 == 0 else "assistant"), f"message {i}: i want a table for two and " * 4)
+        for i in range(10)
+    ] + [("user", "thanks")],
+}
+
+
+def reference_normalize(text: str) -> str:
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFKC", text.lower())
+    text = "".join(
+        ch for ch in text if not (unicodedata.category(ch).startswith("P") and ch not in ["'", "-"])
+    )
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def reference_format(messages, template: str, tok: Tokenizer) -> dict:
+    selected = [
+        {"role": role, "content": content}
+        for role, content in messages
+        if role in ("user", "assistant") and content
+    ][-MAX_HISTORY_TURNS:]
+    merged = []
+    last = None
+    for msg in selected:
+        content = reference_normalize(msg["content"])
+        if last and last["role"] == msg["role"]:
+            last["content"] += f" {content}"
+        else:
+            msg["content"] = content
+            merged.append(msg)
+            last = msg
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    text = env.from_string(template).render(messages=merged, add_generation_prompt=False)
+    text = text[: text.rfind("<|im_end|>")]
+    ids = tok.encode(text, add_special_tokens=False).ids[-MAX_HISTORY_TOKENS:]
+    return {"text": text, "input_ids": ids}
+
+
+def golden(tok: Tokenizer) -> list:
+    cases = []
+    for name, messages in GOLDEN_CASES.items():
+        out = reference_format(messages, CHAT_TEMPLATE, tok)
+        cases.append(
+            {
+                "name": name,
+                "messages": [{"role": r, "content": c} for r, c in messages],
+                **out,
+            }
+        )
+    return cases
+
+
 def main() -> None:
     words = vocab()
     tok = build_tokenizer(words)
@@ -150,6 +240,8 @@ def main() -> None:
         write_json(os.path.join(out, "tokenizer_config.json"), tokenizer_config())
         write_json(os.path.join(out, "languages.json"), languages)
         print(f"wrote {out}")
+    write_json(os.path.join(HERE, "golden_format.json"), golden(tok))
+    print("wrote golden_format.json")
 
 
 if __name__ == "__main__":

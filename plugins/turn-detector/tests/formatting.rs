@@ -74,12 +74,66 @@ fn long_history_is_cut_from_the_left() {
 }
 
 #[test]
-fn empty_or_punctuation_only_turns_give_no_input() {
+fn only_empty_input_gives_no_input() {
     let p = preprocessor(true);
     assert_eq!(p.prepare(&[]).unwrap(), None);
     assert_eq!(
-        p.prepare(&[ChatTurn::new(TurnRole::User, " ¿?¡! ")])
-            .unwrap(),
+        p.prepare(&[ChatTurn::new(TurnRole::User, "")]).unwrap(),
         None
     );
+    // Punctuation only: an empty, open user turn, as in the reference.
+    let prepared = p
+        .prepare(&[ChatTurn::new(TurnRole::User, " ¿?¡! ")])
+        .unwrap()
+        .unwrap();
+    assert_eq!(prepared.text, "<|im_start|>user\n");
+    assert_eq!(prepared.input_ids, vec![2, 5]);
+}
+
+#[derive(serde::Deserialize)]
+struct GoldenMessage {
+    role: String,
+    content: String,
+}
+
+#[derive(serde::Deserialize)]
+struct GoldenCase {
+    name: String,
+    messages: Vec<GoldenMessage>,
+    text: String,
+    input_ids: Vec<i64>,
+}
+
+/// `testdata/golden_format.json` holds what the Python pipeline (`unicodedata`, `re`, Jinja2 as
+/// `transformers` configures it, `tokenizers`) produces; see `testdata/generate.py`.
+#[test]
+fn matches_the_python_pipeline() {
+    let golden: Vec<GoldenCase> = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden_format.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(golden.len() >= 6);
+    let p = preprocessor(true);
+    for case in golden {
+        let mut ctx = ChatContext::new();
+        for m in &case.messages {
+            let role = match m.role.as_str() {
+                "user" => ChatRole::User,
+                "assistant" => ChatRole::Assistant,
+                "system" => ChatRole::System,
+                other => panic!("unexpected role {other}"),
+            };
+            ctx.add_message(role, m.content.clone());
+        }
+        let prepared = p.prepare(&turns_from_chat_ctx(&ctx)).unwrap().unwrap();
+        assert_eq!(prepared.text, case.text, "text of case {}", case.name);
+        assert_eq!(
+            prepared.input_ids, case.input_ids,
+            "ids of case {}",
+            case.name
+        );
+    }
 }
