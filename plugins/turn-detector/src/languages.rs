@@ -29,7 +29,8 @@ pub struct LanguageThresholds {
 
 #[derive(Deserialize)]
 struct LanguageEntry {
-    threshold: f32,
+    // Other fields are ignored; an entry without a threshold leaves the language unsupported.
+    threshold: Option<f32>,
 }
 
 impl LanguageThresholds {
@@ -40,7 +41,7 @@ impl LanguageThresholds {
         let raw: HashMap<String, LanguageEntry> = serde_json::from_str(json)?;
         let by_code = raw
             .into_iter()
-            .filter_map(|(code, entry)| Some((normalize_language(&code)?, entry.threshold)))
+            .filter_map(|(code, entry)| Some((normalize_language(&code)?, entry.threshold?)))
             .collect();
         Ok(Self { by_code })
     }
@@ -152,6 +153,17 @@ mod tests {
         assert_eq!(langs.threshold("es"), None);
         assert_eq!(langs.threshold(""), None);
         assert_eq!(langs.languages(), vec!["pt", "pt-BR"]);
+    }
+
+    #[test]
+    fn ignores_extra_fields_and_entries_without_threshold() {
+        let langs = LanguageThresholds::from_json(
+            r#"{"en": {"threshold": 0.1, "name": "English"}, "xx": {"name": "none"}}"#,
+        )
+        .unwrap();
+        assert_eq!(langs.threshold("en"), Some(0.1));
+        assert_eq!(langs.threshold("xx"), None);
+        assert_eq!(langs.len(), 1);
     }
 
     #[test]
