@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures::StreamExt;
+use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -18,15 +21,16 @@ use super::activity::Activity;
 use super::agent::{AgentContext, ModelSettings};
 use super::events::{AgentState, ErrorSource, SessionEvent, SpeechSource};
 use super::nodes::{AudioFrameStream, SynthesizedStream, TextStream};
-use super::options::TtsTextTransform;
 use super::session::SayText;
 use super::speech_handle::SpeechHandle;
 use super::tool_execution::ToolExecutor;
 use super::transcription::SegmentSync;
+use crate::audio::resample::Resampler;
 use crate::io::{PlaybackEvent, PlaybackFinished};
 use crate::llm::chat_context::{new_item_id, now_secs};
 use crate::llm::{ChatItem, ChatMessage, ChatRole, FunctionCall, FunctionTool, ToolChoice};
 use crate::metrics::{AgentMetrics, LlmMetrics, TtsMetrics, TurnMetrics};
+use crate::tokenize::{TextTransform, TransformChain};
 use crate::tts::SynthesizedAudio;
 
 /// One reply step's inputs.
@@ -295,26 +299,6 @@ async fn run_llm(
     session.emit_metrics(AgentMetrics::Llm(metrics));
 }
 
-/// Applies the session's TTS text transforms to a chunk. A private stand-in for the streaming
-/// `tokenize` transforms: markup characters and emoji are dropped chunk by chunk.
-fn apply_transforms(text: &str, transforms: &[TtsTextTransform]) -> String {
-    let mut out = text.to_string();
-    for t in transforms {
-        out = match t {
-            TtsTextTransform::FilterMarkdown => out
-                .chars()
-                .filter(|c| !matches!(c, '*' | '`' | '#'))
-                .collect(),
-            TtsTextTransform::FilterEmoji => out.chars().filter(|c| !is_emoji(*c)).collect(),
-        };
-    }
-    out
-}
-
-fn is_emoji(c: char) -> bool {
-    matches!(c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0xFE0F | 0x200D)
-}
-
 /// Plays (or shows, without audio) one segment of text; returns what the user got.
 async fn speak(
     activity: &Activity,
@@ -352,8 +336,12 @@ async fn speak(
             aligned = tts
                 .as_ref()
                 .is_some_and(|t| t.capabilities().aligned_transcript);
+            let chain = Arc::new(Mutex::new(TransformChain::from_kinds(&transforms)));
+            let tail = chain.clone();
             let tts_text = UnboundedReceiverStream::new(tts_rx)
-                .map(move |t| apply_transforms(&t, &transforms))
+                .map(move |t| chain.lock().push(&t))
+                .chain(futures::stream::once(async move { tail.lock().flush() }))
+                .filter(|t| futures::future::ready(!t.is_empty()))
                 .boxed();
             match behavior
                 .tts_node(ctx.clone(), tts_text, settings.clone())
@@ -388,6 +376,8 @@ async fn speak(
     let tts_started = Instant::now();
     let mut first_audio = false;
     let mut interrupted = false;
+    let output_rate = output.sample_rate();
+    let mut resampler: Option<Resampler> = None;
 
     loop {
         let due_at = started_at
@@ -448,8 +438,8 @@ async fn speak(
                     }
                     tts_metrics.audio_duration += sa.frame.duration();
                     sync.push_audio(sa.frame.duration_secs(), &sa.timed_words);
-                    if !sa.frame.is_empty() {
-                        output.capture_frame(sa.frame).await;
+                    for frame in resample_for(&mut resampler, output_rate, sa.frame) {
+                        output.capture_frame(frame).await;
                         captured = true;
                     }
                 }
@@ -462,6 +452,12 @@ async fn speak(
                 None => {
                     audio_open = false;
                     sync.end_audio();
+                    if let Some(rs) = resampler.as_mut() {
+                        for frame in rs.flush() {
+                            output.capture_frame(frame).await;
+                            captured = true;
+                        }
+                    }
                     output.flush();
                 }
             },
@@ -525,6 +521,37 @@ async fn speak(
     Spoken {
         text: spoken_text,
         interrupted,
+    }
+}
+
+/// Converts `frame` to the output's rate (when it wants one); empty frames are dropped.
+fn resample_for(
+    resampler: &mut Option<Resampler>,
+    output_rate: Option<u32>,
+    frame: crate::audio::AudioFrame,
+) -> Vec<crate::audio::AudioFrame> {
+    if frame.is_empty() {
+        return Vec::new();
+    }
+    let Some(rate) = output_rate.filter(|r| *r != frame.sample_rate) else {
+        return vec![frame];
+    };
+    if resampler.is_none() {
+        match Resampler::new(frame.sample_rate, rate, frame.num_channels) {
+            Ok(rs) => *resampler = Some(rs),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resample agent audio; playing it as is");
+                return vec![frame];
+            }
+        }
+    }
+    match resampler.as_mut().map(|rs| rs.push(&frame)) {
+        Some(Ok(frames)) => frames,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "resampling failed; dropping a frame");
+            Vec::new()
+        }
+        None => vec![frame],
     }
 }
 

@@ -32,8 +32,8 @@ pub use agent::{
 pub use events::{AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, UserState};
 pub use options::{
     EndpointingMode, EndpointingOptions, InterruptionMode, InterruptionOptions,
-    PreemptiveGenerationOptions, SessionOptions, TtsTextTransform, TurnDetection,
-    TurnHandlingOptions, UserTurnLimitOptions,
+    PreemptiveGenerationOptions, SessionOptions, TurnDetection, TurnHandlingOptions,
+    UserTurnLimitOptions,
 };
 pub use session::{
     AgentSession, AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText,

@@ -12,7 +12,7 @@ use crate::audio::AudioFrame;
 use crate::llm::{ChatChunk, ChatContext, ChatRequest, FunctionTool};
 use crate::stt::SpeechEvent;
 use crate::tts::SynthesizedAudio;
-use crate::types::{ApiError, TimedString};
+use crate::types::ApiError;
 
 /// Audio frames into a node.
 pub type AudioFrameStream = BoxStream<'static, AudioFrame>;
@@ -75,7 +75,8 @@ pub async fn default_llm_node(
 }
 
 /// Synthesizes `text` with the agent's TTS (or the session's). Streaming providers get the text
-/// as it comes; others are called once per sentence. `Ok(None)` without a TTS.
+/// as it comes; others go through [`tts::StreamAdapter`](crate::tts::StreamAdapter) (one request
+/// per sentence). `Ok(None)` without a TTS.
 pub async fn default_tts_node(
     ctx: AgentContext,
     mut text: TextStream,
@@ -85,94 +86,36 @@ pub async fn default_tts_node(
         return Ok(None);
     };
     let conn = ctx.session.options().conn_options;
+    let mut stream = if tts.capabilities().streaming {
+        tts.stream(conn)?
+    } else {
+        // Sentence by sentence through `synthesize`.
+        crate::tts::Tts::stream(&crate::tts::StreamAdapter::new(tts), conn)?
+    };
     let (tx, rx) = mpsc::channel::<Result<SynthesizedAudio, ApiError>>(64);
-    if tts.capabilities().streaming {
-        let mut stream = tts.stream(conn)?;
-        let task = tokio::spawn(async move {
-            let mut text_open = true;
-            loop {
-                tokio::select! {
-                    chunk = text.next(), if text_open => match chunk {
-                        Some(chunk) => stream.push_text(chunk),
-                        None => {
-                            text_open = false;
-                            stream.end_input();
-                        }
-                    },
-                    audio = stream.next_audio() => match audio {
-                        Some(item) => {
-                            if tx.send(item).await.is_err() {
-                                return;
-                            }
-                        }
-                        None => return,
-                    },
-                }
-            }
-        });
-        return Ok(Some(forward_with_task(rx, task)));
-    }
-    // Sentence by sentence: a private stand-in for `tts::StreamAdapter` (sentence tokenizer +
-    // `synthesize`), emitting one timed string per sentence like the reference adapter.
     let task = tokio::spawn(async move {
-        let mut pending = String::new();
-        let mut elapsed = 0.0f64;
-        let mut ended = false;
-        while !ended {
-            match text.next().await {
-                Some(chunk) => pending.push_str(&chunk),
-                None => ended = true,
-            }
-            let sentences = if ended {
-                let rest = std::mem::take(&mut pending);
-                if rest.trim().is_empty() {
-                    Vec::new()
-                } else {
-                    vec![rest]
-                }
-            } else {
-                take_sentences(&mut pending)
-            };
-            for sentence in sentences {
-                let mut audio = tts.synthesize(sentence.trim(), conn);
-                let mut first = true;
-                let start = elapsed;
-                while let Some(item) = audio.next().await {
-                    let item = item.map(|mut a| {
-                        if first {
-                            a.timed_words = vec![TimedString::new(sentence.clone(), start, start)];
-                            first = false;
-                        }
-                        elapsed += a.frame.duration_secs();
-                        a
-                    });
-                    let failed = item.is_err();
-                    if tx.send(item).await.is_err() || failed {
-                        return;
+        let mut text_open = true;
+        loop {
+            tokio::select! {
+                chunk = text.next(), if text_open => match chunk {
+                    Some(chunk) => stream.push_text(chunk),
+                    None => {
+                        text_open = false;
+                        stream.end_input();
                     }
-                }
+                },
+                audio = stream.next_audio() => match audio {
+                    Some(item) => {
+                        if tx.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
             }
         }
     });
     Ok(Some(forward_with_task(rx, task)))
-}
-
-/// Cuts complete sentences (ending in `.`, `!` or `?` followed by whitespace) off `buf`.
-fn take_sentences(buf: &mut String) -> Vec<String> {
-    let mut out = Vec::new();
-    loop {
-        let bytes = buf.as_bytes();
-        let cut = (0..bytes.len().saturating_sub(1)).find(|&i| {
-            matches!(bytes[i], b'.' | b'!' | b'?') && bytes[i + 1].is_ascii_whitespace()
-        });
-        match cut {
-            Some(i) => {
-                let rest = buf.split_off(i + 2);
-                out.push(std::mem::replace(buf, rest));
-            }
-            None => return out,
-        }
-    }
 }
 
 fn forward_with_task<T: Send + 'static>(
@@ -203,20 +146,4 @@ pub async fn default_realtime_audio_output_node(
     _settings: ModelSettings,
 ) -> AudioFrameStream {
     audio
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sentences_are_cut_at_terminal_punctuation() {
-        let mut buf = String::from("Hello there. How are you? I am");
-        let s = take_sentences(&mut buf);
-        assert_eq!(
-            s,
-            vec!["Hello there. ".to_string(), "How are you? ".to_string()]
-        );
-        assert_eq!(buf, "I am");
-    }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tokenize::{TextTransformKind, DEFAULT_TTS_TEXT_TRANSFORMS};
 use crate::turn_detector::TurnDetector;
 
 /// How the end of the user's turn is decided.
@@ -164,15 +165,6 @@ pub struct TurnHandlingOptions {
     pub user_turn_limit: UserTurnLimitOptions,
 }
 
-/// A text transform applied to LLM output before TTS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TtsTextTransform {
-    /// Remove markdown markup.
-    FilterMarkdown,
-    /// Remove emoji.
-    FilterEmoji,
-}
-
 /// Session-wide settings.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
@@ -186,7 +178,7 @@ pub struct SessionOptions {
     /// Minimum gap between two agent utterances (default 0).
     pub min_consecutive_speech_delay: Duration,
     /// Transforms of LLM text before TTS (default markdown and emoji filters).
-    pub tts_text_transforms: Vec<TtsTextTransform>,
+    pub tts_text_transforms: Vec<TextTransformKind>,
     /// Feed TTS word timings to the transcription node (default false).
     pub use_tts_aligned_transcript: bool,
     /// Unrecoverable errors of one kind before the session closes (default 3).
@@ -204,10 +196,7 @@ impl Default for SessionOptions {
             max_tool_steps: 3,
             user_away_timeout: Some(Duration::from_secs(15)),
             min_consecutive_speech_delay: Duration::ZERO,
-            tts_text_transforms: vec![
-                TtsTextTransform::FilterMarkdown,
-                TtsTextTransform::FilterEmoji,
-            ],
+            tts_text_transforms: DEFAULT_TTS_TEXT_TRANSFORMS.to_vec(),
             use_tts_aligned_transcript: false,
             max_unrecoverable_errors: 3,
             turn_detector_timeout: Duration::from_secs(1),

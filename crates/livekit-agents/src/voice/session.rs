@@ -1,5 +1,5 @@
 //! [`AgentSession`]: one conversation. It owns the models, the ports, the history and the
-//! events, and hands turns to the active agent's [`Activity`](super::activity).
+//! events, and hands turns to the active agent's activity (`voice/activity.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -160,18 +160,9 @@ fn split_words(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// Vowel groups, at least one per word: a cheap stand-in for hyphenation.
+/// Syllables of a word (at least one), for pacing.
 fn count_syllables(word: &str) -> usize {
-    let mut count = 0;
-    let mut prev_vowel = false;
-    for c in word.chars().flat_map(char::to_lowercase) {
-        let vowel = matches!(c, 'a' | 'e' | 'i' | 'o' | 'u' | 'y');
-        if vowel && !prev_vowel {
-            count += 1;
-        }
-        prev_vowel = vowel;
-    }
-    count.max(1)
+    crate::tokenize::syllable_count(word).max(1)
 }
 
 #[cfg(test)]
