@@ -90,7 +90,6 @@ impl RealtimeAudioInput {
     }
 
     /// Drops held audio (after `input_audio_buffer.clear`).
-    #[allow(dead_code)] // TEMP until the realtime model lands
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
     }
@@ -106,7 +105,6 @@ pub(crate) fn samples_to_base64(samples: &[i16]) -> String {
 }
 
 /// Decodes base64 little-endian PCM into samples (an odd trailing byte is dropped).
-#[allow(dead_code)] // TEMP until the realtime model lands
 pub(crate) fn base64_to_samples(data: &str) -> Result<Vec<i16>, base64::DecodeError> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(data)?;
     Ok(bytes

@@ -10,6 +10,8 @@
 //!   optional streaming over a Realtime transcription session (interim deltas and finals).
 //! - [`Tts`]: `POST /audio/speech` with 24 kHz PCM output streamed as it arrives
 //!   (`gpt-4o-mini-tts`, voice `ash` by default).
+//! - [`realtime::RealtimeModel`]: the Realtime API over a WebSocket (audio in and out, server
+//!   turn detection, input transcription, tools, truncation on interruption).
 //!
 //! Every client takes its API key from its options or the provider's environment variable
 //! (`OPENAI_API_KEY` for OpenAI; a missing key is a [`ConfigError`] naming the variable), and

@@ -183,7 +183,6 @@ impl InputTranscription {
         }
     }
 
-    #[allow(dead_code)] // TEMP until the realtime model lands
     pub(crate) fn to_json(&self) -> Value {
         let mut v = json!({"model": self.model});
         if let Some(l) = self.language.as_deref().filter(|l| !l.is_empty()) {

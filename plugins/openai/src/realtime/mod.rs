@@ -1,6 +1,12 @@
-//! The OpenAI Realtime API: session settings shared with the realtime transcription stream.
+//! The OpenAI Realtime API: [`RealtimeModel`] (speech to speech over a WebSocket) and the
+//! session settings it shares with the realtime transcription stream of [`crate::Stt`].
 
 mod config;
+mod model;
 
 pub(crate) use config::pcm_format;
 pub use config::{Eagerness, InputTranscription, NoiseReduction, TurnDetection};
+pub use model::{
+    Modality, RealtimeModel, RealtimeOptions, RealtimeSession, DEFAULT_INPUT_TRANSCRIPTION_MODEL,
+    DEFAULT_REALTIME_MODEL, DEFAULT_REALTIME_VOICE,
+};

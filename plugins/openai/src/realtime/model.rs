@@ -1,0 +1,1008 @@
+//! [`RealtimeModel`] and its session over the Realtime API WebSocket
+//! (`wss://api.openai.com/v1/realtime?model=…`, GA event names).
+//!
+//! One I/O task owns the socket: client calls queue events for it, and it turns server events
+//! into [`RealtimeEvent`]s and per-response streams. Per-response streams are fed through
+//! unbounded forwarders, so a consumer that reads one stream slowly (or not at all) never
+//! stalls the socket or the other streams.
+//!
+//! Item ids are the server's: user turns are reported with the server item id
+//! ([`RealtimeEvent::InputAudioTranscriptionCompleted::item_id`]), assistant messages with
+//! [`MessageGeneration::message_id`], and tool calls with [`FunctionCall::id`]. A session layer
+//! that keeps those ids in its chat context lets [`update_chat_ctx`] send only real changes.
+//!
+//! [`update_chat_ctx`]: livekit_agents::llm::realtime::RealtimeSession::update_chat_ctx
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use livekit_agents::audio::AudioFrame;
+use livekit_agents::llm::realtime::{
+    self as core_rt, GenerationCreated, MessageGeneration, RealtimeCapabilities, RealtimeEvent,
+};
+use livekit_agents::llm::{
+    ChatContent, ChatContext, ChatItem, ChatRole, FunctionCall, ToolChoice, ToolDefinition,
+};
+use livekit_agents::types::ApiError;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::{pcm_format, InputTranscription, NoiseReduction, TurnDetection};
+use crate::audio_util::{
+    base64_to_samples, samples_to_base64, RealtimeAudioInput, REALTIME_SAMPLE_RATE,
+};
+use crate::chat_format::image_url;
+use crate::client::{
+    parse_base_url, redacted, resolve_base_url, ApiKey, ConfigError, Endpoint, API_KEY_ENV,
+    BASE_URL_ENV, DEFAULT_BASE_URL,
+};
+use crate::ws::{self, event_type, str_field, Incoming, WsStream};
+
+/// Default realtime model.
+pub const DEFAULT_REALTIME_MODEL: &str = "gpt-realtime";
+/// Default voice (the LiveKit Realtime docs).
+pub const DEFAULT_REALTIME_VOICE: &str = "alloy";
+/// Default input transcription model.
+pub const DEFAULT_INPUT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
+
+/// What the model answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Modality {
+    /// Audio with its transcript (the reference's `["text", "audio"]`).
+    #[default]
+    Audio,
+    /// Text only (pair with a TTS for a "half-cascade" pipeline).
+    Text,
+}
+
+/// Options of a [`RealtimeModel`]. `Default` gives the documented defaults.
+///
+/// The GA Realtime API has no `temperature` session field (it was removed from the beta), so
+/// there is no temperature option.
+#[derive(Clone, PartialEq)]
+pub struct RealtimeOptions {
+    /// Model. Default `gpt-realtime`.
+    pub model: String,
+    /// Output voice. Default `alloy`. Fixed once the model has spoken.
+    pub voice: String,
+    /// Output modality. Default audio (with transcript).
+    pub modality: Modality,
+    /// Session instructions at connect time (the agent usually sets them through
+    /// `update_instructions`).
+    pub instructions: Option<String>,
+    /// Turn detection; `None` lets the client decide turns (commit audio and ask for replies
+    /// itself). Default server VAD (threshold 0.5, 300 ms prefix padding, 500 ms silence,
+    /// replies and interruptions by the server).
+    pub turn_detection: Option<TurnDetection>,
+    /// How user audio is transcribed; `None` disables user transcripts. Default
+    /// `gpt-4o-mini-transcribe`.
+    pub input_audio_transcription: Option<InputTranscription>,
+    /// Input noise reduction. Default none.
+    pub input_audio_noise_reduction: Option<NoiseReduction>,
+    /// Output speech speed (0.25 to 1.5).
+    pub speed: Option<f32>,
+    /// Default tool choice. Default `auto`.
+    pub tool_choice: ToolChoice,
+    /// Maximum output tokens per response (`None`: the server's `inf`).
+    pub max_response_output_tokens: Option<u32>,
+    /// API key; `None` reads `OPENAI_API_KEY`.
+    pub api_key: Option<String>,
+    /// API root; `None` reads `OPENAI_BASE_URL`, else `https://api.openai.com/v1`.
+    pub base_url: Option<String>,
+}
+
+impl Default for RealtimeOptions {
+    fn default() -> Self {
+        Self {
+            model: DEFAULT_REALTIME_MODEL.to_string(),
+            voice: DEFAULT_REALTIME_VOICE.to_string(),
+            modality: Modality::Audio,
+            instructions: None,
+            turn_detection: Some(TurnDetection::ServerVad {
+                threshold: Some(0.5),
+                prefix_padding_ms: Some(300),
+                silence_duration_ms: Some(500),
+                create_response: Some(true),
+                interrupt_response: Some(true),
+                idle_timeout_ms: None,
+            }),
+            input_audio_transcription: Some(InputTranscription::new(
+                DEFAULT_INPUT_TRANSCRIPTION_MODEL,
+            )),
+            input_audio_noise_reduction: None,
+            speed: None,
+            tool_choice: ToolChoice::Auto,
+            max_response_output_tokens: None,
+            api_key: None,
+            base_url: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RealtimeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeOptions")
+            .field("model", &self.model)
+            .field("voice", &self.voice)
+            .field("modality", &self.modality)
+            .field("turn_detection", &self.turn_detection)
+            .field("input_audio_transcription", &self.input_audio_transcription)
+            .field(
+                "input_audio_noise_reduction",
+                &self.input_audio_noise_reduction,
+            )
+            .field("speed", &self.speed)
+            .field("tool_choice", &self.tool_choice)
+            .field("api_key", &redacted(&self.api_key))
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OpenAI Realtime model (speech to speech).
+///
+/// ```no_run
+/// use livekit_plugins_openai::realtime::{RealtimeModel, RealtimeOptions};
+///
+/// let model = RealtimeModel::new(RealtimeOptions { voice: "coral".into(), ..Default::default() })?;
+/// # Ok::<(), livekit_plugins_openai::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct RealtimeModel {
+    opts: RealtimeOptions,
+    endpoint: Endpoint,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for RealtimeModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeModel")
+            .field("base_url", &self.endpoint.base_url.as_str())
+            .field("options", &self.opts)
+            .finish()
+    }
+}
+
+impl RealtimeModel {
+    /// A Realtime model (key from the options or `OPENAI_API_KEY`).
+    pub fn new(options: RealtimeOptions) -> Result<Self, ConfigError> {
+        let key = ApiKey::resolve(options.api_key.as_deref(), API_KEY_ENV)?;
+        let base = resolve_base_url(
+            options.base_url.as_deref(),
+            Some(BASE_URL_ENV),
+            DEFAULT_BASE_URL,
+        )?;
+        Ok(Self {
+            opts: RealtimeOptions {
+                api_key: None,
+                ..options
+            },
+            endpoint: Endpoint::bearer(base, key, "OpenAI Realtime"),
+            connect_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Connects to another API root.
+    pub fn with_base_url(mut self, base_url: &str) -> Result<Self, ConfigError> {
+        self.endpoint.base_url = parse_base_url(base_url)?;
+        Ok(self)
+    }
+
+    /// Bounds the WebSocket handshake and request acknowledgements (default 10 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The options (without the API key).
+    pub fn options(&self) -> &RealtimeOptions {
+        &self.opts
+    }
+
+    /// The `session.update` sent on connect.
+    fn session_update(&self) -> Value {
+        let o = &self.opts;
+        let mut input = json!({
+            "format": pcm_format(),
+            "turn_detection": o.turn_detection.as_ref().map_or(Value::Null, TurnDetection::to_json),
+            "transcription": o.input_audio_transcription.as_ref().map_or(Value::Null, InputTranscription::to_json),
+        });
+        if let Some(nr) = o.input_audio_noise_reduction {
+            input["noise_reduction"] = nr.to_json();
+        }
+        let mut output = json!({"format": pcm_format(), "voice": o.voice});
+        if let Some(speed) = o.speed {
+            output["speed"] = json!(speed);
+        }
+        let mut session = json!({
+            "type": "realtime",
+            "model": o.model,
+            "output_modalities": [match o.modality { Modality::Audio => "audio", Modality::Text => "text" }],
+            "audio": {"input": input, "output": output},
+            "tool_choice": tool_choice_json(&o.tool_choice),
+        });
+        if let Some(instructions) = &o.instructions {
+            session["instructions"] = json!(instructions);
+        }
+        if let Some(max) = o.max_response_output_tokens {
+            session["max_output_tokens"] = json!(max);
+        }
+        json!({"type": "session.update", "session": session})
+    }
+}
+
+/// The Realtime form of a tool choice (`{"type": "function", "name": …}` for a named tool).
+fn tool_choice_json(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Function(name) => json!({"type": "function", "name": name}),
+    }
+}
+
+fn tools_json(tools: &[ToolDefinition]) -> Value {
+    Value::Array(
+        tools
+            .iter()
+            .map(|t| {
+                json!({
+                    "type": "function",
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                })
+            })
+            .collect(),
+    )
+}
+
+#[async_trait]
+impl core_rt::RealtimeModel for RealtimeModel {
+    fn label(&self) -> String {
+        "openai.realtime.RealtimeModel".to_string()
+    }
+
+    fn model(&self) -> String {
+        self.opts.model.clone()
+    }
+
+    fn provider(&self) -> String {
+        "openai".to_string()
+    }
+
+    fn capabilities(&self) -> RealtimeCapabilities {
+        RealtimeCapabilities {
+            message_truncation: true,
+            turn_detection: self.opts.turn_detection.is_some(),
+            user_transcription: self.opts.input_audio_transcription.is_some(),
+            auto_tool_reply_generation: false,
+            audio_output: self.opts.modality == Modality::Audio,
+        }
+    }
+
+    async fn session(&self) -> Result<Box<dyn core_rt::RealtimeSession>, ApiError> {
+        let session = RealtimeSession::connect(self).await?;
+        Ok(Box::new(session))
+    }
+}
+
+/// Input audio is appended in 100 ms chunks (the reference's size).
+const APPEND_CHUNK_MS: u32 = 100;
+/// Prefix of the client event ids of item creations and deletions (the rest is the item id),
+/// so an `error` answering one fails the matching `update_chat_ctx` at once.
+const ACK_EVENT_PREFIX: &str = "lk_item_";
+/// Buffer of each per-response stream towards its consumer (the forwarder holds the rest).
+const STREAM_BUFFER: usize = 64;
+
+enum Outgoing {
+    Event(Value),
+    Close,
+}
+
+type Ack = oneshot::Sender<Result<(), ApiError>>;
+type ReplyWaiter = oneshot::Sender<Result<GenerationCreated, ApiError>>;
+
+#[derive(Default)]
+struct Shared {
+    /// Ids of the conversation items the server holds, in order.
+    remote_ids: Vec<String>,
+    /// `generate_reply` calls waiting for their `response.created`, by client event id.
+    replies: HashMap<String, ReplyWaiter>,
+    /// Item creations and deletions waiting for the server's acknowledgement, by item id.
+    acks: HashMap<String, Ack>,
+    /// The I/O task ended.
+    closed: bool,
+}
+
+/// A live Realtime API session (see [`RealtimeModel`]).
+pub struct RealtimeSession {
+    events: Option<mpsc::Receiver<RealtimeEvent>>,
+    out: mpsc::UnboundedSender<Outgoing>,
+    shared: Arc<Mutex<Shared>>,
+    audio_in: Mutex<RealtimeAudioInput>,
+    timeout: Duration,
+    io: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RealtimeSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeSession").finish_non_exhaustive()
+    }
+}
+
+impl Drop for RealtimeSession {
+    fn drop(&mut self) {
+        self.io.abort();
+    }
+}
+
+/// An unbounded-in, bounded-out channel: the producer never waits; a task moves items to the
+/// consumer as it reads them. Dropping the sender ends the receiver after the backlog.
+fn forwarder<T: Send + 'static>() -> (mpsc::UnboundedSender<T>, mpsc::Receiver<T>) {
+    let (utx, mut urx) = mpsc::unbounded_channel::<T>();
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(async move {
+        while let Some(item) = urx.recv().await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    (utx, rx)
+}
+
+impl RealtimeSession {
+    async fn connect(model: &RealtimeModel) -> Result<Self, ApiError> {
+        let mut url = model.endpoint.url("realtime", true);
+        url.query_pairs_mut()
+            .append_pair("model", &model.opts.model);
+        let mut socket = ws::connect(&model.endpoint, &url, model.connect_timeout).await?;
+        ws::send_json(&mut socket, &model.session_update()).await?;
+
+        let (events_tx, events_rx) = forwarder();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let io = IoTask {
+            socket,
+            out: out_rx,
+            events: events_tx,
+            shared: shared.clone(),
+            transcription: model.opts.input_audio_transcription.is_some(),
+            responses: HashMap::new(),
+            input_partial: HashMap::new(),
+            provider: model.endpoint.provider.clone(),
+        };
+        Ok(Self {
+            events: Some(events_rx),
+            out: out_tx,
+            shared,
+            audio_in: Mutex::new(RealtimeAudioInput::new(APPEND_CHUNK_MS)),
+            timeout: model.connect_timeout,
+            io: tokio::spawn(io.run()),
+        })
+    }
+
+    fn send(&self, event: Value) -> Result<(), ApiError> {
+        self.out
+            .send(Outgoing::Event(event))
+            .map_err(|_| ApiError::connection("the realtime session is closed"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn wait_ack(
+        &self,
+        rx: oneshot::Receiver<Result<(), ApiError>>,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        match tokio::time::timeout(self.timeout, rx).await {
+            Err(_) => Err(ApiError::Timeout(self.timeout)),
+            Ok(Err(_)) => Err(ApiError::connection(format!(
+                "the realtime session closed before {what} was acknowledged"
+            ))),
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
+/// A chat item as a Realtime conversation item, or `None` for kinds the API has no form for.
+fn conversation_item(item: &ChatItem) -> Option<Value> {
+    match item {
+        ChatItem::Message(m) => {
+            let role = match m.role {
+                ChatRole::System | ChatRole::Developer => "system",
+                ChatRole::User => "user",
+                ChatRole::Assistant => "assistant",
+            };
+            let text_type = if m.role == ChatRole::Assistant {
+                "output_text"
+            } else {
+                "input_text"
+            };
+            let content: Vec<Value> = m
+                .content
+                .iter()
+                .filter_map(|c| match c {
+                    ChatContent::Text { text } => Some(json!({"type": text_type, "text": text})),
+                    ChatContent::Audio { transcript } => {
+                        Some(json!({"type": text_type, "text": transcript}))
+                    }
+                    ChatContent::Image(img) if m.role == ChatRole::User => {
+                        Some(json!({"type": "input_image", "image_url": image_url(img)}))
+                    }
+                    ChatContent::Image(_) => None,
+                })
+                .collect();
+            Some(json!({"id": m.id, "type": "message", "role": role, "content": content}))
+        }
+        ChatItem::FunctionCall(c) => Some(json!({
+            "id": c.id, "type": "function_call", "call_id": c.call_id, "name": c.name, "arguments": c.arguments,
+        })),
+        ChatItem::FunctionCallOutput(o) => Some(json!({
+            "id": o.id, "type": "function_call_output", "call_id": o.call_id, "output": o.output,
+        })),
+        ChatItem::AgentHandoff(_) => None,
+    }
+}
+
+#[async_trait]
+impl core_rt::RealtimeSession for RealtimeSession {
+    fn take_events(&mut self) -> Option<mpsc::Receiver<RealtimeEvent>> {
+        self.events.take()
+    }
+
+    async fn update_instructions(&self, instructions: &str) -> Result<(), ApiError> {
+        self.send(json!({"type": "session.update", "session": {"type": "realtime", "instructions": instructions}}))
+    }
+
+    async fn update_chat_ctx(&self, chat_ctx: &ChatContext) -> Result<(), ApiError> {
+        let wanted: Vec<(&str, Value)> = chat_ctx
+            .items()
+            .iter()
+            .filter_map(|it| conversation_item(it).map(|v| (it.id(), v)))
+            .collect();
+        let wanted_ids: HashSet<&str> = wanted.iter().map(|(id, _)| *id).collect();
+        let mut waits = Vec::new();
+        {
+            let mut shared = self.lock();
+            if shared.closed {
+                return Err(ApiError::connection("the realtime session is closed"));
+            }
+            let remote: HashSet<String> = shared.remote_ids.iter().cloned().collect();
+            for id in shared.remote_ids.clone() {
+                if !wanted_ids.contains(id.as_str()) {
+                    let (tx, rx) = oneshot::channel();
+                    shared.acks.insert(id.clone(), tx);
+                    waits.push((rx, format!("deletion of {id}")));
+                    self.send(json!({
+                        "type": "conversation.item.delete",
+                        "event_id": format!("{ACK_EVENT_PREFIX}{id}"),
+                        "item_id": id,
+                    }))?;
+                }
+            }
+            let mut previous = "root".to_string();
+            for (id, item) in wanted {
+                if !remote.contains(id) {
+                    let (tx, rx) = oneshot::channel();
+                    shared.acks.insert(id.to_string(), tx);
+                    waits.push((rx, format!("creation of {id}")));
+                    self.send(json!({
+                        "type": "conversation.item.create",
+                        "event_id": format!("{ACK_EVENT_PREFIX}{id}"),
+                        "previous_item_id": previous,
+                        "item": item,
+                    }))?;
+                }
+                previous = id.to_string();
+            }
+        }
+        for (rx, what) in waits {
+            self.wait_ack(rx, &what).await?;
+        }
+        Ok(())
+    }
+
+    async fn update_tools(&self, tools: &[ToolDefinition]) -> Result<(), ApiError> {
+        self.send(json!({"type": "session.update", "session": {"type": "realtime", "tools": tools_json(tools)}}))
+    }
+
+    async fn update_tool_choice(&self, tool_choice: ToolChoice) -> Result<(), ApiError> {
+        self.send(json!({"type": "session.update", "session": {"type": "realtime", "tool_choice": tool_choice_json(&tool_choice)}}))
+    }
+
+    fn push_audio(&self, frame: &AudioFrame) {
+        let chunks = self
+            .audio_in
+            .lock()
+            .map(|mut a| a.push(frame))
+            .unwrap_or_default();
+        for chunk in chunks {
+            let _ = self.send(
+                json!({"type": "input_audio_buffer.append", "audio": samples_to_base64(&chunk)}),
+            );
+        }
+    }
+
+    fn commit_audio(&self) {
+        let rest = self.audio_in.lock().ok().and_then(|mut a| a.flush(false));
+        if let Some(rest) = rest {
+            let _ = self.send(
+                json!({"type": "input_audio_buffer.append", "audio": samples_to_base64(&rest)}),
+            );
+        }
+        let _ = self.send(json!({"type": "input_audio_buffer.commit"}));
+    }
+
+    fn clear_audio(&self) {
+        if let Ok(mut a) = self.audio_in.lock() {
+            a.clear();
+        }
+        let _ = self.send(json!({"type": "input_audio_buffer.clear"}));
+    }
+
+    async fn generate_reply(
+        &self,
+        instructions: Option<&str>,
+    ) -> Result<GenerationCreated, ApiError> {
+        let event_id = format!(
+            "response_create_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let (tx, rx) = oneshot::channel();
+        self.lock().replies.insert(event_id.clone(), tx);
+        let mut response = json!({"metadata": {"client_event_id": event_id}});
+        if let Some(instr) = instructions {
+            response["instructions"] = json!(instr);
+        }
+        if let Err(e) = self
+            .send(json!({"type": "response.create", "event_id": event_id, "response": response}))
+        {
+            self.lock().replies.remove(&event_id);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.timeout, rx).await {
+            Err(_) => {
+                self.lock().replies.remove(&event_id);
+                Err(ApiError::Timeout(self.timeout))
+            }
+            Ok(Err(_)) => Err(ApiError::connection(
+                "the realtime session closed before the reply started",
+            )),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    fn interrupt(&self) {
+        let _ = self.send(json!({"type": "response.cancel"}));
+    }
+
+    async fn truncate(
+        &self,
+        message_id: &str,
+        audio_end_ms: u64,
+        audio_transcript: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if let Some(t) = audio_transcript {
+            tracing::debug!(message_id, heard = %t, "truncating assistant message");
+        }
+        self.send(json!({
+            "type": "conversation.item.truncate",
+            "item_id": message_id,
+            "content_index": 0,
+            "audio_end_ms": audio_end_ms,
+        }))
+    }
+
+    async fn close(&self) {
+        let _ = self.out.send(Outgoing::Close);
+    }
+}
+
+/// Streams of one message being generated.
+struct MessageSinks {
+    text: mpsc::UnboundedSender<String>,
+    audio: mpsc::UnboundedSender<AudioFrame>,
+}
+
+/// Streams of one response.
+struct ResponseSinks {
+    messages: mpsc::UnboundedSender<MessageGeneration>,
+    functions: mpsc::UnboundedSender<FunctionCall>,
+    open: HashMap<String, MessageSinks>,
+}
+
+struct IoTask {
+    socket: WsStream,
+    out: mpsc::UnboundedReceiver<Outgoing>,
+    events: mpsc::UnboundedSender<RealtimeEvent>,
+    shared: Arc<Mutex<Shared>>,
+    transcription: bool,
+    responses: HashMap<String, ResponseSinks>,
+    input_partial: HashMap<String, String>,
+    provider: String,
+}
+
+impl IoTask {
+    async fn run(mut self) {
+        let end = loop {
+            tokio::select! {
+                outgoing = self.out.recv() => match outgoing {
+                    Some(Outgoing::Event(ev)) => {
+                        if let Err(e) = ws::send_json(&mut self.socket, &ev).await {
+                            break Some(e);
+                        }
+                    }
+                    Some(Outgoing::Close) | None => {
+                        let _ = self.socket.close(None).await;
+                        break None;
+                    }
+                },
+                incoming = ws::next_event(&mut self.socket) => match incoming {
+                    Ok(Incoming::Event(ev)) => self.on_event(ev),
+                    Ok(Incoming::Closed(reason)) => {
+                        break Some(ApiError::connection(format!(
+                            "{} closed the session{}",
+                            self.provider,
+                            reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                        )));
+                    }
+                    Err(e) => break Some(e),
+                },
+            }
+        };
+        {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            shared.closed = true;
+            // Dropping the waiters tells callers the session ended.
+            shared.replies.clear();
+            shared.acks.clear();
+        }
+        self.responses.clear();
+        if let Some(error) = end {
+            tracing::warn!(%error, "realtime session ended");
+            let _ = self.events.send(RealtimeEvent::Error {
+                error,
+                recoverable: false,
+            });
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, ev: RealtimeEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    fn on_event(&mut self, ev: Value) {
+        let kind = event_type(&ev).to_string();
+        match kind.as_str() {
+            "session.created" | "session.updated" => {
+                tracing::debug!(event = %kind, "realtime session configured")
+            }
+            "input_audio_buffer.speech_started" => self.emit(RealtimeEvent::InputSpeechStarted),
+            "input_audio_buffer.speech_stopped" => self.emit(RealtimeEvent::InputSpeechStopped {
+                user_transcription_enabled: self.transcription,
+            }),
+            "conversation.item.added" | "conversation.item.created" => {
+                let id = ev
+                    .get("item")
+                    .map(|i| str_field(i, "id"))
+                    .unwrap_or_default()
+                    .to_string();
+                let previous = ev
+                    .get("previous_item_id")
+                    .and_then(|p| p.as_str())
+                    .map(str::to_string);
+                let mut shared = self.lock();
+                if !shared.remote_ids.contains(&id) {
+                    let at = match previous.as_deref() {
+                        Some("root") => 0,
+                        Some(p) => shared
+                            .remote_ids
+                            .iter()
+                            .position(|x| x == p)
+                            .map_or(shared.remote_ids.len(), |i| i + 1),
+                        None => shared.remote_ids.len(),
+                    };
+                    shared.remote_ids.insert(at, id.clone());
+                }
+                if let Some(ack) = shared.acks.remove(&id) {
+                    let _ = ack.send(Ok(()));
+                }
+            }
+            "conversation.item.deleted" => {
+                let id = str_field(&ev, "item_id").to_string();
+                let mut shared = self.lock();
+                shared.remote_ids.retain(|x| x != &id);
+                if let Some(ack) = shared.acks.remove(&id) {
+                    let _ = ack.send(Ok(()));
+                }
+            }
+            "conversation.item.input_audio_transcription.delta" => {
+                let item_id = str_field(&ev, "item_id").to_string();
+                let text = self.input_partial.entry(item_id.clone()).or_default();
+                text.push_str(str_field(&ev, "delta"));
+                let transcript = text.clone();
+                self.emit(RealtimeEvent::InputAudioTranscriptionCompleted {
+                    item_id,
+                    transcript,
+                    is_final: false,
+                });
+            }
+            "conversation.item.input_audio_transcription.completed" => {
+                let item_id = str_field(&ev, "item_id").to_string();
+                self.input_partial.remove(&item_id);
+                let transcript = str_field(&ev, "transcript").to_string();
+                self.emit(RealtimeEvent::InputAudioTranscriptionCompleted {
+                    item_id,
+                    transcript,
+                    is_final: true,
+                });
+            }
+            "conversation.item.input_audio_transcription.failed" => {
+                let item_id = str_field(&ev, "item_id").to_string();
+                self.input_partial.remove(&item_id);
+                self.emit(RealtimeEvent::Error {
+                    error: ws::server_error(&self.provider, &ev),
+                    recoverable: true,
+                });
+            }
+            "response.created" => self.on_response_created(&ev),
+            "response.output_item.added" => {
+                let response_id = str_field(&ev, "response_id").to_string();
+                let Some(item) = ev.get("item") else { return };
+                if str_field(item, "type") == "message" {
+                    let message_id = str_field(item, "id").to_string();
+                    if let Some(resp) = self.responses.get_mut(&response_id) {
+                        let (text_tx, text_rx) = forwarder();
+                        let (audio_tx, audio_rx) = forwarder();
+                        resp.open.insert(
+                            message_id.clone(),
+                            MessageSinks {
+                                text: text_tx,
+                                audio: audio_tx,
+                            },
+                        );
+                        let _ = resp.messages.send(MessageGeneration {
+                            message_id,
+                            text_stream: text_rx,
+                            audio_stream: audio_rx,
+                        });
+                    }
+                }
+            }
+            "response.output_audio.delta" | "response.audio.delta" => {
+                let Some(sinks) = self.message(&ev) else {
+                    return;
+                };
+                match base64_to_samples(str_field(&ev, "delta")) {
+                    Ok(samples) if !samples.is_empty() => {
+                        if let Ok(frame) = AudioFrame::new(samples, REALTIME_SAMPLE_RATE, 1) {
+                            let _ = sinks.audio.send(frame);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "undecodable audio delta dropped"),
+                }
+            }
+            "response.output_audio_transcript.delta"
+            | "response.audio_transcript.delta"
+            | "response.output_text.delta"
+            | "response.text.delta" => {
+                if let Some(sinks) = self.message(&ev) {
+                    let _ = sinks.text.send(str_field(&ev, "delta").to_string());
+                }
+            }
+            "response.output_item.done" => {
+                let response_id = str_field(&ev, "response_id").to_string();
+                let Some(item) = ev.get("item") else { return };
+                let Some(resp) = self.responses.get_mut(&response_id) else {
+                    return;
+                };
+                match str_field(item, "type") {
+                    "function_call" => {
+                        let call = FunctionCall::new(
+                            str_field(item, "call_id"),
+                            str_field(item, "name"),
+                            str_field(item, "arguments"),
+                        );
+                        let call = FunctionCall {
+                            id: str_field(item, "id").to_string(),
+                            ..call
+                        };
+                        let _ = resp.functions.send(call);
+                    }
+                    "message" => {
+                        resp.open.remove(str_field(item, "id"));
+                    }
+                    _ => {}
+                }
+            }
+            "response.done" => {
+                let Some(response) = ev.get("response") else {
+                    return;
+                };
+                let id = str_field(response, "id");
+                self.responses.remove(id);
+                if str_field(response, "status") == "failed" {
+                    let detail = response.get("status_details").cloned().unwrap_or_default();
+                    self.emit(RealtimeEvent::Error {
+                        error: ApiError::Other(format!(
+                            "{} response failed: {detail}",
+                            self.provider
+                        )),
+                        recoverable: true,
+                    });
+                }
+                if let Some(usage) = response.get("usage").filter(|u| !u.is_null()) {
+                    let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0) as u32;
+                    self.emit(RealtimeEvent::Usage {
+                        input_tokens: n(usage.get("input_tokens")),
+                        output_tokens: n(usage.get("output_tokens")),
+                        cached_tokens: n(usage
+                            .get("input_token_details")
+                            .and_then(|d| d.get("cached_tokens"))),
+                    });
+                }
+            }
+            "error" => {
+                let error = ws::server_error(&self.provider, &ev);
+                let event_id = ev
+                    .get("error")
+                    .map(|e| str_field(e, "event_id"))
+                    .unwrap_or_default()
+                    .to_string();
+                let (waiter, ack) = {
+                    let mut shared = self.lock();
+                    let ack = event_id
+                        .strip_prefix(ACK_EVENT_PREFIX)
+                        .and_then(|item| shared.acks.remove(item));
+                    (shared.replies.remove(&event_id), ack)
+                };
+                match (waiter, ack) {
+                    (Some(w), _) => {
+                        let _ = w.send(Err(error));
+                    }
+                    (None, Some(ack)) => {
+                        let _ = ack.send(Err(error));
+                    }
+                    (None, None) => {
+                        tracing::warn!(%error, "realtime server error");
+                        self.emit(RealtimeEvent::Error {
+                            error,
+                            recoverable: true,
+                        });
+                    }
+                }
+            }
+            "rate_limits.updated" => {
+                tracing::debug!(rate_limits = %ev.get("rate_limits").cloned().unwrap_or_default(), "realtime rate limits");
+            }
+            _ => tracing::trace!(event = %kind, "realtime event"),
+        }
+    }
+
+    fn message(&self, ev: &Value) -> Option<&MessageSinks> {
+        self.responses
+            .get(str_field(ev, "response_id"))?
+            .open
+            .get(str_field(ev, "item_id"))
+    }
+
+    fn on_response_created(&mut self, ev: &Value) {
+        let Some(response) = ev.get("response") else {
+            return;
+        };
+        let response_id = str_field(response, "id").to_string();
+        let (messages_tx, messages_rx) = forwarder();
+        let (functions_tx, functions_rx) = forwarder();
+        self.responses.insert(
+            response_id.clone(),
+            ResponseSinks {
+                messages: messages_tx,
+                functions: functions_tx,
+                open: HashMap::new(),
+            },
+        );
+        let client_event_id = response
+            .get("metadata")
+            .map(|m| str_field(m, "client_event_id"))
+            .unwrap_or_default()
+            .to_string();
+        let waiter = self.lock().replies.remove(&client_event_id);
+        let generation = GenerationCreated {
+            message_stream: messages_rx,
+            function_stream: functions_rx,
+            user_initiated: waiter.is_some(),
+            response_id,
+        };
+        match waiter {
+            // The caller of `generate_reply` gets the streams directly.
+            Some(w) => {
+                if let Err(Ok(unclaimed)) = w.send(Ok(generation)) {
+                    // The caller gave up waiting: still deliver the response as an event.
+                    self.emit(RealtimeEvent::GenerationCreated(unclaimed));
+                }
+            }
+            None => self.emit(RealtimeEvent::GenerationCreated(generation)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livekit_agents::llm::realtime::RealtimeModel as _;
+
+    #[test]
+    fn defaults_and_session_update() {
+        let m = RealtimeModel::new(RealtimeOptions {
+            api_key: Some("sk-rt".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!format!("{m:?}").contains("sk-rt"));
+        let caps = m.capabilities();
+        assert!(
+            caps.message_truncation
+                && caps.turn_detection
+                && caps.user_transcription
+                && caps.audio_output
+        );
+        assert!(!caps.auto_tool_reply_generation);
+        let u = m.session_update();
+        assert_eq!(u["session"]["model"], "gpt-realtime");
+        assert_eq!(u["session"]["output_modalities"], json!(["audio"]));
+        assert_eq!(
+            u["session"]["audio"]["output"],
+            json!({"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"})
+        );
+        assert_eq!(
+            u["session"]["audio"]["input"]["turn_detection"],
+            json!({"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500, "create_response": true, "interrupt_response": true})
+        );
+        assert_eq!(
+            u["session"]["audio"]["input"]["transcription"],
+            json!({"model": "gpt-4o-mini-transcribe"})
+        );
+        assert!(u["session"].get("temperature").is_none());
+        assert_eq!(
+            tool_choice_json(&ToolChoice::Function("f".into())),
+            json!({"type": "function", "name": "f"})
+        );
+    }
+
+    #[test]
+    fn chat_items_map_to_conversation_items() {
+        let mut ctx = ChatContext::new();
+        ctx.add_message(ChatRole::Developer, "rules");
+        ctx.add_message(ChatRole::Assistant, "hi");
+        let call = FunctionCall::new("c1", "f", "{}");
+        ctx.push(call.clone());
+        ctx.push(livekit_agents::llm::FunctionCallOutput::for_call(
+            &call, "ok", false,
+        ));
+        ctx.push(livekit_agents::llm::AgentHandoff::new(None, "b"));
+        let items: Vec<Value> = ctx.items().iter().filter_map(conversation_item).collect();
+        assert_eq!(items.len(), 4);
+        assert_eq!(items[0]["role"], "system");
+        assert_eq!(items[0]["content"][0]["type"], "input_text");
+        assert_eq!(
+            items[1]["content"][0],
+            json!({"type": "output_text", "text": "hi"})
+        );
+        assert_eq!(items[2]["type"], "function_call");
+        assert_eq!(
+            items[3],
+            json!({"id": ctx.items()[3].id(), "type": "function_call_output", "call_id": "c1", "output": "ok"})
+        );
+    }
+}

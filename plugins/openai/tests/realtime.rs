@@ -1,0 +1,491 @@
+//! The Realtime model against a local WebSocket server speaking the Realtime API events.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use common::{recv_json, send_json, WsServer};
+use livekit_agents::audio::AudioFrame;
+use livekit_agents::llm::realtime::{RealtimeEvent, RealtimeModel as _};
+use livekit_agents::llm::{ChatContext, ChatRole, FunctionCall, ToolChoice, ToolDefinition};
+use livekit_agents::types::ApiError;
+use livekit_plugins_openai::realtime::{Eagerness, RealtimeModel, RealtimeOptions, TurnDetection};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+type Log = Arc<Mutex<Vec<Value>>>;
+
+fn pcm_b64(samples: usize, value: i16) -> String {
+    let bytes: Vec<u8> = (0..samples).flat_map(|_| value.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A fake Realtime server. `vad`: after three appends it detects a turn by itself and answers
+/// with a tool call, as server VAD would.
+async fn fake_server(vad: bool) -> (WsServer, Log) {
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let server = WsServer::start(None, move |mut ws| {
+        let log = l.clone();
+        async move {
+            send_json(&mut ws, json!({"type": "session.created", "session": {}})).await;
+            let mut appends = 0;
+            while let Some(ev) = recv_json(&mut ws).await {
+                log.lock().await.push(ev.clone());
+                match ev["type"].as_str().unwrap() {
+                    "session.update" => {
+                        send_json(&mut ws, json!({"type": "session.updated", "session": ev["session"]})).await
+                    }
+                    "input_audio_buffer.append" => {
+                        appends += 1;
+                        if vad && appends == 3 {
+                            for e in [
+                                json!({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": "item_u"}),
+                                json!({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 250, "item_id": "item_u"}),
+                                json!({"type": "response.created", "response": {"id": "resp_vad", "status": "in_progress", "metadata": null}}),
+                                json!({"type": "response.output_item.added", "response_id": "resp_vad", "output_index": 0, "item": {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": ""}}),
+                                json!({"type": "response.function_call_arguments.delta", "response_id": "resp_vad", "item_id": "fc_1", "call_id": "call_1", "delta": "{\"city\":"}),
+                                json!({"type": "response.function_call_arguments.done", "response_id": "resp_vad", "item_id": "fc_1", "call_id": "call_1", "arguments": "{\"city\":\"Paris\"}"}),
+                                json!({"type": "response.output_item.done", "response_id": "resp_vad", "output_index": 0, "item": {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}),
+                                json!({"type": "rate_limits.updated", "rate_limits": [{"name": "tokens", "limit": 1000, "remaining": 900}]}),
+                                json!({"type": "response.done", "response": {"id": "resp_vad", "status": "completed", "usage": {"input_tokens": 7, "output_tokens": 3}}}),
+                            ] {
+                                send_json(&mut ws, e).await;
+                            }
+                        }
+                    }
+                    "input_audio_buffer.commit" => {
+                        for e in [
+                            json!({"type": "input_audio_buffer.committed", "previous_item_id": null, "item_id": "item_user1"}),
+                            json!({"type": "conversation.item.added", "previous_item_id": null, "item": {"id": "item_user1", "type": "message", "role": "user", "content": [{"type": "input_audio"}]}}),
+                            json!({"type": "conversation.item.input_audio_transcription.delta", "item_id": "item_user1", "content_index": 0, "delta": "Hel"}),
+                            json!({"type": "conversation.item.input_audio_transcription.delta", "item_id": "item_user1", "content_index": 0, "delta": "lo"}),
+                            json!({"type": "conversation.item.input_audio_transcription.completed", "item_id": "item_user1", "content_index": 0, "transcript": "Hello"}),
+                        ] {
+                            send_json(&mut ws, e).await;
+                        }
+                    }
+                    "response.create" => {
+                        let metadata = ev["response"]["metadata"].clone();
+                        for e in [
+                            json!({"type": "response.created", "response": {"id": "resp_1", "status": "in_progress", "metadata": metadata}}),
+                            json!({"type": "response.output_item.added", "response_id": "resp_1", "output_index": 0, "item": {"id": "item_asst1", "type": "message", "role": "assistant", "content": []}}),
+                            json!({"type": "conversation.item.added", "previous_item_id": "item_user1", "item": {"id": "item_asst1", "type": "message", "role": "assistant"}}),
+                            json!({"type": "response.output_audio_transcript.delta", "response_id": "resp_1", "item_id": "item_asst1", "output_index": 0, "content_index": 0, "delta": "Hi "}),
+                            json!({"type": "response.output_audio.delta", "response_id": "resp_1", "item_id": "item_asst1", "output_index": 0, "content_index": 0, "delta": pcm_b64(2400, 100)}),
+                            json!({"type": "response.output_audio_transcript.delta", "response_id": "resp_1", "item_id": "item_asst1", "output_index": 0, "content_index": 0, "delta": "there"}),
+                            json!({"type": "response.output_audio.delta", "response_id": "resp_1", "item_id": "item_asst1", "output_index": 0, "content_index": 0, "delta": pcm_b64(2400, -100)}),
+                            json!({"type": "response.output_item.done", "response_id": "resp_1", "output_index": 0, "item": {"id": "item_asst1", "type": "message", "role": "assistant"}}),
+                            json!({"type": "response.done", "response": {"id": "resp_1", "status": "completed", "usage": {"total_tokens": 30, "input_tokens": 20, "output_tokens": 10, "input_token_details": {"cached_tokens": 5}}}}),
+                        ] {
+                            send_json(&mut ws, e).await;
+                        }
+                    }
+                    "conversation.item.truncate" => {
+                        send_json(&mut ws, json!({"type": "conversation.item.truncated", "item_id": ev["item_id"], "content_index": 0, "audio_end_ms": ev["audio_end_ms"]})).await
+                    }
+                    "conversation.item.create" => {
+                        if ev["item"]["id"] == "bad_item" {
+                            send_json(&mut ws, json!({"type": "error", "error": {"type": "invalid_request_error", "code": "invalid_value", "message": "bad item", "event_id": ev["event_id"]}})).await;
+                        } else {
+                            send_json(&mut ws, json!({"type": "conversation.item.added", "previous_item_id": ev["previous_item_id"], "item": ev["item"]})).await;
+                        }
+                    }
+                    "conversation.item.delete" => {
+                        send_json(&mut ws, json!({"type": "conversation.item.deleted", "item_id": ev["item_id"]})).await
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await;
+    (server, log)
+}
+
+fn model(server: &WsServer, opts: RealtimeOptions) -> RealtimeModel {
+    RealtimeModel::new(RealtimeOptions {
+        api_key: Some("sk-realtime".into()),
+        base_url: Some(server.base_url()),
+        ..opts
+    })
+    .unwrap()
+    .with_timeout(Duration::from_secs(5))
+}
+
+async fn wait_for(log: &Log, kind: &str) -> Value {
+    for _ in 0..500 {
+        if let Some(ev) = log.lock().await.iter().find(|e| e["type"] == kind) {
+            return ev.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the server never received {kind}");
+}
+
+async fn next_event(rx: &mut tokio::sync::mpsc::Receiver<RealtimeEvent>) -> RealtimeEvent {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("event in time")
+        .expect("events open")
+}
+
+#[tokio::test]
+async fn audio_round_trip_reply_and_interruption_truncation() {
+    let (server, log) = fake_server(false).await;
+    let m = model(
+        &server,
+        RealtimeOptions {
+            voice: "coral".into(),
+            instructions: Some("Be brief.".into()),
+            turn_detection: Some(TurnDetection::semantic_vad(Eagerness::Low)),
+            ..Default::default()
+        },
+    );
+    let mut session = m.session().await.unwrap();
+    let mut events = session.take_events().unwrap();
+    assert!(session.take_events().is_none());
+
+    // The handshake and the session configuration.
+    let hs = server.handshakes.lock().await[0].clone();
+    assert_eq!(hs.path, "/v1/realtime");
+    assert_eq!(hs.query.as_deref(), Some("model=gpt-realtime"));
+    assert_eq!(hs.header("authorization").unwrap(), "Bearer sk-realtime");
+    let update = wait_for(&log, "session.update").await;
+    let s = &update["session"];
+    assert_eq!(s["type"], "realtime");
+    assert_eq!(s["instructions"], "Be brief.");
+    assert_eq!(s["output_modalities"], json!(["audio"]));
+    assert_eq!(s["audio"]["output"]["voice"], "coral");
+    assert_eq!(
+        s["audio"]["input"]["format"],
+        json!({"type": "audio/pcm", "rate": 24000})
+    );
+    assert_eq!(
+        s["audio"]["input"]["turn_detection"],
+        json!({"type": "semantic_vad", "eagerness": "low"})
+    );
+
+    // 300 ms of 48 kHz stereo audio goes out as 300 ms of 24 kHz mono.
+    for _ in 0..30 {
+        session.push_audio(&AudioFrame::new(vec![500; 960], 48_000, 2).unwrap());
+    }
+    session.commit_audio();
+    let _ = wait_for(&log, "input_audio_buffer.commit").await;
+    let appended: usize = log
+        .lock()
+        .await
+        .iter()
+        .filter(|e| e["type"] == "input_audio_buffer.append")
+        .map(|e| {
+            base64::engine::general_purpose::STANDARD
+                .decode(e["audio"].as_str().unwrap())
+                .unwrap()
+                .len()
+                / 2
+        })
+        .sum();
+    assert!(
+        (7000..=7200).contains(&appended),
+        "{appended} samples appended"
+    );
+
+    // The user's transcript, interim then final, with the server's item id.
+    let mut transcripts = Vec::new();
+    while transcripts.len() < 3 {
+        if let RealtimeEvent::InputAudioTranscriptionCompleted {
+            item_id,
+            transcript,
+            is_final,
+        } = next_event(&mut events).await
+        {
+            assert_eq!(item_id, "item_user1");
+            transcripts.push((transcript, is_final));
+        }
+    }
+    assert_eq!(
+        transcripts,
+        vec![
+            ("Hel".into(), false),
+            ("Hello".into(), false),
+            ("Hello".into(), true)
+        ]
+    );
+
+    // A reply asked for by the client comes back to the caller, not as an event.
+    let mut generation = session
+        .generate_reply(Some("Greet the user"))
+        .await
+        .unwrap();
+    assert!(generation.user_initiated);
+    assert_eq!(generation.response_id, "resp_1");
+    let create = wait_for(&log, "response.create").await;
+    assert_eq!(create["response"]["instructions"], "Greet the user");
+    assert_eq!(
+        create["response"]["metadata"]["client_event_id"],
+        create["event_id"]
+    );
+
+    let mut message = generation.message_stream.recv().await.unwrap();
+    assert_eq!(message.message_id, "item_asst1");
+    let mut text = String::new();
+    while let Some(delta) = message.text_stream.recv().await {
+        text.push_str(&delta);
+    }
+    assert_eq!(text, "Hi there");
+    let mut audio = Vec::new();
+    while let Some(frame) = message.audio_stream.recv().await {
+        assert_eq!((frame.sample_rate, frame.num_channels), (24_000, 1));
+        audio.extend(frame.data);
+    }
+    assert_eq!(audio.len(), 4800);
+    assert_eq!((audio[0], audio[4799]), (100, -100));
+    assert!(
+        generation.message_stream.recv().await.is_none(),
+        "response done"
+    );
+    assert!(generation.function_stream.recv().await.is_none());
+
+    match next_event(&mut events).await {
+        RealtimeEvent::Usage {
+            input_tokens,
+            output_tokens,
+            cached_tokens,
+        } => {
+            assert_eq!((input_tokens, output_tokens, cached_tokens), (20, 10, 5))
+        }
+        other => panic!("expected usage, got {other:?}"),
+    }
+
+    // The user interrupts after hearing 150 ms: cancel and truncate to what was played.
+    session.interrupt();
+    session
+        .truncate("item_asst1", 150, Some("Hi"))
+        .await
+        .unwrap();
+    let _ = wait_for(&log, "response.cancel").await;
+    let truncate = wait_for(&log, "conversation.item.truncate").await;
+    assert_eq!(
+        truncate,
+        json!({"type": "conversation.item.truncate", "item_id": "item_asst1", "content_index": 0, "audio_end_ms": 150})
+    );
+
+    session.clear_audio();
+    let _ = wait_for(&log, "input_audio_buffer.clear").await;
+    session.close().await;
+}
+
+#[tokio::test]
+async fn server_detected_turn_with_a_tool_call() {
+    let (server, _log) = fake_server(true).await;
+    let mut session = model(&server, RealtimeOptions::default())
+        .session()
+        .await
+        .unwrap();
+    let mut events = session.take_events().unwrap();
+    for _ in 0..3 {
+        session.push_audio(&AudioFrame::new(vec![0; 2400], 24_000, 1).unwrap());
+    }
+    assert!(matches!(
+        next_event(&mut events).await,
+        RealtimeEvent::InputSpeechStarted
+    ));
+    assert!(matches!(
+        next_event(&mut events).await,
+        RealtimeEvent::InputSpeechStopped {
+            user_transcription_enabled: true
+        }
+    ));
+    let RealtimeEvent::GenerationCreated(mut generation) = next_event(&mut events).await else {
+        panic!("expected a generation");
+    };
+    assert!(!generation.user_initiated);
+    assert_eq!(generation.response_id, "resp_vad");
+    let call = generation.function_stream.recv().await.unwrap();
+    assert_eq!(
+        (
+            call.id.as_str(),
+            call.call_id.as_str(),
+            call.name.as_str(),
+            call.arguments.as_str()
+        ),
+        ("fc_1", "call_1", "get_weather", r#"{"city":"Paris"}"#)
+    );
+    assert!(generation.function_stream.recv().await.is_none());
+    assert!(generation.message_stream.recv().await.is_none());
+    assert!(matches!(
+        next_event(&mut events).await,
+        RealtimeEvent::Usage {
+            input_tokens: 7,
+            output_tokens: 3,
+            cached_tokens: 0
+        }
+    ));
+}
+
+#[tokio::test]
+async fn chat_context_tools_and_tool_choice_updates() {
+    let (server, log) = fake_server(false).await;
+    let session = model(&server, RealtimeOptions::default())
+        .session()
+        .await
+        .unwrap();
+
+    let mut ctx = ChatContext::new();
+    ctx.add_message(ChatRole::User, "What's the weather?");
+    let call = FunctionCall::new("call_9", "get_weather", r#"{"city":"Oslo"}"#);
+    ctx.push(call.clone());
+    ctx.push(livekit_agents::llm::FunctionCallOutput::for_call(
+        &call, "snow", false,
+    ));
+    session.update_chat_ctx(&ctx).await.unwrap();
+    let creates: Vec<Value> = log
+        .lock()
+        .await
+        .iter()
+        .filter(|e| e["type"] == "conversation.item.create")
+        .cloned()
+        .collect();
+    assert_eq!(creates.len(), 3);
+    assert_eq!(creates[0]["previous_item_id"], "root");
+    assert_eq!(
+        creates[0]["item"],
+        json!({"id": ctx.items()[0].id(), "type": "message", "role": "user", "content": [{"type": "input_text", "text": "What's the weather?"}]})
+    );
+    assert_eq!(creates[1]["previous_item_id"], ctx.items()[0].id());
+    assert_eq!(creates[1]["item"]["type"], "function_call");
+    assert_eq!(creates[2]["item"]["type"], "function_call_output");
+    assert_eq!(creates[2]["item"]["output"], "snow");
+
+    // Removing the first message deletes it; nothing else is re-sent.
+    let first = ctx.items()[0].id().to_string();
+    let mut smaller = ctx.clone();
+    smaller.items_mut().remove(0);
+    session.update_chat_ctx(&smaller).await.unwrap();
+    let log_now = log.lock().await.clone();
+    assert_eq!(
+        log_now
+            .iter()
+            .filter(|e| e["type"] == "conversation.item.create")
+            .count(),
+        3
+    );
+    let delete = log_now
+        .iter()
+        .find(|e| e["type"] == "conversation.item.delete")
+        .unwrap();
+    assert_eq!(delete["item_id"], first.as_str());
+
+    // A creation the server rejects fails the update with the server's message.
+    let mut bad = smaller.clone();
+    let mut msg = livekit_agents::llm::ChatMessage::new(ChatRole::User, "x");
+    msg.id = "bad_item".into();
+    bad.push(msg);
+    let err = session.update_chat_ctx(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("bad item"), "{err}");
+
+    session
+        .update_tools(&[ToolDefinition {
+            name: "get_weather".into(),
+            description: "Weather".into(),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        }])
+        .await
+        .unwrap();
+    session
+        .update_tool_choice(ToolChoice::Required)
+        .await
+        .unwrap();
+    session
+        .update_instructions("Talk like a pirate.")
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if log
+            .lock()
+            .await
+            .iter()
+            .filter(|e| e["type"] == "session.update")
+            .count()
+            >= 4
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let updates: Vec<Value> = log
+        .lock()
+        .await
+        .iter()
+        .filter(|e| e["type"] == "session.update")
+        .map(|e| e["session"].clone())
+        .collect();
+    assert_eq!(
+        updates[1],
+        json!({"type": "realtime", "tools": [{"type": "function", "name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]})
+    );
+    assert_eq!(
+        updates[2],
+        json!({"type": "realtime", "tool_choice": "required"})
+    );
+    assert_eq!(
+        updates[3],
+        json!({"type": "realtime", "instructions": "Talk like a pirate."})
+    );
+}
+
+#[tokio::test]
+async fn refused_handshake_and_dropped_connection() {
+    let refusing = WsServer::start(Some(401), |_ws| async {}).await;
+    let Err(err) = model(&refusing, RealtimeOptions::default()).session().await else {
+        panic!("the handshake must fail");
+    };
+    assert!(
+        matches!(
+            err,
+            ApiError::Status {
+                status: 401,
+                retryable: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("sk-realtime"));
+
+    // A server that closes right after the handshake: the session reports an unrecoverable
+    // error and pending calls fail instead of hanging.
+    let closing = WsServer::start(None, |ws| async move { drop(ws) }).await;
+    let mut session = model(&closing, RealtimeOptions::default())
+        .session()
+        .await
+        .unwrap();
+    let mut events = session.take_events().unwrap();
+    match next_event(&mut events).await {
+        RealtimeEvent::Error { recoverable, .. } => assert!(!recoverable),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(session.generate_reply(None).await.is_err());
+}
+
+#[tokio::test]
+async fn live_openai_realtime_session() {
+    if std::env::var("OPENAI_API_KEY").is_err() {
+        println!("skipping live OpenAI Realtime test: OPENAI_API_KEY is not set");
+        return;
+    }
+    let m = RealtimeModel::new(RealtimeOptions::default()).unwrap();
+    let session = m.session().await.unwrap();
+    let mut generation = session.generate_reply(Some("Say hello.")).await.unwrap();
+    let mut message = generation.message_stream.recv().await.unwrap();
+    let mut samples = 0;
+    while let Some(frame) = message.audio_stream.recv().await {
+        samples += frame.samples_per_channel;
+    }
+    assert!(samples > 0);
+    session.close().await;
+}
