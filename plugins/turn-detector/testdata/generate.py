@@ -19,10 +19,11 @@ ONNX inference, thresholds) on files with the same names and the same model sign
 The output directories are named after the pinned revisions so a test HTTP server can serve
 `/livekit/turn-detector/resolve/<revision>/<path>` straight from this folder.
 
-It also writes `golden_format.json`: conversations and the text and token ids the Python
+It also writes `bpe/tokenizer.json`, a small byte-level BPE tokenizer built like the Qwen2
+family's (NFC, the look-ahead split regex, byte level), and `golden_format.json`: conversations and the text and token ids the Python
 reference pipeline produces for them (message selection, normalization, merging, chat template
 rendered by Jinja2 the way `transformers` does, cut at the last `<|im_end|>`, tokenization,
-left truncation), written independently here from the reference's description, so the Rust
+left truncation, with both tokenizers), written independently here from the reference's description, so the Rust
 preprocessing can be checked against Python's `unicodedata`, `re`, Jinja2 and `tokenizers`.
 
 Run (needs the PyPI packages `onnx`, `tokenizers` and `jinja2`; output is deterministic):
@@ -39,7 +40,7 @@ import unicodedata
 import onnx
 from onnx import TensorProto, helper
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -147,6 +148,46 @@ def write_json(path: str, value: object) -> None:
         f.write("\n")
 
 
+# The pre-tokenizer split of Qwen2-family tokenizers (the multilingual model's base): look-ahead
+# and Unicode classes, which the Rust `tokenizers` crate runs with `fancy-regex`.
+QWEN_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+BPE_CORPUS = [
+    "hello how can i help you today",
+    "i want a table for two please and thanks",
+    "hola quiero una mesa para dos y gracias",
+    "bonjour je veux une table pour deux merci",
+    "hallo ich möchte einen tisch für zwei danke",
+    "你好 我想要一张两人桌 谢谢",
+    "message 1 2 3 4 5 6 7 8 9 0 it's don't we'll i'm",
+    "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\nhi<|im_end|>\n",
+]
+
+
+def build_bpe_tokenizer() -> Tokenizer:
+    """A small byte-level BPE tokenizer built like Qwen2's (NFC, regex split, byte level)."""
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=420,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(BPE_CORPUS * 20, trainer=trainer)
+    return tok
+
+
 MAX_HISTORY_TURNS = 6
 MAX_HISTORY_TOKENS = 128
 
@@ -191,7 +232,7 @@ def reference_normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def reference_format(messages, template: str, tok: Tokenizer) -> dict:
+def reference_format(messages, template: str, tok: Tokenizer, bpe: Tokenizer) -> dict:
     selected = [
         {"role": role, "content": content}
         for role, content in messages
@@ -211,13 +252,14 @@ def reference_format(messages, template: str, tok: Tokenizer) -> dict:
     text = env.from_string(template).render(messages=merged, add_generation_prompt=False)
     text = text[: text.rfind("<|im_end|>")]
     ids = tok.encode(text, add_special_tokens=False).ids[-MAX_HISTORY_TOKENS:]
-    return {"text": text, "input_ids": ids}
+    bpe_ids = bpe.encode(text, add_special_tokens=False).ids[-MAX_HISTORY_TOKENS:]
+    return {"text": text, "input_ids": ids, "bpe_input_ids": bpe_ids}
 
 
-def golden(tok: Tokenizer) -> list:
+def golden(tok: Tokenizer, bpe: Tokenizer) -> list:
     cases = []
     for name, messages in GOLDEN_CASES.items():
-        out = reference_format(messages, CHAT_TEMPLATE, tok)
+        out = reference_format(messages, CHAT_TEMPLATE, tok, bpe)
         cases.append(
             {
                 "name": name,
@@ -240,8 +282,11 @@ def main() -> None:
         write_json(os.path.join(out, "tokenizer_config.json"), tokenizer_config())
         write_json(os.path.join(out, "languages.json"), languages)
         print(f"wrote {out}")
-    write_json(os.path.join(HERE, "golden_format.json"), golden(tok))
-    print("wrote golden_format.json")
+    bpe = build_bpe_tokenizer()
+    os.makedirs(os.path.join(HERE, "bpe"), exist_ok=True)
+    bpe.save(os.path.join(HERE, "bpe", "tokenizer.json"))
+    write_json(os.path.join(HERE, "golden_format.json"), golden(tok, bpe))
+    print("wrote bpe/tokenizer.json and golden_format.json")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,21 @@ use livekit_plugins_turn_detector::preprocess::{
     turns_from_chat_ctx, ChatTurn, Preprocessor, TurnRole, MAX_HISTORY_TOKENS,
 };
 
-fn preprocessor(normalize: bool) -> Preprocessor {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/v0.4.1-intl");
+fn testdata() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+fn preprocessor_with(tokenizer: &str, normalize: bool) -> Preprocessor {
     Preprocessor::from_bytes(
-        &std::fs::read(dir.join("tokenizer.json")).unwrap(),
-        &std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap(),
+        &std::fs::read(testdata().join(tokenizer)).unwrap(),
+        &std::fs::read_to_string(testdata().join("v0.4.1-intl/tokenizer_config.json")).unwrap(),
         normalize,
     )
     .unwrap()
+}
+
+fn preprocessor(normalize: bool) -> Preprocessor {
+    preprocessor_with("v0.4.1-intl/tokenizer.json", normalize)
 }
 
 #[test]
@@ -102,10 +109,13 @@ struct GoldenCase {
     messages: Vec<GoldenMessage>,
     text: String,
     input_ids: Vec<i64>,
+    bpe_input_ids: Vec<i64>,
 }
 
 /// `testdata/golden_format.json` holds what the Python pipeline (`unicodedata`, `re`, Jinja2 as
-/// `transformers` configures it, `tokenizers`) produces; see `testdata/generate.py`.
+/// `transformers` configures it, `tokenizers`) produces; see `testdata/generate.py`. The ids are
+/// checked with the word-level test tokenizer and with a byte-level BPE tokenizer built like
+/// Qwen2's (NFC, look-ahead split regex), the kind the real multilingual model uses.
 #[test]
 fn matches_the_python_pipeline() {
     let golden: Vec<GoldenCase> = serde_json::from_str(
@@ -117,6 +127,7 @@ fn matches_the_python_pipeline() {
     .unwrap();
     assert!(golden.len() >= 6);
     let p = preprocessor(true);
+    let bpe = preprocessor_with("bpe/tokenizer.json", true);
     for case in golden {
         let mut ctx = ChatContext::new();
         for m in &case.messages {
@@ -128,11 +139,18 @@ fn matches_the_python_pipeline() {
             };
             ctx.add_message(role, m.content.clone());
         }
-        let prepared = p.prepare(&turns_from_chat_ctx(&ctx)).unwrap().unwrap();
+        let turns = turns_from_chat_ctx(&ctx);
+        let prepared = p.prepare(&turns).unwrap().unwrap();
         assert_eq!(prepared.text, case.text, "text of case {}", case.name);
         assert_eq!(
             prepared.input_ids, case.input_ids,
             "ids of case {}",
+            case.name
+        );
+        let prepared = bpe.prepare(&turns).unwrap().unwrap();
+        assert_eq!(
+            prepared.input_ids, case.bpe_input_ids,
+            "BPE ids of case {}",
             case.name
         );
     }
