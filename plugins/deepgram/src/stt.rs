@@ -579,6 +579,11 @@ impl ListenTask {
                             if !self.handle_message(&text, &mut session, events).await? {
                                 return Ok(SessionEnd::Done);
                             }
+                            // An inactivity timeout: time spent waiting for a slow consumer
+                            // does not count.
+                            if session.close_deadline.is_some() {
+                                session.close_deadline = Some(Instant::now() + self.conn.timeout);
+                            }
                         }
                         Incoming::Binary(data) => {
                             tracing::debug!(len = data.len(), "ignoring unexpected binary frame from Deepgram");
