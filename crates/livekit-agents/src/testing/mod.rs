@@ -6,9 +6,11 @@
 //! on a paused clock (`#[tokio::test(start_paused = true)]`) asserts exact times.
 
 mod fakes;
+mod realtime;
 mod run_result;
 
 pub use fakes::{
     FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, UserSpeech,
 };
+pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
 pub use run_result::{judge, EventAssert, JudgeError, RunAssert, RunEvent, RunResult};

@@ -15,6 +15,8 @@ use tokio_util::task::AbortOnDropHandle;
 use super::agent::{Agent, AgentContext, UserTurnExceeded};
 use super::events::{AgentState, SessionEvent, SpeechSource};
 use super::generation::{self, ReplyRequest, SayRequest};
+use super::options::TurnDetection;
+use super::realtime;
 use super::session::{AgentSession, ReplyOptions, SayOptions, SayText};
 use super::speech_handle::{SpeechHandle, SpeechPriority};
 use crate::llm::{ChatContext, ChatItem, ChatMessage, ChatRole, FunctionTool, ToolChoice};
@@ -145,6 +147,10 @@ impl Activity {
         *self.inner.scheduler.lock() = Some(AbortOnDropHandle::new(tokio::spawn(async move {
             this.scheduling_loop().await;
         })));
+        if let Some(link) = self.inner.session.realtime_link() {
+            let this = self.clone();
+            tokio::spawn(async move { realtime::sync_agent(&this, &link.session).await });
+        }
         if enter {
             let ctx = self.context();
             let behavior = self.inner.agent.behavior();
@@ -388,6 +394,15 @@ impl Activity {
             source,
             speech_handle: handle.clone(),
         });
+        if let Some(link) = self.inner.session.realtime_link() {
+            let step = handle.new_step();
+            let (this, h, rt) = (self.clone(), handle.clone(), link.session.clone());
+            tokio::spawn(async move {
+                realtime::request_reply(this, h, step, rt, options.instructions, true).await
+            });
+            self.schedule(&handle);
+            return handle;
+        }
         let base = match options.chat_ctx {
             Some(ctx) => ctx,
             None => self.inner.agent.chat_ctx(),
@@ -482,7 +497,13 @@ impl Activity {
 
     fn interrupt_by_audio(&self, words: usize, stt_enabled: bool) {
         let opts = self.inner.session.options().turn_handling.interruption;
-        if !opts.enabled {
+        // With server-side turn detection the realtime model decides interruptions.
+        if !opts.enabled
+            || matches!(
+                self.inner.session.turn_detection(),
+                TurnDetection::RealtimeLlm
+            )
+        {
             return;
         }
         let Some(current) = self.current_speech() else {
@@ -766,6 +787,22 @@ impl Activity {
             return;
         }
 
+        if let Some(link) = self.inner.session.realtime_link() {
+            link.session.commit_audio();
+            let handle = SpeechHandle::new(self.allow_interruptions(None), SpeechPriority::Normal);
+            self.inner.session.emit(SessionEvent::SpeechCreated {
+                user_initiated: false,
+                source: SpeechSource::GenerateReply,
+                speech_handle: handle.clone(),
+            });
+            let step = handle.new_step();
+            let (this, h, rt) = (self.clone(), handle.clone(), link.session.clone());
+            tokio::spawn(
+                async move { realtime::request_reply(this, h, step, rt, None, false).await },
+            );
+            self.schedule(&handle);
+            return;
+        }
         let preemptive = self.inner.state.lock().preemptive.take();
         let tools = self.all_tools();
         if let Some(p) = preemptive {
@@ -808,6 +845,26 @@ impl Activity {
             },
         )
         .detach();
+        self.schedule(&handle);
+    }
+
+    /// The realtime model started a reply by itself (server-side turn detection).
+    pub(crate) fn on_realtime_generation(
+        &self,
+        generation: crate::llm::realtime::GenerationCreated,
+    ) {
+        let Some(link) = self.inner.session.realtime_link() else {
+            return;
+        };
+        let handle = SpeechHandle::new(self.allow_interruptions(None), SpeechPriority::Normal);
+        self.inner.session.emit(SessionEvent::SpeechCreated {
+            user_initiated: false,
+            source: SpeechSource::GenerateReply,
+            speech_handle: handle.clone(),
+        });
+        let step = handle.new_step();
+        let (this, h, rt) = (self.clone(), handle.clone(), link.session.clone());
+        tokio::spawn(async move { realtime::play_generation(this, h, step, rt, generation).await });
         self.schedule(&handle);
     }
 

@@ -51,10 +51,12 @@ pub(crate) struct SayRequest {
 }
 
 /// What was spoken.
-struct Spoken {
+pub(crate) struct Spoken {
     /// The text the user heard (all of it unless interrupted).
-    text: String,
-    interrupted: bool,
+    pub text: String,
+    pub interrupted: bool,
+    /// How much audio played (`None` without audio).
+    pub played: Option<Duration>,
 }
 
 pub(crate) async fn say_task(
@@ -85,7 +87,7 @@ pub(crate) async fn say_task(
     finish_speech(&activity, &handle);
 }
 
-fn finish_speech(activity: &Activity, handle: &SpeechHandle) {
+pub(crate) fn finish_speech(activity: &Activity, handle: &SpeechHandle) {
     handle.mark_generation_done();
     handle.mark_done();
     let session = activity.session();
@@ -94,7 +96,11 @@ fn finish_speech(activity: &Activity, handle: &SpeechHandle) {
     }
 }
 
-fn commit_assistant_message(activity: &Activity, handle: &SpeechHandle, spoken: &Spoken) {
+pub(crate) fn commit_assistant_message(
+    activity: &Activity,
+    handle: &SpeechHandle,
+    spoken: &Spoken,
+) {
     if spoken.text.trim().is_empty() {
         return;
     }
@@ -160,29 +166,7 @@ pub(crate) async fn pipeline_reply(
         return;
     }
 
-    let mut calls = Vec::new();
-    let mut outputs = Vec::new();
-    let mut reply_required = false;
-    let mut handoff = None;
-    for r in results {
-        let call_item = ChatItem::FunctionCall(r.call.clone());
-        let out_item = ChatItem::FunctionCallOutput(r.output.clone());
-        for item in [call_item, out_item] {
-            activity.agent().push_chat_item(item.clone());
-            handle.push_chat_item(item.clone());
-            session.add_history_item(item);
-        }
-        reply_required |= r.reply_required;
-        if r.handoff.is_some() {
-            handoff = r.handoff;
-        }
-        calls.push(r.call);
-        outputs.push(r.output);
-    }
-    session.emit(SessionEvent::FunctionToolsExecuted {
-        function_calls: calls,
-        function_call_outputs: outputs,
-    });
+    let (reply_required, handoff) = record_tool_results(&activity, &handle, results);
 
     if let Some(agent) = handoff {
         finish_speech(&activity, &handle);
@@ -215,6 +199,40 @@ pub(crate) async fn pipeline_reply(
         )
         .detach();
     activity.schedule(&handle);
+}
+
+/// Adds calls and outputs to the history and emits `FunctionToolsExecuted`; returns whether a
+/// reply is needed and the agent to hand off to, if any.
+pub(crate) fn record_tool_results(
+    activity: &Activity,
+    handle: &SpeechHandle,
+    results: Vec<super::tool_execution::ToolResult>,
+) -> (bool, Option<super::agent::Agent>) {
+    let session = activity.session();
+    let mut calls = Vec::new();
+    let mut outputs = Vec::new();
+    let mut reply_required = false;
+    let mut handoff = None;
+    for r in results {
+        let call_item = ChatItem::FunctionCall(r.call.clone());
+        let out_item = ChatItem::FunctionCallOutput(r.output.clone());
+        for item in [call_item, out_item] {
+            activity.agent().push_chat_item(item.clone());
+            handle.push_chat_item(item.clone());
+            session.add_history_item(item);
+        }
+        reply_required |= r.reply_required;
+        if r.handoff.is_some() {
+            handoff = r.handoff;
+        }
+        calls.push(r.call);
+        outputs.push(r.output);
+    }
+    session.emit(SessionEvent::FunctionToolsExecuted {
+        function_calls: calls,
+        function_call_outputs: outputs,
+    });
+    (reply_required, handoff)
 }
 
 async fn run_llm(
@@ -300,7 +318,7 @@ async fn run_llm(
 }
 
 /// Plays (or shows, without audio) one segment of text; returns what the user got.
-async fn speak(
+pub(crate) async fn speak(
     activity: &Activity,
     handle: &SpeechHandle,
     mut text: TextStream,
@@ -476,6 +494,7 @@ async fn speak(
     }
     session.emit_metrics(AgentMetrics::Tts(tts_metrics));
 
+    let mut played = finished.map(|f| f.playback_position);
     let spoken_text = if interrupted {
         let position = if finished.is_some() {
             None
@@ -493,6 +512,9 @@ async fn speak(
         } else {
             Some(Duration::ZERO)
         };
+        if position.is_some() {
+            played = position;
+        }
         let heard = match position {
             Some(p) => sync.heard_text(p.as_secs_f64()),
             None => sync.full_text().trim().to_string(),
@@ -521,6 +543,7 @@ async fn speak(
     Spoken {
         text: spoken_text,
         interrupted,
+        played,
     }
 }
 
@@ -655,5 +678,6 @@ async fn show_text_only(
     Spoken {
         text: shown.trim().to_string(),
         interrupted,
+        played: None,
     }
 }

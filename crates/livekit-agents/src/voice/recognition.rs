@@ -217,22 +217,25 @@ impl Recognition {
         if let Some(vad) = &self.vad {
             vad.push_frame(frame.clone());
         }
+        let discard = self
+            .session
+            .current_activity()
+            .is_some_and(|a| a.discard_stt_audio());
+        let for_models = if discard {
+            AudioFrame::silence(
+                frame.sample_rate,
+                frame.num_channels,
+                frame.samples_per_channel,
+            )
+        } else {
+            frame.clone()
+        };
+        if let Some(link) = self.session.realtime_link() {
+            link.session.push_audio(&for_models);
+        }
         if let Some(stt) = &self.stt_audio {
-            let discard = self
-                .session
-                .current_activity()
-                .is_some_and(|a| a.discard_stt_audio());
-            let frame_for_stt = if discard {
-                AudioFrame::silence(
-                    frame.sample_rate,
-                    frame.num_channels,
-                    frame.samples_per_channel,
-                )
-            } else {
-                frame.clone()
-            };
             self.stt_audio_secs += frame.duration_secs();
-            let _ = stt.send(frame_for_stt);
+            let _ = stt.send(for_models);
         }
         self.last_frame = Some(frame);
     }

@@ -14,9 +14,11 @@ use super::agent::Agent;
 use super::events::{AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, UserState};
 use super::nodes::{AudioFrameStream, TextStream};
 use super::options::{InterruptionMode, SessionOptions, TurnDetection, TurnHandlingOptions};
+use super::realtime::RealtimeLink;
 use super::recognition::{self, RecognitionCommand, RecognitionHandle};
 use super::speech_handle::SpeechHandle;
 use crate::io::{AudioInput, AudioOutput, TextOutput};
+use crate::llm::realtime::RealtimeModel;
 use crate::llm::tool::Userdata;
 use crate::llm::{ChatContext, ChatItem, FunctionTool, Llm, ToolChoice};
 use crate::metrics::{AgentMetrics, UsageCollector, UsageSummary};
@@ -40,6 +42,9 @@ pub enum SessionError {
     /// The user turn could not be committed (no recognition running).
     #[error("cannot commit the user turn: {0}")]
     Commit(String),
+    /// The realtime model session could not be opened.
+    #[error("cannot open the realtime session: {0}")]
+    Realtime(String),
 }
 
 /// The session's ports. Any may be absent: without audio the session is text-only.
@@ -156,6 +161,7 @@ pub(crate) struct Models {
     pub llm: Option<Arc<dyn Llm>>,
     pub tts: Option<Arc<dyn Tts>>,
     pub turn_detector: Option<Arc<dyn TurnDetector>>,
+    pub realtime: Option<Arc<dyn RealtimeModel>>,
 }
 
 /// Builds an [`AgentSession`].
@@ -181,6 +187,12 @@ impl AgentSessionBuilder {
     /// Language model.
     pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
         self.models.llm = Some(llm);
+        self
+    }
+    /// A realtime (speech-to-speech) model used instead of STT + LLM (a TTS is still needed for
+    /// `say`).
+    pub fn realtime_model(mut self, model: Arc<dyn RealtimeModel>) -> Self {
+        self.models.realtime = Some(model);
         self
     }
     /// Text-to-speech.
@@ -240,6 +252,7 @@ pub(crate) struct SessionState {
     pub error_counts: HashMap<ErrorSource, u32>,
     pub usage: UsageCollector,
     pub turn_detection: TurnDetection,
+    pub realtime: Option<Arc<RealtimeLink>>,
 }
 
 pub(crate) struct SessionInner {
@@ -328,6 +341,7 @@ impl AgentSession {
                     error_counts: HashMap::new(),
                     usage: UsageCollector::default(),
                     turn_detection: TurnDetection::Auto,
+                    realtime: None,
                 }),
             }),
         }
@@ -383,6 +397,15 @@ impl AgentSession {
             st.text_output = io.text_output;
             st.turn_detection = turn_detection;
         }
+        if let Some(model) = self.inner.models.realtime.clone() {
+            match RealtimeLink::open(self, &model).await {
+                Ok(link) => self.inner.state.lock().realtime = Some(Arc::new(link)),
+                Err(e) => {
+                    self.inner.state.lock().started = false;
+                    return Err(SessionError::Realtime(e.to_string()));
+                }
+            }
+        }
         if self.inner.options.turn_handling.interruption.mode == InterruptionMode::Adaptive {
             tracing::info!(
                 "adaptive interruption is a LiveKit Cloud service; using VAD interruptions"
@@ -394,6 +417,7 @@ impl AgentSession {
         if let Some(input) = io.audio_input {
             if self.inner.models.vad.is_some()
                 || self.inner.models.stt.is_some()
+                || self.inner.models.realtime.is_some()
                 || activity.agent().stt().is_some()
             {
                 let handle = recognition::spawn(self.clone(), input);
@@ -409,7 +433,20 @@ impl AgentSession {
     fn resolve_turn_detection(&self) -> Result<TurnDetection, SessionError> {
         let m = &self.inner.models;
         let td = self.inner.options.turn_handling.turn_detection.clone();
+        let server_td = m
+            .realtime
+            .as_ref()
+            .is_some_and(|r| r.capabilities().turn_detection);
+        if server_td && !self.inner.options.turn_handling.interruption.enabled {
+            return Err(SessionError::Config(
+                "a realtime model with server-side turn detection needs interruptions enabled; \
+                 disable the model's turn detection and use VAD to turn interruptions off"
+                    .into(),
+            ));
+        }
         Ok(match td {
+            TurnDetection::Auto if server_td => TurnDetection::RealtimeLlm,
+            TurnDetection::RealtimeLlm if server_td => TurnDetection::RealtimeLlm,
             TurnDetection::Auto => {
                 if let (Some(det), true) = (m.turn_detector.clone(), m.stt.is_some()) {
                     TurnDetection::Model(det)
@@ -431,7 +468,7 @@ impl AgentSession {
             }
             TurnDetection::RealtimeLlm => {
                 return Err(SessionError::Config(
-                    "realtime_llm turn detection needs a realtime model, which this session does not have".into(),
+                    "realtime_llm turn detection needs a realtime model with server-side turn detection".into(),
                 ))
             }
             other => other,
@@ -453,16 +490,23 @@ impl AgentSession {
     }
 
     pub(crate) async fn close_with(&self, reason: CloseReason, error: Option<String>) {
-        let (activity, recognition) = {
+        let (activity, recognition, realtime) = {
             let mut st = self.inner.state.lock();
             if st.closed || !st.started {
                 return;
             }
             st.closed = true;
             st.away_timer = None;
-            (st.activity.take(), st.recognition.take())
+            (
+                st.activity.take(),
+                st.recognition.take(),
+                st.realtime.take(),
+            )
         };
         drop(recognition);
+        if let Some(link) = realtime {
+            link.session.close().await;
+        }
         if let Some(activity) = activity {
             activity.close();
         }
@@ -644,6 +688,10 @@ impl AgentSession {
 
     pub(crate) fn text_output(&self) -> Option<Arc<dyn TextOutput>> {
         self.inner.state.lock().text_output.clone()
+    }
+
+    pub(crate) fn realtime_link(&self) -> Option<Arc<RealtimeLink>> {
+        self.inner.state.lock().realtime.clone()
     }
 
     pub(crate) fn turn_detection(&self) -> TurnDetection {

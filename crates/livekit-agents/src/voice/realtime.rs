@@ -1,0 +1,282 @@
+//! The realtime-model path: when the session's LLM is a [`RealtimeModel`], user audio goes
+//! straight to the model's session, and each [`GenerationCreated`] (text + audio streams, tool
+//! calls) is played through the same forwarding as a pipeline reply: scheduled as a
+//! [`SpeechHandle`], synchronized transcript, interruption (then `interrupt` + `truncate` at the
+//! played position), and the same tool machinery.
+//!
+//! The realtime session is opened once per [`AgentSession`] and survives agent handoffs (the new
+//! agent's instructions, tools and context are pushed to it).
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::activity::Activity;
+use super::agent::ModelSettings;
+use super::events::{AgentState, ErrorSource, SessionEvent, SpeechSource};
+use super::generation::{commit_assistant_message, finish_speech, record_tool_results, speak};
+use super::session::AgentSession;
+use super::speech_handle::SpeechHandle;
+use super::tool_execution::ToolExecutor;
+use crate::llm::realtime::{
+    GenerationCreated, RealtimeCapabilities, RealtimeEvent, RealtimeModel, RealtimeSession,
+};
+use crate::llm::{ChatMessage, ChatRole, FunctionCall, ToolChoice};
+
+/// The open realtime session of an [`AgentSession`].
+pub(crate) struct RealtimeLink {
+    pub session: Arc<dyn RealtimeSession>,
+    pub capabilities: RealtimeCapabilities,
+    _events: AbortOnDropHandle<()>,
+}
+
+impl RealtimeLink {
+    /// Opens a session on `model` and starts dispatching its events to the active agent.
+    pub(crate) async fn open(
+        session: &AgentSession,
+        model: &Arc<dyn RealtimeModel>,
+    ) -> Result<Self, crate::types::ApiError> {
+        let mut rt = model.session().await?;
+        let events = rt.take_events();
+        let rt: Arc<dyn RealtimeSession> = Arc::from(rt);
+        let task = match events {
+            Some(events) => tokio::spawn(dispatch_events(session.clone(), events)),
+            None => tokio::spawn(async {}),
+        };
+        Ok(Self {
+            session: rt,
+            capabilities: model.capabilities(),
+            _events: AbortOnDropHandle::new(task),
+        })
+    }
+}
+
+async fn dispatch_events(session: AgentSession, mut events: mpsc::Receiver<RealtimeEvent>) {
+    while let Some(event) = events.recv().await {
+        let Some(activity) = session.current_activity() else {
+            continue;
+        };
+        match event {
+            RealtimeEvent::GenerationCreated(generation) => {
+                // Replies we asked for are handled by the caller of `generate_reply`.
+                if !generation.user_initiated {
+                    activity.on_realtime_generation(generation);
+                }
+            }
+            RealtimeEvent::InputSpeechStarted => {
+                activity.on_start_of_speech();
+                if let Some(current) = activity.current_speech() {
+                    if session.options().turn_handling.interruption.enabled {
+                        let _ = current.interrupt();
+                    }
+                }
+            }
+            RealtimeEvent::InputSpeechStopped { .. } => activity.on_end_of_speech(),
+            RealtimeEvent::InputAudioTranscriptionCompleted {
+                transcript,
+                is_final,
+                ..
+            } => {
+                session.emit(SessionEvent::UserInputTranscribed {
+                    transcript: transcript.clone(),
+                    is_final,
+                    speaker_id: None,
+                    language: None,
+                });
+                if is_final && !transcript.trim().is_empty() {
+                    activity.commit_user_message(ChatMessage::new(ChatRole::User, transcript));
+                }
+            }
+            RealtimeEvent::Usage {
+                input_tokens,
+                output_tokens,
+                cached_tokens,
+            } => {
+                session.emit_metrics(crate::metrics::AgentMetrics::Llm(
+                    crate::metrics::LlmMetrics {
+                        label: "realtime".into(),
+                        prompt_tokens: input_tokens,
+                        completion_tokens: output_tokens,
+                        prompt_cached_tokens: cached_tokens,
+                        total_tokens: input_tokens + output_tokens,
+                        ..Default::default()
+                    },
+                ));
+            }
+            RealtimeEvent::Error { error, recoverable } => {
+                session.report_error(ErrorSource::RealtimeModel, error.to_string(), recoverable);
+            }
+        }
+    }
+}
+
+/// Pushes the agent's instructions, tools and context to the realtime session.
+pub(crate) async fn sync_agent(activity: &Activity, rt: &Arc<dyn RealtimeSession>) {
+    let session = activity.session();
+    let agent = activity.agent();
+    let tools: Vec<_> = activity
+        .all_tools()
+        .iter()
+        .map(|t| t.definition().clone())
+        .collect();
+    let results = [
+        rt.update_instructions(&agent.instructions()).await,
+        rt.update_tools(&tools).await,
+        rt.update_chat_ctx(&agent.chat_ctx()).await,
+    ];
+    for r in results {
+        if let Err(e) = r {
+            session.report_error(ErrorSource::RealtimeModel, e.to_string(), true);
+        }
+    }
+}
+
+/// Asks the model for a reply and plays it on `handle` (step `step`). Boxed: tool replies make
+/// this recursive.
+pub(crate) fn request_reply(
+    activity: Activity,
+    handle: SpeechHandle,
+    step: u32,
+    rt: Arc<dyn RealtimeSession>,
+    instructions: Option<String>,
+    sync_context: bool,
+) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        if sync_context {
+            if let Err(e) = rt.update_chat_ctx(&activity.agent().chat_ctx()).await {
+                activity
+                    .session()
+                    .report_error(ErrorSource::RealtimeModel, e.to_string(), true);
+            }
+        }
+        match rt.generate_reply(instructions.as_deref()).await {
+            Ok(generation) => play_generation(activity, handle, step, rt, generation).await,
+            Err(e) => {
+                activity
+                    .session()
+                    .report_error(ErrorSource::RealtimeModel, e.to_string(), false);
+                finish_speech(&activity, &handle);
+            }
+        }
+    })
+}
+
+/// Plays one realtime generation on `handle`, then runs its tools.
+pub(crate) async fn play_generation(
+    activity: Activity,
+    handle: SpeechHandle,
+    step: u32,
+    rt: Arc<dyn RealtimeSession>,
+    generation: GenerationCreated,
+) {
+    let GenerationCreated {
+        mut message_stream,
+        mut function_stream,
+        ..
+    } = generation;
+    // Tool calls are collected from the start; they run once the speech is scheduled.
+    let (call_tx, call_rx) = mpsc::unbounded_channel::<FunctionCall>();
+    let forward_calls = AbortOnDropHandle::new(tokio::spawn(async move {
+        while let Some(call) = function_stream.recv().await {
+            let _ = call_tx.send(call);
+        }
+    }));
+    if !handle.wait_for_authorization(step).await {
+        rt.interrupt();
+        finish_speech(&activity, &handle);
+        return;
+    }
+    let session = activity.session().clone();
+    let tools = ToolExecutor::start(&activity, &handle, activity.all_tools(), call_rx);
+    session.set_agent_state(AgentState::Thinking);
+    let ctx = activity.context();
+    let behavior = activity.agent().behavior();
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = handle.wait_interrupted() => None,
+            m = message_stream.recv() => m,
+        };
+        let Some(message) = message else { break };
+        let text = ReceiverStream::new(message.text_stream).boxed();
+        let audio = behavior
+            .realtime_audio_output_node(
+                ctx.clone(),
+                ReceiverStream::new(message.audio_stream).boxed(),
+                ModelSettings::default(),
+            )
+            .await;
+        let spoken = speak(
+            &activity,
+            &handle,
+            text,
+            ModelSettings::default(),
+            Some(audio),
+        )
+        .await;
+        commit_assistant_message(&activity, &handle, &spoken);
+        if spoken.interrupted {
+            rt.interrupt();
+            if let (true, Some(played)) = (activity_caps_truncation(&session), spoken.played) {
+                let ms = played.as_millis().min(u64::MAX as u128) as u64;
+                if let Err(e) = rt
+                    .truncate(&message.message_id, ms, Some(&spoken.text))
+                    .await
+                {
+                    session.report_error(ErrorSource::RealtimeModel, e.to_string(), true);
+                }
+            }
+            break;
+        }
+    }
+    handle.mark_generation_done();
+    if !handle.interrupted() {
+        // Let the remaining calls arrive.
+        let _ = forward_calls.await;
+    }
+    let results = tools.finish(&handle).await;
+    if results.is_empty() {
+        finish_speech(&activity, &handle);
+        return;
+    }
+    let (reply_required, handoff) = record_tool_results(&activity, &handle, results);
+    if let Some(agent) = handoff {
+        finish_speech(&activity, &handle);
+        session.update_agent(agent);
+        return;
+    }
+    let auto_reply = session
+        .realtime_link()
+        .is_some_and(|l| l.capabilities.auto_tool_reply_generation);
+    if !reply_required || handle.interrupted() || auto_reply {
+        if let Err(e) = rt.update_chat_ctx(&activity.agent().chat_ctx()).await {
+            session.report_error(ErrorSource::RealtimeModel, e.to_string(), true);
+        }
+        finish_speech(&activity, &handle);
+        return;
+    }
+    let max_steps_reached = handle.num_steps() > session.options().max_tool_steps;
+    handle.increment_num_steps();
+    if max_steps_reached {
+        let _ = rt.update_tool_choice(ToolChoice::None).await;
+    }
+    session.emit(SessionEvent::SpeechCreated {
+        user_initiated: false,
+        source: SpeechSource::ToolResponse,
+        speech_handle: handle.clone(),
+    });
+    let next_step = handle.new_step();
+    let (a, h) = (activity.clone(), handle.clone());
+    tokio::spawn(request_reply(a, h, next_step, rt, None, true));
+    activity.schedule(&handle);
+}
+
+fn activity_caps_truncation(session: &AgentSession) -> bool {
+    session
+        .realtime_link()
+        .is_some_and(|l| l.capabilities.message_truncation)
+}

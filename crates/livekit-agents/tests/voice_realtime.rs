@@ -1,0 +1,154 @@
+//! The realtime-model path with a scripted realtime model.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use livekit_agents::io::memory::{audio_input_channel, MemoryAudioOutput};
+use livekit_agents::io::AudioOutput;
+use livekit_agents::llm::realtime::RealtimeEvent;
+use livekit_agents::llm::{ChatItem, ChatRole, FunctionTool, RunContext, ToolError};
+use livekit_agents::testing::{FakeRealtimeModel, FakeRealtimeReply};
+use livekit_agents::voice::*;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn reply(text: &str, audio_ms: u64) -> FakeRealtimeReply {
+    FakeRealtimeReply {
+        text: text.into(),
+        audio_duration: ms(audio_ms),
+        ttft: ms(100),
+        tool_calls: vec![],
+    }
+}
+
+fn assistant_messages(session: &AgentSession) -> Vec<(String, bool)> {
+    session
+        .history()
+        .items()
+        .iter()
+        .filter_map(|i| match i {
+            ChatItem::Message(m) if m.role == ChatRole::Assistant => {
+                Some((m.text_content().unwrap_or_default(), m.interrupted))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+async fn start(
+    model: &FakeRealtimeModel,
+    agent: Agent,
+) -> (
+    AgentSession,
+    MemoryAudioOutput,
+    livekit_agents::io::memory::AudioInputSender,
+) {
+    let session = AgentSession::builder()
+        .realtime_model(Arc::new(model.clone()))
+        .build();
+    let (tx, input) = audio_input_channel();
+    let output = MemoryAudioOutput::new();
+    session
+        .start(
+            agent,
+            SessionIo {
+                audio_input: Some(input),
+                audio_output: Some(Arc::new(output.clone()) as Arc<dyn AudioOutput>),
+                text_output: None,
+            },
+        )
+        .await
+        .unwrap();
+    (session, output, tx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn realtime_reply_plays_and_is_recorded() {
+    let model = FakeRealtimeModel::new(vec![reply("Hello there.", 1000)]);
+    let (session, output, tx) = start(&model, Agent::new("Be nice.")).await;
+    tx.send(livekit_agents::audio::AudioFrame::silence(24_000, 1, 480));
+    let handle = session.generate_reply(ReplyOptions::default()).unwrap();
+    handle.wait_for_playout().await;
+    assert_eq!(output.played_duration(), ms(1000));
+    assert_eq!(
+        assistant_messages(&session),
+        vec![("Hello there.".to_string(), false)]
+    );
+    let calls = model.calls();
+    assert!(
+        calls.contains(&"update_instructions:Be nice.".to_string()),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().any(|c| c.starts_with("generate_reply")),
+        "{calls:?}"
+    );
+    assert_eq!(model.pushed_audio(), ms(20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_speech_start_interrupts_and_truncates_at_the_played_position() {
+    let model = FakeRealtimeModel::new(vec![]);
+    let (session, _output, _tx) = start(&model, Agent::new("")).await;
+    model.emit_reply(reply("one two three four", 2000)).await;
+    // Playback starts at 0.1 s; the user speaks at 0.7 s: 0.6 s of 4 words over 2 s heard.
+    tokio::time::sleep(ms(700)).await;
+    model.emit(RealtimeEvent::InputSpeechStarted).await;
+    tokio::time::sleep(ms(100)).await;
+    let calls = model.calls();
+    assert!(calls.contains(&"interrupt".to_string()), "{calls:?}");
+    let truncate = calls.iter().find(|c| c.starts_with("truncate:")).unwrap();
+    assert_eq!(truncate, "truncate:600:one two");
+    assert_eq!(
+        assistant_messages(&session),
+        vec![("one two".to_string(), true)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn realtime_tool_calls_run_and_trigger_a_follow_up_reply() {
+    let tool = FunctionTool::raw(
+        "get_time",
+        "Current time.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        |_ctx: RunContext, _a: serde_json::Value| async move { Ok::<_, ToolError>("noon") },
+    );
+    let model = FakeRealtimeModel::new(vec![
+        FakeRealtimeReply {
+            tool_calls: vec![("get_time".into(), "{}".into())],
+            ttft: ms(50),
+            ..Default::default()
+        },
+        reply("It is noon.", 500),
+    ]);
+    let (session, _output, _tx) = start(&model, Agent::builder().tool(tool).build()).await;
+    let handle = session.generate_reply(ReplyOptions::default()).unwrap();
+    handle.wait_for_playout().await;
+    let outputs: Vec<_> = session
+        .history()
+        .items()
+        .iter()
+        .filter_map(|i| match i {
+            ChatItem::FunctionCallOutput(o) => Some(o.output.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outputs, vec!["noon".to_string()]);
+    assert_eq!(
+        assistant_messages(&session),
+        vec![("It is noon.".to_string(), false)]
+    );
+    assert_eq!(
+        model
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("generate_reply"))
+            .count(),
+        2
+    );
+    assert_eq!(handle.num_steps(), 2);
+}
