@@ -823,6 +823,7 @@ struct ChunkParser {
     done: bool,
     /// A choice reported a `finish_reason`.
     finished_choice: bool,
+    think: ThinkFilter,
 }
 
 impl ChunkParser {
@@ -830,7 +831,9 @@ impl ChunkParser {
         let data = data.trim();
         if data == "[DONE]" {
             self.done = true;
-            return Ok(self.flush_calls());
+            let mut out = self.flush_text();
+            out.extend(self.flush_calls());
+            return Ok(out);
         }
         if data.is_empty() {
             return Ok(Vec::new());
@@ -859,7 +862,10 @@ impl ChunkParser {
         for choice in chunk.choices {
             if let Some(delta) = choice.delta {
                 if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                    out.push(ChatChunk::text(self.id.clone(), text));
+                    let text = self.think.push(&text);
+                    if !text.is_empty() {
+                        out.push(ChatChunk::text(self.id.clone(), text));
+                    }
                 }
                 for call in delta.tool_calls.unwrap_or_default() {
                     self.call_fragment(call);
@@ -867,6 +873,7 @@ impl ChunkParser {
             }
             if choice.finish_reason.is_some() {
                 self.finished_choice = true;
+                out.extend(self.flush_text());
                 out.extend(self.flush_calls());
             }
         }
@@ -907,6 +914,16 @@ impl ChunkParser {
         }
     }
 
+    /// Text the think filter was still holding back.
+    fn flush_text(&mut self) -> Vec<ChatChunk> {
+        let text = self.think.finish();
+        if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![ChatChunk::text(self.id.clone(), text)]
+        }
+    }
+
     /// The stitched calls, in index order, one chunk per call.
     fn flush_calls(&mut self) -> Vec<ChatChunk> {
         std::mem::take(&mut self.calls)
@@ -931,10 +948,124 @@ impl ChunkParser {
     }
 }
 
+const THINK_OPEN: &str = "<think>";
+const THINK_CLOSE: &str = "</think>";
+
+/// Removes a leading `<think>…</think>` block from streamed content (reasoning models served
+/// by compatible providers, e.g. DeepSeek R1, put their chain of thought there; it must not be
+/// spoken). Text that does not start with the tag passes through unchanged.
+#[derive(Debug, Default)]
+struct ThinkFilter {
+    state: ThinkState,
+    held: String,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+enum ThinkState {
+    /// Not yet known whether the content starts with a think block.
+    #[default]
+    Start,
+    /// Inside the think block.
+    Thinking,
+    /// Just past the think block: whitespace separating it from the answer is dropped.
+    AfterThink,
+    /// Past it (or there was none).
+    Pass,
+}
+
+impl ThinkFilter {
+    fn push(&mut self, text: &str) -> String {
+        match self.state {
+            ThinkState::Pass => text.to_string(),
+            ThinkState::AfterThink => {
+                let rest = text.trim_start();
+                if !rest.is_empty() {
+                    self.state = ThinkState::Pass;
+                }
+                rest.to_string()
+            }
+            ThinkState::Start => {
+                self.held.push_str(text);
+                let trimmed = self.held.trim_start();
+                if trimmed.is_empty()
+                    || (trimmed.len() < THINK_OPEN.len() && THINK_OPEN.starts_with(trimmed))
+                {
+                    return String::new();
+                }
+                if let Some(rest) = trimmed.strip_prefix(THINK_OPEN) {
+                    let rest = rest.to_string();
+                    self.held.clear();
+                    self.state = ThinkState::Thinking;
+                    return self.push(&rest);
+                }
+                self.state = ThinkState::Pass;
+                std::mem::take(&mut self.held)
+            }
+            ThinkState::Thinking => {
+                self.held.push_str(text);
+                if let Some(end) = self.held.find(THINK_CLOSE) {
+                    let rest = self.held[end + THINK_CLOSE.len()..].to_string();
+                    self.held.clear();
+                    self.state = ThinkState::AfterThink;
+                    return self.push(&rest);
+                }
+                // Keep only what could still be the start of the closing tag.
+                let keep = self.held.len().saturating_sub(THINK_CLOSE.len());
+                let mut cut = keep;
+                while !self.held.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                self.held.drain(..cut);
+                String::new()
+            }
+        }
+    }
+
+    /// End of content: held text that turned out not to be a think block.
+    fn finish(&mut self) -> String {
+        match std::mem::take(&mut self.state) {
+            ThinkState::Start => std::mem::take(&mut self.held),
+            _ => {
+                self.held.clear();
+                String::new()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use livekit_agents::llm::{ChatContext, ChatRole, ToolDefinition};
+
+    #[test]
+    fn think_blocks_are_removed_in_any_split() {
+        let content = "  <think>I should greet.\nYes.</think>\n\nHello <b>there</b>";
+        let chars: Vec<char> = content.chars().collect();
+        for size in 1..chars.len() {
+            let mut f = ThinkFilter::default();
+            let mut out = String::new();
+            for piece in chars.chunks(size) {
+                out.push_str(&f.push(&piece.iter().collect::<String>()));
+            }
+            out.push_str(&f.finish());
+            assert_eq!(out, "Hello <b>there</b>", "piece size {size}");
+        }
+        let mut f = ThinkFilter::default();
+        assert_eq!(f.push(" <thi"), "");
+        assert_eq!(
+            f.finish(),
+            " <thi",
+            "a prefix that never became a tag is kept"
+        );
+        let mut f = ThinkFilter::default();
+        assert_eq!(f.push("Hi"), "Hi");
+        assert_eq!(
+            f.push("<think>"),
+            "<think>",
+            "only a leading block is removed"
+        );
+    }
 
     fn llm() -> Llm {
         Llm::new(LlmOptions {

@@ -274,6 +274,26 @@ async fn audio_round_trip_reply_and_interruption_truncation() {
         json!({"type": "conversation.item.truncate", "item_id": "item_asst1", "content_index": 0, "audio_end_ms": 150})
     );
 
+    // The session layer commits the turns under its own ids, with the text the user said and
+    // heard: they are recognized as the server's items, so nothing is deleted or re-sent.
+    let mut ctx = ChatContext::new();
+    ctx.add_message(ChatRole::User, "Hello");
+    ctx.add_message(ChatRole::Assistant, "Hi");
+    session.update_chat_ctx(&ctx).await.unwrap();
+    ctx.add_message(ChatRole::User, "Thanks!");
+    session.update_chat_ctx(&ctx).await.unwrap();
+    let log_now = log.lock().await.clone();
+    assert!(!log_now
+        .iter()
+        .any(|e| e["type"] == "conversation.item.delete"));
+    let creates: Vec<&Value> = log_now
+        .iter()
+        .filter(|e| e["type"] == "conversation.item.create")
+        .collect();
+    assert_eq!(creates.len(), 1, "only the new message is sent");
+    assert_eq!(creates[0]["previous_item_id"], "item_asst1");
+    assert_eq!(creates[0]["item"]["content"][0]["text"], "Thanks!");
+
     session.clear_audio();
     let _ = wait_for(&log, "input_audio_buffer.clear").await;
     session.close().await;

@@ -13,7 +13,7 @@
 //!
 //! [`update_chat_ctx`]: livekit_agents::llm::realtime::RealtimeSession::update_chat_ctx
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -305,10 +305,99 @@ enum Outgoing {
 type Ack = oneshot::Sender<Result<(), ApiError>>;
 type ReplyWaiter = oneshot::Sender<Result<GenerationCreated, ApiError>>;
 
+/// What an item says, to recognize a server item in a chat context that gave it another id
+/// (e.g. a user message committed from the transcript of the server's audio item).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Signature {
+    Message { role: String, text: String },
+    Call { call_id: String },
+    Output { call_id: String },
+    Other,
+}
+
+impl Signature {
+    /// The signature of a conversation item in the API's JSON form.
+    fn of(item: &Value) -> Self {
+        match str_field(item, "type") {
+            "message" => {
+                let text = item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .map(|parts| {
+                        parts
+                            .iter()
+                            .filter_map(|p| {
+                                p.get("text")
+                                    .or_else(|| p.get("transcript"))
+                                    .and_then(Value::as_str)
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default();
+                Signature::Message {
+                    role: str_field(item, "role").to_string(),
+                    text: text.trim().to_string(),
+                }
+            }
+            "function_call" => Signature::Call {
+                call_id: str_field(item, "call_id").to_string(),
+            },
+            "function_call_output" => Signature::Output {
+                call_id: str_field(item, "call_id").to_string(),
+            },
+            _ => Signature::Other,
+        }
+    }
+
+    /// Whether two items say the same thing (messages must have text to be compared).
+    fn same(&self, other: &Signature) -> bool {
+        match (self, other) {
+            (Signature::Message { text: a, .. }, Signature::Message { text: b, .. })
+                if a.is_empty() || b.is_empty() =>
+            {
+                false
+            }
+            (Signature::Other, _) | (_, Signature::Other) => false,
+            _ => self == other,
+        }
+    }
+}
+
+/// A conversation item held by the server.
+#[derive(Debug, Clone)]
+struct RemoteItem {
+    id: String,
+    signature: Signature,
+    /// Still being produced (a user turn awaiting its transcript, an assistant message being
+    /// generated): never deleted by a context update, which could not know about it yet.
+    in_progress: bool,
+}
+
+impl RemoteItem {
+    fn append_text(&mut self, delta: &str) {
+        if let Signature::Message { text, .. } = &mut self.signature {
+            text.push_str(delta);
+        }
+    }
+
+    fn set_text(&mut self, new_text: &str) {
+        if let Signature::Message { text, .. } = &mut self.signature {
+            *text = new_text.trim().to_string();
+        }
+    }
+}
+
+impl Shared {
+    fn item_mut(&mut self, id: &str) -> Option<&mut RemoteItem> {
+        self.remote.iter_mut().find(|r| r.id == id)
+    }
+}
+
 #[derive(Default)]
 struct Shared {
-    /// Ids of the conversation items the server holds, in order.
-    remote_ids: Vec<String>,
+    /// The conversation items the server holds, in order.
+    remote: Vec<RemoteItem>,
     /// `generate_reply` calls waiting for their `response.created`, by client event id.
     replies: HashMap<String, ReplyWaiter>,
     /// Item creations and deletions waiting for the server's acknowledgement, by item id.
@@ -410,6 +499,58 @@ impl RealtimeSession {
     }
 }
 
+/// What a context update sends.
+#[derive(Debug, Default, PartialEq)]
+struct DiffPlan {
+    /// Remote item ids to delete.
+    delete: Vec<String>,
+    /// Indexes into the wanted items to create, with the `previous_item_id` for each.
+    create: Vec<(usize, String)>,
+}
+
+/// Matches the wanted items against the server's: by id first, then (for items the chat
+/// context holds under another id) by content, in order. Unmatched server items are deleted
+/// unless still in progress; unmatched wanted items are created after their predecessor.
+fn diff_items(remote: &[RemoteItem], wanted: &[(&str, Value)]) -> DiffPlan {
+    let mut remote_used = vec![false; remote.len()];
+    let mut matched: Vec<Option<usize>> = wanted
+        .iter()
+        .map(|(id, _)| remote.iter().position(|r| r.id == *id))
+        .collect();
+    for m in matched.iter().flatten() {
+        remote_used[*m] = true;
+    }
+    for (i, (_, item)) in wanted.iter().enumerate() {
+        if matched[i].is_some() {
+            continue;
+        }
+        let sig = Signature::of(item);
+        if let Some(r) =
+            (0..remote.len()).find(|&r| !remote_used[r] && remote[r].signature.same(&sig))
+        {
+            remote_used[r] = true;
+            matched[i] = Some(r);
+        }
+    }
+    let mut plan = DiffPlan::default();
+    for (r, item) in remote.iter().enumerate() {
+        if !remote_used[r] && !item.in_progress {
+            plan.delete.push(item.id.clone());
+        }
+    }
+    let mut previous = "root".to_string();
+    for (i, (id, _)) in wanted.iter().enumerate() {
+        match matched[i] {
+            Some(r) => previous = remote[r].id.clone(),
+            None => {
+                plan.create.push((i, previous.clone()));
+                previous = id.to_string();
+            }
+        }
+    }
+    plan
+}
+
 /// A chat item as a Realtime conversation item, or `None` for kinds the API has no form for.
 fn conversation_item(item: &ChatItem) -> Option<Value> {
     match item {
@@ -466,40 +607,34 @@ impl core_rt::RealtimeSession for RealtimeSession {
             .iter()
             .filter_map(|it| conversation_item(it).map(|v| (it.id(), v)))
             .collect();
-        let wanted_ids: HashSet<&str> = wanted.iter().map(|(id, _)| *id).collect();
         let mut waits = Vec::new();
         {
             let mut shared = self.lock();
             if shared.closed {
                 return Err(ApiError::connection("the realtime session is closed"));
             }
-            let remote: HashSet<String> = shared.remote_ids.iter().cloned().collect();
-            for id in shared.remote_ids.clone() {
-                if !wanted_ids.contains(id.as_str()) {
-                    let (tx, rx) = oneshot::channel();
-                    shared.acks.insert(id.clone(), tx);
-                    waits.push((rx, format!("deletion of {id}")));
-                    self.send(json!({
-                        "type": "conversation.item.delete",
-                        "event_id": format!("{ACK_EVENT_PREFIX}{id}"),
-                        "item_id": id,
-                    }))?;
-                }
+            let plan = diff_items(&shared.remote, &wanted);
+            for id in plan.delete {
+                let (tx, rx) = oneshot::channel();
+                shared.acks.insert(id.clone(), tx);
+                waits.push((rx, format!("deletion of {id}")));
+                self.send(json!({
+                    "type": "conversation.item.delete",
+                    "event_id": format!("{ACK_EVENT_PREFIX}{id}"),
+                    "item_id": id,
+                }))?;
             }
-            let mut previous = "root".to_string();
-            for (id, item) in wanted {
-                if !remote.contains(id) {
-                    let (tx, rx) = oneshot::channel();
-                    shared.acks.insert(id.to_string(), tx);
-                    waits.push((rx, format!("creation of {id}")));
-                    self.send(json!({
-                        "type": "conversation.item.create",
-                        "event_id": format!("{ACK_EVENT_PREFIX}{id}"),
-                        "previous_item_id": previous,
-                        "item": item,
-                    }))?;
-                }
-                previous = id.to_string();
+            for (index, previous) in plan.create {
+                let (id, item) = &wanted[index];
+                let (tx, rx) = oneshot::channel();
+                shared.acks.insert(id.to_string(), tx);
+                waits.push((rx, format!("creation of {id}")));
+                self.send(json!({
+                    "type": "conversation.item.create",
+                    "event_id": format!("{ACK_EVENT_PREFIX}{id}"),
+                    "previous_item_id": previous,
+                    "item": item,
+                }))?;
             }
         }
         for (rx, what) in waits {
@@ -588,8 +723,11 @@ impl core_rt::RealtimeSession for RealtimeSession {
         audio_end_ms: u64,
         audio_transcript: Option<&str>,
     ) -> Result<(), ApiError> {
-        if let Some(t) = audio_transcript {
-            tracing::debug!(message_id, heard = %t, "truncating assistant message");
+        if let Some(heard) = audio_transcript {
+            // The chat context will hold what the user heard; remember it to recognize it.
+            if let Some(item) = self.lock().item_mut(message_id) {
+                item.set_text(heard);
+            }
         }
         self.send(json!({
             "type": "conversation.item.truncate",
@@ -691,28 +829,57 @@ impl IoTask {
             "input_audio_buffer.speech_stopped" => self.emit(RealtimeEvent::InputSpeechStopped {
                 user_transcription_enabled: self.transcription,
             }),
-            "conversation.item.added" | "conversation.item.created" => {
-                let id = ev
-                    .get("item")
-                    .map(|i| str_field(i, "id"))
-                    .unwrap_or_default()
-                    .to_string();
+            "conversation.item.added" | "conversation.item.created" | "conversation.item.done" => {
+                let Some(item) = ev.get("item") else { return };
+                let id = str_field(item, "id").to_string();
                 let previous = ev
                     .get("previous_item_id")
                     .and_then(|p| p.as_str())
                     .map(str::to_string);
+                let signature = Signature::of(item);
+                let transcription = self.transcription;
                 let mut shared = self.lock();
-                if !shared.remote_ids.contains(&id) {
-                    let at = match previous.as_deref() {
-                        Some("root") => 0,
-                        Some(p) => shared
-                            .remote_ids
-                            .iter()
-                            .position(|x| x == p)
-                            .map_or(shared.remote_ids.len(), |i| i + 1),
-                        None => shared.remote_ids.len(),
-                    };
-                    shared.remote_ids.insert(at, id.clone());
+                match shared.item_mut(&id) {
+                    Some(existing) => {
+                        // `done` carries the final content (e.g. the assistant's transcript).
+                        if kind == "conversation.item.done" && signature != Signature::Other {
+                            if let Signature::Message { text, .. } = &signature {
+                                if !text.is_empty() {
+                                    existing.signature = signature.clone();
+                                }
+                            } else {
+                                existing.signature = signature.clone();
+                            }
+                        }
+                    }
+                    None => {
+                        let awaiting_transcript = transcription
+                            && str_field(item, "role") == "user"
+                            && item
+                                .get("content")
+                                .and_then(Value::as_array)
+                                .is_some_and(|c| {
+                                    c.iter().any(|p| str_field(p, "type") == "input_audio")
+                                })
+                            && matches!(&signature, Signature::Message { text, .. } if text.is_empty());
+                        let at = match previous.as_deref() {
+                            Some("root") => 0,
+                            Some(p) => shared
+                                .remote
+                                .iter()
+                                .position(|x| x.id == p)
+                                .map_or(shared.remote.len(), |i| i + 1),
+                            None => shared.remote.len(),
+                        };
+                        shared.remote.insert(
+                            at,
+                            RemoteItem {
+                                id: id.clone(),
+                                signature,
+                                in_progress: awaiting_transcript,
+                            },
+                        );
+                    }
                 }
                 if let Some(ack) = shared.acks.remove(&id) {
                     let _ = ack.send(Ok(()));
@@ -721,7 +888,7 @@ impl IoTask {
             "conversation.item.deleted" => {
                 let id = str_field(&ev, "item_id").to_string();
                 let mut shared = self.lock();
-                shared.remote_ids.retain(|x| x != &id);
+                shared.remote.retain(|x| x.id != id);
                 if let Some(ack) = shared.acks.remove(&id) {
                     let _ = ack.send(Ok(()));
                 }
@@ -741,6 +908,10 @@ impl IoTask {
                 let item_id = str_field(&ev, "item_id").to_string();
                 self.input_partial.remove(&item_id);
                 let transcript = str_field(&ev, "transcript").to_string();
+                if let Some(item) = self.lock().item_mut(&item_id) {
+                    item.set_text(&transcript);
+                    item.in_progress = false;
+                }
                 self.emit(RealtimeEvent::InputAudioTranscriptionCompleted {
                     item_id,
                     transcript,
@@ -750,6 +921,9 @@ impl IoTask {
             "conversation.item.input_audio_transcription.failed" => {
                 let item_id = str_field(&ev, "item_id").to_string();
                 self.input_partial.remove(&item_id);
+                if let Some(item) = self.lock().item_mut(&item_id) {
+                    item.in_progress = false;
+                }
                 self.emit(RealtimeEvent::Error {
                     error: ws::server_error(&self.provider, &ev),
                     recoverable: true,
@@ -761,6 +935,20 @@ impl IoTask {
                 let Some(item) = ev.get("item") else { return };
                 if str_field(item, "type") == "message" {
                     let message_id = str_field(item, "id").to_string();
+                    {
+                        let mut shared = self.lock();
+                        match shared.item_mut(&message_id) {
+                            Some(existing) => existing.in_progress = true,
+                            None => shared.remote.push(RemoteItem {
+                                id: message_id.clone(),
+                                signature: Signature::Message {
+                                    role: "assistant".into(),
+                                    text: String::new(),
+                                },
+                                in_progress: true,
+                            }),
+                        }
+                    }
                     if let Some(resp) = self.responses.get_mut(&response_id) {
                         let (text_tx, text_rx) = forwarder();
                         let (audio_tx, audio_rx) = forwarder();
@@ -797,8 +985,12 @@ impl IoTask {
             | "response.audio_transcript.delta"
             | "response.output_text.delta"
             | "response.text.delta" => {
+                let delta = str_field(&ev, "delta");
+                if let Some(item) = self.lock().item_mut(str_field(&ev, "item_id")) {
+                    item.append_text(delta);
+                }
                 if let Some(sinks) = self.message(&ev) {
-                    let _ = sinks.text.send(str_field(&ev, "delta").to_string());
+                    let _ = sinks.text.send(delta.to_string());
                 }
             }
             "response.output_item.done" => {
@@ -821,7 +1013,17 @@ impl IoTask {
                         let _ = resp.functions.send(call);
                     }
                     "message" => {
-                        resp.open.remove(str_field(item, "id"));
+                        let id = str_field(item, "id");
+                        resp.open.remove(id);
+                        let signature = Signature::of(item);
+                        let mut shared = self.lock();
+                        if let Some(remote) = shared.item_mut(id) {
+                            remote.in_progress = false;
+                            if matches!(&signature, Signature::Message { text, .. } if !text.is_empty())
+                            {
+                                remote.signature = signature;
+                            }
+                        }
                     }
                     _ => {}
                 }
@@ -978,6 +1180,54 @@ mod tests {
             tool_choice_json(&ToolChoice::Function("f".into())),
             json!({"type": "function", "name": "f"})
         );
+    }
+
+    fn remote(id: &str, role: &str, text: &str, in_progress: bool) -> RemoteItem {
+        RemoteItem {
+            id: id.into(),
+            signature: Signature::Message {
+                role: role.into(),
+                text: text.into(),
+            },
+            in_progress,
+        }
+    }
+
+    #[test]
+    fn diff_matches_by_id_then_by_content() {
+        let server = vec![
+            remote("srv_user", "user", "What time is it?", false),
+            remote("srv_asst", "assistant", "It is noon", false),
+            remote("srv_stale", "user", "old", false),
+            remote("srv_pending", "user", "", true),
+        ];
+        let mut ctx = ChatContext::new();
+        ctx.add_message(ChatRole::User, "What time is it?");
+        ctx.add_message(ChatRole::Assistant, "It is noon");
+        ctx.add_message(ChatRole::User, "Thanks");
+        let wanted: Vec<(&str, Value)> = ctx
+            .items()
+            .iter()
+            .filter_map(|it| conversation_item(it).map(|v| (it.id(), v)))
+            .collect();
+        let plan = diff_items(&server, &wanted);
+        assert_eq!(
+            plan.delete,
+            vec!["srv_stale".to_string()],
+            "in-progress items are kept"
+        );
+        assert_eq!(plan.create, vec![(2, "srv_asst".to_string())]);
+
+        // Same ids: nothing to do.
+        let same: Vec<RemoteItem> = wanted
+            .iter()
+            .map(|(id, item)| RemoteItem {
+                id: id.to_string(),
+                signature: Signature::of(item),
+                in_progress: false,
+            })
+            .collect();
+        assert_eq!(diff_items(&same, &wanted), DiffPlan::default());
     }
 
     #[test]
