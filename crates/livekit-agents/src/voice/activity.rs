@@ -382,6 +382,11 @@ impl Activity {
         source: SpeechSource,
         user_initiated: bool,
     ) -> SpeechHandle {
+        let mut options = options;
+        // The reference: a reply requested from inside a tool defaults to no tool calls.
+        if options.tool_choice.is_none() && super::tool_execution::in_tool() {
+            options.tool_choice = Some(ToolChoice::None);
+        }
         if let Some(text) = options.user_input.as_ref() {
             self.commit_user_message(ChatMessage::new(ChatRole::User, text.clone()));
         }

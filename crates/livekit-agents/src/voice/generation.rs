@@ -43,6 +43,9 @@ pub(crate) struct ReplyRequest {
     pub tool_choice: Option<ToolChoice>,
 }
 
+/// Where the LLM step records its time to first token (read when playback starts).
+pub(crate) type TtftSlot = Arc<Mutex<Option<Duration>>>;
+
 /// What `say` plays.
 pub(crate) struct SayRequest {
     pub text: SayText,
@@ -79,6 +82,7 @@ pub(crate) async fn say_task(
         text,
         ModelSettings::default(),
         request.audio,
+        None,
     )
     .await;
     if request.add_to_chat_ctx {
@@ -126,13 +130,17 @@ pub(crate) async fn pipeline_reply(
     };
     let (text_tx, text_rx) = mpsc::unbounded_channel::<String>();
     let (call_tx, call_rx) = mpsc::unbounded_channel::<FunctionCall>();
+    let ttft: TtftSlot = Arc::default();
     let llm_task = AbortOnDropHandle::new(tokio::spawn(run_llm(
         ctx.clone(),
         request.chat_ctx.clone(),
         request.tools.clone(),
         settings.clone(),
-        text_tx,
-        call_tx,
+        LlmOutputs {
+            text: text_tx,
+            calls: call_tx,
+            ttft: ttft.clone(),
+        },
         handle.id().to_string(),
     )));
 
@@ -151,7 +159,7 @@ pub(crate) async fn pipeline_reply(
     }
 
     let text = UnboundedReceiverStream::new(text_rx).boxed();
-    let spoken = speak(&activity, &handle, text, settings, None).await;
+    let spoken = speak(&activity, &handle, text, settings, None, Some(ttft)).await;
     commit_assistant_message(&activity, &handle, &spoken);
     handle.mark_generation_done();
 
@@ -235,15 +243,26 @@ pub(crate) fn record_tool_results(
     (reply_required, handoff)
 }
 
+/// Where one LLM step's output goes.
+struct LlmOutputs {
+    text: mpsc::UnboundedSender<String>,
+    calls: mpsc::UnboundedSender<FunctionCall>,
+    ttft: TtftSlot,
+}
+
 async fn run_llm(
     ctx: AgentContext,
     chat_ctx: crate::llm::ChatContext,
     tools: Vec<FunctionTool>,
     settings: ModelSettings,
-    text_tx: mpsc::UnboundedSender<String>,
-    call_tx: mpsc::UnboundedSender<FunctionCall>,
+    out: LlmOutputs,
     speech_id: String,
 ) {
+    let LlmOutputs {
+        text: text_tx,
+        calls: call_tx,
+        ttft: ttft_slot,
+    } = out;
     let session = ctx.session.clone();
     let label = ctx
         .agent
@@ -274,6 +293,7 @@ async fn run_llm(
                 if chunk.has_content() && !got_first {
                     got_first = true;
                     metrics.ttft = started.elapsed();
+                    *ttft_slot.lock() = Some(metrics.ttft);
                 }
                 if metrics.request_id.is_empty() {
                     metrics.request_id = chunk.id.clone();
@@ -324,6 +344,7 @@ pub(crate) async fn speak(
     mut text: TextStream,
     settings: ModelSettings,
     audio_override: Option<AudioFrameStream>,
+    llm_ttft: Option<TtftSlot>,
 ) -> Spoken {
     let session = activity.session().clone();
     let ctx = activity.context();
@@ -371,7 +392,16 @@ pub(crate) async fn speak(
         }
     }
     let (Some(output), Some(mut audio)) = (output, audio) else {
-        return show_text_only(activity, handle, text, tr_tx, transcript, text_output).await;
+        return show_text_only(
+            activity,
+            handle,
+            text,
+            tr_tx,
+            transcript,
+            text_output,
+            llm_ttft,
+        )
+        .await;
     };
 
     let use_timed = session.options().use_tts_aligned_transcript && aligned;
@@ -411,7 +441,8 @@ pub(crate) async fn speak(
                 Ok(PlaybackEvent::Started) => {
                     if started_at.is_none() {
                         started_at = Some(Instant::now());
-                        on_playback_started(activity, handle);
+                        let ttfb = first_audio.then_some(tts_metrics.ttfb);
+                        on_playback_started(activity, handle, llm_ttft.as_ref(), ttfb);
                         next_due = release_due(&mut sync, 0.0, text_output.as_deref()).await;
                     }
                 }
@@ -611,7 +642,12 @@ fn synthesized(frame: crate::audio::AudioFrame) -> SynthesizedAudio {
     }
 }
 
-fn on_playback_started(activity: &Activity, handle: &SpeechHandle) {
+fn on_playback_started(
+    activity: &Activity,
+    handle: &SpeechHandle,
+    llm_ttft: Option<&TtftSlot>,
+    tts_ttfb: Option<Duration>,
+) {
     let session = activity.session();
     session.set_agent_state(AgentState::Speaking);
     activity.on_agent_speaking();
@@ -620,8 +656,8 @@ fn on_playback_started(activity: &Activity, handle: &SpeechHandle) {
         session.emit_metrics(AgentMetrics::Turn(TurnMetrics {
             speech_id: handle.id().to_string(),
             end_of_utterance_delay: eou_delay,
-            llm_ttft: None,
-            tts_ttfb: None,
+            llm_ttft: llm_ttft.and_then(|t| *t.lock()),
+            tts_ttfb,
             e2e_latency: Instant::now().saturating_duration_since(stop),
         }));
     }
@@ -635,6 +671,7 @@ async fn show_text_only(
     tr_tx: mpsc::UnboundedSender<String>,
     mut transcript: TextStream,
     text_output: Option<std::sync::Arc<dyn crate::io::TextOutput>>,
+    llm_ttft: Option<TtftSlot>,
 ) -> Spoken {
     let mut tr_tx = Some(tr_tx);
     let mut shown = String::new();
@@ -661,7 +698,7 @@ async fn show_text_only(
                 Some(piece) => {
                     if !started {
                         started = true;
-                        on_playback_started(activity, handle);
+                        on_playback_started(activity, handle, llm_ttft.as_ref(), None);
                     }
                     if let Some(t) = text_output.as_deref() {
                         t.capture_text(&piece).await;

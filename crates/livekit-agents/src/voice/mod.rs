@@ -40,7 +40,7 @@ pub use session::{
     AgentSession, AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText,
     SessionError, SessionIo,
 };
-pub use speech_handle::{NotInterruptible, SpeechHandle, SpeechPriority};
+pub use speech_handle::{NotInterruptible, SpeechHandle, SpeechPriority, INTERRUPTION_TIMEOUT};
 pub use task::{AgentTask, TaskCompleter, TaskError};
 pub use tool_execution::CANCELLED_OUTPUT;
 pub use transcription::STANDARD_SPEECH_RATE;

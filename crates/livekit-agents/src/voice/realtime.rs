@@ -216,6 +216,7 @@ pub(crate) async fn play_generation(
             text,
             ModelSettings::default(),
             Some(audio),
+            None,
         )
         .await;
         commit_assistant_message(&activity, &handle, &spoken);

@@ -30,6 +30,9 @@ use crate::stt::{SpeechEvent, SpeechEventType};
 use crate::types::ApiError;
 use crate::vad::{VadEvent, VadEventType, VadStream};
 
+/// After the audio input ends, how long late transcripts may still arrive.
+const INPUT_END_GRACE: Duration = Duration::from_secs(3);
+
 /// Minimum transcript length before its language is trusted.
 const MIN_LANGUAGE_DETECTION_LENGTH: usize = 5;
 
@@ -39,6 +42,8 @@ pub(crate) enum RecognitionCommand {
         reply: oneshot::Sender<String>,
     },
     Clear,
+    /// The active agent changed: reopen the STT if the new agent overrides it.
+    AgentChanged(super::agent::Agent),
 }
 
 pub(crate) struct RecognitionHandle {
@@ -96,31 +101,10 @@ impl Recognition {
     ) -> Self {
         let vad = session.vad().map(|v| v.stream());
         let vad_label = session.vad().map(|v| v.label()).unwrap_or_default();
-        let mut stt_audio = None;
-        let mut stt_events = None;
-        if let Some(agent) = session.current_agent() {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let ctx = AgentContext {
-                session: session.clone(),
-                agent: agent.clone(),
-            };
-            match agent
-                .behavior()
-                .stt_node(
-                    ctx,
-                    UnboundedReceiverStream::new(rx).boxed(),
-                    ModelSettings::default(),
-                )
-                .await
-            {
-                Ok(Some(events)) => {
-                    stt_audio = Some(tx);
-                    stt_events = Some(events);
-                }
-                Ok(None) => {}
-                Err(e) => session.report_error(ErrorSource::Stt, e.to_string(), false),
-            }
-        }
+        let (stt_audio, stt_events) = match session.current_agent() {
+            Some(agent) => open_stt(&session, agent).await,
+            None => (None, None),
+        };
         let mode = session.turn_detection();
         let endpointing = Endpointing::new(session.options().turn_handling.endpointing);
         Self {
@@ -153,17 +137,23 @@ impl Recognition {
     async fn run(&mut self, input: AudioInput) {
         let mut input = input.into_stream();
         let mut input_open = true;
+        let mut input_grace: Option<Instant> = None;
         loop {
             let commit_deadline = self.commit.as_ref().map(|c| c.deadline);
             tokio::select! {
+                _ = sleep_until_opt(input_grace), if input_grace.is_some_and(|g| Instant::now() < g) => {}
                 frame = input.next(), if input_open => match frame {
                     Some(frame) => self.push_audio(frame),
                     None => {
                         input_open = false;
                         tracing::debug!("audio input ended");
-                        if self.vad.is_none() && self.stt_events.is_none() {
-                            break;
+                        // The VAD finishes what it has; the STT gets a grace period for its
+                        // last transcripts (its stream has no end-of-input through the node).
+                        if let Some(vad) = self.vad.as_mut() {
+                            vad.end_input();
                         }
+                        self.stt_audio = None;
+                        input_grace = Some(Instant::now() + INPUT_END_GRACE);
                     }
                 },
                 ev = next_vad(&mut self.vad) => match ev {
@@ -185,6 +175,7 @@ impl Recognition {
                 cmd = self.commands.recv() => match cmd {
                     Some(RecognitionCommand::Commit { options, reply }) => self.start_commit(options, reply),
                     Some(RecognitionCommand::Clear) => self.clear_turn(),
+                    Some(RecognitionCommand::AgentChanged(agent)) => self.on_agent_changed(agent).await,
                     None => break,
                 },
                 decision = poll_eou(&mut self.eou) => {
@@ -195,7 +186,12 @@ impl Recognition {
                     self.finish_commit();
                 }
             }
-            if !input_open && self.vad.is_none() && self.stt_events.is_none() && self.eou.is_none()
+            let grace_over = input_grace.is_some_and(|g| Instant::now() >= g);
+            if !input_open
+                && self.vad.is_none()
+                && self.eou.is_none()
+                && self.commit.is_none()
+                && grace_over
             {
                 break;
             }
@@ -419,6 +415,16 @@ impl Recognition {
         }
     }
 
+    /// Keeps the STT stream across handoffs unless the new agent brings its own STT.
+    async fn on_agent_changed(&mut self, agent: super::agent::Agent) {
+        if agent.stt().is_none() {
+            return;
+        }
+        let (audio, events) = open_stt(&self.session, agent).await;
+        self.stt_audio = audio;
+        self.stt_events = events;
+    }
+
     /// Starts (or restarts) the end-of-turn wait.
     fn run_eou(&mut self) {
         if matches!(self.mode, TurnDetection::Manual) {
@@ -537,6 +543,36 @@ impl Recognition {
         let transcript = self.commit_turn(pending.skip_reply);
         self.reset_turn();
         let _ = pending.reply.send(transcript);
+    }
+}
+
+type SttEvents = BoxStream<'static, Result<SpeechEvent, ApiError>>;
+
+/// Opens `agent`'s STT node on a fresh audio channel.
+async fn open_stt(
+    session: &AgentSession,
+    agent: super::agent::Agent,
+) -> (Option<mpsc::UnboundedSender<AudioFrame>>, Option<SttEvents>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ctx = AgentContext {
+        session: session.clone(),
+        agent: agent.clone(),
+    };
+    match agent
+        .behavior()
+        .stt_node(
+            ctx,
+            UnboundedReceiverStream::new(rx).boxed(),
+            ModelSettings::default(),
+        )
+        .await
+    {
+        Ok(Some(events)) => (Some(tx), Some(events)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            session.report_error(ErrorSource::Stt, e.to_string(), false);
+            (None, None)
+        }
     }
 }
 

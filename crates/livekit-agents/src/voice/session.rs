@@ -614,6 +614,11 @@ impl AgentSession {
         agent.push_chat_item(handoff.clone());
         self.add_history_item(handoff);
         activity.start(enter);
+        if let Some(r) = self.inner.state.lock().recognition.as_ref() {
+            let _ = r
+                .commands
+                .send(RecognitionCommand::AgentChanged(agent.clone()));
+        }
         old_agent
     }
 

@@ -22,6 +22,9 @@ pub enum SpeechPriority {
     High = 10,
 }
 
+/// How long an interrupted speech may take to finish before it is marked done anyway.
+pub const INTERRUPTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a speech could not be interrupted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("speech {0} does not allow interruptions (use interrupt_force)")]
@@ -147,8 +150,11 @@ impl SpeechHandle {
     }
 
     /// Interrupts the speech even if it does not allow interruptions.
+    ///
+    /// If the pipeline has not finished the speech [`INTERRUPTION_TIMEOUT`] later, it is marked
+    /// done anyway (as the reference does), so waiters never hang.
     pub fn interrupt_force(&self) {
-        self.inner.flags.send_if_modified(|f| {
+        let changed = self.inner.flags.send_if_modified(|f| {
             if f.interrupted || f.done {
                 false
             } else {
@@ -156,6 +162,19 @@ impl SpeechHandle {
                 true
             }
         });
+        if changed {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let this = self.clone();
+                rt.spawn(async move {
+                    let mut rx = this.inner.flags.subscribe();
+                    let done = tokio::time::timeout(INTERRUPTION_TIMEOUT, rx.wait_for(|f| f.done)).await;
+                    if done.is_err() {
+                        tracing::warn!(speech_id = %this.id(), "speech not done 5 s after its interruption; marking it done");
+                        this.mark_done();
+                    }
+                });
+            }
+        }
     }
 
     /// Waits until the speech finished playing (or was interrupted).

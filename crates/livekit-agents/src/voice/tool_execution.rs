@@ -16,6 +16,16 @@ use crate::llm::{
     FunctionCall, FunctionCallOutput, FunctionTool, RunContext, ToolError, ToolOutput,
 };
 
+tokio::task_local! {
+    /// Set while a tool handler runs (so `generate_reply` defaults to no tools there).
+    static IN_TOOL: bool;
+}
+
+/// Whether the current task is a tool handler.
+pub(crate) fn in_tool() -> bool {
+    IN_TOOL.try_with(|v| *v).unwrap_or(false)
+}
+
 /// Output text recorded for a tool call cancelled by an interruption.
 pub const CANCELLED_OUTPUT: &str = "The tool call was cancelled because the user interrupted.";
 
@@ -58,12 +68,12 @@ impl ToolExecutor {
                 );
                 let arguments = call.arguments.clone();
                 let name = call.name.clone();
-                let task = tokio::spawn(async move {
+                let task = tokio::spawn(IN_TOOL.scope(true, async move {
                     match tool {
                         Some(tool) => tool.call(ctx, &arguments).await,
                         None => Err(ToolError::new(format!("unknown function: {name}"))),
                     }
-                });
+                }));
                 sink.lock().push((call, task));
             }
         });
