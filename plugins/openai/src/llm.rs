@@ -201,6 +201,56 @@ impl std::fmt::Debug for AzureOptions {
     }
 }
 
+/// Where an Azure OpenAI deployment lives and how to authenticate, for `Stt::with_azure` and
+/// `Tts::with_azure` (the LLM takes the same fields in [`AzureOptions`]).
+#[derive(Clone, Default, PartialEq)]
+pub struct AzureConnection {
+    /// Deployment name; `None` uses the model name.
+    pub azure_deployment: Option<String>,
+    /// Resource endpoint, e.g. `https://my-resource.openai.azure.com`; `None` reads
+    /// `AZURE_OPENAI_ENDPOINT`.
+    pub azure_endpoint: Option<String>,
+    /// API key (`api-key` header); `None` reads `AZURE_OPENAI_API_KEY`.
+    pub api_key: Option<String>,
+    /// Microsoft Entra ID token (Bearer); `None` reads `AZURE_OPENAI_ENTRA_TOKEN`. Used when
+    /// no API key is available.
+    pub entra_token: Option<String>,
+    /// API version; `None` reads `OPENAI_API_VERSION`, else `2024-10-01-preview`.
+    pub api_version: Option<String>,
+}
+
+impl std::fmt::Debug for AzureConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureConnection")
+            .field("azure_deployment", &self.azure_deployment)
+            .field("azure_endpoint", &self.azure_endpoint)
+            .field("api_key", &redacted(&self.api_key))
+            .field("entra_token", &redacted(&self.entra_token))
+            .field("api_version", &self.api_version)
+            .finish()
+    }
+}
+
+impl AzureConnection {
+    /// `{azure_endpoint}/openai/deployments/{deployment}` with `api-version` and the key.
+    pub(crate) fn endpoint(self, model: &str) -> Result<Endpoint, ConfigError> {
+        let endpoint = azure_endpoint(self.azure_endpoint.as_deref())?;
+        let auth = azure_auth(self.api_key.as_deref(), self.entra_token.as_deref())?;
+        let deployment = self.azure_deployment.unwrap_or_else(|| model.to_string());
+        let api_version = azure_api_version(self.api_version);
+        Ok(Endpoint {
+            base_url: crate::client::join_path(
+                &endpoint,
+                &format!("openai/deployments/{deployment}"),
+            ),
+            auth,
+            query: vec![("api-version".into(), api_version)],
+            headers: Vec::new(),
+            provider: "Azure OpenAI".into(),
+        })
+    }
+}
+
 /// OpenRouter options for [`Llm::with_openrouter`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OpenRouterOptions {
@@ -398,14 +448,17 @@ impl Llm {
     /// ?api-version=…`, authenticated with `api-key` (`AZURE_OPENAI_API_KEY`) or an Entra
     /// token (`AZURE_OPENAI_ENTRA_TOKEN`). Temperature defaults to 0.1.
     pub fn with_azure(options: AzureOptions) -> Result<Self, ConfigError> {
-        let endpoint = azure_endpoint(options.azure_endpoint.as_deref())?;
-        let auth = azure_auth(options.api_key.as_deref(), options.entra_token.as_deref())?;
         let model = options
             .model
             .unwrap_or_else(|| DEFAULT_LLM_MODEL.to_string());
-        let deployment = options.azure_deployment.unwrap_or_else(|| model.clone());
-        let api_version = azure_api_version(options.api_version);
-        let base = crate::client::join_path(&endpoint, &format!("openai/deployments/{deployment}"));
+        let endpoint = AzureConnection {
+            azure_deployment: options.azure_deployment,
+            azure_endpoint: options.azure_endpoint,
+            api_key: options.api_key,
+            entra_token: options.entra_token,
+            api_version: options.api_version,
+        }
+        .endpoint(&model)?;
         let opts = LlmOptions {
             model,
             temperature: options.temperature,
@@ -415,13 +468,7 @@ impl Llm {
         };
         Ok(Self {
             opts,
-            endpoint: Endpoint {
-                base_url: base,
-                auth,
-                query: vec![("api-version".into(), api_version)],
-                headers: Vec::new(),
-                provider: "Azure OpenAI".into(),
-            },
+            endpoint,
             http: http_client(),
             provider: "azure",
             max_tokens_field: "max_completion_tokens",

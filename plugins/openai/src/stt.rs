@@ -21,6 +21,7 @@ use crate::client::{
     error_from_response, http_client, parse_base_url, redacted, request_id, resolve_base_url,
     transport_error, ApiKey, ConfigError, Endpoint, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL,
 };
+use crate::llm::AzureConnection;
 use crate::realtime::{pcm_format, NoiseReduction, TurnDetection};
 use crate::ws::{self, event_type, str_field, Incoming};
 
@@ -124,6 +125,24 @@ impl Stt {
                 ..options
             },
             endpoint: Endpoint::bearer(base, key, "OpenAI"),
+            http: http_client(),
+        })
+    }
+
+    /// Azure OpenAI transcription: `{azure_endpoint}/openai/deployments/{deployment}/audio/
+    /// transcriptions?api-version=…`. The reference's Azure default model is
+    /// `gpt-4o-mini-transcribe`; pass it in `options.model` (the deployment defaults to the
+    /// model name). Streaming (`use_realtime`) is not offered for Azure.
+    pub fn with_azure(azure: AzureConnection, options: SttOptions) -> Result<Self, ConfigError> {
+        let endpoint = azure.endpoint(&options.model)?;
+        Ok(Self {
+            opts: SttOptions {
+                api_key: None,
+                base_url: None,
+                use_realtime: false,
+                ..options
+            },
+            endpoint,
             http: http_client(),
         })
     }

@@ -15,6 +15,7 @@ use crate::client::{
     error_from_response, http_client, parse_base_url, redacted, request_id, resolve_base_url,
     transport_error, ApiKey, ConfigError, Endpoint, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL,
 };
+use crate::llm::AzureConnection;
 
 /// Default speech model (the LiveKit OpenAI TTS docs).
 pub const DEFAULT_TTS_MODEL: &str = "gpt-4o-mini-tts";
@@ -120,6 +121,18 @@ impl Tts {
             endpoint: Endpoint::bearer(base, key, "OpenAI"),
             http: http_client(),
         })
+    }
+
+    /// Azure OpenAI speech: `{azure_endpoint}/openai/deployments/{deployment}/audio/speech
+    /// ?api-version=…` (the deployment defaults to the model name).
+    pub fn with_azure(azure: AzureConnection, options: TtsOptions) -> Result<Self, ConfigError> {
+        let endpoint = azure.endpoint(&options.model)?;
+        let tts = Self::new(TtsOptions {
+            api_key: Some("unused".into()),
+            base_url: Some(endpoint.base_url.to_string()),
+            ..options
+        })?;
+        Ok(Self { endpoint, ..tts })
     }
 
     /// Sends requests to another API root.

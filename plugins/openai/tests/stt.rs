@@ -255,3 +255,33 @@ async fn live_openai_transcription() {
         .unwrap();
     assert_eq!(ev.kind, SpeechEventType::FinalTranscript);
 }
+
+#[tokio::test]
+async fn azure_transcription_uses_the_deployment_path_and_api_key() {
+    let server = Server::start(vec![Reply::Json(r#"{"text":"hi"}"#.into())]).await;
+    let stt = Stt::with_azure(
+        livekit_plugins_openai::AzureConnection {
+            azure_endpoint: Some(format!("http://{}", server.addr)),
+            api_key: Some("az-stt".into()),
+            api_version: Some("2025-03-01-preview".into()),
+            ..Default::default()
+        },
+        SttOptions {
+            model: "gpt-4o-mini-transcribe".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ev = stt
+        .recognize_once(&speech(100, 16_000), None, &conn())
+        .await
+        .unwrap();
+    assert_eq!(ev.text(), "hi");
+    let r = &server.requests().await[0];
+    assert_eq!(
+        r.path,
+        "/openai/deployments/gpt-4o-mini-transcribe/audio/transcriptions"
+    );
+    assert_eq!(r.query.as_deref(), Some("api-version=2025-03-01-preview"));
+    assert_eq!(r.header("api-key").unwrap(), "az-stt");
+}

@@ -155,3 +155,30 @@ async fn live_openai_speech() {
         .unwrap();
     assert!(frame.samples_per_channel > 2400);
 }
+
+#[tokio::test]
+async fn azure_speech_uses_the_deployment_path_and_api_key() {
+    let (samples, parts) = pcm_parts(20, 1);
+    let server = Server::start(vec![pcm_reply(parts)]).await;
+    let t = Tts::with_azure(
+        livekit_plugins_openai::AzureConnection {
+            azure_endpoint: Some(format!("http://{}", server.addr)),
+            azure_deployment: Some("tts-dep".into()),
+            api_key: Some("az-tts".into()),
+            api_version: Some("2025-03-01-preview".into()),
+            ..Default::default()
+        },
+        TtsOptions::default(),
+    )
+    .unwrap();
+    assert!(!format!("{t:?}").contains("az-tts"));
+    assert_eq!(
+        t.synthesize("hi", conn()).collect().await.unwrap().data,
+        samples
+    );
+    let r = &server.requests().await[0];
+    assert_eq!(r.path, "/openai/deployments/tts-dep/audio/speech");
+    assert_eq!(r.query.as_deref(), Some("api-version=2025-03-01-preview"));
+    assert_eq!(r.header("api-key").unwrap(), "az-tts");
+    assert!(r.header("authorization").is_none());
+}
