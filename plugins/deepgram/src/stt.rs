@@ -7,30 +7,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use livekit_agents::audio::AudioFrame;
 use livekit_agents::stt::{
-    self as core_stt, AlignedTranscript, RecognitionUsage, SpeechData, SpeechEvent,
-    SpeechEventSender, SpeechEventType, SpeechStream, SttCapabilities, SttInput, SttInputReceiver,
-    SttStreamTask,
+    self as core_stt, AlignedTranscript, SpeechData, SpeechEvent, SpeechEventType, SpeechStream,
+    SttCapabilities,
 };
 use livekit_agents::types::{ApiConnectOptions, ApiError, TimedString};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use url::Url;
 
 use crate::common::{
-    connect_ws, endpoint, header_str, next_incoming, redacted, resolve_base_url, send_binary,
-    send_json, status_error, summarize_body, to_le_bytes, ApiKey, Chunker, ConfigError, Dialer,
-    Incoming, KeepAlive, Query, ReplayBuffer, WsStream, KEEPALIVE_INTERVAL,
+    endpoint, header_str, redacted, resolve_base_url, status_error, summarize_body, to_le_bytes,
+    ApiKey, ConfigError, Dialer, Query,
 };
-
-/// Size of the audio chunks sent to Deepgram (the reference sends 50 ms).
-const CHUNK_MS: u32 = 50;
-/// Unfinalized audio kept for replay after a reconnect. Deepgram finalizes every few seconds,
-/// so this is a bound for pathological cases, not a working size.
-const MAX_REPLAY_SECS: f64 = 30.0;
-/// Usage is reported every this many seconds of audio sent (as the reference does).
-const USAGE_REPORT_SECS: f64 = 5.0;
+use crate::listen::{Action, ListenApi, ListenTask};
 
 /// Options of the Deepgram [`Stt`]. Defaults match the reference plugin.
 ///
@@ -383,396 +372,72 @@ impl core_stt::Stt for Stt {
         language: Option<String>,
         conn: ApiConnectOptions,
     ) -> Result<SpeechStream, ApiError> {
-        let options = self.options.subscribe();
-        let created_language = options.borrow().language.clone();
-        let task = ListenTask {
-            options,
-            created_language,
-            language_override: language,
-            options_alive: true,
-            api_key: self.api_key.clone(),
-            base_url: self.base_url.clone(),
-            dialer: self.dialer.clone(),
+        let task = ListenTask::<V1>::new(
+            self.options.subscribe(),
+            language,
+            self.api_key.clone(),
+            self.base_url.clone(),
+            self.dialer.clone(),
             conn,
-            audio: None,
-            speaking: false,
-            input_ended: false,
-            reconnect_pending: false,
-            request_id: String::new(),
-            usage_unreported: 0.0,
-        };
+        );
         Ok(SpeechStream::spawn("deepgram.STT", conn, task))
     }
 }
 
-/// Audio bookkeeping of a stream, created from the first frame's format.
-struct AudioState {
-    chunker: Chunker,
-    replay: ReplayBuffer,
-    chunk_len: usize,
-}
+/// The v1 listen API (nova models).
+pub(crate) struct V1;
 
-/// One streaming recognition. Its fields survive reconnections (the core calls
-/// [`SttStreamTask::run`] again after a retryable error), which is what lets a new connection
-/// resend the unfinalized audio and keep timestamps and speaking state consistent.
-struct ListenTask {
-    options: watch::Receiver<SttOptions>,
-    created_language: Option<String>,
-    language_override: Option<String>,
-    options_alive: bool,
-    api_key: ApiKey,
-    base_url: Url,
-    dialer: Dialer,
-    conn: ApiConnectOptions,
-    audio: Option<AudioState>,
-    speaking: bool,
-    input_ended: bool,
-    reconnect_pending: bool,
-    request_id: String,
-    usage_unreported: f64,
-}
+impl ListenApi for V1 {
+    type Options = SttOptions;
+    const NAME: &'static str = "v1/listen";
+    const KEEPALIVE: bool = true;
+    const FINALIZE_ON_FLUSH: bool = true;
 
-/// Per-connection state.
-struct Session {
-    /// Stream position (samples per channel) at which this connection's time zero lies.
-    start_pos: u64,
-    /// Seconds of audio sent on this connection (billing reconciliation with `Metadata`).
-    audio_secs: f64,
-    keepalive: KeepAlive,
-    close_deadline: Option<Instant>,
-    opts: SttOptions,
-}
-
-enum SessionEnd {
-    Done,
-    Reconnect,
-}
-
-#[async_trait]
-impl SttStreamTask for ListenTask {
-    async fn run(
-        &mut self,
-        input: &mut SttInputReceiver,
-        events: &SpeechEventSender,
-    ) -> Result<(), ApiError> {
-        // The stream's format is the first frame's: wait for it before connecting.
-        while self.audio.is_none() {
-            match input.recv().await {
-                None => return Ok(()),
-                Some(SttInput::Flush) => continue,
-                Some(SttInput::Frame(frame)) => self.accept_frame(&frame)?,
-            }
-        }
-        loop {
-            let opts = self.current_options();
-            let (rate, channels) = match &self.audio {
-                Some(a) => (a.replay.sample_rate(), a.replay.channels()),
-                None => return Ok(()),
-            };
-            let url = opts.stream_url(&self.base_url, rate, channels);
-            let headers = vec![(http::header::AUTHORIZATION, self.api_key.authorization()?)];
-            let (mut ws, request_id) =
-                connect_ws(&self.dialer, &url, headers, self.conn.timeout).await?;
-            if let Some(id) = request_id {
-                self.request_id = id;
-            }
-            tracing::debug!(request_id = %self.request_id, "connected to Deepgram listen");
-            let result = self.session(&mut ws, input, events, opts).await;
-            self.flush_usage(events).await;
-            match result? {
-                SessionEnd::Done => return Ok(()),
-                SessionEnd::Reconnect => {
-                    tracing::debug!("Deepgram options changed, reconnecting");
-                    let _ = ws.close(None).await;
-                }
-            }
-        }
-    }
-}
-
-impl ListenTask {
-    /// The options for the next connection (stream language override applied).
-    fn current_options(&mut self) -> SttOptions {
-        let mut opts = self.options.borrow_and_update().clone();
-        self.reconnect_pending = false;
-        if opts.language != self.created_language {
-            // An explicit language update replaces the language the stream was opened with.
-            self.language_override = None;
-        }
-        if let Some(lang) = &self.language_override {
-            opts.language = Some(lang.clone());
-        }
-        opts
+    fn url(opts: &SttOptions, base: &Url, sample_rate: u32, channels: u16) -> Url {
+        opts.stream_url(base, sample_rate, channels)
     }
 
-    /// Takes a frame into the chunker, checking it matches the stream's format.
-    fn accept_frame(&mut self, frame: &AudioFrame) -> Result<(), ApiError> {
-        if frame.sample_rate == 0 || frame.num_channels == 0 {
-            return Err(ApiError::Other(format!("invalid audio frame: {frame:?}")));
-        }
-        let audio = self.audio.get_or_insert_with(|| {
-            let chunker = Chunker::new(frame.sample_rate, frame.num_channels, CHUNK_MS);
-            let chunk_len = (frame.sample_rate as usize * CHUNK_MS as usize / 1000).max(1)
-                * frame.num_channels as usize;
-            AudioState {
-                chunker,
-                replay: ReplayBuffer::new(frame.sample_rate, frame.num_channels, MAX_REPLAY_SECS),
-                chunk_len,
-            }
-        });
-        let (rate, channels) = (audio.replay.sample_rate(), audio.replay.channels());
-        if frame.sample_rate != rate || frame.num_channels != channels {
-            return Err(ApiError::Other(format!(
-                "audio format changed mid-stream: {} Hz x{} after {} Hz x{}; resample before pushing",
-                frame.sample_rate, frame.num_channels, rate, channels
-            )));
-        }
-        audio.chunker.push(&frame.data);
-        Ok(())
+    fn language(opts: &SttOptions) -> Option<String> {
+        opts.language.clone()
     }
 
-    async fn session(
-        &mut self,
-        ws: &mut WsStream,
-        input: &mut SttInputReceiver,
-        events: &SpeechEventSender,
-        opts: SttOptions,
-    ) -> Result<SessionEnd, ApiError> {
-        let Some(audio) = self.audio.as_ref() else {
-            return Ok(SessionEnd::Done);
-        };
-        let mut session = Session {
-            start_pos: audio.replay.start_pos(),
-            audio_secs: 0.0,
-            keepalive: KeepAlive::new(KEEPALIVE_INTERVAL, Instant::now()),
-            close_deadline: None,
-            opts,
-        };
-        // Resend what the previous connection heard but did not finalize.
-        let replay = audio.replay.chunks(audio.chunk_len);
-        if !replay.is_empty() {
-            tracing::debug!(
-                secs = audio
-                    .replay
-                    .end_pos()
-                    .saturating_sub(audio.replay.start_pos()) as f64
-                    / audio.replay.sample_rate() as f64,
-                "resending unfinalized audio to Deepgram"
-            );
-        }
-        for chunk in replay {
-            self.send_audio(ws, &mut session, events, chunk, false)
-                .await?;
-        }
-        self.send_ready_chunks(ws, &mut session, events).await?;
-        if self.input_ended {
-            self.end_input(ws, &mut session, events).await?;
-        }
-
-        loop {
-            let keepalive_at = session.keepalive.deadline();
-            let close_at = session.close_deadline;
-            tokio::select! {
-                incoming = next_incoming(ws) => {
-                    match incoming? {
-                        Incoming::Text(text) => {
-                            if !self.handle_message(&text, &mut session, events).await? {
-                                return Ok(SessionEnd::Done);
-                            }
-                            // An inactivity timeout: time spent waiting for a slow consumer
-                            // does not count.
-                            if session.close_deadline.is_some() {
-                                session.close_deadline = Some(Instant::now() + self.conn.timeout);
-                            }
-                        }
-                        Incoming::Binary(data) => {
-                            tracing::debug!(len = data.len(), "ignoring unexpected binary frame from Deepgram");
-                        }
-                        Incoming::Closed(reason) => {
-                            // A close frame after CloseStream is the normal end; a socket that
-                            // just vanished may have lost results, so retry (which resends
-                            // the unfinalized audio).
-                            if self.input_ended && reason.is_some() {
-                                return Ok(SessionEnd::Done);
-                            }
-                            return Err(closed_error(reason));
-                        }
-                    }
-                    if self.reconnect_pending && !self.speaking && !self.input_ended {
-                        return Ok(SessionEnd::Reconnect);
-                    }
-                }
-                item = input.recv(), if !self.input_ended => {
-                    match item {
-                        Some(SttInput::Frame(frame)) => {
-                            self.accept_frame(&frame)?;
-                            self.send_ready_chunks(ws, &mut session, events).await?;
-                        }
-                        Some(SttInput::Flush) => {
-                            self.send_rest(ws, &mut session, events).await?;
-                            send_json(ws, &json!({"type": "Finalize"})).await?;
-                        }
-                        None => self.end_input(ws, &mut session, events).await?,
-                    }
-                }
-                _ = tokio::time::sleep_until(keepalive_at), if !self.input_ended => {
-                    send_json(ws, &json!({"type": "KeepAlive"})).await?;
-                    session.keepalive.sent(Instant::now());
-                }
-                changed = self.options.changed(), if self.options_alive && !self.reconnect_pending => {
-                    match changed {
-                        Ok(()) if !self.input_ended => {
-                            self.reconnect_pending = true;
-                            if !self.speaking {
-                                return Ok(SessionEnd::Reconnect);
-                            }
-                        }
-                        Ok(()) => {}
-                        Err(_) => self.options_alive = false,
-                    }
-                }
-                _ = sleep_until_opt(close_at), if close_at.is_some() => {
-                    // Deepgram did not close after CloseStream: retry, which resends the
-                    // unfinalized audio on a new connection.
-                    return Err(ApiError::Timeout(self.conn.timeout));
-                }
-            }
-        }
+    fn set_language(opts: &mut SttOptions, language: &str) {
+        opts.language = Some(language.to_string());
     }
 
-    /// Input ended: send the partial chunk and `CloseStream`, then wait for Deepgram to send
-    /// its last results and close.
-    async fn end_input(
-        &mut self,
-        ws: &mut WsStream,
-        session: &mut Session,
-        events: &SpeechEventSender,
-    ) -> Result<(), ApiError> {
-        self.send_rest(ws, session, events).await?;
-        send_json(ws, &json!({"type": "CloseStream"})).await?;
-        self.input_ended = true;
-        session.close_deadline = Some(Instant::now() + self.conn.timeout);
-        Ok(())
-    }
-
-    async fn send_ready_chunks(
-        &mut self,
-        ws: &mut WsStream,
-        session: &mut Session,
-        events: &SpeechEventSender,
-    ) -> Result<(), ApiError> {
-        while let Some(chunk) = self.audio.as_mut().and_then(|a| a.chunker.next_full()) {
-            self.send_audio(ws, session, events, chunk, true).await?;
-        }
-        Ok(())
-    }
-
-    async fn send_rest(
-        &mut self,
-        ws: &mut WsStream,
-        session: &mut Session,
-        events: &SpeechEventSender,
-    ) -> Result<(), ApiError> {
-        self.send_ready_chunks(ws, session, events).await?;
-        if let Some(rest) = self.audio.as_mut().and_then(|a| a.chunker.take_rest()) {
-            self.send_audio(ws, session, events, rest, true).await?;
-        }
-        Ok(())
-    }
-
-    /// Sends audio; `record` adds it to the replay buffer (false when resending from it).
-    async fn send_audio(
-        &mut self,
-        ws: &mut WsStream,
-        session: &mut Session,
-        events: &SpeechEventSender,
-        samples: Vec<i16>,
-        record: bool,
-    ) -> Result<(), ApiError> {
-        let Some(audio) = self.audio.as_mut() else {
-            return Ok(());
-        };
-        if record {
-            // Recorded before sending: if the send fails, the next connection resends it.
-            audio.replay.push(&samples);
-        }
-        let secs = samples.len() as f64
-            / audio.replay.channels() as f64
-            / audio.replay.sample_rate() as f64;
-        send_binary(ws, to_le_bytes(&samples)).await?;
-        session.keepalive.sent(Instant::now());
-        session.audio_secs += secs;
-        self.usage_unreported += secs;
-        if self.usage_unreported >= USAGE_REPORT_SECS {
-            self.flush_usage(events).await;
-        }
-        Ok(())
-    }
-
-    async fn flush_usage(&mut self, events: &SpeechEventSender) {
-        if self.usage_unreported <= 0.0 {
-            return;
-        }
-        let mut ev = SpeechEvent::new(SpeechEventType::RecognitionUsage);
-        ev.request_id = self.request_id.clone();
-        ev.recognition_usage = Some(RecognitionUsage {
-            audio_duration: self.usage_unreported,
-        });
-        self.usage_unreported = 0.0;
-        events.send(ev).await;
-    }
-
-    async fn emit(&self, events: &SpeechEventSender, kind: SpeechEventType) -> bool {
-        let mut ev = SpeechEvent::new(kind);
-        ev.request_id = self.request_id.clone();
-        events.send(ev).await
-    }
-
-    /// Handles one server message. Returns `Ok(false)` once the consumer is gone.
-    async fn handle_message(
-        &mut self,
-        text: &str,
-        session: &mut Session,
-        events: &SpeechEventSender,
-    ) -> Result<bool, ApiError> {
+    fn handle(opts: &SttOptions, text: &str, offset: f64, speaking: &mut bool) -> Vec<Action> {
         let message: ServerMessage = match serde_json::from_str(text) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "skipping malformed Deepgram message");
-                return Ok(true);
+                return Vec::new();
             }
         };
-        let offset = match &self.audio {
-            Some(a) => session.start_pos as f64 / a.replay.sample_rate() as f64,
-            None => 0.0,
-        };
+        let mut actions = Vec::new();
         match message {
             ServerMessage::SpeechStarted {} => {
-                if !self.speaking {
-                    self.speaking = true;
-                    return Ok(self.emit(events, SpeechEventType::StartOfSpeech).await);
+                if !*speaking {
+                    *speaking = true;
+                    actions.push(Action::Event(SpeechEvent::new(
+                        SpeechEventType::StartOfSpeech,
+                    )));
                 }
             }
             ServerMessage::Results(results) => {
                 if let Some(id) = results.metadata.as_ref().and_then(|m| m.request_id.clone()) {
-                    self.request_id = id;
+                    actions.push(Action::RequestId(id));
                 }
                 if results.is_final {
-                    if let Some(audio) = self.audio.as_mut() {
-                        audio
-                            .replay
-                            .finalize_until(session.start_pos, results.start + results.duration);
-                    }
+                    actions.push(Action::FinalizedUntil(results.start + results.duration));
                 }
-                let alternatives = live_speech_data(&results, &session.opts, offset);
-                let has_text = alternatives.first().is_some_and(|a| !a.text.is_empty());
-                if has_text {
-                    if !self.speaking {
+                let alternatives = live_speech_data(&results, opts, offset);
+                if alternatives.first().is_some_and(|a| !a.text.is_empty()) {
+                    if !*speaking {
                         // Deepgram sometimes sends a transcript without SpeechStarted.
-                        self.speaking = true;
-                        if !self.emit(events, SpeechEventType::StartOfSpeech).await {
-                            return Ok(false);
-                        }
+                        *speaking = true;
+                        actions.push(Action::Event(SpeechEvent::new(
+                            SpeechEventType::StartOfSpeech,
+                        )));
                     }
                     let kind = if results.is_final {
                         SpeechEventType::FinalTranscript
@@ -780,69 +445,41 @@ impl ListenTask {
                         SpeechEventType::InterimTranscript
                     };
                     let mut ev = SpeechEvent::new(kind);
-                    ev.request_id = self.request_id.clone();
                     ev.alternatives = alternatives;
-                    if !events.send(ev).await {
-                        return Ok(false);
-                    }
+                    actions.push(Action::Event(ev));
                 }
-                if results.speech_final && self.speaking {
-                    self.speaking = false;
-                    return Ok(self.emit(events, SpeechEventType::EndOfSpeech).await);
+                if results.speech_final && *speaking {
+                    *speaking = false;
+                    actions.push(Action::Event(SpeechEvent::new(
+                        SpeechEventType::EndOfSpeech,
+                    )));
                 }
             }
             ServerMessage::UtteranceEnd {} => {
-                if self.speaking {
-                    self.speaking = false;
-                    return Ok(self.emit(events, SpeechEventType::EndOfSpeech).await);
+                if *speaking {
+                    *speaking = false;
+                    actions.push(Action::Event(SpeechEvent::new(
+                        SpeechEventType::EndOfSpeech,
+                    )));
                 }
             }
             ServerMessage::Metadata(meta) => {
                 if let Some(id) = meta.request_id {
-                    self.request_id = id;
+                    actions.push(Action::RequestId(id));
                 }
-                // Deepgram bills the whole stream duration it reports here; add what the
-                // per-chunk accounting has not covered.
+                // Deepgram bills the whole stream duration it reports here.
                 if let Some(duration) = meta.duration {
-                    let extra = duration - session.audio_secs;
-                    if extra > 1e-6 {
-                        self.usage_unreported += extra;
-                        session.audio_secs = duration;
-                    }
+                    actions.push(Action::Billed(duration));
                 }
-                self.flush_usage(events).await;
             }
-            ServerMessage::Error(err) => {
-                return Err(ApiError::Connection {
-                    message: format!("Deepgram error: {}", err.describe()),
-                    retryable: true,
-                });
-            }
-            ServerMessage::Unknown => {
-                tracing::debug!("ignoring unknown Deepgram message");
-            }
+            ServerMessage::Error(err) => actions.push(Action::Fail(ApiError::Connection {
+                message: format!("Deepgram error: {}", err.describe()),
+                retryable: true,
+            })),
+            ServerMessage::Unknown => tracing::debug!("ignoring unknown Deepgram message"),
         }
-        Ok(true)
+        actions
     }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The error for a socket the server closed while input was still flowing.
-pub(crate) fn closed_error(reason: Option<(u16, String)>) -> ApiError {
-    let message = match reason {
-        Some((code, reason)) if !reason.is_empty() => {
-            format!("Deepgram closed the connection unexpectedly (code {code}: {reason})")
-        }
-        Some((code, _)) => format!("Deepgram closed the connection unexpectedly (code {code})"),
-        None => "Deepgram connection dropped".to_string(),
-    };
-    ApiError::connection(message)
 }
 
 /// Messages of the v1 listen socket.

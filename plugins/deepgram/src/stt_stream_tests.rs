@@ -2,19 +2,17 @@
 //! sockets, so the clock only advances when every task is blocked).
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::Duration;
 
+use crate::test_support::*;
 use livekit_agents::stt::{SpeechEventType, Stt as _};
 use livekit_agents::types::ApiConnectOptions;
 use serde_json::{json, Value};
-use support::*;
 use tokio::time::Instant;
 
 use super::{Stt, SttOptions};
 use crate::common::Dialer;
+use crate::flux::{FluxOptions, SttV2};
 
 fn client(server: &FakeServer, opts: SttOptions) -> Stt {
     Stt::new(SttOptions {
@@ -244,4 +242,85 @@ async fn slow_consumer_applies_backpressure_without_loss() {
         }
     }
     let _conn = server_task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn flux_turns_become_preflight_final_and_end_of_speech() {
+    let mut server = FakeServer::start_memory();
+    let stt = SttV2::new(FluxOptions {
+        api_key: Some("test-key".into()),
+        eager_eot_threshold: Some(0.4),
+        keyterms: vec!["LiveKit".into()],
+        ..Default::default()
+    })
+    .unwrap()
+    .with_base_url("ws://127.0.0.1:9")
+    .unwrap()
+    .with_dialer(Dialer::Memory(server.connector()));
+    let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
+    let end = push_audio(&stream, 0, 0.5);
+    let mut conn = server.next_conn().await;
+    assert_eq!(conn.path, "/v2/listen");
+    assert_eq!(conn.headers["authorization"], "Token test-key");
+    for (k, v) in [
+        ("model", "flux-general-en"),
+        ("encoding", "linear16"),
+        ("sample_rate", "16000"),
+        ("eager_eot_threshold", "0.4"),
+        ("keyterm", "LiveKit"),
+    ] {
+        assert_eq!(conn.param(k), Some(v), "query parameter {k}");
+    }
+    assert_eq!(conn.recv_audio(end * 2).await, ramp_bytes(0, end));
+
+    let turn = |event: &str, transcript: &str, window_end: f64| {
+        json!({"type": "TurnInfo", "request_id": "flux-1", "sequence_id": 1, "event": event,
+            "turn_index": 0, "audio_window_start": 0.0, "audio_window_end": window_end,
+            "transcript": transcript, "end_of_turn_confidence": 0.5,
+            "words": transcript.split_whitespace().enumerate().map(|(i, w)| json!({
+                "word": w, "start": 0.1 * i as f64, "end": 0.1 * i as f64 + 0.08, "confidence": 0.9}))
+                .collect::<Vec<_>>()})
+    };
+    conn.send_json(json!({"type": "Connected", "request_id": "flux-1", "sequence_id": 0}))
+        .await;
+    conn.send_json(turn("StartOfTurn", "", 0.1)).await;
+    conn.send_json(turn("Update", "book a", 0.3)).await;
+    conn.send_json(turn("EagerEndOfTurn", "book a table", 0.45))
+        .await;
+    conn.send_json(turn("TurnResumed", "book a table", 0.45))
+        .await;
+    conn.send_json(turn("EagerEndOfTurn", "book a table for two", 0.5))
+        .await;
+    conn.send_json(turn("EndOfTurn", "book a table for two", 0.5))
+        .await;
+
+    use SpeechEventType::*;
+    let expected = [
+        (StartOfSpeech, ""),
+        (InterimTranscript, "book a"),
+        (PreflightTranscript, "book a table"),
+        (InterimTranscript, "book a table"),
+        (PreflightTranscript, "book a table for two"),
+        (FinalTranscript, "book a table for two"),
+        (EndOfSpeech, ""),
+    ];
+    for (kind, text) in expected {
+        let ev = next_speech(&mut stream).await;
+        assert_eq!((ev.kind, ev.text()), (kind, text));
+        assert_eq!(ev.request_id, "flux-1");
+    }
+
+    // No Finalize on flush and no KeepAlive on v2: the next message is CloseStream.
+    stream.flush();
+    stream.end_input();
+    let (audio, text) = conn.recv_until_text().await;
+    assert!(audio.is_empty());
+    assert_eq!(
+        serde_json::from_str::<Value>(&text.unwrap()).unwrap(),
+        json!({"type": "CloseStream"})
+    );
+    conn.close().await;
+    while let Some(ev) = stream.next_event().await {
+        assert_eq!(ev.unwrap().kind, RecognitionUsage);
+    }
 }
