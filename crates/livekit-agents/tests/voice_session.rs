@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use livekit_agents::io::memory::{
     audio_input_channel, AudioInputSender, MemoryAudioOutput, MemoryTextOutput,
 };
@@ -28,7 +29,9 @@ struct Harness {
     log: Arc<Mutex<Vec<(f64, SessionEvent)>>>,
     _audio: AudioInputSender,
     output: MemoryAudioOutput,
+    text: MemoryTextOutput,
     llm: FakeLlm,
+    stt: FakeStt,
 }
 
 impl Harness {
@@ -74,9 +77,10 @@ async fn start_voice(
     detector: Option<FakeTurnDetector>,
     agent: Agent,
 ) -> Harness {
+    let stt = FakeStt::new(speeches.clone());
     let mut builder = AgentSession::builder()
-        .vad(Arc::new(FakeVad::new(speeches.clone())))
-        .stt(Arc::new(FakeStt::new(speeches)))
+        .vad(Arc::new(FakeVad::new(speeches)))
+        .stt(Arc::new(stt.clone()))
         .llm(Arc::new(llm.clone()))
         .tts(Arc::new(tts))
         .options(options);
@@ -102,7 +106,7 @@ async fn start_voice(
             SessionIo {
                 audio_input: Some(input),
                 audio_output: Some(Arc::new(output.clone())),
-                text_output: Some(Arc::new(text)),
+                text_output: Some(Arc::new(text.clone())),
             },
         )
         .await
@@ -112,7 +116,9 @@ async fn start_voice(
         log,
         _audio: audio,
         output,
+        text,
         llm,
+        stt,
     }
 }
 
@@ -179,6 +185,17 @@ async fn basic_voice_turn_commits_at_min_delay_and_speaks_after_ttft_plus_ttfb()
         _ => None,
     });
     assert_eq!(e2e, Some(ms(800)));
+    let turn = h.log.lock().iter().find_map(|(_, ev)| match ev {
+        SessionEvent::MetricsCollected {
+            metrics: livekit_agents::metrics::AgentMetrics::Turn(t),
+        } => Some(t.clone()),
+        _ => None,
+    });
+    let turn = turn.unwrap();
+    // 0.5 s end of utterance + 0.1 s LLM ttft + 0.2 s TTS ttfb = 0.8 s.
+    assert_eq!(turn.end_of_utterance_delay, Some(ms(500)));
+    assert_eq!(turn.llm_ttft, Some(ms(100)));
+    assert_eq!(turn.tts_ttfb, Some(ms(200)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -544,4 +561,192 @@ async fn tool_cancelled_by_interruption_records_a_cancelled_output() {
         .collect();
     assert_eq!(outputs, vec![(CANCELLED_OUTPUT.to_string(), true)]);
     let _ = ToolChoice::Auto;
+}
+
+fn noise(ms_len: u64) -> livekit_agents::audio::AudioFrame {
+    let n = (16 * ms_len) as usize;
+    livekit_agents::audio::AudioFrame::new(vec![1000; n], 16_000, 1).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn uninterruptible_speech_replaces_user_audio_with_silence_for_the_stt() {
+    let h = start_voice(
+        vec![],
+        FakeLlm::new(vec![]),
+        FakeTts::new(ms(100), ms(2000)),
+        no_preemption(),
+        None,
+        Agent::new(""),
+    )
+    .await;
+    let handle = h
+        .session
+        .say(
+            "Please hold.",
+            SayOptions {
+                allow_interruptions: Some(false),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    tokio::time::sleep(ms(500)).await;
+    for _ in 0..10 {
+        h._audio.send(noise(20));
+        tokio::time::sleep(ms(20)).await;
+    }
+    handle.wait_for_playout().await;
+    for _ in 0..5 {
+        h._audio.send(noise(20));
+        tokio::time::sleep(ms(20)).await;
+    }
+    let received = h.stt.received();
+    assert_eq!(received.total, ms(300));
+    assert_eq!(received.non_silent, ms(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn user_turn_limit_calls_on_user_turn_exceeded_with_an_uninterruptible_reply() {
+    let mut opts = no_preemption();
+    opts.turn_handling.user_turn_limit.max_words = Some(3);
+    let tool = FunctionTool::raw(
+        "noop",
+        "Does nothing.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        |_ctx: RunContext, _a: serde_json::Value| async move { Ok::<_, ToolError>(()) },
+    );
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 3.0, "one two three four five")],
+        FakeLlm::new(vec![FakeLlmResponse::text(
+            "Let me stop you there.",
+            ms(100),
+        )]),
+        FakeTts::new(ms(100), ms(500)),
+        opts,
+        None,
+        Agent::builder().tool(tool).build(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let reqs = h.llm.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].tool_choice, Some(ToolChoice::None));
+    let created: Vec<bool> = h
+        .log
+        .lock()
+        .iter()
+        .filter_map(|(_, ev)| match ev {
+            SessionEvent::SpeechCreated { speech_handle, .. } => {
+                Some(speech_handle.allow_interruptions())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created, vec![false]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn turn_detector_timeout_falls_back_to_min_delay() {
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 2.5, "Hello")],
+        FakeLlm::new(vec![FakeLlmResponse::text("Hi.", ms(100))]),
+        FakeTts::new(ms(100), ms(500)),
+        no_preemption(),
+        Some(FakeTurnDetector {
+            probability: 0.01,
+            threshold: 0.1,
+            delay: Duration::from_secs(5),
+        }),
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // VAD end of speech at 2.8, prediction abandoned at 3.8; min_delay already elapsed.
+    assert!(
+        h.timeline().contains(&at(3800, "User:Hello")),
+        "{:?}",
+        h.timeline()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn transcript_reaches_the_text_output_in_step_with_playback() {
+    let h = start_voice(
+        vec![],
+        FakeLlm::new(vec![]),
+        FakeTts::new(ms(100), ms(2000)),
+        no_preemption(),
+        None,
+        Agent::new(""),
+    )
+    .await;
+    let handle = h
+        .session
+        .say("one two three four", SayOptions::default())
+        .unwrap();
+    // Audio starts at 0.1 s; 4 one-syllable words over 2 s: one word every 0.5 s.
+    tokio::time::sleep(ms(700)).await;
+    assert_eq!(h.text.segments(), vec!["one two".to_string()]);
+    handle.wait_for_playout().await;
+    assert_eq!(h.text.segments(), vec!["one two three four".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn say_with_pre_synthesized_audio_plays_it_and_records_the_text() {
+    let h = start_voice(
+        vec![],
+        FakeLlm::new(vec![]),
+        FakeTts::new(ms(100), ms(5000)),
+        no_preemption(),
+        None,
+        Agent::new(""),
+    )
+    .await;
+    let frames: Vec<_> = (0..50)
+        .map(|_| livekit_agents::audio::AudioFrame::silence(24_000, 1, 480))
+        .collect();
+    let handle = h
+        .session
+        .say(
+            "Welcome!",
+            SayOptions {
+                audio: Some(futures::stream::iter(frames).boxed()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    handle.wait_for_playout().await;
+    assert_eq!(h.output.played_duration(), Duration::from_secs(1));
+    assert!(h.timeline().iter().any(|(_, l)| l == "Assistant:Welcome!"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn end_of_audio_input_closes_the_session_after_the_last_reply() {
+    let h = start_voice(
+        vec![UserSpeech::new(0.2, 1.0, "Bye")],
+        FakeLlm::new(vec![FakeLlmResponse::text("Goodbye!", ms(100))]),
+        FakeTts::new(ms(100), ms(1000)),
+        no_preemption(),
+        None,
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(ms(100)).await;
+    let Harness {
+        session,
+        log,
+        _audio,
+        ..
+    } = h;
+    drop(_audio);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!session.is_running());
+    let close = log.lock().iter().find_map(|(t, ev)| match ev {
+        SessionEvent::Close { reason, .. } => Some((*t, *reason)),
+        _ => None,
+    });
+    let (t, reason) = close.unwrap();
+    assert_eq!(reason, CloseReason::InputEnded);
+    // The reply (1.5 → 2.7) played before the close at the end of the 3 s grace period.
+    assert!((3.0..3.2).contains(&t), "closed at {t}");
+    assert!(log.lock().iter().any(|(_, ev)| matches!(ev, SessionEvent::ConversationItemAdded { item: ChatItem::Message(m) } if m.role == ChatRole::Assistant)));
 }

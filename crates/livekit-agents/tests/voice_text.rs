@@ -253,3 +253,66 @@ async fn agent_task_returns_its_value_and_the_parent_resumes() {
     let next = session.run("hello again").await.unwrap();
     next.expect().next_event().is_message(ChatRole::Assistant);
 }
+
+#[tokio::test(start_paused = true)]
+async fn repeated_unrecoverable_llm_errors_close_the_session() {
+    let llm =
+        FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::error("model overloaded", ms(10)));
+    let (session, _) = text_session(llm, Agent::new("")).await;
+    let mut events = session.subscribe();
+    for _ in 0..3 {
+        if let Ok(h) = session.generate_reply(ReplyOptions::default()) {
+            h.wait_for_playout().await;
+        }
+    }
+    tokio::time::sleep(ms(10)).await;
+    let mut errors = 0;
+    let mut close = None;
+    while let Ok(ev) = events.try_recv() {
+        match ev {
+            SessionEvent::Error {
+                source,
+                recoverable,
+                ..
+            } => {
+                assert_eq!(source, ErrorSource::Llm);
+                assert!(!recoverable);
+                errors += 1;
+            }
+            SessionEvent::Close { reason, error } => close = Some((reason, error)),
+            _ => {}
+        }
+    }
+    assert_eq!(errors, 3);
+    let (reason, error) = close.unwrap();
+    assert_eq!(reason, CloseReason::Error);
+    assert!(error.unwrap().contains("model overloaded"));
+    assert!(!session.is_running());
+}
+
+#[tokio::test(start_paused = true)]
+async fn generate_reply_inside_a_tool_defaults_to_no_tools() {
+    let announce = FunctionTool::raw(
+        "announce",
+        "Announce something.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        |ctx: RunContext, _a: serde_json::Value| async move {
+            if let Some(session) = ctx.session() {
+                let _ = session.generate_reply(ReplyOptions::default());
+            }
+            Ok::<_, ToolError>(())
+        },
+    );
+    let llm = FakeLlm::new(vec![
+        FakeLlmResponse::tool_call("announce", "{}", ms(10)),
+        FakeLlmResponse::text("Attention please.", ms(10)),
+    ]);
+    let (session, _) = text_session(llm.clone(), Agent::builder().tool(announce).build()).await;
+    session.run("Announce it").await.unwrap();
+    let choices: Vec<_> = llm
+        .requests()
+        .iter()
+        .map(|r| r.tool_choice.clone())
+        .collect();
+    assert_eq!(choices, vec![None, Some(ToolChoice::None)]);
+}

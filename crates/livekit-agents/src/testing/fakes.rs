@@ -89,8 +89,9 @@ impl Vad for FakeVad {
         let speeches = self.speeches.clone();
         let min_silence = self.min_silence;
         let task = tokio::spawn(async move {
-            // Drain input so pushes never pile up.
-            tokio::spawn(async move { while in_rx.recv().await.is_some() {} });
+            // Drain input so pushes never pile up; the stream ends once the input ended and
+            // the timeline played.
+            let drain = tokio::spawn(async move { while in_rx.recv().await.is_some() {} });
             let t0 = Instant::now();
             for s in speeches {
                 sleep_until_secs(t0, s.start).await;
@@ -122,7 +123,7 @@ impl Vad for FakeVad {
                     return;
                 }
             }
-            std::future::pending::<()>().await;
+            let _ = drain.await;
         });
         VadStream::from_channels(in_tx, rx, Some(task))
     }
@@ -134,6 +135,16 @@ impl Vad for FakeVad {
 pub struct FakeStt {
     speeches: Vec<UserSpeech>,
     language: String,
+    received: Arc<Mutex<ReceivedAudio>>,
+}
+
+/// Audio an STT stream received.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReceivedAudio {
+    /// All audio.
+    pub total: Duration,
+    /// Audio with at least one non-zero sample.
+    pub non_silent: Duration,
 }
 
 impl FakeStt {
@@ -142,7 +153,13 @@ impl FakeStt {
         Self {
             speeches,
             language: "en".into(),
+            received: Arc::default(),
         }
+    }
+
+    /// What the streams received so far (to check that audio was replaced by silence).
+    pub fn received(&self) -> ReceivedAudio {
+        *self.received.lock()
     }
 }
 
@@ -167,8 +184,19 @@ impl Stt for FakeStt {
         let (tx, rx) = mpsc::channel(1024);
         let speeches = self.speeches.clone();
         let language = self.language.clone();
+        let received = self.received.clone();
         let task = tokio::spawn(async move {
-            tokio::spawn(async move { while in_rx.recv().await.is_some() {} });
+            tokio::spawn(async move {
+                while let Some(input) = in_rx.recv().await {
+                    if let crate::stt::SttInput::Frame(frame) = input {
+                        let mut r = received.lock();
+                        r.total += frame.duration();
+                        if frame.data.iter().any(|&x| x != 0) {
+                            r.non_silent += frame.duration();
+                        }
+                    }
+                }
+            });
             let t0 = Instant::now();
             let mut timeline: Vec<(f64, SpeechEvent)> = Vec::new();
             for s in speeches {
@@ -213,6 +241,8 @@ pub struct FakeLlmResponse {
     pub ttft: Duration,
     /// Time from the first to the last chunk (text is spread over it word by word).
     pub duration: Duration,
+    /// Fail with this (non-retryable) error after `ttft` instead of answering.
+    pub error: Option<String>,
 }
 
 impl FakeLlmResponse {
@@ -220,6 +250,15 @@ impl FakeLlmResponse {
     pub fn text(text: impl Into<String>, ttft: Duration) -> Self {
         Self {
             text: text.into(),
+            ttft,
+            ..Default::default()
+        }
+    }
+
+    /// A non-retryable failure after `ttft`.
+    pub fn error(message: impl Into<String>, ttft: Duration) -> Self {
+        Self {
+            error: Some(message.into()),
             ttft,
             ..Default::default()
         }
@@ -309,6 +348,10 @@ impl Llm for FakeLlm {
         let (tx, rx) = mpsc::channel(256);
         let task = tokio::spawn(async move {
             tokio::time::sleep(response.ttft).await;
+            if let Some(message) = response.error {
+                let _ = tx.send(Err(ApiError::Other(message))).await;
+                return;
+            }
             let words: Vec<String> = split_keep_space(&response.text);
             let step = if words.len() > 1 {
                 response.duration / (words.len() as u32 - 1).max(1)

@@ -10,7 +10,8 @@ mod realtime;
 mod run_result;
 
 pub use fakes::{
-    FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, UserSpeech,
+    FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, ReceivedAudio,
+    UserSpeech,
 };
 pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
 pub use run_result::{judge, EventAssert, JudgeError, RunAssert, RunEvent, RunResult};

@@ -187,12 +187,7 @@ impl Recognition {
                 }
             }
             let grace_over = input_grace.is_some_and(|g| Instant::now() >= g);
-            if !input_open
-                && self.vad.is_none()
-                && self.eou.is_none()
-                && self.commit.is_none()
-                && grace_over
-            {
+            if !input_open && grace_over && self.eou.is_none() && self.commit.is_none() {
                 break;
             }
         }
