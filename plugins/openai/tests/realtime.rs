@@ -485,11 +485,130 @@ async fn refused_handshake_and_dropped_connection() {
         .await
         .unwrap();
     let mut events = session.take_events().unwrap();
-    match next_event(&mut events).await {
-        RealtimeEvent::Error { recoverable, .. } => assert!(!recoverable),
-        other => panic!("expected an error, got {other:?}"),
+    let mut reconnections = 0;
+    loop {
+        match next_event(&mut events).await {
+            RealtimeEvent::Error {
+                recoverable: true, ..
+            } => reconnections += 1,
+            RealtimeEvent::Error {
+                recoverable: false, ..
+            } => break,
+            other => panic!("expected an error, got {other:?}"),
+        }
     }
+    assert_eq!(
+        reconnections, 3,
+        "a few reconnections, then the session gives up"
+    );
     assert!(session.generate_reply(None).await.is_err());
+}
+
+#[tokio::test]
+async fn reconnects_and_restores_the_session() {
+    // The first connection drops after the first user turn; the second behaves.
+    let connections = Arc::new(Mutex::new(Vec::<Log>::new()));
+    let c = connections.clone();
+    let server = WsServer::start(None, move |mut ws| {
+        let connections = c.clone();
+        async move {
+            let log: Log = Arc::default();
+            let n = {
+                let mut all = connections.lock().await;
+                all.push(log.clone());
+                all.len()
+            };
+            send_json(&mut ws, json!({"type": "session.created", "session": {}})).await;
+            while let Some(ev) = recv_json(&mut ws).await {
+                log.lock().await.push(ev.clone());
+                match ev["type"].as_str().unwrap() {
+                    "conversation.item.create" => {
+                        send_json(&mut ws, json!({"type": "conversation.item.added", "previous_item_id": ev["previous_item_id"], "item": ev["item"]})).await;
+                    }
+                    "input_audio_buffer.commit" if n == 1 => {
+                        for e in [
+                            json!({"type": "conversation.item.added", "previous_item_id": null, "item": {"id": "item_u1", "type": "message", "role": "user", "content": [{"type": "input_audio", "transcript": null}]}}),
+                            json!({"type": "conversation.item.input_audio_transcription.completed", "item_id": "item_u1", "content_index": 0, "transcript": "Book a table"}),
+                        ] {
+                            send_json(&mut ws, e).await;
+                        }
+                        // Connection lost.
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await;
+    let mut session = model(&server, RealtimeOptions::default())
+        .session()
+        .await
+        .unwrap();
+    let mut events = session.take_events().unwrap();
+    session
+        .update_instructions("You book tables.")
+        .await
+        .unwrap();
+    let call = FunctionCall::new("call_1", "book", r#"{"n":2}"#);
+    let mut ctx = ChatContext::new();
+    ctx.push(call.clone());
+    ctx.push(livekit_agents::llm::FunctionCallOutput::for_call(
+        &call, "booked", false,
+    ));
+    session.update_chat_ctx(&ctx).await.unwrap();
+    session.commit_audio();
+
+    loop {
+        match next_event(&mut events).await {
+            RealtimeEvent::Error { recoverable, error } => {
+                assert!(recoverable, "{error}");
+                assert!(error.to_string().contains("reconnected"), "{error}");
+                break;
+            }
+            RealtimeEvent::InputAudioTranscriptionCompleted { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The second connection got the configuration (with the updated instructions) and the
+    // conversation back, in order, as text.
+    let second = loop {
+        if let Some(log) = connections.lock().await.get(1).cloned() {
+            if log.lock().await.len() >= 4 {
+                break log.lock().await.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(server.handshakes.lock().await.len(), 2);
+    assert_eq!(second[0]["type"], "session.update");
+    assert_eq!(second[0]["session"]["instructions"], "You book tables.");
+    assert_eq!(second[0]["session"]["audio"]["output"]["voice"], "alloy");
+    let items: Vec<&Value> = second[1..].iter().map(|e| &e["item"]).collect();
+    assert_eq!(items[0]["type"], "function_call");
+    assert_eq!(items[0]["arguments"], r#"{"n":2}"#);
+    assert_eq!(items[1]["type"], "function_call_output");
+    assert_eq!(items[1]["output"], "booked");
+    assert_eq!(
+        items[2],
+        &json!({"id": "item_u1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Book a table"}]})
+    );
+    assert_eq!(second[3]["previous_item_id"], items[1]["id"]);
+
+    // The session keeps working on the new connection.
+    session.interrupt();
+    for _ in 0..500 {
+        if connections.lock().await[1]
+            .lock()
+            .await
+            .iter()
+            .any(|e| e["type"] == "response.cancel")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no response.cancel on the new connection");
 }
 
 #[tokio::test]

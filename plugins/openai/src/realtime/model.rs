@@ -372,9 +372,40 @@ struct RemoteItem {
     /// Still being produced (a user turn awaiting its transcript, an assistant message being
     /// generated): never deleted by a context update, which could not know about it yet.
     in_progress: bool,
+    /// The item as the API describes it (used to re-create tool calls and outputs after a
+    /// reconnection).
+    item: Value,
 }
 
 impl RemoteItem {
+    /// The item to re-create on a new connection (text only: audio is not kept), or `None`
+    /// for items with nothing to replay.
+    fn replay(&self) -> Option<Value> {
+        match &self.signature {
+            Signature::Message { role, text } if !text.is_empty() => {
+                let part = if role == "assistant" {
+                    "output_text"
+                } else {
+                    "input_text"
+                };
+                Some(json!({
+                    "id": self.id, "type": "message", "role": role,
+                    "content": [{"type": part, "text": text}],
+                }))
+            }
+            Signature::Call { .. } | Signature::Output { .. } => {
+                let mut item = serde_json::Map::new();
+                for key in ["id", "type", "call_id", "name", "arguments", "output"] {
+                    if let Some(v) = self.item.get(key).filter(|v| !v.is_null()) {
+                        item.insert(key.to_string(), v.clone());
+                    }
+                }
+                Some(Value::Object(item))
+            }
+            _ => None,
+        }
+    }
+
     fn append_text(&mut self, delta: &str) {
         if let Signature::Message { text, .. } = &mut self.signature {
             text.push_str(delta);
@@ -456,6 +487,14 @@ impl RealtimeSession {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let io = IoTask {
             socket,
+            reconnect: Reconnect {
+                endpoint: model.endpoint.clone(),
+                url: url.clone(),
+                timeout: model.connect_timeout,
+                attempts: RECONNECT_ATTEMPTS,
+            },
+            config: model.session_update()["session"].clone(),
+            unstable: 0,
             out: out_rx,
             events: events_tx,
             shared: shared.clone(),
@@ -755,8 +794,29 @@ struct ResponseSinks {
     open: HashMap<String, MessageSinks>,
 }
 
+/// How a dropped connection is re-established.
+#[derive(Clone)]
+struct Reconnect {
+    endpoint: Endpoint,
+    url: url::Url,
+    timeout: Duration,
+    /// Attempts before the session gives up.
+    attempts: u32,
+}
+
+/// Reconnection attempts after a dropped connection (waiting 0.1 s, then 2 s between them, as
+/// the core's connect options do).
+const RECONNECT_ATTEMPTS: u32 = 3;
+
 struct IoTask {
     socket: WsStream,
+    reconnect: Reconnect,
+    /// The session configuration as last sent (connect-time settings plus updates), replayed
+    /// on a new connection.
+    config: Value,
+    /// Connections lost since the server last sent anything (a server that accepts and drops
+    /// every connection must not be retried forever).
+    unstable: u32,
     out: mpsc::UnboundedReceiver<Outgoing>,
     events: mpsc::UnboundedSender<RealtimeEvent>,
     shared: Arc<Mutex<Shared>>,
@@ -769,12 +829,13 @@ struct IoTask {
 impl IoTask {
     async fn run(mut self) {
         let end = loop {
-            tokio::select! {
+            let lost = tokio::select! {
                 outgoing = self.out.recv() => match outgoing {
                     Some(Outgoing::Event(ev)) => {
-                        if let Err(e) = ws::send_json(&mut self.socket, &ev).await {
-                            break Some(e);
+                        if event_type(&ev) == "session.update" {
+                            self.remember_config(&ev);
                         }
+                        ws::send_json(&mut self.socket, &ev).await.err()
                     }
                     Some(Outgoing::Close) | None => {
                         let _ = self.socket.close(None).await;
@@ -782,16 +843,33 @@ impl IoTask {
                     }
                 },
                 incoming = ws::next_event(&mut self.socket) => match incoming {
-                    Ok(Incoming::Event(ev)) => self.on_event(ev),
-                    Ok(Incoming::Closed(reason)) => {
-                        break Some(ApiError::connection(format!(
-                            "{} closed the session{}",
-                            self.provider,
-                            reason.map(|r| format!(" ({r})")).unwrap_or_default()
-                        )));
+                    Ok(Incoming::Event(ev)) => {
+                        self.unstable = 0;
+                        self.on_event(ev);
+                        None
                     }
-                    Err(e) => break Some(e),
+                    Ok(Incoming::Closed(reason)) => Some(ApiError::connection(format!(
+                        "{} closed the session{}",
+                        self.provider,
+                        reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                    ))),
+                    Err(e) => Some(e),
                 },
+            };
+            let Some(error) = lost else { continue };
+            self.unstable += 1;
+            if matches!(error, ApiError::Protocol(_)) || self.unstable > self.reconnect.attempts {
+                break Some(error);
+            }
+            tracing::warn!(%error, "realtime connection lost, reconnecting");
+            match self.reconnect().await {
+                Ok(()) => self.emit(RealtimeEvent::Error {
+                    error: ApiError::connection(format!(
+                        "{error}; reconnected (responses in progress were lost)"
+                    )),
+                    recoverable: true,
+                }),
+                Err(e) => break Some(e),
             }
         };
         {
@@ -809,6 +887,69 @@ impl IoTask {
                 recoverable: false,
             });
         }
+    }
+
+    /// Merges the fields of an outgoing `session.update` into the remembered configuration.
+    fn remember_config(&mut self, ev: &Value) {
+        if let (Some(config), Some(update)) = (
+            self.config.as_object_mut(),
+            ev.get("session").and_then(Value::as_object),
+        ) {
+            for (k, v) in update {
+                config.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    /// Opens a new connection and restores the session on it: configuration, then the
+    /// conversation (as text). Responses in progress end; waiting calls fail.
+    async fn reconnect(&mut self) -> Result<(), ApiError> {
+        let r = self.reconnect.clone();
+        let mut last = ApiError::connection("no reconnection attempt");
+        for attempt in 0..r.attempts {
+            let wait = if attempt == 0 {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(2)
+            };
+            tokio::time::sleep(wait).await;
+            match ws::connect(&r.endpoint, &r.url, r.timeout).await {
+                Ok(socket) => {
+                    self.socket = socket;
+                    self.responses.clear();
+                    self.input_partial.clear();
+                    let items: Vec<Value> = {
+                        let mut shared = self.lock();
+                        shared.replies.clear();
+                        shared.acks.clear();
+                        std::mem::take(&mut shared.remote)
+                            .iter()
+                            .filter(|i| !i.in_progress)
+                            .filter_map(RemoteItem::replay)
+                            .collect()
+                    };
+                    let update = json!({"type": "session.update", "session": self.config});
+                    ws::send_json(&mut self.socket, &update).await?;
+                    let mut previous = "root".to_string();
+                    for item in items {
+                        let id = str_field(&item, "id").to_string();
+                        ws::send_json(
+                            &mut self.socket,
+                            &json!({"type": "conversation.item.create", "previous_item_id": previous, "item": item}),
+                        )
+                        .await?;
+                        previous = id;
+                    }
+                    return Ok(());
+                }
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt = attempt + 1, "realtime reconnection failed");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -877,6 +1018,7 @@ impl IoTask {
                                 id: id.clone(),
                                 signature,
                                 in_progress: awaiting_transcript,
+                                item: item.clone(),
                             },
                         );
                     }
@@ -946,6 +1088,7 @@ impl IoTask {
                                     text: String::new(),
                                 },
                                 in_progress: true,
+                                item: Value::Null,
                             }),
                         }
                     }
@@ -1184,6 +1327,7 @@ mod tests {
 
     fn remote(id: &str, role: &str, text: &str, in_progress: bool) -> RemoteItem {
         RemoteItem {
+            item: Value::Null,
             id: id.into(),
             signature: Signature::Message {
                 role: role.into(),
@@ -1222,6 +1366,7 @@ mod tests {
         let same: Vec<RemoteItem> = wanted
             .iter()
             .map(|(id, item)| RemoteItem {
+                item: item.clone(),
                 id: id.to_string(),
                 signature: Signature::of(item),
                 in_progress: false,
