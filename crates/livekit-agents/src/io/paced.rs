@@ -219,3 +219,59 @@ impl AudioOutput for PacedAudioOutput {
         self.shared.events.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::wait_for_finished;
+
+    fn frame(ms: u64) -> AudioFrame {
+        AudioFrame::silence(16_000, 1, (16 * ms) as usize)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_segment_plays_in_real_time_and_reports_start_and_finish() {
+        let out = PacedAudioOutput::new("test", None, |_: &AudioFrame| {});
+        let mut events = out.subscribe();
+        let start = Instant::now();
+        for _ in 0..5 {
+            out.capture_frame(frame(100)).await;
+        }
+        out.flush();
+        assert_eq!(events.recv().await.unwrap(), PlaybackEvent::Started);
+        let finished = wait_for_finished(&mut events).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        assert_eq!(finished.playback_position, Duration::from_millis(500));
+        assert!(!finished.interrupted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_stops_the_clock_and_resume_continues() {
+        let out = PacedAudioOutput::new("test", None, |_: &AudioFrame| {});
+        let mut events = out.subscribe();
+        let start = Instant::now();
+        for _ in 0..10 {
+            out.capture_frame(frame(10)).await;
+        }
+        out.flush();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        out.pause();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        out.resume();
+        let finished = wait_for_finished(&mut events).await.unwrap();
+        assert_eq!(finished.playback_position, Duration::from_millis(100));
+        assert_eq!(start.elapsed(), Duration::from_millis(1100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_flushed_segment_finishes_at_once_and_clear_without_audio_is_silent() {
+        let out = PacedAudioOutput::new("test", None, |_: &AudioFrame| {});
+        let mut events = out.subscribe();
+        out.clear_buffer();
+        out.flush();
+        let finished = wait_for_finished(&mut events).await.unwrap();
+        assert_eq!(finished.playback_position, Duration::ZERO);
+        assert!(!finished.interrupted);
+        assert!(events.try_recv().is_err());
+    }
+}

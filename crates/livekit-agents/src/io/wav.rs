@@ -13,28 +13,15 @@ use futures::StreamExt;
 use super::{AudioInput, PacedAudioOutput};
 use crate::audio::AudioFrame;
 
-/// A WAV file could not be read or written.
+/// A WAV file could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum WavIoError {
-    /// The file could not be opened, parsed or written.
-    #[error("WAV file {path}: {source}")]
-    Wav {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: hound::Error,
-    },
-    /// The file's format is not 16-bit integer PCM.
-    #[error("WAV file {path}: unsupported format ({bits} bits, {format:?}); expected 16-bit PCM")]
-    Unsupported {
-        /// The file.
-        path: PathBuf,
-        /// Bits per sample.
-        bits: u16,
-        /// Sample format.
-        format: hound::SampleFormat,
-    },
+#[error("WAV file {path}: {source}")]
+pub struct WavIoError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    #[source]
+    pub source: crate::audio::wav::WavError,
 }
 
 /// How a WAV input delivers its frames.
@@ -59,37 +46,25 @@ impl Default for WavInputOptions {
     }
 }
 
-/// Reads a 16-bit PCM WAV file into frames.
+/// Reads a WAV file (any format [`crate::audio::wav`] reads) into frames of `frame_duration`.
 pub fn read_wav_frames(
     path: &Path,
     frame_duration: Duration,
 ) -> Result<Vec<AudioFrame>, WavIoError> {
-    let wav_err = |source| WavIoError::Wav {
+    let audio = crate::audio::wav::read_wav_file(path).map_err(|source| WavIoError {
         path: path.to_path_buf(),
         source,
-    };
-    let reader = hound::WavReader::open(path).map_err(wav_err)?;
-    let spec = reader.spec();
-    if spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int {
-        return Err(WavIoError::Unsupported {
-            path: path.to_path_buf(),
-            bits: spec.bits_per_sample,
-            format: spec.sample_format,
-        });
-    }
-    let samples: Vec<i16> = reader
-        .into_samples::<i16>()
-        .collect::<Result<_, _>>()
-        .map_err(wav_err)?;
-    let channels = spec.channels.max(1) as usize;
-    let per_frame = ((spec.sample_rate as f64 * frame_duration.as_secs_f64()).round() as usize)
+    })?;
+    let channels = audio.num_channels.max(1) as usize;
+    let per_frame = ((audio.sample_rate as f64 * frame_duration.as_secs_f64()).round() as usize)
         .max(1)
         * channels;
-    Ok(samples
+    Ok(audio
+        .data
         .chunks(per_frame)
         .map(|chunk| AudioFrame {
             data: chunk.to_vec(),
-            sample_rate: spec.sample_rate,
+            sample_rate: audio.sample_rate,
             num_channels: channels as u16,
             samples_per_channel: chunk.len() / channels,
         })
@@ -178,4 +153,65 @@ pub fn wav_file_output(path: impl AsRef<Path>, sample_rate: Option<u32>) -> Pace
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::AudioOutput;
+
+    fn tone(rate: u32, ms: u64) -> AudioFrame {
+        let n = (rate as u64 * ms / 1000) as usize;
+        let data = (0..n)
+            .map(|i| ((i as f32 * 0.05).sin() * 8000.0) as i16)
+            .collect();
+        AudioFrame::new(data, rate, 1).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wav_input_yields_the_file_then_trailing_silence_at_real_time() {
+        let dir = std::env::temp_dir().join(format!("lk-voice-wav-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.wav");
+        crate::audio::wav::write_wav_file(&path, &[tone(16_000, 500)]).unwrap();
+        let input = wav_file_input(
+            &path,
+            WavInputOptions {
+                trailing_silence: Duration::from_millis(100),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let start = tokio::time::Instant::now();
+        let frames: Vec<AudioFrame> = input.into_stream().collect().await;
+        assert_eq!(frames.len(), 25 + 5);
+        assert!(frames[..25].iter().all(|f| f.samples_per_channel == 320));
+        assert!(frames[25..].iter().all(|f| f.data.iter().all(|&s| s == 0)));
+        assert_eq!(start.elapsed(), Duration::from_millis(600));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wav_output_writes_what_played_and_stops_at_clear() {
+        let dir = std::env::temp_dir().join(format!("lk-voice-wav-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.wav");
+        let out = wav_file_output(&path, None);
+        let mut events = out.subscribe();
+        for _ in 0..10 {
+            out.capture_frame(tone(24_000, 100)).await;
+        }
+        out.flush();
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        out.clear_buffer();
+        let finished = crate::io::wait_for_finished(&mut events).await.unwrap();
+        assert!(finished.interrupted);
+        assert_eq!(finished.playback_position, Duration::from_millis(350));
+        drop(out);
+        tokio::task::yield_now().await;
+        let written = crate::audio::wav::read_wav_file(&path).unwrap();
+        // Four frames started playing before the clear.
+        assert_eq!(written.samples_per_channel, 4 * 2400);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
