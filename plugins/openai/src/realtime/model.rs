@@ -350,13 +350,16 @@ impl Signature {
         }
     }
 
-    /// Whether two items say the same thing (messages must have text to be compared).
+    /// Whether two items say the same thing (messages must have text to be compared;
+    /// surrounding whitespace is ignored, as transcripts are streamed in pieces).
     fn same(&self, other: &Signature) -> bool {
         match (self, other) {
-            (Signature::Message { text: a, .. }, Signature::Message { text: b, .. })
-                if a.is_empty() || b.is_empty() =>
-            {
-                false
+            (
+                Signature::Message { role: ra, text: a },
+                Signature::Message { role: rb, text: b },
+            ) => {
+                let (a, b) = (a.trim(), b.trim());
+                !a.is_empty() && ra == rb && a == b
             }
             (Signature::Other, _) | (_, Signature::Other) => false,
             _ => self == other,
@@ -794,6 +797,13 @@ struct ResponseSinks {
     open: HashMap<String, MessageSinks>,
 }
 
+/// Error codes that only mean a request found nothing to do (cancelling when no response is
+/// active, committing an empty buffer): logged, not reported.
+const BENIGN_ERROR_CODES: &[&str] = &[
+    "response_cancel_not_active",
+    "input_audio_buffer_commit_empty",
+];
+
 /// How a dropped connection is re-established.
 #[derive(Clone)]
 struct Reconnect {
@@ -1199,6 +1209,15 @@ impl IoTask {
                 }
             }
             "error" => {
+                let code = ev
+                    .get("error")
+                    .map(|e| str_field(e, "code"))
+                    .unwrap_or_default();
+                if BENIGN_ERROR_CODES.contains(&code) {
+                    // E.g. a cancel racing the server's own interruption: nothing went wrong.
+                    tracing::debug!(code, "realtime request had nothing to act on");
+                    return;
+                }
                 let error = ws::server_error(&self.provider, &ev);
                 let event_id = ev
                     .get("error")
@@ -1341,7 +1360,7 @@ mod tests {
     fn diff_matches_by_id_then_by_content() {
         let server = vec![
             remote("srv_user", "user", "What time is it?", false),
-            remote("srv_asst", "assistant", "It is noon", false),
+            remote("srv_asst", "assistant", " It is noon ", false),
             remote("srv_stale", "user", "old", false),
             remote("srv_pending", "user", "", true),
         ];
