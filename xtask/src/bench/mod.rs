@@ -1,0 +1,86 @@
+//! `cargo xtask bench <name>`: benchmarks that report numbers (never pass/fail).
+//!
+//! Benchmarks always run optimised: a debug `xtask` re-runs itself with `--release`.
+//! Add a benchmark as a module here and a match arm in [`run`].
+
+mod sessions;
+mod vad;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// Options of `cargo xtask bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Which benchmark: vad (sessions and turn-detector are added by their owners).
+    pub name: String,
+    /// Input file for benchmarks that read one (vad: a WAV; default: the Silero test speech).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Passes over the input (more passes, steadier numbers).
+    #[arg(long, default_value_t = 20)]
+    pub passes: usize,
+    /// Concurrent streams for the throughput part (vad).
+    #[arg(long, default_value_t = 16)]
+    pub streams: usize,
+    /// Concurrent voice sessions (sessions; the run also measures 2x this many).
+    #[arg(long, default_value_t = 100)]
+    pub sessions: usize,
+    /// Seconds of speech fed to each session (sessions).
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Search the largest number of sessions that holds real time, from `--sessions` (sessions).
+    #[arg(long)]
+    pub find_max: bool,
+}
+
+/// Runs a benchmark.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) && std::env::var_os("XTASK_BENCH_IN_RELEASE").is_none() {
+        return rerun_in_release();
+    }
+    match args.name.as_str() {
+        "vad" => vad::run(&args),
+        "sessions" => sessions::run(&args),
+        other => bail!("unknown benchmark '{other}' (available: vad, sessions)"),
+    }
+}
+
+/// Re-runs this command from an optimised build of xtask.
+fn rerun_in_release() -> anyhow::Result<()> {
+    eprintln!("(benchmarks run optimised: rebuilding xtask with --release)");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+        .args(std::env::args_os().skip(1))
+        .env("XTASK_BENCH_IN_RELEASE", "1")
+        .status()
+        .context("could not run cargo")?;
+    if !status.success() {
+        bail!("benchmark failed ({status})");
+    }
+    Ok(())
+}
+
+/// CPU time (user + system) this process has used so far, all threads, seconds. Linux only
+/// (reads `/proc/self/stat`, in clock ticks of 1/100 s); `None` elsewhere.
+pub(crate) fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// The `q`-quantile (0..=1) of sorted values.
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
