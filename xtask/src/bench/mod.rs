@@ -3,7 +3,6 @@
 //! Benchmarks always run optimised: a debug `xtask` re-runs itself with `--release`.
 //! Add a benchmark as a module here and a match arm in [`run`].
 
-mod sessions;
 mod vad;
 
 use std::path::PathBuf;
@@ -25,15 +24,6 @@ pub struct BenchArgs {
     /// Concurrent streams for the throughput part (vad).
     #[arg(long, default_value_t = 16)]
     pub streams: usize,
-    /// Concurrent voice sessions (sessions; the run also measures 2x this many).
-    #[arg(long, default_value_t = 100)]
-    pub sessions: usize,
-    /// Seconds of speech fed to each session (sessions).
-    #[arg(long, default_value_t = 60)]
-    pub seconds: u64,
-    /// Search the largest number of sessions that holds real time, from `--sessions` (sessions).
-    #[arg(long)]
-    pub find_max: bool,
 }
 
 /// Runs a benchmark.
@@ -43,8 +33,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     match args.name.as_str() {
         "vad" => vad::run(&args),
-        "sessions" => sessions::run(&args),
-        other => bail!("unknown benchmark '{other}' (available: vad, sessions)"),
+        other => bail!("unknown benchmark '{other}' (available: vad)"),
     }
 }
 
