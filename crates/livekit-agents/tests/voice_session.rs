@@ -750,3 +750,45 @@ async fn end_of_audio_input_closes_the_session_after_the_last_reply() {
     assert!((3.0..3.2).contains(&t), "closed at {t}");
     assert!(log.lock().iter().any(|(_, ev)| matches!(ev, SessionEvent::ConversationItemAdded { item: ChatItem::Message(m) } if m.role == ChatRole::Assistant)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn dynamic_endpointing_learns_from_a_premature_end_of_turn() {
+    let mut opts = no_preemption();
+    opts.turn_handling.endpointing.mode = EndpointingMode::Dynamic;
+    // Adapt fully to the last observation, to make the effect visible in one turn.
+    opts.turn_handling.endpointing.alpha = 0.0;
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 1.0, "I would like"),
+            UserSpeech::new(1.7, 2.2, "a coffee"),
+            UserSpeech::new(4.0, 4.5, "with milk"),
+        ],
+        FakeLlm::new(vec![
+            FakeLlmResponse::text("Sure.", ms(300)),
+            FakeLlmResponse::text("Sure.", ms(300)),
+            FakeLlmResponse::text("Sure.", ms(300)),
+        ]),
+        FakeTts::new(ms(100), ms(300)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let users: Vec<_> = h
+        .timeline()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("User:"))
+        .collect();
+    // First turn at 1.0 + 0.5. The user went on 0.7 s after speaking, before the reply
+    // played: min_delay becomes 0.7, so the next turns commit 0.7 s after the speech ends.
+    // (The third speech follows a reply the user heard: not a premature end of turn.)
+    assert_eq!(
+        users,
+        vec![
+            at(1500, "User:I would like"),
+            at(2900, "User:a coffee"),
+            at(5200, "User:with milk")
+        ]
+    );
+}

@@ -38,8 +38,8 @@ impl Endpointing {
         self.opts.max_delay.max(self.min_delay())
     }
 
-    /// The user paused `pause` and went on speaking in the same turn: in dynamic mode, wait a
-    /// little longer next time.
+    /// The user paused `pause` and went on speaking (within the turn, or right after a turn
+    /// was committed): in dynamic mode the next wait moves toward that pause.
     pub(crate) fn observe_pause(&mut self, pause: Duration) {
         if self.opts.mode != EndpointingMode::Dynamic {
             return;

@@ -72,6 +72,12 @@ pub(crate) async fn say_task(
         finish_speech(&activity, &handle);
         return;
     }
+    if handle.allow_interruptions() {
+        tokio::select! {
+            _ = activity.session().wait_user_silent() => {}
+            _ = handle.wait_interrupted() => {}
+        }
+    }
     let text: TextStream = match request.text {
         SayText::Text(t) => futures::stream::once(async move { t }).boxed(),
         SayText::Stream(s) => s,

@@ -19,7 +19,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::activity::EndOfTurnInfo;
 use super::agent::{AgentContext, ModelSettings};
 use super::endpointing::{wait_end_of_turn, Endpointing, EouDecision, EouParams};
-use super::events::{CloseReason, ErrorSource, SessionEvent};
+use super::events::{AgentState, CloseReason, ErrorSource, SessionEvent};
 use super::options::TurnDetection;
 use super::session::{AgentSession, CommitOptions};
 use crate::audio::AudioFrame;
@@ -92,6 +92,8 @@ struct Recognition {
     last_frame: Option<AudioFrame>,
     vad_metrics: VadMetrics,
     stt_audio_secs: f64,
+    /// When the user stopped speaking in the last committed turn.
+    last_committed_end: Option<Instant>,
 }
 
 impl Recognition {
@@ -131,6 +133,7 @@ impl Recognition {
                 ..Default::default()
             },
             stt_audio_secs: 0.0,
+            last_committed_end: None,
         }
     }
 
@@ -242,9 +245,18 @@ impl Recognition {
                     ))
                     .unwrap_or(now);
                 if self.eou.take().is_some() {
+                    // A pause inside the turn.
                     if let Some(last) = self.last_speaking_time {
                         self.endpointing
                             .observe_pause(started.saturating_duration_since(last));
+                    }
+                } else if let Some(end) = self.last_committed_end.take() {
+                    // The user went on before the reply to a committed turn started playing:
+                    // the end of turn was premature (dynamic endpointing learns from it).
+                    let pause = started.saturating_duration_since(end);
+                    let reply_not_heard = self.session.agent_state() == AgentState::Thinking;
+                    if reply_not_heard && pause <= self.endpointing.max_delay() {
+                        self.endpointing.observe_pause(pause);
                     }
                 }
                 self.speaking = true;
@@ -480,6 +492,9 @@ impl Recognition {
             .session
             .current_activity()
             .is_some_and(|a| a.on_end_of_turn(info));
+        if committed {
+            self.last_committed_end = last;
+        }
         if committed || skip_reply {
             self.reset_turn();
         }
