@@ -619,6 +619,48 @@ async fn reconnects_and_restores_the_session() {
 }
 
 #[tokio::test]
+async fn idle_connections_are_refreshed_after_the_max_duration() {
+    let (server, log) = fake_server(false).await;
+    let session = model(
+        &server,
+        RealtimeOptions {
+            max_session_duration: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+    )
+    .session()
+    .await
+    .unwrap();
+    session.update_instructions("Stay.").await.unwrap();
+    for _ in 0..500 {
+        if server.handshakes.lock().await.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        server.handshakes.lock().await.len() >= 2,
+        "a second connection was opened"
+    );
+    for _ in 0..500 {
+        let updates: Vec<Value> = log
+            .lock()
+            .await
+            .iter()
+            .filter(|e| e["type"] == "session.update")
+            .cloned()
+            .collect();
+        if updates.len() >= 3 {
+            assert_eq!(updates[2]["session"]["instructions"], "Stay.");
+            assert_eq!(updates[2]["session"]["model"], "gpt-realtime");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the new connection was not configured");
+}
+
+#[tokio::test]
 async fn live_openai_realtime_session() {
     if std::env::var("OPENAI_API_KEY").is_err() {
         println!("skipping live OpenAI Realtime test: OPENAI_API_KEY is not set");

@@ -8,5 +8,5 @@ pub(crate) use config::pcm_format;
 pub use config::{Eagerness, InputTranscription, NoiseReduction, TurnDetection};
 pub use model::{
     Modality, RealtimeModel, RealtimeOptions, RealtimeSession, DEFAULT_INPUT_TRANSCRIPTION_MODEL,
-    DEFAULT_REALTIME_MODEL, DEFAULT_REALTIME_VOICE,
+    DEFAULT_MAX_SESSION_DURATION, DEFAULT_REALTIME_MODEL, DEFAULT_REALTIME_VOICE,
 };

@@ -44,6 +44,8 @@ use crate::ws::{self, event_type, str_field, Incoming, WsStream};
 pub const DEFAULT_REALTIME_MODEL: &str = "gpt-realtime";
 /// Default voice (the LiveKit Realtime docs).
 pub const DEFAULT_REALTIME_VOICE: &str = "alloy";
+/// How long one connection is used before it is refreshed.
+pub const DEFAULT_MAX_SESSION_DURATION: Duration = Duration::from_secs(20 * 60);
 /// Default input transcription model.
 pub const DEFAULT_INPUT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
 
@@ -87,6 +89,10 @@ pub struct RealtimeOptions {
     pub tool_choice: ToolChoice,
     /// Maximum output tokens per response (`None`: the server's `inf`).
     pub max_response_output_tokens: Option<u32>,
+    /// Replace the connection with a fresh one after this long, at a moment no response is in
+    /// progress (the server limits session length; the reference refreshes after 20 minutes).
+    /// `None` keeps one connection.
+    pub max_session_duration: Option<Duration>,
     /// API key; `None` reads `OPENAI_API_KEY`.
     pub api_key: Option<String>,
     /// API root; `None` reads `OPENAI_BASE_URL`, else `https://api.openai.com/v1`.
@@ -115,6 +121,7 @@ impl Default for RealtimeOptions {
             speed: None,
             tool_choice: ToolChoice::Auto,
             max_response_output_tokens: None,
+            max_session_duration: Some(DEFAULT_MAX_SESSION_DURATION),
             api_key: None,
             base_url: None,
         }
@@ -135,6 +142,7 @@ impl std::fmt::Debug for RealtimeOptions {
             )
             .field("speed", &self.speed)
             .field("tool_choice", &self.tool_choice)
+            .field("max_session_duration", &self.max_session_duration)
             .field("api_key", &redacted(&self.api_key))
             .field("base_url", &self.base_url)
             .finish_non_exhaustive()
@@ -495,6 +503,7 @@ impl RealtimeSession {
                 url: url.clone(),
                 timeout: model.connect_timeout,
                 attempts: RECONNECT_ATTEMPTS,
+                max_duration: model.opts.max_session_duration,
             },
             config: model.session_update()["session"].clone(),
             unstable: 0,
@@ -784,6 +793,13 @@ impl core_rt::RealtimeSession for RealtimeSession {
     }
 }
 
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Streams of one message being generated.
 struct MessageSinks {
     text: mpsc::UnboundedSender<String>,
@@ -812,6 +828,8 @@ struct Reconnect {
     timeout: Duration,
     /// Attempts before the session gives up.
     attempts: u32,
+    /// Refresh the connection after this long (when idle).
+    max_duration: Option<Duration>,
 }
 
 /// Reconnection attempts after a dropped connection (waiting 0.1 s, then 2 s between them, as
@@ -838,8 +856,19 @@ struct IoTask {
 
 impl IoTask {
     async fn run(mut self) {
+        let mut connected_at = tokio::time::Instant::now();
         let end = loop {
+            let refresh_at = self.reconnect.max_duration.map(|d| connected_at + d);
             let lost = tokio::select! {
+                _ = sleep_until_opt(refresh_at), if self.responses.is_empty() => {
+                    tracing::debug!("refreshing the realtime connection");
+                    let _ = self.socket.close(None).await;
+                    if let Err(e) = self.reconnect().await {
+                        break Some(e);
+                    }
+                    connected_at = tokio::time::Instant::now();
+                    continue;
+                }
                 outgoing = self.out.recv() => match outgoing {
                     Some(Outgoing::Event(ev)) => {
                         if event_type(&ev) == "session.update" {
@@ -873,12 +902,15 @@ impl IoTask {
             }
             tracing::warn!(%error, "realtime connection lost, reconnecting");
             match self.reconnect().await {
-                Ok(()) => self.emit(RealtimeEvent::Error {
-                    error: ApiError::connection(format!(
-                        "{error}; reconnected (responses in progress were lost)"
-                    )),
-                    recoverable: true,
-                }),
+                Ok(()) => {
+                    connected_at = tokio::time::Instant::now();
+                    self.emit(RealtimeEvent::Error {
+                        error: ApiError::connection(format!(
+                            "{error}; reconnected (responses in progress were lost)"
+                        )),
+                        recoverable: true,
+                    })
+                }
                 Err(e) => break Some(e),
             }
         };
