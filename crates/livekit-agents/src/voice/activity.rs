@@ -364,7 +364,13 @@ impl Activity {
     ) -> ChatContext {
         let mut ctx = ChatContext::new();
         let instructions = self.inner.agent.instructions();
-        if !instructions.is_empty() {
+        // Added only if missing (a caller-given context may already carry them).
+        let present = base.items().iter().any(|i| {
+            matches!(i, ChatItem::Message(m)
+                if matches!(m.role, ChatRole::System | ChatRole::Developer)
+                    && m.text_content().as_deref() == Some(instructions.as_str()))
+        });
+        if !instructions.is_empty() && !present {
             ctx.add_message(ChatRole::System, instructions);
         }
         for item in base.items() {

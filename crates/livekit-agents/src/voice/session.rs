@@ -267,6 +267,8 @@ pub(crate) struct SessionInner {
     pub update_lock: tokio::sync::Mutex<()>,
     /// Number of agent switches in flight (so `run` waits for them).
     pub pending_updates: watch::Sender<u32>,
+    /// Set once the session closed.
+    pub closed: watch::Sender<bool>,
 }
 
 /// One conversation between a user and agents. Cheap to clone (a handle).
@@ -315,6 +317,7 @@ impl AgentSession {
         let (events, _) = broadcast::channel(1024);
         let (user_speaking, _) = watch::channel(false);
         let (pending_updates, _) = watch::channel(0);
+        let (closed, _) = watch::channel(false);
         Self {
             inner: Arc::new(SessionInner {
                 options,
@@ -325,6 +328,7 @@ impl AgentSession {
                 user_speaking,
                 update_lock: tokio::sync::Mutex::new(()),
                 pending_updates,
+                closed,
                 state: Mutex::new(SessionState {
                     started: false,
                     closed: false,
@@ -515,6 +519,13 @@ impl AgentSession {
         }
         self.set_agent_state(AgentState::Initializing);
         self.emit(SessionEvent::Close { reason, error });
+        self.inner.closed.send_replace(true);
+    }
+
+    /// Waits until the session closed (by `close`, `drain`, errors or the end of the input).
+    pub async fn wait_closed(&self) {
+        let mut rx = self.inner.closed.subscribe();
+        let _ = rx.wait_for(|closed| *closed).await;
     }
 
     /// Whether the session is running.
