@@ -249,7 +249,9 @@ pub(crate) fn status_error(
         429 => format!("{provider} rate limit or quota exceeded (HTTP 429): {detail}"),
         _ => format!("{provider} request failed (HTTP {status}): {detail}"),
     };
-    let retryable = matches!(status, 408 | 409 | 429) || status >= 500;
+    // A 429 for an exhausted quota (as opposed to a rate limit) will not clear by retrying.
+    let quota_exhausted = status == 429 && body.contains("insufficient_quota");
+    let retryable = (matches!(status, 408 | 409 | 429) || status >= 500) && !quota_exhausted;
     ApiError::Status {
         status,
         message,
@@ -376,6 +378,8 @@ mod tests {
         assert!(e.to_string().contains("req_1"));
         assert!(!status_error("OpenAI", 403, "", None).is_retryable());
         assert!(status_error("OpenAI", 429, "", None).is_retryable());
+        let quota = r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#;
+        assert!(!status_error("OpenAI", 429, quota, None).is_retryable());
         assert!(status_error("OpenAI", 503, "oops", None).is_retryable());
         assert!(!status_error("OpenAI", 400, "", None).is_retryable());
     }

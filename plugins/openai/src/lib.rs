@@ -13,6 +13,29 @@
 //! - [`realtime::RealtimeModel`]: the Realtime API over a WebSocket (audio in and out, server
 //!   turn detection, input transcription, tools, truncation on interruption).
 //!
+//! ```no_run
+//! use livekit_agents::llm::{ChatContext, ChatRequest, ChatRole, Llm as _};
+//! use livekit_plugins_openai::{realtime, Llm, LlmOptions, Stt, SttOptions, Tts, TtsOptions};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // A pipeline: STT (with the core's VAD stream adapter), LLM, TTS.
+//! let stt = Stt::new(SttOptions::default())?;
+//! let llm = Llm::new(LlmOptions::default())?;
+//! let tts = Tts::new(TtsOptions { voice: "coral".into(), ..Default::default() })?;
+//!
+//! // The LLM on its own.
+//! let mut ctx = ChatContext::new();
+//! ctx.add_message(ChatRole::User, "Hello!");
+//! let reply = llm.chat(ChatRequest::new(ctx)).collect().await?;
+//! println!("{}", reply.text);
+//!
+//! // Or speech to speech.
+//! let model = realtime::RealtimeModel::new(realtime::RealtimeOptions::default())?;
+//! # let _ = (stt, tts, model);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Every client takes its API key from its options or the provider's environment variable
 //! (`OPENAI_API_KEY` for OpenAI; a missing key is a [`ConfigError`] naming the variable), and
 //! its API root from the options, `OPENAI_BASE_URL` or `https://api.openai.com/v1`. Keys never
