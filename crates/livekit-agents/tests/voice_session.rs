@@ -792,3 +792,61 @@ async fn dynamic_endpointing_learns_from_a_premature_end_of_turn() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn manual_commit_with_skip_reply_records_the_turn_without_replying() {
+    let mut opts = no_preemption();
+    opts.turn_handling.turn_detection = TurnDetection::Manual;
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 1.0, "just noting this")],
+        FakeLlm::new(vec![FakeLlmResponse::text("Should not be said.", ms(100))]),
+        FakeTts::new(ms(100), ms(500)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let transcript = h
+        .session
+        .commit_user_turn(CommitOptions {
+            skip_reply: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(transcript, "just noting this");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(h.llm.requests().is_empty());
+    let users: Vec<_> = h
+        .timeline()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("User:"))
+        .collect();
+    assert_eq!(users, vec![at(2000, "User:just noting this")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_commit_waits_for_the_final_transcript_up_to_the_timeout() {
+    let mut opts = no_preemption();
+    opts.turn_handling.turn_detection = TurnDetection::Manual;
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 1.0, "slow transcript").stt_delay(1.5)],
+        FakeLlm::new(vec![FakeLlmResponse::text("Okay.", ms(100))]),
+        FakeTts::new(ms(100), ms(500)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    // Commit at 1.2 s: the final transcript comes at 2.5 s, within the 2 s timeout.
+    tokio::time::sleep(ms(1200)).await;
+    let start = Instant::now();
+    let transcript = h
+        .session
+        .commit_user_turn(CommitOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(transcript, "slow transcript");
+    assert_eq!(start.elapsed(), ms(1300));
+}

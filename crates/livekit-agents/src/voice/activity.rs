@@ -240,6 +240,7 @@ impl Activity {
                 seq,
                 handle: handle.clone(),
             });
+            st.speeches.retain(|s| !s.done());
             if !st.speeches.contains(handle) {
                 st.speeches.push(handle.clone());
                 let this = self.clone();
@@ -503,6 +504,13 @@ impl Activity {
         let opts = self.inner.session.options().turn_handling.interruption;
         if speech_duration >= opts.min_duration {
             self.interrupt_by_audio(words, stt_enabled);
+        }
+    }
+
+    /// A transcript arrived and there is no VAD.
+    pub(crate) fn on_transcript_activity(&self, words: usize) {
+        if words > 0 {
+            self.interrupt_by_audio(words, true);
         }
     }
 

@@ -319,6 +319,7 @@ impl Recognition {
             SpeechEventType::InterimTranscript => {
                 let Some(data) = data else { return };
                 self.interim = data.text.clone();
+                self.interrupt_without_vad(activity.as_ref());
                 self.session.emit(SessionEvent::UserInputTranscribed {
                     transcript: data.text,
                     is_final: false,
@@ -349,6 +350,7 @@ impl Recognition {
                     self.transcript.push(' ');
                 }
                 self.transcript.push_str(&text);
+                self.interrupt_without_vad(activity.as_ref());
                 if let Some(a) = &activity {
                     a.on_final_transcript(&text);
                     let duration = self
@@ -430,6 +432,20 @@ impl Recognition {
         let (audio, events) = open_stt(&self.session, agent).await;
         self.stt_audio = audio;
         self.stt_events = events;
+    }
+
+    /// Without a VAD, transcripts are the only sign of user speech: they interrupt the agent
+    /// (subject to `min_words`).
+    fn interrupt_without_vad(&self, activity: Option<&super::activity::Activity>) {
+        if self.vad.is_some() {
+            return;
+        }
+        if let Some(a) = activity {
+            let words = format!("{} {}", self.transcript, self.interim)
+                .split_whitespace()
+                .count();
+            a.on_transcript_activity(words);
+        }
     }
 
     /// Starts (or restarts) the end-of-turn wait.
