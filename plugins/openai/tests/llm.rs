@@ -363,3 +363,33 @@ async fn live_openai_chat() {
     assert!(out.text.to_lowercase().contains("pong"), "{}", out.text);
     assert!(out.usage.is_some());
 }
+
+#[tokio::test]
+async fn a_stalled_stream_times_out() {
+    // Headers and one text chunk, then silence: the idle timeout ends the stream with a
+    // timeout error (no retry: text was already emitted).
+    let server = Server::start(vec![
+        Reply::sse(&HELLO[..2]).ending(StreamEnd::Hang),
+        Reply::sse(HELLO),
+    ])
+    .await;
+    let mut req = request();
+    req.conn.timeout = Duration::from_millis(200);
+    let mut stream = llm(&server).chat(req);
+    assert!(stream.next_chunk().await.unwrap().is_ok());
+    let err = stream.next_chunk().await.unwrap().unwrap_err();
+    assert!(matches!(err, ApiError::Timeout(_)), "{err:?}");
+    assert_eq!(server.requests().await.len(), 1);
+
+    // Stalled before any content: retried, and the retry succeeds.
+    let server = Server::start(vec![
+        Reply::sse(&HELLO[..1]).ending(StreamEnd::Hang),
+        Reply::sse(HELLO),
+    ])
+    .await;
+    let mut req = request();
+    req.conn.timeout = Duration::from_millis(200);
+    let out = llm(&server).chat(req).collect().await.unwrap();
+    assert_eq!(out.text, "Hello world");
+    assert_eq!(server.requests().await.len(), 2);
+}
