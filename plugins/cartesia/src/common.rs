@@ -191,6 +191,43 @@ impl Dialer {
     }
 }
 
+/// Idle WebSockets kept for reuse. Cartesia multiplexes contexts on one socket, so a finished
+/// stream hands its socket back and the next turn skips the TCP and TLS handshakes (the
+/// reference pools the same way). A socket idle longer than `max_idle` is dropped.
+pub(crate) struct WsPool {
+    idle: std::sync::Mutex<Vec<(WsStream, tokio::time::Instant)>>,
+    max_idle: Duration,
+}
+
+impl WsPool {
+    pub(crate) fn new(max_idle: Duration) -> Self {
+        Self {
+            idle: std::sync::Mutex::new(Vec::new()),
+            max_idle,
+        }
+    }
+
+    /// The most recently returned socket that is still fresh.
+    pub(crate) fn take(&self) -> Option<WsStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        idle.retain(|(_, since)| now.duration_since(*since) < self.max_idle);
+        idle.pop().map(|(ws, _)| ws)
+    }
+
+    /// Returns a socket in a clean state (no context in progress).
+    pub(crate) fn put(&self, ws: WsStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.push((ws, tokio::time::Instant::now()));
+    }
+
+    /// How many sockets are idle.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 /// Opens a WebSocket with extra headers, within `timeout`. HTTP refusals become
 /// [`ApiError::Status`] (401/403/400 are not retried, 429/5xx are).
 pub(crate) async fn connect_ws(

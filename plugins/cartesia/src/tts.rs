@@ -1,6 +1,8 @@
 //! Cartesia text-to-speech: streaming over `wss://api.cartesia.ai/tts/websocket` (with word
 //! timestamps) and one-shot synthesis over `POST /tts/bytes`.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use base64::Engine as _;
 use futures::StreamExt;
@@ -17,9 +19,12 @@ use url::Url;
 
 use crate::common::{
     connect_ws, endpoint, header_str, next_incoming, parse_base_url, redacted, resolve_base_url,
-    send_json, status_error, summarize_body, ApiKey, ConfigError, Dialer, Incoming, WsStream,
-    API_VERSION,
+    send_json, status_error, summarize_body, ApiKey, ConfigError, Dialer, Incoming, WsPool,
+    WsStream, API_VERSION,
 };
+
+/// Idle sockets are reused for this long (the reference's `max_session_duration`).
+const POOL_MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The reference plugin's default voice ("Katie - Friendly Fixer"). The LiveKit docs' examples
 /// show `794f9389-aac1-45b6-b726-9d9369183238`; the plugin code, which this crate follows,
@@ -185,6 +190,7 @@ pub struct Tts {
     base_url: Url,
     http: reqwest::Client,
     dialer: Dialer,
+    pool: Arc<WsPool>,
 }
 
 impl std::fmt::Debug for Tts {
@@ -207,6 +213,7 @@ impl Tts {
             opts: options,
             http: reqwest::Client::new(),
             dialer: Dialer::Tcp,
+            pool: Arc::new(WsPool::new(POOL_MAX_IDLE)),
         })
     }
 
@@ -274,12 +281,26 @@ impl core_tts::Tts for Tts {
         ChunkedStream::spawn("cartesia.TTS", conn, self.opts.sample_rate, 1, task)
     }
 
+    /// Opens a WebSocket ahead of the first stream and keeps it in the pool.
+    async fn prewarm(&self) {
+        let headers = match self.api_key.headers(&self.opts.api_version) {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        let timeout = ApiConnectOptions::default().timeout;
+        match connect_ws(&self.dialer, &self.websocket_url(), headers, timeout).await {
+            Ok((ws, _)) => self.pool.put(ws),
+            Err(e) => tracing::debug!(error = %e, "Cartesia prewarm failed"),
+        }
+    }
+
     fn stream(&self, conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
         let task = WebSocketTask {
             url: self.websocket_url(),
             api_key: self.api_key.clone(),
             opts: self.opts.clone(),
             dialer: self.dialer.clone(),
+            pool: self.pool.clone(),
             conn,
         };
         Ok(SynthesizeStream::spawn(
@@ -372,6 +393,7 @@ struct WebSocketTask {
     api_key: ApiKey,
     opts: TtsOptions,
     dialer: Dialer,
+    pool: Arc<WsPool>,
     conn: ApiConnectOptions,
 }
 
@@ -382,15 +404,33 @@ impl TtsStreamTask for WebSocketTask {
         input: &mut TtsInputReceiver,
         emitter: &AudioEmitter,
     ) -> Result<(), ApiError> {
-        let headers = self.api_key.headers(&self.opts.api_version)?;
-        let (mut ws, request_id) =
-            connect_ws(&self.dialer, &self.url, headers, self.conn.timeout).await?;
-        if let Some(id) = request_id {
-            emitter.set_request_id(id);
+        let mut ws = match self.pool.take() {
+            Some(ws) => ws,
+            None => {
+                let headers = self.api_key.headers(&self.opts.api_version)?;
+                let (ws, request_id) =
+                    connect_ws(&self.dialer, &self.url, headers, self.conn.timeout).await?;
+                if let Some(id) = request_id {
+                    emitter.set_request_id(id);
+                }
+                ws
+            }
+        };
+        match self.session(&mut ws, input, emitter).await {
+            Ok(true) => {
+                // Every context finished: the socket is clean for the next stream.
+                self.pool.put(ws);
+                Ok(())
+            }
+            Ok(false) => {
+                let _ = ws.close(None).await;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = ws.close(None).await;
+                Err(e)
+            }
         }
-        let result = self.session(&mut ws, input, emitter).await;
-        let _ = ws.close(None).await;
-        result
     }
 }
 
@@ -409,7 +449,7 @@ impl WebSocketTask {
         ws: &mut WsStream,
         input: &mut TtsInputReceiver,
         emitter: &AudioEmitter,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         let mut context: Option<Context> = None;
         let mut input_ended = false;
         // While a closed context finishes, later text waits in the input channel: contexts run
@@ -417,7 +457,7 @@ impl WebSocketTask {
         let mut idle_deadline: Option<Instant> = None;
         loop {
             if input_ended && context.is_none() {
-                return Ok(());
+                return Ok(true);
             }
             let waiting_for_audio = context.as_ref().is_some_and(|c| c.opened);
             let can_read_input = !input_ended && context.as_ref().is_none_or(|c| !c.closed);
@@ -451,7 +491,7 @@ impl WebSocketTask {
                             if let Some(c) = &context {
                                 let _ = send_json(ws, &json!({"context_id": c.id, "cancel": true})).await;
                             }
-                            return Ok(());
+                            return Ok(false);
                         }
                     }
                 }
@@ -549,12 +589,13 @@ impl WebSocketTask {
         let Some(ctx) = context else {
             return Ok(Step::Continue);
         };
-        if message.kind.as_deref() == Some("error") || message.error.is_some() {
-            return Err(message.to_error());
-        }
+        // A reused socket may still deliver the tail of an earlier (cancelled) context.
         if message.context_id.as_deref().is_some_and(|id| id != ctx.id) {
             tracing::debug!("ignoring a message of another Cartesia context");
             return Ok(Step::Continue);
+        }
+        if message.kind.as_deref() == Some("error") || message.error.is_some() {
+            return Err(message.to_error());
         }
         if let Some(data) = message.data.as_deref().filter(|d| !d.is_empty()) {
             let pcm = base64::engine::general_purpose::STANDARD

@@ -310,3 +310,47 @@ async fn slow_consumer_applies_backpressure_without_loss() {
     assert_eq!(total, CHUNKS * PER_CHUNK);
     let _conn = server_task.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn finished_streams_reuse_the_socket_and_prewarm_fills_the_pool() {
+    let mut server = FakeServer::start_memory();
+    let tts = client(&server);
+    tts.prewarm().await;
+    assert_eq!(tts.pool.len(), 1);
+    let mut conn = server.next_conn().await;
+    for turn in 0..2 {
+        let mut stream = tts.stream(ApiConnectOptions::default()).unwrap();
+        stream.push_text(format!("This is turn number {turn}."));
+        stream.end_input();
+        let requests = read_context(&mut conn).await;
+        let id = requests[0]["context_id"].as_str().unwrap().to_string();
+        conn.send_json(
+            json!({"type": "chunk", "data": pcm(&[turn; 240]), "done": false, "context_id": id}),
+        )
+        .await;
+        conn.send_json(json!({"type": "done", "done": true, "context_id": id}))
+            .await;
+        let frames = collect(&mut stream).await.unwrap();
+        assert!(frames
+            .iter()
+            .flat_map(|f| f.frame.data.iter())
+            .all(|&s| s == turn));
+    }
+    assert_eq!(
+        server.accepted(),
+        1,
+        "one socket for the prewarm and both turns"
+    );
+    assert_eq!(tts.pool.len(), 1);
+
+    // Idle for longer than five minutes: the pooled socket is not reused.
+    tokio::time::advance(std::time::Duration::from_secs(301)).await;
+    let mut stream = tts.stream(ApiConnectOptions::default()).unwrap();
+    stream.push_text("A fresh socket.");
+    stream.end_input();
+    let mut conn2 = server.next_conn().await;
+    let requests = read_context(&mut conn2).await;
+    assert_eq!(requests.last().unwrap()["continue"], false);
+    assert_eq!(server.accepted(), 2);
+    drop(conn);
+}
