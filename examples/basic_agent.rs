@@ -1,0 +1,92 @@
+//! Basic voice agent: the classic STT → LLM → TTS pipeline with one function tool.
+//!
+//! - Deepgram speech-to-text (nova-3), OpenAI LLM (gpt-4o-mini), Cartesia text-to-speech
+//!   (sonic-3), Silero VAD (loaded once per process in prewarm) and LiveKit's English
+//!   end-of-turn model.
+//! - One tool, `lookup_weather`, with typed arguments (its JSON schema comes from the struct).
+//! - The agent greets the user when the session starts.
+//!
+//! Environment: `DEEPGRAM_API_KEY`, `OPENAI_API_KEY`, `CARTESIA_API_KEY`; for `dev`, `start` and
+//! `connect` also `LIVEKIT_URL`, `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET` (and the `room` feature).
+//! Model files: run `cargo run --example basic_agent -- download-files` once (Silero VAD, the
+//! turn detector and ONNX Runtime).
+//!
+//! ```text
+//! cargo run --example basic_agent -- console --text
+//! cargo run --example basic_agent --features room -- dev
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use livekit_agents::cli;
+use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+use livekit_agents::voice::{Agent, AgentSession, ReplyOptions};
+use livekit_agents::worker::{JobContext, WorkerOptions};
+use livekit_plugins_cartesia as cartesia;
+use livekit_plugins_deepgram as deepgram;
+use livekit_plugins_openai as openai;
+use livekit_plugins_turn_detector::EnglishModel;
+
+/// Arguments of `lookup_weather`; doc comments become the schema's descriptions.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct WeatherArgs {
+    /// The city or place to look up, e.g. "Paris".
+    location: String,
+}
+
+/// A tool the model can call. A real agent would ask a weather service here.
+fn lookup_weather() -> FunctionTool {
+    FunctionTool::new(
+        "lookup_weather",
+        "Look up the current weather for a location.",
+        |_ctx: RunContext, args: WeatherArgs| async move {
+            tracing::info!(location = %args.location, "looking up the weather");
+            Ok::<_, ToolError>(format!(
+                "It is sunny with a temperature of 21 degrees Celsius in {}.",
+                args.location
+            ))
+        },
+    )
+}
+
+async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
+    // Provider clients first: a missing API key fails here with one line naming the variable.
+    let stt = deepgram::Stt::new(deepgram::SttOptions::default())?;
+    let llm = openai::Llm::new(openai::LlmOptions::default())?;
+    let tts = cartesia::Tts::new(cartesia::TtsOptions::default())?;
+    // Loaded once per process and shared by every session (the files come from `download-files`).
+    let turn_detector = EnglishModel::load().await?;
+
+    let session = AgentSession::builder()
+        .stt(Arc::new(stt))
+        .llm(Arc::new(llm))
+        .tts(Arc::new(tts))
+        .vad(examples::shared_vad(&ctx)?)
+        .turn_detector(Arc::new(turn_detector))
+        .build();
+
+    let agent = Agent::builder()
+        .instructions(
+            "You are a friendly voice assistant. Keep your answers short and conversational, \
+             without markdown or emojis. Use the lookup_weather tool when asked about the weather.",
+        )
+        .tool(lookup_weather())
+        .build();
+
+    // Console ports in `console` mode, the room's tracks in `dev`/`start`/`connect`.
+    let io = ctx.session_io(&session).await?;
+    session.start(agent, io).await?;
+    session.generate_reply(ReplyOptions {
+        instructions: Some("Greet the user and offer your help.".into()),
+        ..Default::default()
+    })?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // So that `download-files` knows which model files these plugins need.
+    livekit_plugins_silero::register_files();
+    livekit_plugins_turn_detector::register_files();
+    cli::run_app(WorkerOptions::new(entrypoint).with_prewarm(examples::prewarm_vad))
+}

@@ -1,0 +1,133 @@
+//! An `AgentTask` that collects structured information, then hands control back.
+//!
+//! When the session starts, the receptionist agent runs a `CollectContact` task: a short-lived
+//! agent whose only job is to get the caller's name and email address. Its `record_contact`
+//! tool completes the task with a typed `Contact`; the receptionist then resumes, with the
+//! task's conversation merged into its own, and uses the value (here, to greet the caller by
+//! name and to look up their appointment).
+//!
+//! Environment: `DEEPGRAM_API_KEY`, `OPENAI_API_KEY`, `CARTESIA_API_KEY`; for `dev`, `start` and
+//! `connect` also `LIVEKIT_URL`, `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET` (and the `room` feature).
+//! Model files: `cargo run --example task_agent -- download-files` (Silero VAD).
+//!
+//! ```text
+//! cargo run --example task_agent -- console --text
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use livekit_agents::cli;
+use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+use livekit_agents::voice::{
+    Agent, AgentBehavior, AgentContext, AgentSession, AgentTask, ReplyOptions,
+};
+use livekit_agents::worker::{JobContext, WorkerOptions};
+use livekit_plugins_cartesia as cartesia;
+use livekit_plugins_deepgram as deepgram;
+use livekit_plugins_openai as openai;
+
+/// What the task collects. The same struct is the tool's argument schema, so the model has
+/// to provide every field.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+struct Contact {
+    /// The caller's full name.
+    name: String,
+    /// The caller's email address, spelled out by the caller.
+    email: String,
+}
+
+/// The task's agent asks first, as soon as it becomes active.
+struct AskFirst;
+
+#[async_trait]
+impl AgentBehavior for AskFirst {
+    async fn on_enter(&self, ctx: AgentContext) {
+        if let Err(e) = ctx.session.generate_reply(ReplyOptions::default()) {
+            tracing::warn!(error = %e, "cannot ask for the contact details");
+        }
+    }
+}
+
+/// A task completing with a [`Contact`].
+fn collect_contact() -> AgentTask<Contact> {
+    AgentTask::new(|done| {
+        Agent::builder()
+            .id("collect_contact")
+            .instructions(
+                "Ask for the caller's full name and email address. Read the email back to \
+                 confirm it, then call record_contact. Do not talk about anything else.",
+            )
+            .tool(FunctionTool::new(
+                "record_contact",
+                "Record the caller's confirmed name and email address.",
+                move |_ctx: RunContext, contact: Contact| {
+                    let done = done.clone();
+                    async move {
+                        if !contact.email.contains('@') {
+                            // The model sees this and asks again.
+                            return Err(ToolError::new("that is not a valid email address"));
+                        }
+                        done.complete(contact);
+                        Ok(())
+                    }
+                },
+            ))
+            .behavior(AskFirst)
+            .build()
+    })
+}
+
+/// The main agent: runs the task on entry, then helps the caller.
+struct Receptionist;
+
+#[async_trait]
+impl AgentBehavior for Receptionist {
+    async fn on_enter(&self, ctx: AgentContext) {
+        match collect_contact().run(&ctx.session).await {
+            Ok(contact) => {
+                tracing::info!(?contact, "contact collected");
+                ctx.agent.update_instructions(format!(
+                    "You are a dental clinic receptionist. The caller is {} ({}). Their next \
+                     appointment is on Tuesday at 10am. Help them with their appointment.",
+                    contact.name, contact.email
+                ));
+                let _ = ctx.session.generate_reply(ReplyOptions {
+                    instructions: Some(format!(
+                        "Thank {} and ask how you can help with their appointment.",
+                        contact.name
+                    )),
+                    ..Default::default()
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "the contact task did not complete"),
+        }
+    }
+}
+
+async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
+    let session = AgentSession::builder()
+        .stt(Arc::new(deepgram::Stt::new(
+            deepgram::SttOptions::default(),
+        )?))
+        .llm(Arc::new(openai::Llm::new(openai::LlmOptions::default())?))
+        .tts(Arc::new(cartesia::Tts::new(
+            cartesia::TtsOptions::default(),
+        )?))
+        .vad(examples::shared_vad(&ctx)?)
+        .build();
+    let receptionist = Agent::builder()
+        .id("receptionist")
+        .instructions("You are a dental clinic receptionist.")
+        .behavior(Receptionist)
+        .build();
+    let io = ctx.session_io(&session).await?;
+    session.start(receptionist, io).await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    livekit_plugins_silero::register_files();
+    cli::run_app(WorkerOptions::new(entrypoint).with_prewarm(examples::prewarm_vad))
+}
