@@ -285,3 +285,105 @@ async fn azure_transcription_uses_the_deployment_path_and_api_key() {
     assert_eq!(r.query.as_deref(), Some("api-version=2025-03-01-preview"));
     assert_eq!(r.header("api-key").unwrap(), "az-stt");
 }
+
+/// A VAD calling a frame speech when its first sample is non-zero (end of speech on the first
+/// silent frame after speech, with the utterance's frames).
+struct ThresholdVad;
+
+impl livekit_agents::vad::Vad for ThresholdVad {
+    fn label(&self) -> String {
+        "test.VAD".into()
+    }
+
+    fn capabilities(&self) -> livekit_agents::vad::VadCapabilities {
+        livekit_agents::vad::VadCapabilities {
+            update_interval: 0.01,
+        }
+    }
+
+    fn stream(&self) -> livekit_agents::vad::VadStream {
+        use livekit_agents::vad::{VadEvent, VadEventType, VadInput, VadStream};
+        let (in_tx, mut in_rx) = tokio::sync::mpsc::unbounded_channel::<VadInput>();
+        let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(64);
+        let task = tokio::spawn(async move {
+            let mut utterance: Option<Vec<AudioFrame>> = None;
+            while let Some(item) = in_rx.recv().await {
+                let VadInput::Frame(frame) = item else {
+                    continue;
+                };
+                let speech = frame.data.first().is_some_and(|s| *s != 0);
+                match (&mut utterance, speech) {
+                    (None, true) => {
+                        utterance = Some(vec![frame]);
+                        let _ = ev_tx.send(VadEvent::new(VadEventType::StartOfSpeech)).await;
+                    }
+                    (Some(frames), true) => frames.push(frame),
+                    (Some(_), false) => {
+                        let mut ev = VadEvent::new(VadEventType::EndOfSpeech);
+                        ev.frames = utterance.take().unwrap_or_default();
+                        let _ = ev_tx.send(ev).await;
+                    }
+                    (None, false) => {}
+                }
+            }
+        });
+        VadStream::from_channels(in_tx, ev_rx, Some(task))
+    }
+}
+
+#[tokio::test]
+async fn in_a_session_through_the_core_stream_adapter() {
+    let server = Server::start(vec![Reply::Json(
+        r#"{"text":"Turn on the lights."}"#.into(),
+    )])
+    .await;
+    let stt = Stt::new(SttOptions {
+        api_key: Some("sk-stt".into()),
+        base_url: Some(server.base_url()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(
+        !stt.capabilities().streaming,
+        "sessions wrap it in the adapter"
+    );
+    let adapter = livekit_agents::stt::StreamAdapter::new(Arc::new(stt), Arc::new(ThresholdVad));
+    let mut stream = adapter.stream(None, conn()).unwrap();
+    let speech_frames = speech(300, 16_000)
+        .into_iter()
+        .map(|mut f| {
+            f.data[0] = 1000; // every frame counts as speech
+            f
+        })
+        .collect::<Vec<_>>();
+    for f in &speech_frames {
+        stream.push_frame(f.clone());
+    }
+    stream.push_frame(AudioFrame::silence(16_000, 1, 160));
+    stream.end_input();
+    let mut kinds = Vec::new();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), stream.next_event())
+        .await
+        .expect("stream ends")
+    {
+        let ev = ev.unwrap();
+        kinds.push((ev.kind, ev.text().to_string()));
+    }
+    assert!(
+        kinds.contains(&(
+            SpeechEventType::FinalTranscript,
+            "Turn on the lights.".into()
+        )),
+        "{kinds:?}"
+    );
+    let reqs = server.requests().await;
+    assert_eq!(reqs.len(), 1, "one upload per utterance");
+    let body = &reqs[0].body;
+    let start = body.windows(4).position(|w| w == b"RIFF").unwrap();
+    let data_len = u32::from_le_bytes(body[start + 40..start + 44].try_into().unwrap());
+    assert_eq!(
+        data_len as usize,
+        300 * 16 * 2,
+        "exactly the utterance's audio"
+    );
+}
