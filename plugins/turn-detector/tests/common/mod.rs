@@ -115,3 +115,16 @@ pub async fn downloaded_model(kind: ModelKind, name: &str) -> PathBuf {
         .unwrap();
     kind.dir_in(&cache).unwrap()
 }
+
+/// Whether ONNX Runtime can be loaded (`ORT_DYLIB_PATH`, the cache filled by
+/// `cargo xtask download-files`, or a system library). Without it the model tests print SKIP and
+/// return, like the other ONNX plugins' tests (`cargo xtask ci --no-download`).
+pub fn onnx_runtime() -> bool {
+    match livekit_agents_onnx::ensure_runtime() {
+        Ok(()) => true,
+        Err(err) => {
+            eprintln!("SKIP: ONNX Runtime not available: {err}");
+            false
+        }
+    }
+}
