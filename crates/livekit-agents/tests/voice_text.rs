@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use livekit_agents::io::memory::MemoryTextOutput;
 use livekit_agents::llm::{ChatRole, FunctionTool, RunContext, ToolChoice, ToolError, ToolOutput};
 use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
@@ -315,4 +316,65 @@ async fn generate_reply_inside_a_tool_defaults_to_no_tools() {
         .map(|r| r.tool_choice.clone())
         .collect();
     assert_eq!(choices, vec![None, Some(ToolChoice::None)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn speeches_play_one_at_a_time_by_priority_then_fifo() {
+    let (session, text) = text_session(FakeLlm::new(vec![]), Agent::new("")).await;
+    let say = |t: &str, priority: SpeechPriority| {
+        session
+            .say(
+                t,
+                SayOptions {
+                    priority,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    };
+    // The first one takes the floor and holds it until its text stream ends; the rest queue.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let first = session
+        .say(
+            SayText::Stream(tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed()),
+            SayOptions::default(),
+        )
+        .unwrap();
+    tokio::time::sleep(ms(10)).await;
+    let low = say("low", SpeechPriority::Low);
+    let normal_a = say("normal a", SpeechPriority::Normal);
+    let high = say("high", SpeechPriority::High);
+    let normal_b = say("normal b", SpeechPriority::Normal);
+    tx.send("first".into()).unwrap();
+    drop(tx);
+    for h in [&first, &low, &normal_a, &high, &normal_b] {
+        h.wait_for_playout().await;
+    }
+    assert_eq!(
+        text.segments(),
+        vec!["first", "high", "normal a", "normal b", "low"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn judge_asks_the_llm_for_a_verdict() {
+    use livekit_agents::llm::ChatMessage;
+    use livekit_agents::testing::{judge, JudgeError};
+    let msg = ChatMessage::new(ChatRole::Assistant, "Hello! How can I help you today?");
+    let yes = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "check_intent",
+        r#"{"success": true, "reason": "greets the user"}"#,
+        ms(10),
+    )]);
+    judge(&yes, &msg, "greets the user").await.unwrap();
+    assert_eq!(yes.requests()[0].tool_choice, Some(ToolChoice::Required));
+    let no = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "check_intent",
+        r#"{"success": false, "reason": "does not mention the weather"}"#,
+        ms(10),
+    )]);
+    assert_eq!(
+        judge(&no, &msg, "talks about the weather").await,
+        Err(JudgeError::Failed("does not mention the weather".into()))
+    );
 }

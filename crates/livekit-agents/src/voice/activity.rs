@@ -325,7 +325,7 @@ impl Activity {
     pub(crate) fn say(&self, text: SayText, options: SayOptions) -> SpeechHandle {
         let handle = SpeechHandle::new(
             self.allow_interruptions(options.allow_interruptions),
-            SpeechPriority::Normal,
+            options.priority,
         );
         self.inner.session.emit(SessionEvent::SpeechCreated {
             user_initiated: true,
@@ -399,7 +399,7 @@ impl Activity {
         }
         let handle = SpeechHandle::new(
             self.allow_interruptions(options.allow_interruptions),
-            SpeechPriority::Normal,
+            options.priority,
         );
         self.inner.session.emit(SessionEvent::SpeechCreated {
             user_initiated,

@@ -16,7 +16,7 @@ use super::nodes::{AudioFrameStream, TextStream};
 use super::options::{InterruptionMode, SessionOptions, TurnDetection, TurnHandlingOptions};
 use super::realtime::RealtimeLink;
 use super::recognition::{self, RecognitionCommand, RecognitionHandle};
-use super::speech_handle::SpeechHandle;
+use super::speech_handle::{SpeechHandle, SpeechPriority};
 use crate::io::{AudioInput, AudioOutput, TextOutput};
 use crate::llm::realtime::RealtimeModel;
 use crate::llm::tool::Userdata;
@@ -103,6 +103,8 @@ pub struct SayOptions {
     pub allow_interruptions: Option<bool>,
     /// Add the text to the history after playback (default true).
     pub add_to_chat_ctx: bool,
+    /// Scheduling priority (default normal).
+    pub priority: SpeechPriority,
 }
 
 impl Default for SayOptions {
@@ -111,6 +113,7 @@ impl Default for SayOptions {
             audio: None,
             allow_interruptions: None,
             add_to_chat_ctx: true,
+            priority: SpeechPriority::Normal,
         }
     }
 }
@@ -130,6 +133,8 @@ pub struct ReplyOptions {
     pub allow_interruptions: Option<bool>,
     /// Replaces the agent's context for this reply.
     pub chat_ctx: Option<ChatContext>,
+    /// Scheduling priority (default normal).
+    pub priority: SpeechPriority,
 }
 
 /// Options of [`AgentSession::commit_user_turn`].
