@@ -182,17 +182,30 @@ impl<P: SpeechProbability> Detector<P> {
     /// Processes one frame (any size, rate and channel count), appending events to `events`.
     /// A frame at another rate than the first one is dropped with an error log, as in the
     /// reference. Only an inference failure is an error.
+    #[cfg(test)]
     pub(crate) fn push_frame(
         &mut self,
         frame: &AudioFrame,
         events: &mut Vec<VadEvent>,
     ) -> Result<(), SileroError> {
+        self.ingest(frame);
+        self.run_windows(events)
+    }
+
+    /// Whether a whole window is waiting for inference.
+    pub(crate) fn has_window(&self) -> bool {
+        self.model_pending.len() >= self.rate.window_samples()
+    }
+
+    /// Takes a frame in (down-mix, resample, buffer) without running inference: cheap enough
+    /// for the async task, which only hops to the blocking pool when [`Self::has_window`].
+    pub(crate) fn ingest(&mut self, frame: &AudioFrame) {
         if frame.sample_rate == 0 || frame.num_channels == 0 {
             tracing::error!(
                 ?frame,
                 "dropping an audio frame with no sample rate or channels"
             );
-            return Ok(());
+            return;
         }
         match self.input_rate {
             None => {
@@ -210,7 +223,7 @@ impl<P: SpeechProbability> Detector<P> {
                     );
                     self.warned_other_rate = true;
                 }
-                return Ok(());
+                return;
             }
             Some(_) => {}
         }
@@ -229,10 +242,10 @@ impl<P: SpeechProbability> Detector<P> {
             None => self.model_pending.extend_from_slice(&mono.data),
         }
         self.input_pending.extend_from_slice(&mono.data);
-        self.run_windows(events)
     }
 
-    fn run_windows(&mut self, events: &mut Vec<VadEvent>) -> Result<(), SileroError> {
+    /// Runs every whole window waiting, appending events to `events`.
+    pub(crate) fn run_windows(&mut self, events: &mut Vec<VadEvent>) -> Result<(), SileroError> {
         let window_samples = self.rate.window_samples();
         let window_duration = self.rate.window_duration();
         let Some(input_rate) = self.input_rate else {

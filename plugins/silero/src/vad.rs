@@ -176,12 +176,11 @@ fn spawn_stream<P: SpeechProbability>(
 }
 
 async fn run_stream<P: SpeechProbability>(
-    detector: Detector<P>,
+    mut detector: Detector<P>,
     control: Arc<StreamControl>,
     mut input: mpsc::UnboundedReceiver<VadInput>,
     events: mpsc::Sender<VadEvent>,
 ) {
-    let mut detector = Some(detector);
     while let Some(first) = input.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -190,50 +189,65 @@ async fn run_stream<P: SpeechProbability>(
                 Err(_) => break,
             }
         }
-        let updates = std::mem::take(&mut *control.pending.lock());
-        let Some(mut current) = detector.take() else {
-            return;
-        };
-        let processed = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            for update in &updates {
-                if let Err(err) = current.update_options(update) {
-                    tracing::warn!(error = %err, "ignoring invalid VAD options update");
-                }
-            }
-            let mut result = Ok(());
-            for item in batch {
-                match item {
-                    VadInput::Frame(frame) => {
-                        result = current.push_frame(&frame, &mut out);
-                        if result.is_err() {
-                            break;
-                        }
-                    }
-                    VadInput::Flush => current.flush(),
-                }
-            }
-            (current, out, result)
-        })
-        .await;
-        let (current, out, result) = match processed {
-            Ok(done) => done,
-            Err(err) => {
-                tracing::error!(error = %err, "VAD inference task failed; ending the stream");
-                return;
-            }
-        };
-        for event in out {
-            if events.send(event).await.is_err() {
-                return; // nobody is listening any more
+        for update in std::mem::take(&mut *control.pending.lock()) {
+            if let Err(err) = detector.update_options(&update) {
+                tracing::warn!(error = %err, "ignoring invalid VAD options update");
             }
         }
-        if let Err(err) = result {
-            tracing::error!(error = %err, "VAD inference failed; ending the stream");
-            return;
+        // Buffering is cheap and stays here; only whole windows go to the blocking pool, so a
+        // 20 ms frame that completes no 32 ms window costs no thread hop.
+        for item in batch {
+            match item {
+                VadInput::Frame(frame) => detector.ingest(&frame),
+                VadInput::Flush => {
+                    detector = match infer(detector, &events).await {
+                        Some(detector) => detector,
+                        None => return,
+                    };
+                    detector.flush();
+                }
+            }
         }
-        detector = Some(current);
+        detector = match infer(detector, &events).await {
+            Some(detector) => detector,
+            None => return,
+        };
     }
+}
+
+/// Runs the waiting windows on the blocking pool and forwards their events. `None` ends the
+/// stream (inference failed, or nobody listens any more).
+async fn infer<P: SpeechProbability>(
+    detector: Detector<P>,
+    events: &mpsc::Sender<VadEvent>,
+) -> Option<Detector<P>> {
+    if !detector.has_window() {
+        return Some(detector);
+    }
+    let mut detector = detector;
+    let processed = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let result = detector.run_windows(&mut out);
+        (detector, out, result)
+    })
+    .await;
+    let (detector, out, result) = match processed {
+        Ok(done) => done,
+        Err(err) => {
+            tracing::error!(error = %err, "VAD inference task failed; ending the stream");
+            return None;
+        }
+    };
+    for event in out {
+        if events.send(event).await.is_err() {
+            return None; // nobody is listening any more
+        }
+    }
+    if let Err(err) = result {
+        tracing::error!(error = %err, "VAD inference failed; ending the stream");
+        return None;
+    }
+    Some(detector)
 }
 
 #[cfg(test)]
