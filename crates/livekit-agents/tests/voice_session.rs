@@ -196,6 +196,21 @@ async fn basic_voice_turn_commits_at_min_delay_and_speaks_after_ttft_plus_ttfb()
     assert_eq!(turn.end_of_utterance_delay, Some(ms(500)));
     assert_eq!(turn.llm_ttft, Some(ms(100)));
     assert_eq!(turn.tts_ttfb, Some(ms(200)));
+    let eou = h.log.lock().iter().find_map(|(_, ev)| match ev {
+        SessionEvent::MetricsCollected {
+            metrics: livekit_agents::metrics::AgentMetrics::Eou(m),
+        } => Some(m.clone()),
+        _ => None,
+    });
+    let eou = eou.unwrap();
+    assert_eq!(eou.end_of_utterance_delay, ms(500));
+    // Final transcript at 2.7 s, speech ended at 2.5 s.
+    assert_eq!(eou.transcription_delay, ms(200));
+    // The usage collector summed the LLM and TTS requests.
+    let usage = h.session.usage();
+    assert_eq!(usage.llm_prompt_tokens, 10);
+    assert_eq!(usage.llm_completion_tokens, 5);
+    assert_eq!(usage.tts_audio_duration, Duration::from_secs(1));
 }
 
 #[tokio::test(start_paused = true)]
