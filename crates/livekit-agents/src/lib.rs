@@ -20,6 +20,7 @@ pub mod llm;
 pub mod metrics;
 #[cfg(feature = "room")]
 pub mod room;
+pub mod room_logic;
 pub mod stt;
 pub mod testing;
 pub mod tokenize;

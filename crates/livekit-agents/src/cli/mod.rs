@@ -1,6 +1,7 @@
 //! The agent program's command line: [`run_app`].
 //!
 //! ```text
+//! my-agent console --text            talk to the agent locally (also --input-wav/--output-wav)
 //! my-agent start                     production: JSON logs, load threshold 0.7, health on :8081
 //! my-agent dev                       development: debug logs, no load threshold
 //! my-agent connect --room NAME       run one job in a room, without dispatch
@@ -31,6 +32,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::worker::{AgentServer, WorkerError, WorkerOptions};
+
+#[cfg(feature = "console-audio")]
+mod audio_device;
+pub mod console;
+
+pub use console::{run_console, ConsoleOptions, ConsoleReport};
 
 /// Why the program stopped.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +106,8 @@ struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Talk to the agent locally: microphone/speaker, WAV files or typed text
+    Console(ConsoleArgs),
     /// Production mode: register with the LiveKit server, JSON logs
     Start(ServerArgs),
     /// Development mode: debug logs, no load threshold
@@ -117,6 +126,19 @@ struct ServerArgs {
     /// How long to wait for running jobs on SIGTERM/SIGINT, in seconds (default 1800)
     #[arg(long)]
     drain_timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ConsoleArgs {
+    /// Read user audio from a WAV file (16-bit PCM)
+    #[arg(long, value_name = "FILE")]
+    input_wav: Option<std::path::PathBuf>,
+    /// Write agent audio to a WAV file
+    #[arg(long, value_name = "FILE")]
+    output_wav: Option<std::path::PathBuf>,
+    /// Typed conversation: each line of input is a user turn
+    #[arg(long)]
+    text: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -277,6 +299,31 @@ where
             .unwrap_or(Ok(default))
     };
     match cli.command {
+        Command::Console(args) => {
+            // Logs go to stderr below the conversation; keep them to warnings by default.
+            init_logging(level("warn")?, LogFormat::Pretty);
+            let report = run_console(
+                opts,
+                ConsoleOptions {
+                    input_wav: args.input_wav,
+                    output_wav: args.output_wav,
+                    text: args.text,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            if !report.turn_latencies.is_empty() {
+                let n = report.turn_latencies.len() as f64;
+                let mean = report
+                    .turn_latencies
+                    .iter()
+                    .map(|d| d.as_secs_f64())
+                    .sum::<f64>()
+                    / n;
+                println!("[summary] {} turns, mean latency {mean:.3} s", n as usize);
+            }
+            Ok(())
+        }
         Command::Start(args) => {
             let level = level("info")?;
             require_room_feature("start")?;
@@ -455,6 +502,7 @@ async fn run_connect(opts: WorkerOptions, args: ConnectArgs) -> Result<(), CliEr
             api_secret: opts.api_secret.clone(),
         },
         fake_job: false,
+        console: None,
     };
     let server = AgentServer::new(opts);
     let signals = {

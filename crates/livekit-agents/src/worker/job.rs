@@ -226,6 +226,7 @@ pub(crate) struct JobContextInner {
     pub(crate) keep_alive: AtomicBool,
     #[cfg(feature = "room")]
     pub(crate) room: tokio::sync::OnceCell<std::sync::Arc<livekit::Room>>,
+    pub(crate) console: Option<crate::cli::console::ConsoleHandle>,
 }
 
 tokio::task_local! {
@@ -269,6 +270,8 @@ pub struct JobContextParams {
     pub api: ApiCredentials,
     /// True for local jobs not dispatched by a server (console).
     pub fake_job: bool,
+    /// The console, for console-mode jobs.
+    pub console: Option<crate::cli::console::ConsoleHandle>,
 }
 
 impl JobContext {
@@ -290,6 +293,7 @@ impl JobContext {
                 keep_alive: AtomicBool::new(false),
                 #[cfg(feature = "room")]
                 room: tokio::sync::OnceCell::new(),
+                console: params.console,
             }),
         }
     }
@@ -429,6 +433,124 @@ impl JobContext {
 
     pub(crate) fn take_callbacks(&self) -> Vec<ShutdownCallback> {
         std::mem::take(&mut *self.inner.callbacks.lock())
+    }
+
+    /// Deletes the job's room on the LiveKit server (everyone is disconnected), through the
+    /// server API (`RoomService.DeleteRoom`, Twirp over HTTP).
+    pub async fn delete_room(&self) -> Result<(), JobError> {
+        delete_room(self.api(), self.room_name()).await
+    }
+
+    /// Connects the agent participant to the job's room (once; later calls return the same
+    /// room) and keeps the job alive until it is shut down. The job shuts down when the room
+    /// disconnects.
+    #[cfg(feature = "room")]
+    pub async fn connect(&self) -> Result<Arc<livekit::Room>, JobError> {
+        let room = self
+            .inner
+            .room
+            .get_or_try_init(|| async {
+                let mut options = livekit::RoomOptions::default();
+                options.auto_subscribe = true;
+                let (room, mut events) = livekit::Room::connect(self.url(), self.token(), options)
+                    .await
+                    .map_err(|e| JobError::Connect(e.to_string()))?;
+                tracing::info!(
+                    room = self.room_name(),
+                    job_id = self.job_id(),
+                    "connected to the room"
+                );
+                let ctx = self.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = events.recv().await {
+                        if let livekit::RoomEvent::Disconnected { reason } = ev {
+                            ctx.shutdown(format!("room disconnected: {reason:?}"));
+                            break;
+                        }
+                    }
+                });
+                Ok::<_, JobError>(Arc::new(room))
+            })
+            .await?
+            .clone();
+        self.keep_alive();
+        Ok(room)
+    }
+
+    /// The room, once [`JobContext::connect`] succeeded.
+    #[cfg(feature = "room")]
+    pub fn room(&self) -> Option<Arc<livekit::Room>> {
+        self.inner.room.get().cloned()
+    }
+}
+
+/// Errors of job-side operations.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Connecting to the room failed.
+    #[error("could not connect to the room: {0}")]
+    Connect(String),
+    /// A server API call failed.
+    #[error("server API call {call} failed: {message}")]
+    Api {
+        /// The call, e.g. `RoomService.DeleteRoom`.
+        call: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The session's ports cannot be created in this mode.
+    #[error("{0}")]
+    NoIo(String),
+}
+
+/// The HTTP base URL of the server API for a LiveKit URL (`ws(s)` becomes `http(s)`).
+pub(crate) fn api_base_url(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if let Some(rest) = url.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        url.to_owned()
+    }
+}
+
+/// `RoomService.DeleteRoom` over Twirp (JSON), authorized with a `roomCreate` token.
+pub(crate) async fn delete_room(api: &ApiCredentials, room: &str) -> Result<(), JobError> {
+    const CALL: &str = "RoomService.DeleteRoom";
+    let err = |message: String| JobError::Api {
+        call: CALL,
+        message,
+    };
+    let token = livekit_api::access_token::AccessToken::with_api_key(&api.api_key, &api.api_secret)
+        .with_grants(livekit_api::access_token::VideoGrants {
+            room_create: true,
+            room: room.to_owned(),
+            ..Default::default()
+        })
+        .to_jwt()
+        .map_err(|e| err(e.to_string()))?;
+    let url = format!(
+        "{}/twirp/livekit.RoomService/DeleteRoom",
+        api_base_url(&api.url)
+    );
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "room": room }))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let status = resp.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let body = resp.text().await.unwrap_or_default();
+        Err(err(format!(
+            "HTTP {status}: {}",
+            body.chars().take(200).collect::<String>()
+        )))
     }
 }
 

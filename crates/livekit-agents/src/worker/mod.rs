@@ -28,6 +28,7 @@ mod job;
 pub mod load;
 pub mod metrics;
 mod options;
+mod session_io;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,8 +42,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use job::{
-    AcceptArgs, ApiCredentials, JobContext, JobContextParams, JobOutcome, JobProcess, JobRequest,
-    Userdata,
+    AcceptArgs, ApiCredentials, JobContext, JobContextParams, JobError, JobOutcome, JobProcess,
+    JobRequest, Userdata,
 };
 pub use options::{
     Entrypoint, LoadContext, LoadFn, PrewarmFn, ReconnectPolicy, RequestFn, ServerType,
@@ -540,6 +541,7 @@ impl Inner {
                         api_secret: self.opts.api_secret.clone(),
                     },
                     fake_job: false,
+                    console: None,
                 };
                 let _ = launch_job(&self, params, true);
             }

@@ -1,0 +1,519 @@
+//! `console` mode: one local conversation with the agent, no LiveKit server.
+//!
+//! The job runs in this process like any other (same entrypoint, same [`JobContext`]); its
+//! [`JobContext::session_io`] returns console ports instead of room ports:
+//!
+//! - `--input-wav FILE`: user audio read from a WAV file at real-time pace (2 s of trailing
+//!   silence so the last turn ends); the session closes after the last reply.
+//! - `--output-wav FILE`: agent audio written to a WAV file at playback pace (24 kHz mono).
+//! - `--text`: typed conversation; each line is a user turn, the next line is read once the
+//!   reply played; end of input (Ctrl-D) ends the session.
+//! - with the `console-audio` cargo feature (cpal; needs `libasound2-dev` on Linux): microphone
+//!   and speaker when no file or `--text` is given.
+//!
+//! The terminal shows the conversation (`user:` / `agent:` lines from the session history, so
+//! an interrupted reply shows what was heard), agent state changes, tool calls and the latency
+//! of each turn (end of the user's turn to the first agent audio, or to the reply text when
+//! there is no audio output). Turn latencies are also reported to
+//! [`crate::worker::metrics::observe_stage`] as stage `"e2e"`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::time::Instant;
+
+use super::CliError;
+use crate::audio::AudioFrame;
+use crate::io::wav::{wav_file_input, WavInputOptions};
+use crate::io::{AudioInput, AudioOutput, PacedAudioOutput};
+use crate::llm::{ChatItem, ChatRole};
+use crate::voice::{AgentSession, AgentState, ReplyOptions, SessionEvent, SessionIo, UserState};
+use crate::worker::{
+    AgentServer, ApiCredentials, JobContext, JobContextParams, JobError, JobOutcome, WorkerOptions,
+};
+
+/// Sample rate of the console's audio output.
+pub const CONSOLE_OUTPUT_SAMPLE_RATE: u32 = 24_000;
+
+/// How console mode gets input and shows output.
+pub struct ConsoleOptions {
+    /// Read user audio from this WAV file.
+    pub input_wav: Option<PathBuf>,
+    /// Write agent audio to this WAV file.
+    pub output_wav: Option<PathBuf>,
+    /// Typed conversation.
+    pub text: bool,
+    /// Deliver `input_wav` at real-time pace (default true, like a microphone).
+    pub realtime_input: bool,
+    /// Where typed lines come from (default: stdin).
+    pub text_input: Option<Box<dyn AsyncBufRead + Send + Unpin>>,
+    /// Where the conversation is shown (default: stdout).
+    pub display: Option<Box<dyn Write + Send>>,
+}
+
+impl Default for ConsoleOptions {
+    fn default() -> Self {
+        Self {
+            input_wav: None,
+            output_wav: None,
+            text: false,
+            realtime_input: true,
+            text_input: None,
+            display: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ConsoleOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleOptions")
+            .field("input_wav", &self.input_wav)
+            .field("output_wav", &self.output_wav)
+            .field("text", &self.text)
+            .field("realtime_input", &self.realtime_input)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a console run produced.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleReport {
+    /// Every line shown, in order.
+    pub lines: Vec<String>,
+    /// Latency of each agent turn.
+    pub turn_latencies: Vec<Duration>,
+}
+
+/// The console's shared state: options not yet consumed, and what was shown.
+struct ConsoleState {
+    options: Option<ConsoleOptions>,
+    display: Box<dyn Write + Send>,
+    report: ConsoleReport,
+    wav_writer: Option<Arc<Mutex<WavSink>>>,
+}
+
+/// A handle on the console of a console-mode job (carried by its [`JobContextParams`]).
+#[derive(Clone)]
+pub struct ConsoleHandle {
+    state: Arc<Mutex<ConsoleState>>,
+}
+
+impl std::fmt::Debug for ConsoleHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleHandle").finish_non_exhaustive()
+    }
+}
+
+impl ConsoleHandle {
+    fn new(mut options: ConsoleOptions) -> Self {
+        let display = options
+            .display
+            .take()
+            .unwrap_or_else(|| Box::new(std::io::stdout()));
+        Self {
+            state: Arc::new(Mutex::new(ConsoleState {
+                options: Some(options),
+                display,
+                report: ConsoleReport::default(),
+                wav_writer: None,
+            })),
+        }
+    }
+
+    fn show(&self, line: String) {
+        let mut st = self.state.lock();
+        let _ = writeln!(st.display, "{line}");
+        let _ = st.display.flush();
+        st.report.lines.push(line);
+    }
+
+    fn report(&self) -> ConsoleReport {
+        self.state.lock().report.clone()
+    }
+
+    /// Finishes the output WAV file (its header needs the final length).
+    fn finish_wav(&self) {
+        let sink = self.state.lock().wav_writer.take();
+        if let Some(sink) = sink {
+            sink.lock().finish();
+        }
+    }
+}
+
+/// Collects played frames into a WAV file.
+struct WavSink {
+    path: PathBuf,
+    writer: Option<hound::WavWriter<std::io::BufWriter<std::fs::File>>>,
+    failed: bool,
+}
+
+impl WavSink {
+    fn write(&mut self, frame: &AudioFrame) {
+        if self.failed {
+            return;
+        }
+        if self.writer.is_none() {
+            let spec = hound::WavSpec {
+                channels: frame.num_channels,
+                sample_rate: frame.sample_rate,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            };
+            match hound::WavWriter::create(&self.path, spec) {
+                Ok(w) => self.writer = Some(w),
+                Err(e) => {
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot create the output WAV");
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        if let Some(w) = &mut self.writer {
+            for s in &frame.data {
+                if w.write_sample(*s).is_err() {
+                    self.failed = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(w) = self.writer.take() {
+            if let Err(e) = w.finalize() {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot finish the output WAV");
+            }
+        } else if !self.failed {
+            // Nothing played: still leave a valid, empty file.
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: CONSOLE_OUTPUT_SAMPLE_RATE,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            };
+            if let Ok(w) = hound::WavWriter::create(&self.path, spec) {
+                let _ = w.finalize();
+            }
+        }
+    }
+}
+
+/// Runs one console conversation with the agent of `opts`.
+pub async fn run_console(
+    opts: WorkerOptions,
+    console: ConsoleOptions,
+) -> Result<ConsoleReport, CliError> {
+    if !console.text && console.input_wav.is_none() && !cfg!(feature = "console-audio") {
+        return Err(CliError::Usage(
+            "console needs --text or --input-wav FILE (microphone and speaker need the `console-audio` cargo feature)".into(),
+        ));
+    }
+    if let Some(path) = &console.input_wav {
+        if !path.is_file() {
+            return Err(CliError::Usage(format!(
+                "--input-wav {}: no such file",
+                path.display()
+            )));
+        }
+    }
+    let handle = ConsoleHandle::new(console);
+    let job = livekit_protocol::Job {
+        id: format!("console-job-{}", uuid::Uuid::new_v4().simple()),
+        r#type: opts.server_type.to_proto() as i32,
+        room: Some(livekit_protocol::Room {
+            name: "console-room".into(),
+            ..Default::default()
+        }),
+        agent_name: opts.agent_name.clone(),
+        ..Default::default()
+    };
+    let params = JobContextParams {
+        job,
+        url: String::new(),
+        token: String::new(),
+        worker_id: "console".into(),
+        accept: crate::worker::AcceptArgs {
+            identity: "console-agent".into(),
+            ..Default::default()
+        },
+        api: ApiCredentials {
+            url: opts.ws_url.clone(),
+            api_key: opts.api_key.clone(),
+            api_secret: opts.api_secret.clone(),
+        },
+        fake_job: true,
+        console: Some(handle.clone()),
+    };
+    let server = AgentServer::new(opts);
+    let signals = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            super::shutdown_signal().await;
+            server.aclose().await;
+        })
+    };
+    let outcome = server.run_local_job(params).await;
+    signals.abort();
+    handle.finish_wav();
+    match outcome? {
+        JobOutcome::Success => Ok(handle.report()),
+        JobOutcome::Failed(e) => Err(CliError::JobFailed(e)),
+    }
+}
+
+/// Builds the console ports for `session` and starts the console's display and input tasks.
+pub(crate) fn console_session_io(
+    ctx: &JobContext,
+    handle: &ConsoleHandle,
+    session: &AgentSession,
+) -> Result<SessionIo, JobError> {
+    let options = handle
+        .state
+        .lock()
+        .options
+        .take()
+        .ok_or_else(|| JobError::NoIo("the console ports were already taken".into()))?;
+    ctx.keep_alive();
+
+    let audio_input: Option<AudioInput> = match &options.input_wav {
+        Some(path) => Some(
+            wav_file_input(
+                path,
+                WavInputOptions {
+                    realtime: options.realtime_input,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| JobError::NoIo(e.to_string()))?,
+        ),
+        None => default_microphone(&options)?,
+    };
+    let audio_output: Option<Arc<dyn AudioOutput>> = match &options.output_wav {
+        Some(path) => {
+            let sink = Arc::new(Mutex::new(WavSink {
+                path: path.clone(),
+                writer: None,
+                failed: false,
+            }));
+            handle.state.lock().wav_writer = Some(sink.clone());
+            Some(Arc::new(PacedAudioOutput::new(
+                format!("wav:{}", path.display()),
+                Some(CONSOLE_OUTPUT_SAMPLE_RATE),
+                move |frame: &AudioFrame| sink.lock().write(frame),
+            )))
+        }
+        None => default_speaker(&options)?,
+    };
+    let has_audio_output = audio_output.is_some();
+
+    // Subscribe before the session starts so no event is missed.
+    let turn_end: Arc<Mutex<Option<Instant>>> = Arc::default();
+    tokio::spawn(display_task(
+        ctx.clone(),
+        handle.clone(),
+        session.subscribe(),
+        turn_end.clone(),
+        has_audio_output,
+    ));
+    if options.text {
+        let reader: Box<dyn AsyncBufRead + Send + Unpin> = match options.text_input {
+            Some(r) => r,
+            None => Box::new(tokio::io::BufReader::new(tokio::io::stdin())),
+        };
+        tokio::spawn(text_input_task(
+            ctx.clone(),
+            session.clone(),
+            reader,
+            turn_end,
+            session.subscribe(),
+        ));
+    }
+    Ok(SessionIo {
+        audio_input,
+        audio_output,
+        text_output: None,
+    })
+}
+
+/// Shows the conversation, state changes, tools and turn latencies; ends the job when the
+/// session closes.
+async fn display_task(
+    ctx: JobContext,
+    handle: ConsoleHandle,
+    mut events: tokio::sync::broadcast::Receiver<SessionEvent>,
+    turn_end: Arc<Mutex<Option<Instant>>>,
+    has_audio_output: bool,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let report_latency = |handle: &ConsoleHandle| {
+        if let Some(start) = turn_end.lock().take() {
+            let latency = start.elapsed();
+            crate::worker::metrics::observe_stage("e2e", latency.as_secs_f64());
+            handle.state.lock().report.turn_latencies.push(latency);
+            handle.show(format!("[latency] {:.3} s", latency.as_secs_f64()));
+        }
+    };
+    loop {
+        let ev = tokio::select! {
+            _ = ctx.wait_for_shutdown() => return,
+            ev = events.recv() => match ev {
+                Ok(ev) => ev,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "console display fell behind");
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            },
+        };
+        match ev {
+            SessionEvent::AgentStateChanged { new_state, .. } => {
+                if new_state == AgentState::Speaking && has_audio_output {
+                    report_latency(&handle);
+                }
+                handle.show(format!("[state] {}", new_state.as_str()));
+            }
+            SessionEvent::UserStateChanged {
+                old_state,
+                new_state,
+            } if old_state == UserState::Speaking && new_state != UserState::Speaking => {
+                *turn_end.lock() = Some(Instant::now());
+            }
+            SessionEvent::ConversationItemAdded {
+                item: ChatItem::Message(msg),
+            } => {
+                let text = msg.text_content().unwrap_or_default();
+                match msg.role {
+                    ChatRole::User => handle.show(format!("user: {text}")),
+                    ChatRole::Assistant => {
+                        if !has_audio_output {
+                            report_latency(&handle);
+                        }
+                        let cut = if msg.interrupted {
+                            " [interrupted]"
+                        } else {
+                            ""
+                        };
+                        handle.show(format!("agent: {text}{cut}"));
+                    }
+                    _ => {}
+                }
+            }
+            SessionEvent::FunctionToolsExecuted {
+                function_calls,
+                function_call_outputs,
+            } => {
+                for (call, out) in function_calls.iter().zip(function_call_outputs.iter()) {
+                    handle.show(format!(
+                        "[tool] {}({}) -> {}",
+                        call.name, call.arguments, out.output
+                    ));
+                }
+            }
+            SessionEvent::Error {
+                source,
+                error,
+                recoverable,
+            } => {
+                let kind = if recoverable { "warning" } else { "error" };
+                handle.show(format!("[{kind}] {source:?}: {error}"));
+            }
+            SessionEvent::Close { reason, error } => {
+                let suffix = error.map(|e| format!(": {e}")).unwrap_or_default();
+                handle.show(format!("[session closed] {reason:?}{suffix}"));
+                break;
+            }
+            _ => {}
+        }
+    }
+    ctx.shutdown("console session closed");
+}
+
+/// Feeds typed lines as user turns, one at a time; at end of input, lets the last reply
+/// finish and closes the session.
+async fn text_input_task(
+    ctx: JobContext,
+    session: AgentSession,
+    reader: Box<dyn AsyncBufRead + Send + Unpin>,
+    turn_end: Arc<Mutex<Option<Instant>>>,
+    mut events: tokio::sync::broadcast::Receiver<SessionEvent>,
+) {
+    let mut lines = reader.lines();
+    // The entrypoint starts the session after taking the ports: wait until it runs (starting
+    // emits a state change).
+    while !session.is_running() {
+        tokio::select! {
+            _ = ctx.wait_for_shutdown() => return,
+            ev = events.recv() => {
+                if matches!(ev, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+            }
+        }
+    }
+    drop(events);
+    loop {
+        let line = tokio::select! {
+            _ = ctx.wait_for_shutdown() => return,
+            line = lines.next_line() => line,
+        };
+        let line = match line {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "console input failed");
+                break;
+            }
+        };
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        session.interrupt();
+        *turn_end.lock() = Some(Instant::now());
+        match session.generate_reply(ReplyOptions {
+            user_input: Some(text.to_owned()),
+            ..Default::default()
+        }) {
+            Ok(speech) => speech.wait_for_playout().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "the session cannot reply");
+                break;
+            }
+        }
+    }
+    session.drain().await;
+}
+
+#[cfg(not(feature = "console-audio"))]
+fn default_microphone(_options: &ConsoleOptions) -> Result<Option<AudioInput>, JobError> {
+    Ok(None)
+}
+
+#[cfg(not(feature = "console-audio"))]
+fn default_speaker(_options: &ConsoleOptions) -> Result<Option<Arc<dyn AudioOutput>>, JobError> {
+    Ok(None)
+}
+
+#[cfg(feature = "console-audio")]
+fn default_microphone(options: &ConsoleOptions) -> Result<Option<AudioInput>, JobError> {
+    if options.text {
+        return Ok(None);
+    }
+    super::audio_device::microphone()
+        .map(Some)
+        .map_err(JobError::NoIo)
+}
+
+#[cfg(feature = "console-audio")]
+fn default_speaker(options: &ConsoleOptions) -> Result<Option<Arc<dyn AudioOutput>>, JobError> {
+    if options.text {
+        return Ok(None);
+    }
+    super::audio_device::speaker()
+        .map(|s| Some(Arc::new(s) as Arc<dyn AudioOutput>))
+        .map_err(JobError::NoIo)
+}

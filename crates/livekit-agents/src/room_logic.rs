@@ -1,0 +1,682 @@
+//! The decisions of room I/O that need no WebRTC, compiled in every build and unit-tested:
+//! which participant the agent listens to, when a departure closes the session, transcription
+//! segment ids and stream attributes, the `lk.agent.state` attribute, routing of incoming
+//! text/byte streams by topic, and parsing of the pre-connect audio buffer.
+//!
+//! The `room` feature's `RoomIO` is a thin layer that feeds `livekit` room events into these
+//! types and carries out what they decide.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::audio::AudioFrame;
+
+/// Text stream topic of user chat input.
+pub const TOPIC_CHAT: &str = "lk.chat";
+/// Text stream topic of transcriptions (agent and user).
+pub const TOPIC_TRANSCRIPTION: &str = "lk.transcription";
+/// Byte stream topic of the audio a client recorded before the agent joined.
+pub const TOPIC_PRE_CONNECT_AUDIO: &str = "lk.agent.pre-connect-audio-buffer";
+/// Participant attribute holding the agent state.
+pub const ATTR_AGENT_STATE: &str = "lk.agent.state";
+/// Transcription stream attribute: the segment id.
+pub const ATTR_SEGMENT_ID: &str = "lk.segment_id";
+/// Transcription stream attribute: the track the text transcribes.
+pub const ATTR_TRANSCRIBED_TRACK_ID: &str = "lk.transcribed_track_id";
+/// Transcription stream attribute: `"true"` when the segment is final.
+pub const ATTR_TRANSCRIPTION_FINAL: &str = "lk.transcription_final";
+/// Participant attribute set by avatar workers publishing for an agent.
+pub const ATTR_PUBLISH_ON_BEHALF: &str = "lk.publish_on_behalf";
+/// How long pre-connect audio is kept waiting for its track (3 s).
+pub const PRE_CONNECT_AUDIO_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Room audio input format: 24 kHz.
+pub const INPUT_SAMPLE_RATE: u32 = 24_000;
+/// Room audio input format: mono.
+pub const INPUT_NUM_CHANNELS: u16 = 1;
+/// Room audio input frame length: 50 ms.
+pub const INPUT_FRAME_MS: u32 = 50;
+
+/// Kinds of room participants (mirrors the LiveKit protocol's `ParticipantInfo.Kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParticipantKind {
+    /// A regular client.
+    Standard,
+    /// An ingress.
+    Ingress,
+    /// An egress.
+    Egress,
+    /// A phone call.
+    Sip,
+    /// An agent.
+    Agent,
+    /// A connector (e.g. WhatsApp/Twilio).
+    Connector,
+    /// A bridge (e.g. RTSP).
+    Bridge,
+}
+
+/// Why a participant left (the subset that matters for closing the session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// The client hung up / left.
+    ClientInitiated,
+    /// The room was deleted.
+    RoomDeleted,
+    /// A SIP callee rejected the call.
+    UserRejected,
+    /// Anything else (network loss, migration, ...).
+    Other,
+}
+
+/// What RoomIO must do after a participant left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepartureAction {
+    /// Not the linked participant: nothing.
+    Ignore,
+    /// The linked participant left but the session stays (it may come back); input is unlinked.
+    Unlink,
+    /// Close the session (`close_on_disconnect` and a final reason).
+    CloseSession,
+}
+
+/// Chooses and tracks the linked participant: the one whose audio and text the agent takes.
+///
+/// ```
+/// use livekit_agents::room_logic::{LinkSelector, ParticipantKind};
+///
+/// let mut sel = LinkSelector::new(None, vec![ParticipantKind::Standard, ParticipantKind::Sip]);
+/// assert_eq!(sel.on_participant("bot", ParticipantKind::Agent), None);
+/// assert_eq!(sel.on_participant("alice", ParticipantKind::Standard), Some("alice".to_string()));
+/// assert_eq!(sel.on_participant("bob", ParticipantKind::Standard), None); // first one wins
+/// assert_eq!(sel.linked(), Some("alice"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct LinkSelector {
+    wanted: Option<String>,
+    kinds: Vec<ParticipantKind>,
+    linked: Option<String>,
+}
+
+impl LinkSelector {
+    /// Links `wanted` if given, else the first participant of one of `kinds`.
+    pub fn new(wanted: Option<String>, kinds: Vec<ParticipantKind>) -> Self {
+        Self {
+            wanted,
+            kinds,
+            linked: None,
+        }
+    }
+
+    /// The linked participant's identity.
+    pub fn linked(&self) -> Option<&str> {
+        self.linked.as_deref()
+    }
+
+    /// Whether `identity` is the linked participant.
+    pub fn is_linked(&self, identity: &str) -> bool {
+        self.linked.as_deref() == Some(identity)
+    }
+
+    /// A participant is present (joined, or found at start). Returns the identity if it
+    /// becomes the linked participant.
+    pub fn on_participant(&mut self, identity: &str, kind: ParticipantKind) -> Option<String> {
+        if self.linked.is_some() {
+            return None;
+        }
+        let matches = match &self.wanted {
+            Some(w) => w == identity,
+            None => self.kinds.contains(&kind),
+        };
+        if matches {
+            self.linked = Some(identity.to_owned());
+            self.linked.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Picks among participants already in the room (in join order).
+    pub fn select_initial<'a>(
+        &mut self,
+        participants: impl IntoIterator<Item = (&'a str, ParticipantKind)>,
+    ) -> Option<String> {
+        participants
+            .into_iter()
+            .find_map(|(id, kind)| self.on_participant(id, kind))
+    }
+
+    /// Links `identity` from now on (the reference's `set_participant`); `None` unlinks and
+    /// goes back to automatic selection. Returns the previous linked identity.
+    pub fn set_participant(&mut self, identity: Option<String>) -> Option<String> {
+        self.wanted = identity.clone();
+        std::mem::replace(&mut self.linked, identity)
+    }
+
+    /// A participant left.
+    pub fn on_departure(
+        &mut self,
+        identity: &str,
+        reason: LeaveReason,
+        close_on_disconnect: bool,
+    ) -> DepartureAction {
+        if !self.is_linked(identity) {
+            return DepartureAction::Ignore;
+        }
+        self.linked = None;
+        let final_reason = matches!(
+            reason,
+            LeaveReason::ClientInitiated | LeaveReason::RoomDeleted | LeaveReason::UserRejected
+        );
+        if close_on_disconnect && final_reason {
+            DepartureAction::CloseSession
+        } else {
+            DepartureAction::Unlink
+        }
+    }
+}
+
+/// A new transcription segment id: `SG_` + 12 hex digits (the reference's `shortuuid("SG_")`).
+pub fn new_segment_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("SG_{}", &id[..12])
+}
+
+/// Attributes of a `lk.transcription` text stream.
+pub fn transcription_attributes(
+    segment_id: &str,
+    transcribed_track_id: Option<&str>,
+    is_final: bool,
+) -> HashMap<String, String> {
+    let mut attrs = HashMap::from([
+        (ATTR_SEGMENT_ID.to_owned(), segment_id.to_owned()),
+        (ATTR_TRANSCRIPTION_FINAL.to_owned(), is_final.to_string()),
+    ]);
+    if let Some(track) = transcribed_track_id {
+        attrs.insert(ATTR_TRANSCRIBED_TRACK_ID.to_owned(), track.to_owned());
+    }
+    attrs
+}
+
+/// One step a transcription text output takes on the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TranscriptionStep {
+    /// Open a text stream on [`TOPIC_TRANSCRIPTION`] with these attributes.
+    Open {
+        /// Stream attributes.
+        attributes: HashMap<String, String>,
+    },
+    /// Write this text (a delta) to the open stream.
+    Write(String),
+    /// Close the open stream with these trailer attributes (the segment is final).
+    Close {
+        /// Trailer attributes (`lk.transcription_final` = `"true"`).
+        attributes: HashMap<String, String>,
+    },
+}
+
+/// Turns `capture_text`/`flush` calls into stream operations: one stream per segment, written
+/// in delta mode, with a fresh segment id each time.
+#[derive(Debug, Default)]
+pub struct TranscriptionSegmenter {
+    track_id: Option<String>,
+    open_segment: Option<String>,
+}
+
+impl TranscriptionSegmenter {
+    /// A segmenter whose streams name `track_id` as the transcribed track.
+    pub fn new(track_id: Option<String>) -> Self {
+        Self {
+            track_id,
+            open_segment: None,
+        }
+    }
+
+    /// Sets the transcribed track (e.g. once the agent's audio track is published).
+    pub fn set_track_id(&mut self, track_id: Option<String>) {
+        self.track_id = track_id;
+    }
+
+    /// The segment being written, if any.
+    pub fn current_segment(&self) -> Option<&str> {
+        self.open_segment.as_deref()
+    }
+
+    /// Steps for capturing `text`.
+    pub fn capture(&mut self, text: &str) -> Vec<TranscriptionStep> {
+        let mut steps = Vec::new();
+        if self.open_segment.is_none() {
+            let id = new_segment_id();
+            steps.push(TranscriptionStep::Open {
+                attributes: transcription_attributes(&id, self.track_id.as_deref(), false),
+            });
+            self.open_segment = Some(id);
+        }
+        if !text.is_empty() {
+            steps.push(TranscriptionStep::Write(text.to_owned()));
+        }
+        steps
+    }
+
+    /// Steps for ending the segment.
+    pub fn flush(&mut self) -> Vec<TranscriptionStep> {
+        match self.open_segment.take() {
+            Some(id) => vec![TranscriptionStep::Close {
+                attributes: transcription_attributes(&id, self.track_id.as_deref(), true),
+            }],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Segment ids of a participant's (user's) transcripts: interim updates share the segment id,
+/// a final one ends the segment.
+#[derive(Debug, Default)]
+pub struct UserTranscriptSegments {
+    current: Option<String>,
+}
+
+impl UserTranscriptSegments {
+    /// The segment id for an update and the stream attributes to send it with.
+    pub fn update(
+        &mut self,
+        transcribed_track_id: Option<&str>,
+        is_final: bool,
+    ) -> HashMap<String, String> {
+        let id = self.current.get_or_insert_with(new_segment_id).clone();
+        if is_final {
+            self.current = None;
+        }
+        transcription_attributes(&id, transcribed_track_id, is_final)
+    }
+}
+
+/// Publishes `lk.agent.state` only when it changes.
+#[derive(Debug, Default)]
+pub struct AgentStateAttribute {
+    last: Option<String>,
+}
+
+impl AgentStateAttribute {
+    /// The attributes to set for `state`, or `None` when unchanged.
+    pub fn update(&mut self, state: &str) -> Option<HashMap<String, String>> {
+        if self.last.as_deref() == Some(state) {
+            return None;
+        }
+        self.last = Some(state.to_owned());
+        Some(HashMap::from([(
+            ATTR_AGENT_STATE.to_owned(),
+            state.to_owned(),
+        )]))
+    }
+}
+
+/// Where an incoming stream goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamRoute {
+    /// User text for the session (`lk.chat` from the linked participant).
+    ChatInput,
+    /// Pre-connect audio from the linked participant.
+    PreConnectAudio,
+    /// Not for us.
+    Ignore,
+}
+
+/// Routes a text stream by topic and sender.
+pub fn route_text_stream(topic: &str, sender: &str, linked: Option<&str>) -> StreamRoute {
+    if topic == TOPIC_CHAT && linked == Some(sender) {
+        StreamRoute::ChatInput
+    } else {
+        StreamRoute::Ignore
+    }
+}
+
+/// Routes a byte stream by topic. Pre-connect audio is accepted from any participant because
+/// it can arrive before the participant is linked; it is used only if its track gets linked.
+pub fn route_byte_stream(topic: &str) -> StreamRoute {
+    if topic == TOPIC_PRE_CONNECT_AUDIO {
+        StreamRoute::PreConnectAudio
+    } else {
+        StreamRoute::Ignore
+    }
+}
+
+/// Why a pre-connect audio buffer cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreConnectError {
+    /// A required stream attribute is absent or not a number.
+    #[error("pre-connect audio: attribute {0:?} is missing or invalid")]
+    BadAttribute(&'static str),
+    /// The encoding is not raw PCM.
+    #[error("pre-connect audio: unsupported mime type {0:?} (only 16-bit PCM is decoded)")]
+    UnsupportedMime(String),
+}
+
+/// The header of a pre-connect audio byte stream (its attributes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreConnectHeader {
+    /// Sample rate (`sampleRate`).
+    pub sample_rate: u32,
+    /// Channels (`channels`).
+    pub num_channels: u16,
+    /// The track the audio belongs to (`trackId`), replayed when that track is subscribed.
+    pub track_id: String,
+}
+
+impl PreConnectHeader {
+    /// Reads the stream attributes; `mime_type` must be PCM (`audio/pcm`, `audio/l16` or empty).
+    pub fn parse(
+        attributes: &HashMap<String, String>,
+        mime_type: &str,
+    ) -> Result<Self, PreConnectError> {
+        let mime = mime_type.to_ascii_lowercase();
+        let pcm = mime.is_empty()
+            || mime.starts_with("audio/pcm")
+            || mime.starts_with("audio/l16")
+            || mime == "application/octet-stream";
+        if !pcm {
+            return Err(PreConnectError::UnsupportedMime(mime_type.to_owned()));
+        }
+        let num = |key: &'static str| -> Result<u32, PreConnectError> {
+            attributes
+                .get(key)
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|n| *n > 0)
+                .ok_or(PreConnectError::BadAttribute(key))
+        };
+        let sample_rate = num("sampleRate")?;
+        let num_channels = u16::try_from(num("channels")?)
+            .map_err(|_| PreConnectError::BadAttribute("channels"))?;
+        let track_id = attributes.get("trackId").cloned().unwrap_or_default();
+        Ok(Self {
+            sample_rate,
+            num_channels,
+            track_id,
+        })
+    }
+}
+
+/// Collects pre-connect PCM bytes (little-endian i16, any chunking) into audio frames.
+#[derive(Debug)]
+pub struct PreConnectBuffer {
+    header: PreConnectHeader,
+    pending: Vec<u8>,
+    samples: Vec<i16>,
+}
+
+impl PreConnectBuffer {
+    /// An empty buffer for a stream with `header`.
+    pub fn new(header: PreConnectHeader) -> Self {
+        Self {
+            header,
+            pending: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    /// The stream header.
+    pub fn header(&self) -> &PreConnectHeader {
+        &self.header
+    }
+
+    /// Appends a chunk (chunks may split samples).
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.pending.extend_from_slice(chunk);
+        let whole = self.pending.len() / 2 * 2;
+        self.samples.extend(
+            self.pending[..whole]
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]])),
+        );
+        self.pending.drain(..whole);
+    }
+
+    /// Audio collected so far.
+    pub fn duration(&self) -> Duration {
+        let per_sec = self.header.sample_rate as f64 * self.header.num_channels as f64;
+        Duration::from_secs_f64(self.samples.len() as f64 / per_sec)
+    }
+
+    /// The audio as 50 ms frames (the last one may be shorter; a trailing partial sample is
+    /// dropped).
+    pub fn into_frames(self) -> Vec<AudioFrame> {
+        let ch = self.header.num_channels as usize;
+        let per_frame = (self.header.sample_rate / 20) as usize * ch;
+        let usable = self.samples.len() / ch * ch;
+        self.samples[..usable]
+            .chunks(per_frame.max(ch))
+            .filter_map(|chunk| {
+                AudioFrame::new(
+                    chunk.to_vec(),
+                    self.header.sample_rate,
+                    self.header.num_channels,
+                )
+                .ok()
+            })
+            .collect()
+    }
+}
+
+/// RoomIO options with the reference defaults (the reference's `RoomOptions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomOptions {
+    /// Take user text on `lk.chat` (default true).
+    pub text_input: bool,
+    /// Take the linked participant's audio (default true).
+    pub audio_input: bool,
+    /// Publish the agent's audio (default true).
+    pub audio_output: bool,
+    /// Publish transcriptions on `lk.transcription` (default true).
+    pub text_output: bool,
+    /// Synchronize agent transcriptions to audio playout (default true).
+    pub sync_transcription: bool,
+    /// Input sample rate (24 kHz).
+    pub input_sample_rate: u32,
+    /// Input channels (1).
+    pub input_num_channels: u16,
+    /// Output sample rate (24 kHz).
+    pub output_sample_rate: u32,
+    /// Output channels (1).
+    pub output_num_channels: u16,
+    /// Kinds that can be linked automatically (SIP and standard).
+    pub participant_kinds: Vec<ParticipantKind>,
+    /// Link this participant instead of the first one.
+    pub participant_identity: Option<String>,
+    /// Close the session when the linked participant leaves for good (default true).
+    pub close_on_disconnect: bool,
+    /// Delete the room when the session closes (default false).
+    pub delete_room_on_close: bool,
+    /// Replay the pre-connect audio buffer (default true).
+    pub pre_connect_audio: bool,
+    /// How long pre-connect audio waits for its track (3 s).
+    pub pre_connect_audio_timeout: Duration,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        Self {
+            text_input: true,
+            audio_input: true,
+            audio_output: true,
+            text_output: true,
+            sync_transcription: true,
+            input_sample_rate: INPUT_SAMPLE_RATE,
+            input_num_channels: INPUT_NUM_CHANNELS,
+            output_sample_rate: INPUT_SAMPLE_RATE,
+            output_num_channels: 1,
+            participant_kinds: vec![ParticipantKind::Sip, ParticipantKind::Standard],
+            participant_identity: None,
+            close_on_disconnect: true,
+            delete_room_on_close: false,
+            pre_connect_audio: true,
+            pre_connect_audio_timeout: PRE_CONNECT_AUDIO_TIMEOUT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_identity_wins_over_kinds() {
+        let mut sel = LinkSelector::new(Some("caller".into()), vec![ParticipantKind::Standard]);
+        assert_eq!(
+            sel.select_initial([
+                ("alice", ParticipantKind::Standard),
+                ("caller", ParticipantKind::Sip)
+            ]),
+            Some("caller".into())
+        );
+    }
+
+    #[test]
+    fn departure_closes_only_for_final_reasons() {
+        let kinds = vec![ParticipantKind::Standard];
+        let mut sel = LinkSelector::new(None, kinds.clone());
+        sel.on_participant("alice", ParticipantKind::Standard);
+        assert_eq!(
+            sel.on_departure("bob", LeaveReason::ClientInitiated, true),
+            DepartureAction::Ignore
+        );
+        assert_eq!(
+            sel.on_departure("alice", LeaveReason::Other, true),
+            DepartureAction::Unlink
+        );
+        assert_eq!(sel.linked(), None);
+        // Relinks the next one that comes.
+        assert_eq!(
+            sel.on_participant("alice", ParticipantKind::Standard),
+            Some("alice".into())
+        );
+        assert_eq!(
+            sel.on_departure("alice", LeaveReason::ClientInitiated, true),
+            DepartureAction::CloseSession
+        );
+        let mut sel = LinkSelector::new(None, kinds);
+        sel.on_participant("a", ParticipantKind::Standard);
+        assert_eq!(
+            sel.on_departure("a", LeaveReason::RoomDeleted, false),
+            DepartureAction::Unlink
+        );
+    }
+
+    #[test]
+    fn set_participant_relinks() {
+        let mut sel = LinkSelector::new(None, vec![ParticipantKind::Standard]);
+        sel.on_participant("a", ParticipantKind::Standard);
+        assert_eq!(sel.set_participant(Some("b".into())), Some("a".into()));
+        assert!(sel.is_linked("b"));
+        assert_eq!(sel.set_participant(None), Some("b".into()));
+        assert_eq!(
+            sel.on_participant("c", ParticipantKind::Standard),
+            Some("c".into())
+        );
+    }
+
+    #[test]
+    fn segments_get_fresh_ids_and_attributes() {
+        let mut seg = TranscriptionSegmenter::new(Some("TR_agent".into()));
+        let steps = seg.capture("Hello ");
+        let TranscriptionStep::Open { attributes } = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        let first_id = attributes[ATTR_SEGMENT_ID].clone();
+        assert!(first_id.starts_with("SG_") && first_id.len() == 15);
+        assert_eq!(attributes[ATTR_TRANSCRIBED_TRACK_ID], "TR_agent");
+        assert_eq!(attributes[ATTR_TRANSCRIPTION_FINAL], "false");
+        assert_eq!(steps[1], TranscriptionStep::Write("Hello ".into()));
+        assert_eq!(
+            seg.capture("world"),
+            vec![TranscriptionStep::Write("world".into())]
+        );
+        let steps = seg.flush();
+        let [TranscriptionStep::Close { attributes }] = steps.as_slice() else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(attributes[ATTR_TRANSCRIPTION_FINAL], "true");
+        assert_eq!(attributes[ATTR_SEGMENT_ID], first_id);
+        assert!(seg.flush().is_empty());
+        let steps = seg.capture("Next");
+        let TranscriptionStep::Open { attributes } = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        assert_ne!(attributes[ATTR_SEGMENT_ID], first_id);
+    }
+
+    #[test]
+    fn user_transcripts_share_a_segment_until_final() {
+        let mut seg = UserTranscriptSegments::default();
+        let a = seg.update(Some("TR_user"), false);
+        let b = seg.update(Some("TR_user"), true);
+        let c = seg.update(Some("TR_user"), false);
+        assert_eq!(a[ATTR_SEGMENT_ID], b[ATTR_SEGMENT_ID]);
+        assert_ne!(b[ATTR_SEGMENT_ID], c[ATTR_SEGMENT_ID]);
+        assert_eq!(b[ATTR_TRANSCRIPTION_FINAL], "true");
+        assert_eq!(a[ATTR_TRANSCRIBED_TRACK_ID], "TR_user");
+    }
+
+    #[test]
+    fn agent_state_attribute_dedups() {
+        let mut a = AgentStateAttribute::default();
+        let set = a.update("listening").unwrap();
+        assert_eq!(set[ATTR_AGENT_STATE], "listening");
+        assert!(a.update("listening").is_none());
+        assert!(a.update("thinking").is_some());
+    }
+
+    #[test]
+    fn routes_streams_by_topic_and_sender() {
+        assert_eq!(
+            route_text_stream(TOPIC_CHAT, "alice", Some("alice")),
+            StreamRoute::ChatInput
+        );
+        assert_eq!(
+            route_text_stream(TOPIC_CHAT, "mallory", Some("alice")),
+            StreamRoute::Ignore
+        );
+        assert_eq!(
+            route_text_stream("other", "alice", Some("alice")),
+            StreamRoute::Ignore
+        );
+        assert_eq!(
+            route_byte_stream(TOPIC_PRE_CONNECT_AUDIO),
+            StreamRoute::PreConnectAudio
+        );
+        assert_eq!(route_byte_stream("files"), StreamRoute::Ignore);
+    }
+
+    #[test]
+    fn pre_connect_buffer_parses_header_and_reassembles_samples() {
+        let attrs = HashMap::from([
+            ("sampleRate".to_string(), "16000".to_string()),
+            ("channels".to_string(), "1".to_string()),
+            ("trackId".to_string(), "TR_mic".to_string()),
+        ]);
+        let header = PreConnectHeader::parse(&attrs, "audio/pcm").unwrap();
+        assert_eq!(header.track_id, "TR_mic");
+        assert_eq!(
+            PreConnectHeader::parse(&attrs, "audio/opus"),
+            Err(PreConnectError::UnsupportedMime("audio/opus".into()))
+        );
+        let mut bad = attrs.clone();
+        bad.insert("sampleRate".into(), "x".into());
+        assert_eq!(
+            PreConnectHeader::parse(&bad, ""),
+            Err(PreConnectError::BadAttribute("sampleRate"))
+        );
+
+        let mut buf = PreConnectBuffer::new(header);
+        // 1000 samples of value i, split at odd byte offsets.
+        let bytes: Vec<u8> = (0..1000i16).flat_map(|i| i.to_le_bytes()).collect();
+        for chunk in bytes.chunks(333) {
+            buf.push(chunk);
+        }
+        assert_eq!(buf.duration(), Duration::from_micros(62_500));
+        let frames = buf.into_frames();
+        assert_eq!(frames.len(), 2); // 800 + 200 samples (50 ms frames at 16 kHz)
+        assert_eq!(frames[0].samples_per_channel, 800);
+        assert_eq!(frames[1].samples_per_channel, 200);
+        assert_eq!(frames[1].data[0], 800);
+    }
+}

@@ -1,0 +1,243 @@
+//! Console mode driven by `--text` and `--input-wav`/`--output-wav` with the fake models of
+//! `livekit_agents::testing`, on tokio's paused clock.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use livekit_agents::cli::{run_console, CliError, ConsoleOptions};
+use livekit_agents::testing::{FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeVad, UserSpeech};
+use livekit_agents::voice::{Agent, AgentSession};
+use livekit_agents::worker::{JobContext, WorkerOptions};
+use parking_lot::Mutex;
+
+/// A display that keeps what the console printed.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().clone()).unwrap()
+    }
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("lk-console-{}-{name}", std::process::id()))
+}
+
+/// An agent whose entrypoint builds a session from the given fakes; mode-agnostic, as a real
+/// agent would be.
+fn agent(llm: FakeLlm, tts: FakeTts, speech: Option<Vec<UserSpeech>>) -> WorkerOptions {
+    WorkerOptions::new(move |ctx: JobContext| {
+        let (llm, tts, speech) = (llm.clone(), tts.clone(), speech.clone());
+        async move {
+            let mut builder = AgentSession::builder()
+                .llm(Arc::new(llm))
+                .tts(Arc::new(tts));
+            if let Some(speech) = speech {
+                builder = builder
+                    .vad(Arc::new(FakeVad::new(speech.clone())))
+                    .stt(Arc::new(FakeStt::new(speech)));
+            }
+            let session = builder.build();
+            let io = ctx.session_io(&session).await?;
+            session
+                .start(Agent::new("You are a test agent."), io)
+                .await?;
+            Ok(())
+        }
+    })
+}
+
+fn wav_duration(path: &std::path::Path) -> (u32, f64) {
+    let reader = hound::WavReader::open(path).unwrap();
+    let spec = reader.spec();
+    (
+        spec.sample_rate,
+        reader.duration() as f64 / spec.sample_rate as f64,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn text_mode_runs_turns_in_order_and_writes_the_reply_audio() {
+    let llm = FakeLlm::new(vec![
+        FakeLlmResponse::text("Hi there!", Duration::from_millis(300)),
+        FakeLlmResponse::text("It is sunny.", Duration::from_millis(300)),
+    ]);
+    let tts = FakeTts::new(Duration::from_millis(200), Duration::from_secs(1));
+    let display = Captured::default();
+    let out = temp_path("text-out.wav");
+    let report = run_console(
+        agent(llm.clone(), tts, None),
+        ConsoleOptions {
+            text: true,
+            output_wav: Some(out.clone()),
+            text_input: Some(Box::new(std::io::Cursor::new(
+                b"hello\n\nwhat's the weather?\n".to_vec(),
+            ))),
+            display: Some(Box::new(display.clone())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let conversation: Vec<&str> = report
+        .lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("user:") || l.starts_with("agent:"))
+        .collect();
+    assert_eq!(
+        conversation,
+        [
+            "user: hello",
+            "agent: Hi there!",
+            "user: what's the weather?",
+            "agent: It is sunny."
+        ],
+        "{:#?}",
+        report.lines
+    );
+    assert!(report.lines.iter().any(|l| l == "[state] thinking"));
+    assert!(report.lines.iter().any(|l| l == "[state] speaking"));
+    assert!(report.lines.last().unwrap().starts_with("[session closed]"));
+    // Each turn: LLM time to first token, then TTS time to first byte.
+    assert_eq!(report.turn_latencies.len(), 2, "{:#?}", report.lines);
+    for latency in &report.turn_latencies {
+        assert!(*latency >= Duration::from_millis(500), "{latency:?}");
+        assert!(*latency < Duration::from_secs(2), "{latency:?}");
+    }
+    assert_eq!(llm.requests().len(), 2);
+    // The display got the same lines.
+    assert!(display.text().contains("agent: It is sunny.\n"));
+    // Two replies of 1 s each reached the output file, at the console rate.
+    let (rate, secs) = wav_duration(&out);
+    assert_eq!(rate, 24_000);
+    assert!((secs - 2.0).abs() < 0.05, "{secs}");
+    std::fs::remove_file(&out).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn wav_input_mode_answers_and_closes_at_end_of_input() {
+    // 3 s of audio; the fake VAD/STT hear "hello" from 0.5 s to 1.5 s.
+    let input = temp_path("in.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&input, spec).unwrap();
+    for i in 0..48_000 {
+        w.write_sample(((i % 100) as i16 - 50) * 100).unwrap();
+    }
+    w.finalize().unwrap();
+
+    let llm = FakeLlm::new(vec![FakeLlmResponse::text(
+        "Hello, human.",
+        Duration::from_millis(250),
+    )]);
+    let tts = FakeTts::new(Duration::from_millis(150), Duration::from_millis(800));
+    let out = temp_path("wav-out.wav");
+    let report = run_console(
+        agent(llm, tts, Some(vec![UserSpeech::new(0.5, 1.5, "hello")])),
+        ConsoleOptions {
+            input_wav: Some(input.clone()),
+            output_wav: Some(out.clone()),
+            display: Some(Box::new(Captured::default())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let conversation: Vec<&str> = report
+        .lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("user:") || l.starts_with("agent:"))
+        .collect();
+    assert_eq!(
+        conversation,
+        ["user: hello", "agent: Hello, human."],
+        "{:#?}",
+        report.lines
+    );
+    assert_eq!(report.turn_latencies.len(), 1, "{:#?}", report.lines);
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.starts_with("[session closed]") && l.contains("InputEnded")),
+        "{:#?}",
+        report.lines
+    );
+    let (_, secs) = wav_duration(&out);
+    assert!((secs - 0.8).abs() < 0.05, "{secs}");
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(&input).unwrap();
+}
+
+#[tokio::test]
+async fn console_input_is_validated() {
+    let opts = || {
+        agent(
+            FakeLlm::new(vec![]),
+            FakeTts::new(Duration::ZERO, Duration::ZERO),
+            None,
+        )
+    };
+    let err = run_console(
+        opts(),
+        ConsoleOptions {
+            input_wav: Some(temp_path("does-not-exist.wav")),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, CliError::Usage(_)), "{err:?}");
+    assert!(err.to_string().contains("no such file"), "{err}");
+
+    #[cfg(not(feature = "console-audio"))]
+    {
+        let err = run_console(opts(), ConsoleOptions::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("--text"), "{err}");
+        assert!(err.to_string().contains("console-audio"), "{err}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn entrypoint_failure_in_console_is_reported() {
+    let opts =
+        WorkerOptions::new(|_ctx: JobContext| async { anyhow::bail!("no API key for the LLM") });
+    let err = run_console(
+        opts,
+        ConsoleOptions {
+            text: true,
+            text_input: Some(Box::new(std::io::Cursor::new(Vec::new()))),
+            display: Some(Box::new(Captured::default())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, CliError::JobFailed(ref e) if e.contains("no API key")),
+        "{err:?}"
+    );
+}
