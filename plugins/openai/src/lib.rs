@@ -54,7 +54,7 @@ mod ws;
 pub use client::{ConfigError, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL};
 pub use llm::{
     AzureConnection, AzureOptions, CompatibleOptions, Llm, LlmOptions, OpenRouterOptions,
-    AZURE_DEFAULT_API_VERSION, DEFAULT_LLM_MODEL, DEFAULT_TEMPERATURE,
+    OpenRouterWebPlugin, AZURE_DEFAULT_API_VERSION, DEFAULT_LLM_MODEL, DEFAULT_TEMPERATURE,
 };
 pub use stt::{Stt, SttOptions, DEFAULT_STT_MODEL};
 pub use tts::{Tts, TtsOptions, DEFAULT_TTS_MODEL, DEFAULT_TTS_VOICE, TTS_SAMPLE_RATE};

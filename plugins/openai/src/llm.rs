@@ -264,6 +264,17 @@ pub struct OpenRouterOptions {
     pub fallback_models: Vec<String>,
     /// Provider routing preferences (`provider`: `order`, `allow_fallbacks`, `sort`, …).
     pub provider: Option<Value>,
+    /// Web search results added to the prompt (OpenRouter's `web` plugin).
+    pub web_search: Option<OpenRouterWebPlugin>,
+}
+
+/// OpenRouter's web search plugin (`{"id": "web", …}` in `plugins`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenRouterWebPlugin {
+    /// Number of results (OpenRouter's default when unset).
+    pub max_results: Option<u32>,
+    /// Prompt introducing the results.
+    pub search_prompt: Option<String>,
 }
 
 /// The Azure API version used when none is given.
@@ -519,6 +530,18 @@ impl Llm {
         }
         if let Some(provider) = options.provider {
             llm.opts.extra_body.insert("provider".into(), provider);
+        }
+        if let Some(web) = options.web_search {
+            let mut plugin = json!({"id": "web"});
+            if let Some(n) = web.max_results {
+                plugin["max_results"] = json!(n);
+            }
+            if let Some(prompt) = web.search_prompt {
+                plugin["search_prompt"] = json!(prompt);
+            }
+            llm.opts
+                .extra_body
+                .insert("plugins".into(), json!([plugin]));
         }
         Ok(llm)
     }
@@ -1241,6 +1264,33 @@ mod tests {
         })
         .unwrap();
         assert_eq!(telnyx.opts.temperature, Some(0.1));
+        let router = Llm::with_openrouter(OpenRouterOptions {
+            base: CompatibleOptions {
+                api_key: Some("or-key".into()),
+                ..Default::default()
+            },
+            site_url: Some("https://example.com".into()),
+            app_name: Some("Demo".into()),
+            fallback_models: vec!["openai/gpt-4o-mini".into()],
+            provider: Some(json!({"sort": "latency"})),
+            web_search: Some(OpenRouterWebPlugin {
+                max_results: Some(3),
+                search_prompt: None,
+            }),
+        })
+        .unwrap();
+        let body = router.request_body(&ChatRequest::default());
+        assert_eq!(body["model"], "openrouter/auto");
+        assert_eq!(body["models"], json!(["openai/gpt-4o-mini"]));
+        assert_eq!(body["provider"], json!({"sort": "latency"}));
+        assert_eq!(body["plugins"], json!([{"id": "web", "max_results": 3}]));
+        let headers = router.endpoint.headers().unwrap();
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n.as_str() == "x-title" && v == "Demo"));
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n.as_str() == "http-referer" && v == "https://example.com"));
         let ollama = Llm::with_ollama(CompatibleOptions::default()).unwrap();
         assert_eq!(ollama.endpoint.auth, Auth::None);
         assert_eq!(ollama.opts.model, "llama3.1");
