@@ -374,8 +374,10 @@ struct TranscriptionState {
     speech_open: bool,
     /// Audio was appended since the last commit.
     uncommitted: bool,
-    /// The final commit was sent and neither `committed` nor "empty buffer" came back yet.
-    awaiting_commit: bool,
+    /// Commits sent whose `committed` (or "empty buffer") answer has not come back. Answers
+    /// arrive in order; a commit made by server VAD may be counted against ours, which can
+    /// only end the drain early, never hang it.
+    commits_in_flight: u32,
     /// Stream time (s) of this connection's first audio.
     offset: f64,
     /// Stream times of the current speech segment.
@@ -424,6 +426,7 @@ impl SttStreamTask for TranscriptionTask {
                         if st.uncommitted {
                             ws::send_json(&mut socket, &json!({"type": "input_audio_buffer.commit"})).await?;
                             st.uncommitted = false;
+                            st.commits_in_flight += 1;
                         }
                     }
                     None => {
@@ -437,7 +440,7 @@ impl SttStreamTask for TranscriptionTask {
                         if st.uncommitted {
                             ws::send_json(&mut socket, &json!({"type": "input_audio_buffer.commit"})).await?;
                             st.uncommitted = false;
-                            st.awaiting_commit = true;
+                            st.commits_in_flight += 1;
                         }
                         if st.is_drained() {
                             let _ = socket.close(None).await;
@@ -481,7 +484,7 @@ impl SttStreamTask for TranscriptionTask {
 impl TranscriptionState {
     /// Nothing more will be transcribed.
     fn is_drained(&self) -> bool {
-        !self.awaiting_commit && self.pending.is_empty()
+        self.commits_in_flight == 0 && self.pending.is_empty()
     }
 }
 
@@ -542,8 +545,10 @@ impl TranscriptionTask {
                 }
             }
             "input_audio_buffer.committed" => {
-                st.uncommitted = false;
-                st.awaiting_commit = false;
+                // Audio appended after the committed point stays `uncommitted`: with server VAD
+                // the final commit may then be empty, which the server answers with an error
+                // handled below.
+                st.commits_in_flight = st.commits_in_flight.saturating_sub(1);
                 st.pending.insert(str_field(ev, "item_id").to_string());
             }
             "conversation.item.input_audio_transcription.delta" => {
@@ -586,7 +591,7 @@ impl TranscriptionTask {
                     .map(|e| str_field(e, "code"))
                     .unwrap_or_default();
                 if code == "input_audio_buffer_commit_empty" {
-                    st.awaiting_commit = false;
+                    st.commits_in_flight = st.commits_in_flight.saturating_sub(1);
                     tracing::debug!("commit of an empty audio buffer ignored");
                 } else {
                     return Err(ws::server_error(provider, ev));

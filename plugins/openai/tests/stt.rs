@@ -387,3 +387,67 @@ async fn in_a_session_through_the_core_stream_adapter() {
         "exactly the utterance's audio"
     );
 }
+
+#[tokio::test]
+async fn streaming_without_server_vad_commits_on_flush_and_at_the_end() {
+    let commits = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let c = commits.clone();
+    let server = WsServer::start(None, move |mut ws| {
+        let commits = c.clone();
+        async move {
+            let mut n = 0;
+            while let Some(ev) = recv_json(&mut ws).await {
+                match ev["type"].as_str().unwrap() {
+                    "session.update" => commits.lock().await.push(ev),
+                    "input_audio_buffer.commit" => {
+                        n += 1;
+                        let item = format!("item_{n}");
+                        let text = if n == 1 { "one" } else { "two" };
+                        send_json(&mut ws, json!({"type": "input_audio_buffer.committed", "item_id": item})).await;
+                        send_json(&mut ws, json!({"type": "conversation.item.input_audio_transcription.completed", "item_id": item, "transcript": text})).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await;
+    let stt = Stt::new(SttOptions {
+        api_key: Some("sk".into()),
+        base_url: Some(server.base_url()),
+        use_realtime: true,
+        turn_detection: None,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut stream = stt.stream(Some("de".into()), conn()).unwrap();
+    for f in speech(200, 24_000) {
+        stream.push_frame(f);
+    }
+    stream.flush();
+    for f in speech(120, 24_000) {
+        stream.push_frame(f);
+    }
+    stream.end_input();
+    let mut finals = Vec::new();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), stream.next_event())
+        .await
+        .expect("stream ends")
+    {
+        let ev = ev.unwrap();
+        if ev.kind == SpeechEventType::FinalTranscript {
+            assert_eq!(ev.alternatives[0].language, "de");
+            finals.push(ev.text().to_string());
+        }
+    }
+    assert_eq!(finals, vec!["one", "two"]);
+    let update = commits.lock().await[0].clone();
+    assert_eq!(
+        update["session"]["audio"]["input"]["turn_detection"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        update["session"]["audio"]["input"]["transcription"]["language"],
+        "de"
+    );
+}
