@@ -630,6 +630,10 @@ fn conversation_item(item: &ChatItem) -> Option<Value> {
                     ChatContent::Image(_) => None,
                 })
                 .collect();
+            if content.is_empty() {
+                // Nothing the API can hold (e.g. an assistant message with only an image).
+                return None;
+            }
             Some(json!({"id": m.id, "type": "message", "role": role, "content": content}))
         }
         ChatItem::FunctionCall(c) => Some(json!({
