@@ -224,7 +224,7 @@ impl ChatTemplate {
     }
 
     /// Renders `turns` (no generation prompt, no tools).
-    pub fn render(&self, turns: &[ChatTurn]) -> Result<String, minijinja::Error> {
+    pub fn render(&self, turns: &[ChatTurn]) -> Result<String, PreprocessError> {
         let messages: Vec<TemplateMessage<'_>> = turns
             .iter()
             .map(|t| TemplateMessage {
@@ -232,14 +232,19 @@ impl ChatTemplate {
                 content: &t.text,
             })
             .collect();
-        let template = self.env.get_template(TEMPLATE_NAME)?;
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| PreprocessError::Template(e.to_string()))?;
         let mut ctx = self.special_tokens.clone();
         ctx.insert(
             "messages".into(),
             serde_json::to_value(&messages).unwrap_or_default(),
         );
         ctx.insert("add_generation_prompt".into(), false.into());
-        template.render(Value::from_serialize(&ctx))
+        template
+            .render(Value::from_serialize(&ctx))
+            .map_err(|e| PreprocessError::Template(e.to_string()))
     }
 }
 
@@ -368,10 +373,7 @@ impl Preprocessor {
         if merged.is_empty() {
             return Ok(None);
         }
-        let mut text = self
-            .template
-            .render(&merged)
-            .map_err(|e| PreprocessError::Template(e.to_string()))?;
+        let mut text = self.template.render(&merged)?;
         if let Some(ix) = text.rfind(EOU_MARKER) {
             text.truncate(ix);
         }
