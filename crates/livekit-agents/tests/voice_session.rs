@@ -865,3 +865,52 @@ async fn manual_commit_waits_for_the_final_transcript_up_to_the_timeout() {
     assert_eq!(transcript, "slow transcript");
     assert_eq!(start.elapsed(), ms(1300));
 }
+
+#[tokio::test(start_paused = true)]
+async fn voice_handoff_keeps_the_stt_stream_and_the_new_agent_answers() {
+    let transfer = FunctionTool::raw(
+        "transfer_to_billing",
+        "Transfer to billing.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        |_ctx: RunContext, _a: serde_json::Value| async move {
+            let billing = Agent::builder()
+                .id("billing")
+                .instructions("You handle billing.")
+                .build();
+            Ok::<_, ToolError>(livekit_agents::llm::ToolOutput::Handoff {
+                agent: billing,
+                returns: None,
+            })
+        },
+    );
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 1.5, "billing please"),
+            UserSpeech::new(4.0, 5.0, "my invoice is wrong"),
+        ],
+        FakeLlm::new(vec![
+            FakeLlmResponse::tool_call("transfer_to_billing", "{}", ms(100)),
+            FakeLlmResponse::text("Let me check your invoice.", ms(100)),
+        ]),
+        FakeTts::new(ms(100), ms(500)),
+        no_preemption(),
+        None,
+        Agent::builder().id("front").tool(transfer).build(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(h.session.current_agent().unwrap().id(), "billing");
+    assert_eq!(h.stt.streams_opened(), 1);
+    // The second turn went to the billing agent's instructions.
+    let reqs = h.llm.requests();
+    assert_eq!(reqs.len(), 2);
+    let system = reqs[1].chat_ctx.items().iter().find_map(|i| match i {
+        ChatItem::Message(m) if m.role == ChatRole::System => m.text_content(),
+        _ => None,
+    });
+    assert_eq!(system.as_deref(), Some("You handle billing."));
+    assert!(h
+        .timeline()
+        .iter()
+        .any(|(_, l)| l == "Assistant:Let me check your invoice."));
+}

@@ -136,6 +136,7 @@ pub struct FakeStt {
     speeches: Vec<UserSpeech>,
     language: String,
     received: Arc<Mutex<ReceivedAudio>>,
+    opened: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Audio an STT stream received.
@@ -154,7 +155,13 @@ impl FakeStt {
             speeches,
             language: "en".into(),
             received: Arc::default(),
+            opened: Arc::default(),
         }
+    }
+
+    /// How many streams were opened (a handoff keeps the stream: stays 1).
+    pub fn streams_opened(&self) -> usize {
+        self.opened.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// What the streams received so far (to check that audio was replaced by silence).
@@ -180,6 +187,8 @@ impl Stt for FakeStt {
         _language: Option<String>,
         _conn: ApiConnectOptions,
     ) -> Result<SpeechStream, ApiError> {
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (in_tx, mut in_rx) = mpsc::unbounded_channel();
         let (tx, rx) = mpsc::channel(1024);
         let speeches = self.speeches.clone();
