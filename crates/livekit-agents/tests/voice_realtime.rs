@@ -152,3 +152,30 @@ async fn realtime_tool_calls_run_and_trigger_a_follow_up_reply() {
     );
     assert_eq!(handle.num_steps(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn agent_updates_reach_the_realtime_session() {
+    let model = FakeRealtimeModel::new(vec![]);
+    let agent = Agent::new("Old.");
+    let (_session, _output, _tx) = start(&model, agent.clone()).await;
+    tokio::task::yield_now().await;
+    agent.update_instructions("New.");
+    agent.update_tools(Vec::new());
+    tokio::task::yield_now().await;
+    let calls = model.calls();
+    assert!(
+        calls.contains(&"update_instructions:Old.".to_string()),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"update_instructions:New.".to_string()),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("update_tools"))
+            .count(),
+        2
+    );
+}

@@ -143,6 +143,7 @@ impl Activity {
 
     /// Starts the scheduler and (if `enter`) runs `on_enter`.
     pub(crate) fn start(&self, enter: bool) {
+        self.inner.agent.attach(&self.inner.session);
         let this = self.clone();
         *self.inner.scheduler.lock() = Some(AbortOnDropHandle::new(tokio::spawn(async move {
             this.scheduling_loop().await;

@@ -186,6 +186,8 @@ struct AgentInner {
     tts: Option<Arc<dyn Tts>>,
     allow_interruptions: Option<bool>,
     behavior: Arc<dyn AgentBehavior>,
+    /// The session the agent was last activated in (weak: the session owns its agents).
+    session: Mutex<Option<std::sync::Weak<super::session::SessionInner>>>,
 }
 
 /// An agent: instructions, tools, model overrides and behaviour. Cheap to clone (clones share
@@ -293,6 +295,7 @@ impl AgentBuilder {
                 tts: self.tts,
                 allow_interruptions: self.allow_interruptions,
                 behavior: self.behavior,
+                session: Mutex::new(None),
             }),
         }
     }
@@ -339,19 +342,69 @@ impl Agent {
         self.inner.chat_ctx.lock().clone()
     }
 
-    /// Replaces the instructions (used from the next generation on).
+    /// Replaces the instructions (used from the next generation on; pushed to the realtime
+    /// session when the agent is active on one).
     pub fn update_instructions(&self, instructions: impl Into<String>) {
-        *self.inner.instructions.lock() = instructions.into();
+        let instructions = instructions.into();
+        *self.inner.instructions.lock() = instructions.clone();
+        self.sync_realtime(move |rt| async move { rt.update_instructions(&instructions).await });
     }
 
-    /// Replaces all tools.
+    /// Replaces all tools (the session's tools stay available).
     pub fn update_tools(&self, tools: Vec<FunctionTool>) {
+        let mut definitions: Vec<_> = tools.iter().map(|t| t.definition().clone()).collect();
         *self.inner.tools.lock() = tools;
+        if let Some(session) = self.attached_session() {
+            for t in session.tools() {
+                if !definitions.iter().any(|d| d.name == t.name()) {
+                    definitions.push(t.definition().clone());
+                }
+            }
+        }
+        self.sync_realtime(move |rt| async move { rt.update_tools(&definitions).await });
     }
 
     /// Replaces the conversation.
     pub fn update_chat_ctx(&self, chat_ctx: ChatContext) {
-        *self.inner.chat_ctx.lock() = chat_ctx;
+        *self.inner.chat_ctx.lock() = chat_ctx.clone();
+        self.sync_realtime(move |rt| async move { rt.update_chat_ctx(&chat_ctx).await });
+    }
+
+    /// Marks the agent active in `session` (its updates then reach the realtime session).
+    pub(crate) fn attach(&self, session: &AgentSession) {
+        *self.inner.session.lock() = Some(Arc::downgrade(&session.inner));
+    }
+
+    fn attached_session(&self) -> Option<AgentSession> {
+        let weak = self.inner.session.lock().clone()?;
+        weak.upgrade().map(|inner| AgentSession { inner })
+    }
+
+    fn sync_realtime<F, Fut>(&self, update: F)
+    where
+        F: FnOnce(Arc<dyn crate::llm::realtime::RealtimeSession>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), ApiError>> + Send + 'static,
+    {
+        let Some(session) = self.attached_session() else {
+            return;
+        };
+        let is_active = session.current_agent().is_some_and(|a| a == *self);
+        let (Some(link), true) = (session.realtime_link(), is_active) else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let realtime = link.session.clone();
+        rt.spawn(async move {
+            if let Err(e) = update(realtime).await {
+                session.report_error(
+                    super::events::ErrorSource::RealtimeModel,
+                    e.to_string(),
+                    true,
+                );
+            }
+        });
     }
 
     /// The STT override.
