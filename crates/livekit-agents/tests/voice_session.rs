@@ -914,3 +914,27 @@ async fn voice_handoff_keeps_the_stt_stream_and_the_new_agent_answers() {
         .iter()
         .any(|(_, l)| l == "Assistant:Let me check your invoice."));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_transcript_clock_stops_while_the_output_is_paused() {
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 1.0, "Tell me a story"),
+            UserSpeech::new(2.0, 2.8, ""),
+        ],
+        FakeLlm::new(vec![FakeLlmResponse::text("one two three four", ms(100))]),
+        FakeTts::new(ms(100), ms(2000)),
+        no_preemption(),
+        None,
+        Agent::new(""),
+    )
+    .await;
+    // Speaking from 1.7 s (a word every 0.5 s), paused at 2.512 s, resumed at 5.1 s.
+    tokio::time::sleep(ms(4000)).await;
+    assert_eq!(h.text.segments(), vec!["one two".to_string()]);
+    // 0.81 s had played before the pause: "three" is due 0.19 s after the resume.
+    tokio::time::sleep(ms(1400)).await;
+    assert_eq!(h.text.segments(), vec!["one two three".to_string()]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.text.segments(), vec!["one two three four".to_string()]);
+}

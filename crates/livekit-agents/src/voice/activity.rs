@@ -100,6 +100,8 @@ pub(crate) struct ActivityInner {
     state: Mutex<ActState>,
     wake: Notify,
     changes: watch::Sender<u64>,
+    /// Whether this activity paused the audio output (false-interruption handling).
+    output_paused: watch::Sender<bool>,
     scheduler: Mutex<Option<AbortOnDropHandle<()>>>,
     turn_lock: tokio::sync::Mutex<()>,
 }
@@ -113,6 +115,7 @@ pub(crate) struct Activity {
 impl Activity {
     pub(crate) fn new(session: AgentSession, agent: Agent) -> Self {
         let (changes, _) = watch::channel(0);
+        let (output_paused, _) = watch::channel(false);
         Self {
             inner: Arc::new(ActivityInner {
                 session,
@@ -120,6 +123,7 @@ impl Activity {
                 state: Mutex::new(ActState::default()),
                 wake: Notify::new(),
                 changes,
+                output_paused,
                 scheduler: Mutex::new(None),
                 turn_lock: tokio::sync::Mutex::new(()),
             }),
@@ -551,6 +555,7 @@ impl Activity {
             drop(st);
             if let Some(o) = output {
                 o.pause();
+                self.inner.output_paused.send_replace(true);
             }
             self.inner.session.set_agent_state(AgentState::Listening);
         } else {
@@ -598,14 +603,26 @@ impl Activity {
             if handle.done() || handle.interrupted() {
                 return;
             }
-            if let Some(o) = this.inner.session.audio_output() {
-                o.resume();
-            }
+            this.resume_output();
             this.inner.session.set_agent_state(AgentState::Speaking);
             this.inner
                 .session
                 .emit(SessionEvent::AgentFalseInterruption { resumed: true });
         })));
+    }
+
+    /// Resumes the audio output if this activity paused it.
+    pub(crate) fn resume_output(&self) {
+        if let Some(o) = self.inner.session.audio_output() {
+            o.resume();
+        }
+        self.inner.output_paused.send_replace(false);
+    }
+
+    /// Whether the output is paused by a possible false interruption (the transcript clock
+    /// stops meanwhile).
+    pub(crate) fn output_paused(&self) -> watch::Receiver<bool> {
+        self.inner.output_paused.subscribe()
     }
 
     /// Interrupts the paused speech for real (the user did say something).

@@ -432,16 +432,40 @@ pub(crate) async fn speak(
     let mut interrupted = false;
     let output_rate = output.sample_rate();
     let mut resampler: Option<Resampler> = None;
+    // The transcript clock: playback time minus time spent paused.
+    let mut paused_rx = activity.output_paused();
+    let mut paused_since: Option<Instant> = (*paused_rx.borrow()).then(Instant::now);
+    let mut paused_total = Duration::ZERO;
+    let mut paused_open = true;
 
     loop {
         let due_at = started_at
             .zip(next_due)
-            .map(|(s, t)| s + Duration::from_secs_f64(t));
+            .filter(|_| paused_since.is_none())
+            .map(|(s, t)| s + paused_total + Duration::from_secs_f64(t));
+        let elapsed = |s: Instant, paused_total: Duration| {
+            s.elapsed().saturating_sub(paused_total).as_secs_f64()
+        };
         tokio::select! {
             biased;
             _ = handle.wait_interrupted() => {
                 interrupted = true;
                 break;
+            }
+            changed = paused_rx.changed(), if paused_open => {
+                if changed.is_err() {
+                    // The activity is gone; nothing will pause again.
+                    paused_open = false;
+                }
+                let paused = *paused_rx.borrow_and_update();
+                match (paused, paused_since) {
+                    (true, None) => paused_since = Some(Instant::now()),
+                    (false, Some(since)) => {
+                        paused_total += since.elapsed();
+                        paused_since = None;
+                    }
+                    _ => {}
+                }
             }
             ev = events.recv() => match ev {
                 Ok(PlaybackEvent::Started) => {
@@ -476,7 +500,7 @@ pub(crate) async fn speak(
                 Some(piece) => {
                     sync.push_text(&piece);
                     if let Some(s) = started_at {
-                        next_due = release_due(&mut sync, s.elapsed().as_secs_f64(), text_output.as_deref()).await;
+                        next_due = release_due(&mut sync, elapsed(s, paused_total), text_output.as_deref()).await;
                     }
                 }
                 None => {
@@ -518,7 +542,7 @@ pub(crate) async fn speak(
             },
             _ = sleep_until_opt(due_at), if due_at.is_some() => {
                 if let Some(s) = started_at {
-                    next_due = release_due(&mut sync, s.elapsed().as_secs_f64(), text_output.as_deref()).await;
+                    next_due = release_due(&mut sync, elapsed(s, paused_total), text_output.as_deref()).await;
                 }
             }
         }
@@ -537,7 +561,7 @@ pub(crate) async fn speak(
             None
         } else if captured || !audio_open {
             output.clear_buffer();
-            output.resume();
+            activity.resume_output();
             tokio::time::timeout(
                 Duration::from_secs(1),
                 crate::io::wait_for_finished(&mut events),
