@@ -454,8 +454,8 @@ impl Activity {
         let h = handle.clone();
         let task =
             tokio::spawn(async move { generation::pipeline_reply(this, h, step, request).await });
-        // Detached by default: dropping an `AbortOnDropHandle` would cancel it, so callers that
-        // don't own the step forget the guard.
+        // Dropping the guard cancels the step: a preemptive generation holds it until the turn
+        // is committed (or discarded); other callers `detach()` it.
         AbortOnDropHandle::new(task)
     }
 
