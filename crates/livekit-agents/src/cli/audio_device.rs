@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-use cpal::{Sample, SampleFormat, SizedSample};
+use cpal::{SampleFormat, SizedSample};
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
@@ -73,7 +73,7 @@ pub(crate) fn microphone() -> Result<AudioInput, String> {
         {
             device
                 .build_input_stream::<T, _, _>(
-                    config.clone(),
+                    *config,
                     move |data: &[T], _| {
                         let mono: Vec<i16> = data
                             .chunks(channels.max(1))
@@ -130,7 +130,7 @@ pub(crate) fn speaker() -> Result<Speaker, String> {
         ) -> Result<cpal::Stream, String> {
             device
                 .build_output_stream::<T, _, _>(
-                    config.clone(),
+                    *config,
                     move |out: &mut [T], _| {
                         let mut ring = ring.lock();
                         for frame in out.chunks_mut(channels.max(1)) {

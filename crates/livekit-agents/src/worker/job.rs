@@ -477,6 +477,38 @@ impl JobContext {
         Ok(room)
     }
 
+    /// Connects if needed, then waits for a remote participant: `identity` if given, else the
+    /// first standard or SIP participant (already present or joining).
+    #[cfg(feature = "room")]
+    pub async fn wait_for_participant(
+        &self,
+        identity: Option<&str>,
+    ) -> Result<livekit::prelude::RemoteParticipant, JobError> {
+        use livekit::prelude::RemoteParticipant;
+        let room = self.connect().await?;
+        let mut events = room.subscribe();
+        let wanted = |p: &RemoteParticipant| match identity {
+            Some(id) => p.identity().as_str() == id,
+            None => matches!(
+                p.kind(),
+                livekit::ParticipantKind::Standard | livekit::ParticipantKind::Sip
+            ),
+        };
+        if let Some(p) = room.remote_participants().into_values().find(|p| wanted(p)) {
+            return Ok(p);
+        }
+        while let Some(ev) = events.recv().await {
+            if let livekit::RoomEvent::ParticipantConnected(p) = ev {
+                if wanted(&p) {
+                    return Ok(p);
+                }
+            }
+        }
+        Err(JobError::Connect(
+            "the room closed before a participant joined".into(),
+        ))
+    }
+
     /// The room, once [`JobContext::connect`] succeeded.
     #[cfg(feature = "room")]
     pub fn room(&self) -> Option<Arc<livekit::Room>> {
