@@ -6,6 +6,9 @@
 //! story agent reads the same userdata in its own tool, and can hand back to the intro agent.
 //! Each agent greets the user in `on_enter`.
 //!
+//! The tests at the bottom (`cargo test -p examples --example multi_agent`) script the LLM with
+//! `FakeLlm` and check the handoff and the userdata.
+//!
 //! Environment: `DEEPGRAM_API_KEY`, `OPENAI_API_KEY`, `CARTESIA_API_KEY`; for `dev`, `start` and
 //! `connect` also `LIVEKIT_URL`, `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET` (and the `room` feature).
 //! Model files: `cargo run --example multi_agent -- download-files` (Silero VAD).
@@ -119,6 +122,7 @@ fn story_agent(name: &str, location: &str) -> Agent {
         .build()
 }
 
+#[cfg_attr(test, allow(dead_code))]
 async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     let session = AgentSession::builder()
         .stt(Arc::new(deepgram::Stt::new(
@@ -136,7 +140,68 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn main() -> ExitCode {
     livekit_plugins_silero::register_files();
     cli::run_app(WorkerOptions::new(entrypoint).with_prewarm(examples::prewarm_vad))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use livekit_agents::llm::tool::Userdata;
+    use livekit_agents::llm::ChatRole;
+    use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
+    use livekit_agents::voice::{AgentSession, SessionIo};
+
+    use super::{intro_agent, SharedStoryData};
+
+    const TTFT: Duration = Duration::from_millis(100);
+
+    #[tokio::test(start_paused = true)]
+    async fn intro_stores_the_details_and_hands_over_to_the_story_agent() {
+        let llm = FakeLlm::new(vec![
+            FakeLlmResponse::text("Hi! What is your name, and where do you live?", TTFT),
+            FakeLlmResponse::tool_call(
+                "information_gathered",
+                r#"{"name":"Ada","location":"Paris"}"#,
+                TTFT,
+            ),
+        ])
+        .with_fallback(FakeLlmResponse::text("Once upon a time, in Paris…", TTFT));
+        let session = AgentSession::builder()
+            .llm(Arc::new(llm.clone()))
+            .userdata(Userdata::new(SharedStoryData::default()))
+            .build();
+        session
+            .start(intro_agent(), SessionIo::default())
+            .await
+            .unwrap();
+        // The intro agent greets in `on_enter`.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let result = session.run("I'm Ada, from Paris").await.unwrap();
+
+        let expect = result.expect();
+        expect.contains_function_call("information_gathered");
+        expect.contains_agent_handoff().is_agent_handoff("story");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(session.current_agent().unwrap().id(), "story");
+        // The typed userdata was filled by the intro agent's tool.
+        let data = session.userdata().get::<SharedStoryData>().unwrap();
+        let data = data.lock().unwrap();
+        assert_eq!(data.name.as_deref(), Some("Ada"));
+        assert_eq!(data.location.as_deref(), Some("Paris"));
+        // The story agent's instructions use them, and it spoke first.
+        let story_request = llm.requests().last().unwrap().clone();
+        let system = story_request.chat_ctx.items()[0].clone();
+        assert!(matches!(system, livekit_agents::llm::ChatItem::Message(m)
+            if m.role == ChatRole::System
+                && m.text_content().unwrap_or_default().contains("Ada from Paris")));
+        assert_eq!(story_request.tools[0].name, "restart");
+    }
 }

@@ -1,10 +1,13 @@
 //! An `AgentTask` that collects structured information, then hands control back.
 //!
-//! When the session starts, the receptionist agent runs a `CollectContact` task: a short-lived
+//! When the session starts, the receptionist agent runs the `collect_contact` task: a short-lived
 //! agent whose only job is to get the caller's name and email address. Its `record_contact`
 //! tool completes the task with a typed `Contact`; the receptionist then resumes, with the
 //! task's conversation merged into its own, and uses the value (here, to greet the caller by
 //! name and to look up their appointment).
+//!
+//! The tests at the bottom (`cargo test -p examples --example task_agent`) script the LLM with
+//! `FakeLlm` and check the task's value, the receptionist's resumption and a rejected email.
 //!
 //! Environment: `DEEPGRAM_API_KEY`, `OPENAI_API_KEY`, `CARTESIA_API_KEY`; for `dev`, `start` and
 //! `connect` also `LIVEKIT_URL`, `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET` (and the `room` feature).
@@ -106,6 +109,7 @@ impl AgentBehavior for Receptionist {
     }
 }
 
+#[cfg_attr(test, allow(dead_code))]
 async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     let session = AgentSession::builder()
         .stt(Arc::new(deepgram::Stt::new(
@@ -127,7 +131,93 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn main() -> ExitCode {
     livekit_plugins_silero::register_files();
     cli::run_app(WorkerOptions::new(entrypoint).with_prewarm(examples::prewarm_vad))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
+    use livekit_agents::voice::{Agent, AgentSession, SessionIo};
+
+    use super::Receptionist;
+
+    const TTFT: Duration = Duration::from_millis(100);
+
+    /// A session running the receptionist (which starts the contact task on entry).
+    async fn start(script: Vec<FakeLlmResponse>) -> AgentSession {
+        let llm = FakeLlm::new(script).with_fallback(FakeLlmResponse::text("Okay.", TTFT));
+        let session = AgentSession::builder().llm(Arc::new(llm)).build();
+        let receptionist = Agent::builder()
+            .id("receptionist")
+            .behavior(Receptionist)
+            .build();
+        session
+            .start(receptionist, SessionIo::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        session
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_task_returns_the_contact_and_the_receptionist_resumes() {
+        let session = start(vec![
+            FakeLlmResponse::text("Hello! May I have your name and email?", TTFT),
+            FakeLlmResponse::tool_call(
+                "record_contact",
+                r#"{"name":"Ada Lovelace","email":"ada@example.com"}"#,
+                TTFT,
+            ),
+        ])
+        .await;
+        assert_eq!(session.current_agent().unwrap().id(), "collect_contact");
+
+        let result = session.run("Ada Lovelace, ada@example.com").await.unwrap();
+        result.expect().contains_function_call("record_contact");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let agent = session.current_agent().unwrap();
+        assert_eq!(agent.id(), "receptionist");
+        assert!(agent
+            .instructions()
+            .contains("Ada Lovelace (ada@example.com)"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalid_email_keeps_the_task_running() {
+        let session = start(vec![
+            FakeLlmResponse::text("Hello! May I have your name and email?", TTFT),
+            FakeLlmResponse::tool_call(
+                "record_contact",
+                r#"{"name":"Ada Lovelace","email":"ada at example dot com"}"#,
+                TTFT,
+            ),
+        ])
+        .await;
+
+        let result = session
+            .run("Ada Lovelace, ada at example dot com")
+            .await
+            .unwrap();
+
+        let mut expect = result.expect();
+        expect.next_event().is_function_call("record_contact", None);
+        let output = expect
+            .next_event()
+            .is_function_call_output(None, Some(true));
+        assert!(
+            output.output.contains("not a valid email"),
+            "{}",
+            output.output
+        );
+        assert_eq!(session.current_agent().unwrap().id(), "collect_contact");
+    }
 }
