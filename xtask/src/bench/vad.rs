@@ -93,7 +93,39 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let vad = SileroVad::load(VadOptions::default())?;
     runtime.block_on(one_stream(&vad, &audio, args.passes))?;
     runtime.block_on(many_streams(&vad, &audio, args.streams))?;
+    python_reference(&path, args.passes);
     Ok(())
+}
+
+/// With `SILERO_BENCH_PYTHON=<python with livekit-plugins-silero>`, measures the Python plugin
+/// on the same file right after us, so the comparison holds on a busy machine too.
+fn python_reference(path: &std::path::Path, passes: usize) {
+    let Some(python) = std::env::var_os("SILERO_BENCH_PYTHON") else {
+        println!(
+            "\n(set SILERO_BENCH_PYTHON=<venv>/bin/python, with livekit-plugins-silero installed, to measure the Python plugin on this machine now)"
+        );
+        return;
+    };
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/silero/testdata/python_cpu.py");
+    println!("\n[Python livekit-plugins-silero, same file, same machine, now]");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(path)
+        .arg(passes.to_string())
+        .output();
+    match output {
+        Ok(out) if out.status.success() => print!("  {}", String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => println!(
+            "  failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(err) => println!("  cannot run python: {err}"),
+    }
 }
 
 /// 16 kHz mono windows of the input (resampled/down-mixed the way the VAD does).
@@ -132,7 +164,6 @@ fn inference_only(model: &LoadedModel, audio: &AudioFrame, passes: usize) -> any
             }
         }
     }
-    cpu_micros.sort_by(f64::total_cmp);
     micros.sort_by(f64::total_cmp);
     let median = quantile(&micros, 0.5);
     let mean = micros.iter().sum::<f64>() / micros.len() as f64;
@@ -148,11 +179,10 @@ fn inference_only(model: &LoadedModel, audio: &AudioFrame, passes: usize) -> any
         32_000.0 / mean
     );
     if !cpu_micros.is_empty() {
+        // schedstat advances at scheduler ticks, so only the mean over many windows is exact.
         let cpu_mean = cpu_micros.iter().sum::<f64>() / cpu_micros.len() as f64;
         println!(
-            "  thread CPU per window (excludes time preempted by other processes): median {:.1} µs, p99 {:.1} µs, mean {cpu_mean:.1} µs -> {:.0} streams per core",
-            quantile(&cpu_micros, 0.5),
-            quantile(&cpu_micros, 0.99),
+            "  thread CPU per window (mean; excludes time preempted by other processes): {cpu_mean:.1} µs -> {:.0} streams per core",
             32_000.0 / cpu_mean
         );
     }
