@@ -3,6 +3,7 @@
 //! Benchmarks always run optimised: a debug `xtask` re-runs itself with `--release`.
 //! Add a benchmark as a module here and a match arm in [`run`].
 
+mod turn_detector;
 mod vad;
 
 use std::path::PathBuf;
@@ -33,7 +34,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     match args.name.as_str() {
         "vad" => vad::run(&args),
-        other => bail!("unknown benchmark '{other}' (available: vad)"),
+        "turn-detector" => turn_detector::run(&args),
+        other => bail!("unknown benchmark '{other}' (available: vad, turn-detector)"),
     }
 }
 
