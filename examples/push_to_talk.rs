@@ -12,6 +12,9 @@
 //!   `--input-wav`): press Enter to start talking and Enter again to end the turn; type `c` then
 //!   Enter to cancel the turn. (`console --text` has no audio: each typed line is already a turn.)
 //!
+//! The test at the bottom (`cargo test -p examples --example push_to_talk`) checks on scripted
+//! fakes that the turn ends on release, not at the user's silence.
+//!
 //! Environment: `DEEPGRAM_API_KEY`, `OPENAI_API_KEY`, `CARTESIA_API_KEY`; for the room modes also
 //! `LIVEKIT_URL`, `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET`.
 //!
@@ -52,12 +55,14 @@ async fn end_turn(session: &AgentSession) -> Result<String, livekit_agents::voic
 }
 
 /// The user cancelled: stop listening and drop the turn.
+#[cfg_attr(test, allow(dead_code))]
 fn cancel_turn(session: &AgentSession) {
     session.set_audio_input_enabled(false);
     session.clear_user_turn();
 }
 
 /// Console keys: Enter toggles talking, `c` + Enter cancels. Runs until stdin closes.
+#[cfg_attr(test, allow(dead_code))]
 async fn console_keys(session: AgentSession) {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -121,6 +126,7 @@ fn register_rpc_methods(ctx: &JobContext, session: &AgentSession) {
     });
 }
 
+#[cfg_attr(test, allow(dead_code))]
 async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     let session = AgentSession::builder()
         .stt(Arc::new(deepgram::Stt::new(
@@ -138,10 +144,10 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
         .build();
     let io = ctx.session_io(&session).await?;
     let has_audio_input = io.audio_input.is_some();
-    let agent = Agent::new("You are a helpful assistant. Keep your answers short.");
-    session.start(agent, io).await?;
     // Nothing is heard until the user starts a turn.
     session.set_audio_input_enabled(false);
+    let agent = Agent::new("You are a helpful assistant. Keep your answers short.");
+    session.start(agent, io).await?;
 
     if ctx.is_fake_job() {
         // Console mode: keys drive the turns (only meaningful with audio input).
@@ -155,7 +161,74 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn main() -> ExitCode {
     livekit_plugins_silero::register_files();
     cli::run_app(WorkerOptions::new(entrypoint).with_prewarm(examples::prewarm_vad))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use livekit_agents::io::memory::audio_input_channel;
+    use livekit_agents::llm::{ChatItem, ChatRole};
+    use livekit_agents::testing::{FakeLlm, FakeLlmResponse, FakeStt, FakeVad, UserSpeech};
+    use livekit_agents::voice::{
+        Agent, AgentSession, SessionIo, TurnDetection, TurnHandlingOptions,
+    };
+
+    use super::{end_turn, start_turn};
+
+    #[tokio::test(start_paused = true)]
+    async fn the_turn_ends_when_the_button_is_released_not_at_silence() {
+        let speech = vec![UserSpeech::new(0.5, 2.0, "What time is it?")];
+        let llm = FakeLlm::new(vec![FakeLlmResponse::text(
+            "It is noon.",
+            Duration::from_millis(100),
+        )]);
+        let session = AgentSession::builder()
+            .vad(Arc::new(FakeVad::new(speech.clone())))
+            .stt(Arc::new(FakeStt::new(speech)))
+            .llm(Arc::new(llm.clone()))
+            .turn_handling(TurnHandlingOptions {
+                turn_detection: TurnDetection::Manual,
+                ..Default::default()
+            })
+            .build();
+        let (_mic, audio_input) = audio_input_channel();
+        session.set_audio_input_enabled(false);
+        session
+            .start(
+                Agent::new("Be brief."),
+                SessionIo {
+                    audio_input: Some(audio_input),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+
+        start_turn(&session);
+        // The user stopped speaking at 2 s, but in manual mode the turn stays open until
+        // release: no reply yet (the LLM may already run preemptively, unseen).
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!has_reply(&session));
+
+        let transcript = end_turn(&session).await.unwrap();
+        assert_eq!(transcript, "What time is it?");
+        assert!(!session.audio_input_enabled());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(has_reply(&session), "{:#?}", session.history().items());
+    }
+
+    fn has_reply(session: &AgentSession) -> bool {
+        session.history().items().iter().any(|item| {
+            matches!(item, ChatItem::Message(m)
+                if m.role == ChatRole::Assistant && m.text_content().as_deref() == Some("It is noon."))
+        })
+    }
 }
