@@ -1,0 +1,903 @@
+//! `cargo xtask bench sessions`: N concurrent voice sessions in one process, on the real clock.
+//!
+//! Every session is a real [`AgentSession`] (turn detection `vad`, preemptive generation off so
+//! the reply path is one fixed chain) fed real speech at real-time pace through the real Silero
+//! VAD, with fake STT/LLM/TTS that answer after fixed real-clock latencies, and a
+//! [`PacedAudioOutput`] that consumes the agent's audio at real-time pace.
+//!
+//! What one run measures (see `docs/performance.md` for the definitions):
+//! - framework-added latency per turn: first agent audio frame minus the ideal time (end of user
+//!   speech + endpointing wait + the fakes' fixed latencies), p50/p95/p99/max;
+//! - CPU seconds per session-minute; resident memory (the parent runs N and 2N in fresh child
+//!   processes: `(RSS(2N) - RSS(N)) / N` per additional session);
+//! - output frames that started playing late, VAD input processed late, turns completed.
+//!
+//! `--find-max` searches the largest N that holds real time (no late frame, every turn answered).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use livekit_agents::audio::AudioFrame;
+use livekit_agents::io::memory::{audio_input_channel, AudioInputSender};
+use livekit_agents::io::PacedAudioOutput;
+use livekit_agents::llm::{ChatChunk, ChatRequest, ChunkSender, Llm, LlmStream, LlmStreamTask};
+use livekit_agents::stt::{
+    SpeechData, SpeechEvent, SpeechEventSender, SpeechEventType, SpeechStream, Stt,
+    SttCapabilities, SttInput, SttInputReceiver, SttStreamTask,
+};
+use livekit_agents::tts::{
+    AudioEmitter, ChunkedStream, SynthesizeStream, Tts, TtsCapabilities, TtsInput,
+    TtsInputReceiver, TtsStreamTask,
+};
+use livekit_agents::types::{ApiConnectOptions, ApiError};
+use livekit_agents::vad::{Vad, VadCapabilities, VadEvent, VadEventType, VadStream};
+use livekit_agents::voice::{
+    Agent, AgentSession, PreemptiveGenerationOptions, SessionIo, SessionOptions, TurnDetection,
+};
+use livekit_plugins_silero::{SileroVad, VadOptions};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{process_cpu_seconds, quantile, BenchArgs};
+
+/// STT final transcript, after the end of speech reached the STT.
+const STT_FINAL_DELAY: Duration = Duration::from_millis(200);
+/// LLM time to first token.
+const LLM_TTFT: Duration = Duration::from_millis(300);
+/// TTS time to first audio, after the first text.
+const TTS_TTFB: Duration = Duration::from_millis(150);
+/// Length of every agent reply.
+const REPLY_AUDIO: Duration = Duration::from_millis(1500);
+const REPLY_TEXT: &str = "Sure, I can help you with that.";
+const TTS_SAMPLE_RATE: u32 = 24_000;
+/// First sample of every reply: lets the output sink tell the first frame of a reply apart.
+const REPLY_MARKER: i16 = 12_345;
+/// Silence inserted after each utterance of the input, so the reply ends before the user talks
+/// again (no interruptions: every turn is one measurable reply).
+const PAUSE_AFTER_UTTERANCE: f64 = 3.0;
+/// Input frames: 20 ms, like a room track.
+const FRAME: Duration = Duration::from_millis(20);
+/// A frame starting later than this after its schedule counts as late (output), and a VAD result
+/// arriving later than this after its audio was delivered counts as late (input).
+const LATE_THRESHOLD: Duration = Duration::from_millis(20);
+/// Marks the child's result line on its stdout.
+const RESULT_PREFIX: &str = "SESSIONS_RESULT ";
+/// Set in a child process.
+const CHILD_ENV: &str = "XTASK_SESSIONS_CHILD";
+
+fn default_input() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/silero/testdata/speech_16k.wav")
+}
+
+/// Entry point: a child runs the sessions; the parent runs children and reports.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        let result = run_child(args)?;
+        println!("{RESULT_PREFIX}{}", serde_json::to_string(&result)?);
+        return Ok(());
+    }
+    if args.find_max {
+        return find_max(args);
+    }
+    let n = args.sessions.max(1);
+    let small = spawn_child(args, n)?;
+    let large = spawn_child(args, 2 * n)?;
+    let per_session_mb = (large.rss_end_kb as f64 - small.rss_end_kb as f64) / 1024.0 / n as f64;
+    print_table(&[&small, &large]);
+    println!(
+        "\nresident memory per additional session: (RSS({}) - RSS({n})) / {n} = {per_session_mb:.2} MB (target < 5 MB)",
+        2 * n
+    );
+    let json = serde_json::json!({
+        "bench": "sessions",
+        "sessions": n,
+        "seconds": args.seconds,
+        "rss_per_session_mb": per_session_mb,
+        "runs": [small, large],
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// Doubling from `--sessions`, then bisection, each trial a fresh child process.
+fn find_max(args: &BenchArgs) -> anyhow::Result<()> {
+    let mut good: Option<RunResult> = None;
+    let mut bad: Option<usize> = None;
+    let mut n = args.sessions.max(1);
+    let mut trials = Vec::new();
+    loop {
+        let r = spawn_child(args, n)?;
+        let holds = r.holds_real_time();
+        eprintln!(
+            "  N={n}: {} (late output {}, late input {}, turns {}/{})",
+            if holds { "real time" } else { "NOT real time" },
+            r.output_late,
+            r.input_late,
+            r.turns_completed,
+            r.turns_expected
+        );
+        trials.push(r.clone());
+        if holds {
+            good = Some(r);
+        } else {
+            bad = Some(n);
+        }
+        let lo = good.as_ref().map_or(0, |g| g.sessions);
+        n = match bad {
+            None => n * 2,
+            Some(hi) => {
+                // Stop at 5 % resolution (or 4 sessions).
+                if hi - lo <= (lo / 20).max(4) {
+                    break;
+                }
+                (lo + hi) / 2
+            }
+        };
+        if trials.len() >= 10 {
+            break;
+        }
+    }
+    let trial_refs: Vec<&RunResult> = trials.iter().collect();
+    print_table(&trial_refs);
+    match &good {
+        Some(g) => println!("\nmaximum N holding real time: {}", g.sessions),
+        None => println!("\nno N holds real time (smallest tried: {})", args.sessions),
+    }
+    let json = serde_json::json!({
+        "bench": "sessions-find-max",
+        "seconds": args.seconds,
+        "max_real_time_sessions": good.as_ref().map(|g| g.sessions),
+        "runs": trials,
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// Runs this benchmark at `sessions` in a fresh process and reads its result line.
+fn spawn_child(args: &BenchArgs, sessions: usize) -> anyhow::Result<RunResult> {
+    eprintln!(
+        "running {sessions} sessions for {} s (child process)...",
+        args.seconds
+    );
+    let exe = std::env::current_exe().context("cannot find the xtask executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["bench", "sessions", "--sessions"])
+        .arg(sessions.to_string())
+        .arg("--seconds")
+        .arg(args.seconds.to_string());
+    if let Some(input) = &args.input {
+        cmd.arg("--input").arg(input);
+    }
+    let mut child = cmd
+        .env(CHILD_ENV, "1")
+        .env("XTASK_BENCH_IN_RELEASE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start the child benchmark")?;
+    let stdout = child.stdout.take().context("no child stdout")?;
+    let mut result = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        match line.strip_prefix(RESULT_PREFIX) {
+            Some(json) => result = Some(serde_json::from_str::<RunResult>(json)?),
+            None => println!("{line}"),
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("child benchmark at {sessions} sessions failed ({status})");
+    }
+    result.context("the child benchmark printed no result")
+}
+
+/// What one child measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunResult {
+    sessions: usize,
+    seconds: f64,
+    turns_expected: usize,
+    turns_completed: usize,
+    /// Replies that matched no user turn (should be 0).
+    extra_replies: usize,
+    /// Framework-added latency per turn, ms.
+    added_p50_ms: f64,
+    added_p95_ms: f64,
+    added_p99_ms: f64,
+    added_max_ms: f64,
+    /// End of user speech to first agent audio, ms (includes endpointing and fakes).
+    total_p50_ms: f64,
+    /// The ideal of that total (endpointing + fakes), ms, median over turns.
+    ideal_p50_ms: f64,
+    cpu_seconds: f64,
+    cpu_per_session_minute: f64,
+    /// Busy share of the machine's cores during the run.
+    cpu_utilization: f64,
+    rss_start_kb: u64,
+    rss_end_kb: u64,
+    rss_peak_kb: u64,
+    output_frames: usize,
+    output_late: usize,
+    output_lateness_p99_ms: f64,
+    output_lateness_max_ms: f64,
+    input_windows: usize,
+    input_late: usize,
+    input_lag_p50_ms: f64,
+    input_lag_p99_ms: f64,
+    input_lag_max_ms: f64,
+}
+
+impl RunResult {
+    fn holds_real_time(&self) -> bool {
+        self.output_late == 0
+            && self.input_late == 0
+            && self.turns_completed == self.turns_expected
+            && self.turns_expected > 0
+    }
+}
+
+fn print_table(runs: &[&RunResult]) {
+    println!(
+        "\n{:>6} {:>6} {:>11} {:>24} {:>10} {:>9} {:>9} {:>17} {:>17}",
+        "N",
+        "secs",
+        "turns",
+        "added p50/p95/p99 ms",
+        "CPU s/min",
+        "CPU use",
+        "RSS MB",
+        "out late (max ms)",
+        "in late (max ms)"
+    );
+    for r in runs {
+        println!(
+            "{:>6} {:>6.0} {:>11} {:>24} {:>10.3} {:>8.0}% {:>9.1} {:>17} {:>17}",
+            r.sessions,
+            r.seconds,
+            format!("{}/{}", r.turns_completed, r.turns_expected),
+            format!(
+                "{:.2}/{:.2}/{:.2}",
+                r.added_p50_ms, r.added_p95_ms, r.added_p99_ms
+            ),
+            r.cpu_per_session_minute,
+            r.cpu_utilization * 100.0,
+            r.rss_end_kb as f64 / 1024.0,
+            format!(
+                "{}/{} ({:.1})",
+                r.output_late, r.output_frames, r.output_lateness_max_ms
+            ),
+            format!(
+                "{}/{} ({:.1})",
+                r.input_late, r.input_windows, r.input_lag_max_ms
+            ),
+        );
+    }
+    if let Some(r) = runs.first() {
+        println!(
+            "(end of speech -> first audio: median {:.1} ms, of which ideal {:.1} ms = endpointing + STT/LLM/TTS fakes {}/{}/{} ms)",
+            r.total_p50_ms,
+            r.ideal_p50_ms,
+            STT_FINAL_DELAY.as_millis(),
+            LLM_TTFT.as_millis(),
+            TTS_TTFB.as_millis()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The child: input audio, reference turns, sessions.
+
+/// One user turn of the input, in input-audio seconds.
+#[derive(Debug, Clone, Copy)]
+struct RefTurn {
+    /// Last speaking time (as the VAD sees it: end-of-speech timestamp minus its silence).
+    speech_end: f64,
+    /// Audio time at which the VAD decides end of speech.
+    eos: f64,
+}
+
+/// The looped input of one session and its reference turns.
+struct Input {
+    frames: Vec<AudioFrame>,
+    turns: Vec<RefTurn>,
+    loop_seconds: f64,
+}
+
+fn ceil_to_frame(secs: f64) -> f64 {
+    let f = FRAME.as_secs_f64();
+    (secs / f - 1e-9).ceil() * f
+}
+
+/// Runs the VAD offline over 20 ms frames and returns its end-of-speech events.
+async fn vad_ends(vad: &SileroVad, frames: &[AudioFrame]) -> Vec<VadEvent> {
+    let mut stream = vad.stream();
+    for f in frames {
+        stream.push_frame(f.clone());
+    }
+    stream.end_input();
+    let mut ends = Vec::new();
+    while let Some(ev) = stream.next_event().await {
+        if ev.kind == VadEventType::EndOfSpeech {
+            ends.push(ev);
+        }
+    }
+    ends
+}
+
+fn frames_of(samples: &[i16], rate: u32) -> anyhow::Result<Vec<AudioFrame>> {
+    let per = (rate as usize) / 50;
+    samples
+        .chunks_exact(per)
+        .map(|c| Ok(AudioFrame::new(c.to_vec(), rate, 1)?))
+        .collect()
+}
+
+/// The input WAV with `PAUSE_AFTER_UTTERANCE` of silence inserted where the VAD ended each
+/// utterance, looped to `seconds`; reference turns from the VAD run over exactly those frames.
+async fn build_input(vad: &SileroVad, path: &PathBuf, seconds: f64) -> anyhow::Result<Input> {
+    let audio = livekit_agents::audio::wav::read_wav_file(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mono = audio.downmix_to_mono();
+    let rate = mono.sample_rate;
+    let original = frames_of(&mono.data, rate)?;
+    let ends = vad_ends(vad, &original).await;
+    if ends.is_empty() {
+        bail!("{}: the VAD finds no speech", path.display());
+    }
+    let pause = vec![0i16; (PAUSE_AFTER_UTTERANCE * rate as f64) as usize];
+    let mut one_loop = Vec::with_capacity(mono.data.len() + pause.len() * ends.len());
+    let mut from = 0usize;
+    for ev in &ends {
+        let at = ((ev.timestamp * rate as f64) as usize).min(mono.data.len());
+        one_loop.extend_from_slice(&mono.data[from..at]);
+        one_loop.extend_from_slice(&pause);
+        from = at;
+    }
+    one_loop.extend_from_slice(&mono.data[from..]);
+    let loop_seconds = one_loop.len() as f64 / rate as f64;
+    let loops = (seconds / loop_seconds).ceil() as usize;
+    let mut all = Vec::with_capacity(one_loop.len() * loops);
+    for _ in 0..loops {
+        all.extend_from_slice(&one_loop);
+    }
+    all.truncate((seconds * rate as f64) as usize);
+    let frames = frames_of(&all, rate)?;
+    let turns = vad_ends(vad, &frames)
+        .await
+        .iter()
+        .map(|ev| RefTurn {
+            speech_end: ev.timestamp - ev.silence_duration,
+            eos: ev.timestamp,
+        })
+        .collect();
+    Ok(Input {
+        frames,
+        turns,
+        loop_seconds,
+    })
+}
+
+/// Per-session measurements, shared by the session's VAD wrapper, output sink and the harness.
+#[derive(Default)]
+struct Probe {
+    /// Wall time at which input-audio time 0 was "captured" (frame `j` is delivered at
+    /// `t0 + (j + 1) * 20 ms`).
+    t0: OnceLock<Instant>,
+    stats: Mutex<ProbeStats>,
+}
+
+#[derive(Default)]
+struct ProbeStats {
+    /// Wall times of the first frame of each reply.
+    reply_starts: Vec<Instant>,
+    /// Output lateness of every non-first frame, ms.
+    output_lateness_ms: Vec<f32>,
+    /// VAD result lag after its audio was delivered, ms.
+    input_lag_ms: Vec<f32>,
+}
+
+impl Probe {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProbeStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The real Silero VAD, with each inference result's lag recorded.
+struct ProbedVad {
+    inner: SileroVad,
+    probe: Arc<Probe>,
+}
+
+impl Vad for ProbedVad {
+    fn label(&self) -> String {
+        self.inner.label()
+    }
+    fn capabilities(&self) -> VadCapabilities {
+        self.inner.capabilities()
+    }
+    fn stream(&self) -> VadStream {
+        let mut inner = self.inner.stream();
+        let input = inner.input_handle();
+        let probe = self.probe.clone();
+        let (tx, rx) = mpsc::channel(256);
+        let task = tokio::spawn(async move {
+            while let Some(ev) = inner.next_event().await {
+                if ev.kind == VadEventType::InferenceDone {
+                    if let Some(t0) = probe.t0.get() {
+                        let delivered = *t0 + Duration::from_secs_f64(ceil_to_frame(ev.timestamp));
+                        let lag = Instant::now().saturating_duration_since(delivered);
+                        probe.lock().input_lag_ms.push(lag.as_secs_f32() * 1e3);
+                    }
+                }
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        });
+        // Frames go straight into the Silero stream (its own input handle: no extra hop per
+        // frame); only events pass through the probe task. The outer `end_input` therefore does
+        // not end the stream: the bench stops sessions by shutting the runtime down.
+        VadStream::from_channels(input, rx, Some(task))
+    }
+}
+
+/// Records when each reply's first frame starts playing and how late the following frames start
+/// against a continuous playout from that first frame.
+fn output_sink(probe: Arc<Probe>) -> impl FnMut(&AudioFrame) + Send + 'static {
+    let mut anchor: Option<Instant> = None;
+    let mut offset = Duration::ZERO;
+    move |frame: &AudioFrame| {
+        let now = Instant::now();
+        if frame.data.first() == Some(&REPLY_MARKER) {
+            probe.lock().reply_starts.push(now);
+            anchor = Some(now);
+            offset = Duration::ZERO;
+        } else if let Some(anchor) = anchor {
+            let lateness = now.saturating_duration_since(anchor + offset);
+            probe
+                .lock()
+                .output_lateness_ms
+                .push(lateness.as_secs_f32() * 1e3);
+        }
+        offset += frame.duration();
+    }
+}
+
+/// A streaming STT answering a final transcript `STT_FINAL_DELAY` after the end of each
+/// utterance reached it (the end positions come from the reference VAD run).
+struct BenchStt {
+    speech_ends: Arc<Vec<f64>>,
+}
+
+#[async_trait]
+impl Stt for BenchStt {
+    fn label(&self) -> String {
+        "bench.STT".into()
+    }
+    fn capabilities(&self) -> SttCapabilities {
+        SttCapabilities {
+            streaming: true,
+            interim_results: false,
+            ..Default::default()
+        }
+    }
+    fn stream(
+        &self,
+        _language: Option<String>,
+        conn: ApiConnectOptions,
+    ) -> Result<SpeechStream, ApiError> {
+        Ok(SpeechStream::spawn(
+            "bench.STT",
+            conn,
+            BenchSttTask {
+                speech_ends: self.speech_ends.clone(),
+                next: 0,
+            },
+        ))
+    }
+}
+
+struct BenchSttTask {
+    speech_ends: Arc<Vec<f64>>,
+    next: usize,
+}
+
+#[async_trait]
+impl SttStreamTask for BenchSttTask {
+    async fn run(
+        &mut self,
+        input: &mut SttInputReceiver,
+        events: &SpeechEventSender,
+    ) -> Result<(), ApiError> {
+        let mut due: std::collections::VecDeque<Instant> = Default::default();
+        loop {
+            let deadline = due.front().copied();
+            tokio::select! {
+                item = input.recv() => match item {
+                    None => return Ok(()),
+                    Some(SttInput::Frame(_)) => {
+                        let position = input.consumed_secs();
+                        while self.speech_ends.get(self.next).is_some_and(|&end| end <= position) {
+                            due.push_back(Instant::now() + STT_FINAL_DELAY);
+                            self.next += 1;
+                        }
+                    }
+                    Some(SttInput::Flush) => {}
+                },
+                _ = sleep_until_opt(deadline), if deadline.is_some() => {
+                    due.pop_front();
+                    let data = SpeechData {
+                        language: "en".into(),
+                        text: "What is the weather like today?".into(),
+                        confidence: 1.0,
+                        ..Default::default()
+                    };
+                    let final_ = SpeechEvent::transcript(SpeechEventType::FinalTranscript, data);
+                    if !events.send(final_).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// An LLM answering `REPLY_TEXT` in one chunk after `LLM_TTFT`.
+struct BenchLlm;
+
+impl Llm for BenchLlm {
+    fn label(&self) -> String {
+        "bench.LLM".into()
+    }
+    fn model(&self) -> String {
+        "bench".into()
+    }
+    fn provider(&self) -> String {
+        "bench".into()
+    }
+    fn chat(&self, request: ChatRequest) -> LlmStream {
+        LlmStream::spawn("bench.LLM", request.conn, BenchLlmTask)
+    }
+}
+
+struct BenchLlmTask;
+
+#[async_trait]
+impl LlmStreamTask for BenchLlmTask {
+    async fn run(&mut self, out: &ChunkSender) -> Result<(), ApiError> {
+        tokio::time::sleep(LLM_TTFT).await;
+        out.send(ChatChunk::text("bench", REPLY_TEXT)).await;
+        Ok(())
+    }
+}
+
+/// A streaming TTS: `TTS_TTFB` after a segment's first text, the whole reply audio at once
+/// (providers stream faster than real time; the output paces playback).
+struct BenchTts {
+    reply: Arc<Vec<i16>>,
+}
+
+#[async_trait]
+impl Tts for BenchTts {
+    fn label(&self) -> String {
+        "bench.TTS".into()
+    }
+    fn capabilities(&self) -> TtsCapabilities {
+        TtsCapabilities {
+            streaming: true,
+            aligned_transcript: false,
+        }
+    }
+    fn sample_rate(&self) -> u32 {
+        TTS_SAMPLE_RATE
+    }
+    fn synthesize(&self, _text: &str, conn: ApiConnectOptions) -> ChunkedStream {
+        ChunkedStream::spawn(
+            "bench.TTS",
+            conn,
+            TTS_SAMPLE_RATE,
+            1,
+            BenchChunkedTask {
+                reply: self.reply.clone(),
+            },
+        )
+    }
+    fn stream(&self, conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
+        Ok(SynthesizeStream::spawn(
+            "bench.TTS",
+            conn,
+            TTS_SAMPLE_RATE,
+            1,
+            BenchTtsTask {
+                reply: self.reply.clone(),
+            },
+        ))
+    }
+}
+
+struct BenchChunkedTask {
+    reply: Arc<Vec<i16>>,
+}
+
+#[async_trait]
+impl livekit_agents::tts::ChunkedTtsTask for BenchChunkedTask {
+    async fn run(&mut self, emitter: &AudioEmitter) -> Result<(), ApiError> {
+        tokio::time::sleep(TTS_TTFB).await;
+        emitter.push_samples(&self.reply).await;
+        Ok(())
+    }
+}
+
+struct BenchTtsTask {
+    reply: Arc<Vec<i16>>,
+}
+
+#[async_trait]
+impl TtsStreamTask for BenchTtsTask {
+    async fn run(
+        &mut self,
+        input: &mut TtsInputReceiver,
+        emitter: &AudioEmitter,
+    ) -> Result<(), ApiError> {
+        let mut open = false;
+        while let Some(item) = input.recv().await {
+            match item {
+                TtsInput::Text(text) => {
+                    if !open && !text.trim().is_empty() {
+                        open = true;
+                        emitter.start_segment("bench");
+                        tokio::time::sleep(TTS_TTFB).await;
+                        if !emitter.push_samples(&self.reply).await {
+                            return Ok(());
+                        }
+                    }
+                }
+                TtsInput::Flush => {
+                    if open {
+                        open = false;
+                        if !emitter.end_segment().await {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The reply audio: a quiet 220 Hz tone whose first sample is `REPLY_MARKER`.
+fn reply_samples() -> Vec<i16> {
+    let n = (REPLY_AUDIO.as_secs_f64() * TTS_SAMPLE_RATE as f64) as usize;
+    let mut samples: Vec<i16> = (0..n)
+        .map(|i| {
+            let t = i as f64 / TTS_SAMPLE_RATE as f64;
+            (1000.0 * (2.0 * std::f64::consts::PI * 220.0 * t).sin()) as i16
+        })
+        .collect();
+    if let Some(first) = samples.first_mut() {
+        *first = REPLY_MARKER;
+    }
+    samples
+}
+
+/// `VmRSS` and `VmHWM` of this process, kB (0 where unavailable).
+fn rss_kb() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn run_child(args: &BenchArgs) -> anyhow::Result<RunResult> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(child_main(args));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// The ideal time of the first reply frame, input-audio seconds: the turn is committed when the
+/// VAD's end of speech has been delivered, `min_delay` after the last speaking time, and the STT
+/// final is in (whichever is last); then the LLM and TTS latencies.
+fn ideal_first_audio(turn: &RefTurn, min_delay: f64) -> f64 {
+    let eos_delivered = ceil_to_frame(turn.eos);
+    let stt_final = ceil_to_frame(turn.speech_end) + STT_FINAL_DELAY.as_secs_f64();
+    let commit = eos_delivered
+        .max(turn.speech_end + min_delay)
+        .max(stt_final);
+    commit + LLM_TTFT.as_secs_f64() + TTS_TTFB.as_secs_f64()
+}
+
+async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
+    let n = args.sessions.max(1);
+    let seconds = args.seconds as f64;
+    let vad = SileroVad::load(VadOptions::default())
+        .context("load Silero (run `cargo xtask download-files` first)")?;
+    let path = args.input.clone().unwrap_or_else(default_input);
+    let input = build_input(&vad, &path, seconds).await?;
+    let speech_ends = Arc::new(input.turns.iter().map(|t| t.speech_end).collect::<Vec<_>>());
+    let reply = Arc::new(reply_samples());
+    let mut options = SessionOptions::default();
+    options.turn_handling.turn_detection = TurnDetection::Vad;
+    options.turn_handling.preemptive_generation = PreemptiveGenerationOptions {
+        enabled: false,
+        ..Default::default()
+    };
+    let min_delay = options.turn_handling.endpointing.min_delay.as_secs_f64();
+
+    let (rss_start_kb, _) = rss_kb();
+    let mut probes = Vec::with_capacity(n);
+    let mut senders: Vec<AudioInputSender> = Vec::with_capacity(n);
+    let mut sessions = Vec::with_capacity(n);
+    for i in 0..n {
+        let probe = Arc::new(Probe::default());
+        let (sender, audio_input) = audio_input_channel();
+        let session = AgentSession::builder()
+            .options(options.clone())
+            .vad(Arc::new(ProbedVad {
+                inner: vad.clone(),
+                probe: probe.clone(),
+            }))
+            .stt(Arc::new(BenchStt {
+                speech_ends: speech_ends.clone(),
+            }))
+            .llm(Arc::new(BenchLlm))
+            .tts(Arc::new(BenchTts {
+                reply: reply.clone(),
+            }))
+            .build();
+        let output = PacedAudioOutput::new(
+            format!("bench-{i}"),
+            Some(TTS_SAMPLE_RATE),
+            output_sink(probe.clone()),
+        );
+        session
+            .start(
+                Agent::new("You are a helpful voice assistant."),
+                SessionIo {
+                    audio_input: Some(audio_input),
+                    audio_output: Some(Arc::new(output)),
+                    text_output: None,
+                },
+            )
+            .await
+            .with_context(|| format!("session {i} did not start"))?;
+        probes.push(probe);
+        senders.push(sender);
+        sessions.push(session);
+    }
+
+    // Sessions start spread evenly over one input loop (capped at half the run), so turns are
+    // spread in time the way independent calls are.
+    let frame_secs = FRAME.as_secs_f64();
+    let stagger_ticks = (input.loop_seconds.min(seconds / 2.0) / frame_secs) as usize;
+    let start_tick: Vec<usize> = (0..n).map(|i| i * stagger_ticks / n).collect();
+    let base = Instant::now() + Duration::from_millis(200);
+    for (probe, &s) in probes.iter().zip(&start_tick) {
+        // Frame j of session i is delivered at base + (s + j) * FRAME = t0 + (j + 1) * FRAME.
+        let t0 = (base + FRAME * s as u32).checked_sub(FRAME).unwrap_or(base);
+        let _ = probe.t0.set(t0);
+    }
+    eprintln!(
+        "  {n} sessions started (RSS {:.1} MB); feeding {:.0} s of speech each, starts spread over {:.1} s",
+        rss_kb().0 as f64 / 1024.0,
+        seconds,
+        stagger_ticks as f64 * frame_secs
+    );
+
+    let cpu0 = process_cpu_seconds().unwrap_or(0.0);
+    let wall0 = std::time::Instant::now();
+    let frames = input.frames.len();
+    let total_ticks = stagger_ticks + frames;
+    // One "network" task delivers every session's 20 ms frames on a shared tick (its cost is
+    // part of the measured CPU, as a room's track readers would be).
+    for k in 0..total_ticks {
+        tokio::time::sleep_until(base + FRAME * k as u32).await;
+        for (sender, &s) in senders.iter().zip(&start_tick) {
+            if let Some(frame) = k.checked_sub(s).and_then(|j| input.frames.get(j)) {
+                sender.send(frame.clone());
+            }
+        }
+    }
+    let cpu_seconds = process_cpu_seconds().unwrap_or(0.0) - cpu0;
+    let wall = wall0.elapsed().as_secs_f64();
+    let (rss_end_kb, rss_peak_kb) = rss_kb();
+    // Replies of the last turns are still on their way.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut added = Vec::new();
+    let mut totals = Vec::new();
+    let mut ideals = Vec::new();
+    let mut turns_expected = 0;
+    let mut extra_replies = 0;
+    let mut out_lateness = Vec::new();
+    let mut in_lag = Vec::new();
+    for probe in &probes {
+        let Some(&t0) = probe.t0.get() else { continue };
+        let stats = probe.lock();
+        let expected: Vec<&RefTurn> = input
+            .turns
+            .iter()
+            .filter(|t| ideal_first_audio(t, min_delay) + 0.1 < seconds)
+            .collect();
+        turns_expected += expected.len();
+        let mut matched = vec![false; expected.len()];
+        for start in &stats.reply_starts {
+            let at = start.saturating_duration_since(t0).as_secs_f64();
+            match expected.iter().rposition(|t| t.speech_end < at) {
+                Some(i) if !matched[i] => {
+                    matched[i] = true;
+                    let ideal = ideal_first_audio(expected[i], min_delay);
+                    added.push((at - ideal) * 1e3);
+                    totals.push((at - expected[i].speech_end) * 1e3);
+                    ideals.push((ideal - expected[i].speech_end) * 1e3);
+                }
+                _ => extra_replies += 1,
+            }
+        }
+        out_lateness.extend(stats.output_lateness_ms.iter().map(|&v| f64::from(v)));
+        in_lag.extend(stats.input_lag_ms.iter().map(|&v| f64::from(v)));
+    }
+    drop(sessions);
+    for v in [
+        &mut added,
+        &mut totals,
+        &mut ideals,
+        &mut out_lateness,
+        &mut in_lag,
+    ] {
+        v.sort_by(f64::total_cmp);
+    }
+    let late_ms = LATE_THRESHOLD.as_secs_f64() * 1e3;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    Ok(RunResult {
+        sessions: n,
+        seconds,
+        turns_expected,
+        turns_completed: added.len(),
+        extra_replies,
+        added_p50_ms: quantile(&added, 0.5),
+        added_p95_ms: quantile(&added, 0.95),
+        added_p99_ms: quantile(&added, 0.99),
+        added_max_ms: added.last().copied().unwrap_or(f64::NAN),
+        total_p50_ms: quantile(&totals, 0.5),
+        ideal_p50_ms: quantile(&ideals, 0.5),
+        cpu_seconds,
+        cpu_per_session_minute: cpu_seconds / (n as f64 * seconds / 60.0),
+        cpu_utilization: cpu_seconds / wall / cores,
+        rss_start_kb,
+        rss_end_kb,
+        rss_peak_kb,
+        output_frames: out_lateness.len(),
+        output_late: out_lateness.iter().filter(|&&v| v > late_ms).count(),
+        output_lateness_p99_ms: quantile(&out_lateness, 0.99),
+        output_lateness_max_ms: out_lateness.last().copied().unwrap_or(0.0),
+        input_windows: in_lag.len(),
+        input_late: in_lag.iter().filter(|&&v| v > late_ms).count(),
+        input_lag_p50_ms: quantile(&in_lag, 0.5),
+        input_lag_p99_ms: quantile(&in_lag, 0.99),
+        input_lag_max_ms: in_lag.last().copied().unwrap_or(0.0),
+    })
+}
