@@ -120,6 +120,9 @@ async fn text_mode_runs_turns_in_order_and_writes_the_reply_audio() {
         assert!(*latency < Duration::from_secs(2), "{latency:?}");
     }
     assert_eq!(llm.requests().len(), 2);
+    // The session's metrics reached the worker's /metrics histograms.
+    let (count, _) = livekit_agents::worker::metrics::stage_summary("llm_ttft").unwrap();
+    assert!(count >= 2, "{count}");
     // The display got the same lines.
     assert!(display.text().contains("agent: It is sunny.\n"));
     // Two replies of 1 s each reached the output file, at the console rate.

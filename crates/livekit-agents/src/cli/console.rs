@@ -14,8 +14,8 @@
 //! The terminal shows the conversation (`user:` / `agent:` lines from the session history, so
 //! an interrupted reply shows what was heard), agent state changes, tool calls and the latency
 //! of each turn (end of the user's turn to the first agent audio, or to the reply text when
-//! there is no audio output). Turn latencies are also reported to
-//! [`crate::worker::metrics::observe_stage`] as stage `"e2e"`.
+//! there is no audio output). The session's own metrics also reach
+//! [`crate::worker::metrics`] as in every mode.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -352,7 +352,6 @@ async fn display_task(
     let report_latency = |handle: &ConsoleHandle| {
         if let Some(start) = turn_end.lock().take() {
             let latency = start.elapsed();
-            crate::worker::metrics::observe_stage("e2e", latency.as_secs_f64());
             handle.state.lock().report.turn_latencies.push(latency);
             handle.show(format!("[latency] {:.3} s", latency.as_secs_f64()));
         }

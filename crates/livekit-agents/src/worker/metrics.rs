@@ -59,6 +59,28 @@ pub fn observe_stage(name: &str, seconds: f64) {
     reg.entry(name.to_owned()).or_default().observe(seconds);
 }
 
+/// Records the stage latencies of a session's metrics event: `llm_ttft`, `tts_ttfb`,
+/// `stt_duration` (non-streaming recognitions), `end_of_utterance_delay`,
+/// `transcription_delay` and `e2e` (user stopped speaking to first agent audio).
+/// [`crate::worker::JobContext::session_io`] forwards every session's metrics here.
+pub fn observe_agent_metrics(metrics: &crate::metrics::AgentMetrics) {
+    use crate::metrics::AgentMetrics;
+    match metrics {
+        AgentMetrics::Llm(m) => observe_stage("llm_ttft", m.ttft.as_secs_f64()),
+        AgentMetrics::Tts(m) => observe_stage("tts_ttfb", m.ttfb.as_secs_f64()),
+        AgentMetrics::Stt(m) => observe_stage("stt_duration", m.duration.as_secs_f64()),
+        AgentMetrics::Eou(m) => {
+            observe_stage(
+                "end_of_utterance_delay",
+                m.end_of_utterance_delay.as_secs_f64(),
+            );
+            observe_stage("transcription_delay", m.transcription_delay.as_secs_f64());
+        }
+        AgentMetrics::Turn(m) => observe_stage("e2e", m.e2e_latency.as_secs_f64()),
+        AgentMetrics::Vad(_) => {}
+    }
+}
+
 /// Count and sum of the observations of one stage so far, if any.
 pub fn stage_summary(name: &str) -> Option<(u64, f64)> {
     registry().lock().get(name).map(|h| (h.count, h.sum))

@@ -38,6 +38,7 @@ impl JobContext {
         session: &AgentSession,
         options: RoomOptions,
     ) -> Result<SessionIo, JobError> {
+        forward_metrics(self, session);
         if let Some(console) = &self.inner.console {
             return crate::cli::console::console_session_io(self, console, session);
         }
@@ -151,4 +152,26 @@ impl JobContext {
             text_output: ports.text_output,
         })
     }
+}
+
+/// Feeds the session's metrics events into the worker's `/metrics` histograms.
+fn forward_metrics(ctx: &JobContext, session: &AgentSession) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = session.subscribe();
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        loop {
+            let ev = tokio::select! {
+                _ = ctx.wait_for_shutdown() => break,
+                ev = events.recv() => ev,
+            };
+            match ev {
+                Ok(crate::voice::SessionEvent::MetricsCollected { metrics }) => {
+                    super::metrics::observe_agent_metrics(&metrics);
+                }
+                Ok(crate::voice::SessionEvent::Close { .. }) | Err(RecvError::Closed) => break,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+            }
+        }
+    });
 }
