@@ -938,3 +938,57 @@ async fn the_transcript_clock_stops_while_the_output_is_paused() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(h.text.segments(), vec!["one two three four".to_string()]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_stt_stream_is_reported_and_reopened() {
+    let speeches = vec![UserSpeech::new(2.0, 3.0, "after the failure")];
+    let stt = FakeStt::new(speeches.clone()).failing_at(0.5);
+    let llm = FakeLlm::new(vec![FakeLlmResponse::text("Still here.", ms(100))]);
+    let mut opts = no_preemption();
+    opts.user_away_timeout = None;
+    let session = AgentSession::builder()
+        .vad(Arc::new(FakeVad::new(speeches)))
+        .stt(Arc::new(stt.clone()))
+        .llm(Arc::new(llm))
+        .tts(Arc::new(FakeTts::new(ms(100), ms(500))))
+        .options(opts)
+        .build();
+    let mut events = session.subscribe();
+    let (_audio, input) = audio_input_channel();
+    session
+        .start(
+            Agent::new(""),
+            SessionIo {
+                audio_input: Some(input),
+                audio_output: Some(Arc::new(MemoryAudioOutput::new())),
+                text_output: None,
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(stt.streams_opened(), 2);
+    let mut stt_errors = 0;
+    let mut user_turns = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        match ev {
+            SessionEvent::Error {
+                source: ErrorSource::Stt,
+                recoverable,
+                ..
+            } => {
+                assert!(!recoverable);
+                stt_errors += 1;
+            }
+            SessionEvent::ConversationItemAdded {
+                item: ChatItem::Message(m),
+            } if m.role == ChatRole::User => {
+                user_turns.push(m.text_content().unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(stt_errors, 1);
+    assert_eq!(user_turns, vec!["after the failure".to_string()]);
+    assert!(session.is_running());
+}

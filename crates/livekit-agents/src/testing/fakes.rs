@@ -137,6 +137,9 @@ pub struct FakeStt {
     language: String,
     received: Arc<Mutex<ReceivedAudio>>,
     opened: Arc<std::sync::atomic::AtomicUsize>,
+    /// The timeline's zero: when the first stream opened (reopened streams share it).
+    origin: Arc<Mutex<Option<Instant>>>,
+    fail_at: Option<f64>,
 }
 
 /// Audio an STT stream received.
@@ -156,7 +159,16 @@ impl FakeStt {
             language: "en".into(),
             received: Arc::default(),
             opened: Arc::default(),
+            origin: Arc::default(),
+            fail_at: None,
         }
+    }
+
+    /// Makes the first stream fail (non-retryable) at `secs`; streams opened later follow the
+    /// same timeline from where it is.
+    pub fn failing_at(mut self, secs: f64) -> Self {
+        self.fail_at = Some(secs);
+        self
     }
 
     /// How many streams were opened (a handoff keeps the stream: stays 1).
@@ -187,8 +199,12 @@ impl Stt for FakeStt {
         _language: Option<String>,
         _conn: ApiConnectOptions,
     ) -> Result<SpeechStream, ApiError> {
-        self.opened
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let first = self
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            == 0;
+        let t0 = *self.origin.lock().get_or_insert_with(Instant::now);
+        let fail_at = if first { self.fail_at } else { None };
         let (in_tx, mut in_rx) = mpsc::unbounded_channel();
         let (tx, rx) = mpsc::channel(1024);
         let speeches = self.speeches.clone();
@@ -206,7 +222,6 @@ impl Stt for FakeStt {
                     }
                 }
             });
-            let t0 = Instant::now();
             let mut timeline: Vec<(f64, SpeechEvent)> = Vec::new();
             for s in speeches {
                 timeline.push((s.start, SpeechEvent::new(SpeechEventType::StartOfSpeech)));
@@ -227,11 +242,32 @@ impl Stt for FakeStt {
                 }
             }
             timeline.sort_by(|a, b| a.0.total_cmp(&b.0));
-            for (at, ev) in timeline {
+            let now = t0.elapsed().as_secs_f64();
+            for (at, ev) in timeline.into_iter().filter(|(at, _)| *at >= now) {
+                if let Some(f) = fail_at.filter(|f| *f <= at) {
+                    sleep_until_secs(t0, f).await;
+                    let _ = tx
+                        .send(Err(ApiError::Connection {
+                            message: "fake STT connection lost".into(),
+                            retryable: false,
+                        }))
+                        .await;
+                    return;
+                }
                 sleep_until_secs(t0, at).await;
                 if tx.send(Ok(ev)).await.is_err() {
                     return;
                 }
+            }
+            if let Some(f) = fail_at {
+                sleep_until_secs(t0, f).await;
+                let _ = tx
+                    .send(Err(ApiError::Connection {
+                        message: "fake STT connection lost".into(),
+                        retryable: false,
+                    }))
+                    .await;
+                return;
             }
             std::future::pending::<()>().await;
         });

@@ -30,6 +30,10 @@ use crate::stt::{SpeechEvent, SpeechEventType};
 use crate::types::ApiError;
 use crate::vad::{VadEvent, VadEventType, VadStream};
 
+/// Wait before opening a new STT stream after one failed (the reference's
+/// `_STT_RECONNECT_INTERVAL`).
+const STT_REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+
 /// After the audio input ends, how long late transcripts may still arrive.
 const INPUT_END_GRACE: Duration = Duration::from_secs(3);
 
@@ -141,10 +145,21 @@ impl Recognition {
         let mut input = input.into_stream();
         let mut input_open = true;
         let mut input_grace: Option<Instant> = None;
+        let mut stt_reopen_at: Option<Instant> = None;
         loop {
             let commit_deadline = self.commit.as_ref().map(|c| c.deadline);
             tokio::select! {
                 _ = sleep_until_opt(input_grace), if input_grace.is_some_and(|g| Instant::now() < g) => {}
+                _ = sleep_until_opt(stt_reopen_at), if stt_reopen_at.is_some() => {
+                    stt_reopen_at = None;
+                    if input_open && self.session.is_running() {
+                        if let Some(agent) = self.session.current_agent() {
+                            let (audio, events) = open_stt(&self.session, agent).await;
+                            self.stt_audio = audio;
+                            self.stt_events = events;
+                        }
+                    }
+                }
                 frame = input.next(), if input_open => match frame {
                     Some(frame) => self.push_audio(frame),
                     None => {
@@ -166,9 +181,12 @@ impl Recognition {
                 ev = next_stt(&mut self.stt_events) => match ev {
                     Some(Ok(ev)) => self.on_stt_event(ev),
                     Some(Err(e)) => {
+                        // The stream already retried what could be retried: report, then open a
+                        // new one shortly (the session closes after repeated failures).
                         self.session.report_error(ErrorSource::Stt, e.to_string(), false);
                         self.stt_events = None;
                         self.stt_audio = None;
+                        stt_reopen_at = Some(Instant::now() + STT_REOPEN_INTERVAL);
                     }
                     None => {
                         self.stt_events = None;
