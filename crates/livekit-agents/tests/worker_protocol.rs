@@ -669,3 +669,26 @@ async fn missing_credentials_fail_fast() {
     let err = AgentServer::new(opts).run().await.unwrap_err();
     assert!(err.to_string().contains("LIVEKIT_API_KEY"), "{err}");
 }
+
+#[tokio::test]
+async fn go_away_makes_the_worker_reconnect() {
+    let fake = FakeServer::start().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (server, _handle) = spawn_server(base_options(waiting_entrypoint(tx), &fake.url));
+    let (mut conn, _) = fake.accept_registered("AW_12").await;
+    assert!(conn.offer("AJ_1").await.available);
+    conn.assign("AJ_1").await;
+    conn.expect_job_status("AJ_1").await;
+    let ctx = rx.recv().await.unwrap();
+    conn.send(server_message::Message::GoAway(proto::agent_http::GoAway {
+        reason: "server draining".into(),
+    }))
+    .await;
+    let (mut conn2, _) = fake.accept_registered("AW_12b").await;
+    match conn2.recv_event().await {
+        worker_message::Message::MigrateJob(m) => assert_eq!(m.job_ids, vec!["AJ_1".to_owned()]),
+        other => panic!("expected migrate_job, got {other:?}"),
+    }
+    assert!(!ctx.is_shutting_down());
+    server.aclose().await;
+}

@@ -1,19 +1,7 @@
 //! The seam between a job and its voice session: [`JobContext::session_io`] gives the session
 //! the ports of the mode the job runs in (console ports in `console` mode, room ports when
 //! joined to a LiveKit room) and wires the mode's events to the session, so one entrypoint
-//! works in every mode:
-//!
-//! ```no_run
-//! use livekit_agents::voice::{Agent, AgentSession};
-//! use livekit_agents::worker::JobContext;
-//!
-//! async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
-//!     let session = AgentSession::builder().build(); // plus .stt(..).llm(..).tts(..).vad(..)
-//!     let io = ctx.session_io(&session).await?;
-//!     session.start(Agent::new("You are a helpful voice assistant."), io).await?;
-//!     Ok(())
-//! }
-//! ```
+//! works in every mode.
 
 use crate::room_logic::RoomOptions;
 use crate::voice::{AgentSession, SessionIo};
@@ -23,6 +11,18 @@ use super::job::{JobContext, JobError};
 impl JobContext {
     /// The session's ports for this job with the default [`RoomOptions`]; see
     /// [`JobContext::session_io_with`].
+    ///
+    /// ```no_run
+    /// use livekit_agents::voice::{Agent, AgentSession};
+    /// use livekit_agents::worker::JobContext;
+    ///
+    /// async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
+    ///     let session = AgentSession::builder().build(); // plus .stt(..).llm(..).tts(..).vad(..)
+    ///     let io = ctx.session_io(&session).await?;
+    ///     session.start(Agent::new("You are a helpful voice assistant."), io).await?;
+    ///     Ok(())
+    /// }
+    /// ```
     pub async fn session_io(&self, session: &AgentSession) -> Result<SessionIo, JobError> {
         self.session_io_with(session, RoomOptions::default()).await
     }
