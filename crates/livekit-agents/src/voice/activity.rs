@@ -845,7 +845,7 @@ impl Activity {
         if let Some(p) = preemptive {
             let tool_names: Vec<String> = tools.iter().map(|t| t.name().to_string()).collect();
             if normalize(&p.transcript) == normalize(&text)
-                && chat_ctx_equivalent(&p.turn_ctx, &turn_ctx)
+                && p.turn_ctx.is_equivalent(&turn_ctx)
                 && p.tool_names == tool_names
             {
                 tracing::debug!(speech_id = %p.handle.id(), "using the preemptive generation");
@@ -935,25 +935,4 @@ fn normalize(text: &str) -> String {
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Same items by kind, role and text (ids and timestamps ignored). A private stand-in until
-/// `ChatContext::is_equivalent` lands in `llm::chat_context`.
-fn chat_ctx_equivalent(a: &ChatContext, b: &ChatContext) -> bool {
-    a.items().len() == b.items().len()
-        && a.items().iter().zip(b.items()).all(|(x, y)| match (x, y) {
-            (ChatItem::Message(m1), ChatItem::Message(m2)) => {
-                m1.role == m2.role && m1.text_content() == m2.text_content()
-            }
-            (ChatItem::FunctionCall(c1), ChatItem::FunctionCall(c2)) => {
-                c1.call_id == c2.call_id && c1.name == c2.name && c1.arguments == c2.arguments
-            }
-            (ChatItem::FunctionCallOutput(o1), ChatItem::FunctionCallOutput(o2)) => {
-                o1.call_id == o2.call_id && o1.output == o2.output
-            }
-            (ChatItem::AgentHandoff(h1), ChatItem::AgentHandoff(h2)) => {
-                h1.new_agent_id == h2.new_agent_id
-            }
-            _ => false,
-        })
 }
