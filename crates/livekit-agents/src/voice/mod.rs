@@ -1,6 +1,6 @@
 //! The voice pipeline: [`AgentSession`], [`Agent`], [`SpeechHandle`].
 //!
-//! A turn flows through these modules (see `docs/voice-pipeline.md`):
+//! A turn flows through these modules (see "A turn, step by step" in `docs/ARCHITECTURE.md`):
 //!
 //! - [`session`]: the conversation: models, ports, history, events, the active agent.
 //! - `recognition`: user audio → VAD + STT → transcript; end of turn (with `endpointing`).
