@@ -619,7 +619,8 @@ fn progress_style() -> ProgressStyle {
     .progress_chars("=> ")
 }
 
-/// Whether `target` exists and matches the spec's final checksum (or, without one, its size).
+/// Whether `target` exists and matches the spec's final checksum (or, without one, its size;
+/// without either, whether it is non-empty).
 fn is_valid_file(target: &Path, spec: &FileSpec) -> bool {
     let (sha256, size) = spec.final_checks();
     let Ok(meta) = std::fs::metadata(target) else {
@@ -633,8 +634,10 @@ fn is_valid_file(target: &Path, spec: &FileSpec) -> bool {
             Ok(actual) => actual == expected,
             Err(_) => false,
         },
-        // Without a checksum of the kept file, a size match is all we can check.
-        None => size.is_some(),
+        // Without a checksum of the kept file, a size match is all we can check. With neither
+        // (files whose checksums cannot be pinned, like the turn detector's), a present file is
+        // complete: downloads only ever appear by an atomic rename of a finished temp file.
+        None => size.is_some() || meta.len() > 0,
     }
 }
 

@@ -472,3 +472,37 @@ fn registry_keeps_the_first_declaration_of_a_file() {
         .iter()
         .any(|f| f.file_name == "registry-test/a.bin"));
 }
+
+#[tokio::test]
+async fn unpinned_file_is_downloaded_once_then_kept() {
+    // Files whose checksum cannot be pinned (no sha256, no size) are still fetched only once:
+    // a present file got there by an atomic rename, so it is complete.
+    let body = payload(5_000, 7);
+    let server = TestServer::start(vec![("/unpinned.bin", vec![Reply::Ok(body.clone())])]).await;
+    let dir = temp_dir("unpinned");
+    let spec = FileSpec::new(
+        "models/unpinned.bin",
+        server.source("LK_DL_TEST_UNPINNED", "unpinned.bin"),
+    );
+
+    let first = download_all(std::slice::from_ref(&spec), &options(&dir)).await;
+    assert!(first.is_success(), "{first}");
+    let again = download_all(std::slice::from_ref(&spec), &options(&dir)).await;
+    assert!(matches!(
+        again.outcomes[0].status,
+        FileStatus::AlreadyPresent
+    ));
+    assert_eq!(server.hits("/unpinned.bin"), 1);
+
+    // An empty file (never written by the downloader) is not trusted.
+    std::fs::write(dir.join("models/unpinned.bin"), b"").unwrap();
+    let third = download_all(std::slice::from_ref(&spec), &options(&dir)).await;
+    assert!(matches!(
+        third.outcomes[0].status,
+        FileStatus::Downloaded { .. }
+    ));
+    assert_eq!(
+        std::fs::read(dir.join("models/unpinned.bin")).unwrap(),
+        body
+    );
+}
