@@ -98,10 +98,16 @@ impl PacedAudioOutput {
 
 enum Step {
     Wait,
-    Play(AudioFrame, u64),
+    /// A frame, the epoch it belongs to, and when it starts on the playout clock.
+    Play(AudioFrame, u64, Instant),
 }
 
 async fn play_loop(shared: Arc<Shared>, mut sink: Box<dyn FrameSink>) {
+    // While playout is continuous, the next frame starts exactly when the previous one ends (not
+    // when the timer woke us): a device plays back to back, and per-frame timer lateness must
+    // not add up over a segment (it did: ~1 ms per frame, 100+ ms late after a few seconds
+    // under load). `None` after waiting for audio.
+    let mut clock: Option<Instant> = None;
     loop {
         let step = {
             let mut st = shared.state.lock();
@@ -112,8 +118,9 @@ async fn play_loop(shared: Arc<Shared>, mut sink: Box<dyn FrameSink>) {
                     st.started = true;
                     let _ = shared.events.send(PlaybackEvent::Started);
                 }
-                st.playing = Some((Instant::now(), frame.duration()));
-                Step::Play(frame, st.epoch)
+                let start = clock.unwrap_or_else(Instant::now);
+                st.playing = Some((start, frame.duration()));
+                Step::Play(frame, st.epoch, start)
             } else if st.open && st.flushed {
                 let finished = PlaybackFinished {
                     playback_position: st.position,
@@ -127,11 +134,16 @@ async fn play_loop(shared: Arc<Shared>, mut sink: Box<dyn FrameSink>) {
             }
         };
         match step {
-            Step::Wait => shared.wake.notified().await,
-            Step::Play(frame, epoch) => {
+            Step::Wait => {
+                clock = None;
+                shared.wake.notified().await
+            }
+            Step::Play(frame, epoch, start) => {
                 sink.play(&frame);
                 let duration = frame.duration();
-                tokio::time::sleep(duration).await;
+                let end = start + duration;
+                tokio::time::sleep_until(end).await;
+                clock = Some(end);
                 let mut st = shared.state.lock();
                 if st.epoch == epoch {
                     st.position += duration;
