@@ -35,13 +35,27 @@ pub fn run(args: CiArgs) -> anyhow::Result<()> {
         step("rustfmt", &["fmt", "--all", "--check"]),
         step(
             "clippy",
-            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
         ),
     ];
     if !args.no_download {
         steps.push(step(
             "download-files",
-            &["run", "--quiet", "--package", "xtask", "--", "download-files"],
+            &[
+                "run",
+                "--quiet",
+                "--package",
+                "xtask",
+                "--",
+                "download-files",
+            ],
         ));
     }
     steps.push(step("tests", &["test", "--workspace"]));
@@ -67,8 +81,15 @@ pub fn run(args: CiArgs) -> anyhow::Result<()> {
         if !status.success() {
             bail!("step '{}' failed ({status})", s.name);
         }
-        eprintln!("<== {} ok in {:.1}s", s.name, started.elapsed().as_secs_f64());
+        eprintln!(
+            "<== {} ok in {:.1}s",
+            s.name,
+            started.elapsed().as_secs_f64()
+        );
     }
-    eprintln!("all CI steps passed in {:.1}s", total.elapsed().as_secs_f64());
+    eprintln!(
+        "all CI steps passed in {:.1}s",
+        total.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -241,7 +241,11 @@ pub struct CollectedResponse {
 impl LlmStream {
     /// Runs `task`, retrying retryable errors per `conn` only while no text or tool call was
     /// emitted (a retry after content would duplicate speech).
-    pub fn spawn(label: impl Into<String>, conn: ApiConnectOptions, mut task: impl LlmStreamTask) -> Self {
+    pub fn spawn(
+        label: impl Into<String>,
+        conn: ApiConnectOptions,
+        mut task: impl LlmStreamTask,
+    ) -> Self {
         let label = label.into();
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let handle = tokio::spawn(async move {
@@ -251,7 +255,11 @@ impl LlmStream {
                 match task.run(&out).await {
                     Ok(()) => break,
                     Err(error) => {
-                        if error.is_retryable() && out.emitted_content() == 0 && retries < conn.max_retry && !out.is_closed() {
+                        if error.is_retryable()
+                            && out.emitted_content() == 0
+                            && retries < conn.max_retry
+                            && !out.is_closed()
+                        {
                             tracing::warn!(llm = %label, %error, retry = retries + 1, "completion failed, retrying");
                             tokio::time::sleep(conn.interval_for_retry(retries)).await;
                             retries += 1;

@@ -123,11 +123,19 @@ pub trait RealtimeSession: Send + Sync {
     /// Drops the pending user audio.
     fn clear_audio(&self);
     /// Asks the model to reply now.
-    async fn generate_reply(&self, instructions: Option<&str>) -> Result<GenerationCreated, ApiError>;
+    async fn generate_reply(
+        &self,
+        instructions: Option<&str>,
+    ) -> Result<GenerationCreated, ApiError>;
     /// Cancels the current response.
     fn interrupt(&self);
     /// Truncates an assistant message to what was played.
-    async fn truncate(&self, message_id: &str, audio_end_ms: u64, audio_transcript: Option<&str>) -> Result<(), ApiError>;
+    async fn truncate(
+        &self,
+        message_id: &str,
+        audio_end_ms: u64,
+        audio_transcript: Option<&str>,
+    ) -> Result<(), ApiError>;
     /// Closes the session.
     async fn close(&self);
 }

@@ -131,7 +131,10 @@ impl SpeechEvent {
 
     /// The best alternative's text, or `""`.
     pub fn text(&self) -> &str {
-        self.alternatives.first().map(|a| a.text.as_str()).unwrap_or("")
+        self.alternatives
+            .first()
+            .map(|a| a.text.as_str())
+            .unwrap_or("")
     }
 }
 
@@ -336,7 +339,11 @@ impl SpeechStream {
     /// Runs `task` with the core's retry policy: a retryable error reconnects (calling `run`
     /// again with the same input) up to `conn.max_retry` times; the count resets after each
     /// final transcript. The last error is delivered as an `Err` item and ends the stream.
-    pub fn spawn(label: impl Into<String>, conn: ApiConnectOptions, mut task: impl SttStreamTask) -> Self {
+    pub fn spawn(
+        label: impl Into<String>,
+        conn: ApiConnectOptions,
+        mut task: impl SttStreamTask,
+    ) -> Self {
         let label = label.into();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);

@@ -247,7 +247,12 @@ impl AudioEmitter {
         self.tx.is_closed()
     }
 
-    fn make_frame(&self, st: &mut EmitterState, data: Vec<i16>, is_final: bool) -> SynthesizedAudio {
+    fn make_frame(
+        &self,
+        st: &mut EmitterState,
+        data: Vec<i16>,
+        is_final: bool,
+    ) -> SynthesizedAudio {
         let samples_per_channel = data.len() / self.num_channels as usize;
         SynthesizedAudio {
             frame: AudioFrame {
@@ -296,7 +301,8 @@ impl ChunkedStream {
         let handle = tokio::spawn(async move {
             let mut retries = 0;
             loop {
-                let emitter = AudioEmitter::new(tx.clone(), sample_rate, num_channels, DEFAULT_FRAME_MS);
+                let emitter =
+                    AudioEmitter::new(tx.clone(), sample_rate, num_channels, DEFAULT_FRAME_MS);
                 emitter.start_segment(uuid::Uuid::new_v4().simple().to_string());
                 match task.run(&emitter).await {
                     Ok(()) => {
@@ -307,7 +313,11 @@ impl ChunkedStream {
                         break;
                     }
                     Err(error) => {
-                        if error.is_retryable() && !emitter.has_pushed_audio() && retries < conn.max_retry && !emitter.is_closed() {
+                        if error.is_retryable()
+                            && !emitter.has_pushed_audio()
+                            && retries < conn.max_retry
+                            && !emitter.is_closed()
+                        {
                             tracing::warn!(tts = %label, %error, retry = retries + 1, "synthesis failed, retrying");
                             tokio::time::sleep(conn.interval_for_retry(retries)).await;
                             retries += 1;
@@ -413,7 +423,11 @@ pub trait TtsStreamTask: Send + 'static {
     /// delivered. The task opens and ends segments itself ([`AudioEmitter::start_segment`] on
     /// the first text after a flush, [`AudioEmitter::end_segment`] when the provider finished
     /// it).
-    async fn run(&mut self, input: &mut TtsInputReceiver, emitter: &AudioEmitter) -> Result<(), ApiError>;
+    async fn run(
+        &mut self,
+        input: &mut TtsInputReceiver,
+        emitter: &AudioEmitter,
+    ) -> Result<(), ApiError>;
 }
 
 /// A streaming synthesis: push text in, read audio out.
@@ -440,11 +454,16 @@ impl SynthesizeStream {
             let mut input = TtsInputReceiver::new(in_rx);
             let mut retries = 0;
             loop {
-                let emitter = AudioEmitter::new(tx.clone(), sample_rate, num_channels, DEFAULT_FRAME_MS);
+                let emitter =
+                    AudioEmitter::new(tx.clone(), sample_rate, num_channels, DEFAULT_FRAME_MS);
                 match task.run(&mut input, &emitter).await {
                     Ok(()) => break,
                     Err(error) => {
-                        if error.is_retryable() && !emitter.has_pushed_audio() && retries < conn.max_retry && !emitter.is_closed() {
+                        if error.is_retryable()
+                            && !emitter.has_pushed_audio()
+                            && retries < conn.max_retry
+                            && !emitter.is_closed()
+                        {
                             tracing::warn!(tts = %label, %error, retry = retries + 1, "synthesis stream failed, retrying");
                             tokio::time::sleep(conn.interval_for_retry(retries)).await;
                             retries += 1;
