@@ -3,6 +3,7 @@
 //! Benchmarks always run optimised: a debug `xtask` re-runs itself with `--release`.
 //! Add a benchmark as a module here and a match arm in [`run`].
 
+mod sessions;
 mod turn_detector;
 mod vad;
 
@@ -25,6 +26,15 @@ pub struct BenchArgs {
     /// Concurrent streams for the throughput part (vad).
     #[arg(long, default_value_t = 16)]
     pub streams: usize,
+    /// Concurrent voice sessions (sessions; the run also measures 2x this many).
+    #[arg(long, default_value_t = 100)]
+    pub sessions: usize,
+    /// Seconds of speech fed to each session (sessions).
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Search the largest number of sessions that holds real time, from `--sessions` (sessions).
+    #[arg(long)]
+    pub find_max: bool,
 }
 
 /// Runs a benchmark.
@@ -35,7 +45,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.name.as_str() {
         "vad" => vad::run(&args),
         "turn-detector" => turn_detector::run(&args),
-        other => bail!("unknown benchmark '{other}' (available: vad, turn-detector)"),
+        "sessions" => sessions::run(&args),
+        other => bail!("unknown benchmark '{other}' (available: vad, sessions, turn-detector)"),
     }
 }
 

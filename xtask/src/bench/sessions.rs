@@ -231,6 +231,17 @@ struct RunResult {
     input_lag_p50_ms: f64,
     input_lag_p99_ms: f64,
     input_lag_max_ms: f64,
+    /// Breakdown of the added latency (ms past each step's ideal): the ideal commit to the LLM
+    /// call (VAD lag + endpointing + scheduling), the LLM's reply to the TTS's first text, the
+    /// TTS's audio to the first frame playing.
+    /// Mean lateness of one fake's sleep (the LLM and the TTS each add one per turn), ms.
+    fake_timer_slop_mean_ms: f64,
+    commit_to_llm_p50_ms: f64,
+    commit_to_llm_p99_ms: f64,
+    llm_to_tts_p50_ms: f64,
+    llm_to_tts_p99_ms: f64,
+    tts_to_output_p50_ms: f64,
+    tts_to_output_p99_ms: f64,
 }
 
 impl RunResult {
@@ -276,6 +287,22 @@ fn print_table(runs: &[&RunResult]) {
                 "{}/{} ({:.1})",
                 r.input_late, r.input_windows, r.input_lag_max_ms
             ),
+        );
+    }
+    for r in runs {
+        println!(
+            "  N={}: added latency by step (p50/p99 ms): commit->LLM call {:.2}/{:.2}, LLM reply->TTS text {:.2}/{:.2}, TTS audio->first frame playing {:.2}/{:.2}; VAD result lag p50/p99 {:.2}/{:.2} ms; output lateness p99 {:.2} ms; fakes' timer slop {:.2} ms per sleep (x2 per turn, inside the added latency)",
+            r.sessions,
+            r.commit_to_llm_p50_ms,
+            r.commit_to_llm_p99_ms,
+            r.llm_to_tts_p50_ms,
+            r.llm_to_tts_p99_ms,
+            r.tts_to_output_p50_ms,
+            r.tts_to_output_p99_ms,
+            r.input_lag_p50_ms,
+            r.input_lag_p99_ms,
+            r.output_lateness_p99_ms,
+            r.fake_timer_slop_mean_ms,
         );
     }
     if let Some(r) = runs.first() {
@@ -400,6 +427,12 @@ struct ProbeStats {
     output_lateness_ms: Vec<f32>,
     /// VAD result lag after its audio was delivered, ms.
     input_lag_ms: Vec<f32>,
+    /// When the LLM was called, the TTS got its first text, and the TTS pushed its audio.
+    llm_calls: Vec<Instant>,
+    /// Timer slop of the fakes (their sleeps wake up to ~1 ms late), ms.
+    fake_slop_ms: Vec<f32>,
+    tts_texts: Vec<Instant>,
+    tts_audio: Vec<Instant>,
 }
 
 impl Probe {
@@ -556,7 +589,9 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// An LLM answering `REPLY_TEXT` in one chunk after `LLM_TTFT`.
-struct BenchLlm;
+struct BenchLlm {
+    probe: Arc<Probe>,
+}
 
 impl Llm for BenchLlm {
     fn label(&self) -> String {
@@ -569,16 +604,31 @@ impl Llm for BenchLlm {
         "bench".into()
     }
     fn chat(&self, request: ChatRequest) -> LlmStream {
-        LlmStream::spawn("bench.LLM", request.conn, BenchLlmTask)
+        self.probe.lock().llm_calls.push(Instant::now());
+        LlmStream::spawn(
+            "bench.LLM",
+            request.conn,
+            BenchLlmTask {
+                probe: self.probe.clone(),
+            },
+        )
     }
 }
 
-struct BenchLlmTask;
+struct BenchLlmTask {
+    probe: Arc<Probe>,
+}
 
 #[async_trait]
 impl LlmStreamTask for BenchLlmTask {
     async fn run(&mut self, out: &ChunkSender) -> Result<(), ApiError> {
+        let asked = Instant::now();
         tokio::time::sleep(LLM_TTFT).await;
+        let slop = asked.elapsed().saturating_sub(LLM_TTFT);
+        self.probe
+            .lock()
+            .fake_slop_ms
+            .push(slop.as_secs_f32() * 1e3);
         out.send(ChatChunk::text("bench", REPLY_TEXT)).await;
         Ok(())
     }
@@ -588,6 +638,7 @@ impl LlmStreamTask for BenchLlmTask {
 /// (providers stream faster than real time; the output paces playback).
 struct BenchTts {
     reply: Arc<Vec<i16>>,
+    probe: Arc<Probe>,
 }
 
 #[async_trait]
@@ -623,6 +674,7 @@ impl Tts for BenchTts {
             1,
             BenchTtsTask {
                 reply: self.reply.clone(),
+                probe: self.probe.clone(),
             },
         ))
     }
@@ -643,6 +695,7 @@ impl livekit_agents::tts::ChunkedTtsTask for BenchChunkedTask {
 
 struct BenchTtsTask {
     reply: Arc<Vec<i16>>,
+    probe: Arc<Probe>,
 }
 
 #[async_trait]
@@ -659,7 +712,15 @@ impl TtsStreamTask for BenchTtsTask {
                     if !open && !text.trim().is_empty() {
                         open = true;
                         emitter.start_segment("bench");
+                        let asked = Instant::now();
+                        self.probe.lock().tts_texts.push(asked);
                         tokio::time::sleep(TTS_TTFB).await;
+                        let slop = asked.elapsed().saturating_sub(TTS_TTFB);
+                        {
+                            let mut stats = self.probe.lock();
+                            stats.tts_audio.push(Instant::now());
+                            stats.fake_slop_ms.push(slop.as_secs_f32() * 1e3);
+                        }
                         if !emitter.push_samples(&self.reply).await {
                             return Ok(());
                         }
@@ -763,9 +824,12 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
             .stt(Arc::new(BenchStt {
                 speech_ends: speech_ends.clone(),
             }))
-            .llm(Arc::new(BenchLlm))
+            .llm(Arc::new(BenchLlm {
+                probe: probe.clone(),
+            }))
             .tts(Arc::new(BenchTts {
                 reply: reply.clone(),
+                probe: probe.clone(),
             }))
             .build();
         let output = PacedAudioOutput::new(
@@ -833,6 +897,10 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let mut turns_expected = 0;
     let mut extra_replies = 0;
     let mut out_lateness = Vec::new();
+    let mut slop = Vec::new();
+    // Where the added latency goes: [commit -> LLM call, LLM reply -> TTS text, TTS audio ->
+    // first frame playing], ms past each step's ideal.
+    let mut steps: [Vec<f64>; 3] = Default::default();
     let mut in_lag = Vec::new();
     for probe in &probes {
         let Some(&t0) = probe.t0.get() else { continue };
@@ -851,6 +919,22 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
                     matched[i] = true;
                     let ideal = ideal_first_audio(expected[i], min_delay);
                     added.push((at - ideal) * 1e3);
+                    let ideal_commit = ideal - (LLM_TTFT + TTS_TTFB).as_secs_f64();
+                    let after = |times: &[Instant], from: f64| {
+                        times
+                            .iter()
+                            .map(|t| t.saturating_duration_since(t0).as_secs_f64())
+                            .find(|&t| t >= from - 0.05)
+                    };
+                    if let Some(llm) = after(&stats.llm_calls, ideal_commit) {
+                        steps[0].push((llm - ideal_commit) * 1e3);
+                        if let Some(text) = after(&stats.tts_texts, llm) {
+                            steps[1].push((text - llm - LLM_TTFT.as_secs_f64()) * 1e3);
+                            if let Some(audio) = after(&stats.tts_audio, text) {
+                                steps[2].push((at - audio) * 1e3);
+                            }
+                        }
+                    }
                     totals.push((at - expected[i].speech_end) * 1e3);
                     ideals.push((ideal - expected[i].speech_end) * 1e3);
                 }
@@ -859,6 +943,7 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
         }
         out_lateness.extend(stats.output_lateness_ms.iter().map(|&v| f64::from(v)));
         in_lag.extend(stats.input_lag_ms.iter().map(|&v| f64::from(v)));
+        slop.extend(stats.fake_slop_ms.iter().map(|&v| f64::from(v)));
     }
     drop(sessions);
     for v in [
@@ -867,7 +952,11 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
         &mut ideals,
         &mut out_lateness,
         &mut in_lag,
+        &mut slop,
     ] {
+        v.sort_by(f64::total_cmp);
+    }
+    for v in steps.iter_mut() {
         v.sort_by(f64::total_cmp);
     }
     let late_ms = LATE_THRESHOLD.as_secs_f64() * 1e3;
@@ -899,5 +988,12 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
         input_lag_p50_ms: quantile(&in_lag, 0.5),
         input_lag_p99_ms: quantile(&in_lag, 0.99),
         input_lag_max_ms: in_lag.last().copied().unwrap_or(0.0),
+        fake_timer_slop_mean_ms: slop.iter().sum::<f64>() / slop.len().max(1) as f64,
+        commit_to_llm_p50_ms: quantile(&steps[0], 0.5),
+        commit_to_llm_p99_ms: quantile(&steps[0], 0.99),
+        llm_to_tts_p50_ms: quantile(&steps[1], 0.5),
+        llm_to_tts_p99_ms: quantile(&steps[1], 0.99),
+        tts_to_output_p50_ms: quantile(&steps[2], 0.5),
+        tts_to_output_p99_ms: quantile(&steps[2], 0.99),
     })
 }
