@@ -15,7 +15,7 @@
 //! `--find-max` searches the largest N that holds real time (no late frame, every turn answered).
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -267,26 +267,26 @@ fn print_table(runs: &[&RunResult]) {
         "in late (max ms)"
     );
     for r in runs {
+        let turns = format!("{}/{}", r.turns_completed, r.turns_expected);
+        let added = format!(
+            "{:.2}/{:.2}/{:.2}",
+            r.added_p50_ms, r.added_p95_ms, r.added_p99_ms
+        );
+        let out_late = format!(
+            "{}/{} ({:.1})",
+            r.output_late, r.output_frames, r.output_lateness_max_ms
+        );
+        let in_late = format!(
+            "{}/{} ({:.1})",
+            r.input_late, r.input_windows, r.input_lag_max_ms
+        );
         println!(
-            "{:>6} {:>6.0} {:>11} {:>24} {:>10.3} {:>8.0}% {:>9.1} {:>17} {:>17}",
+            "{:>6} {:>6.0} {turns:>11} {added:>24} {:>10.3} {:>8.0}% {:>9.1} {out_late:>17} {in_late:>17}",
             r.sessions,
             r.seconds,
-            format!("{}/{}", r.turns_completed, r.turns_expected),
-            format!(
-                "{:.2}/{:.2}/{:.2}",
-                r.added_p50_ms, r.added_p95_ms, r.added_p99_ms
-            ),
             r.cpu_per_session_minute,
             r.cpu_utilization * 100.0,
             r.rss_end_kb as f64 / 1024.0,
-            format!(
-                "{}/{} ({:.1})",
-                r.output_late, r.output_frames, r.output_lateness_max_ms
-            ),
-            format!(
-                "{}/{} ({:.1})",
-                r.input_late, r.input_windows, r.input_lag_max_ms
-            ),
         );
     }
     for r in runs {
@@ -367,7 +367,7 @@ fn frames_of(samples: &[i16], rate: u32) -> anyhow::Result<Vec<AudioFrame>> {
 
 /// The input WAV with `PAUSE_AFTER_UTTERANCE` of silence inserted where the VAD ended each
 /// utterance, looped to `seconds`; reference turns from the VAD run over exactly those frames.
-async fn build_input(vad: &SileroVad, path: &PathBuf, seconds: f64) -> anyhow::Result<Input> {
+async fn build_input(vad: &SileroVad, path: &Path, seconds: f64) -> anyhow::Result<Input> {
     let audio = livekit_agents::audio::wav::read_wav_file(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mono = audio.downmix_to_mono();
