@@ -215,6 +215,9 @@ impl AgentBehavior for AsksName {
                         let done = done.clone();
                         async move {
                             done.complete(n.name);
+                            // Work after completing (e.g. saving the result): the task must
+                            // not close its agent, and so cancel this call, meanwhile.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
                             Ok::<_, ToolError>(())
                         }
                     },
@@ -247,6 +250,20 @@ async fn agent_task_returns_its_value_and_the_parent_resumes() {
     tokio::time::sleep(ms(100)).await;
     assert_eq!(result.lock().clone(), Some(Ok("Ada".to_string())));
     assert_eq!(session.current_agent().unwrap().id(), "parent");
+    // The tool that completed the task is recorded as having run, not as cancelled.
+    let outputs: Vec<_> = session
+        .history()
+        .items()
+        .iter()
+        .filter_map(|i| match i {
+            livekit_agents::llm::ChatItem::FunctionCallOutput(o) if o.name == "record_name" => {
+                Some(o.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    assert!(!outputs[0].is_error, "{outputs:?}");
     // The parent's context now holds the task's conversation.
     let parent_ctx = session.current_agent().unwrap().chat_ctx();
     assert!(parent_ctx.items().iter().any(|i| matches!(i, livekit_agents::llm::ChatItem::Message(m) if m.text_content().as_deref() == Some("I'm Ada"))));

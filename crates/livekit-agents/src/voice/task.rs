@@ -30,7 +30,12 @@ pub enum TaskError {
     NotRunning,
 }
 
-type ResultSlot<T> = Arc<Mutex<Option<oneshot::Sender<Result<T, TaskError>>>>>;
+/// The result, and whether it was given from inside a tool handler.
+type ResultSlot<T> = Arc<Mutex<Option<oneshot::Sender<(Result<T, TaskError>, bool)>>>>;
+
+/// How long a task waits, after a tool completed it, for that tool's output to be recorded
+/// before the task's agent is closed (closing interrupts the speech that runs the tool).
+const TOOL_RESULT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Completes an [`AgentTask`]; give it to the task's tools.
 pub struct TaskCompleter<T> {
@@ -57,14 +62,17 @@ impl<T> TaskCompleter<T> {
     /// Completes the task with `value` (later calls are ignored).
     pub fn complete(&self, value: T) {
         if let Some(tx) = self.tx.lock().take() {
-            let _ = tx.send(Ok(value));
+            let _ = tx.send((Ok(value), super::tool_execution::in_tool()));
         }
     }
 
     /// Ends the task with an error.
     pub fn fail(&self, message: impl Into<String>) {
         if let Some(tx) = self.tx.lock().take() {
-            let _ = tx.send(Err(TaskError::Failed(message.into())));
+            let _ = tx.send((
+                Err(TaskError::Failed(message.into())),
+                super::tool_execution::in_tool(),
+            ));
         }
     }
 
@@ -101,7 +109,7 @@ impl<T> TaskCompleter<T> {
 /// ```
 pub struct AgentTask<T> {
     agent: Agent,
-    rx: oneshot::Receiver<Result<T, TaskError>>,
+    rx: oneshot::Receiver<(Result<T, TaskError>, bool)>,
 }
 
 impl<T> std::fmt::Debug for AgentTask<T> {
@@ -157,12 +165,33 @@ impl<T: Send + 'static> AgentTask<T> {
                 }
             }
         };
-        let result = tokio::select! {
-            r = self.rx => r.unwrap_or_else(|_| Err(TaskError::Failed("the task was dropped".into()))),
-            _ = closed => Err(TaskError::SessionClosed),
+        let (result, from_tool) = tokio::select! {
+            r = self.rx => r.unwrap_or_else(|_| (Err(TaskError::Failed("the task was dropped".into())), false)),
+            _ = closed => (Err(TaskError::SessionClosed), false),
         };
         if !session.is_running() {
             return result;
+        }
+        if from_tool {
+            // The completing tool is still returning: let its output be recorded (the step
+            // emits FunctionToolsExecuted) before closing the activity, which would otherwise
+            // interrupt the step and record the call as cancelled.
+            let recorded = async {
+                loop {
+                    match events.recv().await {
+                        Ok(SessionEvent::FunctionToolsExecuted { .. })
+                        | Ok(SessionEvent::Close { .. })
+                        | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        _ => {}
+                    }
+                }
+            };
+            if tokio::time::timeout(TOOL_RESULT_GRACE, recorded)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the tool that completed the task did not finish in time");
+            }
         }
 
         self.agent.behavior().on_exit(activity.context()).await;
