@@ -183,14 +183,27 @@ pub fn parse_log_level(level: &str) -> Result<&'static str, CliError> {
     })
 }
 
+/// The `tracing` filter for `level`: our crates (`livekit_agents*`, `livekit_plugins*`) follow
+/// `level`; at debug/trace the chatty transport crates stay at info. Directives match target
+/// prefixes, so a cap like `livekit=info` would also raise or lower `livekit_agents`: our crates
+/// are therefore named explicitly (the longer prefix wins).
+fn default_log_filter(level: &str) -> String {
+    let ours = format!("livekit_agents={level},livekit_plugins={level}");
+    if matches!(level, "debug" | "trace") {
+        let quiet = "tungstenite=info,tokio_tungstenite=info,hyper=info,hyper_util=info,h2=info,\
+                     rustls=info,reqwest=info,livekit=info,libwebrtc=info";
+        format!("{level},{quiet},{ours}")
+    } else {
+        format!("{level},{ours}")
+    }
+}
+
 /// Installs the global `tracing` subscriber (ignored if one is already installed). `RUST_LOG`,
 /// when set, overrides `level`.
 pub fn init_logging(level: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    // Transport crates are chatty at debug level; keep them at info unless RUST_LOG says otherwise.
-    let quiet = "tungstenite=info,tokio_tungstenite=info,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info,livekit=info,libwebrtc=info";
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},{quiet}")));
+        .unwrap_or_else(|_| EnvFilter::new(default_log_filter(level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -524,6 +537,23 @@ async fn run_connect(opts: WorkerOptions, args: ConnectArgs) -> Result<(), CliEr
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn log_filter_keeps_our_crates_at_the_requested_level() {
+        let warn = default_log_filter("warn");
+        assert!(!warn.contains("livekit=info"), "{warn}");
+        assert!(
+            warn.ends_with("livekit_agents=warn,livekit_plugins=warn"),
+            "{warn}"
+        );
+        let debug = default_log_filter("debug");
+        assert!(debug.contains("hyper=info"), "{debug}");
+        assert!(
+            debug.ends_with("livekit_agents=debug,livekit_plugins=debug"),
+            "{debug}"
+        );
+        tracing_subscriber::EnvFilter::try_new(&debug).unwrap();
+    }
     use super::*;
     use crate::worker::JobContext;
 

@@ -13,7 +13,7 @@ pub use chat_context::{
 pub use fallback::FallbackAdapter;
 pub use tool::{
     FunctionTool, RunContext, ToolCallResult, ToolChoice, ToolDefinition, ToolError, ToolOutput,
-    ToolSet,
+    ToolSet, Userdata,
 };
 
 use std::pin::Pin;
