@@ -165,7 +165,11 @@ impl<T: Send + 'static> AgentTask<T> {
                 }
             }
         };
+        // Biased, result first: once the result is in, the close watcher is not polled again,
+        // so a FunctionToolsExecuted event that follows `complete()` stays queued for the wait
+        // below instead of being drained here.
         let (result, from_tool) = tokio::select! {
+            biased;
             r = self.rx => r.unwrap_or_else(|_| (Err(TaskError::Failed("the task was dropped".into())), false)),
             _ = closed => (Err(TaskError::SessionClosed), false),
         };
