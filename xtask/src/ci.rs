@@ -64,7 +64,17 @@ pub fn run(args: CiArgs) -> anyhow::Result<()> {
     steps.push(docs);
     let mut room = step(
         "room feature type-check (DOCS_RS=1)",
-        &["check", "--package", "livekit-agents", "--features", "room"],
+        &[
+            "check",
+            "--package",
+            "livekit-agents",
+            "--package",
+            "examples",
+            "--features",
+            "livekit-agents/room,examples/room",
+            "--lib",
+            "--examples",
+        ],
     );
     room.env.push(("DOCS_RS", "1"));
     steps.push(room);
