@@ -400,8 +400,10 @@ impl SessionPool {
     }
 
     /// Takes a session for exclusive use; it returns to the pool when the guard drops. Blocks
-    /// while all [`SessionOptions::max_sessions`] sessions are in use, so call it from a
-    /// blocking context (see [`run_blocking`]).
+    /// while all [`SessionOptions::max_sessions`] sessions are in use. Holders only run an
+    /// inference (they never wait on anything else while holding a session), so that wait is
+    /// bounded by one inference: short single inferences may run on an async task, longer work
+    /// belongs on the blocking pool (see [`run_blocking`]).
     pub fn get(&self) -> Result<PooledSession<'_>, OnnxError> {
         let mut state = self.state.lock();
         loop {
@@ -431,6 +433,26 @@ impl SessionPool {
             }
             self.returned.wait(&mut state);
         }
+    }
+
+    /// Creates the sessions not created yet, up to [`SessionOptions::max_sessions`], and runs
+    /// `warm` once on each (e.g. one inference on zeros), so a realtime stream's first
+    /// inferences neither build a session (tens of milliseconds) nor pay ONNX Runtime's
+    /// first-run allocations. Call it once after [`SessionPool::load`], before the pool is
+    /// shared.
+    pub fn prewarm(
+        &self,
+        mut warm: impl FnMut(&mut Session) -> Result<(), OnnxError>,
+    ) -> Result<(), OnnxError> {
+        let mut sessions = Vec::with_capacity(self.options.max_sessions.max(1));
+        for _ in 0..self.options.max_sessions.max(1) {
+            // Holding every guard makes the next `get` create a new session.
+            sessions.push(self.get()?);
+        }
+        for session in &mut sessions {
+            warm(session)?;
+        }
+        Ok(())
     }
 
     /// The first session's inputs and outputs as `(name, type)` strings, for diagnostics.

@@ -4,8 +4,8 @@
 //! [`SpeechProbability`] source for each window's probability, smooths it, and runs the
 //! reference plugin's state machine (activation/deactivation thresholds, minimum speech and
 //! silence durations, prefix padding, bounded speech buffer). It does no I/O and no async, so the
-//! state machine is tested with scripted probabilities, and the stream task runs it on the
-//! blocking pool.
+//! state machine is tested with scripted probabilities, and the stream task runs it inline or on
+//! the blocking pool (see `vad.rs`).
 
 use std::time::Instant;
 
@@ -193,12 +193,13 @@ impl<P: SpeechProbability> Detector<P> {
     }
 
     /// Whether a whole window is waiting for inference.
-    pub(crate) fn has_window(&self) -> bool {
-        self.model_pending.len() >= self.rate.window_samples()
+    /// Whole windows waiting for inference.
+    pub(crate) fn pending_windows(&self) -> usize {
+        self.model_pending.len() / self.rate.window_samples()
     }
 
     /// Takes a frame in (down-mix, resample, buffer) without running inference: cheap enough
-    /// for the async task, which only hops to the blocking pool when [`Self::has_window`].
+    /// for the async task, which runs inference only when [`Self::pending_windows`] is not zero.
     pub(crate) fn ingest(&mut self, frame: &AudioFrame) {
         if frame.sample_rate == 0 || frame.num_channels == 0 {
             tracing::error!(

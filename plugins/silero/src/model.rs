@@ -70,6 +70,18 @@ impl LoadedModel {
                 &["output", "stateN"],
             )?;
         }
+        // Every session the pool will use, created and run once now rather than during the
+        // first conversations (a session takes tens of milliseconds to build).
+        let rate = ModelSampleRate::Hz16000;
+        let input = vec![0.0f32; rate.context_samples() + rate.window_samples()];
+        let state = vec![0.0f32; STATE_LEN];
+        let sr = [i64::from(rate.hz())];
+        pool.prewarm(|session| {
+            session
+                .run(ort_inputs(&input, &state, &sr)?)
+                .map(drop)
+                .map_err(OnnxError::inference)
+        })?;
         Ok(Self {
             pool: Arc::new(pool),
             path,

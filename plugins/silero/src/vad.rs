@@ -14,6 +14,8 @@ use crate::{SileroError, VadOptions, VadOptionsUpdate};
 const EVENT_CHANNEL_CAPACITY: usize = 256;
 /// Input items processed per trip to the blocking pool, at most.
 const MAX_BATCH: usize = 64;
+/// Most windows inferred inline on the stream's task (more go to the blocking pool).
+const MAX_INLINE_WINDOWS: usize = 2;
 
 /// Silero voice activity detection. Loading is blocking (it reads the model and, once per
 /// process, loads ONNX Runtime): do it at startup (the reference's `prewarm`). One `SileroVad`
@@ -163,8 +165,8 @@ impl Vad for SileroVad {
     }
 }
 
-/// Runs `detector` as a stream task: input is batched, processed on the blocking pool (the
-/// inference must not stall the async runtime), and events are sent in order.
+/// Runs `detector` as a stream task: input is batched, windows are inferred (inline when few,
+/// on the blocking pool when a backlog built up, see [`infer`]), and events are sent in order.
 fn spawn_stream<P: SpeechProbability>(
     detector: Detector<P>,
     control: Arc<StreamControl>,
@@ -194,8 +196,8 @@ async fn run_stream<P: SpeechProbability>(
                 tracing::warn!(error = %err, "ignoring invalid VAD options update");
             }
         }
-        // Buffering is cheap and stays here; only whole windows go to the blocking pool, so a
-        // 20 ms frame that completes no 32 ms window costs no thread hop.
+        // Buffering is cheap; inference runs only once whole windows are waiting, so a 20 ms
+        // frame that completes no 32 ms window costs nothing more.
         for item in batch {
             match item {
                 VadInput::Frame(frame) => detector.ingest(&frame),
@@ -215,27 +217,41 @@ async fn run_stream<P: SpeechProbability>(
     }
 }
 
-/// Runs the waiting windows on the blocking pool and forwards their events. `None` ends the
-/// stream (inference failed, or nobody listens any more).
+/// Runs the waiting windows and forwards their events. `None` ends the stream (inference
+/// failed, or nobody listens any more).
+///
+/// A stream keeping up with real time has one window (32 ms of audio, ~0.1 ms of inference) at a
+/// time: that runs inline on the stream's task. Handing it to the blocking pool instead costs two
+/// thread hand-offs per window, and waking a parked thread takes from tens of microseconds to
+/// milliseconds on a virtual machine, far more than the inference itself (`cargo xtask bench
+/// sessions`: the VAD's result lag halved). Backlogs (a stream that fell behind, a flush of
+/// buffered audio) go to the blocking pool so one poll never runs long.
 async fn infer<P: SpeechProbability>(
     detector: Detector<P>,
     events: &mpsc::Sender<VadEvent>,
 ) -> Option<Detector<P>> {
-    if !detector.has_window() {
+    let windows = detector.pending_windows();
+    if windows == 0 {
         return Some(detector);
     }
     let mut detector = detector;
-    let processed = tokio::task::spawn_blocking(move || {
+    let (detector, out, result) = if windows <= MAX_INLINE_WINDOWS {
         let mut out = Vec::new();
         let result = detector.run_windows(&mut out);
         (detector, out, result)
-    })
-    .await;
-    let (detector, out, result) = match processed {
-        Ok(done) => done,
-        Err(err) => {
-            tracing::error!(error = %err, "VAD inference task failed; ending the stream");
-            return None;
+    } else {
+        let processed = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let result = detector.run_windows(&mut out);
+            (detector, out, result)
+        })
+        .await;
+        match processed {
+            Ok(done) => done,
+            Err(err) => {
+                tracing::error!(error = %err, "VAD inference task failed; ending the stream");
+                return None;
+            }
         }
     };
     for event in out {
@@ -269,7 +285,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use futures::StreamExt;
+    use futures::{FutureExt, StreamExt};
     use livekit_agents::audio::AudioFrame;
     use livekit_agents::vad::VadEventType;
 
@@ -345,6 +361,40 @@ mod tests {
         assert!(events
             .windows(2)
             .all(|w| w[0].samples_index <= w[1].samples_index));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn real_time_pace_and_backlog_give_the_same_events() {
+        // Frames pushed one at a time run their window inline on the stream task; frames pushed
+        // in bulk form a backlog that runs on the blocking pool. Same audio, same events.
+        let frames = tone_frames(&[(false, 30), (true, 60), (false, 40), (true, 10)]);
+        let (mut paced, _h) = scripted_stream(Loudness, VadOptions::default());
+        let mut paced_events = Vec::new();
+        for frame in frames.clone() {
+            paced.push_frame(frame);
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+            while let Some(Some(event)) = paced.next().now_or_never() {
+                paced_events.push(event);
+            }
+        }
+        paced.end_input();
+        paced_events.extend(paced.collect::<Vec<_>>().await);
+
+        let (mut bulk, _h) = scripted_stream(Loudness, VadOptions::default());
+        for frame in frames {
+            bulk.push_frame(frame);
+        }
+        bulk.end_input();
+        let bulk_events: Vec<VadEvent> = bulk.collect().await;
+
+        let key = |e: &VadEvent| (e.kind, e.samples_index, e.speaking);
+        assert_eq!(
+            paced_events.iter().map(key).collect::<Vec<_>>(),
+            bulk_events.iter().map(key).collect::<Vec<_>>()
+        );
+        assert_eq!(summary(&bulk_events).len(), 3, "start, end, start");
     }
 
     #[tokio::test(start_paused = true)]

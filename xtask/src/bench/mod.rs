@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: vad (sessions and turn-detector are added by their owners).
+    /// Which benchmark: vad, sessions or turn-detector.
     pub name: String,
     /// Input file for benchmarks that read one (vad: a WAV; default: the Silero test speech).
     #[arg(long)]
@@ -35,6 +35,10 @@ pub struct BenchArgs {
     /// Search the largest number of sessions that holds real time, from `--sessions` (sessions).
     #[arg(long)]
     pub find_max: bool,
+    /// Run only `--sessions` sessions, not also twice as many (quicker; no memory-per-session
+    /// figure) (sessions).
+    #[arg(long)]
+    pub single: bool,
 }
 
 /// Runs a benchmark.

@@ -87,6 +87,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let n = args.sessions.max(1);
     let small = spawn_child(args, n)?;
+    if args.single {
+        print_table(&[&small]);
+        let json = serde_json::json!({
+            "bench": "sessions",
+            "sessions": n,
+            "seconds": args.seconds,
+            "runs": [small],
+        });
+        println!("{json}");
+        return Ok(());
+    }
     let large = spawn_child(args, 2 * n)?;
     let per_session_mb = (large.rss_end_kb as f64 - small.rss_end_kb as f64) / 1024.0 / n as f64;
     print_table(&[&small, &large]);
@@ -206,7 +217,14 @@ struct RunResult {
     turns_completed: usize,
     /// Replies that matched no user turn (should be 0).
     extra_replies: usize,
-    /// Framework-added latency per turn, ms.
+    /// Framework-added latency per turn (the framework's own steps, measured from what actually
+    /// happened: the harness's timer slop left out), ms.
+    framework_p50_ms: f64,
+    framework_p95_ms: f64,
+    framework_p99_ms: f64,
+    framework_max_ms: f64,
+    /// First agent frame minus its scheduled ideal, ms: the framework's latency plus the
+    /// harness's timer slop (input delivery, the fakes' sleeps).
     added_p50_ms: f64,
     added_p95_ms: f64,
     added_p99_ms: f64,
@@ -231,13 +249,18 @@ struct RunResult {
     input_lag_p50_ms: f64,
     input_lag_p99_ms: f64,
     input_lag_max_ms: f64,
-    /// Breakdown of the added latency (ms past each step's ideal): the ideal commit to the LLM
-    /// call (VAD lag + endpointing + scheduling), the LLM's reply to the TTS's first text, the
-    /// TTS's audio to the first frame playing.
+    /// Silero's inference time per 32 ms window (part of the input lag), ms.
+    vad_inference_p50_ms: f64,
+    vad_inference_p99_ms: f64,
+    /// Mean lateness of the feeder's 20 ms tick (input delivery), ms.
+    feeder_timer_slop_mean_ms: f64,
     /// Mean lateness of one fake's sleep (the LLM and the TTS each add one per turn), ms.
     fake_timer_slop_mean_ms: f64,
-    commit_to_llm_p50_ms: f64,
-    commit_to_llm_p99_ms: f64,
+    /// The framework's steps (see `framework_steps`), p50/p99 ms.
+    eos_lag_p50_ms: f64,
+    eos_lag_p99_ms: f64,
+    eos_to_llm_p50_ms: f64,
+    eos_to_llm_p99_ms: f64,
     llm_to_tts_p50_ms: f64,
     llm_to_tts_p99_ms: f64,
     tts_to_output_p50_ms: f64,
@@ -255,11 +278,12 @@ impl RunResult {
 
 fn print_table(runs: &[&RunResult]) {
     println!(
-        "\n{:>6} {:>6} {:>11} {:>24} {:>10} {:>9} {:>9} {:>17} {:>17}",
+        "\n{:>6} {:>6} {:>11} {:>24} {:>24} {:>10} {:>9} {:>9} {:>17} {:>17}",
         "N",
         "secs",
         "turns",
-        "added p50/p95/p99 ms",
+        "framework p50/p95/p99",
+        "with harness p50/p95/p99",
         "CPU s/min",
         "CPU use",
         "RSS MB",
@@ -268,6 +292,10 @@ fn print_table(runs: &[&RunResult]) {
     );
     for r in runs {
         let turns = format!("{}/{}", r.turns_completed, r.turns_expected);
+        let framework = format!(
+            "{:.2}/{:.2}/{:.2}",
+            r.framework_p50_ms, r.framework_p95_ms, r.framework_p99_ms
+        );
         let added = format!(
             "{:.2}/{:.2}/{:.2}",
             r.added_p50_ms, r.added_p95_ms, r.added_p99_ms
@@ -281,7 +309,7 @@ fn print_table(runs: &[&RunResult]) {
             r.input_late, r.input_windows, r.input_lag_max_ms
         );
         println!(
-            "{:>6} {:>6.0} {turns:>11} {added:>24} {:>10.3} {:>8.0}% {:>9.1} {out_late:>17} {in_late:>17}",
+            "{:>6} {:>6.0} {turns:>11} {framework:>24} {added:>24} {:>10.3} {:>8.0}% {:>9.1} {out_late:>17} {in_late:>17}",
             r.sessions,
             r.seconds,
             r.cpu_per_session_minute,
@@ -291,17 +319,22 @@ fn print_table(runs: &[&RunResult]) {
     }
     for r in runs {
         println!(
-            "  N={}: added latency by step (p50/p99 ms): commit->LLM call {:.2}/{:.2}, LLM reply->TTS text {:.2}/{:.2}, TTS audio->first frame playing {:.2}/{:.2}; VAD result lag p50/p99 {:.2}/{:.2} ms; output lateness p99 {:.2} ms; fakes' timer slop {:.2} ms per sleep (x2 per turn, inside the added latency)",
+            "  N={}: framework steps (p50/p99 ms): end-of-speech audio -> VAD end of speech {:.2}/{:.2}, -> LLM call {:.2}/{:.2}, LLM reply -> TTS text {:.2}/{:.2}, TTS audio -> first frame playing {:.2}/{:.2}; VAD result lag p50/p99 {:.2}/{:.2} ms (inference {:.2}/{:.2}); output lateness p99 {:.2} ms; harness timer slop: input tick {:.2} ms, fakes {:.2} ms per sleep (x2 per turn)",
             r.sessions,
-            r.commit_to_llm_p50_ms,
-            r.commit_to_llm_p99_ms,
+            r.eos_lag_p50_ms,
+            r.eos_lag_p99_ms,
+            r.eos_to_llm_p50_ms,
+            r.eos_to_llm_p99_ms,
             r.llm_to_tts_p50_ms,
             r.llm_to_tts_p99_ms,
             r.tts_to_output_p50_ms,
             r.tts_to_output_p99_ms,
             r.input_lag_p50_ms,
             r.input_lag_p99_ms,
+            r.vad_inference_p50_ms,
+            r.vad_inference_p99_ms,
             r.output_lateness_p99_ms,
+            r.feeder_timer_slop_mean_ms,
             r.fake_timer_slop_mean_ms,
         );
     }
@@ -425,14 +458,20 @@ struct ProbeStats {
     reply_starts: Vec<Instant>,
     /// Output lateness of every non-first frame, ms.
     output_lateness_ms: Vec<f32>,
-    /// VAD result lag after its audio was delivered, ms.
-    input_lag_ms: Vec<f32>,
-    /// When the LLM was called, the TTS got its first text, and the TTS pushed its audio.
+    /// Each VAD inference result: its audio timestamp (input seconds) and when it left the VAD.
+    vad_results: Vec<(f64, Instant)>,
+    /// The VAD's own inference time per window, ms.
+    vad_inference_ms: Vec<f32>,
+    /// When the LLM was called, answered, the TTS got its first text, and the TTS pushed its
+    /// audio.
     llm_calls: Vec<Instant>,
+    llm_replies: Vec<Instant>,
     /// Timer slop of the fakes (their sleeps wake up to ~1 ms late), ms.
     fake_slop_ms: Vec<f32>,
     tts_texts: Vec<Instant>,
     tts_audio: Vec<Instant>,
+    /// When each end-of-speech event left the VAD (the turn's commit waits for it).
+    vad_ends: Vec<Instant>,
 }
 
 impl Probe {
@@ -461,12 +500,15 @@ impl Vad for ProbedVad {
         let (tx, rx) = mpsc::channel(256);
         let task = tokio::spawn(async move {
             while let Some(ev) = inner.next_event().await {
+                if ev.kind == VadEventType::EndOfSpeech {
+                    probe.lock().vad_ends.push(Instant::now());
+                }
                 if ev.kind == VadEventType::InferenceDone {
-                    if let Some(t0) = probe.t0.get() {
-                        let delivered = *t0 + Duration::from_secs_f64(ceil_to_frame(ev.timestamp));
-                        let lag = Instant::now().saturating_duration_since(delivered);
-                        probe.lock().input_lag_ms.push(lag.as_secs_f32() * 1e3);
-                    }
+                    let mut stats = probe.lock();
+                    stats.vad_results.push((ev.timestamp, Instant::now()));
+                    stats
+                        .vad_inference_ms
+                        .push(ev.inference_duration as f32 * 1e3);
                 }
                 if tx.send(ev).await.is_err() {
                     return;
@@ -625,10 +667,11 @@ impl LlmStreamTask for BenchLlmTask {
         let asked = Instant::now();
         tokio::time::sleep(LLM_TTFT).await;
         let slop = asked.elapsed().saturating_sub(LLM_TTFT);
-        self.probe
-            .lock()
-            .fake_slop_ms
-            .push(slop.as_secs_f32() * 1e3);
+        {
+            let mut stats = self.probe.lock();
+            stats.fake_slop_ms.push(slop.as_secs_f32() * 1e3);
+            stats.llm_replies.push(Instant::now());
+        }
         out.send(ChatChunk::text("bench", REPLY_TEXT)).await;
         Ok(())
     }
@@ -877,8 +920,12 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let total_ticks = stagger_ticks + frames;
     // One "network" task delivers every session's 20 ms frames on a shared tick (its cost is
     // part of the measured CPU, as a room's track readers would be).
+    let mut delivered_at = Vec::with_capacity(total_ticks);
     for k in 0..total_ticks {
         tokio::time::sleep_until(base + FRAME * k as u32).await;
+        // The frames of tick k reach the sessions now (the timer wakes this task a little after
+        // the tick: that slop belongs to the harness, not to the framework).
+        delivered_at.push(Instant::now());
         for (sender, &s) in senders.iter().zip(&start_tick) {
             if let Some(frame) = k.checked_sub(s).and_then(|j| input.frames.get(j)) {
                 sender.send(frame.clone());
@@ -891,109 +938,191 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     // Replies of the last turns are still on their way.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let mut added = Vec::new();
-    let mut totals = Vec::new();
-    let mut ideals = Vec::new();
-    let mut turns_expected = 0;
-    let mut extra_replies = 0;
-    let mut out_lateness = Vec::new();
-    let mut slop = Vec::new();
-    // Where the added latency goes: [commit -> LLM call, LLM reply -> TTS text, TTS audio ->
-    // first frame playing], ms past each step's ideal.
-    let mut steps: [Vec<f64>; 3] = Default::default();
-    let mut in_lag = Vec::new();
-    for probe in &probes {
+    let mut m = Measurements::default();
+    for (k, at) in delivered_at.iter().enumerate() {
+        let nominal = base + FRAME * k as u32;
+        m.feeder_slop
+            .push(at.saturating_duration_since(nominal).as_secs_f64() * 1e3);
+    }
+    for (probe, &start) in probes.iter().zip(&start_tick) {
         let Some(&t0) = probe.t0.get() else { continue };
         let stats = probe.lock();
+        let secs = |t: Instant| t.saturating_duration_since(t0).as_secs_f64();
+        // When the frame completing the audio up to input time `ts` actually reached the session.
+        let delivered = |ts: f64| -> Option<f64> {
+            let j = ((ceil_to_frame(ts) / frame_secs).round() as usize).checked_sub(1)?;
+            delivered_at.get(start + j).map(|&t| secs(t))
+        };
+        // The first event of `times` at or after `from` (seconds since t0).
+        let after = |times: &[Instant], from: f64| {
+            times.iter().map(|&t| secs(t)).find(|&t| t >= from - 0.05)
+        };
+        for &(ts, out) in &stats.vad_results {
+            if let Some(d) = delivered(ts) {
+                m.in_lag.push((secs(out) - d) * 1e3);
+            }
+        }
         let expected: Vec<&RefTurn> = input
             .turns
             .iter()
             .filter(|t| ideal_first_audio(t, min_delay) + 0.1 < seconds)
             .collect();
-        turns_expected += expected.len();
+        m.turns_expected += expected.len();
         let mut matched = vec![false; expected.len()];
-        for start in &stats.reply_starts {
-            let at = start.saturating_duration_since(t0).as_secs_f64();
-            match expected.iter().rposition(|t| t.speech_end < at) {
-                Some(i) if !matched[i] => {
-                    matched[i] = true;
-                    let ideal = ideal_first_audio(expected[i], min_delay);
-                    added.push((at - ideal) * 1e3);
-                    let ideal_commit = ideal - (LLM_TTFT + TTS_TTFB).as_secs_f64();
-                    let after = |times: &[Instant], from: f64| {
-                        times
-                            .iter()
-                            .map(|t| t.saturating_duration_since(t0).as_secs_f64())
-                            .find(|&t| t >= from - 0.05)
-                    };
-                    if let Some(llm) = after(&stats.llm_calls, ideal_commit) {
-                        steps[0].push((llm - ideal_commit) * 1e3);
-                        if let Some(text) = after(&stats.tts_texts, llm) {
-                            steps[1].push((text - llm - LLM_TTFT.as_secs_f64()) * 1e3);
-                            if let Some(audio) = after(&stats.tts_audio, text) {
-                                steps[2].push((at - audio) * 1e3);
-                            }
-                        }
-                    }
-                    totals.push((at - expected[i].speech_end) * 1e3);
-                    ideals.push((ideal - expected[i].speech_end) * 1e3);
+        for &reply_start in &stats.reply_starts {
+            let at = secs(reply_start);
+            let Some(i) = expected.iter().rposition(|t| t.speech_end < at) else {
+                m.extra_replies += 1;
+                continue;
+            };
+            if matched[i] {
+                m.extra_replies += 1;
+                continue;
+            }
+            matched[i] = true;
+            let turn = expected[i];
+            let ideal = ideal_first_audio(turn, min_delay);
+            m.added.push((at - ideal) * 1e3);
+            m.totals.push((at - turn.speech_end) * 1e3);
+            m.ideals.push((ideal - turn.speech_end) * 1e3);
+            if let Some(steps) = framework_steps(&stats, turn, min_delay, &delivered, &after, at) {
+                m.framework.push(steps.iter().sum());
+                for (all, step) in m.steps.iter_mut().zip(steps) {
+                    all.push(step);
                 }
-                _ => extra_replies += 1,
             }
         }
-        out_lateness.extend(stats.output_lateness_ms.iter().map(|&v| f64::from(v)));
-        in_lag.extend(stats.input_lag_ms.iter().map(|&v| f64::from(v)));
-        slop.extend(stats.fake_slop_ms.iter().map(|&v| f64::from(v)));
+        m.out_lateness
+            .extend(stats.output_lateness_ms.iter().map(|&v| f64::from(v)));
+        m.fake_slop
+            .extend(stats.fake_slop_ms.iter().map(|&v| f64::from(v)));
+        m.vad_inference
+            .extend(stats.vad_inference_ms.iter().map(|&v| f64::from(v)));
     }
     drop(sessions);
-    for v in [
-        &mut added,
-        &mut totals,
-        &mut ideals,
-        &mut out_lateness,
-        &mut in_lag,
-        &mut slop,
-    ] {
-        v.sort_by(f64::total_cmp);
-    }
-    for v in steps.iter_mut() {
-        v.sort_by(f64::total_cmp);
-    }
+    m.sort();
     let late_ms = LATE_THRESHOLD.as_secs_f64() * 1e3;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     Ok(RunResult {
         sessions: n,
         seconds,
-        turns_expected,
-        turns_completed: added.len(),
-        extra_replies,
-        added_p50_ms: quantile(&added, 0.5),
-        added_p95_ms: quantile(&added, 0.95),
-        added_p99_ms: quantile(&added, 0.99),
-        added_max_ms: added.last().copied().unwrap_or(f64::NAN),
-        total_p50_ms: quantile(&totals, 0.5),
-        ideal_p50_ms: quantile(&ideals, 0.5),
+        turns_expected: m.turns_expected,
+        turns_completed: m.added.len(),
+        extra_replies: m.extra_replies,
+        framework_p50_ms: quantile(&m.framework, 0.5),
+        framework_p95_ms: quantile(&m.framework, 0.95),
+        framework_p99_ms: quantile(&m.framework, 0.99),
+        framework_max_ms: m.framework.last().copied().unwrap_or(f64::NAN),
+        added_p50_ms: quantile(&m.added, 0.5),
+        added_p95_ms: quantile(&m.added, 0.95),
+        added_p99_ms: quantile(&m.added, 0.99),
+        added_max_ms: m.added.last().copied().unwrap_or(f64::NAN),
+        total_p50_ms: quantile(&m.totals, 0.5),
+        ideal_p50_ms: quantile(&m.ideals, 0.5),
         cpu_seconds,
         cpu_per_session_minute: cpu_seconds / (n as f64 * seconds / 60.0),
         cpu_utilization: cpu_seconds / wall / cores,
         rss_start_kb,
         rss_end_kb,
         rss_peak_kb,
-        output_frames: out_lateness.len(),
-        output_late: out_lateness.iter().filter(|&&v| v > late_ms).count(),
-        output_lateness_p99_ms: quantile(&out_lateness, 0.99),
-        output_lateness_max_ms: out_lateness.last().copied().unwrap_or(0.0),
-        input_windows: in_lag.len(),
-        input_late: in_lag.iter().filter(|&&v| v > late_ms).count(),
-        input_lag_p50_ms: quantile(&in_lag, 0.5),
-        input_lag_p99_ms: quantile(&in_lag, 0.99),
-        input_lag_max_ms: in_lag.last().copied().unwrap_or(0.0),
-        fake_timer_slop_mean_ms: slop.iter().sum::<f64>() / slop.len().max(1) as f64,
-        commit_to_llm_p50_ms: quantile(&steps[0], 0.5),
-        commit_to_llm_p99_ms: quantile(&steps[0], 0.99),
-        llm_to_tts_p50_ms: quantile(&steps[1], 0.5),
-        llm_to_tts_p99_ms: quantile(&steps[1], 0.99),
-        tts_to_output_p50_ms: quantile(&steps[2], 0.5),
-        tts_to_output_p99_ms: quantile(&steps[2], 0.99),
+        output_frames: m.out_lateness.len(),
+        output_late: m.out_lateness.iter().filter(|&&v| v > late_ms).count(),
+        output_lateness_p99_ms: quantile(&m.out_lateness, 0.99),
+        output_lateness_max_ms: m.out_lateness.last().copied().unwrap_or(0.0),
+        input_windows: m.in_lag.len(),
+        input_late: m.in_lag.iter().filter(|&&v| v > late_ms).count(),
+        input_lag_p50_ms: quantile(&m.in_lag, 0.5),
+        input_lag_p99_ms: quantile(&m.in_lag, 0.99),
+        input_lag_max_ms: m.in_lag.last().copied().unwrap_or(0.0),
+        vad_inference_p50_ms: quantile(&m.vad_inference, 0.5),
+        vad_inference_p99_ms: quantile(&m.vad_inference, 0.99),
+        feeder_timer_slop_mean_ms: mean(&m.feeder_slop),
+        fake_timer_slop_mean_ms: mean(&m.fake_slop),
+        eos_lag_p50_ms: quantile(&m.steps[0], 0.5),
+        eos_lag_p99_ms: quantile(&m.steps[0], 0.99),
+        eos_to_llm_p50_ms: quantile(&m.steps[1], 0.5),
+        eos_to_llm_p99_ms: quantile(&m.steps[1], 0.99),
+        llm_to_tts_p50_ms: quantile(&m.steps[2], 0.5),
+        llm_to_tts_p99_ms: quantile(&m.steps[2], 0.99),
+        tts_to_output_p50_ms: quantile(&m.steps[3], 0.5),
+        tts_to_output_p99_ms: quantile(&m.steps[3], 0.99),
     })
+}
+
+/// Everything one child collects before computing quantiles (ms unless said otherwise).
+#[derive(Default)]
+struct Measurements {
+    turns_expected: usize,
+    extra_replies: usize,
+    /// First agent frame minus its ideal time (harness timer slop included).
+    added: Vec<f64>,
+    /// The framework's own share: the sum of the four steps below.
+    framework: Vec<f64>,
+    /// [end-of-speech audio delivered -> VAD end of speech out, -> LLM call, LLM reply -> TTS
+    /// text, TTS audio -> first frame playing].
+    steps: [Vec<f64>; 4],
+    totals: Vec<f64>,
+    ideals: Vec<f64>,
+    out_lateness: Vec<f64>,
+    in_lag: Vec<f64>,
+    vad_inference: Vec<f64>,
+    feeder_slop: Vec<f64>,
+    fake_slop: Vec<f64>,
+}
+
+impl Measurements {
+    fn sort(&mut self) {
+        for v in [
+            &mut self.added,
+            &mut self.framework,
+            &mut self.totals,
+            &mut self.ideals,
+            &mut self.out_lateness,
+            &mut self.in_lag,
+            &mut self.vad_inference,
+            &mut self.feeder_slop,
+            &mut self.fake_slop,
+        ]
+        .into_iter()
+        .chain(self.steps.iter_mut())
+        {
+            v.sort_by(f64::total_cmp);
+        }
+    }
+}
+
+/// The framework's steps of one turn (ms), measured from what actually happened rather than
+/// from the schedule, so the harness's timer slop (input delivery, the fakes' sleeps) is left
+/// out: audio delivered -> VAD end of speech out -> LLM call; LLM reply -> TTS text; TTS audio
+/// -> first frame playing. `None` when the turn's commit was not bound by the VAD (then the
+/// steps do not add up to the turn) or an event is missing.
+fn framework_steps(
+    stats: &ProbeStats,
+    turn: &RefTurn,
+    min_delay: f64,
+    delivered: &dyn Fn(f64) -> Option<f64>,
+    after: &dyn Fn(&[Instant], f64) -> Option<f64>,
+    first_frame: f64,
+) -> Option<[f64; 4]> {
+    let eos_nominal = ceil_to_frame(turn.eos);
+    let stt_final = ceil_to_frame(turn.speech_end) + STT_FINAL_DELAY.as_secs_f64();
+    if eos_nominal < (turn.speech_end + min_delay).max(stt_final) {
+        return None;
+    }
+    let eos_delivered = delivered(turn.eos)?;
+    let eos_out = after(&stats.vad_ends, eos_delivered)?;
+    let llm_call = after(&stats.llm_calls, eos_out)?;
+    let llm_reply = after(&stats.llm_replies, llm_call)?;
+    let tts_text = after(&stats.tts_texts, llm_reply)?;
+    let tts_audio = after(&stats.tts_audio, tts_text)?;
+    if first_frame < tts_audio {
+        return None;
+    }
+    Some([
+        (eos_out - eos_delivered) * 1e3,
+        (llm_call - eos_out) * 1e3,
+        (tts_text - llm_reply) * 1e3,
+        (first_frame - tts_audio) * 1e3,
+    ])
 }

@@ -109,7 +109,12 @@ pub(crate) async fn wait_end_of_turn(p: EouParams) -> EouDecision {
         }
     }
     let silent_for = Instant::now().saturating_duration_since(p.last_speaking_time);
-    tokio::time::sleep(delay.saturating_sub(silent_for)).await;
+    let remaining = delay.saturating_sub(silent_for);
+    // Usually the VAD's silence already covered the delay. A zero-length tokio sleep still waits
+    // for the timer wheel's next millisecond tick, which would add ~1 ms to every such turn.
+    if !remaining.is_zero() {
+        tokio::time::sleep(remaining).await;
+    }
     EouDecision { delay, probability }
 }
 
