@@ -4,8 +4,8 @@
 //! [`SpeechProbability`] source for each window's probability, smooths it, and runs the
 //! reference plugin's state machine (activation/deactivation thresholds, minimum speech and
 //! silence durations, prefix padding, bounded speech buffer). It does no I/O and no async, so the
-//! state machine is tested with scripted probabilities, and the stream task runs it inline or on
-//! the blocking pool (see `vad.rs`).
+//! state machine is tested with scripted probabilities, and the stream task runs it (see
+//! `vad.rs`).
 
 use std::time::Instant;
 
@@ -189,10 +189,9 @@ impl<P: SpeechProbability> Detector<P> {
         events: &mut Vec<VadEvent>,
     ) -> Result<(), SileroError> {
         self.ingest(frame);
-        self.run_windows(events)
+        self.run_some_windows(events, usize::MAX)
     }
 
-    /// Whether a whole window is waiting for inference.
     /// Whole windows waiting for inference.
     pub(crate) fn pending_windows(&self) -> usize {
         self.model_pending.len() / self.rate.window_samples()
@@ -245,15 +244,21 @@ impl<P: SpeechProbability> Detector<P> {
         self.input_pending.extend_from_slice(&mono.data);
     }
 
-    /// Runs every whole window waiting, appending events to `events`.
-    pub(crate) fn run_windows(&mut self, events: &mut Vec<VadEvent>) -> Result<(), SileroError> {
+    /// Runs at most `limit` of the whole windows waiting, appending events to `events`.
+    pub(crate) fn run_some_windows(
+        &mut self,
+        events: &mut Vec<VadEvent>,
+        limit: usize,
+    ) -> Result<(), SileroError> {
         let window_samples = self.rate.window_samples();
         let window_duration = self.rate.window_duration();
         let Some(input_rate) = self.input_rate else {
             return Ok(());
         };
         let mut model_offset = 0;
-        while self.model_pending.len() - model_offset >= window_samples {
+        let mut ran = 0;
+        while self.model_pending.len() - model_offset >= window_samples && ran < limit {
+            ran += 1;
             let started = Instant::now();
             let window = &self.model_pending[model_offset..model_offset + window_samples];
             for (dst, &s) in self.window.iter_mut().zip(window) {

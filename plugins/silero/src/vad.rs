@@ -14,8 +14,6 @@ use crate::{SileroError, VadOptions, VadOptionsUpdate};
 const EVENT_CHANNEL_CAPACITY: usize = 256;
 /// Input items processed per trip to the blocking pool, at most.
 const MAX_BATCH: usize = 64;
-/// Most windows inferred inline on the stream's task (more go to the blocking pool).
-const MAX_INLINE_WINDOWS: usize = 2;
 
 /// Silero voice activity detection. Loading is blocking (it reads the model and, once per
 /// process, loads ONNX Runtime): do it at startup (the reference's `prewarm`). One `SileroVad`
@@ -165,8 +163,8 @@ impl Vad for SileroVad {
     }
 }
 
-/// Runs `detector` as a stream task: input is batched, windows are inferred (inline when few,
-/// on the blocking pool when a backlog built up, see [`infer`]), and events are sent in order.
+/// Runs `detector` as a stream task: input is batched, windows are inferred on the task (see
+/// [`infer`]), and events are sent in order.
 fn spawn_stream<P: SpeechProbability>(
     detector: Detector<P>,
     control: Arc<StreamControl>,
@@ -202,68 +200,51 @@ async fn run_stream<P: SpeechProbability>(
             match item {
                 VadInput::Frame(frame) => detector.ingest(&frame),
                 VadInput::Flush => {
-                    detector = match infer(detector, &events).await {
-                        Some(detector) => detector,
-                        None => return,
-                    };
+                    if !infer(&mut detector, &events).await {
+                        return;
+                    }
                     detector.flush();
                 }
             }
         }
-        detector = match infer(detector, &events).await {
-            Some(detector) => detector,
-            None => return,
-        };
+        if !infer(&mut detector, &events).await {
+            return;
+        }
     }
 }
 
-/// Runs the waiting windows and forwards their events. `None` ends the stream (inference
+/// Runs the waiting windows and forwards their events. `false` ends the stream (inference
 /// failed, or nobody listens any more).
 ///
-/// A stream keeping up with real time has one window (32 ms of audio, ~0.1 ms of inference) at a
-/// time: that runs inline on the stream's task. Handing it to the blocking pool instead costs two
-/// thread hand-offs per window, and waking a parked thread takes from tens of microseconds to
-/// milliseconds on a virtual machine, far more than the inference itself (`cargo xtask bench
-/// sessions`: the VAD's result lag halved). Backlogs (a stream that fell behind, a flush of
-/// buffered audio) go to the blocking pool so one poll never runs long.
+/// Inference runs on the stream's own task. A stream keeping up with real time has one window
+/// (32 ms of audio, 0.1-0.3 ms of inference) at a time; handing it to the blocking pool instead
+/// costs two thread hand-offs per window, and waking a parked thread takes from tens of
+/// microseconds to milliseconds on a virtual machine, more than the inference itself. A backlog
+/// (a stream that fell behind, a flush of buffered audio) yields to the scheduler between
+/// windows, so one poll stays short and an overloaded process degrades by running late rather
+/// than by piling up blocking threads that all wait for the same few ONNX sessions
+/// (`cargo xtask bench sessions`; docs/performance.md).
 async fn infer<P: SpeechProbability>(
-    detector: Detector<P>,
+    detector: &mut Detector<P>,
     events: &mpsc::Sender<VadEvent>,
-) -> Option<Detector<P>> {
-    let windows = detector.pending_windows();
-    if windows == 0 {
-        return Some(detector);
-    }
-    let mut detector = detector;
-    let (detector, out, result) = if windows <= MAX_INLINE_WINDOWS {
-        let mut out = Vec::new();
-        let result = detector.run_windows(&mut out);
-        (detector, out, result)
-    } else {
-        let processed = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            let result = detector.run_windows(&mut out);
-            (detector, out, result)
-        })
-        .await;
-        match processed {
-            Ok(done) => done,
-            Err(err) => {
-                tracing::error!(error = %err, "VAD inference task failed; ending the stream");
-                return None;
+) -> bool {
+    let mut out = Vec::new();
+    while detector.pending_windows() > 0 {
+        let result = detector.run_some_windows(&mut out, 1);
+        for event in out.drain(..) {
+            if events.send(event).await.is_err() {
+                return false; // nobody is listening any more
             }
         }
-    };
-    for event in out {
-        if events.send(event).await.is_err() {
-            return None; // nobody is listening any more
+        if let Err(err) = result {
+            tracing::error!(error = %err, "VAD inference failed; ending the stream");
+            return false;
+        }
+        if detector.pending_windows() > 0 {
+            tokio::task::yield_now().await;
         }
     }
-    if let Err(err) = result {
-        tracing::error!(error = %err, "VAD inference failed; ending the stream");
-        return None;
-    }
-    Some(detector)
+    true
 }
 
 #[cfg(test)]
@@ -365,8 +346,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn real_time_pace_and_backlog_give_the_same_events() {
-        // Frames pushed one at a time run their window inline on the stream task; frames pushed
-        // in bulk form a backlog that runs on the blocking pool. Same audio, same events.
+        // Frames pushed one at a time run one window per wake-up; frames pushed in bulk form a
+        // backlog that yields between windows. Same audio, same events.
         let frames = tone_frames(&[(false, 30), (true, 60), (false, 40), (true, 10)]);
         let (mut paced, _h) = scripted_stream(Loudness, VadOptions::default());
         let mut paced_events = Vec::new();

@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// figure) (sessions).
     #[arg(long)]
     pub single: bool,
+    /// Deliver every session's frame at the same instant of each 20 ms period instead of
+    /// spreading sessions over 20 phases (a worst-case burst) (sessions).
+    #[arg(long)]
+    pub aligned_input: bool,
 }
 
 /// Runs a benchmark.

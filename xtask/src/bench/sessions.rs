@@ -3,11 +3,15 @@
 //! Every session is a real [`AgentSession`] (turn detection `vad`, preemptive generation off so
 //! the reply path is one fixed chain) fed real speech at real-time pace through the real Silero
 //! VAD, with fake STT/LLM/TTS that answer after fixed real-clock latencies, and a
-//! [`PacedAudioOutput`] that consumes the agent's audio at real-time pace.
+//! [`PacedAudioOutput`] that consumes the agent's audio at real-time pace. Sessions receive their
+//! 20 ms frames at 20 different phases of the frame period, as independent calls do
+//! (`--aligned-input`: all at once, a worst-case burst).
 //!
 //! What one run measures (see `docs/performance.md` for the definitions):
-//! - framework-added latency per turn: first agent audio frame minus the ideal time (end of user
-//!   speech + endpointing wait + the fakes' fixed latencies), p50/p95/p99/max;
+//! - framework-added latency per turn: the sum of the framework's steps from the audio that ends
+//!   the user's speech reaching the session to the first agent frame playing, minus the fakes'
+//!   latencies, measured from when things actually happened (so the harness's own timer slop is
+//!   left out); also the cruder "first frame minus its scheduled ideal", which includes it;
 //! - CPU seconds per session-minute; resident memory (the parent runs N and 2N in fresh child
 //!   processes: `(RSS(2N) - RSS(N)) / N` per additional session);
 //! - output frames that started playing late, VAD input processed late, turns completed.
@@ -63,6 +67,10 @@ const REPLY_MARKER: i16 = 12_345;
 const PAUSE_AFTER_UTTERANCE: f64 = 3.0;
 /// Input frames: 20 ms, like a room track.
 const FRAME: Duration = Duration::from_millis(20);
+/// Sessions receive their frames at one of `PHASES` moments `PHASE_STEP` apart within each frame
+/// period (`PHASES * PHASE_STEP == FRAME`).
+const PHASES: usize = 20;
+const PHASE_STEP: Duration = Duration::from_millis(1);
 /// A frame starting later than this after its schedule counts as late (output), and a VAD result
 /// arriving later than this after its audio was delivered counts as late (input).
 const LATE_THRESHOLD: Duration = Duration::from_millis(20);
@@ -184,6 +192,9 @@ fn spawn_child(args: &BenchArgs, sessions: usize) -> anyhow::Result<RunResult> {
         .arg(args.seconds.to_string());
     if let Some(input) = &args.input {
         cmd.arg("--input").arg(input);
+    }
+    if args.aligned_input {
+        cmd.arg("--aligned-input");
     }
     let mut child = cmd
         .env(CHILD_ENV, "1")
@@ -901,11 +912,17 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let frame_secs = FRAME.as_secs_f64();
     let stagger_ticks = (input.loop_seconds.min(seconds / 2.0) / frame_secs) as usize;
     let start_tick: Vec<usize> = (0..n).map(|i| i * stagger_ticks / n).collect();
+    // Independent calls' frames arrive at independent moments of the 20 ms period: session i
+    // gets its frames at phase `i % PHASES` (1 ms steps). One shared tick would hand every
+    // session its frame at the same instant, a burst no set of real rooms produces.
+    let phases = if args.aligned_input { 1 } else { PHASES };
+    let phase: Vec<usize> = (0..n).map(|i| i % phases).collect();
+    let slot = |tick: usize, phase: usize| tick * PHASES + phase;
     let base = Instant::now() + Duration::from_millis(200);
-    for (probe, &s) in probes.iter().zip(&start_tick) {
-        // Frame j of session i is delivered at base + (s + j) * FRAME = t0 + (j + 1) * FRAME.
-        let t0 = (base + FRAME * s as u32).checked_sub(FRAME).unwrap_or(base);
-        let _ = probe.t0.set(t0);
+    for ((probe, &s), &p) in probes.iter().zip(&start_tick).zip(&phase) {
+        // Frame j of session i is delivered at slot (s + j, p) = t0 + (j + 1) * FRAME.
+        let first = base + PHASE_STEP * slot(s, p) as u32;
+        let _ = probe.t0.set(first.checked_sub(FRAME).unwrap_or(base));
     }
     eprintln!(
         "  {n} sessions started (RSS {:.1} MB); feeding {:.0} s of speech each, starts spread over {:.1} s",
@@ -918,17 +935,26 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let wall0 = std::time::Instant::now();
     let frames = input.frames.len();
     let total_ticks = stagger_ticks + frames;
-    // One "network" task delivers every session's 20 ms frames on a shared tick (its cost is
-    // part of the measured CPU, as a room's track readers would be).
-    let mut delivered_at = Vec::with_capacity(total_ticks);
-    for k in 0..total_ticks {
-        tokio::time::sleep_until(base + FRAME * k as u32).await;
-        // The frames of tick k reach the sessions now (the timer wakes this task a little after
-        // the tick: that slop belongs to the harness, not to the framework).
+    // One "network" task delivers every session's 20 ms frames (its cost is part of the
+    // measured CPU, as a room's track readers would be), one phase group per millisecond.
+    let mut by_phase: Vec<Vec<usize>> = vec![Vec::new(); PHASES];
+    for (i, &p) in phase.iter().enumerate() {
+        by_phase[p].push(i);
+    }
+    let total_slots = total_ticks * PHASES;
+    let mut delivered_at = Vec::with_capacity(total_slots);
+    for t in 0..total_slots {
+        tokio::time::sleep_until(base + PHASE_STEP * t as u32).await;
+        // The frames of this slot reach their sessions now (the timer wakes this task a little
+        // after the slot: that slop belongs to the harness, not to the framework).
         delivered_at.push(Instant::now());
-        for (sender, &s) in senders.iter().zip(&start_tick) {
-            if let Some(frame) = k.checked_sub(s).and_then(|j| input.frames.get(j)) {
-                sender.send(frame.clone());
+        let (k, p) = (t / PHASES, t % PHASES);
+        for &i in &by_phase[p] {
+            if let Some(frame) = k
+                .checked_sub(start_tick[i])
+                .and_then(|j| input.frames.get(j))
+            {
+                senders[i].send(frame.clone());
             }
         }
     }
@@ -939,19 +965,19 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut m = Measurements::default();
-    for (k, at) in delivered_at.iter().enumerate() {
-        let nominal = base + FRAME * k as u32;
+    for (t, at) in delivered_at.iter().enumerate() {
+        let nominal = base + PHASE_STEP * t as u32;
         m.feeder_slop
             .push(at.saturating_duration_since(nominal).as_secs_f64() * 1e3);
     }
-    for (probe, &start) in probes.iter().zip(&start_tick) {
+    for ((probe, &start), &p) in probes.iter().zip(&start_tick).zip(&phase) {
         let Some(&t0) = probe.t0.get() else { continue };
         let stats = probe.lock();
         let secs = |t: Instant| t.saturating_duration_since(t0).as_secs_f64();
         // When the frame completing the audio up to input time `ts` actually reached the session.
         let delivered = |ts: f64| -> Option<f64> {
             let j = ((ceil_to_frame(ts) / frame_secs).round() as usize).checked_sub(1)?;
-            delivered_at.get(start + j).map(|&t| secs(t))
+            delivered_at.get(slot(start + j, p)).map(|&t| secs(t))
         };
         // The first event of `times` at or after `from` (seconds since t0).
         let after = |times: &[Instant], from: f64| {
