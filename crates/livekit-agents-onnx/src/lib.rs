@@ -13,8 +13,8 @@
 //! the command to run.
 //!
 //! Plugins then build sessions with [`build_session`] or share a model between every stream of
-//! the process with a [`SessionPool`], and run inference off the async runtime with
-//! [`run_blocking`].
+//! the process with a [`SessionPool`]. Inference longer than a fraction of a millisecond
+//! belongs off the async runtime's threads: [`run_blocking`].
 //!
 //! ```no_run
 //! use livekit_agents_onnx::{ensure_runtime, SessionOptions, SessionPool};

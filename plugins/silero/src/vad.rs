@@ -12,7 +12,7 @@ use crate::{SileroError, VadOptions, VadOptionsUpdate};
 
 /// Events buffered between a stream's task and its reader before the task waits.
 const EVENT_CHANNEL_CAPACITY: usize = 256;
-/// Input items processed per trip to the blocking pool, at most.
+/// Input items taken from the stream's input per wake-up, at most.
 const MAX_BATCH: usize = 64;
 
 /// Silero voice activity detection. Loading is blocking (it reads the model and, once per

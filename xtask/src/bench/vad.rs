@@ -1,7 +1,7 @@
 //! `cargo xtask bench vad`: Silero VAD cost.
 //!
 //! 1. Inference: µs per 32 ms window (median, p99), one thread, the model alone.
-//! 2. One stream: the whole `VadStream` path (20 ms frames in, events out, blocking-pool hops)
+//! 2. One stream: the whole `VadStream` path (20 ms frames in, events out, the stream task)
 //!    over the input, CPU seconds per audio second and real-time factor, compared with the
 //!    Python plugin's measured cost on the same file.
 //! 3. Many streams at once: throughput, and the number of 16 kHz streams one core sustains.
