@@ -11,6 +11,12 @@ use std::time::Duration;
 
 use crate::audio::AudioFrame;
 
+mod subscription;
+
+pub use subscription::{
+    AudioSubscription, AudioSubscriptionGate, AudioSubscriptionState, SubscriptionGatedOutput,
+};
+
 /// Text stream topic of user chat input.
 pub const TOPIC_CHAT: &str = "lk.chat";
 /// Text stream topic of transcriptions (agent and user).
@@ -36,6 +42,14 @@ pub const INPUT_SAMPLE_RATE: u32 = 24_000;
 pub const INPUT_NUM_CHANNELS: u16 = 1;
 /// Room audio input frame length: 50 ms.
 pub const INPUT_FRAME_MS: u32 = 50;
+
+/// Participant kinds linked automatically and given to participant entrypoints by default
+/// (the reference's `DEFAULT_PARTICIPANT_KINDS`: connector, SIP and standard).
+pub const DEFAULT_PARTICIPANT_KINDS: [ParticipantKind; 3] = [
+    ParticipantKind::Connector,
+    ParticipantKind::Sip,
+    ParticipantKind::Standard,
+];
 
 /// Kinds of room participants (mirrors the LiveKit protocol's `ParticipantInfo.Kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -235,6 +249,11 @@ impl TranscriptionSegmenter {
     /// Sets the transcribed track (e.g. once the agent's audio track is published).
     pub fn set_track_id(&mut self, track_id: Option<String>) {
         self.track_id = track_id;
+    }
+
+    /// The transcribed track.
+    pub fn track_id(&self) -> Option<&str> {
+        self.track_id.as_deref()
     }
 
     /// The segment being written, if any.
@@ -478,7 +497,8 @@ pub struct RoomOptions {
     pub output_sample_rate: u32,
     /// Output channels (1).
     pub output_num_channels: u16,
-    /// Kinds that can be linked automatically (SIP and standard).
+    /// Kinds that can be linked automatically ([`DEFAULT_PARTICIPANT_KINDS`]: connector, SIP
+    /// and standard).
     pub participant_kinds: Vec<ParticipantKind>,
     /// Link this participant instead of the first one.
     pub participant_identity: Option<String>,
@@ -490,6 +510,11 @@ pub struct RoomOptions {
     pub pre_connect_audio: bool,
     /// How long pre-connect audio waits for its track (3 s).
     pub pre_connect_audio_timeout: Duration,
+    /// The agent's audio is held until a participant subscribes to its track, so the start of
+    /// the first reply is not played into nobody. `None` (the default, as in the reference)
+    /// waits however long it takes; `Some(d)` plays anyway `d` after the track was published.
+    /// See [`AudioSubscriptionGate`].
+    pub audio_subscription_timeout: Option<Duration>,
 }
 
 impl Default for RoomOptions {
@@ -504,12 +529,13 @@ impl Default for RoomOptions {
             input_num_channels: INPUT_NUM_CHANNELS,
             output_sample_rate: INPUT_SAMPLE_RATE,
             output_num_channels: 1,
-            participant_kinds: vec![ParticipantKind::Sip, ParticipantKind::Standard],
+            participant_kinds: DEFAULT_PARTICIPANT_KINDS.to_vec(),
             participant_identity: None,
             close_on_disconnect: true,
             delete_room_on_close: false,
             pre_connect_audio: true,
             pre_connect_audio_timeout: PRE_CONNECT_AUDIO_TIMEOUT,
+            audio_subscription_timeout: None,
         }
     }
 }

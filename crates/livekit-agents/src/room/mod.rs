@@ -38,9 +38,9 @@ use tokio_util::sync::CancellationToken;
 use crate::audio::AudioFrame;
 use crate::io::{AudioInput, AudioOutput, PacedAudioOutput, PlaybackEvent, TextOutput};
 use crate::room_logic::{
-    self, AgentStateAttribute, DepartureAction, LeaveReason, LinkSelector, ParticipantKind,
-    PreConnectBuffer, PreConnectHeader, StreamRoute, TranscriptionSegmenter, TranscriptionStep,
-    UserTranscriptSegments,
+    self, AgentStateAttribute, AudioSubscriptionGate, AudioSubscriptionState, DepartureAction,
+    LeaveReason, LinkSelector, ParticipantKind, PreConnectBuffer, PreConnectHeader, StreamRoute,
+    SubscriptionGatedOutput, TranscriptionSegmenter, TranscriptionStep, UserTranscriptSegments,
 };
 
 pub use crate::room_logic::RoomOptions;
@@ -114,6 +114,10 @@ struct Shared {
     state_attr: tokio::sync::Mutex<AgentStateAttribute>,
     user_segments: Mutex<UserTranscriptSegments>,
     linked_track: Mutex<Option<String>>,
+    /// Holds the agent's audio until its track has a subscriber.
+    audio_gate: AudioSubscriptionGate,
+    /// The transcription output, told the new track id when the agent track is republished.
+    text_output: Mutex<Option<Arc<RoomTextOutput>>>,
     close: CancellationToken,
 }
 
@@ -132,7 +136,7 @@ impl std::fmt::Debug for RoomIo {
     }
 }
 
-fn kind_of(kind: livekit::ParticipantKind) -> ParticipantKind {
+pub(crate) fn kind_of(kind: livekit::ParticipantKind) -> ParticipantKind {
     match kind {
         livekit::ParticipantKind::Standard => ParticipantKind::Standard,
         livekit::ParticipantKind::Ingress => ParticipantKind::Ingress,
@@ -192,9 +196,19 @@ impl RoomIo {
             state_attr: tokio::sync::Mutex::new(AgentStateAttribute::default()),
             user_segments: Mutex::new(UserTranscriptSegments::default()),
             linked_track: Mutex::new(None),
+            audio_gate: if options.audio_output {
+                AudioSubscriptionGate::new(options.audio_subscription_timeout)
+            } else {
+                AudioSubscriptionGate::open()
+            },
+            text_output: Mutex::new(None),
             close: CancellationToken::new(),
         });
         let io = RoomIo { shared };
+
+        // Subscribe before publishing and before looking at who is present, so neither the
+        // first subscription to the agent track nor a join is missed in between.
+        let room_events = room.subscribe();
 
         let audio_output = if options.audio_output {
             Some(io.publish_audio_output().await?)
@@ -203,13 +217,13 @@ impl RoomIo {
         };
         let text_output: Option<Arc<dyn TextOutput>> = if options.text_output {
             let track_id = audio_output.as_ref().map(|(_, sid)| sid.clone());
-            Some(Arc::new(RoomTextOutput::new(room.clone(), track_id)))
+            let output = Arc::new(RoomTextOutput::new(room.clone(), track_id));
+            *io.shared.text_output.lock() = Some(output.clone());
+            Some(output)
         } else {
             None
         };
 
-        // Subscribe before looking at who is present so no join is missed in between.
-        let room_events = room.subscribe();
         let present: Vec<RemoteParticipant> = room.remote_participants().into_values().collect();
         for p in present {
             io.on_participant(&p);
@@ -252,6 +266,17 @@ impl RoomIo {
                 self.link_existing_tracks(&p);
             }
         }
+    }
+
+    /// Whether the agent's audio may flow yet (see [`RoomOptions::audio_subscription_timeout`]).
+    pub fn audio_subscription(&self) -> AudioSubscriptionState {
+        self.shared.audio_gate.state()
+    }
+
+    /// Resolves once the agent's audio track has a subscriber (or the subscription timeout
+    /// passed, or audio output is off).
+    pub async fn wait_for_audio_subscription(&self) -> AudioSubscriptionState {
+        self.shared.audio_gate.wait().await
     }
 
     /// Publishes the agent state in the `lk.agent.state` attribute (no-op when unchanged).
@@ -328,6 +353,7 @@ impl RoomIo {
             .await
             .map_err(|e| RoomIoError::Publish(e.to_string()))?;
         let sid = publication.sid().to_string();
+        self.shared.audio_gate.published(&sid);
 
         // The paced output decides when each frame plays; a pump hands frames to WebRTC.
         let (tx, mut rx) = mpsc::unbounded_channel::<AudioFrame>();
@@ -351,7 +377,11 @@ impl RoomIo {
                 let _ = tx.send(frame.clone());
             },
         );
-        Ok((Arc::new(RoomAudioOutput { paced, source }), sid))
+        let output = SubscriptionGatedOutput::new(
+            RoomAudioOutput { paced, source },
+            self.shared.audio_gate.clone(),
+        );
+        Ok((Arc::new(output), sid))
     }
 
     async fn event_loop(self, mut events: mpsc::UnboundedReceiver<RoomEvent>) {
@@ -362,6 +392,24 @@ impl RoomIo {
             };
             match ev {
                 RoomEvent::ParticipantConnected(p) => self.on_participant(&p),
+                RoomEvent::LocalTrackSubscribed { track } => {
+                    self.shared
+                        .audio_gate
+                        .local_track_subscribed(track.sid().as_str());
+                }
+                RoomEvent::LocalTrackRepublished {
+                    previous_sid,
+                    publication,
+                    ..
+                } => {
+                    let (previous, sid) = (previous_sid.to_string(), publication.sid().to_string());
+                    if self.shared.audio_gate.state() != AudioSubscriptionState::Unpublished {
+                        self.shared.audio_gate.republished(&previous, &sid);
+                    }
+                    if let Some(text) = self.shared.text_output.lock().as_ref() {
+                        text.republished(&previous, &sid);
+                    }
+                }
                 RoomEvent::ParticipantDisconnected(p) => {
                     let action = self.shared.selector.lock().on_departure(
                         p.identity().as_str(),
@@ -624,6 +672,14 @@ struct RoomTextOutput {
 }
 
 impl RoomTextOutput {
+    /// The transcribed agent track got a new id (republished after a reconnect).
+    fn republished(&self, previous: &str, track_id: &str) {
+        let mut segmenter = self.segmenter.lock();
+        if segmenter.track_id() == Some(previous) {
+            segmenter.set_track_id(Some(track_id.to_owned()));
+        }
+    }
+
     fn new(room: Arc<Room>, track_id: Option<String>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<TranscriptionStep>();
         tokio::spawn(async move {

@@ -226,6 +226,9 @@ pub(crate) struct JobContextInner {
     pub(crate) keep_alive: AtomicBool,
     #[cfg(feature = "room")]
     pub(crate) room: tokio::sync::OnceCell<std::sync::Arc<livekit::Room>>,
+    #[cfg(feature = "room")]
+    pub(crate) participant_entrypoints:
+        super::participants::ParticipantEntrypoints<livekit::prelude::RemoteParticipant>,
     pub(crate) console: Option<crate::cli::console::ConsoleHandle>,
 }
 
@@ -293,6 +296,8 @@ impl JobContext {
                 keep_alive: AtomicBool::new(false),
                 #[cfg(feature = "room")]
                 room: tokio::sync::OnceCell::new(),
+                #[cfg(feature = "room")]
+                participant_entrypoints: Default::default(),
                 console: params.console,
             }),
         }
@@ -460,12 +465,27 @@ impl JobContext {
                     job_id = self.job_id(),
                     "connected to the room"
                 );
+                // Participants present now; later joins arrive as events (a participant in both
+                // is deduplicated by its sid).
+                for p in room.remote_participants().into_values() {
+                    self.participant_available(p);
+                }
                 let ctx = self.clone();
                 tokio::spawn(async move {
                     while let Some(ev) = events.recv().await {
-                        if let livekit::RoomEvent::Disconnected { reason } = ev {
-                            ctx.shutdown(format!("room disconnected: {reason:?}"));
-                            break;
+                        match ev {
+                            livekit::RoomEvent::ParticipantConnected(p) => {
+                                ctx.participant_available(p)
+                            }
+                            livekit::RoomEvent::ParticipantDisconnected(p) => ctx
+                                .inner
+                                .participant_entrypoints
+                                .participant_disconnected(p.identity().as_str()),
+                            livekit::RoomEvent::Disconnected { reason } => {
+                                ctx.shutdown(format!("room disconnected: {reason:?}"));
+                                break;
+                            }
+                            _ => {}
                         }
                     }
                 });
@@ -477,8 +497,54 @@ impl JobContext {
         Ok(room)
     }
 
+    /// Runs `entrypoint(ctx, participant)` for every remote participant of one of `kinds`
+    /// (empty: [`crate::room_logic::DEFAULT_PARTICIPANT_KINDS`], i.e. connector, SIP and
+    /// standard): those present when the room is connected (or at once if it already is) and
+    /// those joining later, each once per participant session, in parallel (the reference's
+    /// `add_participant_entrypoint`). Errors are logged; running entrypoints are aborted when
+    /// the job shuts down. `name` identifies the entrypoint in logs.
+    ///
+    /// ```no_run
+    /// use livekit_agents::worker::JobContext;
+    ///
+    /// async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
+    ///     ctx.add_participant_entrypoint("log-joins", vec![], |_ctx, p| async move {
+    ///         tracing::info!(identity = %p.identity(), "participant present");
+    ///         Ok(())
+    ///     });
+    ///     ctx.connect().await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    #[cfg(feature = "room")]
+    pub fn add_participant_entrypoint<F, Fut>(
+        &self,
+        name: impl Into<String>,
+        kinds: Vec<crate::room_logic::ParticipantKind>,
+        entrypoint: F,
+    ) where
+        F: Fn(JobContext, livekit::prelude::RemoteParticipant) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.inner
+            .participant_entrypoints
+            .add(self, name, kinds, entrypoint);
+    }
+
+    #[cfg(feature = "room")]
+    fn participant_available(&self, p: livekit::prelude::RemoteParticipant) {
+        let who = super::participants::ParticipantRef {
+            identity: p.identity().to_string(),
+            sid: p.sid().to_string(),
+            kind: crate::room::kind_of(p.kind()),
+        };
+        self.inner
+            .participant_entrypoints
+            .participant_connected(self, who, p);
+    }
+
     /// Connects if needed, then waits for a remote participant: `identity` if given, else the
-    /// first standard or SIP participant (already present or joining).
+    /// first connector, SIP or standard participant (already present or joining).
     #[cfg(feature = "room")]
     pub async fn wait_for_participant(
         &self,
@@ -489,10 +555,8 @@ impl JobContext {
         let mut events = room.subscribe();
         let wanted = |p: &RemoteParticipant| match identity {
             Some(id) => p.identity().as_str() == id,
-            None => matches!(
-                p.kind(),
-                livekit::ParticipantKind::Standard | livekit::ParticipantKind::Sip
-            ),
+            None => crate::room_logic::DEFAULT_PARTICIPANT_KINDS
+                .contains(&crate::room::kind_of(p.kind())),
         };
         if let Some(p) = room.remote_participants().into_values().find(|p| wanted(p)) {
             return Ok(p);

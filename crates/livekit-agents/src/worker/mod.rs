@@ -28,6 +28,7 @@ mod job;
 pub mod load;
 pub mod metrics;
 mod options;
+mod participants;
 mod session_io;
 
 use std::collections::HashMap;
@@ -45,6 +46,7 @@ pub use job::{
     AcceptArgs, ApiCredentials, JobContext, JobContextParams, JobError, JobOutcome, JobProcess,
     JobRequest, Userdata,
 };
+pub use participants::{ParticipantEntrypointFn, ParticipantEntrypoints, ParticipantRef};
 pub use options::{
     Entrypoint, LoadContext, LoadFn, PrewarmFn, ReconnectPolicy, RequestFn, ServerType,
     WorkerOptions, WorkerPermissions,
