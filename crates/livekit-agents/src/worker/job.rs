@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::options::redact;
 
+pub use livekit_api::services::LiveKitApi;
+
 /// Per-process state shared by every job: what prewarm loaded.
 ///
 /// ```
@@ -182,11 +184,9 @@ impl JobRequest {
     }
 }
 
-/// LiveKit server URL and API credentials, for calling the server API (room service, dispatch,
-/// SIP) from a job. The secret is redacted from `Debug`.
-///
-/// The `livekit-api` `services` feature (Twirp clients) is not enabled by this crate to keep the
-/// dependency tree small; build a `livekit_api::services::RoomClient` from these values if needed.
+/// LiveKit server URL and API credentials, for calling the server API (room service, egress,
+/// ingress, SIP, dispatch) from a job; [`JobContext::api`] is the client built from them. The
+/// secret is redacted from `Debug`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ApiCredentials {
     /// Server URL as configured.
@@ -216,6 +216,8 @@ pub(crate) struct JobContextInner {
     pub(crate) worker_id: String,
     pub(crate) accept: AcceptArgs,
     pub(crate) api: ApiCredentials,
+    /// The server API client, built from `api` on first use.
+    pub(crate) api_client: std::sync::OnceLock<LiveKitApi>,
     pub(crate) proc: JobProcess,
     pub(crate) fake_job: bool,
     pub(crate) shutdown: CancellationToken,
@@ -288,6 +290,7 @@ impl JobContext {
                 worker_id: params.worker_id,
                 accept: params.accept,
                 api: params.api,
+                api_client: std::sync::OnceLock::new(),
                 proc,
                 fake_job: params.fake_job,
                 shutdown: CancellationToken::new(),
@@ -368,8 +371,30 @@ impl JobContext {
     }
 
     /// Server URL and API credentials for server API calls.
-    pub fn api(&self) -> &ApiCredentials {
+    pub fn api_credentials(&self) -> &ApiCredentials {
         &self.inner.api
+    }
+
+    /// The LiveKit server API (the reference's `ctx.api`), built from the job's server URL and
+    /// API key/secret on first use: [`LiveKitApi::room`] (rooms, participants, tracks, data),
+    /// [`LiveKitApi::egress`], [`LiveKitApi::ingress`], [`LiveKitApi::sip`] and
+    /// [`LiveKitApi::agent_dispatch`]. Each call signs a short-lived token with just the grants
+    /// it needs. A `ws(s)://` URL is called over `http(s)://`.
+    ///
+    /// ```no_run
+    /// use livekit_agents::worker::JobContext;
+    ///
+    /// async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
+    ///     let people = ctx.api().room().list_participants(ctx.room_name()).await?;
+    ///     tracing::info!(count = people.len(), "participants in the room");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn api(&self) -> &LiveKitApi {
+        self.inner.api_client.get_or_init(|| {
+            let creds = &self.inner.api;
+            LiveKitApi::with_api_key(&creds.url, &creds.api_key, &creds.api_secret)
+        })
     }
 
     /// Process state filled by prewarm.
@@ -443,7 +468,14 @@ impl JobContext {
     /// Deletes the job's room on the LiveKit server (everyone is disconnected), through the
     /// server API (`RoomService.DeleteRoom`, Twirp over HTTP).
     pub async fn delete_room(&self) -> Result<(), JobError> {
-        delete_room(self.api(), self.room_name()).await
+        self.api()
+            .room()
+            .delete_room(self.room_name())
+            .await
+            .map_err(|e| JobError::Api {
+                call: "RoomService.DeleteRoom",
+                message: e.to_string(),
+            })
     }
 
     /// Connects the agent participant to the job's room (once; later calls return the same
@@ -597,57 +629,6 @@ pub enum JobError {
     /// The session's ports cannot be created in this mode.
     #[error("{0}")]
     NoIo(String),
-}
-
-/// The HTTP base URL of the server API for a LiveKit URL (`ws(s)` becomes `http(s)`).
-pub(crate) fn api_base_url(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    if let Some(rest) = url.strip_prefix("wss://") {
-        format!("https://{rest}")
-    } else if let Some(rest) = url.strip_prefix("ws://") {
-        format!("http://{rest}")
-    } else {
-        url.to_owned()
-    }
-}
-
-/// `RoomService.DeleteRoom` over Twirp (JSON), authorized with a `roomCreate` token.
-pub(crate) async fn delete_room(api: &ApiCredentials, room: &str) -> Result<(), JobError> {
-    const CALL: &str = "RoomService.DeleteRoom";
-    let err = |message: String| JobError::Api {
-        call: CALL,
-        message,
-    };
-    let token = livekit_api::access_token::AccessToken::with_api_key(&api.api_key, &api.api_secret)
-        .with_grants(livekit_api::access_token::VideoGrants {
-            room_create: true,
-            room: room.to_owned(),
-            ..Default::default()
-        })
-        .to_jwt()
-        .map_err(|e| err(e.to_string()))?;
-    let url = format!(
-        "{}/twirp/livekit.RoomService/DeleteRoom",
-        api_base_url(&api.url)
-    );
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(token)
-        .json(&serde_json::json!({ "room": room }))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    let status = resp.status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        let body = resp.text().await.unwrap_or_default();
-        Err(err(format!(
-            "HTTP {status}: {}",
-            body.chars().take(200).collect::<String>()
-        )))
-    }
 }
 
 /// Outcome of one job run.

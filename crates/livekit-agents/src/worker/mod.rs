@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use job::{
     AcceptArgs, ApiCredentials, JobContext, JobContextParams, JobError, JobOutcome, JobProcess,
-    JobRequest, Userdata,
+    JobRequest, LiveKitApi, Userdata,
 };
 pub use participants::{ParticipantEntrypointFn, ParticipantEntrypoints, ParticipantRef};
 pub use options::{
