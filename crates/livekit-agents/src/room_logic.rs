@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use crate::audio::AudioFrame;
 
+#[cfg(feature = "pre-connect-opus")]
+mod opus;
 mod subscription;
 
 pub use subscription::{
@@ -366,10 +368,27 @@ pub enum PreConnectError {
     /// A required stream attribute is absent or not a number.
     #[error("pre-connect audio: attribute {0:?} is missing or invalid")]
     BadAttribute(&'static str),
-    /// The encoding is not raw PCM.
-    #[error("pre-connect audio: unsupported mime type {0:?} (only 16-bit PCM is decoded)")]
+    /// The encoding is neither 16-bit PCM nor (with the `pre-connect-opus` feature) Opus in
+    /// WebM or Ogg.
+    #[error("pre-connect audio: unsupported mime type {0:?} (decoded: 16-bit PCM{opus})", opus = if cfg!(feature = "pre-connect-opus") { ", Opus in WebM or Ogg" } else { "; Opus needs the `pre-connect-opus` feature" })]
     UnsupportedMime(String),
+    /// The Opus recording could not be decoded.
+    #[error("pre-connect audio: {0}")]
+    Decode(String),
 }
+
+/// How the pre-connect audio bytes are encoded (from the stream's mime type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreConnectEncoding {
+    /// Raw little-endian 16-bit PCM, interleaved (native SDKs: Swift, Android, C++).
+    Pcm16,
+    /// An Opus recording in WebM or Ogg (browsers: `audio/webm;codecs=opus`). Decoded with the
+    /// `pre-connect-opus` feature (on by default).
+    Opus,
+}
+
+/// At most this many bytes of pre-connect audio are kept (the client SDKs' own cap, 10 MiB).
+pub const PRE_CONNECT_MAX_BYTES: usize = 10 * 1024 * 1024;
 
 /// The header of a pre-connect audio byte stream (its attributes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,10 +399,15 @@ pub struct PreConnectHeader {
     pub num_channels: u16,
     /// The track the audio belongs to (`trackId`), replayed when that track is subscribed.
     pub track_id: String,
+    /// The encoding, from the stream's mime type.
+    pub encoding: PreConnectEncoding,
 }
 
 impl PreConnectHeader {
-    /// Reads the stream attributes; `mime_type` must be PCM (`audio/pcm`, `audio/l16` or empty).
+    /// Reads the stream attributes. `mime_type`: PCM is `audio/pcm`, `audio/l16`,
+    /// `application/octet-stream` or empty; Opus is `audio/opus`, anything with
+    /// `codecs=opus`, `audio/webm` or `audio/ogg` (accepted only with the `pre-connect-opus`
+    /// feature).
     pub fn parse(
         attributes: &HashMap<String, String>,
         mime_type: &str,
@@ -393,9 +417,17 @@ impl PreConnectHeader {
             || mime.starts_with("audio/pcm")
             || mime.starts_with("audio/l16")
             || mime == "application/octet-stream";
-        if !pcm {
+        let opus = mime == "audio/opus"
+            || mime.contains("codecs=opus")
+            || mime.starts_with("audio/webm")
+            || mime.starts_with("audio/ogg");
+        let encoding = if pcm {
+            PreConnectEncoding::Pcm16
+        } else if opus && cfg!(feature = "pre-connect-opus") {
+            PreConnectEncoding::Opus
+        } else {
             return Err(PreConnectError::UnsupportedMime(mime_type.to_owned()));
-        }
+        };
         let num = |key: &'static str| -> Result<u32, PreConnectError> {
             attributes
                 .get(key)
@@ -411,16 +443,20 @@ impl PreConnectHeader {
             sample_rate,
             num_channels,
             track_id,
+            encoding,
         })
     }
 }
 
-/// Collects pre-connect PCM bytes (little-endian i16, any chunking) into audio frames.
+/// Collects a pre-connect audio stream (any chunking) and turns it into audio frames: PCM
+/// bytes are reassembled into samples as they come, an Opus recording is decoded at the end.
 #[derive(Debug)]
 pub struct PreConnectBuffer {
     header: PreConnectHeader,
+    /// PCM: an odd trailing byte; Opus: the whole recording.
     pending: Vec<u8>,
     samples: Vec<i16>,
+    received: usize,
 }
 
 impl PreConnectBuffer {
@@ -430,6 +466,7 @@ impl PreConnectBuffer {
             header,
             pending: Vec::new(),
             samples: Vec::new(),
+            received: 0,
         }
     }
 
@@ -438,41 +475,59 @@ impl PreConnectBuffer {
         &self.header
     }
 
-    /// Appends a chunk (chunks may split samples).
-    pub fn push(&mut self, chunk: &[u8]) {
-        self.pending.extend_from_slice(chunk);
-        let whole = self.pending.len() / 2 * 2;
-        self.samples.extend(
-            self.pending[..whole]
-                .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]])),
-        );
-        self.pending.drain(..whole);
+    /// Bytes received so far (bytes past [`PRE_CONNECT_MAX_BYTES`] are dropped).
+    pub fn received_bytes(&self) -> usize {
+        self.received
     }
 
-    /// Audio collected so far.
-    pub fn duration(&self) -> Duration {
-        let per_sec = self.header.sample_rate as f64 * self.header.num_channels as f64;
-        Duration::from_secs_f64(self.samples.len() as f64 / per_sec)
+    /// Appends a chunk (chunks may split samples or container elements).
+    pub fn push(&mut self, chunk: &[u8]) {
+        let room = PRE_CONNECT_MAX_BYTES.saturating_sub(self.received);
+        let chunk = &chunk[..chunk.len().min(room)];
+        self.received += chunk.len();
+        self.pending.extend_from_slice(chunk);
+        if self.header.encoding == PreConnectEncoding::Pcm16 {
+            let whole = self.pending.len() / 2 * 2;
+            self.samples.extend(
+                self.pending[..whole]
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
+            );
+            self.pending.drain(..whole);
+        }
     }
 
     /// The audio as 50 ms frames (the last one may be shorter; a trailing partial sample is
-    /// dropped).
-    pub fn into_frames(self) -> Vec<AudioFrame> {
-        let ch = self.header.num_channels as usize;
-        let per_frame = (self.header.sample_rate / 20) as usize * ch;
-        let usable = self.samples.len() / ch * ch;
-        self.samples[..usable]
-            .chunks(per_frame.max(ch))
-            .filter_map(|chunk| {
-                AudioFrame::new(
-                    chunk.to_vec(),
+    /// dropped). Opus audio comes out at the announced rate if Opus supports it (8, 12, 16, 24
+    /// or 48 kHz), else at 48 kHz, with the recording's channel count.
+    pub fn into_frames(self) -> Result<Vec<AudioFrame>, PreConnectError> {
+        let (samples, rate, channels) = match self.header.encoding {
+            PreConnectEncoding::Pcm16 => (
+                self.samples,
+                self.header.sample_rate,
+                self.header.num_channels,
+            ),
+            #[cfg(feature = "pre-connect-opus")]
+            PreConnectEncoding::Opus => {
+                let audio = opus::decode(
+                    &self.pending,
                     self.header.sample_rate,
                     self.header.num_channels,
-                )
-                .ok()
-            })
-            .collect()
+                )?;
+                (audio.samples, audio.sample_rate, audio.num_channels)
+            }
+            #[cfg(not(feature = "pre-connect-opus"))]
+            PreConnectEncoding::Opus => {
+                return Err(PreConnectError::UnsupportedMime("audio/opus".into()))
+            }
+        };
+        let ch = channels as usize;
+        let per_frame = (rate / 20) as usize * ch;
+        let usable = samples.len() / ch * ch;
+        Ok(samples[..usable]
+            .chunks(per_frame.max(ch))
+            .filter_map(|chunk| AudioFrame::new(chunk.to_vec(), rate, channels).ok())
+            .collect())
     }
 }
 
@@ -681,9 +736,10 @@ mod tests {
         ]);
         let header = PreConnectHeader::parse(&attrs, "audio/pcm").unwrap();
         assert_eq!(header.track_id, "TR_mic");
+        assert_eq!(header.encoding, PreConnectEncoding::Pcm16);
         assert_eq!(
-            PreConnectHeader::parse(&attrs, "audio/opus"),
-            Err(PreConnectError::UnsupportedMime("audio/opus".into()))
+            PreConnectHeader::parse(&attrs, "video/mp4"),
+            Err(PreConnectError::UnsupportedMime("video/mp4".into()))
         );
         let mut bad = attrs.clone();
         bad.insert("sampleRate".into(), "x".into());
@@ -698,11 +754,35 @@ mod tests {
         for chunk in bytes.chunks(333) {
             buf.push(chunk);
         }
-        assert_eq!(buf.duration(), Duration::from_micros(62_500));
-        let frames = buf.into_frames();
+        assert_eq!(buf.received_bytes(), 2000);
+        let frames = buf.into_frames().unwrap();
         assert_eq!(frames.len(), 2); // 800 + 200 samples (50 ms frames at 16 kHz)
         assert_eq!(frames[0].samples_per_channel, 800);
         assert_eq!(frames[1].samples_per_channel, 200);
         assert_eq!(frames[1].data[0], 800);
+    }
+
+    #[cfg(feature = "pre-connect-opus")]
+    #[test]
+    fn pre_connect_buffer_decodes_a_browser_webm_opus_recording() {
+        let attrs = HashMap::from([
+            ("sampleRate".to_string(), "48000".to_string()),
+            ("channels".to_string(), "1".to_string()),
+            ("trackId".to_string(), "TR_mic".to_string()),
+        ]);
+        let header = PreConnectHeader::parse(&attrs, "audio/webm;codecs=opus").unwrap();
+        assert_eq!(header.encoding, PreConnectEncoding::Opus);
+        let mut buf = PreConnectBuffer::new(header);
+        // MediaRecorder chunks (timeslice) split container elements anywhere.
+        for chunk in opus::tests::webm_fixture(1.0).chunks(777) {
+            buf.push(chunk);
+        }
+        let frames = buf.into_frames().unwrap();
+        let total: usize = frames.iter().map(|f| f.samples_per_channel).sum();
+        assert_eq!(total, 48_000 - 312); // one second minus the encoder's pre-skip
+        assert_eq!(frames[0].samples_per_channel, 2_400); // 50 ms frames
+        assert!(frames
+            .iter()
+            .all(|f| f.sample_rate == 48_000 && f.num_channels == 1));
     }
 }

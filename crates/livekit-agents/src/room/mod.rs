@@ -602,8 +602,16 @@ impl RoomIo {
             }
         }
         let track_id = buffer.header().track_id.clone();
-        tracing::debug!(track_id, duration = ?buffer.duration(), "pre-connect audio received");
-        let frames = buffer.into_frames();
+        let bytes = buffer.received_bytes();
+        let frames = match buffer.into_frames() {
+            Ok(frames) => frames,
+            Err(e) => {
+                tracing::warn!(track_id, error = %e, "ignoring pre-connect audio");
+                return;
+            }
+        };
+        let duration: std::time::Duration = frames.iter().map(AudioFrame::duration).sum();
+        tracing::debug!(track_id, bytes, ?duration, "pre-connect audio received");
         let linked_now = self.shared.linked_track.lock().clone();
         self.shared
             .pre_connect
