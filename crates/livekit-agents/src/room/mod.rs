@@ -1,9 +1,16 @@
 //! `RoomIO`: a LiveKit room (the `livekit` crate, WebRTC) as the session's ports.
 //!
 //! - Audio in: the linked participant's microphone track at 24 kHz mono in 50 ms frames, with
-//!   the pre-connect audio buffer (`lk.agent.pre-connect-audio-buffer`) replayed first.
+//!   the pre-connect audio buffer (`lk.agent.pre-connect-audio-buffer`) replayed first. The
+//!   buffer is decoded from 16-bit PCM (native SDKs) or, with the default `pre-connect-opus`
+//!   feature, from the Opus WebM/Ogg recordings browsers send; Safari's `video/mp4` is not
+//!   decoded (logged and skipped). See [`crate::room_logic::PreConnectEncoding`].
 //! - Audio out: a published track (`roomio_audio`) fed at real-time pace, with pause, resume,
 //!   clear and playback events ([`crate::io::PacedAudioOutput`] over a WebRTC audio source).
+//!   Nothing is played before someone subscribed to the track (the `LocalTrackSubscribed`
+//!   event), so the start of the first reply is not lost; see
+//!   [`crate::room_logic::AudioSubscriptionGate`] and
+//!   [`RoomOptions::audio_subscription_timeout`].
 //! - Text in: `lk.chat` text streams from the linked participant, as [`RoomInputEvent::UserText`].
 //! - Text out: agent transcriptions as `lk.transcription` text streams (one per segment, delta
 //!   mode, with `lk.segment_id`, `lk.transcribed_track_id`, `lk.transcription_final`); the voice
