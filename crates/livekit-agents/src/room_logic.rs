@@ -14,9 +14,13 @@ use crate::audio::AudioFrame;
 #[cfg(feature = "pre-connect-opus")]
 mod opus;
 mod subscription;
+mod track_forward;
 
 pub use subscription::{
     AudioSubscription, AudioSubscriptionGate, AudioSubscriptionState, SubscriptionGatedOutput,
+};
+pub use track_forward::{
+    forward_track_audio, PreConnectStore, END_OF_TRACK_SILENCE, PRE_CONNECT_MAX_AGE,
 };
 
 /// Text stream topic of user chat input.

@@ -22,9 +22,7 @@
 //! module only carries them out on the room.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -46,8 +44,9 @@ use crate::audio::AudioFrame;
 use crate::io::{AudioInput, AudioOutput, PacedAudioOutput, PlaybackEvent, TextOutput};
 use crate::room_logic::{
     self, AgentStateAttribute, AudioSubscriptionGate, AudioSubscriptionState, DepartureAction,
-    LeaveReason, LinkSelector, ParticipantKind, PreConnectBuffer, PreConnectHeader, StreamRoute,
-    SubscriptionGatedOutput, TranscriptionSegmenter, TranscriptionStep, UserTranscriptSegments,
+    LeaveReason, LinkSelector, ParticipantKind, PreConnectBuffer, PreConnectHeader,
+    PreConnectStore, StreamRoute, SubscriptionGatedOutput, TranscriptionSegmenter,
+    TranscriptionStep, UserTranscriptSegments,
 };
 
 pub use crate::room_logic::RoomOptions;
@@ -116,7 +115,7 @@ struct Shared {
     /// Forwarder of the linked participant's track.
     forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Pre-connect audio by track id, with its arrival time.
-    pre_connect: Mutex<HashMap<String, (Instant, Vec<AudioFrame>)>>,
+    pre_connect: PreConnectStore,
     events: mpsc::UnboundedSender<RoomInputEvent>,
     state_attr: tokio::sync::Mutex<AgentStateAttribute>,
     user_segments: Mutex<UserTranscriptSegments>,
@@ -198,7 +197,7 @@ impl RoomIo {
             options: options.clone(),
             audio_tx,
             forwarder: Mutex::new(None),
-            pre_connect: Mutex::new(HashMap::new()),
+            pre_connect: PreConnectStore::new(),
             events: events_tx,
             state_attr: tokio::sync::Mutex::new(AgentStateAttribute::default()),
             user_segments: Mutex::new(UserTranscriptSegments::default()),
@@ -451,7 +450,7 @@ impl RoomIo {
                         .lock()
                         .is_linked(participant.identity().as_str());
                     if linked && publication.source() == TrackSource::Microphone {
-                        self.link_audio(track);
+                        self.link_audio(track, &publication);
                     }
                 }
                 RoomEvent::TrackUnsubscribed {
@@ -535,7 +534,7 @@ impl RoomIo {
                 continue;
             }
             if let Some(RemoteTrack::Audio(track)) = publication.track() {
-                self.link_audio(track);
+                self.link_audio(track, &publication);
                 return;
             }
         }
@@ -548,8 +547,9 @@ impl RoomIo {
         *self.shared.linked_track.lock() = None;
     }
 
-    /// Forwards `track` into the session input, after any pre-connect audio for it.
-    fn link_audio(&self, track: RemoteAudioTrack) {
+    /// Forwards `track` into the session input; if its publication announces a pre-connect
+    /// buffer, that recording goes first (see [`room_logic::forward_track_audio`]).
+    fn link_audio(&self, track: RemoteAudioTrack, publication: &RemoteTrackPublication) {
         let Some(tx) = self.shared.audio_tx.clone() else {
             return;
         };
@@ -558,86 +558,70 @@ impl RoomIo {
         *self.shared.linked_track.lock() = Some(track_id.clone());
         let opts = &self.shared.options;
         let (rate, channels) = (opts.input_sample_rate, opts.input_num_channels);
-        let timeout = opts.pre_connect_audio_timeout;
-        let pre = self.shared.pre_connect.lock().remove(&track_id);
-        let handle = tokio::spawn(async move {
-            if let Some((at, frames)) = pre {
-                if at.elapsed() <= timeout {
-                    tracing::debug!(frames = frames.len(), "replaying pre-connect audio");
-                    for f in frames {
-                        let _ = tx.send(f);
-                    }
-                }
-            }
-            let mut stream =
-                NativeAudioStream::new(track.rtc_track(), rate as i32, channels as i32);
-            // WebRTC delivers 10 ms frames; the session gets 50 ms ones.
-            let per_frame = (rate / 1000 * room_logic::INPUT_FRAME_MS) as usize * channels as usize;
-            let mut pending: Vec<i16> = Vec::with_capacity(per_frame * 2);
-            while let Some(frame) = stream.next().await {
-                pending.extend_from_slice(&frame.data);
-                while pending.len() >= per_frame {
-                    let chunk: Vec<i16> = pending.drain(..per_frame).collect();
-                    if let Ok(f) = AudioFrame::new(chunk, rate, channels) {
-                        if tx.send(f).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
+        let expects_pre_connect = opts.pre_connect_audio
+            && publication
+                .audio_features()
+                .contains(&AudioTrackFeature::TfPreconnectBuffer);
+        let pre_connect = expects_pre_connect.then(|| {
+            (
+                self.shared.pre_connect.clone(),
+                track_id,
+                opts.pre_connect_audio_timeout,
+            )
         });
+        // WebRTC delivers 10 ms frames at the requested format; the forwarder makes 50 ms ones.
+        let live = NativeAudioStream::new(track.rtc_track(), rate as i32, channels as i32)
+            .filter_map(move |f| {
+                futures::future::ready(AudioFrame::new(f.data.into_owned(), rate, channels).ok())
+            });
+        let handle = tokio::spawn(room_logic::forward_track_audio(
+            live,
+            pre_connect,
+            tx,
+            rate,
+            channels,
+            room_logic::INPUT_FRAME_MS,
+        ));
         *self.shared.forwarder.lock() = Some(handle);
     }
 
     async fn read_pre_connect(self, mut reader: ByteStreamReader) {
         let info = reader.info().clone();
         let header = match PreConnectHeader::parse(&info.attributes(), &info.mime_type) {
+            Ok(h) if h.track_id.is_empty() => {
+                tracing::warn!("ignoring pre-connect audio without a trackId");
+                return;
+            }
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring pre-connect audio");
                 return;
             }
         };
+        let track_id = header.track_id.clone();
         let mut buffer = PreConnectBuffer::new(header);
         while let Some(chunk) = reader.next().await {
             match chunk {
                 Ok(bytes) => buffer.push(&bytes),
                 Err(e) => {
-                    tracing::warn!(error = %e, "pre-connect audio stream failed");
+                    tracing::warn!(track_id, error = %e, "pre-connect audio stream failed");
+                    // Stop the track's wait; its live audio goes on.
+                    self.shared.pre_connect.insert(&track_id, Vec::new());
                     return;
                 }
             }
         }
-        let track_id = buffer.header().track_id.clone();
         let bytes = buffer.received_bytes();
         let frames = match buffer.into_frames() {
             Ok(frames) => frames,
             Err(e) => {
                 tracing::warn!(track_id, error = %e, "ignoring pre-connect audio");
-                return;
+                Vec::new()
             }
         };
         let duration: std::time::Duration = frames.iter().map(AudioFrame::duration).sum();
         tracing::debug!(track_id, bytes, ?duration, "pre-connect audio received");
-        let linked_now = self.shared.linked_track.lock().clone();
-        self.shared
-            .pre_connect
-            .lock()
-            .insert(track_id.clone(), (Instant::now(), frames));
-        // The track may already be linked: replay by relinking it.
-        if linked_now.as_deref() == Some(track_id.as_str()) {
-            if let Some(identity) = self.linked_participant() {
-                let p = self
-                    .shared
-                    .room
-                    .remote_participants()
-                    .into_values()
-                    .find(|p| p.identity().as_str() == identity);
-                if let Some(p) = p {
-                    self.link_existing_tracks(&p);
-                }
-            }
-        }
+        self.shared.pre_connect.insert(&track_id, frames);
     }
 }
 
