@@ -612,10 +612,15 @@ impl RoomIo {
             }
         }
         let bytes = buffer.received_bytes();
-        let frames = match buffer.into_frames() {
-            Ok(frames) => frames,
-            Err(e) => {
+        // Decoding Opus is CPU work: keep it off the async workers.
+        let frames = match tokio::task::spawn_blocking(move || buffer.into_frames()).await {
+            Ok(Ok(frames)) => frames,
+            Ok(Err(e)) => {
                 tracing::warn!(track_id, error = %e, "ignoring pre-connect audio");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(track_id, error = %e, "pre-connect audio decoding failed");
                 Vec::new()
             }
         };

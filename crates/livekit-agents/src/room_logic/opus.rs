@@ -91,6 +91,10 @@ pub(crate) fn decode(
     let mut samples: Vec<i16> = Vec::new();
     let mut failed = 0usize;
     for packet in &found.packets {
+        if samples.len() * 2 >= super::PRE_CONNECT_MAX_BYTES {
+            tracing::warn!("pre-connect audio: decoded audio capped (as much as 10 MiB of PCM)");
+            break;
+        }
         // The decoder is a port of C code: a malformed packet must not take the job down.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             decoder.decode(packet, max_frame, &mut pcm)
