@@ -534,7 +534,10 @@ impl JobContext {
     /// standard): those present when the room is connected (or at once if it already is) and
     /// those joining later, each once per participant session, in parallel (the reference's
     /// `add_participant_entrypoint`). Errors are logged; running entrypoints are aborted when
-    /// the job shuts down. `name` identifies the entrypoint in logs.
+    /// the job shuts down. `name` identifies the entrypoint in logs. Unlike the reference,
+    /// which refuses the same function twice, each call registers one more entrypoint (closures
+    /// cannot be compared), and one added after the room is connected also runs for the
+    /// participants already there.
     ///
     /// ```no_run
     /// use livekit_agents::worker::JobContext;
