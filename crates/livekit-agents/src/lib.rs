@@ -11,6 +11,8 @@
 //! - [`tokenize`]: sentence/word tokenizers and TTS text transforms.
 //! - [`voice`]: `AgentSession`, `Agent`, turn handling, speech generation.
 //! - [`metrics`], [`testing`], [`download`], [`worker`], [`cli`], [`io`].
+//! - [`plugin_support`]: the toolkit for plugin authors (API keys, base URLs, WebSocket
+//!   connections with typed errors, streaming-audio bookkeeping).
 
 pub mod audio;
 pub mod cli;
@@ -18,6 +20,7 @@ pub mod download;
 pub mod io;
 pub mod llm;
 pub mod metrics;
+pub mod plugin_support;
 #[cfg(feature = "room")]
 pub mod room;
 pub mod room_logic;
