@@ -20,9 +20,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::common::{
-    connect_ws, endpoint, next_incoming, parse_base_url, redacted, resolve_base_url, send_binary,
+    endpoint, parse_base_url, redacted, request_headers, resolve_api_key, resolve_base_url,
     to_le_bytes, ApiKey, Chunker, ConfigError, Dialer, Incoming, ReplayBuffer, WsStream,
-    API_VERSION,
+    API_VERSION, CARTESIA,
 };
 
 /// Cartesia recommends ~100 ms chunks.
@@ -110,7 +110,7 @@ impl Stt {
     /// base URL from `CARTESIA_BASE_URL` or `https://api.cartesia.ai`.
     pub fn new(options: SttOptions) -> Result<Self, ConfigError> {
         Ok(Self {
-            api_key: ApiKey::resolve(options.api_key.as_deref())?,
+            api_key: resolve_api_key(options.api_key.as_deref())?,
             base_url: resolve_base_url(None)?,
             opts: options,
             dialer: Dialer::Tcp,
@@ -251,9 +251,10 @@ impl SttStreamTask for SttTask {
         let url = self
             .stt
             .url(self.language.as_deref(), audio.replay.sample_rate());
-        let headers = self.stt.api_key.headers(&self.stt.opts.api_version)?;
-        let (mut ws, request_id) =
-            connect_ws(&self.stt.dialer, &url, headers, self.conn.timeout).await?;
+        let headers = request_headers(&self.stt.api_key, &self.stt.opts.api_version)?;
+        let (mut ws, request_id) = CARTESIA
+            .connect_ws(&self.stt.dialer, &url, headers, self.conn.timeout)
+            .await?;
         if let Some(id) = request_id {
             self.request_id = id;
         }
@@ -321,7 +322,7 @@ impl SttTask {
         }
         loop {
             tokio::select! {
-                incoming = next_incoming(ws) => match incoming? {
+                incoming = CARTESIA.next_incoming(ws) => match incoming? {
                     Incoming::Text(text) => {
                         match self.handle_message(&text, offset, events).await? {
                             Flow::Continue => {}
@@ -400,7 +401,7 @@ impl SttTask {
             audio.replay.push(&samples);
         }
         self.usage_unreported += samples.len() as f64 / audio.replay.sample_rate() as f64;
-        send_binary(ws, to_le_bytes(&samples)).await
+        CARTESIA.send_binary(ws, to_le_bytes(&samples)).await
     }
 
     async fn flush_usage(&mut self, events: &SpeechEventSender) {

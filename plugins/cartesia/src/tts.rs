@@ -18,9 +18,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::common::{
-    connect_ws, endpoint, header_str, next_incoming, parse_base_url, redacted, resolve_base_url,
-    send_json, status_error, summarize_body, ApiKey, ConfigError, Dialer, Incoming, WsPool,
-    WsStream, API_VERSION,
+    endpoint, header_str, parse_base_url, redacted, request_headers, resolve_api_key,
+    resolve_base_url, summarize_body, ApiKey, ConfigError, Dialer, Incoming, WsPool, WsStream,
+    API_VERSION, CARTESIA,
 };
 
 /// Idle sockets are reused for this long (the reference's `max_session_duration`).
@@ -208,7 +208,7 @@ impl Tts {
     pub fn new(options: TtsOptions) -> Result<Self, ConfigError> {
         options.check()?;
         Ok(Self {
-            api_key: ApiKey::resolve(options.api_key.as_deref())?,
+            api_key: resolve_api_key(options.api_key.as_deref())?,
             base_url: resolve_base_url(None)?,
             opts: options,
             http: reqwest::Client::new(),
@@ -283,12 +283,15 @@ impl core_tts::Tts for Tts {
 
     /// Opens a WebSocket ahead of the first stream and keeps it in the pool.
     async fn prewarm(&self) {
-        let headers = match self.api_key.headers(&self.opts.api_version) {
+        let headers = match request_headers(&self.api_key, &self.opts.api_version) {
             Ok(h) => h,
             Err(_) => return,
         };
         let timeout = ApiConnectOptions::default().timeout;
-        match connect_ws(&self.dialer, &self.websocket_url(), headers, timeout).await {
+        match CARTESIA
+            .connect_ws(&self.dialer, &self.websocket_url(), headers, timeout)
+            .await
+        {
             Ok((ws, _)) => self.pool.put(ws),
             Err(e) => tracing::debug!(error = %e, "Cartesia prewarm failed"),
         }
@@ -329,7 +332,7 @@ impl ChunkedTtsTask for BytesTask {
         let mut body = self.opts.request_base();
         body.insert("transcript".into(), json!(self.text));
         let mut request = self.http.post(self.url.clone()).json(&Value::Object(body));
-        for (name, value) in self.api_key.headers(&self.opts.api_version)? {
+        for (name, value) in request_headers(&self.api_key, &self.opts.api_version)? {
             request = request.header(name, value);
         }
         let response = tokio::time::timeout(self.conn.timeout, request.send())
@@ -342,7 +345,7 @@ impl ChunkedTtsTask for BytesTask {
         let request_id = header_str(response.headers(), "x-request-id");
         if !(200..300).contains(&status) {
             let text = response.text().await.unwrap_or_default();
-            return Err(status_error(status, &summarize_body(&text), request_id));
+            return Err(CARTESIA.status_error(status, &summarize_body(&text), request_id));
         }
         if let Some(id) = request_id {
             emitter.set_request_id(id);
@@ -407,9 +410,10 @@ impl TtsStreamTask for WebSocketTask {
         let mut ws = match self.pool.take() {
             Some(ws) => ws,
             None => {
-                let headers = self.api_key.headers(&self.opts.api_version)?;
-                let (ws, request_id) =
-                    connect_ws(&self.dialer, &self.url, headers, self.conn.timeout).await?;
+                let headers = request_headers(&self.api_key, &self.opts.api_version)?;
+                let (ws, request_id) = CARTESIA
+                    .connect_ws(&self.dialer, &self.url, headers, self.conn.timeout)
+                    .await?;
                 if let Some(id) = request_id {
                     emitter.set_request_id(id);
                 }
@@ -462,7 +466,7 @@ impl WebSocketTask {
             let waiting_for_audio = context.as_ref().is_some_and(|c| c.opened);
             let can_read_input = !input_ended && context.as_ref().is_none_or(|c| !c.closed);
             tokio::select! {
-                incoming = next_incoming(ws), if waiting_for_audio => {
+                incoming = CARTESIA.next_incoming(ws), if waiting_for_audio => {
                     let step = match incoming? {
                         Incoming::Text(text) => self.handle_message(&text, context.as_mut(), emitter).await?,
                         Incoming::Binary(data) => {
@@ -489,7 +493,7 @@ impl WebSocketTask {
                         }
                         Step::Stop => {
                             if let Some(c) = &context {
-                                let _ = send_json(ws, &json!({"context_id": c.id, "cancel": true})).await;
+                                let _ = CARTESIA.send_json(ws, &json!({"context_id": c.id, "cancel": true})).await;
                             }
                             return Ok(false);
                         }
@@ -570,7 +574,7 @@ impl WebSocketTask {
         request.insert("add_timestamps".into(), json!(self.opts.word_timestamps));
         // Whole sentences are sent: let Cartesia start generating at once.
         request.insert("max_buffer_delay_ms".into(), json!(0));
-        send_json(ws, &Value::Object(request)).await
+        CARTESIA.send_json(ws, &Value::Object(request)).await
     }
 
     async fn handle_message(

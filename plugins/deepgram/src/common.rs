@@ -1,21 +1,18 @@
-//! Pieces shared by the Deepgram STT and TTS clients: the API key, configuration errors, URLs,
-//! the WebSocket handshake, and the audio bookkeeping that lets a reconnecting stream resend
-//! exactly the audio the provider has not finalized yet.
+//! What the Deepgram STT and TTS clients share: the API key, configuration errors and the
+//! provider's error conventions. The provider-neutral plumbing (WebSocket handshake, URLs,
+//! replay buffer, chunking, keepalives) lives in [`livekit_agents::plugin_support`].
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
+use livekit_agents::plugin_support::{self, InvalidBaseUrl, Provider};
 use livekit_agents::types::ApiError;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::Url;
+
+pub(crate) use livekit_agents::plugin_support::{
+    endpoint, header_str, redacted, summarize_body, to_le_bytes, ApiKey, Chunker, Dialer, Incoming,
+    KeepAlive, QueryParams as Query, ReplayBuffer, WsStream,
+};
 
 /// Environment variable holding the API key.
 pub const API_KEY_ENV: &str = "DEEPGRAM_API_KEY";
@@ -23,6 +20,15 @@ pub const API_KEY_ENV: &str = "DEEPGRAM_API_KEY";
 pub const BASE_URL_ENV: &str = "DEEPGRAM_BASE_URL";
 /// The public API root.
 pub const DEFAULT_BASE_URL: &str = "https://api.deepgram.com";
+
+/// Deepgram in errors: its request id travels in `dg-request-id` and the reason for a refused
+/// handshake in `dg-error`.
+pub(crate) const DEEPGRAM: Provider =
+    Provider::new("Deepgram", "dg-request-id").with_error_header("dg-error");
+
+/// Deepgram closes a listen socket after 10 s without data; the reference keeps it open with a
+/// `KeepAlive` every 5 s.
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A Deepgram client could not be configured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,464 +49,37 @@ pub enum ConfigError {
     InvalidOption(String),
 }
 
-/// An API key whose `Debug` output is redacted.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct ApiKey(String);
-
-impl ApiKey {
-    /// The key from `explicit`, else from [`API_KEY_ENV`].
-    pub(crate) fn resolve(explicit: Option<&str>) -> Result<Self, ConfigError> {
-        let key = match explicit {
-            Some(k) => Some(k.to_string()),
-            None => std::env::var(API_KEY_ENV).ok(),
-        };
-        match key {
-            Some(k) if !k.trim().is_empty() => Ok(Self(k.trim().to_string())),
-            _ => Err(ConfigError::MissingApiKey),
+impl From<InvalidBaseUrl> for ConfigError {
+    fn from(e: InvalidBaseUrl) -> Self {
+        ConfigError::InvalidBaseUrl {
+            url: e.url,
+            reason: e.reason,
         }
     }
-
-    /// The `Authorization` header (`Token <key>`), marked sensitive so HTTP stacks never log it.
-    pub(crate) fn authorization(&self) -> Result<HeaderValue, ApiError> {
-        let mut value = HeaderValue::from_str(&format!("Token {}", self.0)).map_err(|_| {
-            ApiError::Other("the Deepgram API key contains invalid characters".into())
-        })?;
-        value.set_sensitive(true);
-        Ok(value)
-    }
 }
 
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
+/// The key from `explicit`, else from [`API_KEY_ENV`].
+pub(crate) fn resolve_api_key(explicit: Option<&str>) -> Result<ApiKey, ConfigError> {
+    ApiKey::resolve(explicit, API_KEY_ENV).ok_or(ConfigError::MissingApiKey)
 }
 
-/// Formats an optional secret for `Debug` output without revealing it.
-pub(crate) fn redacted(secret: &Option<String>) -> &'static str {
-    if secret.is_some() {
-        "Some(<redacted>)"
-    } else {
-        "None"
-    }
+/// The `Authorization` header (`Token <key>`), marked sensitive so HTTP stacks never log it.
+pub(crate) fn authorization(key: &ApiKey) -> Result<HeaderValue, ApiError> {
+    key.header_value("Token ", "Deepgram API key")
 }
 
-/// Parses a base URL (`http(s)://` or `ws(s)://`), from `explicit`, else [`BASE_URL_ENV`], else
-/// [`DEFAULT_BASE_URL`].
+/// The base URL from `explicit`, else [`BASE_URL_ENV`], else [`DEFAULT_BASE_URL`].
 pub(crate) fn resolve_base_url(explicit: Option<&str>) -> Result<Url, ConfigError> {
-    let raw = match explicit {
-        Some(u) => u.to_string(),
-        None => std::env::var(BASE_URL_ENV)
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
-    };
-    parse_base_url(&raw)
+    Ok(plugin_support::resolve_base_url(
+        explicit,
+        Some(BASE_URL_ENV),
+        DEFAULT_BASE_URL,
+    )?)
 }
 
 /// Parses and checks a base URL.
 pub(crate) fn parse_base_url(raw: &str) -> Result<Url, ConfigError> {
-    let invalid = |reason: String| ConfigError::InvalidBaseUrl {
-        url: raw.to_string(),
-        reason,
-    };
-    let url = Url::parse(raw.trim()).map_err(|e| invalid(e.to_string()))?;
-    match url.scheme() {
-        "http" | "https" | "ws" | "wss" => Ok(url),
-        other => Err(invalid(format!("unsupported scheme {other:?}"))),
-    }
-}
-
-/// Joins `path` (e.g. `/v1/listen`) onto the base URL and switches the scheme to WebSocket
-/// (`websocket = true`) or HTTP.
-pub(crate) fn endpoint(base: &Url, path: &str, websocket: bool) -> Url {
-    let mut url = base.clone();
-    let prefix = url.path().trim_end_matches('/').to_string();
-    url.set_path(&format!("{prefix}{path}"));
-    url.set_query(None);
-    let scheme = match (url.scheme(), websocket) {
-        ("https" | "wss", true) => "wss",
-        ("http" | "ws", true) => "ws",
-        ("https" | "wss", false) => "https",
-        _ => "http",
-    };
-    // Switching between the special schemes http(s) and ws(s) is always allowed.
-    let _ = url.set_scheme(scheme);
-    url
-}
-
-/// Query parameters in Deepgram's conventions: booleans lower-case, lists as repeated keys.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Query(Vec<(String, String)>);
-
-impl Query {
-    pub(crate) fn push(&mut self, key: &str, value: impl ToString) -> &mut Self {
-        self.0.push((key.to_string(), value.to_string()));
-        self
-    }
-
-    pub(crate) fn apply(&self, url: &mut Url) {
-        let mut pairs = url.query_pairs_mut();
-        for (k, v) in &self.0 {
-            pairs.append_pair(k, v);
-        }
-    }
-}
-
-/// A byte stream a WebSocket runs over.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
-
-/// A WebSocket connection to the provider.
-pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<Box<dyn Io>>>;
-
-/// How connections are opened: TCP (and TLS for `wss://`) in production; tests substitute an
-/// in-memory pipe so timing can be checked on tokio's paused clock without real sockets.
-#[derive(Clone, Default)]
-pub(crate) enum Dialer {
-    /// A TCP connection to the URL's host.
-    #[default]
-    Tcp,
-    /// An in-memory stream from a test server.
-    #[cfg(test)]
-    Memory(std::sync::Arc<dyn Fn() -> tokio::io::DuplexStream + Send + Sync>),
-}
-
-impl Dialer {
-    async fn dial(&self, url: &Url) -> Result<Box<dyn Io>, ApiError> {
-        match self {
-            Dialer::Tcp => {
-                let host = url
-                    .host_str()
-                    .ok_or_else(|| ApiError::Other("Deepgram URL has no host".into()))?;
-                let port = url.port_or_known_default().unwrap_or(443);
-                let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
-                    ApiError::connection(format!(
-                        "failed to connect to Deepgram at {host}:{port}: {e}"
-                    ))
-                })?;
-                // Audio chunks are small and latency matters more than packet count.
-                let _ = tcp.set_nodelay(true);
-                Ok(Box::new(tcp))
-            }
-            #[cfg(test)]
-            Dialer::Memory(connect) => Ok(Box::new(connect())),
-        }
-    }
-}
-
-/// Opens a WebSocket with extra headers, within `timeout`. HTTP refusals become
-/// [`ApiError::Status`] (401/403/400 are not retried, 429/5xx are).
-pub(crate) async fn connect_ws(
-    dialer: &Dialer,
-    url: &Url,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    timeout: Duration,
-) -> Result<(WsStream, Option<String>), ApiError> {
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| ApiError::Other(format!("invalid Deepgram URL: {e}")))?;
-    for (name, value) in headers {
-        request.headers_mut().insert(name, value);
-    }
-    let handshake = async {
-        let io = dialer.dial(url).await?;
-        Ok::<_, ApiError>(tokio_tungstenite::client_async_tls(request, io).await)
-    };
-    match tokio::time::timeout(timeout, handshake).await {
-        Err(_) => Err(ApiError::Timeout(timeout)),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(Ok((ws, response)))) => {
-            let request_id = header_str(response.headers(), "dg-request-id");
-            Ok((ws, request_id))
-        }
-        Ok(Ok(Err(tungstenite::Error::Http(response)))) => {
-            let status = response.status().as_u16();
-            let request_id = header_str(response.headers(), "dg-request-id");
-            let detail = header_str(response.headers(), "dg-error")
-                .or_else(|| {
-                    response
-                        .body()
-                        .as_deref()
-                        .map(|b| summarize_body(&String::from_utf8_lossy(b)))
-                })
-                .unwrap_or_default();
-            Err(status_error(status, &detail, request_id))
-        }
-        Ok(Ok(Err(e))) => Err(ApiError::connection(format!(
-            "failed to connect to Deepgram: {e}"
-        ))),
-    }
-}
-
-/// An error for an HTTP status, with the provider's explanation and request id.
-pub(crate) fn status_error(status: u16, detail: &str, request_id: Option<String>) -> ApiError {
-    let message = if detail.is_empty() {
-        format!("Deepgram refused the request (HTTP {status})")
-    } else {
-        format!("Deepgram refused the request (HTTP {status}): {detail}")
-    };
-    match ApiError::status(status, message) {
-        ApiError::Status {
-            status,
-            message,
-            retryable,
-            ..
-        } => ApiError::Status {
-            status,
-            message,
-            request_id,
-            retryable,
-        },
-        other => other,
-    }
-}
-
-/// A header's value as a string, when present and readable.
-pub(crate) fn header_str(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// The provider's error body, shortened for an error message (`err_msg`/`message` of a JSON
-/// body when there is one).
-pub(crate) fn summarize_body(body: &str) -> String {
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
-        for key in ["err_msg", "message", "description", "error", "reason"] {
-            if let Some(s) = v.get(key).and_then(|s| s.as_str()) {
-                return truncate(s, 300);
-            }
-        }
-    }
-    truncate(body.trim(), 300)
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
-/// Sends a JSON control message (`{"type": ...}`) on the socket.
-pub(crate) async fn send_json(
-    ws: &mut WsStream,
-    value: &serde_json::Value,
-) -> Result<(), ApiError> {
-    ws.send(Message::text(value.to_string()))
-        .await
-        .map_err(|e| ApiError::connection(format!("Deepgram connection lost while sending: {e}")))
-}
-
-/// Sends binary audio on the socket.
-pub(crate) async fn send_binary(ws: &mut WsStream, data: Bytes) -> Result<(), ApiError> {
-    ws.send(Message::Binary(data)).await.map_err(|e| {
-        ApiError::connection(format!("Deepgram connection lost while sending audio: {e}"))
-    })
-}
-
-/// What arrived on a socket, reduced to what the clients act on.
-pub(crate) enum Incoming {
-    /// A text frame.
-    Text(String),
-    /// A binary frame.
-    Binary(Bytes),
-    /// The server closed the connection (close frame or end of stream), with its reason.
-    Closed(Option<(u16, String)>),
-}
-
-/// Reads the next meaningful frame (pings are answered by tungstenite itself).
-pub(crate) async fn next_incoming(ws: &mut WsStream) -> Result<Incoming, ApiError> {
-    loop {
-        match ws.next().await {
-            None => return Ok(Incoming::Closed(None)),
-            Some(Err(e)) => {
-                return Err(ApiError::connection(format!(
-                    "Deepgram connection dropped: {e}"
-                )))
-            }
-            Some(Ok(Message::Text(t))) => return Ok(Incoming::Text(t.to_string())),
-            Some(Ok(Message::Binary(b))) => return Ok(Incoming::Binary(b)),
-            Some(Ok(Message::Close(frame))) => {
-                return Ok(Incoming::Closed(
-                    frame.map(|f| (u16::from(f.code), f.reason.to_string())),
-                ))
-            }
-            Some(Ok(_)) => continue,
-        }
-    }
-}
-
-/// Re-chunks interleaved samples into fixed-size chunks (Deepgram recommends 20-100 ms; the
-/// reference sends 50 ms).
-#[derive(Debug)]
-pub(crate) struct Chunker {
-    pending: Vec<i16>,
-    chunk_len: usize,
-}
-
-impl Chunker {
-    /// Chunks of `chunk_ms` at `sample_rate` with `channels` interleaved channels.
-    pub(crate) fn new(sample_rate: u32, channels: u16, chunk_ms: u32) -> Self {
-        let per_channel = (sample_rate as usize * chunk_ms as usize / 1000).max(1);
-        Self {
-            pending: Vec::new(),
-            chunk_len: per_channel * channels.max(1) as usize,
-        }
-    }
-
-    pub(crate) fn push(&mut self, samples: &[i16]) {
-        self.pending.extend_from_slice(samples);
-    }
-
-    /// The next full chunk, if any.
-    pub(crate) fn next_full(&mut self) -> Option<Vec<i16>> {
-        if self.pending.len() >= self.chunk_len {
-            Some(self.pending.drain(..self.chunk_len).collect())
-        } else {
-            None
-        }
-    }
-
-    /// Whatever is left (a partial chunk), on flush.
-    pub(crate) fn take_rest(&mut self) -> Option<Vec<i16>> {
-        if self.pending.is_empty() {
-            None
-        } else {
-            Some(std::mem::take(&mut self.pending))
-        }
-    }
-}
-
-/// Little-endian bytes of samples (`linear16`).
-pub(crate) fn to_le_bytes(samples: &[i16]) -> Bytes {
-    let mut out = Vec::with_capacity(samples.len() * 2);
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    Bytes::from(out)
-}
-
-/// The audio a streaming recognizer has sent but the provider has not finalized yet, with the
-/// stream positions needed to keep timestamps monotonic across connections.
-///
-/// Positions are in samples per channel from the start of the stream. Each connection starts
-/// by resending the unfinalized audio, so its time zero is [`ReplayBuffer::start_pos`] at
-/// connect time; provider timestamps are shifted by that amount.
-#[derive(Debug)]
-pub(crate) struct ReplayBuffer {
-    sample_rate: u32,
-    channels: u16,
-    samples: VecDeque<i16>,
-    start_pos: u64,
-    max_samples: u64,
-}
-
-impl ReplayBuffer {
-    /// A buffer keeping at most `max_secs` of audio (older audio is dropped first, so memory
-    /// stays bounded even if the provider never finalizes).
-    pub(crate) fn new(sample_rate: u32, channels: u16, max_secs: f64) -> Self {
-        Self {
-            sample_rate: sample_rate.max(1),
-            channels: channels.max(1),
-            samples: VecDeque::new(),
-            start_pos: 0,
-            max_samples: (max_secs * sample_rate as f64) as u64,
-        }
-    }
-
-    pub(crate) fn sample_rate(&self) -> u32 {
-        self.sample_rate
-    }
-
-    pub(crate) fn channels(&self) -> u16 {
-        self.channels
-    }
-
-    /// Stream position of the oldest unfinalized sample.
-    pub(crate) fn start_pos(&self) -> u64 {
-        self.start_pos
-    }
-
-    /// Stream position just after the last sample sent.
-    pub(crate) fn end_pos(&self) -> u64 {
-        self.start_pos + (self.samples.len() / self.channels as usize) as u64
-    }
-
-    /// Records audio just sent.
-    pub(crate) fn push(&mut self, samples: &[i16]) {
-        self.samples.extend(samples.iter().copied());
-        let held = (self.samples.len() / self.channels as usize) as u64;
-        if held > self.max_samples {
-            let excess = held - self.max_samples;
-            tracing::debug!(
-                dropped_secs = excess as f64 / self.sample_rate as f64,
-                "replay buffer full, dropping oldest unfinalized audio"
-            );
-            self.drop_before(self.start_pos + excess);
-        }
-    }
-
-    /// Forgets audio before stream position `pos` (the provider finalized it).
-    pub(crate) fn drop_before(&mut self, pos: u64) {
-        if pos <= self.start_pos {
-            return;
-        }
-        let n = (pos.min(self.end_pos()) - self.start_pos) as usize;
-        self.samples.drain(..n * self.channels as usize);
-        self.start_pos += n as u64;
-    }
-
-    /// Forgets audio up to `secs` after `conn_start_pos` (a provider timestamp of the
-    /// connection that started at that position).
-    pub(crate) fn finalize_until(&mut self, conn_start_pos: u64, secs: f64) {
-        if secs.is_finite() && secs > 0.0 {
-            let pos = conn_start_pos + (secs * self.sample_rate as f64).round() as u64;
-            self.drop_before(pos);
-        }
-    }
-
-    /// The unfinalized audio, in chunks of at most `chunk_len` interleaved samples.
-    pub(crate) fn chunks(&self, chunk_len: usize) -> Vec<Vec<i16>> {
-        let all: Vec<i16> = self.samples.iter().copied().collect();
-        all.chunks(chunk_len.max(1)).map(<[i16]>::to_vec).collect()
-    }
-}
-
-/// When the next `KeepAlive` is due: [`KEEPALIVE_INTERVAL`] after the last thing sent.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KeepAlive {
-    interval: Duration,
-    deadline: Instant,
-}
-
-/// Deepgram closes a listen socket after 10 s without data; the reference keeps it open with a
-/// `KeepAlive` every 5 s.
-pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
-
-impl KeepAlive {
-    pub(crate) fn new(interval: Duration, now: Instant) -> Self {
-        Self {
-            interval,
-            deadline: now + interval,
-        }
-    }
-
-    /// Something was sent at `now`: push the deadline back.
-    pub(crate) fn sent(&mut self, now: Instant) {
-        self.deadline = now + self.interval;
-    }
-
-    pub(crate) fn deadline(&self) -> Instant {
-        self.deadline
-    }
+    Ok(plugin_support::parse_base_url(raw)?)
 }
 
 #[cfg(test)]
@@ -508,71 +87,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_switches_scheme_and_keeps_prefix() {
+    fn endpoints_and_url_errors_name_deepgram() {
         let base = parse_base_url("https://api.deepgram.com").unwrap();
         assert_eq!(
             endpoint(&base, "/v1/listen", true).as_str(),
             "wss://api.deepgram.com/v1/listen"
         );
-        let base = parse_base_url("http://127.0.0.1:9/proxy/").unwrap();
-        assert_eq!(
-            endpoint(&base, "/v1/speak", true).as_str(),
-            "ws://127.0.0.1:9/proxy/v1/speak"
-        );
-        assert_eq!(
-            endpoint(&base, "/v1/speak", false).as_str(),
-            "http://127.0.0.1:9/proxy/v1/speak"
-        );
-        assert!(parse_base_url("ftp://x").is_err());
+        let err = parse_base_url("ftp://x").unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidBaseUrl { .. }));
+        assert!(err
+            .to_string()
+            .starts_with("invalid Deepgram base URL \"ftp://x\""));
     }
 
     #[test]
     fn api_key_is_redacted() {
-        let key = ApiKey::resolve(Some("secret-123")).unwrap();
+        let key = resolve_api_key(Some("secret-123")).unwrap();
         assert!(!format!("{key:?}").contains("secret"));
-        assert!(key.authorization().unwrap().is_sensitive());
-        assert_eq!(ApiKey::resolve(Some("  ")), Err(ConfigError::MissingApiKey));
+        let header = authorization(&key).unwrap();
+        assert!(header.is_sensitive());
+        assert_eq!(header, "Token secret-123");
+        assert_eq!(resolve_api_key(Some("  ")), Err(ConfigError::MissingApiKey));
         assert!(ConfigError::MissingApiKey
             .to_string()
             .contains("DEEPGRAM_API_KEY"));
+        let err = authorization(&ApiKey::new("secret\n")).unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+        assert!(err.to_string().contains("Deepgram API key"));
     }
 
     #[test]
-    fn chunker_splits_and_flushes() {
-        let mut c = Chunker::new(1000, 1, 50);
-        c.push(&[1; 120]);
-        assert_eq!(c.next_full().unwrap().len(), 50);
-        assert_eq!(c.next_full().unwrap().len(), 50);
-        assert!(c.next_full().is_none());
-        assert_eq!(c.take_rest().unwrap().len(), 20);
-        assert!(c.take_rest().is_none());
-    }
-
-    #[test]
-    fn replay_buffer_tracks_positions_and_is_bounded() {
-        let mut r = ReplayBuffer::new(100, 1, 1.0);
-        r.push(&(0..80).collect::<Vec<i16>>());
-        assert_eq!((r.start_pos(), r.end_pos()), (0, 80));
-        r.finalize_until(0, 0.5);
-        assert_eq!(r.start_pos(), 50);
-        assert_eq!(r.chunks(100), vec![(50..80).collect::<Vec<i16>>()]);
-        r.push(&(80..200).collect::<Vec<i16>>());
-        // Bounded at one second (100 samples).
-        assert_eq!((r.start_pos(), r.end_pos()), (100, 200));
-        // Timestamps of a connection that started at position 100.
-        r.finalize_until(100, 0.25);
-        assert_eq!(r.start_pos(), 125);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn keepalive_deadline_moves_with_each_send() {
-        let t0 = Instant::now();
-        let mut k = KeepAlive::new(KEEPALIVE_INTERVAL, t0);
-        assert_eq!(k.deadline() - t0, Duration::from_secs(5));
-        tokio::time::advance(Duration::from_secs(3)).await;
-        k.sent(Instant::now());
-        assert_eq!(k.deadline() - t0, Duration::from_secs(8));
-        tokio::time::sleep_until(k.deadline()).await;
-        assert_eq!(Instant::now() - t0, Duration::from_secs(8));
+    fn refusals_name_deepgram() {
+        let err = DEEPGRAM.status_error(401, "bad key", Some("dg-1".into()));
+        assert!(!err.is_retryable());
+        assert!(err
+            .to_string()
+            .starts_with("Deepgram refused the request (HTTP 401): bad key"));
     }
 }

@@ -17,7 +17,8 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::common::{
-    endpoint, parse_base_url, redacted, resolve_base_url, ApiKey, ConfigError, Dialer, Query,
+    endpoint, parse_base_url, redacted, resolve_api_key, resolve_base_url, ApiKey, ConfigError,
+    Dialer, Query,
 };
 use crate::listen::{Action, ListenApi, ListenTask};
 use crate::stt::ErrorMessage;
@@ -173,7 +174,7 @@ impl SttV2 {
     pub fn new(options: FluxOptions) -> Result<Self, ConfigError> {
         options.check()?;
         Ok(Self {
-            api_key: ApiKey::resolve(options.api_key.as_deref())?,
+            api_key: resolve_api_key(options.api_key.as_deref())?,
             base_url: resolve_base_url(None)?,
             options: watch::Sender::new(options),
             dialer: Dialer::Tcp,

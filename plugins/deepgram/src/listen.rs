@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::common::{
-    connect_ws, next_incoming, send_binary, send_json, to_le_bytes, ApiKey, Chunker, Dialer,
-    Incoming, KeepAlive, ReplayBuffer, WsStream, KEEPALIVE_INTERVAL,
+    authorization, to_le_bytes, ApiKey, Chunker, Dialer, Incoming, KeepAlive, ReplayBuffer,
+    WsStream, DEEPGRAM, KEEPALIVE_INTERVAL,
 };
 
 /// Size of the audio chunks sent to Deepgram (the reference sends 50 ms).
@@ -158,9 +158,10 @@ impl<A: ListenApi> SttStreamTask for ListenTask<A> {
                 None => return Ok(()),
             };
             let url = A::url(&opts, &self.base_url, rate, channels);
-            let headers = vec![(http::header::AUTHORIZATION, self.api_key.authorization()?)];
-            let (mut ws, request_id) =
-                connect_ws(&self.dialer, &url, headers, self.conn.timeout).await?;
+            let headers = vec![(http::header::AUTHORIZATION, authorization(&self.api_key)?)];
+            let (mut ws, request_id) = DEEPGRAM
+                .connect_ws(&self.dialer, &url, headers, self.conn.timeout)
+                .await?;
             if let Some(id) = request_id {
                 self.request_id = id;
             }
@@ -261,7 +262,7 @@ impl<A: ListenApi> ListenTask<A> {
             let keepalive_at = session.keepalive.deadline();
             let close_at = session.close_deadline;
             tokio::select! {
-                incoming = next_incoming(ws) => {
+                incoming = DEEPGRAM.next_incoming(ws) => {
                     match incoming? {
                         Incoming::Text(text) => {
                             if !self.handle_message(&text, &mut session, events).await? {
@@ -299,14 +300,14 @@ impl<A: ListenApi> ListenTask<A> {
                         Some(SttInput::Flush) => {
                             self.send_rest(ws, &mut session, events).await?;
                             if A::FINALIZE_ON_FLUSH {
-                                send_json(ws, &json!({"type": "Finalize"})).await?;
+                                DEEPGRAM.send_json(ws, &json!({"type": "Finalize"})).await?;
                             }
                         }
                         None => self.end_input(ws, &mut session, events).await?,
                     }
                 }
                 _ = tokio::time::sleep_until(keepalive_at), if A::KEEPALIVE && !self.input_ended => {
-                    send_json(ws, &json!({"type": "KeepAlive"})).await?;
+                    DEEPGRAM.send_json(ws, &json!({"type": "KeepAlive"})).await?;
                     session.keepalive.sent(Instant::now());
                 }
                 changed = self.options.changed(), if self.options_alive && !self.reconnect_pending => {
@@ -339,7 +340,9 @@ impl<A: ListenApi> ListenTask<A> {
         events: &SpeechEventSender,
     ) -> Result<(), ApiError> {
         self.send_rest(ws, session, events).await?;
-        send_json(ws, &json!({"type": "CloseStream"})).await?;
+        DEEPGRAM
+            .send_json(ws, &json!({"type": "CloseStream"}))
+            .await?;
         self.input_ended = true;
         session.close_deadline = Some(Instant::now() + self.conn.timeout);
         Ok(())
@@ -389,7 +392,7 @@ impl<A: ListenApi> ListenTask<A> {
         let secs = samples.len() as f64
             / audio.replay.channels() as f64
             / audio.replay.sample_rate() as f64;
-        send_binary(ws, to_le_bytes(&samples)).await?;
+        DEEPGRAM.send_binary(ws, to_le_bytes(&samples)).await?;
         session.keepalive.sent(Instant::now());
         session.audio_secs += secs;
         self.usage_unreported += secs;

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::common::{
-    endpoint, header_str, redacted, resolve_base_url, status_error, summarize_body, to_le_bytes,
-    ApiKey, ConfigError, Dialer, Query,
+    authorization, endpoint, header_str, redacted, resolve_api_key, resolve_base_url,
+    summarize_body, to_le_bytes, ApiKey, ConfigError, Dialer, Query, DEEPGRAM,
 };
 use crate::listen::{Action, ListenApi, ListenTask};
 
@@ -241,7 +241,7 @@ impl Stt {
     /// Creates the client. The API key comes from `options.api_key` or `DEEPGRAM_API_KEY`, the
     /// base URL from `DEEPGRAM_BASE_URL` or `https://api.deepgram.com`.
     pub fn new(options: SttOptions) -> Result<Self, ConfigError> {
-        let api_key = ApiKey::resolve(options.api_key.as_deref())?;
+        let api_key = resolve_api_key(options.api_key.as_deref())?;
         let base_url = resolve_base_url(None)?;
         options.warn_incompatible();
         Ok(Self {
@@ -304,7 +304,7 @@ impl Stt {
         let request = self
             .http
             .post(url)
-            .header(http::header::AUTHORIZATION, self.api_key.authorization()?)
+            .header(http::header::AUTHORIZATION, authorization(&self.api_key)?)
             .header(http::header::CONTENT_TYPE, "audio/wav")
             .header(http::header::ACCEPT, "application/json")
             .body(body);
@@ -325,7 +325,7 @@ impl Stt {
                 ApiError::connection(format!("Deepgram response failed: {}", e.without_url()))
             })?;
         if !(200..300).contains(&status) {
-            return Err(status_error(status, &summarize_body(&text), request_id));
+            return Err(DEEPGRAM.status_error(status, &summarize_body(&text), request_id));
         }
         let parsed: PrerecordedResponse = serde_json::from_str(&text)
             .map_err(|e| ApiError::Protocol(format!("unexpected Deepgram response: {e}")))?;

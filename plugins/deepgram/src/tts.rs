@@ -17,9 +17,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::common::{
-    connect_ws, endpoint, header_str, next_incoming, parse_base_url, redacted, resolve_base_url,
-    send_json, status_error, summarize_body, ApiKey, ConfigError, Dialer, Incoming, Query,
-    WsStream,
+    authorization, endpoint, header_str, parse_base_url, redacted, resolve_api_key,
+    resolve_base_url, summarize_body, ApiKey, ConfigError, Dialer, Incoming, Query, WsStream,
+    DEEPGRAM,
 };
 use crate::stt::ErrorMessage;
 
@@ -118,7 +118,7 @@ impl Tts {
             ));
         }
         Ok(Self {
-            api_key: ApiKey::resolve(options.api_key.as_deref())?,
+            api_key: resolve_api_key(options.api_key.as_deref())?,
             base_url: resolve_base_url(None)?,
             opts: options,
             http: reqwest::Client::new(),
@@ -213,7 +213,7 @@ impl ChunkedTtsTask for SpeakRestTask {
         let request = self
             .http
             .post(self.url.clone())
-            .header(http::header::AUTHORIZATION, self.api_key.authorization()?)
+            .header(http::header::AUTHORIZATION, authorization(&self.api_key)?)
             .json(&json!({ "text": self.text }));
         let response = tokio::time::timeout(self.conn.timeout, request.send())
             .await
@@ -225,7 +225,7 @@ impl ChunkedTtsTask for SpeakRestTask {
         let request_id = header_str(response.headers(), "dg-request-id");
         if !(200..300).contains(&status) {
             let text = response.text().await.unwrap_or_default();
-            return Err(status_error(status, &summarize_body(&text), request_id));
+            return Err(DEEPGRAM.status_error(status, &summarize_body(&text), request_id));
         }
         if let Some(id) = request_id {
             emitter.set_request_id(id);
@@ -276,9 +276,10 @@ impl TtsStreamTask for SpeakSocketTask {
         input: &mut TtsInputReceiver,
         emitter: &AudioEmitter,
     ) -> Result<(), ApiError> {
-        let headers = vec![(http::header::AUTHORIZATION, self.api_key.authorization()?)];
-        let (mut ws, request_id) =
-            connect_ws(&self.dialer, &self.url, headers, self.conn.timeout).await?;
+        let headers = vec![(http::header::AUTHORIZATION, authorization(&self.api_key)?)];
+        let (mut ws, request_id) = DEEPGRAM
+            .connect_ws(&self.dialer, &self.url, headers, self.conn.timeout)
+            .await?;
         if let Some(id) = request_id {
             emitter.set_request_id(id);
         }
@@ -304,11 +305,11 @@ impl SpeakSocketTask {
         let mut idle_deadline: Option<Instant> = None;
         loop {
             if input_ended && open.is_none() && flushed.is_empty() {
-                let _ = send_json(ws, &json!({"type": "Close"})).await;
+                let _ = DEEPGRAM.send_json(ws, &json!({"type": "Close"})).await;
                 return Ok(());
             }
             tokio::select! {
-                incoming = next_incoming(ws) => {
+                incoming = DEEPGRAM.next_incoming(ws) => {
                     match incoming? {
                         Incoming::Binary(pcm) => {
                             if !emitting {
@@ -321,8 +322,8 @@ impl SpeakSocketTask {
                             }
                             if !emitter.push_pcm_bytes(&pcm).await {
                                 // Nobody listens any more: stop generating.
-                                let _ = send_json(ws, &json!({"type": "Clear"})).await;
-                                let _ = send_json(ws, &json!({"type": "Close"})).await;
+                                let _ = DEEPGRAM.send_json(ws, &json!({"type": "Clear"})).await;
+                                let _ = DEEPGRAM.send_json(ws, &json!({"type": "Close"})).await;
                                 return Ok(());
                             }
                         }
@@ -380,7 +381,7 @@ impl SpeakSocketTask {
                                 segment.has_text |= !words.is_empty();
                                 send_words(ws, words).await?;
                                 if segment.has_text {
-                                    send_json(ws, &json!({"type": "Flush"})).await?;
+                                    DEEPGRAM.send_json(ws, &json!({"type": "Flush"})).await?;
                                     flushed.push_back(segment.id);
                                     idle_deadline = Some(Instant::now() + self.conn.timeout);
                                 }
@@ -398,7 +399,9 @@ impl SpeakSocketTask {
 
 async fn send_words(ws: &mut WsStream, words: Vec<String>) -> Result<(), ApiError> {
     for word in words {
-        send_json(ws, &json!({"type": "Speak", "text": format!("{word} ")})).await?;
+        DEEPGRAM
+            .send_json(ws, &json!({"type": "Speak", "text": format!("{word} ")}))
+            .await?;
     }
     Ok(())
 }
