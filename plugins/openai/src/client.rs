@@ -5,8 +5,11 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use livekit_agents::plugin_support::{self, switch_scheme, InvalidBaseUrl};
 use livekit_agents::types::ApiError;
 use url::Url;
+
+pub(crate) use livekit_agents::plugin_support::{join_path, redacted, truncate, ApiKey};
 
 /// Environment variable holding the OpenAI API key.
 pub const API_KEY_ENV: &str = "OPENAI_API_KEY";
@@ -45,49 +48,27 @@ pub enum ConfigError {
     InvalidOption(String),
 }
 
-/// A secret whose `Debug` output is redacted.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct ApiKey(String);
-
-impl ApiKey {
-    /// The key from `explicit`, else from the environment variable `env`.
-    pub(crate) fn resolve(explicit: Option<&str>, env: &'static str) -> Result<Self, ConfigError> {
-        let key = match explicit {
-            Some(k) => Some(k.to_string()),
-            None => std::env::var(env).ok(),
-        };
-        match key {
-            Some(k) if !k.trim().is_empty() => Ok(Self(k.trim().to_string())),
-            _ => Err(ConfigError::MissingApiKey { env }),
+impl From<InvalidBaseUrl> for ConfigError {
+    fn from(e: InvalidBaseUrl) -> Self {
+        ConfigError::InvalidBaseUrl {
+            url: e.url,
+            reason: e.reason,
         }
     }
-
-    /// A key that is known (e.g. a placeholder for a local server that ignores keys).
-    pub(crate) fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
-    }
-
-    fn header(&self, prefix: &str) -> Result<HeaderValue, ApiError> {
-        let mut value = HeaderValue::from_str(&format!("{prefix}{}", self.0))
-            .map_err(|_| ApiError::Other("the API key contains invalid characters".into()))?;
-        value.set_sensitive(true);
-        Ok(value)
-    }
 }
 
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
+/// The key from `explicit`, else from the environment variable `env`; a missing key names
+/// `env`.
+pub(crate) fn resolve_api_key(
+    explicit: Option<&str>,
+    env: &'static str,
+) -> Result<ApiKey, ConfigError> {
+    ApiKey::resolve(explicit, env).ok_or(ConfigError::MissingApiKey { env })
 }
 
-/// Formats an optional secret for `Debug` output without revealing it.
-pub(crate) fn redacted(secret: &Option<String>) -> &'static str {
-    if secret.is_some() {
-        "Some(<redacted>)"
-    } else {
-        "None"
-    }
+/// The `Authorization`/`api-key` header value for `key` (marked sensitive).
+fn key_header(key: &ApiKey, prefix: &str) -> Result<HeaderValue, ApiError> {
+    key.header_value(prefix, "API key")
 }
 
 /// How requests authenticate.
@@ -116,6 +97,20 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
+    /// The OpenAI endpoint of a client's `api_key` and `base_url` options: the key from the
+    /// option or [`API_KEY_ENV`], the root from the option, [`BASE_URL_ENV`] or
+    /// [`DEFAULT_BASE_URL`], bearer authentication; `provider` names it in errors.
+    pub(crate) fn openai(
+        api_key: Option<&str>,
+        base_url: Option<&str>,
+        provider: &str,
+    ) -> Result<Self, ConfigError> {
+        let key = resolve_api_key(api_key, API_KEY_ENV)?;
+        let base =
+            plugin_support::resolve_base_url(base_url, Some(BASE_URL_ENV), DEFAULT_BASE_URL)?;
+        Ok(Self::bearer(base, key, provider))
+    }
+
     /// An endpoint with bearer authentication.
     pub(crate) fn bearer(base_url: Url, key: ApiKey, provider: &str) -> Self {
         Self {
@@ -131,14 +126,7 @@ impl Endpoint {
     /// parameters, as an HTTP(S) or WebSocket URL.
     pub(crate) fn url(&self, path: &str, websocket: bool) -> Url {
         let mut url = join_path(&self.base_url, path);
-        let scheme = match (url.scheme(), websocket) {
-            ("https" | "wss", true) => "wss",
-            ("http" | "ws", true) => "ws",
-            ("https" | "wss", false) => "https",
-            _ => "http",
-        };
-        // Switching between the special schemes http(s) and ws(s) is always allowed.
-        let _ = url.set_scheme(scheme);
+        switch_scheme(&mut url, websocket);
         if !self.query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (k, v) in &self.query {
@@ -152,8 +140,12 @@ impl Endpoint {
     pub(crate) fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
         let mut out = Vec::new();
         match &self.auth {
-            Auth::Bearer(key) => out.push((http::header::AUTHORIZATION, key.header("Bearer ")?)),
-            Auth::AzureKey(key) => out.push((HeaderName::from_static("api-key"), key.header("")?)),
+            Auth::Bearer(key) => {
+                out.push((http::header::AUTHORIZATION, key_header(key, "Bearer ")?))
+            }
+            Auth::AzureKey(key) => {
+                out.push((HeaderName::from_static("api-key"), key_header(key, "")?))
+            }
             Auth::None => {}
         }
         for (name, value) in &self.headers {
@@ -180,41 +172,9 @@ impl Endpoint {
     }
 }
 
-/// `base` with `path` appended to its path (keeping a prefix such as `/v1`).
-pub(crate) fn join_path(base: &Url, path: &str) -> Url {
-    let mut url = base.clone();
-    let prefix = url.path().trim_end_matches('/').to_string();
-    url.set_path(&format!("{prefix}/{}", path.trim_start_matches('/')));
-    url
-}
-
-/// The base URL from `explicit`, else `env` (when given and set), else `default`.
-pub(crate) fn resolve_base_url(
-    explicit: Option<&str>,
-    env: Option<&str>,
-    default: &str,
-) -> Result<Url, ConfigError> {
-    let from_env = env
-        .and_then(|e| std::env::var(e).ok())
-        .filter(|u| !u.trim().is_empty());
-    let raw = explicit
-        .map(str::to_string)
-        .or(from_env)
-        .unwrap_or_else(|| default.to_string());
-    parse_base_url(&raw)
-}
-
 /// Parses and checks a base URL.
 pub(crate) fn parse_base_url(raw: &str) -> Result<Url, ConfigError> {
-    let invalid = |reason: String| ConfigError::InvalidBaseUrl {
-        url: raw.to_string(),
-        reason,
-    };
-    let url = Url::parse(raw.trim()).map_err(|e| invalid(e.to_string()))?;
-    match url.scheme() {
-        "http" | "https" | "ws" | "wss" => Ok(url),
-        other => Err(invalid(format!("unsupported scheme {other:?}"))),
-    }
+    Ok(plugin_support::parse_base_url(raw)?)
 }
 
 /// A shared HTTP client (connection pool). Request timeouts are applied per request from
@@ -299,18 +259,6 @@ pub(crate) fn error_message(body: &str) -> String {
     }
 }
 
-/// `s` cut to at most `max` bytes on a character boundary.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 /// Maps a transport error of `reqwest` to an [`ApiError`] (never including URLs with secrets:
 /// keys travel in headers, not URLs).
 pub(crate) fn transport_error(provider: &str, e: &reqwest::Error, timeout: Duration) -> ApiError {
@@ -354,17 +302,34 @@ mod tests {
 
     #[test]
     fn keys_are_redacted_and_missing_keys_name_the_variable() {
-        let key = ApiKey::resolve(Some("sk-secret"), API_KEY_ENV).unwrap();
+        let key = resolve_api_key(Some("sk-secret"), API_KEY_ENV).unwrap();
         assert!(!format!("{key:?}").contains("secret"));
         let ep = Endpoint::bearer(parse_base_url(DEFAULT_BASE_URL).unwrap(), key, "OpenAI");
         assert!(!format!("{ep:?}").contains("secret"));
         let headers = ep.headers().unwrap();
         assert!(headers[0].1.is_sensitive());
-        let err = ApiKey::resolve(Some(" "), "GROQ_API_KEY").unwrap_err();
+        let err = resolve_api_key(Some(" "), "GROQ_API_KEY").unwrap_err();
         assert_eq!(
             err.to_string(),
             "missing API key: set GROQ_API_KEY or pass `api_key` in the options"
         );
+    }
+
+    #[test]
+    fn openai_endpoints_resolve_key_and_root_from_the_options() {
+        let ep =
+            Endpoint::openai(Some(" sk-secret "), Some("http://127.0.0.1:1/v1"), "OpenAI").unwrap();
+        assert_eq!(ep.base_url.as_str(), "http://127.0.0.1:1/v1");
+        assert_eq!(ep.auth, Auth::Bearer(ApiKey::new("sk-secret")));
+        assert_eq!(ep.provider, "OpenAI");
+        assert!(!format!("{ep:?}").contains("secret"));
+        assert_eq!(
+            Endpoint::openai(Some(""), None, "OpenAI").unwrap_err(),
+            ConfigError::MissingApiKey { env: API_KEY_ENV }
+        );
+        let err = Endpoint::openai(Some("k"), Some("ftp://x"), "OpenAI").unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidBaseUrl { ref url, .. } if url == "ftp://x"));
+        assert!(!format!("{err:?}").contains("secret"));
     }
 
     #[test]

@@ -26,8 +26,8 @@ use serde_json::{json, Map, Value};
 
 use crate::chat_format::{to_messages, to_tools};
 use crate::client::{
-    error_from_response, http_client, parse_base_url, redacted, resolve_base_url, transport_error,
-    ApiKey, Auth, ConfigError, Endpoint, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL,
+    error_from_response, http_client, parse_base_url, redacted, resolve_api_key, transport_error,
+    ApiKey, Auth, ConfigError, Endpoint,
 };
 use crate::sse::SseDecoder;
 
@@ -403,11 +403,10 @@ impl Llm {
     /// An OpenAI LLM. The key comes from `options.api_key` or `OPENAI_API_KEY`; the API root
     /// from `options.base_url`, `OPENAI_BASE_URL` or `https://api.openai.com/v1`.
     pub fn new(options: LlmOptions) -> Result<Self, ConfigError> {
-        let key = ApiKey::resolve(options.api_key.as_deref(), API_KEY_ENV)?;
-        let base = resolve_base_url(
+        let endpoint = Endpoint::openai(
+            options.api_key.as_deref(),
             options.base_url.as_deref(),
-            Some(BASE_URL_ENV),
-            DEFAULT_BASE_URL,
+            "OpenAI",
         )?;
         let opts = LlmOptions {
             api_key: None,
@@ -415,7 +414,7 @@ impl Llm {
         };
         Ok(Self {
             opts,
-            endpoint: Endpoint::bearer(base, key, "OpenAI"),
+            endpoint,
             http: http_client(),
             provider: "openai",
             max_tokens_field: "max_completion_tokens",
@@ -424,7 +423,7 @@ impl Llm {
 
     fn compatible(p: &Provider, o: CompatibleOptions) -> Result<Self, ConfigError> {
         let auth = match (p.key_env, o.api_key.as_deref()) {
-            (Some(env), explicit) => Auth::Bearer(ApiKey::resolve(explicit, env)?),
+            (Some(env), explicit) => Auth::Bearer(resolve_api_key(explicit, env)?),
             (None, Some(key)) if !key.trim().is_empty() => Auth::Bearer(ApiKey::new(key.trim())),
             (None, _) => Auth::None,
         };
@@ -680,10 +679,10 @@ pub(crate) fn azure_endpoint(explicit: Option<&str>) -> Result<url::Url, ConfigE
 }
 
 pub(crate) fn azure_auth(api_key: Option<&str>, entra: Option<&str>) -> Result<Auth, ConfigError> {
-    if let Ok(key) = ApiKey::resolve(api_key, "AZURE_OPENAI_API_KEY") {
+    if let Ok(key) = resolve_api_key(api_key, "AZURE_OPENAI_API_KEY") {
         return Ok(Auth::AzureKey(key));
     }
-    ApiKey::resolve(entra, "AZURE_OPENAI_ENTRA_TOKEN")
+    resolve_api_key(entra, "AZURE_OPENAI_ENTRA_TOKEN")
         .map(Auth::Bearer)
         .map_err(|_| ConfigError::MissingApiKey {
             env: "AZURE_OPENAI_API_KEY",

@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 use crate::audio_util::{samples_to_base64, RealtimeAudioInput};
 use crate::client::{
-    error_from_response, http_client, parse_base_url, redacted, request_id, resolve_base_url,
-    transport_error, ApiKey, ConfigError, Endpoint, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL,
+    error_from_response, http_client, parse_base_url, redacted, request_id, transport_error,
+    ConfigError, Endpoint,
 };
 use crate::llm::AzureConnection;
 use crate::realtime::{pcm_format, NoiseReduction, TurnDetection};
@@ -113,18 +113,17 @@ impl std::fmt::Debug for Stt {
 impl Stt {
     /// An OpenAI STT (key from the options or `OPENAI_API_KEY`).
     pub fn new(options: SttOptions) -> Result<Self, ConfigError> {
-        let key = ApiKey::resolve(options.api_key.as_deref(), API_KEY_ENV)?;
-        let base = resolve_base_url(
+        let endpoint = Endpoint::openai(
+            options.api_key.as_deref(),
             options.base_url.as_deref(),
-            Some(BASE_URL_ENV),
-            DEFAULT_BASE_URL,
+            "OpenAI",
         )?;
         Ok(Self {
             opts: SttOptions {
                 api_key: None,
                 ..options
             },
-            endpoint: Endpoint::bearer(base, key, "OpenAI"),
+            endpoint,
             http: http_client(),
         })
     }

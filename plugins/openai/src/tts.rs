@@ -12,8 +12,8 @@ use livekit_agents::types::{ApiConnectOptions, ApiError};
 use serde_json::{json, Value};
 
 use crate::client::{
-    error_from_response, http_client, parse_base_url, redacted, request_id, resolve_base_url,
-    transport_error, ApiKey, ConfigError, Endpoint, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL,
+    error_from_response, http_client, parse_base_url, redacted, request_id, transport_error,
+    ConfigError, Endpoint,
 };
 use crate::llm::AzureConnection;
 
@@ -107,18 +107,17 @@ impl Tts {
                 options.speed
             )));
         }
-        let key = ApiKey::resolve(options.api_key.as_deref(), API_KEY_ENV)?;
-        let base = resolve_base_url(
+        let endpoint = Endpoint::openai(
+            options.api_key.as_deref(),
             options.base_url.as_deref(),
-            Some(BASE_URL_ENV),
-            DEFAULT_BASE_URL,
+            "OpenAI",
         )?;
         Ok(Self {
             opts: std::sync::Arc::new(std::sync::RwLock::new(TtsOptions {
                 api_key: None,
                 ..options
             })),
-            endpoint: Endpoint::bearer(base, key, "OpenAI"),
+            endpoint,
             http: http_client(),
         })
     }

@@ -34,10 +34,7 @@ use crate::audio_util::{
     base64_to_samples, samples_to_base64, RealtimeAudioInput, REALTIME_SAMPLE_RATE,
 };
 use crate::chat_format::image_url;
-use crate::client::{
-    parse_base_url, redacted, resolve_base_url, ApiKey, ConfigError, Endpoint, API_KEY_ENV,
-    BASE_URL_ENV, DEFAULT_BASE_URL,
-};
+use crate::client::{parse_base_url, redacted, ConfigError, Endpoint};
 use crate::ws::{self, event_type, str_field, Incoming, WsStream};
 
 /// Default realtime model.
@@ -176,18 +173,17 @@ impl std::fmt::Debug for RealtimeModel {
 impl RealtimeModel {
     /// A Realtime model (key from the options or `OPENAI_API_KEY`).
     pub fn new(options: RealtimeOptions) -> Result<Self, ConfigError> {
-        let key = ApiKey::resolve(options.api_key.as_deref(), API_KEY_ENV)?;
-        let base = resolve_base_url(
+        let endpoint = Endpoint::openai(
+            options.api_key.as_deref(),
             options.base_url.as_deref(),
-            Some(BASE_URL_ENV),
-            DEFAULT_BASE_URL,
+            "OpenAI Realtime",
         )?;
         Ok(Self {
             opts: RealtimeOptions {
                 api_key: None,
                 ..options
             },
-            endpoint: Endpoint::bearer(base, key, "OpenAI Realtime"),
+            endpoint,
             connect_timeout: Duration::from_secs(10),
         })
     }
