@@ -11,8 +11,7 @@ use livekit_agents::types::ApiError;
 use url::Url;
 
 pub(crate) use livekit_agents::plugin_support::{
-    endpoint, header_str, redacted, summarize_body, to_le_bytes, ApiKey, Chunker, Dialer, Incoming,
-    ReplayBuffer, WsStream,
+    endpoint, redacted, to_le_bytes, ApiKey, Chunker, Dialer, Incoming, ReplayBuffer, WsStream,
 };
 
 /// Environment variable holding the API key.

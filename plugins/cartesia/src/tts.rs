@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use futures::StreamExt;
 use livekit_agents::tokenize::{BasicSentenceTokenizer, SentenceStream, TokenStream};
 use livekit_agents::tts::{
     self as core_tts, AudioEmitter, ChunkedStream, ChunkedTtsTask, SynthesizeStream,
@@ -18,9 +17,8 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::common::{
-    endpoint, header_str, parse_base_url, redacted, request_headers, resolve_api_key,
-    resolve_base_url, summarize_body, ApiKey, ConfigError, Dialer, Incoming, WsPool, WsStream,
-    API_VERSION, CARTESIA,
+    endpoint, parse_base_url, redacted, request_headers, resolve_api_key, resolve_base_url, ApiKey,
+    ConfigError, Dialer, Incoming, WsPool, WsStream, API_VERSION, CARTESIA,
 };
 
 /// Idle sockets are reused for this long (the reference's `max_session_duration`).
@@ -335,41 +333,14 @@ impl ChunkedTtsTask for BytesTask {
         for (name, value) in request_headers(&self.api_key, &self.opts.api_version)? {
             request = request.header(name, value);
         }
-        let response = tokio::time::timeout(self.conn.timeout, request.send())
-            .await
-            .map_err(|_| ApiError::Timeout(self.conn.timeout))?
-            .map_err(|e| {
-                ApiError::connection(format!("Cartesia request failed: {}", e.without_url()))
-            })?;
-        let status = response.status().as_u16();
-        let request_id = header_str(response.headers(), "x-request-id");
-        if !(200..300).contains(&status) {
-            let text = response.text().await.unwrap_or_default();
-            return Err(CARTESIA.status_error(status, &summarize_body(&text), request_id));
-        }
-        if let Some(id) = request_id {
+        let response = CARTESIA.send_http(request, self.conn.timeout).await?;
+        let response = CARTESIA.check_status(response).await?;
+        if let Some(id) = CARTESIA.request_id(response.headers()) {
             emitter.set_request_id(id);
         }
-        let mut body = response.bytes_stream();
-        loop {
-            let chunk = tokio::time::timeout(self.conn.timeout, body.next())
-                .await
-                .map_err(|_| ApiError::Timeout(self.conn.timeout))?;
-            match chunk {
-                None => return Ok(()),
-                Some(Err(e)) => {
-                    return Err(ApiError::connection(format!(
-                        "Cartesia audio stream failed: {}",
-                        e.without_url()
-                    )))
-                }
-                Some(Ok(bytes)) => {
-                    if !emitter.push_pcm_bytes(&bytes).await {
-                        return Ok(());
-                    }
-                }
-            }
-        }
+        CARTESIA
+            .stream_pcm_body(response, self.conn.timeout, emitter)
+            .await
     }
 }
 

@@ -10,8 +10,8 @@ use livekit_agents::types::ApiError;
 use url::Url;
 
 pub(crate) use livekit_agents::plugin_support::{
-    endpoint, header_str, redacted, summarize_body, to_le_bytes, ApiKey, Chunker, Dialer, Incoming,
-    KeepAlive, QueryParams as Query, ReplayBuffer, WsStream,
+    endpoint, redacted, summarize_body, to_le_bytes, ApiKey, Chunker, Dialer, Incoming, KeepAlive,
+    QueryParams as Query, ReplayBuffer, WsStream,
 };
 
 /// Environment variable holding the API key.

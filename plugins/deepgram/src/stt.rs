@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::common::{
-    authorization, endpoint, header_str, redacted, resolve_api_key, resolve_base_url,
-    summarize_body, to_le_bytes, ApiKey, ConfigError, Dialer, Query, DEEPGRAM,
+    authorization, endpoint, redacted, resolve_api_key, resolve_base_url, summarize_body,
+    to_le_bytes, ApiKey, ConfigError, Dialer, Query, DEEPGRAM,
 };
 use crate::listen::{Action, ListenApi, ListenTask};
 
@@ -308,14 +308,9 @@ impl Stt {
             .header(http::header::CONTENT_TYPE, "audio/wav")
             .header(http::header::ACCEPT, "application/json")
             .body(body);
-        let response = tokio::time::timeout(conn.timeout, request.send())
-            .await
-            .map_err(|_| ApiError::Timeout(conn.timeout))?
-            .map_err(|e| {
-                ApiError::connection(format!("Deepgram request failed: {}", e.without_url()))
-            })?;
+        let response = DEEPGRAM.send_http(request, conn.timeout).await?;
         let status = response.status().as_u16();
-        let request_id = header_str(response.headers(), "dg-request-id");
+        let request_id = DEEPGRAM.request_id(response.headers());
         // Batch transcription of long audio takes a while: allow more than the connect timeout.
         let read_timeout = conn.timeout.max(Duration::from_secs(30));
         let text = tokio::time::timeout(read_timeout, response.text())

@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use livekit_agents::tokenize::{BasicWordTokenizer, TokenStream, WordStream};
 use livekit_agents::tts::{
     self as core_tts, AudioEmitter, ChunkedStream, ChunkedTtsTask, SynthesizeStream,
@@ -17,9 +16,8 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::common::{
-    authorization, endpoint, header_str, parse_base_url, redacted, resolve_api_key,
-    resolve_base_url, summarize_body, ApiKey, ConfigError, Dialer, Incoming, Query, WsStream,
-    DEEPGRAM,
+    authorization, endpoint, parse_base_url, redacted, resolve_api_key, resolve_base_url, ApiKey,
+    ConfigError, Dialer, Incoming, Query, WsStream, DEEPGRAM,
 };
 use crate::stt::ErrorMessage;
 
@@ -215,41 +213,14 @@ impl ChunkedTtsTask for SpeakRestTask {
             .post(self.url.clone())
             .header(http::header::AUTHORIZATION, authorization(&self.api_key)?)
             .json(&json!({ "text": self.text }));
-        let response = tokio::time::timeout(self.conn.timeout, request.send())
-            .await
-            .map_err(|_| ApiError::Timeout(self.conn.timeout))?
-            .map_err(|e| {
-                ApiError::connection(format!("Deepgram request failed: {}", e.without_url()))
-            })?;
-        let status = response.status().as_u16();
-        let request_id = header_str(response.headers(), "dg-request-id");
-        if !(200..300).contains(&status) {
-            let text = response.text().await.unwrap_or_default();
-            return Err(DEEPGRAM.status_error(status, &summarize_body(&text), request_id));
-        }
-        if let Some(id) = request_id {
+        let response = DEEPGRAM.send_http(request, self.conn.timeout).await?;
+        let response = DEEPGRAM.check_status(response).await?;
+        if let Some(id) = DEEPGRAM.request_id(response.headers()) {
             emitter.set_request_id(id);
         }
-        let mut body = response.bytes_stream();
-        loop {
-            let chunk = tokio::time::timeout(self.conn.timeout, body.next())
-                .await
-                .map_err(|_| ApiError::Timeout(self.conn.timeout))?;
-            match chunk {
-                None => return Ok(()),
-                Some(Err(e)) => {
-                    return Err(ApiError::connection(format!(
-                        "Deepgram audio stream failed: {}",
-                        e.without_url()
-                    )))
-                }
-                Some(Ok(bytes)) => {
-                    if !emitter.push_pcm_bytes(&bytes).await {
-                        return Ok(());
-                    }
-                }
-            }
-        }
+        DEEPGRAM
+            .stream_pcm_body(response, self.conn.timeout, emitter)
+            .await
     }
 }
 

@@ -10,7 +10,8 @@
 //!   refusals become [`ApiError::Status`](crate::types::ApiError::Status) (401/403/400 are not retried, 408/409/429/5xx are)
 //!   carrying the provider's explanation and request id, and transport failures become
 //!   retryable [`ApiError::Connection`](crate::types::ApiError::Connection)s; sending JSON and binary frames and reading the next
-//!   frame with the same error mapping.
+//!   frame with the same error mapping; one-shot HTTP requests ([`Provider::send_http`],
+//!   [`Provider::check_status`], [`Provider::stream_pcm_body`]) with the same conventions.
 //! - [`Chunker`], [`ReplayBuffer`], [`KeepAlive`], [`to_le_bytes`]: the audio bookkeeping of a
 //!   streaming recognizer (fixed-size chunks, resending unfinalized audio after a reconnect,
 //!   keepalive deadlines).
@@ -45,6 +46,7 @@
 //! tokio's paused clock.
 
 mod audio;
+mod rest;
 mod secret;
 mod url;
 mod ws;
