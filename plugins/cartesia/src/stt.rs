@@ -9,10 +9,10 @@ use std::collections::VecDeque;
 
 use async_trait::async_trait;
 use livekit_agents::audio::AudioFrame;
+use livekit_agents::plugin_support::UsageMeter;
 use livekit_agents::stt::{
-    self as core_stt, AlignedTranscript, RecognitionUsage, SpeechData, SpeechEvent,
-    SpeechEventSender, SpeechEventType, SpeechStream, SttCapabilities, SttInput, SttInputReceiver,
-    SttStreamTask,
+    self as core_stt, AlignedTranscript, SpeechData, SpeechEvent, SpeechEventSender,
+    SpeechEventType, SpeechStream, SttCapabilities, SttInput, SttInputReceiver, SttStreamTask,
 };
 use livekit_agents::types::{ApiConnectOptions, ApiError, TimedString};
 use serde::Deserialize;
@@ -202,7 +202,7 @@ impl core_stt::Stt for Stt {
             input_ended: false,
             request_id: String::new(),
             transcribed_until: 0.0,
-            usage_unreported: 0.0,
+            usage: UsageMeter::default(),
         };
         Ok(SpeechStream::spawn("cartesia.STT", conn, task))
     }
@@ -228,7 +228,7 @@ struct SttTask {
     /// End (stream seconds) of the audio covered by transcripts so far: Cartesia's transcript
     /// messages are deltas carrying their audio duration.
     transcribed_until: f64,
-    usage_unreported: f64,
+    usage: UsageMeter,
 }
 
 #[async_trait]
@@ -259,7 +259,7 @@ impl SttStreamTask for SttTask {
             self.request_id = id;
         }
         let result = self.session(&mut ws, input, events).await;
-        self.flush_usage(events).await;
+        self.usage.flush(&self.request_id, events).await;
         result
     }
 }
@@ -400,21 +400,9 @@ impl SttTask {
         if record {
             audio.replay.push(&samples);
         }
-        self.usage_unreported += samples.len() as f64 / audio.replay.sample_rate() as f64;
+        self.usage
+            .add(samples.len() as f64 / audio.replay.sample_rate() as f64);
         CARTESIA.send_binary(ws, to_le_bytes(&samples)).await
-    }
-
-    async fn flush_usage(&mut self, events: &SpeechEventSender) {
-        if self.usage_unreported <= 0.0 {
-            return;
-        }
-        let mut ev = SpeechEvent::new(SpeechEventType::RecognitionUsage);
-        ev.request_id = self.request_id.clone();
-        ev.recognition_usage = Some(RecognitionUsage {
-            audio_duration: self.usage_unreported,
-        });
-        self.usage_unreported = 0.0;
-        events.send(ev).await;
     }
 
     async fn send_event(
@@ -489,7 +477,7 @@ impl SttTask {
                         )
                         .await;
                 }
-                self.flush_usage(events).await;
+                self.usage.flush(&self.request_id, events).await;
                 if !data.text.is_empty()
                     && matches!(
                         self.send_event(

@@ -5,9 +5,9 @@
 
 use async_trait::async_trait;
 use livekit_agents::audio::AudioFrame;
+use livekit_agents::plugin_support::UsageMeter;
 use livekit_agents::stt::{
-    RecognitionUsage, SpeechEvent, SpeechEventSender, SpeechEventType, SttInput, SttInputReceiver,
-    SttStreamTask,
+    SpeechEvent, SpeechEventSender, SttInput, SttInputReceiver, SttStreamTask,
 };
 use livekit_agents::types::{ApiConnectOptions, ApiError};
 use serde_json::json;
@@ -88,7 +88,7 @@ pub(crate) struct ListenTask<A: ListenApi> {
     input_ended: bool,
     reconnect_pending: bool,
     request_id: String,
-    usage_unreported: f64,
+    usage: UsageMeter,
 }
 
 impl<A: ListenApi> ListenTask<A> {
@@ -115,7 +115,7 @@ impl<A: ListenApi> ListenTask<A> {
             input_ended: false,
             reconnect_pending: false,
             request_id: String::new(),
-            usage_unreported: 0.0,
+            usage: UsageMeter::default(),
         }
     }
 }
@@ -167,7 +167,7 @@ impl<A: ListenApi> SttStreamTask for ListenTask<A> {
             }
             tracing::debug!(api = A::NAME, request_id = %self.request_id, "connected to Deepgram");
             let result = self.session(&mut ws, input, events, opts).await;
-            self.flush_usage(events).await;
+            self.usage.flush(&self.request_id, events).await;
             match result? {
                 SessionEnd::Done => return Ok(()),
                 SessionEnd::Reconnect => {
@@ -395,24 +395,11 @@ impl<A: ListenApi> ListenTask<A> {
         DEEPGRAM.send_binary(ws, to_le_bytes(&samples)).await?;
         session.keepalive.sent(Instant::now());
         session.audio_secs += secs;
-        self.usage_unreported += secs;
-        if self.usage_unreported >= USAGE_REPORT_SECS {
-            self.flush_usage(events).await;
+        self.usage.add(secs);
+        if self.usage.unreported() >= USAGE_REPORT_SECS {
+            self.usage.flush(&self.request_id, events).await;
         }
         Ok(())
-    }
-
-    async fn flush_usage(&mut self, events: &SpeechEventSender) {
-        if self.usage_unreported <= 0.0 {
-            return;
-        }
-        let mut ev = SpeechEvent::new(SpeechEventType::RecognitionUsage);
-        ev.request_id = self.request_id.clone();
-        ev.recognition_usage = Some(RecognitionUsage {
-            audio_duration: self.usage_unreported,
-        });
-        self.usage_unreported = 0.0;
-        events.send(ev).await;
     }
 
     /// Handles one server message. Returns `Ok(false)` once the consumer is gone.
@@ -445,10 +432,10 @@ impl<A: ListenApi> ListenTask<A> {
                     // what the per-chunk accounting has not covered.
                     let extra = duration - session.audio_secs;
                     if extra > 1e-6 {
-                        self.usage_unreported += extra;
+                        self.usage.add(extra);
                         session.audio_secs = duration;
                     }
-                    self.flush_usage(events).await;
+                    self.usage.flush(&self.request_id, events).await;
                 }
                 Action::Fail(error) => return Err(error),
             }

@@ -12,9 +12,9 @@
 //!   retryable [`ApiError::Connection`](crate::types::ApiError::Connection)s; sending JSON and binary frames and reading the next
 //!   frame with the same error mapping; one-shot HTTP requests ([`Provider::send_http`],
 //!   [`Provider::check_status`], [`Provider::stream_pcm_body`]) with the same conventions.
-//! - [`Chunker`], [`ReplayBuffer`], [`KeepAlive`], [`to_le_bytes`]: the audio bookkeeping of a
-//!   streaming recognizer (fixed-size chunks, resending unfinalized audio after a reconnect,
-//!   keepalive deadlines).
+//! - [`Chunker`], [`ReplayBuffer`], [`KeepAlive`], [`UsageMeter`], [`to_le_bytes`]: the audio
+//!   bookkeeping of a streaming recognizer (fixed-size chunks, resending unfinalized audio
+//!   after a reconnect, keepalive deadlines, usage reports).
 //!
 //! Plugins keep their own `ConfigError` (its messages name the provider's variables); convert
 //! [`InvalidBaseUrl`] into it with a `From` impl so `?` works.
@@ -49,6 +49,7 @@ mod audio;
 mod rest;
 mod secret;
 mod url;
+mod usage;
 mod ws;
 
 pub use self::audio::{to_le_bytes, Chunker, KeepAlive, ReplayBuffer};
@@ -57,6 +58,7 @@ pub use self::url::{
     endpoint, join_path, parse_base_url, resolve_base_url, switch_scheme, InvalidBaseUrl,
     QueryParams,
 };
+pub use self::usage::UsageMeter;
 pub use self::ws::{
     header_str, summarize_body, truncate, Dialer, Incoming, Io, Provider, WsStream,
 };
