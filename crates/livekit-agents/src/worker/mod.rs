@@ -46,11 +46,11 @@ pub use job::{
     AcceptArgs, ApiCredentials, JobContext, JobContextParams, JobError, JobOutcome, JobProcess,
     JobRequest, LiveKitApi, Userdata,
 };
-pub use participants::{ParticipantEntrypointFn, ParticipantEntrypoints, ParticipantRef};
 pub use options::{
     Entrypoint, LoadContext, LoadFn, PrewarmFn, ReconnectPolicy, RequestFn, ServerType,
     WorkerOptions, WorkerPermissions,
 };
+pub use participants::{ParticipantEntrypointFn, ParticipantEntrypoints, ParticipantRef};
 
 use job::RequestAnswer;
 
