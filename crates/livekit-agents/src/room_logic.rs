@@ -546,9 +546,9 @@ pub struct RoomOptions {
     pub audio_output: bool,
     /// Publish transcriptions on `lk.transcription` (default true).
     pub text_output: bool,
-    /// Synchronize agent transcriptions to audio playout (default true). Not read yet: the
-    /// voice pipeline always paces transcripts to playout when there is an audio output, and
-    /// `false` (text as soon as the LLM writes it) needs a session option there.
+    /// Synchronize agent transcriptions to audio playout (default true): words are published
+    /// as they are heard. `false` publishes the text as soon as the LLM writes it (see
+    /// [`crate::io::TextOutput::synchronized`]).
     pub sync_transcription: bool,
     /// Input sample rate (24 kHz).
     pub input_sample_rate: u32,

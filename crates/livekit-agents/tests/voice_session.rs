@@ -77,6 +77,27 @@ async fn start_voice(
     detector: Option<FakeTurnDetector>,
     agent: Agent,
 ) -> Harness {
+    start_voice_with_text(
+        speeches,
+        llm,
+        tts,
+        options,
+        detector,
+        agent,
+        MemoryTextOutput::new(),
+    )
+    .await
+}
+
+async fn start_voice_with_text(
+    speeches: Vec<UserSpeech>,
+    llm: FakeLlm,
+    tts: FakeTts,
+    options: SessionOptions,
+    detector: Option<FakeTurnDetector>,
+    agent: Agent,
+    text: MemoryTextOutput,
+) -> Harness {
     let stt = FakeStt::new(speeches.clone());
     let mut builder = AgentSession::builder()
         .vad(Arc::new(FakeVad::new(speeches)))
@@ -99,7 +120,6 @@ async fn start_voice(
     });
     let (audio, input) = audio_input_channel();
     let output = MemoryAudioOutput::new();
-    let text = MemoryTextOutput::new();
     session
         .start(
             agent,
@@ -701,6 +721,29 @@ async fn transcript_reaches_the_text_output_in_step_with_playback() {
     // Audio starts at 0.1 s; 4 one-syllable words over 2 s: one word every 0.5 s.
     tokio::time::sleep(ms(700)).await;
     assert_eq!(h.text.segments(), vec!["one two".to_string()]);
+    handle.wait_for_playout().await;
+    assert_eq!(h.text.segments(), vec!["one two three four".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unsynchronized_text_output_gets_the_text_before_it_is_heard() {
+    let h = start_voice_with_text(
+        vec![],
+        FakeLlm::new(vec![]),
+        FakeTts::new(ms(100), ms(2000)),
+        no_preemption(),
+        None,
+        Agent::new(""),
+        MemoryTextOutput::unsynchronized(),
+    )
+    .await;
+    let handle = h
+        .session
+        .say("one two three four", SayOptions::default())
+        .unwrap();
+    // Audio starts at 0.1 s and lasts 2 s; the whole text is there right away.
+    tokio::time::sleep(ms(200)).await;
+    assert_eq!(h.text.segments(), vec!["one two three four".to_string()]);
     handle.wait_for_playout().await;
     assert_eq!(h.text.segments(), vec!["one two three four".to_string()]);
 }

@@ -127,12 +127,22 @@ impl AudioOutput for MemoryAudioOutput {
 pub struct MemoryTextOutput {
     segments: Arc<Mutex<Vec<String>>>,
     open: Arc<Mutex<Option<String>>>,
+    unsynchronized: bool,
 }
 
 impl MemoryTextOutput {
     /// An empty recorder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A recorder that asks for text as soon as it is written rather than paced to playout
+    /// (see [`TextOutput::synchronized`]).
+    pub fn unsynchronized() -> Self {
+        Self {
+            unsynchronized: true,
+            ..Self::default()
+        }
     }
 
     /// Finished segments followed by the current one (if any text was captured since the last
@@ -161,5 +171,8 @@ impl TextOutput for MemoryTextOutput {
         if let Some(seg) = self.open.lock().take() {
             self.segments.lock().push(seg);
         }
+    }
+    fn synchronized(&self) -> bool {
+        !self.unsynchronized
     }
 }

@@ -121,6 +121,12 @@ pub trait TextOutput: Send + Sync + 'static {
     async fn capture_text(&self, text: &str);
     /// Ends the current segment.
     fn flush(&self);
+    /// Whether the agent's text should be paced to audio playout (default `true`: words appear
+    /// as they are heard, and an interrupted reply shows only what was heard). `false` shows
+    /// the text as soon as the LLM writes it (the reference's `sync_transcription=False`).
+    fn synchronized(&self) -> bool {
+        true
+    }
 }
 
 /// Waits for the next [`PlaybackEvent::Finished`] on `events`, or `None` if the output closed.

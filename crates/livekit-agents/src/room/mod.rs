@@ -223,7 +223,11 @@ impl RoomIo {
         };
         let text_output: Option<Arc<dyn TextOutput>> = if options.text_output {
             let track_id = audio_output.as_ref().map(|(_, sid)| sid.clone());
-            let output = Arc::new(RoomTextOutput::new(room.clone(), track_id));
+            let output = Arc::new(RoomTextOutput::new(
+                room.clone(),
+                track_id,
+                options.sync_transcription,
+            ));
             *io.shared.text_output.lock() = Some(output.clone());
             Some(output)
         } else {
@@ -673,6 +677,7 @@ impl AudioOutput for RoomAudioOutput {
 struct RoomTextOutput {
     segmenter: Mutex<TranscriptionSegmenter>,
     steps: mpsc::UnboundedSender<TranscriptionStep>,
+    synchronized: bool,
 }
 
 impl RoomTextOutput {
@@ -684,7 +689,7 @@ impl RoomTextOutput {
         }
     }
 
-    fn new(room: Arc<Room>, track_id: Option<String>) -> Self {
+    fn new(room: Arc<Room>, track_id: Option<String>, synchronized: bool) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<TranscriptionStep>();
         tokio::spawn(async move {
             let mut writer: Option<TextStreamWriter> = None;
@@ -721,6 +726,7 @@ impl RoomTextOutput {
         Self {
             segmenter: Mutex::new(TranscriptionSegmenter::new(track_id)),
             steps: tx,
+            synchronized,
         }
     }
 }
@@ -741,5 +747,8 @@ impl TextOutput for RoomTextOutput {
         for s in steps {
             let _ = self.steps.send(s);
         }
+    }
+    fn synchronized(&self) -> bool {
+        self.synchronized
     }
 }

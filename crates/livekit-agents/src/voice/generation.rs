@@ -412,6 +412,10 @@ pub(crate) async fn speak(
 
     let use_timed = session.options().use_tts_aligned_transcript && aligned;
     let mut sync = SegmentSync::new(use_timed);
+    // A synchronized output gets words as they are heard (through `sync`); an unsynchronized
+    // one gets each piece as soon as the transcription node yields it.
+    let paced_text = text_output.clone().filter(|t| t.synchronized());
+    let immediate_text = text_output.clone().filter(|t| !t.synchronized());
     let mut events = output.subscribe();
     let mut tts_tx = Some(tts_tx);
     let mut tr_tx = Some(tr_tx);
@@ -473,7 +477,7 @@ pub(crate) async fn speak(
                         started_at = Some(Instant::now());
                         let ttfb = first_audio.then_some(tts_metrics.ttfb);
                         on_playback_started(activity, handle, llm_ttft.as_ref(), ttfb);
-                        next_due = release_due(&mut sync, 0.0, text_output.as_deref()).await;
+                        next_due = release_due(&mut sync, 0.0, paced_text.as_deref()).await;
                     }
                 }
                 Ok(PlaybackEvent::Finished(f)) => {
@@ -498,9 +502,12 @@ pub(crate) async fn speak(
             },
             piece = transcript.next(), if transcript_open => match piece {
                 Some(piece) => {
+                    if let Some(t) = immediate_text.as_deref() {
+                        t.capture_text(&piece).await;
+                    }
                     sync.push_text(&piece);
                     if let Some(s) = started_at {
-                        next_due = release_due(&mut sync, elapsed(s, paused_total), text_output.as_deref()).await;
+                        next_due = release_due(&mut sync, elapsed(s, paused_total), paced_text.as_deref()).await;
                     }
                 }
                 None => {
@@ -542,7 +549,7 @@ pub(crate) async fn speak(
             },
             _ = sleep_until_opt(due_at), if due_at.is_some() => {
                 if let Some(s) = started_at {
-                    next_due = release_due(&mut sync, elapsed(s, paused_total), text_output.as_deref()).await;
+                    next_due = release_due(&mut sync, elapsed(s, paused_total), paced_text.as_deref()).await;
                 }
             }
         }
@@ -588,15 +595,22 @@ pub(crate) async fn speak(
         // Played out: show the rest of the text.
         while transcript_open {
             match transcript.next().await {
-                Some(piece) => sync.push_text(&piece),
+                Some(piece) => {
+                    if let Some(t) = immediate_text.as_deref() {
+                        t.capture_text(&piece).await;
+                    }
+                    sync.push_text(&piece);
+                }
                 None => transcript_open = false,
             }
         }
-        if let Some(t) = text_output.as_deref() {
+        if let Some(t) = paced_text.as_deref() {
             let rest = sync.take_rest();
             if !rest.is_empty() {
                 t.capture_text(&rest).await;
             }
+        }
+        if let Some(t) = text_output.as_deref() {
             t.flush();
         }
         sync.full_text().trim().to_string()
