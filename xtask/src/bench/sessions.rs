@@ -913,8 +913,8 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let stagger_ticks = (input.loop_seconds.min(seconds / 2.0) / frame_secs) as usize;
     let start_tick: Vec<usize> = (0..n).map(|i| i * stagger_ticks / n).collect();
     // Independent calls' frames arrive at independent moments of the 20 ms period: session i
-    // gets its frames at phase `i % PHASES` (1 ms steps). One shared tick would hand every
-    // session its frame at the same instant, a burst no set of real rooms produces.
+    // gets its frames at phase `i % PHASES` (1 ms steps). `--aligned-input` hands every session
+    // its frame at the same instant instead (a transport with one shared audio tick would).
     let phases = if args.aligned_input { 1 } else { PHASES };
     let phase: Vec<usize> = (0..n).map(|i| i % phases).collect();
     let slot = |tick: usize, phase: usize| tick * PHASES + phase;
