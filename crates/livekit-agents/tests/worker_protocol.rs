@@ -536,6 +536,50 @@ async fn drain_reports_full_and_waits_for_jobs() {
     assert!(res.is_ok(), "{res:?}");
 }
 
+/// A real SIGTERM (the test signals its own process) drains the server the way `start` and
+/// `dev` do: it reports full, lets the running job finish, then `run_until` returns `Ok`.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_drains_then_stops() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let fake = FakeServer::start().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let opts = base_options(waiting_entrypoint(tx), &fake.url).with_load_fn(|_| 0.0);
+    let server = AgentServer::new(opts);
+    // Listening before the signal is sent: SIGTERM then reaches this stream instead of ending
+    // the test process.
+    let mut term = signal(SignalKind::terminate()).unwrap();
+    let s = server.clone();
+    let handle = tokio::spawn(async move {
+        s.run_until(async move {
+            term.recv().await;
+        })
+        .await
+    });
+    let (mut conn, _) = fake.accept_registered("AW_TERM").await;
+    assert!(conn.offer("AJ_1").await.available);
+    conn.assign("AJ_1").await;
+    conn.expect_job_status("AJ_1").await;
+    let ctx = rx.recv().await.unwrap();
+
+    kill(Pid::this(), Signal::SIGTERM).unwrap();
+    let st = conn.recv_status(|s| s.draining).await;
+    assert_eq!(st.status, Some(proto::WorkerStatus::WsFull as i32));
+    assert!(!conn.offer("AJ_2").await.available);
+    assert!(!handle.is_finished(), "the running job holds the drain");
+
+    ctx.shutdown("user hung up");
+    assert_eq!(
+        conn.expect_job_status("AJ_1").await.status,
+        proto::JobStatus::JsSuccess as i32
+    );
+    let res = tokio::time::timeout(GUARD, handle).await.unwrap().unwrap();
+    assert!(res.is_ok(), "{res:?}");
+}
+
 #[tokio::test]
 async fn drain_timeout_shuts_down_remaining_jobs() {
     let fake = FakeServer::start().await;

@@ -420,23 +420,16 @@ async fn shutdown_signal() {
 /// at once.
 async fn run_server(opts: WorkerOptions) -> Result<(), CliError> {
     let server = AgentServer::new(opts);
-    let signals = {
-        let server = server.clone();
-        tokio::spawn(async move {
+    let shutdown = async {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received, draining (signal again to force exit)");
+        tokio::spawn(async {
             shutdown_signal().await;
-            tracing::info!("shutdown signal received, draining (signal again to force exit)");
-            tokio::spawn(async {
-                shutdown_signal().await;
-                eprintln!("second signal: exiting now");
-                std::process::exit(1);
-            });
-            server.drain(None).await;
-            server.aclose().await;
-        })
+            eprintln!("second signal: exiting now");
+            std::process::exit(1);
+        });
     };
-    let result = server.run().await;
-    signals.abort();
-    result.map_err(CliError::from)
+    server.run_until(shutdown).await.map_err(CliError::from)
 }
 
 /// The token a `connect`-mode job joins its room with.

@@ -277,6 +277,37 @@ impl AgentServer {
         result
     }
 
+    /// Runs the server like [`AgentServer::run`] until `shutdown` resolves, then drains (running
+    /// jobs finish, up to the `drain_timeout` option) and closes. This is what the `start` and
+    /// `dev` modes do with SIGINT/SIGTERM as `shutdown`.
+    ///
+    /// ```no_run
+    /// # use livekit_agents::worker::{AgentServer, WorkerOptions};
+    /// # async fn demo(opts: WorkerOptions) -> Result<(), livekit_agents::worker::WorkerError> {
+    /// let server = AgentServer::new(opts);
+    /// server
+    ///     .run_until(async {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn run_until(
+        &self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), WorkerError> {
+        let server = self.clone();
+        let watcher = tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining");
+            server.drain(None).await;
+            server.aclose().await;
+        });
+        let result = self.run().await;
+        watcher.abort();
+        result
+    }
+
     /// Stops taking jobs (reports `WS_FULL`), waits for running jobs to finish up to `timeout`
     /// (default: the `drain_timeout` option), then shuts down the jobs still running.
     pub async fn drain(&self, timeout: Option<Duration>) {
