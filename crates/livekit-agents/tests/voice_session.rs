@@ -438,6 +438,34 @@ async fn stop_response_skips_the_reply() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_held_user_away_timer_starts_when_released() {
+    let mut opts = no_preemption();
+    opts.user_away_timeout = Some(Duration::from_secs(15));
+    let h = start_voice(
+        vec![],
+        FakeLlm::new(vec![]),
+        FakeTts::new(ms(100), ms(500)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    // Held (as the room I/O does until the agent's track has a subscriber) for 20 s.
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    h.session.hold_user_away_timer_until(async move {
+        let _ = released.await;
+    });
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(h.timeline(), vec![at(0, "agent:listening")]);
+    release.send(()).unwrap();
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert_eq!(
+        h.timeline(),
+        vec![at(0, "agent:listening"), at(35000, "user:Away")]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn user_becomes_away_after_15_s_of_mutual_silence() {
     let mut opts = no_preemption();
     opts.user_away_timeout = Some(Duration::from_secs(15));

@@ -254,6 +254,8 @@ pub(crate) struct SessionState {
     pub audio_output_enabled: bool,
     pub recognition: Option<RecognitionHandle>,
     pub away_timer: Option<AbortOnDropHandle<()>>,
+    /// Holds of the user-away timer not released yet (see `hold_user_away_timer_until`).
+    pub away_holds: usize,
     pub error_counts: HashMap<ErrorSource, u32>,
     pub usage: UsageCollector,
     pub turn_detection: TurnDetection,
@@ -347,6 +349,7 @@ impl AgentSession {
                     audio_output_enabled: true,
                     recognition: None,
                     away_timer: None,
+                    away_holds: 0,
                     error_counts: HashMap::new(),
                     usage: UsageCollector::default(),
                     turn_detection: TurnDetection::Auto,
@@ -776,6 +779,43 @@ impl AgentSession {
         let _ = rx.wait_for(|speaking| !*speaking).await;
     }
 
+    /// Keeps the user-away timer (`user_away_timeout`) disarmed until `ready` resolves, e.g.
+    /// until the user can hear the agent: the room I/O holds it until the agent's audio track
+    /// has a subscriber, as the reference does. The timer then runs as usual.
+    ///
+    /// ```no_run
+    /// # use livekit_agents::voice::AgentSession;
+    /// # fn demo(session: &AgentSession, subscribed: tokio::sync::oneshot::Receiver<()>) {
+    /// session.hold_user_away_timer_until(async move {
+    ///     let _ = subscribed.await;
+    /// });
+    /// # }
+    /// ```
+    pub fn hold_user_away_timer_until(
+        &self,
+        ready: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        {
+            let mut st = self.inner.state.lock();
+            st.away_holds += 1;
+            st.away_timer = None;
+        }
+        // Holds only a weak reference while waiting, and stops waiting when the session closes,
+        // so a hold that never resolves keeps nothing alive.
+        let weak = Arc::downgrade(&self.inner);
+        let mut closed = self.inner.closed.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = ready => {}
+                _ = closed.wait_for(|c| *c) => return,
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            let session = AgentSession { inner };
+            session.inner.state.lock().away_holds -= 1;
+            session.update_away_timer();
+        });
+    }
+
     /// Arms the user-away timer when both sides listen; disarms it otherwise.
     fn update_away_timer(&self) {
         let Some(timeout) = self.inner.options.user_away_timeout else {
@@ -784,7 +824,7 @@ impl AgentSession {
         let mut st = self.inner.state.lock();
         let both_listening =
             st.agent_state == AgentState::Listening && st.user_state == UserState::Listening;
-        if !both_listening || st.closed {
+        if !both_listening || st.closed || st.away_holds > 0 {
             st.away_timer = None;
             return;
         }

@@ -74,6 +74,12 @@ impl JobContext {
             .await
             .map_err(|e| JobError::NoIo(e.to_string()))?;
 
+        // As the reference: the user cannot be "away" before they can hear the agent.
+        let io = room_io.clone();
+        session.hold_user_away_timer_until(async move {
+            io.wait_for_audio_subscription().await;
+        });
+
         // Room -> session.
         let mut room_events = ports.events;
         let s = session.clone();
