@@ -405,7 +405,10 @@ fn launch_job(
         .await;
         match &outcome {
             JobOutcome::Success => tracing::info!(job_id, "job finished"),
-            JobOutcome::Failed(e) => tracing::error!(job_id, error = %e, "job failed"),
+            // A dispatched job's failure is only visible here; a local job (console, connect)
+            // returns its outcome to the caller, which reports it once.
+            JobOutcome::Failed(e) if report => tracing::error!(job_id, error = %e, "job failed"),
+            JobOutcome::Failed(e) => tracing::debug!(job_id, error = %e, "job failed"),
         }
         if report {
             let msg = match &outcome {
