@@ -69,6 +69,15 @@ fn wav_duration(path: &std::path::Path) -> (u32, f64) {
     )
 }
 
+/// The transcript lines of a console run (`user: ...` and `agent: ...`), in order.
+fn conversation_lines(lines: &[String]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("user:") || l.starts_with("agent:"))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn text_mode_runs_turns_in_order_and_writes_the_reply_audio() {
     let llm = FakeLlm::new(vec![
@@ -93,12 +102,7 @@ async fn text_mode_runs_turns_in_order_and_writes_the_reply_audio() {
     .await
     .unwrap();
 
-    let conversation: Vec<&str> = report
-        .lines
-        .iter()
-        .map(String::as_str)
-        .filter(|l| l.starts_with("user:") || l.starts_with("agent:"))
-        .collect();
+    let conversation = conversation_lines(&report.lines);
     assert_eq!(
         conversation,
         [
@@ -166,12 +170,7 @@ async fn wav_input_mode_answers_and_closes_at_end_of_input() {
     .await
     .unwrap();
 
-    let conversation: Vec<&str> = report
-        .lines
-        .iter()
-        .map(String::as_str)
-        .filter(|l| l.starts_with("user:") || l.starts_with("agent:"))
-        .collect();
+    let conversation = conversation_lines(&report.lines);
     assert_eq!(
         conversation,
         ["user: hello", "agent: Hello, human."],
