@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use livekit_agents::cli;
-use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+use livekit_agents::llm::{function_tool, RunContext};
 use livekit_agents::voice::{Agent, AgentSession, ReplyOptions};
 use livekit_agents::worker::{JobContext, WorkerOptions};
 use livekit_plugins_cartesia as cartesia;
@@ -28,26 +28,16 @@ use livekit_plugins_deepgram as deepgram;
 use livekit_plugins_openai as openai;
 use livekit_plugins_turn_detector::EnglishModel;
 
-/// Arguments of `lookup_weather`; doc comments become the schema's descriptions.
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-struct WeatherArgs {
-    /// The city or place to look up, e.g. "Paris".
-    location: String,
-}
-
-/// A tool the model can call. A real agent would ask a weather service here.
-fn lookup_weather() -> FunctionTool {
-    FunctionTool::new(
-        "lookup_weather",
-        "Look up the current weather for a location.",
-        |_ctx: RunContext, args: WeatherArgs| async move {
-            tracing::info!(location = %args.location, "looking up the weather");
-            Ok::<_, ToolError>(format!(
-                "It is sunny with a temperature of 21 degrees Celsius in {}.",
-                args.location
-            ))
-        },
-    )
+/// Look up the current weather for a location.
+///
+/// # Arguments
+///
+/// * `location` - The city or place to look up, e.g. "Paris".
+#[function_tool]
+async fn lookup_weather(_ctx: RunContext, location: String) -> String {
+    // The doc comment above is what the model reads. A real agent would ask a weather service.
+    tracing::info!(%location, "looking up the weather");
+    format!("It is sunny with a temperature of 21 degrees Celsius in {location}.")
 }
 
 async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {

@@ -16,29 +16,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use livekit_agents::cli;
-use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+use livekit_agents::llm::function_tool;
 use livekit_agents::voice::{Agent, AgentSession, ReplyOptions};
 use livekit_agents::worker::{JobContext, WorkerOptions};
 use livekit_plugins_openai::realtime::{RealtimeModel, RealtimeOptions};
 
-/// Arguments of `lookup_weather`.
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-struct WeatherArgs {
-    /// The city or place to look up.
-    location: String,
-}
-
-fn lookup_weather() -> FunctionTool {
-    FunctionTool::new(
-        "lookup_weather",
-        "Look up the current weather for a location.",
-        |_ctx: RunContext, args: WeatherArgs| async move {
-            Ok::<_, ToolError>(format!(
-                "It is cloudy and 15 degrees Celsius in {}.",
-                args.location
-            ))
-        },
-    )
+/// Look up the current weather for a location.
+///
+/// # Arguments
+///
+/// * `location` - The city or place to look up.
+#[function_tool]
+async fn lookup_weather(location: String) -> String {
+    format!("It is cloudy and 15 degrees Celsius in {location}.")
 }
 
 async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {

@@ -19,18 +19,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use livekit_agents::cli;
-use livekit_agents::llm::{FunctionTool, RunContext, ToolError, ToolOutput};
+use livekit_agents::llm::{function_tool, ToolError, ToolOutput};
 use livekit_agents::room_logic::RoomOptions;
 use livekit_agents::voice::{Agent, AgentSession};
 use livekit_agents::worker::{JobContext, WorkerOptions};
 use livekit_plugins_openai as openai;
-
-/// Arguments of `lookup_order`.
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-struct OrderArgs {
-    /// The order number, digits only.
-    order_id: String,
-}
 
 /// What `lookup_order` tells the model.
 #[derive(serde::Serialize)]
@@ -40,24 +33,24 @@ struct OrderStatus {
     delivery: &'static str,
 }
 
-/// Looks up an order (a fixed table stands in for a real database).
-fn lookup_order() -> FunctionTool {
-    FunctionTool::new(
-        "lookup_order",
-        "Look up the status of an order by its number.",
-        |_ctx: RunContext, args: OrderArgs| async move {
-            let (status, delivery) = match args.order_id.as_str() {
-                "1001" => ("shipped", "tomorrow"),
-                "1002" => ("being prepared", "in three days"),
-                _ => return Err(ToolError::new(format!("no order {}", args.order_id))),
-            };
-            ToolOutput::json(&OrderStatus {
-                order_id: args.order_id,
-                status,
-                delivery,
-            })
-        },
-    )
+/// Look up the status of an order by its number.
+///
+/// # Arguments
+///
+/// * `order_id` - The order number, digits only.
+#[function_tool]
+async fn lookup_order(order_id: String) -> Result<ToolOutput, ToolError> {
+    // A fixed table stands in for a real database.
+    let (status, delivery) = match order_id.as_str() {
+        "1001" => ("shipped", "tomorrow"),
+        "1002" => ("being prepared", "in three days"),
+        _ => return Err(ToolError::new(format!("no order {order_id}"))),
+    };
+    ToolOutput::json(&OrderStatus {
+        order_id,
+        status,
+        delivery,
+    })
 }
 
 /// The agent, shared by `entrypoint` and the tests.

@@ -35,3 +35,13 @@ pub mod voice;
 pub mod worker;
 
 pub use types::{ApiConnectOptions, ApiError};
+
+// Lets the crate's own code use its macros, whose output names `::livekit_agents`.
+extern crate self as livekit_agents;
+
+/// Paths used by the code that the crate's macros generate. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use schemars;
+    pub use serde;
+}

@@ -11,9 +11,47 @@ pub use chat_context::{
     FunctionCallOutput, ImageContent, ImageSource, ItemFilter,
 };
 pub use fallback::FallbackAdapter;
+
+/// Turns a documented `async fn` into a function returning its [`FunctionTool`]: the doc
+/// comment is the description the model reads, the `# Arguments` section describes the
+/// parameters, and each parameter becomes a property of the JSON schema (its type must be
+/// `serde::Deserialize` + `schemars::JsonSchema`). A first parameter of type [`RunContext`]
+/// receives the call's context. The function may return `Result<T, E>` with any error type
+/// (so `?` works: see [`ToolError`] for what the model sees) or a plain value.
+///
+/// Options: `#[function_tool(name = "…", description = "…")]`.
+///
+/// ```
+/// use livekit_agents::llm::{function_tool, RunContext, ToolError};
+///
+/// /// Look up the current weather for a city.
+/// ///
+/// /// # Arguments
+/// ///
+/// /// * `location` - The city to look up.
+/// /// * `days` - How many days of forecast, if any.
+/// #[function_tool]
+/// async fn lookup_weather(
+///     _ctx: RunContext,
+///     location: String,
+///     days: Option<u8>,
+/// ) -> Result<String, ToolError> {
+///     if location.is_empty() {
+///         return Err(ToolError::new("which city?"));
+///     }
+///     Ok(format!("Sunny in {location} for {} day(s).", days.unwrap_or(1)))
+/// }
+///
+/// let tool = lookup_weather();
+/// assert_eq!(tool.name(), "lookup_weather");
+/// let schema = &tool.definition().parameters;
+/// assert_eq!(schema["properties"]["location"]["description"], "The city to look up.");
+/// assert_eq!(schema["required"], serde_json::json!(["location"]));
+/// ```
+pub use livekit_agents_macros::function_tool;
 pub use tool::{
-    FunctionTool, RunContext, ToolCallResult, ToolChoice, ToolDefinition, ToolError, ToolOutput,
-    ToolSet, Userdata,
+    FunctionTool, IntoToolOutput, IntoToolResult, RunContext, ToolCallResult, ToolChoice,
+    ToolDefinition, ToolError, ToolOutput, ToolSet, Userdata, INTERNAL_ERROR_MESSAGE,
 };
 
 use std::pin::Pin;

@@ -159,20 +159,128 @@ pub struct InvalidToolDefinition {
     pub reason: String,
 }
 
-/// A tool failure whose message goes back to the model (it can apologize or try again).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message}")]
+/// The text the model sees when a tool fails with an error that was not meant for it (any
+/// error converted with `?`, or a panic): the reference's wording. The real error is logged.
+pub const INTERNAL_ERROR_MESSAGE: &str = "An internal error occurred";
+
+/// A tool failure. Two kinds, as in the reference:
+///
+/// - [`ToolError::new`]: a message for the model (it can apologize, ask again or try another
+///   way), e.g. "no table is free at 7 pm";
+/// - any other error, converted with `?` (`From<E: std::error::Error>`): the model sees only
+///   [`INTERNAL_ERROR_MESSAGE`], because the error's text may hold internals; the real error
+///   is logged at ERROR level with the tool's name and kept in [`ToolError::source_error`].
+///
+/// `ToolError` deliberately does not implement `std::error::Error` itself, so that the blanket
+/// conversion from every error type is possible (the same choice as `anyhow::Error`).
+///
+/// ```
+/// use livekit_agents::llm::ToolError;
+///
+/// fn parse_guests(text: &str) -> Result<u32, ToolError> {
+///     let n: u32 = text.parse()?; // a ParseIntError: the model sees a generic message
+///     if n == 0 {
+///         return Err(ToolError::new("a booking needs at least one guest"));
+///     }
+///     Ok(n)
+/// }
+/// assert_eq!(parse_guests("0").unwrap_err().message(), "a booking needs at least one guest");
+/// let internal = parse_guests("many").unwrap_err();
+/// assert!(internal.is_internal());
+/// assert_eq!(internal.message(), "An internal error occurred");
+/// ```
+#[derive(Clone)]
 pub struct ToolError {
-    /// Message for the model.
+    /// The message the model sees.
     pub message: String,
+    /// The underlying error of an internal failure (never shown to the model).
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl ToolError {
-    /// A tool error with this message.
+    /// A tool error whose message the model sees.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// An internal failure: the model sees [`INTERNAL_ERROR_MESSAGE`], `error` is logged.
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self {
+            message: INTERNAL_ERROR_MESSAGE.to_owned(),
+            source: Some(Arc::from(error.into())),
+        }
+    }
+
+    /// The message the model sees.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether this is an internal failure (its real cause is not shown to the model).
+    pub fn is_internal(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// The underlying error of an internal failure.
+    pub fn source_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for ToolError {
+    fn from(error: E) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl std::fmt::Display for ToolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(source) => write!(f, "{}: {source}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::fmt::Debug for ToolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("ToolError");
+        d.field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+/// Equal when the model would see the same thing (the message and whether it is internal).
+impl PartialEq for ToolError {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message && self.is_internal() == other.is_internal()
+    }
+}
+
+/// What a tool function may return: `Result<T, E>` where `T` is an [`IntoToolOutput`] and `E`
+/// converts into a [`ToolError`] (any error type, or `ToolError` itself), or a plain
+/// [`IntoToolOutput`] for tools that cannot fail. Used by the `#[function_tool]` macro.
+pub trait IntoToolResult {
+    /// Converts.
+    fn into_tool_result(self) -> Result<ToolOutput, ToolError>;
+}
+
+impl<T: IntoToolOutput, E: Into<ToolError>> IntoToolResult for Result<T, E> {
+    fn into_tool_result(self) -> Result<ToolOutput, ToolError> {
+        self.map(IntoToolOutput::into_tool_output)
+            .map_err(Into::into)
+    }
+}
+
+impl<T: IntoToolOutput> IntoToolResult for T {
+    fn into_tool_result(self) -> Result<ToolOutput, ToolError> {
+        Ok(self.into_tool_output())
     }
 }
 
@@ -340,6 +448,18 @@ impl IntoToolOutput for Agent {
         }
     }
 }
+
+/// Numbers and booleans reach the model as their JSON text.
+macro_rules! json_scalar_output {
+    ($($t:ty),*) => {$(
+        impl IntoToolOutput for $t {
+            fn into_tool_output(self) -> ToolOutput {
+                ToolOutput::Value(serde_json::Value::from(self))
+            }
+        }
+    )*};
+}
+json_scalar_output!(bool, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
 
 /// `None` returns nothing (no reply needed); `Some(v)` returns `v`.
 impl<T: IntoToolOutput> IntoToolOutput for Option<T> {
@@ -529,10 +649,14 @@ impl FunctionTool {
             .catch_unwind()
             .await
         {
+            Ok(Err(e)) if e.is_internal() => {
+                tracing::error!(tool = %self.definition.name, error = %e, "tool failed");
+                Err(e)
+            }
             Ok(result) => result,
             Err(_) => {
                 tracing::error!(tool = %self.definition.name, "tool handler panicked");
-                Err(ToolError::new("an internal error occurred"))
+                Err(ToolError::new(INTERNAL_ERROR_MESSAGE))
             }
         }
     }
@@ -1202,7 +1326,7 @@ mod tests {
             },
         );
         let err = call(&panicking, "{}").await.unwrap_err();
-        assert_eq!(err.message, "an internal error occurred");
+        assert_eq!(err.message, INTERNAL_ERROR_MESSAGE);
     }
 
     #[test]
