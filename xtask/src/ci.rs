@@ -58,6 +58,33 @@ pub fn run(args: CiArgs) -> anyhow::Result<()> {
             ],
         ));
     }
+    // Plugins depend on the core without its default features (no agent server, CLI or
+    // server API client): check that this light core, and each plugin on it alone, builds.
+    steps.push(step(
+        "light core (no default features)",
+        &[
+            "clippy",
+            "--package",
+            "livekit-agents",
+            "--no-default-features",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ));
+    for plugin in [
+        "livekit-plugins-openai",
+        "livekit-plugins-deepgram",
+        "livekit-plugins-cartesia",
+        "livekit-plugins-silero",
+        "livekit-plugins-turn-detector",
+    ] {
+        steps.push(step(
+            "plugin on the light core",
+            &["check", "--package", plugin, "--lib"],
+        ));
+    }
     steps.push(step("tests", &["test", "--workspace"]));
     let mut docs = step("docs", &["doc", "--workspace", "--no-deps"]);
     docs.env.push(("RUSTDOCFLAGS", "-D warnings"));

@@ -10,12 +10,19 @@
 //! - [`stt`], [`tts`], [`llm`], [`vad`], [`turn_detector`]: model traits that plugins implement.
 //! - [`tokenize`]: sentence/word tokenizers and TTS text transforms.
 //! - [`voice`]: `AgentSession`, `Agent`, turn handling, speech generation.
-//! - [`metrics`], [`testing`], [`download`], [`worker`], [`cli`], [`io`].
+//! - [`metrics`], [`testing`], [`io`].
+//! - `worker`, `cli` (feature `server`, default): the agent server and the command line;
+//!   `download` (feature `download`, part of `server`): the model-file registry.
+//!
+//! Plugins depend on this crate with `default-features = false` (adding `download` if they
+//! ship model files), so they compile neither the agent server nor the CLI.
 //! - [`plugin_support`]: the toolkit for plugin authors (API keys, base URLs, WebSocket
 //!   connections with typed errors, streaming-audio bookkeeping).
 
 pub mod audio;
+#[cfg(feature = "server")]
 pub mod cli;
+#[cfg(feature = "download")]
 pub mod download;
 pub mod io;
 pub mod llm;
@@ -32,6 +39,7 @@ pub mod turn_detector;
 pub mod types;
 pub mod vad;
 pub mod voice;
+#[cfg(feature = "server")]
 pub mod worker;
 
 pub use types::{ApiConnectOptions, ApiError};
