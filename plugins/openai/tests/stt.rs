@@ -71,8 +71,16 @@ async fn recognize_uploads_wav_as_multipart_with_model_language_and_prompt() {
         let start = body.find(&marker).unwrap_or_else(|| panic!("field {name}")) + marker.len();
         body[start..].split("\r\n").next().unwrap().to_string()
     };
-    assert_eq!(field("model"), "gpt-4o-transcribe");
-    assert_eq!(field("language"), "en");
+    assert_eq!(field("model"), "gpt-transcribe");
+    assert_eq!(
+        field("languages[]"),
+        "en",
+        "gpt-transcribe takes the plural `languages`"
+    );
+    assert!(
+        !body.contains("name=\"language\""),
+        "and refuses `language`"
+    );
     assert_eq!(field("prompt"), "Names: LiveKit");
     assert_eq!(field("response_format"), "json");
     assert!(body
@@ -129,6 +137,49 @@ async fn recognize_with_explicit_language_and_errors() {
         }
     ));
     assert_eq!(server.requests().await.len(), 2, "401 is not retried");
+}
+
+#[tokio::test]
+async fn region_codes_are_sent_as_iso_639_1() {
+    // The API takes ISO-639-1 codes only: `en-US` is refused (the local server answers
+    // 400 like the API), so the plugin sends `en`.
+    let server = Server::start(vec![
+        Reply::Json(r#"{"text":"hi","language":"english"}"#.into()),
+        Reply::Json(r#"{"text":"salut","languages":[{"code":"fr"}]}"#.into()),
+    ])
+    .await;
+    let stt = Stt::new(SttOptions {
+        api_key: Some("sk-stt".into()),
+        base_url: Some(server.base_url()),
+        model: "gpt-4o-mini-transcribe".into(),
+        language: Some("en-US".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    stt.recognize_once(&speech(100, 16_000), None, &conn())
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&server.requests().await[0].body).into_owned();
+    assert!(body.contains("name=\"language\"\r\n\r\nen\r\n"), "{body}");
+    let stt = Stt::new(SttOptions {
+        api_key: Some("sk-stt".into()),
+        base_url: Some(server.base_url()),
+        ..Default::default()
+    })
+    .unwrap();
+    let ev = stt
+        .recognize_once(&speech(100, 16_000), Some("fr-CA"), &conn())
+        .await
+        .unwrap();
+    assert_eq!(
+        ev.alternatives[0].language, "fr",
+        "from `languages[0].code`"
+    );
+    let body = String::from_utf8_lossy(&server.requests().await[1].body).into_owned();
+    assert!(
+        body.contains("name=\"languages[]\"\r\n\r\nfr\r\n"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -214,7 +265,7 @@ async fn streaming_transcription_over_the_realtime_socket() {
     assert_eq!(update["session"]["type"], "transcription");
     assert_eq!(
         update["session"]["audio"]["input"]["transcription"],
-        json!({"model": "gpt-4o-transcribe", "language": "en"})
+        json!({"model": "gpt-transcribe", "languages": ["en"]})
     );
     // 1 s of 16 kHz audio arrives as 1 s of 24 kHz audio.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -447,7 +498,7 @@ async fn streaming_without_server_vad_commits_on_flush_and_at_the_end() {
         serde_json::Value::Null
     );
     assert_eq!(
-        update["session"]["audio"]["input"]["transcription"]["language"],
-        "de"
+        update["session"]["audio"]["input"]["transcription"]["languages"],
+        json!(["de"])
     );
 }
