@@ -1043,7 +1043,9 @@ impl ChunkParser {
             .filter(|c| !c.name.is_empty())
             .map(|c| {
                 let call_id = if c.call_id.is_empty() {
-                    format!("call_{}", uuid::Uuid::new_v4().simple())
+                    // 32 characters at most, so the id also fits the Realtime API's limit.
+                    let id = uuid::Uuid::new_v4().simple().to_string();
+                    format!("call_{}", &id[..27])
                 } else {
                     c.call_id
                 };
