@@ -143,6 +143,19 @@ impl FakeConn {
         while let Some(Ok(_)) = self.ws.next().await {}
     }
 
+    /// Closes the socket with a close frame of `code` and `reason` (how providers report
+    /// errors on an open socket, e.g. Deepgram's `1002 DATA-0000`).
+    pub async fn close_with(mut self, code: u16, reason: &str) {
+        let _ = self
+            .ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.to_string().into(),
+            })))
+            .await;
+        while let Some(Ok(_)) = self.ws.next().await {}
+    }
+
     /// Drops the TCP connection without a closing handshake.
     pub fn drop_abruptly(self) {
         drop(self.ws);
@@ -260,6 +273,18 @@ impl FakeServer {
             tls: false,
             validator: Arc::default(),
         }
+    }
+
+    /// [`refuse_when`](Self::refuse_when) as a builder.
+    pub fn refusing(
+        self,
+        check: impl Fn(&str, &[(String, String)], &http::HeaderMap) -> Option<(u16, String)>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.refuse_when(check);
+        self
     }
 
     /// Refuses every handshake for which `check` returns a status and body (e.g. an unknown
