@@ -1363,6 +1363,19 @@ mod tests {
     fn default_models_are_in_the_documented_lists() {
         use livekit_plugin_test_support::models::accepts;
         assert!(accepts("openai", "chat", DEFAULT_LLM_MODEL));
+        assert!(accepts("openai", "transcription", crate::DEFAULT_STT_MODEL));
+        assert!(accepts("openai", "speech", crate::DEFAULT_TTS_MODEL));
+        assert!(accepts("openai", "speech_voices", crate::DEFAULT_TTS_VOICE));
+        assert!(accepts(
+            "openai",
+            "realtime",
+            crate::realtime::DEFAULT_REALTIME_MODEL
+        ));
+        assert!(accepts(
+            "openai",
+            "transcription",
+            crate::realtime::DEFAULT_INPUT_TRANSCRIPTION_MODEL
+        ));
         for p in [
             &CEREBRAS,
             &DEEPSEEK,

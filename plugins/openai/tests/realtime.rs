@@ -169,7 +169,7 @@ async fn audio_round_trip_reply_and_interruption_truncation() {
     // The handshake and the session configuration.
     let hs = server.handshakes.lock().await[0].clone();
     assert_eq!(hs.path, "/v1/realtime");
-    assert_eq!(hs.query.as_deref(), Some("model=gpt-realtime"));
+    assert_eq!(hs.query.as_deref(), Some("model=gpt-realtime-2.1"));
     assert_eq!(hs.header("authorization").unwrap(), "Bearer sk-realtime");
     let update = wait_for(&log, "session.update").await;
     let s = &update["session"];
@@ -723,7 +723,7 @@ async fn idle_connections_are_refreshed_after_the_max_duration() {
             .collect();
         if updates.len() >= 3 {
             assert_eq!(updates[2]["session"]["instructions"], "Stay.");
-            assert_eq!(updates[2]["session"]["model"], "gpt-realtime");
+            assert_eq!(updates[2]["session"]["model"], "gpt-realtime-2.1");
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -747,4 +747,39 @@ async fn live_openai_realtime_session() {
     }
     assert!(samples > 0);
     session.close().await;
+}
+
+#[tokio::test]
+async fn a_retired_realtime_model_is_refused() {
+    let (server, _log) = fake_server(false).await;
+    let err = model(
+        &server,
+        RealtimeOptions {
+            model: "gpt-4o-realtime-preview-2024-12-17".into(),
+            ..Default::default()
+        },
+    )
+    .session()
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::Status {
+                status: 404,
+                retryable: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    // The default model is served.
+    model(&server, RealtimeOptions::default())
+        .session()
+        .await
+        .unwrap()
+        .close()
+        .await;
 }

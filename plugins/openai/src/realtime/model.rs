@@ -37,13 +37,16 @@ use crate::chat_format::image_url;
 use crate::client::{parse_base_url, redacted, ConfigError, Endpoint};
 use crate::ws::{self, event_type, str_field, Incoming, WsStream};
 
-/// Default realtime model.
-pub const DEFAULT_REALTIME_MODEL: &str = "gpt-realtime";
+/// Default realtime model: `gpt-realtime-2.1`, the successor of `gpt-realtime` (which shuts
+/// down on 2027-01-20; see `docs/providers.md`).
+pub const DEFAULT_REALTIME_MODEL: &str = "gpt-realtime-2.1";
 /// Default voice (the LiveKit Realtime docs).
 pub const DEFAULT_REALTIME_VOICE: &str = "alloy";
 /// How long one connection is used before it is refreshed.
 pub const DEFAULT_MAX_SESSION_DURATION: Duration = Duration::from_secs(20 * 60);
-/// Default input transcription model.
+/// Default input transcription model. `gpt-4o-mini-transcribe` shuts down on 2027-02-26;
+/// OpenAI names no successor for user-input transcription inside a speech-to-speech session
+/// yet (checked 2026-12-03), so it stays until one is documented.
 pub const DEFAULT_INPUT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
 
 /// What the model answers with.
@@ -1391,7 +1394,7 @@ mod tests {
         );
         assert!(!caps.auto_tool_reply_generation);
         let u = m.session_update();
-        assert_eq!(u["session"]["model"], "gpt-realtime");
+        assert_eq!(u["session"]["model"], "gpt-realtime-2.1");
         assert_eq!(u["session"]["output_modalities"], json!(["audio"]));
         assert_eq!(
             u["session"]["audio"]["output"],

@@ -367,6 +367,21 @@ impl WsServer {
                         headers,
                         body: Vec::new(),
                     });
+                    // A conversation session names its model in the URL; one OpenAI does
+                    // not serve is refused.
+                    let model = uri.query().and_then(|q| {
+                        url::form_urlencoded::parse(q.as_bytes())
+                            .find(|(k, _)| k == "model")
+                            .map(|(_, v)| v.into_owned())
+                    });
+                    if let Some(model) = model.filter(|m| !models::accepts("openai", "realtime", m))
+                    {
+                        return Response::builder()
+                            .status(404)
+                            .header("content-type", "application/json")
+                            .body(Body::from(models::openai_model_not_found(&model)))
+                            .unwrap();
+                    }
                     if let Some(code) = reject {
                         return Response::builder()
                             .status(code)
