@@ -140,9 +140,10 @@ pub fn cartesia_handshake(
     None
 }
 
-/// How Cartesia's TTS socket refuses a generation request (a JSON message): a `model_id` that
-/// is not served (the `model_sunsetted` error of retired models) or a voice given as an
-/// embedding (refused since 2026-06-01). `None` when the request is acceptable.
+/// How Cartesia's TTS socket (and `/tts/bytes`) refuses a generation request (a JSON
+/// message): a `model_id` that is not served (the `model_sunsetted` error of retired models),
+/// a voice id that is not a voice UUID (404), or a voice given as an embedding (refused since
+/// 2026-06-01). `None` when the request is acceptable.
 pub fn cartesia_tts_refusal(request: &serde_json::Value) -> Option<serde_json::Value> {
     let context_id = request.get("context_id").cloned().unwrap_or_default();
     let model = request
@@ -161,6 +162,29 @@ pub fn cartesia_tts_refusal(request: &serde_json::Value) -> Option<serde_json::V
             "Model sunsetted",
             "The requested model has been sunsetted and is no longer available.",
         );
+    }
+    let voice_id = request
+        .get("voice")
+        .filter(|v| v.get("mode").and_then(|m| m.as_str()) == Some("id"))
+        .and_then(|v| v.get("id"))
+        .and_then(|id| id.as_str());
+    if let Some(id) = voice_id {
+        // Since 2026-03-01 an id that is not a voice UUID is answered with 404.
+        let uuid_shaped = id.len() == 36
+            && id.char_indices().all(|(i, c)| {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            });
+        if !uuid_shaped {
+            return Some(serde_json::json!({
+                "type": "error", "context_id": context_id, "done": true, "status_code": 404,
+                "error_code": "voice_not_found", "title": "Voice not found",
+                "message": format!("Voice {id:?} was not found."),
+            }));
+        }
     }
     if request
         .get("voice")

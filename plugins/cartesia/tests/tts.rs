@@ -37,7 +37,11 @@ async fn bytes_server(status: StatusCode) -> (String, Captured) {
             return (StatusCode::BAD_REQUEST, r#"{"error_code":"invalid_api_version","title":"Invalid API version","message":"unsupported Cartesia-Version"}"#.as_bytes().to_vec()).into_response();
         }
         if let Some(err) = refusal {
-            return (StatusCode::BAD_REQUEST, err.to_string().into_bytes()).into_response();
+            let status = err["status_code"]
+                .as_u64()
+                .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            return (status, err.to_string().into_bytes()).into_response();
         }
         if status != StatusCode::OK {
             return (status, r#"{"error":"invalid api key"}"#.as_bytes().to_vec()).into_response();
