@@ -195,7 +195,10 @@ async fn streaming_transcription_over_the_realtime_socket() {
                 match ev["type"].as_str().unwrap() {
                     "session.update" => {
                         *session_update.lock().await = Some(ev.clone());
-                        send_json(&mut ws, json!({"type": "session.updated", "session": ev["session"]})).await;
+                        match common::transcription_session_refusal(&ev) {
+                            Some(err) => send_json(&mut ws, err).await,
+                            None => send_json(&mut ws, json!({"type": "session.updated", "session": ev["session"]})).await,
+                        }
                     }
                     "input_audio_buffer.append" => {
                         let bytes = base64::engine::general_purpose::STANDARD
@@ -449,7 +452,12 @@ async fn streaming_without_server_vad_commits_on_flush_and_at_the_end() {
             let mut n = 0;
             while let Some(ev) = recv_json(&mut ws).await {
                 match ev["type"].as_str().unwrap() {
-                    "session.update" => commits.lock().await.push(ev),
+                    "session.update" => {
+                        if let Some(err) = common::transcription_session_refusal(&ev) {
+                            send_json(&mut ws, err).await;
+                        }
+                        commits.lock().await.push(ev)
+                    }
                     "input_audio_buffer.commit" => {
                         n += 1;
                         let item = format!("item_{n}");
@@ -500,5 +508,76 @@ async fn streaming_without_server_vad_commits_on_flush_and_at_the_end() {
     assert_eq!(
         update["session"]["audio"]["input"]["transcription"]["languages"],
         json!(["de"])
+    );
+}
+
+#[tokio::test]
+async fn gpt_live_transcribe_streams_without_server_turn_detection() {
+    // The options keep their default server VAD; gpt-live-transcribe has none, so the
+    // session must carry `turn_detection: null` (the local server answers anything else
+    // with an error, as the API does) and turns are committed on flush.
+    let updates = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let u = updates.clone();
+    let server = WsServer::start(None, move |mut ws| {
+        let updates = u.clone();
+        async move {
+            let mut n = 0;
+            while let Some(ev) = recv_json(&mut ws).await {
+                match ev["type"].as_str().unwrap() {
+                    "session.update" => {
+                        if let Some(err) = common::transcription_session_refusal(&ev) {
+                            send_json(&mut ws, err).await;
+                        }
+                        updates.lock().await.push(ev)
+                    }
+                    "input_audio_buffer.commit" => {
+                        n += 1;
+                        let item = format!("item_{n}");
+                        send_json(&mut ws, json!({"type": "input_audio_buffer.committed", "item_id": item})).await;
+                        send_json(&mut ws, json!({"type": "conversation.item.input_audio_transcription.delta", "item_id": item, "delta": "hel"})).await;
+                        send_json(&mut ws, json!({"type": "conversation.item.input_audio_transcription.completed", "item_id": item, "transcript": "hello"})).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await;
+    let stt = Stt::new(SttOptions {
+        api_key: Some("sk".into()),
+        base_url: Some(server.base_url()),
+        model: "gpt-live-transcribe".into(),
+        language: Some("en-US".into()),
+        use_realtime: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(stt.options().turn_detection.is_some());
+    let mut stream = stt.stream(None, conn()).unwrap();
+    for f in speech(200, 24_000) {
+        stream.push_frame(f);
+    }
+    stream.end_input();
+    let mut kinds = Vec::new();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), stream.next_event())
+        .await
+        .expect("stream ends")
+    {
+        let ev = ev.unwrap();
+        if ev.kind == SpeechEventType::FinalTranscript {
+            assert_eq!(ev.text(), "hello");
+        }
+        kinds.push(ev.kind);
+    }
+    assert!(
+        kinds.contains(&SpeechEventType::FinalTranscript),
+        "{kinds:?}"
+    );
+    let update = updates.lock().await[0].clone();
+    let input = &update["session"]["audio"]["input"];
+    assert_eq!(input["turn_detection"], serde_json::Value::Null);
+    assert_eq!(
+        input["transcription"],
+        json!({"model": "gpt-live-transcribe", "languages": ["en"]})
     );
 }

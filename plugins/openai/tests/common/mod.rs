@@ -333,6 +333,43 @@ fn refusal(provider: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
     None
 }
 
+/// How the Realtime API refuses a transcription `session.update`: an `error` event for a
+/// transcription model it does not serve, for `language` sent to `gpt-transcribe` /
+/// `gpt-live-transcribe` (which take `languages`), and for server turn detection with
+/// `gpt-live-transcribe` (which supports neither `server_vad` nor `semantic_vad`).
+pub fn transcription_session_refusal(update: &serde_json::Value) -> Option<serde_json::Value> {
+    let input = &update["session"]["audio"]["input"];
+    let model = input["transcription"]["model"].as_str().unwrap_or_default();
+    let error = |code: &str, param: &str, message: String| {
+        Some(serde_json::json!({"type": "error", "error": {
+            "type": "invalid_request_error", "code": code, "param": param, "message": message,
+        }}))
+    };
+    if !models::accepts("openai", "transcription", model) {
+        return error(
+            "model_not_found",
+            "session.audio.input.transcription.model",
+            format!("The model `{model}` does not exist or you do not have access to it."),
+        );
+    }
+    let new_model = model == "gpt-transcribe" || model == "gpt-live-transcribe";
+    if new_model && input["transcription"].get("language").is_some() {
+        return error(
+            "unknown_parameter",
+            "session.audio.input.transcription.language",
+            format!("Unknown parameter 'language' for {model}; use 'languages'."),
+        );
+    }
+    if model == "gpt-live-transcribe" && !input["turn_detection"].is_null() {
+        return error(
+            "invalid_value",
+            "session.audio.input.turn_detection",
+            "gpt-live-transcribe does not support turn detection; set it to null.".into(),
+        );
+    }
+    None
+}
+
 /// A WebSocket server: every upgrade request is recorded (path, query, headers) and the
 /// socket handed to `session`.
 pub struct WsServer {
