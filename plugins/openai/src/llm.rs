@@ -47,7 +47,8 @@ pub struct LlmOptions {
     /// API root; `None` reads `OPENAI_BASE_URL`, else `https://api.openai.com/v1`.
     pub base_url: Option<String>,
     /// Sampling temperature (0 to 2). Default 0.8. Not sent to reasoning models (`o1`, `o3`,
-    /// `o4-*`, `gpt-5*`), which reject it, unless a request sets it explicitly.
+    /// `o4-*`, `gpt-5*`, `gpt-6*`, so not to the default model), which reject it, unless a
+    /// request sets it explicitly.
     pub temperature: Option<f32>,
     /// Nucleus sampling.
     pub top_p: Option<f32>,

@@ -1543,4 +1543,23 @@ mod tests {
         assert_eq!(content[0]["type"], "input_text");
         assert_eq!(content[1]["image_url"], "data:image/png;base64,AQID");
     }
+
+    #[test]
+    fn text_modality_is_a_half_cascade_model_without_audio_output() {
+        use livekit_agents::llm::realtime::RealtimeModel as _;
+        let model = RealtimeModel::new(RealtimeOptions {
+            api_key: Some("sk".into()),
+            modality: Modality::Text,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            !model.capabilities().audio_output,
+            "the session voices it with its TTS"
+        );
+        assert_eq!(
+            model.session_update()["session"]["output_modalities"],
+            json!(["text"])
+        );
+    }
 }
