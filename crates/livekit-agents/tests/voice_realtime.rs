@@ -179,3 +179,48 @@ async fn agent_updates_reach_the_realtime_session() {
         2
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_text_only_realtime_model_is_voiced_by_the_session_tts() {
+    // Half-cascade: the model answers in text (no audio output); the session's TTS speaks it.
+    use livekit_agents::llm::realtime::RealtimeCapabilities;
+    use livekit_agents::testing::FakeTts;
+    let model = FakeRealtimeModel::new(vec![reply("Hello there.", 0)]).with_capabilities(
+        RealtimeCapabilities {
+            message_truncation: false,
+            turn_detection: true,
+            user_transcription: true,
+            auto_tool_reply_generation: false,
+            audio_output: false,
+        },
+    );
+    let session = AgentSession::builder()
+        .realtime_model(Arc::new(model.clone()))
+        .tts(Arc::new(FakeTts::new(ms(200), ms(700))))
+        .build();
+    let (tx, input) = audio_input_channel();
+    let output = MemoryAudioOutput::new();
+    session
+        .start(
+            Agent::new("Be nice."),
+            SessionIo {
+                audio_input: Some(input),
+                audio_output: Some(Arc::new(output.clone()) as Arc<dyn AudioOutput>),
+                text_output: None,
+            },
+        )
+        .await
+        .unwrap();
+    tx.send(livekit_agents::audio::AudioFrame::silence(24_000, 1, 480));
+    let handle = session.generate_reply(ReplyOptions::default()).unwrap();
+    handle.wait_for_playout().await;
+    assert_eq!(
+        output.played_duration(),
+        ms(700),
+        "the TTS audio was played"
+    );
+    assert_eq!(
+        assistant_messages(&session),
+        vec![("Hello there.".to_string(), false)]
+    );
+}

@@ -13,6 +13,9 @@
 //! Helpers panic on failure: they are for tests only.
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
+pub mod models;
+pub mod tls;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -140,6 +143,19 @@ impl FakeConn {
         while let Some(Ok(_)) = self.ws.next().await {}
     }
 
+    /// Closes the socket with a close frame of `code` and `reason` (how providers report
+    /// errors on an open socket, e.g. Deepgram's `1002 DATA-0000`).
+    pub async fn close_with(mut self, code: u16, reason: &str) {
+        let _ = self
+            .ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.to_string().into(),
+            })))
+            .await;
+        while let Some(Ok(_)) = self.ws.next().await {}
+    }
+
     /// Drops the TCP connection without a closing handshake.
     pub fn drop_abruptly(self) {
         drop(self.ws);
@@ -155,7 +171,15 @@ pub struct FakeServer {
     rejections: Arc<Mutex<VecDeque<u16>>>,
     /// How many connections were accepted (handshakes attempted, refused ones included).
     pub accepted: Arc<Mutex<usize>>,
+    tls: bool,
+    validator: Validator,
 }
+
+/// Decides from a handshake (path, query, headers) whether the server refuses it, and with
+/// which status and body.
+pub type HandshakeCheck =
+    dyn Fn(&str, &[(String, String)], &http::HeaderMap) -> Option<(u16, String)> + Send + Sync;
+type Validator = Arc<Mutex<Option<Arc<HandshakeCheck>>>>;
 
 impl FakeServer {
     /// A server listening on 127.0.0.1.
@@ -163,14 +187,49 @@ impl FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = Self::new(addr);
-        let (tx, rej, acc) = (
+        let (tx, rej, acc, val) = (
             server.tx.clone(),
             server.rejections.clone(),
             server.accepted.clone(),
+            server.validator.clone(),
         );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                accept(Box::new(stream), tx.clone(), rej.clone(), acc.clone());
+                accept(
+                    Box::new(stream),
+                    tx.clone(),
+                    rej.clone(),
+                    acc.clone(),
+                    val.clone(),
+                );
+            }
+        });
+        server
+    }
+
+    /// A server listening on 127.0.0.1 behind TLS, with a certificate the clients of this
+    /// test process trust ([`tls::TestTls::shared`]); its [`base_url`](Self::base_url) is
+    /// `https://127.0.0.1:port`, so the client takes its production TLS path.
+    pub async fn start_tls() -> Self {
+        let mut listener = tls::TlsListener::bind().await;
+        let mut server = Self::new(listener.addr);
+        server.tls = true;
+        let (tx, rej, acc, val) = (
+            server.tx.clone(),
+            server.rejections.clone(),
+            server.accepted.clone(),
+            server.validator.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await;
+                accept(
+                    Box::new(stream),
+                    tx.clone(),
+                    rej.clone(),
+                    acc.clone(),
+                    val.clone(),
+                );
             }
         });
         server
@@ -184,14 +243,21 @@ impl FakeServer {
 
     /// Opens an in-memory connection to this server (64 KiB of buffering each way).
     pub fn connector(&self) -> Arc<dyn Fn() -> DuplexStream + Send + Sync> {
-        let (tx, rej, acc) = (
+        let (tx, rej, acc, val) = (
             self.tx.clone(),
             self.rejections.clone(),
             self.accepted.clone(),
+            self.validator.clone(),
         );
         Arc::new(move || {
             let (client, server) = tokio::io::duplex(64 * 1024);
-            accept(Box::new(server), tx.clone(), rej.clone(), acc.clone());
+            accept(
+                Box::new(server),
+                tx.clone(),
+                rej.clone(),
+                acc.clone(),
+                val.clone(),
+            );
             client
         })
     }
@@ -204,12 +270,39 @@ impl FakeServer {
             conns,
             rejections: Arc::default(),
             accepted: Arc::default(),
+            tls: false,
+            validator: Arc::default(),
         }
     }
 
-    /// `http://{addr}`, the base URL to configure the client with.
+    /// [`refuse_when`](Self::refuse_when) as a builder.
+    pub fn refusing(
+        self,
+        check: impl Fn(&str, &[(String, String)], &http::HeaderMap) -> Option<(u16, String)>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.refuse_when(check);
+        self
+    }
+
+    /// Refuses every handshake for which `check` returns a status and body (e.g. an unknown
+    /// model, answered the way the real API answers it), from now on.
+    pub fn refuse_when(
+        &self,
+        check: impl Fn(&str, &[(String, String)], &http::HeaderMap) -> Option<(u16, String)>
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        *self.validator.lock().unwrap() = Some(Arc::new(check));
+    }
+
+    /// `http://{addr}` (`https://` behind TLS), the base URL to configure the client with.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The next handshake is refused with `status`.
@@ -236,18 +329,29 @@ fn accept(
     tx: mpsc::UnboundedSender<FakeConn>,
     rejections: Arc<Mutex<VecDeque<u16>>>,
     accepted: Arc<Mutex<usize>>,
+    validator: Validator,
 ) {
     *accepted.lock().unwrap() += 1;
+    let check = validator.lock().unwrap().clone();
     tokio::spawn(async move {
         let captured: Captured = Arc::default();
         let cap = captured.clone();
         let reject = rejections.lock().unwrap().pop_front();
         let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
             let uri = req.uri();
-            let query = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+            let query: Vec<(String, String)> =
+                url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+            let refusal = check
+                .as_ref()
+                .and_then(|check| check(uri.path(), &query, req.headers()));
             *cap.lock().unwrap() = Some((uri.path().to_string(), query, req.headers().clone()));
+            if let Some((status, body)) = refusal {
+                let mut err = ErrorResponse::new(Some(body));
+                *err.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                return Err(err);
+            }
             if let Some(status) = reject {
                 let mut err =
                     ErrorResponse::new(Some(format!("{{\"err_msg\":\"rejected with {status}\"}}")));

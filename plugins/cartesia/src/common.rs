@@ -20,8 +20,10 @@ pub const API_KEY_ENV: &str = "CARTESIA_API_KEY";
 pub const BASE_URL_ENV: &str = "CARTESIA_BASE_URL";
 /// The public API root.
 pub const DEFAULT_BASE_URL: &str = "https://api.cartesia.ai";
-/// The API version sent in the `Cartesia-Version` header (the reference plugin's).
-pub const API_VERSION: &str = "2025-04-16";
+/// The API version sent in the `Cartesia-Version` header: `2026-03-01`, the current version
+/// (structured JSON errors; voice embeddings refused). The reference plugin pinned
+/// `2025-04-16`; see `docs/providers.md`.
+pub const API_VERSION: &str = "2026-03-01";
 /// User agent of requests.
 pub(crate) const USER_AGENT: &str = concat!(
     "livekit-agents-rs Cartesia plugin/",
@@ -159,7 +161,7 @@ mod tests {
         let headers = request_headers(&key, API_VERSION).unwrap();
         assert!(headers[0].1.is_sensitive());
         assert_eq!(headers[0].1, "secret-123");
-        assert_eq!(headers[1].1, "2025-04-16");
+        assert_eq!(headers[1].1, "2026-03-01");
         assert_eq!(resolve_api_key(Some("  ")), Err(ConfigError::MissingApiKey));
         assert!(ConfigError::MissingApiKey
             .to_string()

@@ -48,7 +48,8 @@ async fn next_speech(stream: &mut SpeechStream) -> SpeechEvent {
 
 #[tokio::test(start_paused = true)]
 async fn finalize_on_flush_and_close_at_the_end() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let stt = client(&server);
     let mut stream = stt
         .stream(Some("en-US".into()), ApiConnectOptions::default())
@@ -64,7 +65,7 @@ async fn finalize_on_flush_and_close_at_the_end() {
         ("sample_rate", "16000"),
         ("language", "en"),
         ("min_volume", "0.1"),
-        ("cartesia_version", "2025-04-16"),
+        ("cartesia_version", "2026-03-01"),
     ] {
         assert_eq!(conn.param(k), Some(v), "query parameter {k}");
     }
@@ -119,7 +120,8 @@ async fn finalize_on_flush_and_close_at_the_end() {
 
 #[tokio::test(start_paused = true)]
 async fn reconnect_resends_audio_after_the_last_flush_done() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let stt = client(&server);
     let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
     let end1 = push_audio(&stream, 0, 0.4);
@@ -175,7 +177,8 @@ async fn reconnect_resends_audio_after_the_last_flush_done() {
 
 #[tokio::test(start_paused = true)]
 async fn error_message_fails_the_stream() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let stt = client(&server);
     let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
     push_audio(&stream, 0, 0.1);

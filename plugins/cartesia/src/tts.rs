@@ -29,20 +29,23 @@ const POOL_MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 /// defaults to this one.
 pub const DEFAULT_VOICE_ID: &str = "f786b574-daa5-4673-aa0c-cbe3e8534c02";
 
-/// A Cartesia voice: a voice id or an embedding.
-#[derive(Debug, Clone, PartialEq)]
+/// A Cartesia voice.
+///
+/// Only voice ids remain: Cartesia stopped accepting voice embeddings
+/// (`{"mode": "embedding"}`) on every API version on 2026-06-01 (and API version 2026-03-01,
+/// the one this plugin sends, refuses them), so the former `Voice::Embedding` is gone. Voices
+/// made from embeddings can be migrated to ids in Cartesia's playground.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Voice {
     /// A voice id from the Cartesia library or a cloned voice.
     Id(String),
-    /// A voice embedding (older models).
-    Embedding(Vec<f32>),
 }
 
 impl Voice {
     fn to_json(&self) -> Value {
         match self {
             Voice::Id(id) => json!({"mode": "id", "id": id}),
-            Voice::Embedding(e) => json!({"mode": "embedding", "embedding": e}),
         }
     }
 }
@@ -57,13 +60,14 @@ impl Voice {
 ///     emotion: Some("Excited".into()),
 ///     ..Default::default()
 /// };
-/// assert_eq!(opts.model, "sonic-3");
+/// assert_eq!(opts.model, "sonic-3.5");
 /// assert_eq!(opts.sample_rate, 24_000);
 /// assert!(matches!(opts.voice, Voice::Id(_)));
 /// ```
 #[derive(Clone, PartialEq)]
 pub struct TtsOptions {
-    /// Model (`sonic-3` by default).
+    /// Model (`sonic-3.5` by default, Cartesia's recommended model since the 2026-06-01
+    /// retirements; the reference used `sonic-3`, which is still served).
     pub model: String,
     /// Voice (default [`DEFAULT_VOICE_ID`]).
     pub voice: Voice,
@@ -90,7 +94,7 @@ pub struct TtsOptions {
 impl Default for TtsOptions {
     fn default() -> Self {
         Self {
-            model: "sonic-3".into(),
+            model: "sonic-3.5".into(),
             voice: Voice::Id(DEFAULT_VOICE_ID.into()),
             language: Some("en".into()),
             speed: None,
@@ -721,7 +725,7 @@ mod tests {
             ..Default::default()
         };
         let v = Value::Object(opts.request_base());
-        assert_eq!(v["model_id"], "sonic-3");
+        assert_eq!(v["model_id"], "sonic-3.5");
         assert_eq!(v["voice"], json!({"mode": "id", "id": DEFAULT_VOICE_ID}));
         assert_eq!(
             v["output_format"],
@@ -730,16 +734,25 @@ mod tests {
         assert_eq!(v["language"], "en");
         assert_eq!(v["generation_config"]["emotion"], "Calm");
         assert!((v["generation_config"]["speed"].as_f64().unwrap() - 1.2).abs() < 1e-6);
-        let embedding = TtsOptions {
-            voice: Voice::Embedding(vec![0.5, -0.5]),
+        let plain = TtsOptions {
+            voice: Voice::Id("v".into()),
             ..Default::default()
         };
-        let v = Value::Object(embedding.request_base());
-        assert_eq!(
-            v["voice"],
-            json!({"mode": "embedding", "embedding": [0.5, -0.5]})
-        );
+        let v = Value::Object(plain.request_base());
+        assert_eq!(v["voice"], json!({"mode": "id", "id": "v"}));
         assert!(v.get("generation_config").is_none());
+    }
+
+    #[test]
+    fn default_model_version_and_stt_model_are_in_the_documented_lists() {
+        use livekit_plugin_test_support::models::accepts;
+        assert!(accepts("cartesia", "tts", &TtsOptions::default().model));
+        assert!(accepts("cartesia", "api_versions", crate::API_VERSION));
+        assert!(accepts(
+            "cartesia",
+            "stt",
+            &crate::stt::SttOptions::default().model
+        ));
     }
 
     #[test]

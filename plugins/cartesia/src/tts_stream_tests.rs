@@ -59,7 +59,8 @@ async fn collect(stream: &mut SynthesizeStream) -> Result<Vec<SynthesizedAudio>,
 
 #[tokio::test(start_paused = true)]
 async fn streams_sentences_on_one_context_and_aligns_words() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let tts = client(&server);
     let mut stream = tts.stream(ApiConnectOptions::default()).unwrap();
     stream.push_text("Hello there, how are");
@@ -68,9 +69,9 @@ async fn streams_sentences_on_one_context_and_aligns_words() {
 
     let mut conn = server.next_conn().await;
     assert_eq!(conn.path, "/tts/websocket");
-    assert_eq!(conn.param("cartesia_version"), Some("2025-04-16"));
+    assert_eq!(conn.param("cartesia_version"), Some("2026-03-01"));
     assert_eq!(conn.headers["x-api-key"], "test-key");
-    assert_eq!(conn.headers["cartesia-version"], "2025-04-16");
+    assert_eq!(conn.headers["cartesia-version"], "2026-03-01");
 
     let requests = read_context(&mut conn).await;
     let context_id = requests[0]["context_id"].as_str().unwrap().to_string();
@@ -81,7 +82,7 @@ async fn streams_sentences_on_one_context_and_aligns_words() {
             context_id.as_str(),
             "one context for the stream"
         );
-        assert_eq!(r["model_id"], "sonic-3");
+        assert_eq!(r["model_id"], "sonic-3.5");
         assert_eq!(r["add_timestamps"], true);
         assert_eq!(r["language"], "en");
         assert_eq!(
@@ -123,7 +124,8 @@ async fn streams_sentences_on_one_context_and_aligns_words() {
 
 #[tokio::test(start_paused = true)]
 async fn segments_use_one_context_each_in_order() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let tts = client(&server);
     let mut stream = tts.stream(ApiConnectOptions::default()).unwrap();
     stream.push_text("The first segment is here.");
@@ -174,7 +176,8 @@ async fn segments_use_one_context_each_in_order() {
 
 #[tokio::test(start_paused = true)]
 async fn dropped_socket_before_audio_retries_with_the_same_text() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let tts = client(&server);
     let mut stream = tts.stream(ApiConnectOptions::default()).unwrap();
     stream.push_text("Retry me, please.");
@@ -213,7 +216,8 @@ async fn dropped_socket_before_audio_retries_with_the_same_text() {
 
 #[tokio::test(start_paused = true)]
 async fn error_frame_fails_without_retry_for_client_errors() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let tts = client(&server);
     let mut stream = tts.stream(ApiConnectOptions::default()).unwrap();
     stream.push_text("Hello there, my friend.");
@@ -246,7 +250,8 @@ async fn error_frame_fails_without_retry_for_client_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn silent_server_times_out() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let tts = client(&server);
     let conn_opts = ApiConnectOptions {
         max_retry: 0,
@@ -272,7 +277,8 @@ async fn silent_server_times_out() {
 async fn slow_consumer_applies_backpressure_without_loss() {
     const CHUNKS: usize = 400;
     const PER_CHUNK: usize = 2_400; // 100 ms at 24 kHz
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let tts = client(&server);
     let mut stream = tts.stream(ApiConnectOptions::default()).unwrap();
     stream.push_text("A long answer that takes a while to say.");
@@ -313,7 +319,8 @@ async fn slow_consumer_applies_backpressure_without_loss() {
 
 #[tokio::test(start_paused = true)]
 async fn finished_streams_reuse_the_socket_and_prewarm_fills_the_pool() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let tts = client(&server);
     tts.prewarm().await;
     assert_eq!(tts.pool.len(), 1);
@@ -353,4 +360,40 @@ async fn finished_streams_reuse_the_socket_and_prewarm_fills_the_pool() {
     assert_eq!(requests.last().unwrap()["continue"], false);
     assert_eq!(server.accepted(), 2);
     drop(conn);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sunsetted_model_fails_the_stream_without_retry() {
+    // The local server answers a retired model the way Cartesia does since 2026-06-01
+    // (`model_sunsetted`, status 400); the stream fails at once instead of reconnecting.
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::cartesia_handshake);
+    let tts = Tts::new(TtsOptions {
+        api_key: Some("test-key".into()),
+        model: "sonic-2-2025-03-07".into(),
+        ..Default::default()
+    })
+    .unwrap()
+    .with_base_url("ws://127.0.0.1:9")
+    .unwrap()
+    .with_dialer(Dialer::Memory(server.connector()));
+    let mut stream = tts.stream(ApiConnectOptions::default()).unwrap();
+    stream.push_text("Hello there.");
+    stream.end_input();
+    let mut conn = server.next_conn().await;
+    let requests = read_context(&mut conn).await;
+    let refusal = livekit_plugin_test_support::models::cartesia_tts_refusal(&requests[0])
+        .expect("the local server refuses the retired model");
+    conn.send_json(refusal).await;
+    let err = collect(&mut stream).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("model_sunsetted"), "{err}");
+    assert_eq!(server.accepted(), 1);
+    assert!(
+        livekit_plugin_test_support::models::cartesia_tts_refusal(&Value::Object(
+            TtsOptions::default().request_base()
+        ))
+        .is_none(),
+        "the default model and voice are accepted"
+    );
 }

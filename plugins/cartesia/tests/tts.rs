@@ -27,7 +27,22 @@ async fn bytes_server(status: StatusCode) -> (String, Captured) {
         headers: HeaderMap,
         Json(body): Json<Value>,
     ) -> impl IntoResponse {
+        let version_ok = headers
+            .get("cartesia-version")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| models::accepts("cartesia", "api_versions", v));
+        let refusal = models::cartesia_tts_refusal(&body);
         captured.lock().unwrap().push((headers, body));
+        if !version_ok {
+            return (StatusCode::BAD_REQUEST, r#"{"error_code":"invalid_api_version","title":"Invalid API version","message":"unsupported Cartesia-Version"}"#.as_bytes().to_vec()).into_response();
+        }
+        if let Some(err) = refusal {
+            let status = err["status_code"]
+                .as_u64()
+                .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            return (status, err.to_string().into_bytes()).into_response();
+        }
         if status != StatusCode::OK {
             return (status, r#"{"error":"invalid api key"}"#.as_bytes().to_vec()).into_response();
         }
@@ -71,9 +86,9 @@ async fn synthesize_posts_to_bytes_and_streams_pcm() {
 
     let (headers, body) = captured.lock().unwrap().pop().unwrap();
     assert_eq!(headers["x-api-key"], "test-key");
-    assert_eq!(headers["cartesia-version"], "2025-04-16");
+    assert_eq!(headers["cartesia-version"], "2026-03-01");
     assert_eq!(body["transcript"], "Hello from the bytes endpoint.");
-    assert_eq!(body["model_id"], "sonic-3");
+    assert_eq!(body["model_id"], "sonic-3.5");
     assert_eq!(body["voice"]["mode"], "id");
     assert_eq!(
         body["output_format"],
@@ -110,7 +125,9 @@ async fn synthesize_unauthorized_is_not_retried() {
 
 #[tokio::test]
 async fn websocket_over_tcp() {
-    let mut server = FakeServer::start().await;
+    let mut server = FakeServer::start()
+        .await
+        .refusing(models::cartesia_handshake);
     let tts = client(&server.base_url());
     let mut stream = tts.stream(ApiConnectOptions::default()).unwrap();
     stream.push_text("Over a real socket this time.");
@@ -139,6 +156,37 @@ async fn websocket_over_tcp() {
 }
 
 #[tokio::test]
+async fn a_sunsetted_model_is_refused_and_not_retried() {
+    let (url, captured) = bytes_server(StatusCode::OK).await;
+    let tts = Tts::new(TtsOptions {
+        api_key: Some("test-key".into()),
+        model: "sonic-2".into(),
+        ..Default::default()
+    })
+    .unwrap()
+    .with_base_url(&url)
+    .unwrap();
+    let err = tts
+        .synthesize("Hello.", ApiConnectOptions::default())
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::Status {
+                status: 400,
+                retryable: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("sunsetted"), "{err}");
+    assert_eq!(captured.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn live_cartesia_tts() {
     if std::env::var("CARTESIA_API_KEY").is_err() {
         println!("skipping live Cartesia test: CARTESIA_API_KEY is not set");
@@ -156,4 +204,23 @@ async fn live_cartesia_tts() {
             .samples_per_channel;
     }
     assert!(samples > 0);
+}
+
+#[tokio::test]
+async fn live_cartesia_stt() {
+    // The STT default model (`ink-whisper`) on the live API.
+    if std::env::var("CARTESIA_API_KEY").is_err() {
+        println!("skipping live Cartesia STT test: CARTESIA_API_KEY is not set");
+        return;
+    }
+    use livekit_agents::stt::Stt as _;
+    let stt = livekit_plugins_cartesia::Stt::new(Default::default()).unwrap();
+    let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
+    for _ in 0..100 {
+        stream.push_frame(livekit_agents::audio::AudioFrame::silence(16_000, 1, 160));
+    }
+    stream.end_input();
+    while let Some(ev) = stream.next_event().await {
+        ev.expect("live Cartesia STT stream failed");
+    }
 }

@@ -106,15 +106,14 @@ impl FluxOptions {
         Ok(())
     }
 
-    fn stream_url(&self, base: &Url, sample_rate: u32, channels: u16) -> Url {
+    /// The socket URL. Flux takes mono audio and has no `channels` parameter: the stream
+    /// downmixes multi-channel input ([`ListenApi::MONO_ONLY`]).
+    fn stream_url(&self, base: &Url, sample_rate: u32) -> Url {
         let mut q = Query::default();
         q.push("model", &self.model)
             .push("encoding", "linear16")
             .push("sample_rate", sample_rate)
             .push("mip_opt_out", self.mip_opt_out);
-        if channels != 1 {
-            q.push("channels", channels);
-        }
         if let Some(v) = self.eot_threshold {
             q.push("eot_threshold", v);
         }
@@ -261,9 +260,12 @@ impl ListenApi for Flux {
     const KEEPALIVE: bool = false;
     // Flux ends turns itself; a flush only pushes out the partial audio chunk.
     const FINALIZE_ON_FLUSH: bool = false;
+    // Flux has no `channels` parameter: stereo input is downmixed before it is sent.
+    const MONO_ONLY: bool = true;
 
     fn url(opts: &FluxOptions, base: &Url, sample_rate: u32, channels: u16) -> Url {
-        opts.stream_url(base, sample_rate, channels)
+        debug_assert_eq!(channels, 1, "Flux audio is downmixed to mono");
+        opts.stream_url(base, sample_rate)
     }
 
     fn language(_opts: &FluxOptions) -> Option<String> {
@@ -340,7 +342,7 @@ impl ListenApi for Flux {
             FluxMessage::ConfigureFailure {} => tracing::warn!("Deepgram rejected Configure"),
             FluxMessage::Error(err) => actions.push(Action::Fail(ApiError::Connection {
                 message: format!("Deepgram Flux error: {}", err.describe()),
-                retryable: true,
+                retryable: err.retryable(),
             })),
             FluxMessage::Unknown => tracing::debug!("ignoring unknown Deepgram Flux message"),
         }

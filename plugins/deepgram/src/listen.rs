@@ -38,6 +38,8 @@ pub(crate) trait ListenApi: Send + Sync + 'static {
     const KEEPALIVE: bool;
     /// Whether a flush of the stream sends `Finalize`.
     const FINALIZE_ON_FLUSH: bool;
+    /// Whether the API takes mono audio only (multi-channel input is downmixed).
+    const MONO_ONLY: bool = false;
 
     /// The socket URL for audio at `sample_rate` with `channels`.
     fn url(opts: &Self::Options, base: &Url, sample_rate: u32, channels: u16) -> Url;
@@ -199,6 +201,13 @@ impl<A: ListenApi> ListenTask<A> {
         if frame.sample_rate == 0 || frame.num_channels == 0 {
             return Err(ApiError::Other(format!("invalid audio frame: {frame:?}")));
         }
+        let mono;
+        let frame = if A::MONO_ONLY && frame.num_channels > 1 {
+            mono = frame.downmix_to_mono();
+            &mono
+        } else {
+            frame
+        };
         let audio = self.audio.get_or_insert_with(|| {
             let chunker = Chunker::new(frame.sample_rate, frame.num_channels, CHUNK_MS);
             let chunk_len = (frame.sample_rate as usize * CHUNK_MS as usize / 1000).max(1)
@@ -453,6 +462,19 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 /// The error for a socket the server closed while input was still flowing.
 pub(crate) fn closed_error(reason: Option<(u16, String)>) -> ApiError {
+    // Deepgram closes with 1002/DATA-0000 for audio it cannot decode and 1008 for a request it
+    // refuses: retrying sends the same thing again. 1011 (NET-0000/NET-0001: nothing
+    // received or sent in time) and a dropped socket are transient.
+    let retryable = match &reason {
+        Some((code, text)) => {
+            let text = text.to_ascii_uppercase();
+            !matches!(code, 1002 | 1003 | 1007 | 1008)
+                && !crate::stt::NON_RETRYABLE_MARKERS
+                    .iter()
+                    .any(|m| text.contains(m))
+        }
+        None => true,
+    };
     let message = match reason {
         Some((code, reason)) if !reason.is_empty() => {
             format!("Deepgram closed the connection unexpectedly (code {code}: {reason})")
@@ -460,5 +482,5 @@ pub(crate) fn closed_error(reason: Option<(u16, String)>) -> ApiError {
         Some((code, _)) => format!("Deepgram closed the connection unexpectedly (code {code})"),
         None => "Deepgram connection dropped".to_string(),
     };
-    ApiError::connection(message)
+    ApiError::Connection { message, retryable }
 }

@@ -469,7 +469,7 @@ impl ListenApi for V1 {
             }
             ServerMessage::Error(err) => actions.push(Action::Fail(ApiError::Connection {
                 message: format!("Deepgram error: {}", err.describe()),
-                retryable: true,
+                retryable: err.retryable(),
             })),
             ServerMessage::Unknown => tracing::debug!("ignoring unknown Deepgram message"),
         }
@@ -557,6 +557,22 @@ struct MetadataMessage {
     duration: Option<f64>,
 }
 
+/// Words in a Deepgram error that mark a problem with the request itself (see
+/// [`ErrorMessage::retryable`]).
+pub(crate) const NON_RETRYABLE_MARKERS: &[&str] = &[
+    "DATA-",
+    "INVALID",
+    "UNSUPPORTED",
+    "BAD REQUEST",
+    "BAD_REQUEST",
+    "UNAUTHORIZED",
+    "FORBIDDEN",
+    "INSUFFICIENT",
+    "CORRUPT",
+    "COULD NOT PROCESS AUDIO",
+    "NO SUCH MODEL",
+];
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct ErrorMessage {
     #[serde(default)]
@@ -570,6 +586,24 @@ pub(crate) struct ErrorMessage {
 }
 
 impl ErrorMessage {
+    /// Whether reconnecting can help. Errors about the request itself never clear by
+    /// retrying: undecodable audio (`DATA-*`), invalid or unsupported parameters, refused
+    /// credentials or credit. Network and internal errors (`NET-*`, timeouts) are retried.
+    pub(crate) fn retryable(&self) -> bool {
+        let text = format!(
+            "{} {} {} {}",
+            self.code
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            self.variant.as_deref().unwrap_or_default(),
+            self.description.as_deref().unwrap_or_default(),
+            self.message.as_deref().unwrap_or_default(),
+        )
+        .to_ascii_uppercase();
+        !NON_RETRYABLE_MARKERS.iter().any(|m| text.contains(m))
+    }
+
     pub(crate) fn describe(&self) -> String {
         let text = self
             .description
@@ -854,5 +888,25 @@ mod tests {
         assert_eq!(&wav[0..4], b"RIFF");
         assert_eq!(u32::from_le_bytes([wav[40], wav[41], wav[42], wav[43]]), 6);
         assert_eq!(wav.len(), 50);
+    }
+
+    #[test]
+    fn default_models_are_in_the_documented_lists() {
+        use livekit_plugin_test_support::models::accepts;
+        assert!(accepts(
+            "deepgram",
+            "listen_v1",
+            &SttOptions::default().model
+        ));
+        assert!(accepts(
+            "deepgram",
+            "listen_v2",
+            &crate::flux::FluxOptions::default().model
+        ));
+        assert!(accepts(
+            "deepgram",
+            "speak",
+            &crate::tts::TtsOptions::default().model
+        ));
     }
 }

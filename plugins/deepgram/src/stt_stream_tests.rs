@@ -27,7 +27,8 @@ fn client(server: &FakeServer, opts: SttOptions) -> Stt {
 
 #[tokio::test(start_paused = true)]
 async fn keepalive_only_after_five_seconds_without_audio() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::deepgram_handshake);
     let stt = client(&server, SttOptions::default());
     let stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
     let mut pos = push_audio(&stream, 0, 0.1);
@@ -64,7 +65,8 @@ async fn keepalive_only_after_five_seconds_without_audio() {
 
 #[tokio::test(start_paused = true)]
 async fn dropped_socket_reconnects_and_resends_only_unfinalized_audio() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::deepgram_handshake);
     let stt = client(&server, SttOptions::default());
     let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
     let end1 = push_audio(&stream, 0, 1.0);
@@ -142,7 +144,8 @@ async fn dropped_socket_reconnects_and_resends_only_unfinalized_audio() {
 
 #[tokio::test(start_paused = true)]
 async fn update_options_reconnects_after_the_utterance() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::deepgram_handshake);
     let stt = client(&server, SttOptions::default());
     let stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
     let end1 = push_audio(&stream, 0, 0.5);
@@ -185,7 +188,8 @@ async fn update_options_reconnects_after_the_utterance() {
 
 #[tokio::test(start_paused = true)]
 async fn server_error_status_is_retried() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::deepgram_handshake);
     server.reject_next(503);
     let stt = client(&server, SttOptions::default());
     let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
@@ -203,7 +207,8 @@ async fn server_error_status_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn slow_consumer_applies_backpressure_without_loss() {
     const N: usize = 1_000;
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::deepgram_handshake);
     let stt = client(&server, SttOptions::default());
     let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
     push_audio(&stream, 0, 0.05);
@@ -246,7 +251,8 @@ async fn slow_consumer_applies_backpressure_without_loss() {
 
 #[tokio::test(start_paused = true)]
 async fn flux_turns_become_preflight_final_and_end_of_speech() {
-    let mut server = FakeServer::start_memory();
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::deepgram_handshake);
     let stt = SttV2::new(FluxOptions {
         api_key: Some("test-key".into()),
         eager_eot_threshold: Some(0.4),
@@ -323,4 +329,102 @@ async fn flux_turns_become_preflight_final_and_end_of_speech() {
     while let Some(ev) = stream.next_event().await {
         assert_eq!(ev.unwrap().kind, RecognitionUsage);
     }
+}
+
+fn flux_client(server: &FakeServer) -> SttV2 {
+    SttV2::new(FluxOptions {
+        api_key: Some("test-key".into()),
+        ..Default::default()
+    })
+    .unwrap()
+    .with_base_url("ws://127.0.0.1:9")
+    .unwrap()
+    .with_dialer(Dialer::Memory(server.connector()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn flux_downmixes_stereo_instead_of_sending_channels() {
+    // Flux has no `channels` parameter (the local server refuses it): stereo input is
+    // downmixed to mono before it is sent.
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::deepgram_handshake);
+    let stt = flux_client(&server);
+    let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
+    let samples = 8_000; // 0.5 s
+    let mono = ramp_frame(0, samples, RATE);
+    let stereo: Vec<i16> = mono.data.iter().flat_map(|s| [*s, *s]).collect();
+    stream.push_frame(livekit_agents::audio::AudioFrame::new(stereo, RATE, 2).unwrap());
+    let mut conn = server.next_conn().await;
+    assert_eq!(conn.param("channels"), None);
+    assert_eq!(conn.param("sample_rate"), Some("16000"));
+    assert_eq!(conn.recv_audio(samples * 2).await, ramp_bytes(0, samples));
+    stream.end_input();
+    let (_, text) = conn.recv_until_text().await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&text.unwrap()).unwrap(),
+        json!({"type": "CloseStream"})
+    );
+    conn.close().await;
+    while let Some(ev) = stream.next_event().await {
+        ev.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn undecodable_audio_is_not_retried_but_network_timeouts_are() {
+    // 1002 DATA-0000: Deepgram cannot decode the audio; sending it again cannot succeed.
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::deepgram_handshake);
+    let stt = client(&server, SttOptions::default());
+    let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
+    push_audio(&stream, 0, 0.2);
+    let conn = server.next_conn().await;
+    conn.close_with(
+        1002,
+        "DATA-0000: The payload cannot be decoded as audio. It is either not audio data or is a codec unsupported by Deepgram.",
+    )
+    .await;
+    let err = loop {
+        match stream.next_event().await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break e,
+            None => panic!("the stream must fail"),
+        }
+    };
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("DATA-0000"), "{err}");
+    assert_eq!(server.accepted(), 1, "no reconnection");
+
+    // 1011 NET-0001: nothing arrived in time; a new connection can succeed.
+    let mut server = FakeServer::start_memory()
+        .refusing(livekit_plugin_test_support::models::deepgram_handshake);
+    let stt = client(&server, SttOptions::default());
+    let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
+    push_audio(&stream, 0, 0.2);
+    let conn = server.next_conn().await;
+    conn.close_with(
+        1011,
+        "NET-0001: Deepgram did not receive audio data or a text message within the timeout window.",
+    )
+    .await;
+    let mut second = server.next_conn().await;
+    stream.end_input();
+    let (_, text) = second.recv_until_text().await;
+    assert!(text.unwrap().contains("CloseStream"));
+    second.close().await;
+    while let Some(ev) = stream.next_event().await {
+        ev.unwrap();
+    }
+}
+
+#[test]
+fn error_messages_about_the_request_are_not_retryable() {
+    let parse = |v: Value| serde_json::from_value::<super::ErrorMessage>(v).unwrap();
+    assert!(
+        !parse(json!({"description": "Failed to decode audio", "variant": "DATA-0000"}))
+            .retryable()
+    );
+    assert!(!parse(json!({"code": "INVALID_QUERY_PARAMETER", "description": "bad"})).retryable());
+    assert!(parse(json!({"description": "internal error", "variant": "NET-0000"})).retryable());
+    assert!(parse(json!({"description": "timeout"})).retryable());
 }

@@ -431,7 +431,8 @@ mod stream_tests {
 
     #[tokio::test(start_paused = true)]
     async fn speaks_words_flushes_segments_and_closes() {
-        let mut server = FakeServer::start_memory();
+        let mut server = FakeServer::start_memory()
+            .refusing(livekit_plugin_test_support::models::deepgram_handshake);
         let tts = client(&server);
         let mut stream = tts.stream(ApiConnectOptions::default()).unwrap();
         stream.push_text("Hello the");
@@ -497,7 +498,8 @@ mod stream_tests {
 
     #[tokio::test(start_paused = true)]
     async fn silence_after_flush_times_out() {
-        let mut server = FakeServer::start_memory();
+        let mut server = FakeServer::start_memory()
+            .refusing(livekit_plugin_test_support::models::deepgram_handshake);
         let tts = client(&server);
         let conn_opts = ApiConnectOptions {
             max_retry: 0,

@@ -22,7 +22,9 @@ fn client(server: &FakeServer, opts: SttOptions) -> Stt {
 
 #[tokio::test]
 async fn streams_audio_and_maps_results_to_events() {
-    let mut server = FakeServer::start().await;
+    let mut server = FakeServer::start()
+        .await
+        .refusing(models::deepgram_handshake);
     let stt = client(&server, SttOptions::default());
     let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
     let end = push_audio(&stream, 0, 1.0);
@@ -137,7 +139,9 @@ async fn streams_audio_and_maps_results_to_events() {
 
 #[tokio::test]
 async fn utterance_end_and_transcript_without_speech_started() {
-    let mut server = FakeServer::start().await;
+    let mut server = FakeServer::start()
+        .await
+        .refusing(models::deepgram_handshake);
     let stt = client(
         &server,
         SttOptions {
@@ -191,7 +195,9 @@ async fn utterance_end_and_transcript_without_speech_started() {
 
 #[tokio::test]
 async fn error_message_fails_the_stream_after_retries() {
-    let mut server = FakeServer::start().await;
+    let mut server = FakeServer::start()
+        .await
+        .refusing(models::deepgram_handshake);
     let stt = client(&server, SttOptions::default());
     let conn_opts = ApiConnectOptions {
         max_retry: 0,
@@ -220,7 +226,9 @@ async fn error_message_fails_the_stream_after_retries() {
 
 #[tokio::test]
 async fn malformed_messages_are_skipped() {
-    let mut server = FakeServer::start().await;
+    let mut server = FakeServer::start()
+        .await
+        .refusing(models::deepgram_handshake);
     let stt = client(&server, SttOptions::default());
     let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
     push_audio(&stream, 0, 0.05);
@@ -239,7 +247,9 @@ async fn malformed_messages_are_skipped() {
 
 #[tokio::test]
 async fn unauthorized_handshake_is_not_retried() {
-    let server = FakeServer::start().await;
+    let server = FakeServer::start()
+        .await
+        .refusing(models::deepgram_handshake);
     server.reject_next(401);
     let stt = client(&server, SttOptions::default());
     let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
@@ -275,4 +285,29 @@ async fn live_deepgram_stream() {
     while let Some(ev) = stream.next_event().await {
         ev.expect("live stream failed");
     }
+}
+
+#[tokio::test]
+async fn live_deepgram_flux_and_tts_default_models() {
+    // The v2 (Flux, `flux-general-en`) and TTS (`aura-2-andromeda-en`) defaults; the v1
+    // default (`nova-3`) is exercised by `live_deepgram_stream`.
+    if std::env::var("DEEPGRAM_API_KEY").is_err() {
+        println!("skipping live Deepgram test: DEEPGRAM_API_KEY is not set");
+        return;
+    }
+    let flux = livekit_plugins_deepgram::SttV2::new(Default::default()).unwrap();
+    let mut stream = flux.stream(None, ApiConnectOptions::default()).unwrap();
+    push_audio(&stream, 0, 1.0);
+    stream.end_input();
+    while let Some(ev) = stream.next_event().await {
+        ev.expect("live Flux stream failed");
+    }
+    use livekit_agents::tts::Tts as _;
+    let tts = livekit_plugins_deepgram::Tts::new(Default::default()).unwrap();
+    let frame = tts
+        .synthesize("Hello from the live test.", ApiConnectOptions::default())
+        .collect()
+        .await
+        .expect("live synthesis failed");
+    assert!(frame.samples_per_channel > 0);
 }

@@ -1,12 +1,14 @@
 //! OpenAI (and OpenAI-compatible) LLM, STT, TTS and Realtime for `livekit-agents`.
 //!
+//! Default models and API versions, and when they were checked: `docs/providers.md`.
+//!
 //! - [`Llm`]: Chat Completions streaming over server-sent events, with tools (strict schemas
 //!   where possible), parallel tool calls, images, usage with cached tokens, and constructors
 //!   for OpenAI-compatible providers ([`Llm::with_azure`], [`Llm::with_cerebras`],
 //!   [`Llm::with_deepseek`], [`Llm::with_fireworks`], [`Llm::with_groq`],
 //!   [`Llm::with_ollama`], [`Llm::with_openrouter`], [`Llm::with_perplexity`],
 //!   [`Llm::with_telnyx`], [`Llm::with_together`], [`Llm::with_x_ai`]).
-//! - [`Stt`]: `POST /audio/transcriptions` (WAV upload; `gpt-4o-transcribe` by default), and
+//! - [`Stt`]: `POST /audio/transcriptions` (WAV upload; `gpt-transcribe` by default), and
 //!   optional streaming over a Realtime transcription session (interim deltas and finals).
 //! - [`Tts`]: `POST /audio/speech` with 24 kHz PCM output streamed as it arrives
 //!   (`gpt-4o-mini-tts`, voice `ash` by default).

@@ -31,22 +31,24 @@ use crate::client::{
 };
 use crate::sse::SseDecoder;
 
-/// Default chat model (the LiveKit OpenAI LLM docs: `model="gpt-4o-mini"`).
-pub const DEFAULT_LLM_MODEL: &str = "gpt-4o-mini";
+/// Default chat model: `gpt-6-luna`, OpenAI's named successor of `gpt-4o-mini` (which shuts
+/// down on 2027-01-14; see `docs/providers.md`). The reference's default was `gpt-4o-mini`.
+pub const DEFAULT_LLM_MODEL: &str = "gpt-6-luna";
 /// Default sampling temperature (the LiveKit OpenAI LLM docs: `temperature=0.8`).
 pub const DEFAULT_TEMPERATURE: f32 = 0.8;
 
 /// Options of an [`Llm`]. `Default` gives the documented OpenAI defaults.
 #[derive(Clone, PartialEq)]
 pub struct LlmOptions {
-    /// Model name. Default `gpt-4o-mini`.
+    /// Model name. Default `gpt-6-luna`.
     pub model: String,
     /// API key; `None` reads the provider's environment variable (`OPENAI_API_KEY`).
     pub api_key: Option<String>,
     /// API root; `None` reads `OPENAI_BASE_URL`, else `https://api.openai.com/v1`.
     pub base_url: Option<String>,
     /// Sampling temperature (0 to 2). Default 0.8. Not sent to reasoning models (`o1`, `o3`,
-    /// `o4-*`, `gpt-5*`), which reject it, unless a request sets it explicitly.
+    /// `o4-*`, `gpt-5*`, `gpt-6*`, so not to the default model), which reject it, unless a
+    /// request sets it explicitly.
     pub temperature: Option<f32>,
     /// Nucleus sampling.
     pub top_p: Option<f32>,
@@ -56,7 +58,9 @@ pub struct LlmOptions {
     pub tool_choice: ToolChoice,
     /// Maximum tokens to generate.
     pub max_completion_tokens: Option<u32>,
-    /// Reasoning effort for reasoning models.
+    /// Reasoning effort for reasoning models. Unset: `none` for the models that accept it
+    /// (GPT-5.1 and later, GPT-6; the lowest latency, and required by GPT-6 for function
+    /// calling over Chat Completions), else the model's default.
     pub reasoning_effort: Option<ReasoningEffort>,
     /// Send tools with `"strict": true` when their schema allows it. Default `true` for
     /// OpenAI and Azure, `false` for other providers (not all of them accept the flag).
@@ -161,7 +165,7 @@ pub struct AzureOptions {
     pub entra_token: Option<String>,
     /// API version; `None` reads `OPENAI_API_VERSION`, else `2024-10-01-preview`.
     pub api_version: Option<String>,
-    /// Model name (reported in metrics). Default `gpt-4o-mini`.
+    /// Model name (reported in metrics). Default `gpt-6-luna`.
     pub model: Option<String>,
     /// Temperature. Default 0.1 (the LiveKit Azure docs).
     pub temperature: Option<f32>,
@@ -260,7 +264,7 @@ pub struct OpenRouterOptions {
     pub site_url: Option<String>,
     /// Your app name, sent as `X-Title`.
     pub app_name: Option<String>,
-    /// Models to fall back to, in order (`models`).
+    /// Models to fall back to, in order: sent as `models`, after the primary model.
     pub fallback_models: Vec<String>,
     /// Provider routing preferences (`provider`: `order`, `allow_fallbacks`, `sort`, …).
     pub provider: Option<Value>,
@@ -316,6 +320,8 @@ struct Provider {
     base_url: &'static str,
     model: &'static str,
     temperature: Option<f32>,
+    /// Reasoning effort sent when the options set none.
+    reasoning_effort: Option<ReasoningEffort>,
 }
 
 const CEREBRAS: Provider = Provider {
@@ -323,16 +329,18 @@ const CEREBRAS: Provider = Provider {
     display: "Cerebras",
     key_env: Some("CEREBRAS_API_KEY"),
     base_url: "https://api.cerebras.ai/v1",
-    model: "llama3.1-8b",
+    model: "gpt-oss-120b",
     temperature: Some(1.0),
+    reasoning_effort: None,
 };
 const DEEPSEEK: Provider = Provider {
     name: "deepseek",
     display: "DeepSeek",
     key_env: Some("DEEPSEEK_API_KEY"),
     base_url: "https://api.deepseek.com/v1",
-    model: "deepseek-chat",
+    model: "deepseek-flash",
     temperature: Some(1.0),
+    reasoning_effort: None,
 };
 const FIREWORKS: Provider = Provider {
     name: "fireworks",
@@ -341,14 +349,16 @@ const FIREWORKS: Provider = Provider {
     base_url: "https://api.fireworks.ai/inference/v1",
     model: "accounts/fireworks/models/llama-v3p3-70b-instruct",
     temperature: Some(1.0),
+    reasoning_effort: None,
 };
 const GROQ: Provider = Provider {
     name: "groq",
     display: "Groq",
     key_env: Some("GROQ_API_KEY"),
     base_url: "https://api.groq.com/openai/v1",
-    model: "llama-3.3-70b-versatile",
+    model: "openai/gpt-oss-120b",
     temperature: Some(1.0),
+    reasoning_effort: None,
 };
 const OLLAMA: Provider = Provider {
     name: "ollama",
@@ -357,6 +367,7 @@ const OLLAMA: Provider = Provider {
     base_url: "http://localhost:11434/v1",
     model: "llama3.1",
     temperature: None,
+    reasoning_effort: None,
 };
 const OPENROUTER: Provider = Provider {
     name: "openrouter",
@@ -365,14 +376,16 @@ const OPENROUTER: Provider = Provider {
     base_url: "https://openrouter.ai/api/v1",
     model: "openrouter/auto",
     temperature: None,
+    reasoning_effort: None,
 };
 const PERPLEXITY: Provider = Provider {
     name: "perplexity",
     display: "Perplexity",
     key_env: Some("PERPLEXITY_API_KEY"),
     base_url: "https://api.perplexity.ai",
-    model: "llama-3.1-sonar-small-128k-chat",
+    model: "sonar",
     temperature: Some(1.0),
+    reasoning_effort: None,
 };
 const TELNYX: Provider = Provider {
     name: "telnyx",
@@ -381,6 +394,7 @@ const TELNYX: Provider = Provider {
     base_url: "https://api.telnyx.com/v2/ai",
     model: "meta-llama/Meta-Llama-3.1-70B-Instruct",
     temperature: Some(0.1),
+    reasoning_effort: None,
 };
 const TOGETHER: Provider = Provider {
     name: "together",
@@ -389,14 +403,16 @@ const TOGETHER: Provider = Provider {
     base_url: "https://api.together.xyz/v1",
     model: "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo",
     temperature: Some(1.0),
+    reasoning_effort: None,
 };
 const XAI: Provider = Provider {
     name: "xai",
     display: "xAI",
     key_env: Some("XAI_API_KEY"),
     base_url: "https://api.x.ai/v1",
-    model: "grok-2-public",
+    model: "grok-4.3",
     temperature: Some(1.0),
+    reasoning_effort: Some(ReasoningEffort::None),
 };
 
 impl Llm {
@@ -437,6 +453,7 @@ impl Llm {
             parallel_tool_calls: o.parallel_tool_calls,
             tool_choice: o.tool_choice.unwrap_or_default(),
             strict_tool_schema: false,
+            reasoning_effort: p.reasoning_effort,
             ..LlmOptions::default()
         };
         Ok(Self {
@@ -485,12 +502,12 @@ impl Llm {
         })
     }
 
-    /// Cerebras (`CEREBRAS_API_KEY`; default model `llama3.1-8b`, temperature 1.0).
+    /// Cerebras (`CEREBRAS_API_KEY`; default model `gpt-oss-120b`, temperature 1.0).
     pub fn with_cerebras(options: CompatibleOptions) -> Result<Self, ConfigError> {
         Self::compatible(&CEREBRAS, options)
     }
 
-    /// DeepSeek (`DEEPSEEK_API_KEY`; default model `deepseek-chat`, temperature 1.0).
+    /// DeepSeek (`DEEPSEEK_API_KEY`; default model `deepseek-flash`, temperature 1.0).
     pub fn with_deepseek(options: CompatibleOptions) -> Result<Self, ConfigError> {
         Self::compatible(&DEEPSEEK, options)
     }
@@ -501,7 +518,7 @@ impl Llm {
         Self::compatible(&FIREWORKS, options)
     }
 
-    /// Groq (`GROQ_API_KEY`; default model `llama-3.3-70b-versatile`, temperature 1.0).
+    /// Groq (`GROQ_API_KEY`; default model `openai/gpt-oss-120b`, temperature 1.0).
     pub fn with_groq(options: CompatibleOptions) -> Result<Self, ConfigError> {
         Self::compatible(&GROQ, options)
     }
@@ -523,9 +540,16 @@ impl Llm {
             llm.endpoint.headers.push(("X-Title".into(), app));
         }
         if !options.fallback_models.is_empty() {
-            llm.opts
-                .extra_body
-                .insert("models".into(), json!(options.fallback_models));
+            // OpenRouter tries `models` in order and ignores `model` when `models` is given,
+            // so the primary model leads the list.
+            let mut models = vec![llm.opts.model.clone()];
+            models.extend(
+                options
+                    .fallback_models
+                    .into_iter()
+                    .filter(|m| *m != llm.opts.model),
+            );
+            llm.opts.extra_body.insert("models".into(), json!(models));
         }
         if let Some(provider) = options.provider {
             llm.opts.extra_body.insert("provider".into(), provider);
@@ -545,8 +569,7 @@ impl Llm {
         Ok(llm)
     }
 
-    /// Perplexity (`PERPLEXITY_API_KEY`; default model `llama-3.1-sonar-small-128k-chat`,
-    /// temperature 1.0).
+    /// Perplexity (`PERPLEXITY_API_KEY`; default model `sonar`, temperature 1.0).
     pub fn with_perplexity(options: CompatibleOptions) -> Result<Self, ConfigError> {
         Self::compatible(&PERPLEXITY, options)
     }
@@ -563,7 +586,8 @@ impl Llm {
         Self::compatible(&TOGETHER, options)
     }
 
-    /// xAI (`XAI_API_KEY`; default model `grok-2-public`, temperature 1.0).
+    /// xAI (`XAI_API_KEY`; default model `grok-4.3` with reasoning effort `none`, xAI's
+    /// replacement for its retired non-reasoning models; temperature 1.0).
     pub fn with_x_ai(options: CompatibleOptions) -> Result<Self, ConfigError> {
         Self::compatible(&XAI, options)
     }
@@ -621,7 +645,12 @@ impl Llm {
         if let Some(n) = request.options.max_tokens.or(o.max_completion_tokens) {
             body.insert(self.max_tokens_field.into(), json!(n));
         }
-        if let Some(effort) = request.options.reasoning_effort.or(o.reasoning_effort) {
+        let effort = request
+            .options
+            .reasoning_effort
+            .or(o.reasoning_effort)
+            .or_else(|| accepts_no_reasoning(&o.model).then_some(ReasoningEffort::None));
+        if let Some(effort) = effort {
             body.insert("reasoning_effort".into(), json!(effort));
         }
         if !request.tools.is_empty() {
@@ -661,7 +690,22 @@ impl Llm {
 /// Whether the model is a reasoning model that rejects a non-default temperature.
 fn is_reasoning_model(model: &str) -> bool {
     let m = model.rsplit('/').next().unwrap_or(model);
-    m.starts_with("o1") || m.starts_with("o3") || m.starts_with("o4") || m.starts_with("gpt-5")
+    ["o1", "o3", "o4", "gpt-5", "gpt-6"]
+        .iter()
+        .any(|p| m.starts_with(p))
+}
+
+/// Whether an OpenAI model accepts `reasoning_effort: "none"` (GPT-5.1 and later, GPT-6),
+/// which it then gets by default.
+fn accepts_no_reasoning(model: &str) -> bool {
+    let m = model.rsplit('/').next().unwrap_or(model);
+    if m.starts_with("gpt-6") {
+        return true;
+    }
+    m.strip_prefix("gpt-5.")
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|minor| minor.parse::<u32>().ok())
+        .is_some_and(|minor| minor >= 1)
 }
 
 pub(crate) fn azure_endpoint(explicit: Option<&str>) -> Result<url::Url, ConfigError> {
@@ -1000,7 +1044,9 @@ impl ChunkParser {
             .filter(|c| !c.name.is_empty())
             .map(|c| {
                 let call_id = if c.call_id.is_empty() {
-                    format!("call_{}", uuid::Uuid::new_v4().simple())
+                    // 32 characters at most, so the id also fits the Realtime API's limit.
+                    let id = uuid::Uuid::new_v4().simple().to_string();
+                    format!("call_{}", &id[..27])
                 } else {
                     c.call_id
                 };
@@ -1148,7 +1194,7 @@ mod tests {
     #[test]
     fn defaults_match_the_docs() {
         let o = LlmOptions::default();
-        assert_eq!(o.model, "gpt-4o-mini");
+        assert_eq!(o.model, "gpt-6-luna");
         assert_eq!(o.temperature, Some(0.8));
         assert_eq!(o.tool_choice, ToolChoice::Auto);
         let dbg = format!("{:?}", llm());
@@ -1160,7 +1206,7 @@ mod tests {
         let mut ctx = ChatContext::new();
         ctx.add_message(ChatRole::User, "hi");
         let mut req = ChatRequest::new(ctx);
-        let body = llm().request_body(&req);
+        let body = llm().with_model("gpt-4.1-mini").request_body(&req);
         assert_eq!(body["stream"], json!(true));
         assert_eq!(body["stream_options"], json!({"include_usage": true}));
         assert!((body["temperature"].as_f64().unwrap() - 0.8).abs() < 1e-6);
@@ -1251,7 +1297,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(groq.opts.model, "llama-3.3-70b-versatile");
+        assert_eq!(groq.opts.model, "openai/gpt-oss-120b");
         assert_eq!(groq.opts.temperature, Some(1.0));
         assert_eq!(
             groq.endpoint.url("chat/completions", false).as_str(),
@@ -1280,7 +1326,11 @@ mod tests {
         .unwrap();
         let body = router.request_body(&ChatRequest::default());
         assert_eq!(body["model"], "openrouter/auto");
-        assert_eq!(body["models"], json!(["openai/gpt-4o-mini"]));
+        assert_eq!(
+            body["models"],
+            json!(["openrouter/auto", "openai/gpt-4o-mini"]),
+            "the primary model leads the fallback list"
+        );
         assert_eq!(body["provider"], json!({"sort": "latency"}));
         assert_eq!(body["plugins"], json!([{"id": "web", "max_results": 3}]));
         let headers = router.endpoint.headers().unwrap();
@@ -1306,5 +1356,92 @@ mod tests {
             "https://res.openai.azure.com/openai/deployments/dep/chat/completions?api-version=2024-10-01-preview"
         );
         assert!(!format!("{azure:?}").contains("az-key"));
+    }
+
+    /// Every provider's default model is one the provider serves today (the list kept next to
+    /// `docs/providers.md`, which the fake servers enforce).
+    #[test]
+    fn default_models_are_in_the_documented_lists() {
+        use livekit_plugin_test_support::models::accepts;
+        assert!(accepts("openai", "chat", DEFAULT_LLM_MODEL));
+        assert!(accepts("openai", "transcription", crate::DEFAULT_STT_MODEL));
+        assert!(accepts("openai", "speech", crate::DEFAULT_TTS_MODEL));
+        assert!(accepts("openai", "speech_voices", crate::DEFAULT_TTS_VOICE));
+        assert!(accepts(
+            "openai",
+            "realtime",
+            crate::realtime::DEFAULT_REALTIME_MODEL
+        ));
+        assert!(accepts(
+            "openai",
+            "transcription",
+            crate::realtime::DEFAULT_INPUT_TRANSCRIPTION_MODEL
+        ));
+        for p in [
+            &CEREBRAS,
+            &DEEPSEEK,
+            &FIREWORKS,
+            &GROQ,
+            &OLLAMA,
+            &OPENROUTER,
+            &PERPLEXITY,
+            &TELNYX,
+            &TOGETHER,
+            &XAI,
+        ] {
+            assert!(
+                accepts(p.name, "chat", p.model),
+                "{} default {} is not in docs/provider-models.json",
+                p.display,
+                p.model
+            );
+        }
+    }
+
+    #[test]
+    fn gpt_6_models_default_to_no_reasoning_and_no_temperature() {
+        let mut ctx = ChatContext::new();
+        ctx.add_message(ChatRole::User, "hi");
+        let req = ChatRequest::new(ctx);
+        let body = llm().request_body(&req);
+        assert_eq!(body["model"], "gpt-6-luna");
+        assert_eq!(body["reasoning_effort"], json!("none"));
+        assert!(body.get("temperature").is_none(), "{body}");
+        let body = llm().with_model("gpt-5.6-luna").request_body(&req);
+        assert_eq!(body["reasoning_effort"], json!("none"));
+        let body = llm().with_model("gpt-5").request_body(&req);
+        assert!(
+            body.get("reasoning_effort").is_none(),
+            "gpt-5 rejects `none`"
+        );
+        let body = llm().with_model("gpt-4.1-mini").request_body(&req);
+        assert!(body.get("reasoning_effort").is_none());
+        assert!((body["temperature"].as_f64().unwrap() - 0.8).abs() < 1e-6);
+        let xai = Llm::with_x_ai(CompatibleOptions {
+            api_key: Some("k".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(xai.request_body(&req)["reasoning_effort"], json!("none"));
+    }
+
+    #[test]
+    fn openrouter_fallbacks_do_not_repeat_the_primary() {
+        let router = Llm::with_openrouter(OpenRouterOptions {
+            base: CompatibleOptions {
+                api_key: Some("k".into()),
+                model: Some("openai/gpt-6-luna".into()),
+                ..Default::default()
+            },
+            fallback_models: vec!["openai/gpt-6-luna".into(), "openai/gpt-4o-mini".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let body = router.request_body(&ChatRequest::default());
+        assert_eq!(body["model"], "openai/gpt-6-luna");
+        assert_eq!(
+            body["models"],
+            json!(["openai/gpt-6-luna", "openai/gpt-4o-mini"])
+        );
     }
 }

@@ -22,18 +22,27 @@ use crate::client::{
     ConfigError, Endpoint,
 };
 use crate::llm::AzureConnection;
-use crate::realtime::{pcm_format, NoiseReduction, TurnDetection};
+use crate::realtime::{
+    iso_639_1, pcm_format, rejects_turn_detection, takes_language_list, NoiseReduction,
+    TurnDetection,
+};
 use crate::ws::{self, event_type, str_field, Incoming};
 
-/// Default transcription model (the LiveKit OpenAI STT docs: `model="gpt-4o-transcribe"`).
-pub const DEFAULT_STT_MODEL: &str = "gpt-4o-transcribe";
+/// Default transcription model: `gpt-transcribe`, OpenAI's named successor of
+/// `gpt-4o-transcribe` (which shuts down on 2027-02-26; see `docs/providers.md`). The
+/// reference's default was `gpt-4o-transcribe`.
+pub const DEFAULT_STT_MODEL: &str = "gpt-transcribe";
 
 /// Options of an [`Stt`]. `Default` gives the documented defaults.
 #[derive(Clone, PartialEq)]
 pub struct SttOptions {
-    /// Model: `gpt-4o-transcribe` (default), `gpt-4o-mini-transcribe` or `whisper-1`.
+    /// Model: `gpt-transcribe` (default; recorded audio and committed turns),
+    /// `gpt-live-transcribe` (continuous live transcription with `use_realtime`), or the
+    /// retiring `gpt-4o-transcribe`, `gpt-4o-mini-transcribe` and `whisper-1`.
     pub model: String,
-    /// Language of the audio (ISO-639-1). Default `en`.
+    /// Language of the audio. Default `en`. Sent as its ISO-639-1 code (`en-US` → `en`),
+    /// as `languages: [code]` to `gpt-transcribe`/`gpt-live-transcribe` and as `language` to
+    /// the older models.
     pub language: Option<String>,
     /// Let the model detect the language (the language is then not sent).
     pub detect_language: bool,
@@ -44,7 +53,9 @@ pub struct SttOptions {
     /// reference does for these models.
     pub use_realtime: bool,
     /// Turn detection of the realtime transcription session (`None` commits only on flush).
-    /// Default: server VAD, threshold 0.5, 600 ms prefix padding, 350 ms silence.
+    /// Default: server VAD, threshold 0.5, 600 ms prefix padding, 350 ms silence. Never sent
+    /// to `gpt-live-transcribe`, which has no server turn detection (turns are committed on
+    /// flush).
     pub turn_detection: Option<TurnDetection>,
     /// Input noise reduction of the realtime transcription session.
     pub noise_reduction: Option<NoiseReduction>,
@@ -157,14 +168,34 @@ impl Stt {
         &self.opts
     }
 
-    fn language<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
+    /// The ISO-639-1 code of the language to send (`None` when detecting the language).
+    fn language(&self, requested: Option<&str>) -> Option<String> {
         if self.opts.detect_language {
             return None;
         }
         requested
             .or(self.opts.language.as_deref())
             .filter(|l| !l.is_empty())
+            .and_then(iso_639_1)
     }
+}
+
+/// The language a transcription response reports: `language` (older models) or the first of
+/// `languages: [{"code": …}]` (`gpt-transcribe`; may be empty).
+fn detected_language(value: &Value) -> Option<String> {
+    value
+        .get("language")
+        .and_then(|l| l.as_str())
+        .or_else(|| {
+            value
+                .get("languages")?
+                .as_array()?
+                .first()?
+                .get("code")?
+                .as_str()
+        })
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
 }
 
 /// A `multipart/form-data` body (the workspace's reqwest has no multipart feature, and the
@@ -252,8 +283,13 @@ impl core_stt::Stt for Stt {
         form.file("file", "audio.wav", "audio/wav", &wav);
         form.text("model", &self.opts.model);
         form.text("response_format", "json");
-        if let Some(lang) = language {
-            form.text("language", lang);
+        if let Some(lang) = language.as_deref() {
+            if takes_language_list(&self.opts.model) {
+                // The multipart form of a list (as OpenAI's SDKs send arrays).
+                form.text("languages[]", lang);
+            } else {
+                form.text("language", lang);
+            }
         }
         if let Some(prompt) = self.opts.prompt.as_deref().filter(|p| !p.is_empty()) {
             form.text("prompt", prompt);
@@ -287,12 +323,7 @@ impl core_stt::Stt for Stt {
         let mut event = SpeechEvent::transcript(
             SpeechEventType::FinalTranscript,
             SpeechData {
-                language: value
-                    .get("language")
-                    .and_then(|l| l.as_str())
-                    .or(language)
-                    .unwrap_or_default()
-                    .to_string(),
+                language: detected_language(&value).or(language).unwrap_or_default(),
                 text: transcript.trim().to_string(),
                 confidence: 0.0,
                 start_time: 0.0,
@@ -319,7 +350,7 @@ impl core_stt::Stt for Stt {
         let task = TranscriptionTask {
             endpoint: self.endpoint.clone(),
             session: self.transcription_session(language.as_deref()),
-            language: self.language(language.as_deref()).map(str::to_string),
+            language: self.language(language.as_deref()),
             conn,
         };
         Ok(SpeechStream::spawn("openai.STT", conn, task))
@@ -331,15 +362,27 @@ impl Stt {
     fn transcription_session(&self, language: Option<&str>) -> Value {
         let mut transcription = json!({"model": self.opts.model});
         if let Some(lang) = self.language(language) {
-            transcription["language"] = json!(lang);
+            if takes_language_list(&self.opts.model) {
+                transcription["languages"] = json!([lang]);
+            } else {
+                transcription["language"] = json!(lang);
+            }
         }
+        let turn_detection = if rejects_turn_detection(&self.opts.model) {
+            Value::Null
+        } else {
+            self.opts
+                .turn_detection
+                .as_ref()
+                .map_or(Value::Null, TurnDetection::for_transcription)
+        };
         if let Some(prompt) = self.opts.prompt.as_deref().filter(|p| !p.is_empty()) {
             transcription["prompt"] = json!(prompt);
         }
         let mut input = json!({
             "format": pcm_format(),
             "transcription": transcription,
-            "turn_detection": self.opts.turn_detection.as_ref().map_or(Value::Null, TurnDetection::for_transcription),
+            "turn_detection": turn_detection,
         });
         if let Some(nr) = self.opts.noise_reduction {
             input["noise_reduction"] = nr.to_json();
@@ -618,7 +661,7 @@ mod tests {
     #[test]
     fn defaults_match_the_docs() {
         let o = SttOptions::default();
-        assert_eq!(o.model, "gpt-4o-transcribe");
+        assert_eq!(o.model, "gpt-transcribe");
         assert_eq!(o.language.as_deref(), Some("en"));
         assert!(!format!("{:?}", stt(o)).contains("sk-x"));
     }
@@ -626,12 +669,13 @@ mod tests {
     #[test]
     fn transcription_session_update() {
         let s = stt(SttOptions {
+            model: "gpt-4o-transcribe".into(),
             prompt: Some("LiveKit".into()),
             noise_reduction: Some(NoiseReduction::NearField),
             ..Default::default()
         });
         assert_eq!(
-            s.transcription_session(Some("fr")),
+            s.transcription_session(Some("fr-FR")),
             json!({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
                 "format": {"type": "audio/pcm", "rate": 24000},
                 "transcription": {"model": "gpt-4o-transcribe", "language": "fr", "prompt": "LiveKit"},
@@ -651,6 +695,42 @@ mod tests {
         assert_eq!(
             v["session"]["audio"]["input"]["turn_detection"],
             Value::Null
+        );
+    }
+
+    #[test]
+    fn the_successor_models_get_a_language_list_and_live_gets_no_turn_detection() {
+        let s = stt(SttOptions {
+            model: "gpt-live-transcribe".into(),
+            language: Some("en-GB".into()),
+            ..Default::default()
+        });
+        let v = s.transcription_session(None);
+        let input = &v["session"]["audio"]["input"];
+        assert_eq!(
+            input["transcription"],
+            json!({"model": "gpt-live-transcribe", "languages": ["en"]})
+        );
+        assert_eq!(
+            input["turn_detection"],
+            Value::Null,
+            "gpt-live-transcribe supports no server turn detection"
+        );
+        let s = stt(SttOptions::default());
+        let v = s.transcription_session(Some("de-AT"));
+        let input = &v["session"]["audio"]["input"];
+        assert_eq!(
+            input["transcription"],
+            json!({"model": "gpt-transcribe", "languages": ["de"]})
+        );
+        assert_eq!(input["turn_detection"]["type"], "server_vad");
+        assert_eq!(
+            detected_language(&json!({"text": "x", "languages": [{"code": "fr"}]})).as_deref(),
+            Some("fr")
+        );
+        assert_eq!(
+            detected_language(&json!({"text": "x", "languages": []})),
+            None
         );
     }
 }

@@ -80,7 +80,7 @@ async fn streams_text_and_usage_and_sends_the_expected_request() {
     assert_eq!(r.header("authorization").unwrap(), "Bearer sk-test-123");
     assert_eq!(r.header("accept").unwrap(), "text/event-stream");
     let body = r.json();
-    assert_eq!(body["model"], "gpt-4o-mini");
+    assert_eq!(body["model"], "gpt-6-luna");
     assert_eq!(body["stream"], true);
     assert_eq!(body["stream_options"], json!({"include_usage": true}));
     assert_eq!(
@@ -319,6 +319,7 @@ async fn azure_uses_deployment_path_api_version_and_api_key_header() {
 #[tokio::test]
 async fn compatible_provider_with_base_url_override() {
     let server = Server::start(vec![Reply::sse(HELLO)]).await;
+    server.set_provider("groq");
     let llm = Llm::with_groq(CompatibleOptions {
         api_key: Some("gsk-secret".into()),
         ..Default::default()
@@ -331,7 +332,7 @@ async fn compatible_provider_with_base_url_override() {
     let r = &server.requests().await[0];
     assert_eq!(r.header("authorization").unwrap(), "Bearer gsk-secret");
     let body = r.json();
-    assert_eq!(body["model"], "llama-3.3-70b-versatile");
+    assert_eq!(body["model"], "openai/gpt-oss-120b");
     assert_eq!(body["temperature"], 1.0);
 }
 
@@ -392,4 +393,105 @@ async fn a_stalled_stream_times_out() {
     let out = llm(&server).chat(req).collect().await.unwrap();
     assert_eq!(out.text, "Hello world");
     assert_eq!(server.requests().await.len(), 2);
+}
+
+/// Every OpenAI-compatible constructor, with the provider name its model list is kept under.
+fn compatible_providers() -> Vec<(&'static str, &'static str, Llm)> {
+    let opts = || CompatibleOptions {
+        api_key: Some("k".into()),
+        ..Default::default()
+    };
+    vec![
+        (
+            "cerebras",
+            "CEREBRAS_API_KEY",
+            Llm::with_cerebras(opts()).unwrap(),
+        ),
+        (
+            "deepseek",
+            "DEEPSEEK_API_KEY",
+            Llm::with_deepseek(opts()).unwrap(),
+        ),
+        ("groq", "GROQ_API_KEY", Llm::with_groq(opts()).unwrap()),
+        (
+            "perplexity",
+            "PERPLEXITY_API_KEY",
+            Llm::with_perplexity(opts()).unwrap(),
+        ),
+        ("xai", "XAI_API_KEY", Llm::with_x_ai(opts()).unwrap()),
+    ]
+}
+
+#[tokio::test]
+async fn every_default_model_is_accepted_by_its_provider() {
+    // The local server refuses models missing from docs/provider-models.json the way the
+    // real APIs do, so a retired default (llama3.1-8b, deepseek-chat,
+    // llama-3.3-70b-versatile, llama-3.1-sonar-small-128k-chat, grok-2-public) fails here.
+    for (provider, _, llm) in compatible_providers() {
+        let server = Server::start(vec![Reply::sse(HELLO)]).await;
+        server.set_provider(provider);
+        let llm = llm.with_base_url(&server.base_url()).unwrap();
+        let out = llm.chat(request()).collect().await;
+        assert_eq!(out.unwrap().text, "Hello world", "{provider}");
+    }
+    let server = Server::start(vec![Reply::sse(HELLO)]).await;
+    llm(&server).chat(request()).collect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retired_model_is_refused_like_the_real_api_and_not_retried() {
+    let server = Server::start(vec![Reply::sse(HELLO)]).await;
+    server.set_provider("groq");
+    let llm = Llm::with_groq(CompatibleOptions {
+        api_key: Some("k".into()),
+        model: Some("llama-3.3-70b-versatile".into()),
+        ..Default::default()
+    })
+    .unwrap()
+    .with_base_url(&server.base_url())
+    .unwrap();
+    let err = llm.chat(request()).collect().await.unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(
+        matches!(err, ApiError::Status { status: 404, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert_eq!(server.requests().await.len(), 1);
+}
+
+#[tokio::test]
+async fn live_compatible_providers_default_models() {
+    // One request per provider whose key is set (CEREBRAS_API_KEY, DEEPSEEK_API_KEY,
+    // GROQ_API_KEY, PERPLEXITY_API_KEY, XAI_API_KEY), with its default model.
+    let mut ran = 0;
+    for (provider, env, _) in compatible_providers() {
+        let Ok(key) = std::env::var(env) else {
+            println!("skipping live {provider} test: {env} is not set");
+            continue;
+        };
+        let opts = CompatibleOptions {
+            api_key: Some(key),
+            ..Default::default()
+        };
+        let llm = match provider {
+            "cerebras" => Llm::with_cerebras(opts),
+            "deepseek" => Llm::with_deepseek(opts),
+            "groq" => Llm::with_groq(opts),
+            "perplexity" => Llm::with_perplexity(opts),
+            _ => Llm::with_x_ai(opts),
+        }
+        .unwrap();
+        let mut ctx = ChatContext::new();
+        ctx.add_message(ChatRole::User, "Reply with the single word: pong");
+        let out = llm.chat(ChatRequest::new(ctx)).collect().await;
+        let out = out.unwrap_or_else(|e| panic!("{provider}: {e}"));
+        assert!(
+            out.text.to_lowercase().contains("pong"),
+            "{provider}: {}",
+            out.text
+        );
+        ran += 1;
+    }
+    println!("live compatible providers exercised: {ran}");
 }

@@ -92,7 +92,20 @@ async fn fake_server(vad: bool) -> (WsServer, Log) {
                         send_json(&mut ws, json!({"type": "conversation.item.truncated", "item_id": ev["item_id"], "content_index": 0, "audio_end_ms": ev["audio_end_ms"]})).await
                     }
                     "conversation.item.create" => {
-                        if ev["item"]["id"] == "bad_item" {
+                        // What the API refuses: a call_id over 32 characters, and an image
+                        // that is not a base64 data URI.
+                        let long_call_id = ev["item"]["call_id"].as_str().is_some_and(|c| c.len() > 32);
+                        let url_image = ev["item"]["content"].as_array().is_some_and(|parts| {
+                            parts.iter().any(|p| {
+                                p["type"] == "input_image"
+                                    && !p["image_url"].as_str().unwrap_or("").starts_with("data:")
+                            })
+                        });
+                        if long_call_id {
+                            send_json(&mut ws, json!({"type": "error", "error": {"type": "invalid_request_error", "code": "string_above_max_length", "param": "item.call_id", "message": "Invalid 'item.call_id': string too long. Expected a string with maximum length 32.", "event_id": ev["event_id"]}})).await;
+                        } else if url_image {
+                            send_json(&mut ws, json!({"type": "error", "error": {"type": "invalid_request_error", "code": "invalid_value", "param": "item.content[1].image_url", "message": "Invalid 'item.content[1].image_url'. Expected a base64-encoded data URL with an image MIME type.", "event_id": ev["event_id"]}})).await;
+                        } else if ev["item"]["id"] == "bad_item" {
                             send_json(&mut ws, json!({"type": "error", "error": {"type": "invalid_request_error", "code": "invalid_value", "message": "bad item", "event_id": ev["event_id"]}})).await;
                         } else {
                             send_json(&mut ws, json!({"type": "conversation.item.added", "previous_item_id": ev["previous_item_id"], "item": ev["item"]})).await;
@@ -156,7 +169,7 @@ async fn audio_round_trip_reply_and_interruption_truncation() {
     // The handshake and the session configuration.
     let hs = server.handshakes.lock().await[0].clone();
     assert_eq!(hs.path, "/v1/realtime");
-    assert_eq!(hs.query.as_deref(), Some("model=gpt-realtime"));
+    assert_eq!(hs.query.as_deref(), Some("model=gpt-realtime-2.1"));
     assert_eq!(hs.header("authorization").unwrap(), "Bearer sk-realtime");
     let update = wait_for(&log, "session.update").await;
     let s = &update["session"];
@@ -352,6 +365,64 @@ async fn server_detected_turn_with_a_tool_call() {
             cached_tokens: 0
         }
     ));
+}
+
+#[tokio::test]
+async fn long_call_ids_and_url_images_do_not_fail_the_context_update() {
+    // A call id from another provider (longer than the API's 32 characters) and an image
+    // given as a URL (the API takes data URIs only) each made the whole update fail.
+    let (server, log) = fake_server(false).await;
+    let session = model(&server, RealtimeOptions::default())
+        .session()
+        .await
+        .unwrap();
+    let mut ctx = ChatContext::new();
+    let mut msg = livekit_agents::llm::ChatMessage::new(ChatRole::User, "What is this?");
+    msg.content.push(livekit_agents::llm::ChatContent::Image(
+        livekit_agents::llm::ImageContent {
+            id: "img".into(),
+            image: livekit_agents::llm::ImageSource::Url {
+                url: "https://example.com/cat.png".into(),
+            },
+            inference_detail: String::new(),
+        },
+    ));
+    ctx.push(msg);
+    let long_id = "toolu_01XyZaBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789";
+    let call = FunctionCall::new(long_id, "get_weather", r#"{"city":"Oslo"}"#);
+    ctx.push(call.clone());
+    ctx.push(livekit_agents::llm::FunctionCallOutput::for_call(
+        &call, "snow", false,
+    ));
+    session.update_chat_ctx(&ctx).await.unwrap();
+    let creates: Vec<Value> = log
+        .lock()
+        .await
+        .iter()
+        .filter(|e| e["type"] == "conversation.item.create")
+        .cloned()
+        .collect();
+    assert_eq!(creates.len(), 3);
+    assert_eq!(
+        creates[0]["item"]["content"],
+        json!([{"type": "input_text", "text": "What is this?"}])
+    );
+    let (a, b) = (
+        &creates[1]["item"]["call_id"],
+        &creates[2]["item"]["call_id"],
+    );
+    assert_eq!(a, b, "the call and its output keep matching ids");
+    assert!(a.as_str().unwrap().len() <= 32, "{a}");
+    // The same context again: nothing is re-sent (the shortened ids match the remote items).
+    session.update_chat_ctx(&ctx).await.unwrap();
+    let count = log
+        .lock()
+        .await
+        .iter()
+        .filter(|e| e["type"] == "conversation.item.create")
+        .count();
+    assert_eq!(count, 3);
+    session.close().await;
 }
 
 #[tokio::test]
@@ -652,7 +723,7 @@ async fn idle_connections_are_refreshed_after_the_max_duration() {
             .collect();
         if updates.len() >= 3 {
             assert_eq!(updates[2]["session"]["instructions"], "Stay.");
-            assert_eq!(updates[2]["session"]["model"], "gpt-realtime");
+            assert_eq!(updates[2]["session"]["model"], "gpt-realtime-2.1");
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -676,4 +747,39 @@ async fn live_openai_realtime_session() {
     }
     assert!(samples > 0);
     session.close().await;
+}
+
+#[tokio::test]
+async fn a_retired_realtime_model_is_refused() {
+    let (server, _log) = fake_server(false).await;
+    let err = model(
+        &server,
+        RealtimeOptions {
+            model: "gpt-4o-realtime-preview-2024-12-17".into(),
+            ..Default::default()
+        },
+    )
+    .session()
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::Status {
+                status: 404,
+                retryable: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    // The default model is served.
+    model(&server, RealtimeOptions::default())
+        .session()
+        .await
+        .unwrap()
+        .close()
+        .await;
 }

@@ -71,8 +71,16 @@ async fn recognize_uploads_wav_as_multipart_with_model_language_and_prompt() {
         let start = body.find(&marker).unwrap_or_else(|| panic!("field {name}")) + marker.len();
         body[start..].split("\r\n").next().unwrap().to_string()
     };
-    assert_eq!(field("model"), "gpt-4o-transcribe");
-    assert_eq!(field("language"), "en");
+    assert_eq!(field("model"), "gpt-transcribe");
+    assert_eq!(
+        field("languages[]"),
+        "en",
+        "gpt-transcribe takes the plural `languages`"
+    );
+    assert!(
+        !body.contains("name=\"language\""),
+        "and refuses `language`"
+    );
     assert_eq!(field("prompt"), "Names: LiveKit");
     assert_eq!(field("response_format"), "json");
     assert!(body
@@ -132,6 +140,49 @@ async fn recognize_with_explicit_language_and_errors() {
 }
 
 #[tokio::test]
+async fn region_codes_are_sent_as_iso_639_1() {
+    // The API takes ISO-639-1 codes only: `en-US` is refused (the local server answers
+    // 400 like the API), so the plugin sends `en`.
+    let server = Server::start(vec![
+        Reply::Json(r#"{"text":"hi","language":"english"}"#.into()),
+        Reply::Json(r#"{"text":"salut","languages":[{"code":"fr"}]}"#.into()),
+    ])
+    .await;
+    let stt = Stt::new(SttOptions {
+        api_key: Some("sk-stt".into()),
+        base_url: Some(server.base_url()),
+        model: "gpt-4o-mini-transcribe".into(),
+        language: Some("en-US".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    stt.recognize_once(&speech(100, 16_000), None, &conn())
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&server.requests().await[0].body).into_owned();
+    assert!(body.contains("name=\"language\"\r\n\r\nen\r\n"), "{body}");
+    let stt = Stt::new(SttOptions {
+        api_key: Some("sk-stt".into()),
+        base_url: Some(server.base_url()),
+        ..Default::default()
+    })
+    .unwrap();
+    let ev = stt
+        .recognize_once(&speech(100, 16_000), Some("fr-CA"), &conn())
+        .await
+        .unwrap();
+    assert_eq!(
+        ev.alternatives[0].language, "fr",
+        "from `languages[0].code`"
+    );
+    let body = String::from_utf8_lossy(&server.requests().await[1].body).into_owned();
+    assert!(
+        body.contains("name=\"languages[]\"\r\n\r\nfr\r\n"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn streaming_transcription_over_the_realtime_socket() {
     let appended = Arc::new(Mutex::new(0usize));
     let session_update = Arc::new(Mutex::new(None));
@@ -144,7 +195,10 @@ async fn streaming_transcription_over_the_realtime_socket() {
                 match ev["type"].as_str().unwrap() {
                     "session.update" => {
                         *session_update.lock().await = Some(ev.clone());
-                        send_json(&mut ws, json!({"type": "session.updated", "session": ev["session"]})).await;
+                        match common::transcription_session_refusal(&ev) {
+                            Some(err) => send_json(&mut ws, err).await,
+                            None => send_json(&mut ws, json!({"type": "session.updated", "session": ev["session"]})).await,
+                        }
                     }
                     "input_audio_buffer.append" => {
                         let bytes = base64::engine::general_purpose::STANDARD
@@ -214,7 +268,7 @@ async fn streaming_transcription_over_the_realtime_socket() {
     assert_eq!(update["session"]["type"], "transcription");
     assert_eq!(
         update["session"]["audio"]["input"]["transcription"],
-        json!({"model": "gpt-4o-transcribe", "language": "en"})
+        json!({"model": "gpt-transcribe", "languages": ["en"]})
     );
     // 1 s of 16 kHz audio arrives as 1 s of 24 kHz audio.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -398,7 +452,12 @@ async fn streaming_without_server_vad_commits_on_flush_and_at_the_end() {
             let mut n = 0;
             while let Some(ev) = recv_json(&mut ws).await {
                 match ev["type"].as_str().unwrap() {
-                    "session.update" => commits.lock().await.push(ev),
+                    "session.update" => {
+                        if let Some(err) = common::transcription_session_refusal(&ev) {
+                            send_json(&mut ws, err).await;
+                        }
+                        commits.lock().await.push(ev)
+                    }
                     "input_audio_buffer.commit" => {
                         n += 1;
                         let item = format!("item_{n}");
@@ -447,7 +506,78 @@ async fn streaming_without_server_vad_commits_on_flush_and_at_the_end() {
         serde_json::Value::Null
     );
     assert_eq!(
-        update["session"]["audio"]["input"]["transcription"]["language"],
-        "de"
+        update["session"]["audio"]["input"]["transcription"]["languages"],
+        json!(["de"])
+    );
+}
+
+#[tokio::test]
+async fn gpt_live_transcribe_streams_without_server_turn_detection() {
+    // The options keep their default server VAD; gpt-live-transcribe has none, so the
+    // session must carry `turn_detection: null` (the local server answers anything else
+    // with an error, as the API does) and turns are committed on flush.
+    let updates = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let u = updates.clone();
+    let server = WsServer::start(None, move |mut ws| {
+        let updates = u.clone();
+        async move {
+            let mut n = 0;
+            while let Some(ev) = recv_json(&mut ws).await {
+                match ev["type"].as_str().unwrap() {
+                    "session.update" => {
+                        if let Some(err) = common::transcription_session_refusal(&ev) {
+                            send_json(&mut ws, err).await;
+                        }
+                        updates.lock().await.push(ev)
+                    }
+                    "input_audio_buffer.commit" => {
+                        n += 1;
+                        let item = format!("item_{n}");
+                        send_json(&mut ws, json!({"type": "input_audio_buffer.committed", "item_id": item})).await;
+                        send_json(&mut ws, json!({"type": "conversation.item.input_audio_transcription.delta", "item_id": item, "delta": "hel"})).await;
+                        send_json(&mut ws, json!({"type": "conversation.item.input_audio_transcription.completed", "item_id": item, "transcript": "hello"})).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await;
+    let stt = Stt::new(SttOptions {
+        api_key: Some("sk".into()),
+        base_url: Some(server.base_url()),
+        model: "gpt-live-transcribe".into(),
+        language: Some("en-US".into()),
+        use_realtime: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(stt.options().turn_detection.is_some());
+    let mut stream = stt.stream(None, conn()).unwrap();
+    for f in speech(200, 24_000) {
+        stream.push_frame(f);
+    }
+    stream.end_input();
+    let mut kinds = Vec::new();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), stream.next_event())
+        .await
+        .expect("stream ends")
+    {
+        let ev = ev.unwrap();
+        if ev.kind == SpeechEventType::FinalTranscript {
+            assert_eq!(ev.text(), "hello");
+        }
+        kinds.push(ev.kind);
+    }
+    assert!(
+        kinds.contains(&SpeechEventType::FinalTranscript),
+        "{kinds:?}"
+    );
+    let update = updates.lock().await[0].clone();
+    let input = &update["session"]["audio"]["input"];
+    assert_eq!(input["turn_detection"], serde_json::Value::Null);
+    assert_eq!(
+        input["transcription"],
+        json!({"model": "gpt-live-transcribe", "languages": ["en"]})
     );
 }

@@ -160,6 +160,9 @@ pub enum ReasoningEffort {
     Medium,
     /// High.
     High,
+    /// No reasoning (GPT-5.1 and later, GPT-6, Grok 4.3): the lowest latency, and what
+    /// OpenAI's Chat Completions requires of GPT-6 models for function calling.
+    None,
 }
 
 /// Per-request generation options. Unset fields use the provider's defaults.

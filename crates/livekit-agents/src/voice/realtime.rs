@@ -195,6 +195,13 @@ pub(crate) async fn play_generation(
     session.set_agent_state(AgentState::Thinking);
     let ctx = activity.context();
     let behavior = activity.agent().behavior();
+    // Half-cascade: a model that answers in text (no audio output) is voiced by the agent's
+    // or the session's TTS, as the reference does.
+    let model_audio = session
+        .realtime_link()
+        .is_none_or(|l| l.capabilities.audio_output);
+    let voice_with_tts =
+        !model_audio && (activity.agent().tts().is_some() || session.tts().is_some());
     loop {
         let message = tokio::select! {
             biased;
@@ -203,26 +210,34 @@ pub(crate) async fn play_generation(
         };
         let Some(message) = message else { break };
         let text = ReceiverStream::new(message.text_stream).boxed();
-        let audio = behavior
-            .realtime_audio_output_node(
-                ctx.clone(),
-                ReceiverStream::new(message.audio_stream).boxed(),
-                ModelSettings::default(),
+        let audio = if voice_with_tts {
+            None
+        } else {
+            Some(
+                behavior
+                    .realtime_audio_output_node(
+                        ctx.clone(),
+                        ReceiverStream::new(message.audio_stream).boxed(),
+                        ModelSettings::default(),
+                    )
+                    .await,
             )
-            .await;
+        };
         let spoken = speak(
             &activity,
             &handle,
             text,
             ModelSettings::default(),
-            Some(audio),
+            audio,
             None,
         )
         .await;
         commit_assistant_message(&activity, &handle, &spoken);
         if spoken.interrupted {
             rt.interrupt();
-            if let (true, Some(played)) = (activity_caps_truncation(&session), spoken.played) {
+            // Only the model's own audio can be truncated at the played position.
+            let truncate = model_audio && activity_caps_truncation(&session);
+            if let (true, Some(played)) = (truncate, spoken.played) {
                 let ms = played.as_millis().min(u64::MAX as u128) as u64;
                 if let Err(e) = rt
                     .truncate(&message.message_id, ms, Some(&spoken.text))

@@ -185,13 +185,45 @@ impl InputTranscription {
 
     pub(crate) fn to_json(&self) -> Value {
         let mut v = json!({"model": self.model});
-        if let Some(l) = self.language.as_deref().filter(|l| !l.is_empty()) {
-            v["language"] = json!(l);
+        if let Some(l) = self.language.as_deref().and_then(iso_639_1) {
+            if takes_language_list(&self.model) {
+                v["languages"] = json!([l]);
+            } else {
+                v["language"] = json!(l);
+            }
         }
         if let Some(p) = self.prompt.as_deref().filter(|p| !p.is_empty()) {
             v["prompt"] = json!(p);
         }
         v
+    }
+}
+
+/// Whether a transcription model takes the plural `languages` (a list of expected languages)
+/// instead of `language`: `gpt-transcribe` and `gpt-live-transcribe`, the successors of the
+/// `gpt-4o-*-transcribe` models. They refuse a request carrying `language`.
+pub(crate) fn takes_language_list(model: &str) -> bool {
+    model.starts_with("gpt-transcribe") || model.starts_with("gpt-live-transcribe")
+}
+
+/// Whether a transcription model runs without server turn detection (`gpt-live-transcribe`
+/// supports neither `server_vad` nor `semantic_vad`; turns are committed by the client).
+pub(crate) fn rejects_turn_detection(model: &str) -> bool {
+    model.starts_with("gpt-live-transcribe")
+}
+
+/// The ISO-639-1 code of a language tag (`en-US`, `pt_BR`, `EN` → `en`, `pt`, `en`): the
+/// transcription API takes two-letter codes only. `None` (with a warning) for a tag whose
+/// primary subtag is not two letters, which is then not sent (the model detects the language).
+pub(crate) fn iso_639_1(tag: &str) -> Option<String> {
+    let primary = tag.trim().split(['-', '_']).next().unwrap_or_default();
+    if primary.len() == 2 && primary.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Some(primary.to_ascii_lowercase())
+    } else {
+        if !tag.trim().is_empty() {
+            tracing::warn!(language = %tag, "not an ISO-639-1 language code; letting the model detect the language");
+        }
+        None
     }
 }
 
@@ -203,6 +235,28 @@ pub(crate) fn pcm_format() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn languages_are_iso_639_1_and_plural_for_the_new_models() {
+        assert_eq!(iso_639_1("en-US").as_deref(), Some("en"));
+        assert_eq!(iso_639_1("pt_BR").as_deref(), Some("pt"));
+        assert_eq!(iso_639_1(" FR ").as_deref(), Some("fr"));
+        assert_eq!(iso_639_1("yue"), None);
+        assert_eq!(iso_639_1(""), None);
+        let mut t = InputTranscription::new("gpt-4o-mini-transcribe");
+        t.language = Some("en-US".into());
+        assert_eq!(
+            t.to_json(),
+            json!({"model": "gpt-4o-mini-transcribe", "language": "en"})
+        );
+        t.model = "gpt-transcribe".into();
+        assert_eq!(
+            t.to_json(),
+            json!({"model": "gpt-transcribe", "languages": ["en"]})
+        );
+        assert!(rejects_turn_detection("gpt-live-transcribe"));
+        assert!(!rejects_turn_detection("gpt-transcribe"));
+    }
 
     #[test]
     fn turn_detection_serializes_only_what_is_set() {

@@ -4,7 +4,7 @@
 mod config;
 mod model;
 
-pub(crate) use config::pcm_format;
+pub(crate) use config::{iso_639_1, pcm_format, rejects_turn_detection, takes_language_list};
 pub use config::{Eagerness, InputTranscription, NoiseReduction, TurnDetection};
 pub use model::{
     Modality, RealtimeModel, RealtimeOptions, RealtimeSession, DEFAULT_INPUT_TRANSCRIPTION_MODEL,

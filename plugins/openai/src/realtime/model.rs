@@ -37,13 +37,16 @@ use crate::chat_format::image_url;
 use crate::client::{parse_base_url, redacted, ConfigError, Endpoint};
 use crate::ws::{self, event_type, str_field, Incoming, WsStream};
 
-/// Default realtime model.
-pub const DEFAULT_REALTIME_MODEL: &str = "gpt-realtime";
+/// Default realtime model: `gpt-realtime-2.1`, the successor of `gpt-realtime` (which shuts
+/// down on 2027-01-20; see `docs/providers.md`).
+pub const DEFAULT_REALTIME_MODEL: &str = "gpt-realtime-2.1";
 /// Default voice (the LiveKit Realtime docs).
 pub const DEFAULT_REALTIME_VOICE: &str = "alloy";
 /// How long one connection is used before it is refreshed.
 pub const DEFAULT_MAX_SESSION_DURATION: Duration = Duration::from_secs(20 * 60);
-/// Default input transcription model.
+/// Default input transcription model. `gpt-4o-mini-transcribe` shuts down on 2027-02-26;
+/// OpenAI names no successor for user-input transcription inside a speech-to-speech session
+/// yet (checked 2026-12-03), so it stays until one is documented.
 pub const DEFAULT_INPUT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
 
 /// What the model answers with.
@@ -598,6 +601,30 @@ fn diff_items(remote: &[RemoteItem], wanted: &[(&str, Value)]) -> DiffPlan {
     plan
 }
 
+/// The longest `call_id` the Realtime API accepts.
+pub(crate) const MAX_CALL_ID_LEN: usize = 32;
+
+/// A `call_id` the Realtime API accepts: ids up to [`MAX_CALL_ID_LEN`] characters pass
+/// unchanged; a longer one (another provider's, or a Chat Completions id) becomes its first 16
+/// characters followed by 16 hex digits of a hash of the whole id. The mapping is a pure
+/// function of the id, so a call and its output (and every later update of the same context)
+/// always get the same short id, and distinct long ids stay distinct.
+pub(crate) fn realtime_call_id(call_id: &str) -> String {
+    if call_id.len() <= MAX_CALL_ID_LEN && call_id.is_ascii() {
+        return call_id.to_string();
+    }
+    // FNV-1a (64-bit): stable across builds and platforms.
+    let hash = call_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let prefix: String = call_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(16)
+        .collect();
+    format!("{prefix}{hash:016x}")
+}
+
 /// A chat item as a Realtime conversation item, or `None` for kinds the API has no form for.
 fn conversation_item(item: &ChatItem) -> Option<Value> {
     match item {
@@ -621,7 +648,19 @@ fn conversation_item(item: &ChatItem) -> Option<Value> {
                         Some(json!({"type": text_type, "text": transcript}))
                     }
                     ChatContent::Image(img) if m.role == ChatRole::User => {
-                        Some(json!({"type": "input_image", "image_url": image_url(img)}))
+                        let url = image_url(img);
+                        if url.starts_with("data:") {
+                            Some(json!({"type": "input_image", "image_url": url}))
+                        } else {
+                            // The Realtime API takes images only as base64 data URIs; a
+                            // plain URL would make the whole item (and update) fail. As the
+                            // reference does, the image is left out.
+                            tracing::warn!(
+                                item = %m.id,
+                                "the OpenAI Realtime API accepts images only as data URIs; skipping an image given as a URL (pass its bytes to send it)"
+                            );
+                            None
+                        }
                     }
                     ChatContent::Image(_) => None,
                 })
@@ -633,10 +672,10 @@ fn conversation_item(item: &ChatItem) -> Option<Value> {
             Some(json!({"id": m.id, "type": "message", "role": role, "content": content}))
         }
         ChatItem::FunctionCall(c) => Some(json!({
-            "id": c.id, "type": "function_call", "call_id": c.call_id, "name": c.name, "arguments": c.arguments,
+            "id": c.id, "type": "function_call", "call_id": realtime_call_id(&c.call_id), "name": c.name, "arguments": c.arguments,
         })),
         ChatItem::FunctionCallOutput(o) => Some(json!({
-            "id": o.id, "type": "function_call_output", "call_id": o.call_id, "output": o.output,
+            "id": o.id, "type": "function_call_output", "call_id": realtime_call_id(&o.call_id), "output": o.output,
         })),
         ChatItem::AgentHandoff(_) => None,
     }
@@ -1355,7 +1394,7 @@ mod tests {
         );
         assert!(!caps.auto_tool_reply_generation);
         let u = m.session_update();
-        assert_eq!(u["session"]["model"], "gpt-realtime");
+        assert_eq!(u["session"]["model"], "gpt-realtime-2.1");
         assert_eq!(u["session"]["output_modalities"], json!(["audio"]));
         assert_eq!(
             u["session"]["audio"]["output"],
@@ -1449,6 +1488,78 @@ mod tests {
         assert_eq!(
             items[3],
             json!({"id": ctx.items()[3].id(), "type": "function_call_output", "call_id": "c1", "output": "ok"})
+        );
+    }
+
+    #[test]
+    fn long_call_ids_are_shortened_deterministically() {
+        assert_eq!(realtime_call_id("call_abc"), "call_abc");
+        let long = format!("call_{}", "x".repeat(40));
+        let short = realtime_call_id(&long);
+        assert_eq!(short.len(), MAX_CALL_ID_LEN);
+        assert_eq!(short, realtime_call_id(&long), "deterministic");
+        assert!(short.starts_with("call_xxxxxxxxxxx"));
+        let other = format!("call_{}y", "x".repeat(40));
+        assert_ne!(
+            realtime_call_id(&other),
+            short,
+            "distinct ids stay distinct"
+        );
+        let toolu = "toolu_01A09q90qw90lq917835lq9_extra_long";
+        assert_eq!(realtime_call_id(toolu).len(), MAX_CALL_ID_LEN);
+        // A call and its output keep matching ids.
+        let call = FunctionCall::new(long.as_str(), "f", "{}");
+        let out = livekit_agents::llm::FunctionCallOutput::for_call(&call, "ok", false);
+        let (c, o) = (
+            conversation_item(&ChatItem::FunctionCall(call.clone())).unwrap(),
+            conversation_item(&ChatItem::FunctionCallOutput(out)).unwrap(),
+        );
+        assert_eq!(c["call_id"], o["call_id"]);
+        assert_eq!(c["call_id"], json!(short));
+    }
+
+    #[test]
+    fn images_go_as_data_uris_and_urls_are_skipped() {
+        use livekit_agents::llm::{ChatContent, ChatMessage, ImageContent, ImageSource};
+        let mut msg = ChatMessage::new(ChatRole::User, "look");
+        msg.content.push(ChatContent::Image(ImageContent {
+            image: ImageSource::Url {
+                url: "https://example.com/cat.png".into(),
+            },
+            id: "img1".into(),
+            inference_detail: String::new(),
+        }));
+        msg.content.push(ChatContent::Image(ImageContent {
+            image: ImageSource::Bytes {
+                data: vec![1, 2, 3],
+                mime_type: "image/png".into(),
+            },
+            id: "img2".into(),
+            inference_detail: String::new(),
+        }));
+        let item = conversation_item(&ChatItem::Message(msg)).unwrap();
+        let content = item["content"].as_array().unwrap();
+        assert_eq!(content.len(), 2, "{item}");
+        assert_eq!(content[0]["type"], "input_text");
+        assert_eq!(content[1]["image_url"], "data:image/png;base64,AQID");
+    }
+
+    #[test]
+    fn text_modality_is_a_half_cascade_model_without_audio_output() {
+        use livekit_agents::llm::realtime::RealtimeModel as _;
+        let model = RealtimeModel::new(RealtimeOptions {
+            api_key: Some("sk".into()),
+            modality: Modality::Text,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            !model.capabilities().audio_output,
+            "the session voices it with its TTS"
+        );
+        assert_eq!(
+            model.session_update()["session"]["output_modalities"],
+            json!(["text"])
         );
     }
 }

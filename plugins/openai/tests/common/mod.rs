@@ -13,6 +13,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use livekit_plugin_test_support::models;
+use livekit_plugin_test_support::tls::TlsListener;
 use tokio::sync::{mpsc, Mutex, Notify};
 
 /// One scripted answer.
@@ -101,6 +103,9 @@ pub struct Inner {
     pub client_gone: Notify,
     /// Number of bytes-parts delivered across all streams.
     pub delivered: std::sync::atomic::AtomicUsize,
+    /// Whose model list the server enforces (`openai` when empty), from
+    /// `docs/provider-models.json`.
+    pub provider: std::sync::Mutex<String>,
 }
 
 /// The running server.
@@ -127,6 +132,26 @@ impl Server {
         format!("http://{}/v1", self.addr)
     }
 
+    /// The same server behind TLS: `https://127.0.0.1:port/v1`, with a self-signed
+    /// certificate the clients of this test process trust (see
+    /// `livekit_plugin_test_support::tls`).
+    pub async fn start_tls(replies: Vec<Reply>) -> TlsServer {
+        let state = Arc::new(Inner::default());
+        state.replies.lock().await.extend(replies);
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let listener = TlsAxumListener(TlsListener::bind().await);
+        let addr = listener.0.addr;
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        TlsServer(Server { addr, state })
+    }
+
+    /// Enforces `provider`'s model list (e.g. `groq`) instead of OpenAI's.
+    pub fn set_provider(&self, provider: &str) {
+        *self.state.provider.lock().unwrap() = provider.to_string();
+    }
+
     pub async fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().await.clone()
     }
@@ -144,6 +169,15 @@ async fn handle(
         headers,
         body: body.to_vec(),
     });
+    let provider = state.provider.lock().unwrap().clone();
+    if let Some((status, body)) = refusal(&provider, uri.path(), &body) {
+        return Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .header("x-request-id", "req_refused")
+            .body(Body::from(body))
+            .unwrap();
+    }
     let reply = state.replies.lock().await.pop_front();
     match reply {
         None => (StatusCode::INTERNAL_SERVER_ERROR, "no scripted reply").into_response(),
@@ -203,6 +237,139 @@ async fn handle(
     }
 }
 
+/// A [`Server`] behind TLS.
+pub struct TlsServer(pub Server);
+
+impl TlsServer {
+    /// `https://127.0.0.1:port/v1`.
+    pub fn base_url(&self) -> String {
+        format!("https://{}/v1", self.0.addr)
+    }
+}
+
+/// Serves axum over the test support's TLS listener.
+struct TlsAxumListener(TlsListener);
+
+impl axum::serve::Listener for TlsAxumListener {
+    type Io = livekit_plugin_test_support::tls::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.0.accept().await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.0.addr)
+    }
+}
+
+/// The value of a text field of a `multipart/form-data` body.
+pub fn form_field(body: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let marker = format!("name=\"{name}\"\r\n\r\n");
+    let start = text.find(&marker)? + marker.len();
+    let end = text[start..].find("\r\n")? + start;
+    Some(text[start..end].to_string())
+}
+
+/// How the real API refuses this request, if it does: an unknown model (404
+/// `model_not_found`), an unknown voice, or a language that is not an ISO-639-1 code (400).
+fn refusal(provider: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let provider = if provider.is_empty() {
+        "openai"
+    } else {
+        provider
+    };
+    let json = || serde_json::from_slice::<serde_json::Value>(body).ok();
+    let field =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|m| m.as_str()).map(str::to_string);
+    if path.ends_with("/chat/completions") {
+        let model = json().and_then(|v| field(&v, "model")).unwrap_or_default();
+        if !models::accepts(provider, "chat", &model) {
+            return Some((404, models::openai_model_not_found(&model)));
+        }
+    } else if path.ends_with("/audio/speech") {
+        let v = json().unwrap_or_default();
+        let model = field(&v, "model").unwrap_or_default();
+        if !models::accepts("openai", "speech", &model) {
+            return Some((404, models::openai_model_not_found(&model)));
+        }
+        let voice = field(&v, "voice").unwrap_or_default();
+        if !models::accepts("openai", "speech_voices", &voice) {
+            return Some((
+                400,
+                models::openai_invalid_value(
+                    "voice",
+                    &format!("Invalid value for 'voice': '{voice}'."),
+                ),
+            ));
+        }
+    } else if path.ends_with("/audio/transcriptions") {
+        let model = form_field(body, "model").unwrap_or_default();
+        if !models::accepts("openai", "transcription", &model) {
+            return Some((404, models::openai_model_not_found(&model)));
+        }
+        if let Some(lang) = form_field(body, "language") {
+            if lang.len() != 2 || !lang.bytes().all(|b| b.is_ascii_lowercase()) {
+                return Some((
+                    400,
+                    models::openai_invalid_value(
+                        "language",
+                        &format!("Invalid language '{lang}'. Language parameter must be specified in ISO-639-1 format."),
+                    ),
+                ));
+            }
+            if model == "gpt-transcribe" || model == "gpt-live-transcribe" {
+                return Some((
+                    400,
+                    models::openai_invalid_value(
+                        "language",
+                        &format!("'language' is not supported with {model}; use 'languages'."),
+                    ),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// How the Realtime API refuses a transcription `session.update`: an `error` event for a
+/// transcription model it does not serve, for `language` sent to `gpt-transcribe` /
+/// `gpt-live-transcribe` (which take `languages`), and for server turn detection with
+/// `gpt-live-transcribe` (which supports neither `server_vad` nor `semantic_vad`).
+pub fn transcription_session_refusal(update: &serde_json::Value) -> Option<serde_json::Value> {
+    let input = &update["session"]["audio"]["input"];
+    let model = input["transcription"]["model"].as_str().unwrap_or_default();
+    let error = |code: &str, param: &str, message: String| {
+        Some(serde_json::json!({"type": "error", "error": {
+            "type": "invalid_request_error", "code": code, "param": param, "message": message,
+        }}))
+    };
+    if !models::accepts("openai", "transcription", model) {
+        return error(
+            "model_not_found",
+            "session.audio.input.transcription.model",
+            format!("The model `{model}` does not exist or you do not have access to it."),
+        );
+    }
+    let new_model = model == "gpt-transcribe" || model == "gpt-live-transcribe";
+    if new_model && input["transcription"].get("language").is_some() {
+        return error(
+            "unknown_parameter",
+            "session.audio.input.transcription.language",
+            format!("Unknown parameter 'language' for {model}; use 'languages'."),
+        );
+    }
+    if model == "gpt-live-transcribe" && !input["turn_detection"].is_null() {
+        return error(
+            "invalid_value",
+            "session.audio.input.turn_detection",
+            "gpt-live-transcribe does not support turn detection; set it to null.".into(),
+        );
+    }
+    None
+}
+
 /// A WebSocket server: every upgrade request is recorded (path, query, headers) and the
 /// socket handed to `session`.
 pub struct WsServer {
@@ -237,6 +404,21 @@ impl WsServer {
                         headers,
                         body: Vec::new(),
                     });
+                    // A conversation session names its model in the URL; one OpenAI does
+                    // not serve is refused.
+                    let model = uri.query().and_then(|q| {
+                        url::form_urlencoded::parse(q.as_bytes())
+                            .find(|(k, _)| k == "model")
+                            .map(|(_, v)| v.into_owned())
+                    });
+                    if let Some(model) = model.filter(|m| !models::accepts("openai", "realtime", m))
+                    {
+                        return Response::builder()
+                            .status(404)
+                            .header("content-type", "application/json")
+                            .body(Body::from(models::openai_model_not_found(&model)))
+                            .unwrap();
+                    }
                     if let Some(code) = reject {
                         return Response::builder()
                             .status(code)
