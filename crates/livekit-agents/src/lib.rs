@@ -19,6 +19,7 @@ pub mod cli;
 pub mod download;
 pub mod io;
 pub mod llm;
+pub mod mcp;
 pub mod metrics;
 pub mod plugin_support;
 #[cfg(feature = "room")]

@@ -156,10 +156,19 @@ impl Activity {
             let this = self.clone();
             tokio::spawn(async move { realtime::sync_agent(&this, &link.session).await });
         }
-        if enter {
+        let own_servers = self.inner.agent.mcp_servers().clone();
+        if enter || !own_servers.is_empty() {
             let ctx = self.context();
             let behavior = self.inner.agent.behavior();
-            tokio::spawn(async move { behavior.on_enter(ctx).await });
+            let session = self.inner.session.clone();
+            // The agent's own MCP servers connect before `on_enter`, so its first reply has
+            // their tools (connecting an already connected server does nothing).
+            tokio::spawn(async move {
+                own_servers.start_all(&session).await;
+                if enter {
+                    behavior.on_enter(ctx).await;
+                }
+            });
         }
     }
 
@@ -179,6 +188,10 @@ impl Activity {
         self.inner.scheduler.lock().take();
         self.inner.wake.notify_one();
         self.bump();
+        let own_servers = self.inner.agent.mcp_servers().clone();
+        if !own_servers.is_empty() {
+            tokio::spawn(async move { own_servers.close_all().await });
+        }
     }
 
     /// Before a handoff: `on_exit` runs (it may still speak), then queued speech finishes.
@@ -358,7 +371,18 @@ impl Activity {
                 tools.push(t);
             }
         }
+        self.mcp_servers().append_tools(&mut tools);
         tools
+    }
+
+    /// The MCP servers in effect: the agent's if it has any, else the session's.
+    fn mcp_servers(&self) -> &crate::mcp::ServerList {
+        let own = self.inner.agent.mcp_servers();
+        if own.is_empty() {
+            &self.inner.session.inner.mcp_servers
+        } else {
+            own
+        }
     }
 
     /// The context sent to the LLM: instructions first, then `items`, then per-reply

@@ -186,6 +186,7 @@ struct AgentInner {
     tts: Option<Arc<dyn Tts>>,
     allow_interruptions: Option<bool>,
     behavior: Arc<dyn AgentBehavior>,
+    mcp_servers: crate::mcp::ServerList,
     /// The session the agent was last activated in (weak: the session owns its agents).
     session: Mutex<Option<std::sync::Weak<super::session::SessionInner>>>,
 }
@@ -222,6 +223,7 @@ pub struct AgentBuilder {
     tts: Option<Arc<dyn Tts>>,
     allow_interruptions: Option<bool>,
     behavior: Arc<dyn AgentBehavior>,
+    mcp_servers: crate::mcp::ServerList,
 }
 
 impl AgentBuilder {
@@ -265,6 +267,14 @@ impl AgentBuilder {
         self.tts = Some(tts);
         self
     }
+    /// MCP servers for this agent: while it is active their tools replace those of the
+    /// session's servers. They connect when the agent becomes active and close when it is
+    /// replaced.
+    #[cfg(feature = "mcp")]
+    pub fn mcp_servers(mut self, servers: impl IntoIterator<Item = crate::mcp::McpServer>) -> Self {
+        self.mcp_servers.extend(servers);
+        self
+    }
     /// Overrides whether the user can interrupt this agent.
     pub fn allow_interruptions(mut self, allow: bool) -> Self {
         self.allow_interruptions = Some(allow);
@@ -295,6 +305,7 @@ impl AgentBuilder {
                 tts: self.tts,
                 allow_interruptions: self.allow_interruptions,
                 behavior: self.behavior,
+                mcp_servers: self.mcp_servers,
                 session: Mutex::new(None),
             }),
         }
@@ -314,12 +325,18 @@ impl Agent {
             tts: None,
             allow_interruptions: None,
             behavior: Arc::new(DefaultBehavior),
+            mcp_servers: Default::default(),
         }
     }
 
     /// An agent with these instructions and default behaviour.
     pub fn new(instructions: impl Into<String>) -> Self {
         Self::builder().instructions(instructions).build()
+    }
+
+    /// The agent's own MCP servers (empty: the session's apply).
+    pub(crate) fn mcp_servers(&self) -> &crate::mcp::ServerList {
+        &self.inner.mcp_servers
     }
 
     /// The id.

@@ -176,6 +176,7 @@ pub struct AgentSessionBuilder {
     models: Models,
     tools: Vec<FunctionTool>,
     userdata: Userdata,
+    mcp_servers: crate::mcp::ServerList,
 }
 
 impl AgentSessionBuilder {
@@ -215,6 +216,13 @@ impl AgentSessionBuilder {
         self.tools.extend(tools);
         self
     }
+    /// MCP servers whose tools every agent gets (unless the agent has its own servers). They
+    /// start with the session and close with it.
+    #[cfg(feature = "mcp")]
+    pub fn mcp_servers(mut self, servers: impl IntoIterator<Item = crate::mcp::McpServer>) -> Self {
+        self.mcp_servers.extend(servers);
+        self
+    }
     /// Session data for tools and hooks.
     pub fn userdata(mut self, userdata: Userdata) -> Self {
         self.userdata = userdata;
@@ -237,7 +245,13 @@ impl AgentSessionBuilder {
     }
     /// The session.
     pub fn build(self) -> AgentSession {
-        AgentSession::from_parts(self.options, self.models, self.tools, self.userdata)
+        AgentSession::from_parts(
+            self.options,
+            self.models,
+            self.tools,
+            self.userdata,
+            self.mcp_servers,
+        )
     }
 }
 
@@ -267,6 +281,8 @@ pub(crate) struct SessionInner {
     pub models: Models,
     pub tools: Vec<FunctionTool>,
     pub userdata: Userdata,
+    /// MCP servers (started in `start`, closed in `close_with`).
+    pub mcp_servers: crate::mcp::ServerList,
     pub events: broadcast::Sender<SessionEvent>,
     pub state: Mutex<SessionState>,
     pub user_speaking: watch::Sender<bool>,
@@ -320,6 +336,7 @@ impl AgentSession {
         models: Models,
         tools: Vec<FunctionTool>,
         userdata: Userdata,
+        mcp_servers: crate::mcp::ServerList,
     ) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (user_speaking, _) = watch::channel(false);
@@ -331,6 +348,7 @@ impl AgentSession {
                 models,
                 tools,
                 userdata,
+                mcp_servers,
                 events,
                 user_speaking,
                 update_lock: tokio::sync::Mutex::new(()),
@@ -423,6 +441,7 @@ impl AgentSession {
                 "adaptive interruption is a LiveKit Cloud service; using VAD interruptions"
             );
         }
+        self.inner.mcp_servers.start_all(self).await;
         let activity = Activity::new(self.clone(), agent);
         self.inner.state.lock().activity = Some(activity.clone());
         activity.start(true);
@@ -519,11 +538,15 @@ impl AgentSession {
         if let Some(link) = realtime {
             link.session.close().await;
         }
-        if let Some(activity) = activity {
+        if let Some(activity) = &activity {
             activity.close();
         }
         if let Some(out) = self.audio_output() {
             out.clear_buffer();
+        }
+        self.inner.mcp_servers.close_all().await;
+        if let Some(activity) = activity {
+            activity.agent().mcp_servers().close_all().await;
         }
         self.set_agent_state(AgentState::Initializing);
         self.emit(SessionEvent::Close { reason, error });
