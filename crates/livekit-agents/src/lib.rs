@@ -17,6 +17,7 @@
 pub mod audio;
 pub mod cli;
 pub mod download;
+pub mod inference;
 pub mod io;
 pub mod llm;
 pub mod mcp;

@@ -187,6 +187,8 @@ struct AgentInner {
     allow_interruptions: Option<bool>,
     behavior: Arc<dyn AgentBehavior>,
     mcp_servers: crate::mcp::ServerList,
+    /// Model overrides that could not be resolved.
+    config_error: Option<String>,
     /// The session the agent was last activated in (weak: the session owns its agents).
     session: Mutex<Option<std::sync::Weak<super::session::SessionInner>>>,
 }
@@ -224,9 +226,23 @@ pub struct AgentBuilder {
     allow_interruptions: Option<bool>,
     behavior: Arc<dyn AgentBehavior>,
     mcp_servers: crate::mcp::ServerList,
+    model_errors: Vec<crate::inference::InferenceError>,
 }
 
 impl AgentBuilder {
+    fn resolve<T: ?Sized>(
+        &mut self,
+        spec: crate::inference::ModelSpec<T>,
+        resolve: impl FnOnce(crate::inference::ModelSpec<T>) -> Result<Arc<T>, crate::inference::InferenceError>,
+    ) -> Option<Arc<T>> {
+        match resolve(spec) {
+            Ok(model) => Some(model),
+            Err(e) => {
+                self.model_errors.push(e);
+                None
+            }
+        }
+    }
     /// The agent id (default: `agent_…`). Handoff items and test assertions name agents by id.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -252,19 +268,19 @@ impl AgentBuilder {
         self.chat_ctx = chat_ctx;
         self
     }
-    /// Overrides the session's STT.
-    pub fn stt(mut self, stt: Arc<dyn Stt>) -> Self {
-        self.stt = Some(stt);
+    /// Overrides the session's STT (an instance or a LiveKit Inference descriptor).
+    pub fn stt(mut self, stt: impl Into<crate::inference::ModelSpec<dyn Stt>>) -> Self {
+        self.stt = self.resolve(stt.into(), |s| s.resolve());
         self
     }
-    /// Overrides the session's LLM.
-    pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
-        self.llm = Some(llm);
+    /// Overrides the session's LLM (an instance or a LiveKit Inference descriptor).
+    pub fn llm(mut self, llm: impl Into<crate::inference::ModelSpec<dyn Llm>>) -> Self {
+        self.llm = self.resolve(llm.into(), |s| s.resolve());
         self
     }
-    /// Overrides the session's TTS.
-    pub fn tts(mut self, tts: Arc<dyn Tts>) -> Self {
-        self.tts = Some(tts);
+    /// Overrides the session's TTS (an instance or a LiveKit Inference descriptor).
+    pub fn tts(mut self, tts: impl Into<crate::inference::ModelSpec<dyn Tts>>) -> Self {
+        self.tts = self.resolve(tts.into(), |s| s.resolve());
         self
     }
     /// MCP servers for this agent: while it is active their tools replace those of the
@@ -290,8 +306,23 @@ impl AgentBuilder {
         self.behavior = behavior;
         self
     }
-    /// The agent.
+    /// The agent, or the first model override that could not be resolved.
+    pub fn try_build(mut self) -> Result<Agent, crate::inference::InferenceError> {
+        if !self.model_errors.is_empty() {
+            return Err(self.model_errors.swap_remove(0));
+        }
+        Ok(self.build())
+    }
+    /// The agent. A model override that could not be resolved is logged and makes the
+    /// session's `start` with this agent fail (see [`try_build`](Self::try_build)).
     pub fn build(self) -> Agent {
+        let config_error = (!self.model_errors.is_empty()).then(|| {
+            let errors: Vec<String> = self.model_errors.iter().map(|e| e.to_string()).collect();
+            errors.join("; ")
+        });
+        if let Some(e) = &config_error {
+            tracing::error!("{e}");
+        }
         Agent {
             inner: Arc::new(AgentInner {
                 id: self.id.unwrap_or_else(|| {
@@ -306,6 +337,7 @@ impl AgentBuilder {
                 allow_interruptions: self.allow_interruptions,
                 behavior: self.behavior,
                 mcp_servers: self.mcp_servers,
+                config_error,
                 session: Mutex::new(None),
             }),
         }
@@ -326,12 +358,18 @@ impl Agent {
             allow_interruptions: None,
             behavior: Arc::new(DefaultBehavior),
             mcp_servers: Default::default(),
+            model_errors: Vec::new(),
         }
     }
 
     /// An agent with these instructions and default behaviour.
     pub fn new(instructions: impl Into<String>) -> Self {
         Self::builder().instructions(instructions).build()
+    }
+
+    /// Why a model override could not be resolved, if one could not.
+    pub(crate) fn config_error(&self) -> Option<String> {
+        self.inner.config_error.clone()
     }
 
     /// The agent's own MCP servers (empty: the session's apply).

@@ -177,12 +177,28 @@ pub struct AgentSessionBuilder {
     tools: Vec<FunctionTool>,
     userdata: Userdata,
     mcp_servers: crate::mcp::ServerList,
+    /// Models that could not be resolved (bad LiveKit Inference descriptors, missing keys).
+    model_errors: Vec<String>,
 }
 
 impl AgentSessionBuilder {
-    /// Speech-to-text.
-    pub fn stt(mut self, stt: Arc<dyn Stt>) -> Self {
-        self.models.stt = Some(stt);
+    fn resolve<T: ?Sized>(
+        &mut self,
+        spec: crate::inference::ModelSpec<T>,
+        resolve: impl FnOnce(crate::inference::ModelSpec<T>) -> Result<Arc<T>, crate::inference::InferenceError>,
+    ) -> Option<Arc<T>> {
+        match resolve(spec) {
+            Ok(model) => Some(model),
+            Err(e) => {
+                self.model_errors.push(e.to_string());
+                None
+            }
+        }
+    }
+    /// Speech-to-text: an instance (`Arc<dyn Stt>`, `Arc<Plugin>`) or a LiveKit Inference
+    /// descriptor (`"deepgram/nova-3:multi"`, see [`crate::inference`]).
+    pub fn stt(mut self, stt: impl Into<crate::inference::ModelSpec<dyn Stt>>) -> Self {
+        self.models.stt = self.resolve(stt.into(), |s| s.resolve());
         self
     }
     /// Voice activity detection.
@@ -190,9 +206,9 @@ impl AgentSessionBuilder {
         self.models.vad = Some(vad);
         self
     }
-    /// Language model.
-    pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
-        self.models.llm = Some(llm);
+    /// Language model: an instance or a LiveKit Inference descriptor (`"openai/gpt-4.1-mini"`).
+    pub fn llm(mut self, llm: impl Into<crate::inference::ModelSpec<dyn Llm>>) -> Self {
+        self.models.llm = self.resolve(llm.into(), |s| s.resolve());
         self
     }
     /// A realtime (speech-to-speech) model used instead of STT + LLM (a TTS is still needed for
@@ -201,9 +217,10 @@ impl AgentSessionBuilder {
         self.models.realtime = Some(model);
         self
     }
-    /// Text-to-speech.
-    pub fn tts(mut self, tts: Arc<dyn Tts>) -> Self {
-        self.models.tts = Some(tts);
+    /// Text-to-speech: an instance or a LiveKit Inference descriptor
+    /// (`"cartesia/sonic-3:VOICE"`).
+    pub fn tts(mut self, tts: impl Into<crate::inference::ModelSpec<dyn Tts>>) -> Self {
+        self.models.tts = self.resolve(tts.into(), |s| s.resolve());
         self
     }
     /// End-of-turn model (also selects [`TurnDetection::Model`] when turn detection is `Auto`).
@@ -243,15 +260,29 @@ impl AgentSessionBuilder {
         self.options.max_tool_steps = steps;
         self
     }
-    /// The session.
+    /// The session. A model that could not be resolved (see [`try_build`](Self::try_build))
+    /// is logged here and makes `start` fail with [`SessionError::Config`].
     pub fn build(self) -> AgentSession {
+        let config_error = (!self.model_errors.is_empty()).then(|| self.model_errors.join("; "));
+        if let Some(e) = &config_error {
+            tracing::error!("{e}");
+        }
         AgentSession::from_parts(
             self.options,
             self.models,
             self.tools,
             self.userdata,
             self.mcp_servers,
+            config_error,
         )
+    }
+    /// The session, or the first model that could not be resolved (a malformed or unknown
+    /// LiveKit Inference descriptor, missing credentials).
+    pub fn try_build(self) -> Result<AgentSession, SessionError> {
+        if let Some(e) = self.model_errors.first() {
+            return Err(SessionError::Config(e.clone()));
+        }
+        Ok(self.build())
     }
 }
 
@@ -283,6 +314,8 @@ pub(crate) struct SessionInner {
     pub userdata: Userdata,
     /// MCP servers (started in `start`, closed in `close_with`).
     pub mcp_servers: crate::mcp::ServerList,
+    /// Models the builder could not resolve: `start` fails with it.
+    pub config_error: Option<String>,
     pub events: broadcast::Sender<SessionEvent>,
     pub state: Mutex<SessionState>,
     pub user_speaking: watch::Sender<bool>,
@@ -337,6 +370,7 @@ impl AgentSession {
         tools: Vec<FunctionTool>,
         userdata: Userdata,
         mcp_servers: crate::mcp::ServerList,
+        config_error: Option<String>,
     ) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (user_speaking, _) = watch::channel(false);
@@ -349,6 +383,7 @@ impl AgentSession {
                 tools,
                 userdata,
                 mcp_servers,
+                config_error,
                 events,
                 user_speaking,
                 update_lock: tokio::sync::Mutex::new(()),
@@ -416,6 +451,9 @@ impl AgentSession {
     /// a VAD or STT is set), the agent becomes active (`on_enter` runs), state becomes
     /// `listening`.
     pub async fn start(&self, agent: Agent, io: SessionIo) -> Result<(), SessionError> {
+        if let Some(e) = self.inner.config_error.clone().or_else(|| agent.config_error()) {
+            return Err(SessionError::Config(e));
+        }
         let turn_detection = self.resolve_turn_detection()?;
         {
             let mut st = self.inner.state.lock();
