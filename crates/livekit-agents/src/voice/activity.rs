@@ -424,7 +424,11 @@ impl Activity {
             options.tool_choice = Some(ToolChoice::None);
         }
         if let Some(text) = options.user_input.as_ref() {
-            self.commit_user_message(ChatMessage::new(ChatRole::User, text.clone()));
+            let mut msg = ChatMessage::new(ChatRole::User, text.clone());
+            if self.inner.session.realtime_link().is_none() {
+                self.inner.session.inner.video.attach_latest(&mut msg);
+            }
+            self.commit_user_message(msg);
         }
         let handle = SpeechHandle::new(
             self.allow_interruptions(options.allow_interruptions),
@@ -766,6 +770,11 @@ impl Activity {
     async fn user_turn_completed(&self, info: EndOfTurnInfo) {
         let _guard = self.inner.turn_lock.lock().await;
         let mut msg = ChatMessage::new(ChatRole::User, info.transcript.clone());
+        // Live video: the latest sampled frame goes with the turn (pipeline LLMs; a realtime
+        // model already received it).
+        if self.inner.session.realtime_link().is_none() {
+            self.inner.session.inner.video.attach_latest(&mut msg);
+        }
         if let Some(current) = self.current_speech().filter(|s| !s.done()) {
             if !current.allow_interruptions() {
                 self.commit_user_message(msg);

@@ -179,6 +179,7 @@ pub struct AgentSessionBuilder {
     mcp_servers: crate::mcp::ServerList,
     /// Models that could not be resolved (bad LiveKit Inference descriptors, missing keys).
     model_errors: Vec<String>,
+    video_sampler: Option<Box<dyn crate::room_logic::video::VideoSampler>>,
 }
 
 impl AgentSessionBuilder {
@@ -240,6 +241,13 @@ impl AgentSessionBuilder {
         self.mcp_servers.extend(servers);
         self
     }
+    /// Which live video frames to keep (default: the reference's
+    /// [`VoiceActivityVideoSampler`](crate::room_logic::video::VoiceActivityVideoSampler), about
+    /// 1 frame/s while the user speaks, one every ~3 s otherwise).
+    pub fn video_sampler(mut self, sampler: impl crate::room_logic::video::VideoSampler) -> Self {
+        self.video_sampler = Some(Box::new(sampler));
+        self
+    }
     /// Session data for tools and hooks.
     pub fn userdata(mut self, userdata: Userdata) -> Self {
         self.userdata = userdata;
@@ -267,6 +275,10 @@ impl AgentSessionBuilder {
         if let Some(e) = &config_error {
             tracing::error!("{e}");
         }
+        let video = match self.video_sampler {
+            Some(sampler) => crate::room_logic::video::VideoState::new(sampler),
+            None => Default::default(),
+        };
         AgentSession::from_parts(
             self.options,
             self.models,
@@ -274,6 +286,7 @@ impl AgentSessionBuilder {
             self.userdata,
             self.mcp_servers,
             config_error,
+            video,
         )
     }
     /// The session, or the first model that could not be resolved (a malformed or unknown
@@ -316,6 +329,8 @@ pub(crate) struct SessionInner {
     pub mcp_servers: crate::mcp::ServerList,
     /// Models the builder could not resolve: `start` fails with it.
     pub config_error: Option<String>,
+    /// Live video: sampler and latest frame (see `room_logic::video`).
+    pub video: Arc<crate::room_logic::video::VideoState>,
     pub events: broadcast::Sender<SessionEvent>,
     pub state: Mutex<SessionState>,
     pub user_speaking: watch::Sender<bool>,
@@ -371,6 +386,7 @@ impl AgentSession {
         userdata: Userdata,
         mcp_servers: crate::mcp::ServerList,
         config_error: Option<String>,
+        video: crate::room_logic::video::VideoState,
     ) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (user_speaking, _) = watch::channel(false);
@@ -384,6 +400,7 @@ impl AgentSession {
                 userdata,
                 mcp_servers,
                 config_error,
+                video: Arc::new(video),
                 events,
                 user_speaking,
                 update_lock: tokio::sync::Mutex::new(()),
