@@ -4,7 +4,8 @@
 //! .tts("cartesia/sonic-3:VOICE")` resolves each string to a `livekit_agents::inference` model
 //! that reaches LiveKit Cloud's gateway with the project's LiveKit API key and secret. A
 //! malformed descriptor or missing credentials fail `try_build` with one line naming the
-//! accepted forms or the variable. The Silero VAD is loaded once per process in prewarm.
+//! accepted forms or the variable. The Silero VAD is loaded once per process in prewarm
+//! (without its model files the agent runs text-only).
 //!
 //! Environment: `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET` (a LiveKit Cloud project; also
 //! `LIVEKIT_URL` for `dev`, `start` and `connect`, with the `room` feature). Optional:
@@ -27,12 +28,15 @@ use livekit_agents::worker::{JobContext, WorkerOptions};
 const VOICE: &str = "9626c31c-bec5-4cca-baa8-f8ba9e84c8bc";
 
 async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
-    let session = AgentSession::builder()
+    let mut builder = AgentSession::builder()
         .stt("deepgram/nova-3:multi")
         .llm("openai/gpt-4.1-mini")
-        .tts(format!("cartesia/sonic-3:{VOICE}"))
-        .vad(examples::shared_vad(&ctx)?)
-        .try_build()?;
+        .tts(format!("cartesia/sonic-3:{VOICE}"));
+    match examples::shared_vad(&ctx) {
+        Ok(vad) => builder = builder.vad(vad),
+        Err(e) => tracing::warn!("{e}; voice input needs the VAD, `console --text` works without"),
+    }
+    let session = builder.try_build()?;
     let agent = Agent::new(
         "You are a friendly voice assistant running on LiveKit Inference. Keep your answers \
          short and conversational, without markdown or emojis.",
@@ -49,5 +53,13 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     // So that `download-files` knows the Silero model file.
     livekit_plugins_silero::register_files();
-    cli::run_app(WorkerOptions::new(entrypoint).with_prewarm(examples::prewarm_vad))
+    cli::run_app(
+        WorkerOptions::new(entrypoint).with_prewarm(|proc| async move {
+            // Without the model files the agent still works with typed text.
+            if let Err(e) = examples::prewarm_vad(proc).await {
+                tracing::warn!("no Silero VAD: {e}");
+            }
+            Ok(())
+        }),
+    )
 }
