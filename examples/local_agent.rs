@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use livekit_agents::cli;
-use livekit_agents::stt::{Stt, StreamAdapter};
+use livekit_agents::stt::{StreamAdapter, Stt};
 use livekit_agents::voice::{Agent, AgentSession};
 use livekit_agents::worker::{JobContext, WorkerOptions};
 use livekit_plugins_openai as openai;

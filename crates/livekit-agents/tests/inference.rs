@@ -97,7 +97,8 @@ fn chunk(delta: Value) -> String {
 
 #[tokio::test]
 async fn llm_streams_text_tool_calls_and_usage() {
-    let events = vec![
+    let events =
+        vec![
         chunk(json!({"role": "assistant", "content": "Hello"})),
         chunk(json!({"content": " world"})),
         chunk(json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
@@ -131,7 +132,14 @@ async fn llm_streams_text_tool_calls_and_usage() {
     assert_eq!(out.tool_calls[0].name, "lookup");
     assert_eq!(out.tool_calls[0].arguments, r#"{"city":"Paris"}"#);
     let usage = out.usage.unwrap();
-    assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.prompt_cached_tokens), (10, 5, 2));
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.prompt_cached_tokens
+        ),
+        (10, 5, 2)
+    );
 
     let seen = seen.lock();
     let (auth, body) = &seen.requests[0];
@@ -163,7 +171,14 @@ async fn llm_error_status_is_an_api_error() {
     req.conn = no_retry();
     let err = llm.chat(req).collect().await.unwrap_err();
     assert!(
-        matches!(err, ApiError::Status { status: 429, retryable: true, .. }),
+        matches!(
+            err,
+            ApiError::Status {
+                status: 429,
+                retryable: true,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(!err.to_string().contains(SECRET));
@@ -172,10 +187,7 @@ async fn llm_error_status_is_an_api_error() {
 /// One WebSocket connection: checks the handshake, then runs `script` on the socket.
 async fn ws_server<F, Fut>(path: &'static str, script: F) -> u16
 where
-    F: FnOnce(
-            tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
-            String,
-        ) -> Fut
+    F: FnOnce(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, String) -> Fut
         + Send
         + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -186,14 +198,19 @@ where
         let (stream, _) = listener.accept().await.unwrap();
         let uri = Arc::new(Mutex::new(String::new()));
         let seen_uri = uri.clone();
-        let ws = tokio_tungstenite::accept_hdr_async(stream, move |req: &Request, resp: Response| {
-            assert_token(req.headers().get("authorization").and_then(|v| v.to_str().ok()));
-            assert!(req.headers().get("x-livekit-session-id").is_some());
-            *seen_uri.lock() = req.uri().to_string();
-            Ok(resp)
-        })
-        .await
-        .unwrap();
+        let ws =
+            tokio_tungstenite::accept_hdr_async(stream, move |req: &Request, resp: Response| {
+                assert_token(
+                    req.headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok()),
+                );
+                assert!(req.headers().get("x-livekit-session-id").is_some());
+                *seen_uri.lock() = req.uri().to_string();
+                Ok(resp)
+            })
+            .await
+            .unwrap();
         let uri = uri.lock().clone();
         assert!(uri.starts_with(path), "{uri}");
         script(ws, uri).await;
@@ -217,44 +234,47 @@ async fn next_json(
 async fn stt_streams_audio_and_maps_transcripts() {
     let received = Arc::new(Mutex::new((Value::Null, 0usize, 0usize)));
     let rec = received.clone();
-    let port = ws_server("/v1/stt?model=deepgram%2Fnova-3", move |mut ws, _uri| async move {
-        let create = next_json(&mut ws).await.unwrap();
-        rec.lock().0 = create;
-        let mut sent_transcripts = false;
-        while let Some(msg) = next_json(&mut ws).await {
-            match msg["type"].as_str().unwrap() {
-                "input_audio" => {
-                    let pcm = base64::engine::general_purpose::STANDARD
-                        .decode(msg["audio"].as_str().unwrap())
-                        .unwrap();
-                    rec.lock().1 += pcm.len() / 2;
-                    if !sent_transcripts {
-                        sent_transcripts = true;
-                        for m in [
-                            json!({"type": "session.created"}),
-                            json!({"type": "interim_transcript", "transcript": "hello",
+    let port = ws_server(
+        "/v1/stt?model=deepgram%2Fnova-3",
+        move |mut ws, _uri| async move {
+            let create = next_json(&mut ws).await.unwrap();
+            rec.lock().0 = create;
+            let mut sent_transcripts = false;
+            while let Some(msg) = next_json(&mut ws).await {
+                match msg["type"].as_str().unwrap() {
+                    "input_audio" => {
+                        let pcm = base64::engine::general_purpose::STANDARD
+                            .decode(msg["audio"].as_str().unwrap())
+                            .unwrap();
+                        rec.lock().1 += pcm.len() / 2;
+                        if !sent_transcripts {
+                            sent_transcripts = true;
+                            for m in [
+                                json!({"type": "session.created"}),
+                                json!({"type": "interim_transcript", "transcript": "hello",
                                    "start": 0.0, "duration": 0.5}),
-                        ] {
-                            ws.send(Message::text(m.to_string())).await.unwrap();
+                            ] {
+                                ws.send(Message::text(m.to_string())).await.unwrap();
+                            }
                         }
                     }
-                }
-                "session.finalize" => {
-                    rec.lock().2 += 1;
-                    let m = json!({"type": "final_transcript", "transcript": "hello world",
+                    "session.finalize" => {
+                        rec.lock().2 += 1;
+                        let m = json!({"type": "final_transcript", "transcript": "hello world",
                                    "language": "en", "start": 0.0, "duration": 1.0,
                                    "confidence": 0.9,
                                    "words": [{"word": "hello", "start": 0.0, "end": 0.4},
                                              {"word": "world", "start": 0.5, "end": 1.0}]});
-                    ws.send(Message::text(m.to_string())).await.unwrap();
-                    ws.send(Message::text(json!({"type": "session.closed"}).to_string()))
-                        .await
-                        .unwrap();
+                        ws.send(Message::text(m.to_string())).await.unwrap();
+                        ws.send(Message::text(json!({"type": "session.closed"}).to_string()))
+                            .await
+                            .unwrap();
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-    })
+        },
+    )
     .await;
     let mut opts = inference::SttOptions::new("deepgram/nova-3");
     opts.language = Some("multi".into());
@@ -304,23 +324,26 @@ async fn stt_streams_audio_and_maps_transcripts() {
 async fn tts_sends_sentences_and_plays_the_audio() {
     let received = Arc::new(Mutex::new(Vec::<Value>::new()));
     let rec = received.clone();
-    let port = ws_server("/v1/tts?model=cartesia%2Fsonic-3", move |mut ws, _uri| async move {
-        while let Some(msg) = next_json(&mut ws).await {
-            let kind = msg["type"].as_str().unwrap().to_owned();
-            rec.lock().push(msg);
-            if kind == "session.flush" {
-                let pcm: Vec<u8> = (0..480i16).flat_map(|s| s.to_le_bytes()).collect();
-                let audio = base64::engine::general_purpose::STANDARD.encode(&pcm);
-                for _ in 0..2 {
-                    let m = json!({"type": "output_audio", "audio": audio, "session_id": "s1"});
-                    ws.send(Message::text(m.to_string())).await.unwrap();
+    let port = ws_server(
+        "/v1/tts?model=cartesia%2Fsonic-3",
+        move |mut ws, _uri| async move {
+            while let Some(msg) = next_json(&mut ws).await {
+                let kind = msg["type"].as_str().unwrap().to_owned();
+                rec.lock().push(msg);
+                if kind == "session.flush" {
+                    let pcm: Vec<u8> = (0..480i16).flat_map(|s| s.to_le_bytes()).collect();
+                    let audio = base64::engine::general_purpose::STANDARD.encode(&pcm);
+                    for _ in 0..2 {
+                        let m = json!({"type": "output_audio", "audio": audio, "session_id": "s1"});
+                        ws.send(Message::text(m.to_string())).await.unwrap();
+                    }
+                    ws.send(Message::text(json!({"type": "done"}).to_string()))
+                        .await
+                        .unwrap();
                 }
-                ws.send(Message::text(json!({"type": "done"}).to_string()))
-                    .await
-                    .unwrap();
             }
-        }
-    })
+        },
+    )
     .await;
     let mut opts = inference::TtsOptions::new("cartesia/sonic-3");
     opts.voice = Some("voice-1".into());
@@ -398,18 +421,33 @@ async fn a_session_built_with_a_bad_descriptor_does_not_start() {
 #[test]
 fn descriptors_resolve_from_the_environment() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let events = vec![chunk(json!({"content": "Hi from the gateway."})), "[DONE]".into()];
+    let events = vec![
+        chunk(json!({"content": "Hi from the gateway."})),
+        "[DONE]".into(),
+    ];
     let (port, seen) = rt.block_on(llm_server(events));
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["--ignored", "--exact", "child_session_with_descriptors", "--nocapture"])
-        .env("LIVEKIT_INFERENCE_URL", format!("http://127.0.0.1:{port}/v1"))
+        .args([
+            "--ignored",
+            "--exact",
+            "child_session_with_descriptors",
+            "--nocapture",
+        ])
+        .env(
+            "LIVEKIT_INFERENCE_URL",
+            format!("http://127.0.0.1:{port}/v1"),
+        )
         .env("LIVEKIT_API_KEY", KEY)
         .env("LIVEKIT_API_SECRET", SECRET)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("1 passed"), "{stdout}");
     let seen = seen.lock();
     assert_eq!(seen.requests.len(), 1);

@@ -40,14 +40,18 @@ async fn live_tts_then_stt_round_trip() {
     if !cloud_credentials() {
         return;
     }
-    let tts = inference::Tts::from_descriptor("cartesia/sonic-3:9626c31c-bec5-4cca-baa8-f8ba9e84c8bc")
-        .unwrap();
+    let tts =
+        inference::Tts::from_descriptor("cartesia/sonic-3:9626c31c-bec5-4cca-baa8-f8ba9e84c8bc")
+            .unwrap();
     let audio = tts
         .synthesize("Hello world, this is a test.", ApiConnectOptions::default())
         .collect()
         .await
         .unwrap();
-    assert!(audio.samples_per_channel > 24_000 / 2, "at least half a second of speech");
+    assert!(
+        audio.samples_per_channel > 24_000 / 2,
+        "at least half a second of speech"
+    );
     let stt = inference::Stt::from_descriptor("deepgram/nova-3:en").unwrap();
     let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
     stream.push_frame(audio);

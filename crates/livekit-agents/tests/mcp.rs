@@ -60,7 +60,8 @@ fn everything_script() -> Option<PathBuf> {
 
 fn misbehaving(args: &[&str]) -> Option<McpServer> {
     node()?;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcp_misbehaving.js");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcp_misbehaving.js");
     let mut all = vec![script.to_string_lossy().into_owned()];
     all.extend(args.iter().map(|s| s.to_string()));
     Some(McpServer::stdio("node", all))
@@ -86,21 +87,35 @@ async fn reference_server_over_stdio_lists_and_calls_tools() {
     let Some(script) = everything_script() else {
         return;
     };
-    let server = McpServer::stdio("node", [script.to_string_lossy().into_owned(), "stdio".into()])
-        .with_options(short(10_000));
+    let server = McpServer::stdio(
+        "node",
+        [script.to_string_lossy().into_owned(), "stdio".into()],
+    )
+    .with_options(short(10_000));
     server.initialize().await.unwrap();
     assert!(server.is_initialized());
     let tools = server.tools();
     let names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
-    for expected in ["echo", "get-sum", "get-tiny-image", "get-structured-content"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    for expected in [
+        "echo",
+        "get-sum",
+        "get-tiny-image",
+        "get-structured-content",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
     for t in &tools {
         t.definition().validate().unwrap();
         assert!(t.definition().parameters.get("$schema").is_none());
     }
     let echo = tools.iter().find(|t| t.name() == "echo").unwrap();
-    assert_eq!(echo.definition().description, "Echoes back the input string");
+    assert_eq!(
+        echo.definition().description,
+        "Echoes back the input string"
+    );
 
     // Through the function tool, as the session calls it.
     let call = FunctionCall::new("c1", "echo", r#"{"message":"hello"}"#);
@@ -132,7 +147,10 @@ async fn reference_server_over_stdio_lists_and_calls_tools() {
     assert!(text(raw.into_output().unwrap()).contains("temperature"));
 
     // Protocol errors (an unknown tool) and invalid arguments become tool errors.
-    let err = server.call_tool("no-such-tool", json!({})).await.unwrap_err();
+    let err = server
+        .call_tool("no-such-tool", json!({}))
+        .await
+        .unwrap_err();
     assert!(!err.message.is_empty());
     let err = server
         .call_tool("get-sum", json!({"a": "x"}))
@@ -205,14 +223,27 @@ async fn misbehaving_server_calls_become_tool_errors() {
     };
     let server = server.with_options(short(300));
     server.initialize().await.unwrap();
-    assert_eq!(text(server.call_tool("ok", json!({})).await.unwrap()), "fine");
+    assert_eq!(
+        text(server.call_tool("ok", json!({})).await.unwrap()),
+        "fine"
+    );
 
     let err = server.call_tool("hang", json!({})).await.unwrap_err();
-    assert!(err.message.contains("did not answer within 0.3 s"), "{}", err.message);
+    assert!(
+        err.message.contains("did not answer within 0.3 s"),
+        "{}",
+        err.message
+    );
     // The connection survives a hung call.
-    assert_eq!(text(server.call_tool("ok", json!({})).await.unwrap()), "fine");
+    assert_eq!(
+        text(server.call_tool("ok", json!({})).await.unwrap()),
+        "fine"
+    );
 
-    let err = server.call_tool("flagged_error", json!({})).await.unwrap_err();
+    let err = server
+        .call_tool("flagged_error", json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(err.message, "it broke");
 
     // A garbage line gets no answer to the call: a tool error, never a panic.
@@ -335,7 +366,10 @@ async fn session_uses_mcp_tools_and_survives_a_failed_server() {
     assert!(request.tools.iter().any(|t| t.name == "add_tool"));
 
     session.close().await;
-    assert!(!good.is_initialized(), "session servers close with the session");
+    assert!(
+        !good.is_initialized(),
+        "session servers close with the session"
+    );
 }
 
 #[tokio::test]
@@ -347,10 +381,7 @@ async fn agent_servers_replace_the_sessions_while_active() {
         allowed_tools: Some(vec!["ok".into()]),
         ..short(5_000)
     });
-    let llm = FakeLlm::new(vec![FakeLlmResponse::text(
-        "Hi.",
-        Duration::from_millis(1),
-    )]);
+    let llm = FakeLlm::new(vec![FakeLlmResponse::text("Hi.", Duration::from_millis(1))]);
     let session = AgentSession::builder()
         .llm(Arc::new(llm.clone()))
         .mcp_servers([session_server.with_options(short(5_000))])
@@ -371,7 +402,11 @@ async fn agent_servers_replace_the_sessions_while_active() {
         .iter()
         .map(|t| t.name.clone())
         .collect();
-    assert_eq!(tools, vec!["ok".to_string()], "only the agent's allowed tool");
+    assert_eq!(
+        tools,
+        vec!["ok".to_string()],
+        "only the agent's allowed tool"
+    );
     session.close().await;
     assert!(
         !agent_server.is_initialized(),

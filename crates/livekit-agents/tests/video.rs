@@ -85,10 +85,8 @@ impl VideoSampler for EveryOther {
 
 #[tokio::test(start_paused = true)]
 async fn a_custom_sampler_and_bad_frames() {
-    let llm = FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::text(
-        "ok",
-        Duration::from_millis(10),
-    ));
+    let llm =
+        FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::text("ok", Duration::from_millis(10)));
     let session = AgentSession::builder()
         .llm(Arc::new(llm.clone()))
         .video_sampler(EveryOther(false))
@@ -97,11 +95,12 @@ async fn a_custom_sampler_and_bad_frames() {
         .start(Agent::new("Describe."), SessionIo::default())
         .await
         .unwrap();
-    let kept: Vec<bool> = futures::future::join_all((0..4).map(|_| session.push_video_frame(frame(64, 64))))
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let kept: Vec<bool> =
+        futures::future::join_all((0..4).map(|_| session.push_video_frame(frame(64, 64))))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
     assert_eq!(kept.iter().filter(|k| **k).count(), 2);
     // A frame whose data does not match its size is an error, not a panic.
     let bad = VideoFrame::Rgb8 {

@@ -203,7 +203,11 @@ pub(crate) fn to_messages(ctx: &ChatContext) -> Vec<Value> {
                                         ImageSource::Url { url } => url.clone(),
                                         ImageSource::Bytes { data, mime_type } => format!(
                                             "data:{};base64,{}",
-                                            if mime_type.is_empty() { "image/jpeg" } else { mime_type },
+                                            if mime_type.is_empty() {
+                                                "image/jpeg"
+                                            } else {
+                                                mime_type
+                                            },
                                             base64::engine::general_purpose::STANDARD.encode(data)
                                         ),
                                     };
@@ -236,7 +240,9 @@ pub(crate) fn to_messages(ctx: &ChatContext) -> Vec<Value> {
                 if !calls.is_empty() {
                     out.push(json!({"role": "assistant", "tool_calls": calls}));
                     for o in answered {
-                        out.push(json!({"role": "tool", "tool_call_id": o.call_id, "content": o.output}));
+                        out.push(
+                            json!({"role": "tool", "tool_call_id": o.call_id, "content": o.output}),
+                        );
                     }
                 }
             }
@@ -278,7 +284,10 @@ impl LlmStreamTask for ChatTask {
                 break;
             };
             let chunk = chunk.map_err(|e| {
-                ApiError::connection(format!("LiveKit Inference stream broke: {}", e.without_url()))
+                ApiError::connection(format!(
+                    "LiveKit Inference stream broke: {}",
+                    e.without_url()
+                ))
             })?;
             for data in parser.push(&chunk)? {
                 if data == "[DONE]" {
@@ -299,7 +308,8 @@ impl LlmStreamTask for ChatTask {
 async fn flush_calls(calls: &mut ToolCallAssembler, out: &ChunkSender) -> Result<(), ApiError> {
     let done = calls.finish();
     if !done.is_empty() {
-        out.send(ChatChunk::tool_calls(calls.id.clone(), done)).await;
+        out.send(ChatChunk::tool_calls(calls.id.clone(), done))
+            .await;
     }
     Ok(())
 }
@@ -406,7 +416,9 @@ impl SseParser {
                 self.line.push(b);
                 continue;
             }
-            let line = String::from_utf8_lossy(&self.line).trim_end_matches('\r').to_owned();
+            let line = String::from_utf8_lossy(&self.line)
+                .trim_end_matches('\r')
+                .to_owned();
             self.line.clear();
             if line.is_empty() {
                 if !self.data.is_empty() {
@@ -478,7 +490,10 @@ mod tests {
         assert_eq!(b["stream_options"]["include_usage"], true);
         assert_eq!(b["tools"][0]["function"]["strict"], true);
         assert_eq!(b["tool_choice"], "required");
-        assert!(b.get("temperature").is_none(), "reasoning models take no temperature");
+        assert!(
+            b.get("temperature").is_none(),
+            "reasoning models take no temperature"
+        );
         assert_eq!(b["seed"], 7);
     }
 }

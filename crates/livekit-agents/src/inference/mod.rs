@@ -46,7 +46,14 @@ pub const STAGING_INFERENCE_URL: &str = "https://agent-gateway.staging.livekit.c
 pub const TOKEN_TTL: Duration = Duration::from_secs(600);
 
 /// LLM providers the gateway serves (reference 1.8.9).
-pub const LLM_PROVIDERS: &[&str] = &["openai", "google", "moonshotai", "deepseek-ai", "zai", "xai"];
+pub const LLM_PROVIDERS: &[&str] = &[
+    "openai",
+    "google",
+    "moonshotai",
+    "deepseek-ai",
+    "zai",
+    "xai",
+];
 /// STT providers the gateway serves (reference 1.8.9); `auto` lets the gateway choose.
 pub const STT_PROVIDERS: &[&str] = &[
     "deepgram",
@@ -92,7 +99,8 @@ pub enum InferenceError {
 }
 
 const LLM_FORMS: &str = "\"provider/model\" (e.g. \"openai/gpt-4.1-mini\")";
-const STT_FORMS: &str = "\"provider/model[:language]\" or \"auto[:language]\" (e.g. \"deepgram/nova-3:multi\")";
+const STT_FORMS: &str =
+    "\"provider/model[:language]\" or \"auto[:language]\" (e.g. \"deepgram/nova-3:multi\")";
 const TTS_FORMS: &str =
     "\"provider/model[:voice]\" (e.g. \"cartesia/sonic-3:9626c31c-bec5-4cca-baa8-f8ba9e84c8bc\")";
 
@@ -264,7 +272,9 @@ impl Gateway {
             .with_inference_grants(InferenceGrants::default().with_perform())
             .with_ttl(TOKEN_TTL)
             .to_jwt()
-            .map_err(|e| ApiError::Other(format!("could not sign the LiveKit Inference token: {e}")))
+            .map_err(|e| {
+                ApiError::Other(format!("could not sign the LiveKit Inference token: {e}"))
+            })
     }
 
     /// `{base}/{path}` over HTTP(S) or WS(S).
@@ -380,10 +390,18 @@ mod tests {
         assert_eq!(d.suffix.as_deref(), Some("multi"));
         assert_eq!(d.provider(), "deepgram");
         assert_eq!(Descriptor::stt("auto:es").unwrap().model, "auto");
-        assert_eq!(Descriptor::stt("assemblyai/universal-streaming").unwrap().suffix, None);
+        assert_eq!(
+            Descriptor::stt("assemblyai/universal-streaming")
+                .unwrap()
+                .suffix,
+            None
+        );
         let d = Descriptor::tts("cartesia/sonic-3:9626c31c-bec5").unwrap();
         assert_eq!(d.suffix.as_deref(), Some("9626c31c-bec5"));
-        assert_eq!(Descriptor::llm("openai/gpt-4.1-mini").unwrap().model, "openai/gpt-4.1-mini");
+        assert_eq!(
+            Descriptor::llm("openai/gpt-4.1-mini").unwrap().model,
+            "openai/gpt-4.1-mini"
+        );
 
         for (bad, kind) in [
             ("gpt-4.1-mini", "LLM"),
@@ -426,13 +444,9 @@ mod tests {
         assert!(headers
             .iter()
             .any(|(k, v)| k == "x-livekit-inference-priority" && v == "priority"));
-        assert!(headers.iter().all(|(_, v)| !v
-            .to_str()
-            .unwrap_or("")
-            .contains("a-secret")));
-        assert_eq!(
-            gw.endpoint("stt", true).as_str(),
-            "ws://127.0.0.1:1/v1/stt"
-        );
+        assert!(headers
+            .iter()
+            .all(|(_, v)| !v.to_str().unwrap_or("").contains("a-secret")));
+        assert_eq!(gw.endpoint("stt", true).as_str(), "ws://127.0.0.1:1/v1/stt");
     }
 }

@@ -277,7 +277,9 @@ impl Session<'_> {
                     true
                 } else {
                     self.start_of_speech().await
-                        && self.emit(SpeechEventType::InterimTranscript, Some(sd)).await
+                        && self
+                            .emit(SpeechEventType::InterimTranscript, Some(sd))
+                            .await
                 }
             }
             "preflight_transcript" => {
@@ -285,7 +287,8 @@ impl Session<'_> {
                 if sd.text.is_empty() || !self.speaking {
                     true
                 } else {
-                    self.emit(SpeechEventType::PreflightTranscript, Some(sd)).await
+                    self.emit(SpeechEventType::PreflightTranscript, Some(sd))
+                        .await
                 }
             }
             "final_transcript" => {
@@ -349,7 +352,12 @@ impl SttStreamTask for SttTask {
         let mut url = self.gateway.endpoint("stt", true);
         url.query_pairs_mut().append_pair("model", &self.opts.model);
         let (mut ws, request_id) = GATEWAY
-            .connect_ws(&Dialer::Tcp, &url, self.gateway.headers()?, self.conn.timeout)
+            .connect_ws(
+                &Dialer::Tcp,
+                &url,
+                self.gateway.headers()?,
+                self.conn.timeout,
+            )
             .await?;
         GATEWAY
             .send_json(&mut ws, &session_create(&self.opts, &self.conn))
@@ -450,7 +458,10 @@ mod tests {
         assert_eq!(msg["connection"]["retries"], 3);
         let auto = session_create(&SttOptions::new("auto"), &ApiConnectOptions::default());
         assert!(auto.get("model").is_none());
-        assert_eq!(SttOptions::new("openai/gpt-4o-transcribe").sample_rate, 24_000);
+        assert_eq!(
+            SttOptions::new("openai/gpt-4o-transcribe").sample_rate,
+            24_000
+        );
     }
 
     #[test]

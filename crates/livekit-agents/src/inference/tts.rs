@@ -8,8 +8,8 @@ use serde_json::{json, Map, Value};
 
 use super::{Descriptor, Gateway, GatewayOptions, InferenceError};
 use crate::plugin_support::{Dialer, Incoming, Provider, WsStream};
-use crate::tokenize::{SentenceStream, SentenceTokenizerOptions};
 use crate::tokenize::TokenStream;
+use crate::tokenize::{SentenceStream, SentenceTokenizerOptions};
 use crate::tts::{
     AudioEmitter, ChunkedStream, SynthesizeStream, TtsCapabilities, TtsInput, TtsInputReceiver,
     TtsStreamTask,
@@ -209,7 +209,12 @@ impl TtsStreamTask for TtsTask {
         let mut url = self.gateway.endpoint("tts", true);
         url.query_pairs_mut().append_pair("model", &self.opts.model);
         let (mut ws, request_id) = GATEWAY
-            .connect_ws(&Dialer::Tcp, &url, self.gateway.headers()?, self.conn.timeout)
+            .connect_ws(
+                &Dialer::Tcp,
+                &url,
+                self.gateway.headers()?,
+                self.conn.timeout,
+            )
             .await?;
         if let Some(id) = request_id {
             emitter.set_request_id(id);

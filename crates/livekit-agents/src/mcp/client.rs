@@ -380,9 +380,8 @@ impl McpServer {
                     }
                     let name = http::HeaderName::from_bytes(name.as_bytes())
                         .map_err(|_| McpError::Http(format!("invalid header name {name:?}")))?;
-                    let mut value = http::HeaderValue::from_str(value).map_err(|_| {
-                        McpError::Http(format!("invalid value for header {name}"))
-                    })?;
+                    let mut value = http::HeaderValue::from_str(value)
+                        .map_err(|_| McpError::Http(format!("invalid value for header {name}")))?;
                     value.set_sensitive(true);
                     custom.insert(name, value);
                 }
@@ -506,9 +505,7 @@ impl McpServer {
         let content = result
             .content
             .into_iter()
-            .map(|block| {
-                McpContent::from_json(serde_json::to_value(block).unwrap_or(Value::Null))
-            })
+            .map(|block| McpContent::from_json(serde_json::to_value(block).unwrap_or(Value::Null)))
             .collect();
         Ok(McpToolResult {
             tool_name: name.to_owned(),

@@ -31,12 +31,7 @@ impl McpContent {
     /// The block from its MCP JSON form (`{"type": "text", "text": ...}`, ...).
     pub(crate) fn from_json(block: Value) -> Self {
         let kind = block.get("type").and_then(Value::as_str).unwrap_or("");
-        let field = |name: &str| {
-            block
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
+        let field = |name: &str| block.get(name).and_then(Value::as_str).map(str::to_owned);
         match kind {
             "text" => match field("text") {
                 Some(text) => McpContent::Text(text),
@@ -127,7 +122,9 @@ impl McpToolResult {
             return Ok(ToolOutput::Value(Value::String(text.join("\n"))));
         }
         let blocks: Vec<Value> = self.content.iter().map(McpContent::to_json).collect();
-        Ok(ToolOutput::Value(Value::String(Value::Array(blocks).to_string())))
+        Ok(ToolOutput::Value(Value::String(
+            Value::Array(blocks).to_string(),
+        )))
     }
 }
 

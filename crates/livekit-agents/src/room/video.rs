@@ -60,7 +60,10 @@ fn convert(frame: &BoxVideoFrame) -> Option<VideoFrame> {
 /// Forwards `track`'s frames to `tx` until the track ends. Frames are dropped (not queued)
 /// while the session is still handling the previous one: WebRTC keeps one frame, the channel
 /// one more, so memory stays bounded whatever the frame rate.
-pub(crate) fn forward(track: RemoteVideoTrack, tx: mpsc::Sender<VideoFrame>) -> tokio::task::JoinHandle<()> {
+pub(crate) fn forward(
+    track: RemoteVideoTrack,
+    tx: mpsc::Sender<VideoFrame>,
+) -> tokio::task::JoinHandle<()> {
     let mut stream = NativeVideoStream::new(track.rtc_track());
     tokio::spawn(async move {
         while let Some(frame) = stream.next().await {

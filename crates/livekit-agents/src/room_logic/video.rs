@@ -111,8 +111,7 @@ impl VideoFrame {
             } => {
                 let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
                 let plane_ok = |plane: &[u8], stride: u32, pw: u32, ph: u32| {
-                    stride >= pw
-                        && (ph as usize - 1) * stride as usize + pw as usize <= plane.len()
+                    stride >= pw && (ph as usize - 1) * stride as usize + pw as usize <= plane.len()
                 };
                 if !plane_ok(y, *stride_y, w, h)
                     || !plane_ok(u, *stride_u, cw, ch)
@@ -310,7 +309,8 @@ impl VideoState {
     /// Adds the latest kept frame (if one arrived since the last turn) to the user's message.
     pub(crate) fn attach_latest(&self, msg: &mut ChatMessage) {
         if let Some(frame) = self.latest.lock().take() {
-            msg.content.push(ChatContent::Image(frame.to_image_content()));
+            msg.content
+                .push(ChatContent::Image(frame.to_image_content()));
         }
     }
 }
@@ -486,7 +486,8 @@ mod tests {
     #[test]
     fn the_latest_frame_is_attached_once() {
         let state = VideoState::default();
-        *state.latest.lock() = Some(encode_jpeg(&gradient(8, 8), &EncodeOptions::default()).unwrap());
+        *state.latest.lock() =
+            Some(encode_jpeg(&gradient(8, 8), &EncodeOptions::default()).unwrap());
         let mut msg = ChatMessage::new(crate::llm::ChatRole::User, "what do you see?");
         state.attach_latest(&mut msg);
         assert!(matches!(msg.content.last(), Some(ChatContent::Image(img))

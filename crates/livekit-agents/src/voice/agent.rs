@@ -233,7 +233,9 @@ impl AgentBuilder {
     fn resolve<T: ?Sized>(
         &mut self,
         spec: crate::inference::ModelSpec<T>,
-        resolve: impl FnOnce(crate::inference::ModelSpec<T>) -> Result<Arc<T>, crate::inference::InferenceError>,
+        resolve: impl FnOnce(
+            crate::inference::ModelSpec<T>,
+        ) -> Result<Arc<T>, crate::inference::InferenceError>,
     ) -> Option<Arc<T>> {
         match resolve(spec) {
             Ok(model) => Some(model),

@@ -186,7 +186,9 @@ impl AgentSessionBuilder {
     fn resolve<T: ?Sized>(
         &mut self,
         spec: crate::inference::ModelSpec<T>,
-        resolve: impl FnOnce(crate::inference::ModelSpec<T>) -> Result<Arc<T>, crate::inference::InferenceError>,
+        resolve: impl FnOnce(
+            crate::inference::ModelSpec<T>,
+        ) -> Result<Arc<T>, crate::inference::InferenceError>,
     ) -> Option<Arc<T>> {
         match resolve(spec) {
             Ok(model) => Some(model),
@@ -468,7 +470,12 @@ impl AgentSession {
     /// a VAD or STT is set), the agent becomes active (`on_enter` runs), state becomes
     /// `listening`.
     pub async fn start(&self, agent: Agent, io: SessionIo) -> Result<(), SessionError> {
-        if let Some(e) = self.inner.config_error.clone().or_else(|| agent.config_error()) {
+        if let Some(e) = self
+            .inner
+            .config_error
+            .clone()
+            .or_else(|| agent.config_error())
+        {
             return Err(SessionError::Config(e));
         }
         let turn_detection = self.resolve_turn_detection()?;
