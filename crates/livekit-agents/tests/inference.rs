@@ -2,7 +2,7 @@
 //! (`docs/inference-protocol.md`): the LLM's Chat Completions SSE, the STT and TTS WebSockets,
 //! the access token, and descriptor strings in the session and agent builders.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::result_large_err)]
 
 use std::sync::Arc;
 use std::time::Duration;

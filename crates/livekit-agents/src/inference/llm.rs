@@ -94,7 +94,7 @@ impl crate::llm::Llm for Llm {
         "livekit".into()
     }
     fn chat(&self, request: ChatRequest) -> LlmStream {
-        let conn = request.conn.clone();
+        let conn = request.conn;
         let task = ChatTask {
             body: request_body(&self.opts, &request),
             url: self.gateway.endpoint("chat/completions", false),

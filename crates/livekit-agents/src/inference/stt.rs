@@ -120,7 +120,7 @@ impl crate::stt::Stt for Stt {
         let task = SttTask {
             opts,
             gateway: self.gateway.clone(),
-            conn: conn.clone(),
+            conn,
         };
         Ok(SpeechStream::spawn(self.label(), conn, task))
     }

@@ -84,7 +84,7 @@ impl Tts {
         TtsTask {
             opts: self.opts.clone(),
             gateway: self.gateway.clone(),
-            conn: conn.clone(),
+            conn: *conn,
         }
     }
 }
@@ -113,7 +113,7 @@ impl crate::tts::Tts for Tts {
         // One segment through the streaming protocol (as the reference does).
         let mut stream = SynthesizeStream::spawn(
             self.label(),
-            conn.clone(),
+            conn,
             self.opts.sample_rate,
             1,
             self.task(&conn),
@@ -133,7 +133,7 @@ impl crate::tts::Tts for Tts {
     fn stream(&self, conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
         Ok(SynthesizeStream::spawn(
             self.label(),
-            conn.clone(),
+            conn,
             self.opts.sample_rate,
             1,
             self.task(&conn),

@@ -2,7 +2,7 @@
 //!
 //! An [`McpServer`] connects to one server — a local command over stdio
 //! ([`McpServer::stdio`]) or a URL over streamable HTTP ([`McpServer::http`]) — with the official
-//! Rust SDK (`rmcp`), lists its tools and exposes each as a [`FunctionTool`] next to the agent's
+//! Rust SDK (`rmcp`), lists its tools and exposes each as a [`FunctionTool`](crate::llm::FunctionTool) next to the agent's
 //! own tools. Give servers to a session (`AgentSessionBuilder::mcp_servers`) or an agent
 //! (`AgentBuilder::mcp_servers`, which replaces the session's servers while that agent is
 //! active, as in the Python framework):
