@@ -413,3 +413,28 @@ async fn agent_servers_replace_the_sessions_while_active() {
         "the agent's servers close with the session"
     );
 }
+
+#[tokio::test]
+async fn a_server_shared_by_the_session_and_an_agent_stays_until_both_let_go() {
+    let Some(shared) = misbehaving(&[]) else {
+        return;
+    };
+    let shared = shared.with_options(short(5_000));
+    let llm = FakeLlm::new(vec![]);
+    let session = AgentSession::builder()
+        .llm(Arc::new(llm))
+        .mcp_servers([shared.clone()])
+        .build();
+    let first = Agent::builder()
+        .instructions("First.")
+        .mcp_servers([shared.clone()])
+        .build();
+    session.start(first, SessionIo::default()).await.unwrap();
+    assert!(shared.is_initialized());
+    // The agent that also held it is replaced: the session still holds the server.
+    session.update_agent(Agent::new("Second."));
+    assert!(shared.is_initialized());
+    assert!(shared.tools().iter().any(|t| t.name() == "ok"));
+    session.close().await;
+    assert!(!shared.is_initialized());
+}

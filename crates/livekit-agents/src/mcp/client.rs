@@ -168,6 +168,8 @@ struct Inner {
     refresh: tokio::sync::Mutex<()>,
     /// Bumped each time the tool list is replaced.
     tools_version: watch::Sender<u64>,
+    /// Sessions and agents holding the server (see `acquire` / `release`).
+    users: Mutex<usize>,
 }
 
 /// The client side of the connection: answers the server's notifications.
@@ -250,6 +252,7 @@ impl McpServer {
                 lifecycle: tokio::sync::Mutex::new(()),
                 refresh: tokio::sync::Mutex::new(()),
                 tools_version,
+                users: Mutex::new(0),
             }),
         }
     }
@@ -514,6 +517,25 @@ impl McpServer {
             structured_content: result.structured_content,
             is_error: result.is_error.unwrap_or(false),
         })
+    }
+
+    /// Counts one more user (a session or an agent) and connects if needed.
+    pub(crate) async fn acquire(&self) -> Result<(), McpError> {
+        *self.inner.users.lock() += 1;
+        self.initialize().await
+    }
+
+    /// Counts one user less; the last one closes the connection.
+    pub(crate) async fn release(&self) {
+        {
+            let mut users = self.inner.users.lock();
+            *users = users.saturating_sub(1);
+        }
+        let _guard = self.inner.lifecycle.lock().await;
+        // Checked under the lifecycle lock: a user that arrived meanwhile keeps it open.
+        if *self.inner.users.lock() == 0 {
+            self.disconnect().await;
+        }
     }
 
     /// Closes the connection (the command is stopped). Its tools disappear; calls made later

@@ -49,12 +49,22 @@ pub use result::{McpContent, McpToolResult};
 
 #[cfg(feature = "mcp")]
 use crate::llm::ToolError;
+#[cfg(feature = "mcp")]
+use std::sync::Arc;
 
 /// The MCP servers of a session or an agent (empty without the `mcp` feature).
+///
+/// Starting and closing a list is idempotent (clones share the state), and servers count their
+/// users: a server given to both the session and an agent stays connected until both closed
+/// their lists.
 #[derive(Clone, Default)]
 pub(crate) struct ServerList {
     #[cfg(feature = "mcp")]
     servers: Vec<McpServer>,
+    /// Whether this list holds its servers (held while starting or closing, so a close waits
+    /// for a start or close in progress).
+    #[cfg(feature = "mcp")]
+    held: Arc<tokio::sync::Mutex<bool>>,
 }
 
 impl ServerList {
@@ -77,10 +87,18 @@ impl ServerList {
     pub(crate) async fn start_all(&self, session: &crate::voice::AgentSession) {
         #[cfg(feature = "mcp")]
         {
+            if self.servers.is_empty() {
+                return;
+            }
+            let mut held = self.held.lock().await;
+            if *held {
+                return;
+            }
+            *held = true;
             let results = futures::future::join_all(
                 self.servers
                     .iter()
-                    .map(|s| async move { (s, s.initialize().await) }),
+                    .map(|s| async move { (s, s.acquire().await) }),
             )
             .await;
             for (server, result) in results {
@@ -98,10 +116,20 @@ impl ServerList {
         let _ = session;
     }
 
-    /// Closes every server (concurrently).
+    /// Releases every server (concurrently); a server nobody else uses is closed.
     pub(crate) async fn close_all(&self) {
         #[cfg(feature = "mcp")]
-        futures::future::join_all(self.servers.iter().map(McpServer::close)).await;
+        {
+            if self.servers.is_empty() {
+                return;
+            }
+            let mut held = self.held.lock().await;
+            if !*held {
+                return;
+            }
+            *held = false;
+            futures::future::join_all(self.servers.iter().map(McpServer::release)).await;
+        }
     }
 
     /// Adds the tools of the connected servers to `tools`, skipping names already present.
