@@ -438,3 +438,49 @@ async fn a_server_shared_by_the_session_and_an_agent_stays_until_both_let_go() {
     session.close().await;
     assert!(!shared.is_initialized());
 }
+
+/// Lets spawned tasks run (the watcher pushing the tool list is one).
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn tool_list_changes_reach_a_realtime_model() {
+    use livekit_agents::testing::FakeRealtimeModel;
+    let Some(server) = misbehaving(&[]) else {
+        return;
+    };
+    let server = server.with_options(short(5_000));
+    let model = FakeRealtimeModel::new(vec![]);
+    let session = AgentSession::builder()
+        .realtime_model(Arc::new(model.clone()))
+        .mcp_servers([server.clone()])
+        .build();
+    session
+        .start(Agent::new("Use tools."), SessionIo::default())
+        .await
+        .unwrap();
+    settle().await;
+    // The six tools of the server went with the agent.
+    assert!(
+        model.calls().iter().any(|c| c == "update_tools:6"),
+        "{:?}",
+        model.calls()
+    );
+    let mut updates = server.tools_updates();
+    updates.borrow_and_update();
+    server.call_tool("add_tool", json!({})).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), updates.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    settle().await;
+    assert!(
+        model.calls().iter().any(|c| c == "update_tools:7"),
+        "{:?}",
+        model.calls()
+    );
+    session.close().await;
+}

@@ -16,7 +16,7 @@
 //!   `client_session_timeout_seconds`); a timeout, a transport failure or a result with
 //!   `isError` becomes a [`ToolError`] the model sees;
 //! - `notifications/tools/list_changed` makes the server list its tools again; the next reply
-//!   uses the new list.
+//!   uses the new list, and a realtime model's session gets it at once.
 //!
 //! Results: text blocks are joined with newlines; a result with only structured content gives
 //! its JSON; any other mix (images, audio, resources) gives the JSON array of the content blocks,
@@ -65,6 +65,9 @@ pub(crate) struct ServerList {
     /// for a start or close in progress).
     #[cfg(feature = "mcp")]
     held: Arc<tokio::sync::Mutex<bool>>,
+    /// Stops the tasks that push tool-list changes to a realtime model.
+    #[cfg(feature = "mcp")]
+    watchers: Arc<parking_lot::Mutex<Option<tokio_util::sync::CancellationToken>>>,
 }
 
 impl ServerList {
@@ -101,6 +104,7 @@ impl ServerList {
                     .map(|s| async move { (s, s.acquire().await) }),
             )
             .await;
+            self.watch_tool_changes(session);
             for (server, result) in results {
                 if let Err(e) = result {
                     tracing::error!(server = %server.label(), error = %e, "MCP server failed to start; going on without its tools");
@@ -116,6 +120,56 @@ impl ServerList {
         let _ = session;
     }
 
+    /// Tool-list changes reach a realtime model's session at once (pipeline LLMs read the list
+    /// at each reply). Also pushes the current list now: an agent's servers connect while the
+    /// agent is already active.
+    #[cfg(feature = "mcp")]
+    fn watch_tool_changes(&self, session: &crate::voice::AgentSession) {
+        if session.realtime_link().is_none() {
+            return;
+        }
+        let token = tokio_util::sync::CancellationToken::new();
+        if let Some(old) = self.watchers.lock().replace(token.clone()) {
+            old.cancel();
+        }
+        let weak = Arc::downgrade(&session.inner);
+        let mut updates: Vec<_> = self.servers.iter().map(McpServer::tools_updates).collect();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                if !first {
+                    let changed = futures::future::select_all(
+                        updates.iter_mut().map(|rx| Box::pin(rx.changed())),
+                    );
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        (result, _, _) = changed => if result.is_err() { return },
+                    }
+                }
+                first = false;
+                let Some(inner) = weak.upgrade() else { return };
+                let session = crate::voice::AgentSession { inner };
+                let (Some(link), Some(activity)) =
+                    (session.realtime_link(), session.current_activity())
+                else {
+                    continue;
+                };
+                let tools: Vec<_> = activity
+                    .all_tools()
+                    .iter()
+                    .map(|t| t.definition().clone())
+                    .collect();
+                if let Err(e) = link.session.update_tools(&tools).await {
+                    session.report_error(
+                        crate::voice::ErrorSource::RealtimeModel,
+                        e.to_string(),
+                        true,
+                    );
+                }
+            }
+        });
+    }
+
     /// Releases every server (concurrently); a server nobody else uses is closed.
     pub(crate) async fn close_all(&self) {
         #[cfg(feature = "mcp")]
@@ -128,6 +182,9 @@ impl ServerList {
                 return;
             }
             *held = false;
+            if let Some(token) = self.watchers.lock().take() {
+                token.cancel();
+            }
             futures::future::join_all(self.servers.iter().map(McpServer::release)).await;
         }
     }
