@@ -220,6 +220,9 @@ pub(crate) struct Gateway {
     api_key: String,
     api_secret: Arc<str>,
     inference_class: Option<String>,
+    /// `X-LiveKit-Room-ID` / `X-LiveKit-Job-ID` of the job the model was created in (models
+    /// created inside an entrypoint; a model shared by several jobs sends neither).
+    job_headers: Vec<(HeaderName, String)>,
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -256,11 +259,25 @@ impl Gateway {
             .or_else(|| env_nonempty("LIVEKIT_INFERENCE_API_SECRET"))
             .or_else(|| env_nonempty("LIVEKIT_API_SECRET"))
             .ok_or(InferenceError::MissingCredentials("secret", "SECRET"))?;
+        let mut job_headers = Vec::new();
+        if let Some(job) = crate::worker::JobContext::current() {
+            let job = job.job();
+            if let Some(room) = job.room.as_ref().filter(|r| !r.sid.is_empty()) {
+                job_headers.push((
+                    HeaderName::from_static("x-livekit-room-id"),
+                    room.sid.clone(),
+                ));
+            }
+            if !job.id.is_empty() {
+                job_headers.push((HeaderName::from_static("x-livekit-job-id"), job.id.clone()));
+            }
+        }
         Ok(Self {
             base_url,
             api_key,
             api_secret: api_secret.into(),
             inference_class: opts.inference_class.clone(),
+            job_headers,
         })
     }
 
@@ -304,6 +321,11 @@ impl Gateway {
         );
         if let Ok(v) = HeaderValue::from_str(&session_id) {
             headers.push((HeaderName::from_static("x-livekit-session-id"), v));
+        }
+        for (name, value) in &self.job_headers {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.push((name.clone(), v));
+            }
         }
         if let Some(class) = &self.inference_class {
             if let Ok(v) = HeaderValue::from_str(class) {
