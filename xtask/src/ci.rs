@@ -85,7 +85,21 @@ pub fn run(args: CiArgs) -> anyhow::Result<()> {
             &["check", "--package", plugin, "--lib"],
         ));
     }
-    steps.push(step("tests", &["test", "--workspace"]));
+    steps.push(step(
+        "install-test-deps",
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "install-test-deps",
+        ],
+    ));
+    let mut tests = step("tests", &["test", "--workspace"]);
+    // Tests whose packages are missing fail instead of skipping themselves.
+    tests.env.push(("LK_REQUIRE_TEST_DEPS", "1"));
+    steps.push(tests);
     let mut docs = step("docs", &["doc", "--workspace", "--no-deps"]);
     docs.env.push(("RUSTDOCFLAGS", "-D warnings"));
     steps.push(docs);

@@ -3,10 +3,12 @@
 //! - `ci`: everything CI checks (format, lints, tests, docs, the room feature type-check).
 //! - `download-files`: fetch the model files and ONNX Runtime the plugins need.
 //! - `bench`: benchmarks (`sessions`, `vad`, `turn-detector`).
+//! - `install-test-deps`: the npm packages some tests run against (into `.test-deps/`).
 
 mod bench;
 mod ci;
 mod download;
+mod test_deps;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +27,8 @@ enum Command {
     DownloadFiles(download::DownloadArgs),
     /// Run a benchmark.
     Bench(bench::BenchArgs),
+    /// Install the packages some tests run against (npm MCP reference server) into .test-deps/.
+    InstallTestDeps(test_deps::TestDepsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Command::Ci(args) => ci::run(args),
         Command::DownloadFiles(args) => download::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::InstallTestDeps(args) => test_deps::run(args),
     }
 }

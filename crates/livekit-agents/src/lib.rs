@@ -24,8 +24,10 @@ pub mod audio;
 pub mod cli;
 #[cfg(feature = "download")]
 pub mod download;
+pub mod inference;
 pub mod io;
 pub mod llm;
+pub mod mcp;
 pub mod metrics;
 pub mod plugin_support;
 #[cfg(feature = "room")]

@@ -15,6 +15,7 @@ use crate::audio::AudioFrame;
 mod opus;
 mod subscription;
 mod track_forward;
+pub mod video;
 
 pub use subscription::{
     AudioSubscription, AudioSubscriptionGate, AudioSubscriptionState, SubscriptionGatedOutput,
@@ -576,6 +577,10 @@ pub struct RoomOptions {
     /// waits however long it takes; `Some(d)` plays anyway `d` after the track was published.
     /// See [`AudioSubscriptionGate`].
     pub audio_subscription_timeout: Option<Duration>,
+    /// Take the linked participant's most recently published camera or screen-share track
+    /// (default false, as in the reference); frames go through the session's video sampler
+    /// (see [`video`]).
+    pub video_input: bool,
 }
 
 impl Default for RoomOptions {
@@ -597,6 +602,7 @@ impl Default for RoomOptions {
             pre_connect_audio: true,
             pre_connect_audio_timeout: PRE_CONNECT_AUDIO_TIMEOUT,
             audio_subscription_timeout: None,
+            video_input: false,
         }
     }
 }

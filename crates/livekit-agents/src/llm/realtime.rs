@@ -118,6 +118,11 @@ pub trait RealtimeSession: Send + Sync {
     async fn update_tool_choice(&self, tool_choice: ToolChoice) -> Result<(), ApiError>;
     /// Appends user audio.
     fn push_audio(&self, frame: &AudioFrame);
+    /// Pushes a live video frame (a sampled, JPEG-encoded image). Default: ignored, for models
+    /// without video input.
+    fn push_video(&self, image: &crate::llm::ImageContent) {
+        let _ = image;
+    }
     /// Commits the pending user audio as a turn.
     fn commit_audio(&self);
     /// Drops the pending user audio.

@@ -51,6 +51,8 @@ use crate::room_logic::{
 
 pub use crate::room_logic::RoomOptions;
 
+mod video;
+
 /// Errors of room I/O.
 #[derive(Debug, thiserror::Error)]
 pub enum RoomIoError {
@@ -92,6 +94,10 @@ pub struct RoomPorts {
     pub audio_output: Option<Arc<dyn AudioOutput>>,
     /// Agent transcriptions (if `text_output`).
     pub text_output: Option<Arc<dyn TextOutput>>,
+    /// Frames of the linked participant's latest camera or screen-share track (if
+    /// `video_input`); give them to the session with
+    /// [`AgentSession::forward_video`](crate::voice::AgentSession::forward_video).
+    pub video_input: Option<mpsc::Receiver<crate::room_logic::video::VideoFrame>>,
     /// Room events for the session.
     pub events: mpsc::UnboundedReceiver<RoomInputEvent>,
 }
@@ -124,6 +130,10 @@ struct Shared {
     audio_gate: AudioSubscriptionGate,
     /// The transcription output, told the new track id when the agent track is republished.
     text_output: Mutex<Option<Arc<RoomTextOutput>>>,
+    /// Sender of the session's video input (if `video_input`).
+    video_tx: Option<mpsc::Sender<crate::room_logic::video::VideoFrame>>,
+    /// The linked video track's sid and its forwarder.
+    video: Mutex<Option<(String, tokio::task::JoinHandle<()>)>>,
     close: CancellationToken,
 }
 
@@ -188,6 +198,12 @@ impl RoomIo {
         } else {
             (None, None)
         };
+        let (video_tx, video_input) = if options.video_input {
+            let (tx, rx) = mpsc::channel(1);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let shared = Arc::new(Shared {
             selector: Mutex::new(LinkSelector::new(
                 options.participant_identity.clone(),
@@ -208,6 +224,8 @@ impl RoomIo {
                 AudioSubscriptionGate::open()
             },
             text_output: Mutex::new(None),
+            video_tx,
+            video: Mutex::new(None),
             close: CancellationToken::new(),
         });
         let io = RoomIo { shared };
@@ -244,6 +262,7 @@ impl RoomIo {
             audio_input,
             audio_output: audio_output.map(|(o, _)| o),
             text_output,
+            video_input,
             events: events_rx,
         };
         Ok((io, ports))
@@ -257,6 +276,7 @@ impl RoomIo {
     /// Links `identity` (or, with `None`, the next suitable participant).
     pub fn set_participant(&self, identity: Option<String>) {
         self.unlink_audio();
+        self.unlink_video(None);
         self.shared
             .selector
             .lock()
@@ -335,6 +355,7 @@ impl RoomIo {
     pub fn close(&self) {
         self.shared.close.cancel();
         self.unlink_audio();
+        self.unlink_video(None);
     }
 
     async fn publish_audio_output(&self) -> Result<(Arc<dyn AudioOutput>, String), RoomIoError> {
@@ -430,6 +451,7 @@ impl RoomIo {
                         DepartureAction::Ignore => {}
                         DepartureAction::Unlink => {
                             self.unlink_audio();
+                            self.unlink_video(None);
                             let _ = self
                                 .shared
                                 .events
@@ -437,6 +459,7 @@ impl RoomIo {
                         }
                         DepartureAction::CloseSession => {
                             self.unlink_audio();
+                            self.unlink_video(None);
                             let _ = self.shared.events.send(RoomInputEvent::CloseRequested {
                                 reason: format!("participant {} disconnected", p.identity()),
                             });
@@ -457,6 +480,25 @@ impl RoomIo {
                         self.link_audio(track, &publication);
                     }
                 }
+                RoomEvent::TrackSubscribed {
+                    track: RemoteTrack::Video(track),
+                    publication,
+                    participant,
+                } => {
+                    let linked = self
+                        .shared
+                        .selector
+                        .lock()
+                        .is_linked(participant.identity().as_str());
+                    // The most recently published camera or screen share wins.
+                    if linked && video::is_video_source(publication.source()) {
+                        self.link_video(track);
+                    }
+                }
+                RoomEvent::TrackUnsubscribed {
+                    track: RemoteTrack::Video(track),
+                    ..
+                } => self.unlink_video(Some(track.sid().as_str())),
                 RoomEvent::TrackUnsubscribed {
                     track: RemoteTrack::Audio(track),
                     ..
@@ -534,12 +576,40 @@ impl RoomIo {
 
     fn link_existing_tracks(&self, p: &RemoteParticipant) {
         for publication in p.track_publications().into_values() {
+            if video::is_video_source(publication.source()) {
+                if let Some(RemoteTrack::Video(track)) = publication.track() {
+                    self.link_video(track);
+                }
+            }
+        }
+        for publication in p.track_publications().into_values() {
             if publication.source() != TrackSource::Microphone {
                 continue;
             }
             if let Some(RemoteTrack::Audio(track)) = publication.track() {
                 self.link_audio(track, &publication);
                 return;
+            }
+        }
+    }
+
+    /// Forwards `track` as the session's video input (replacing the previous video track).
+    fn link_video(&self, track: RemoteVideoTrack) {
+        let Some(tx) = self.shared.video_tx.clone() else {
+            return;
+        };
+        self.unlink_video(None);
+        let sid = track.sid().to_string();
+        tracing::debug!(track = %sid, "linked video track");
+        *self.shared.video.lock() = Some((sid, video::forward(track, tx)));
+    }
+
+    /// Stops the video forwarder (only if it forwards `sid`, when given).
+    fn unlink_video(&self, sid: Option<&str>) {
+        let mut current = self.shared.video.lock();
+        if sid.is_none() || current.as_ref().map(|(s, _)| s.as_str()) == sid {
+            if let Some((_, handle)) = current.take() {
+                handle.abort();
             }
         }
     }

@@ -156,10 +156,19 @@ impl Activity {
             let this = self.clone();
             tokio::spawn(async move { realtime::sync_agent(&this, &link.session).await });
         }
-        if enter {
+        let own_servers = self.inner.agent.mcp_servers().clone();
+        if enter || !own_servers.is_empty() {
             let ctx = self.context();
             let behavior = self.inner.agent.behavior();
-            tokio::spawn(async move { behavior.on_enter(ctx).await });
+            let session = self.inner.session.clone();
+            // The agent's own MCP servers connect before `on_enter`, so its first reply has
+            // their tools (connecting an already connected server does nothing).
+            tokio::spawn(async move {
+                own_servers.start_all(&session).await;
+                if enter {
+                    behavior.on_enter(ctx).await;
+                }
+            });
         }
     }
 
@@ -179,6 +188,10 @@ impl Activity {
         self.inner.scheduler.lock().take();
         self.inner.wake.notify_one();
         self.bump();
+        let own_servers = self.inner.agent.mcp_servers().clone();
+        if !own_servers.is_empty() {
+            tokio::spawn(async move { own_servers.close_all().await });
+        }
     }
 
     /// Before a handoff: `on_exit` runs (it may still speak), then queued speech finishes.
@@ -358,7 +371,18 @@ impl Activity {
                 tools.push(t);
             }
         }
+        self.mcp_servers().append_tools(&mut tools);
         tools
+    }
+
+    /// The MCP servers in effect: the agent's if it has any, else the session's.
+    fn mcp_servers(&self) -> &crate::mcp::ServerList {
+        let own = self.inner.agent.mcp_servers();
+        if own.is_empty() {
+            &self.inner.session.inner.mcp_servers
+        } else {
+            own
+        }
     }
 
     /// The context sent to the LLM: instructions first, then `items`, then per-reply
@@ -400,7 +424,11 @@ impl Activity {
             options.tool_choice = Some(ToolChoice::None);
         }
         if let Some(text) = options.user_input.as_ref() {
-            self.commit_user_message(ChatMessage::new(ChatRole::User, text.clone()));
+            let mut msg = ChatMessage::new(ChatRole::User, text.clone());
+            if self.inner.session.realtime_link().is_none() {
+                self.inner.session.inner.video.attach_latest(&mut msg);
+            }
+            self.commit_user_message(msg);
         }
         let handle = SpeechHandle::new(
             self.allow_interruptions(options.allow_interruptions),
@@ -742,6 +770,11 @@ impl Activity {
     async fn user_turn_completed(&self, info: EndOfTurnInfo) {
         let _guard = self.inner.turn_lock.lock().await;
         let mut msg = ChatMessage::new(ChatRole::User, info.transcript.clone());
+        // Live video: the latest sampled frame goes with the turn (pipeline LLMs; a realtime
+        // model already received it).
+        if self.inner.session.realtime_link().is_none() {
+            self.inner.session.inner.video.attach_latest(&mut msg);
+        }
         if let Some(current) = self.current_speech().filter(|s| !s.done()) {
             if !current.allow_interruptions() {
                 self.commit_user_message(msg);

@@ -186,6 +186,9 @@ struct AgentInner {
     tts: Option<Arc<dyn Tts>>,
     allow_interruptions: Option<bool>,
     behavior: Arc<dyn AgentBehavior>,
+    mcp_servers: crate::mcp::ServerList,
+    /// Model overrides that could not be resolved.
+    config_error: Option<String>,
     /// The session the agent was last activated in (weak: the session owns its agents).
     session: Mutex<Option<std::sync::Weak<super::session::SessionInner>>>,
 }
@@ -222,9 +225,26 @@ pub struct AgentBuilder {
     tts: Option<Arc<dyn Tts>>,
     allow_interruptions: Option<bool>,
     behavior: Arc<dyn AgentBehavior>,
+    mcp_servers: crate::mcp::ServerList,
+    model_errors: Vec<crate::inference::InferenceError>,
 }
 
 impl AgentBuilder {
+    fn resolve<T: ?Sized>(
+        &mut self,
+        spec: crate::inference::ModelSpec<T>,
+        resolve: impl FnOnce(
+            crate::inference::ModelSpec<T>,
+        ) -> Result<Arc<T>, crate::inference::InferenceError>,
+    ) -> Option<Arc<T>> {
+        match resolve(spec) {
+            Ok(model) => Some(model),
+            Err(e) => {
+                self.model_errors.push(e);
+                None
+            }
+        }
+    }
     /// The agent id (default: `agent_…`). Handoff items and test assertions name agents by id.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -250,19 +270,27 @@ impl AgentBuilder {
         self.chat_ctx = chat_ctx;
         self
     }
-    /// Overrides the session's STT.
-    pub fn stt(mut self, stt: Arc<dyn Stt>) -> Self {
-        self.stt = Some(stt);
+    /// Overrides the session's STT (an instance or a LiveKit Inference descriptor).
+    pub fn stt(mut self, stt: impl Into<crate::inference::ModelSpec<dyn Stt>>) -> Self {
+        self.stt = self.resolve(stt.into(), |s| s.resolve());
         self
     }
-    /// Overrides the session's LLM.
-    pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
-        self.llm = Some(llm);
+    /// Overrides the session's LLM (an instance or a LiveKit Inference descriptor).
+    pub fn llm(mut self, llm: impl Into<crate::inference::ModelSpec<dyn Llm>>) -> Self {
+        self.llm = self.resolve(llm.into(), |s| s.resolve());
         self
     }
-    /// Overrides the session's TTS.
-    pub fn tts(mut self, tts: Arc<dyn Tts>) -> Self {
-        self.tts = Some(tts);
+    /// Overrides the session's TTS (an instance or a LiveKit Inference descriptor).
+    pub fn tts(mut self, tts: impl Into<crate::inference::ModelSpec<dyn Tts>>) -> Self {
+        self.tts = self.resolve(tts.into(), |s| s.resolve());
+        self
+    }
+    /// MCP servers for this agent: while it is active their tools replace those of the
+    /// session's servers. They connect when the agent becomes active and close when it is
+    /// replaced.
+    #[cfg(feature = "mcp")]
+    pub fn mcp_servers(mut self, servers: impl IntoIterator<Item = crate::mcp::McpServer>) -> Self {
+        self.mcp_servers.extend(servers);
         self
     }
     /// Overrides whether the user can interrupt this agent.
@@ -280,8 +308,23 @@ impl AgentBuilder {
         self.behavior = behavior;
         self
     }
-    /// The agent.
+    /// The agent, or the first model override that could not be resolved.
+    pub fn try_build(mut self) -> Result<Agent, crate::inference::InferenceError> {
+        if !self.model_errors.is_empty() {
+            return Err(self.model_errors.swap_remove(0));
+        }
+        Ok(self.build())
+    }
+    /// The agent. A model override that could not be resolved is logged and makes the
+    /// session's `start` with this agent fail (see [`try_build`](Self::try_build)).
     pub fn build(self) -> Agent {
+        let config_error = (!self.model_errors.is_empty()).then(|| {
+            let errors: Vec<String> = self.model_errors.iter().map(|e| e.to_string()).collect();
+            errors.join("; ")
+        });
+        if let Some(e) = &config_error {
+            tracing::error!("{e}");
+        }
         Agent {
             inner: Arc::new(AgentInner {
                 id: self.id.unwrap_or_else(|| {
@@ -295,6 +338,8 @@ impl AgentBuilder {
                 tts: self.tts,
                 allow_interruptions: self.allow_interruptions,
                 behavior: self.behavior,
+                mcp_servers: self.mcp_servers,
+                config_error,
                 session: Mutex::new(None),
             }),
         }
@@ -314,12 +359,24 @@ impl Agent {
             tts: None,
             allow_interruptions: None,
             behavior: Arc::new(DefaultBehavior),
+            mcp_servers: Default::default(),
+            model_errors: Vec::new(),
         }
     }
 
     /// An agent with these instructions and default behaviour.
     pub fn new(instructions: impl Into<String>) -> Self {
         Self::builder().instructions(instructions).build()
+    }
+
+    /// Why a model override could not be resolved, if one could not.
+    pub(crate) fn config_error(&self) -> Option<String> {
+        self.inner.config_error.clone()
+    }
+
+    /// The agent's own MCP servers (empty: the session's apply).
+    pub(crate) fn mcp_servers(&self) -> &crate::mcp::ServerList {
+        &self.inner.mcp_servers
     }
 
     /// The id.

@@ -70,6 +70,8 @@ pub enum ErrorSource {
     RealtimeModel,
     /// Voice activity detection.
     Vad,
+    /// An MCP server (it failed to start; the session goes on without its tools).
+    Mcp,
 }
 
 /// Why the session closed.

@@ -176,12 +176,32 @@ pub struct AgentSessionBuilder {
     models: Models,
     tools: Vec<FunctionTool>,
     userdata: Userdata,
+    mcp_servers: crate::mcp::ServerList,
+    /// Models that could not be resolved (bad LiveKit Inference descriptors, missing keys).
+    model_errors: Vec<String>,
+    video_sampler: Option<Box<dyn crate::room_logic::video::VideoSampler>>,
 }
 
 impl AgentSessionBuilder {
-    /// Speech-to-text.
-    pub fn stt(mut self, stt: Arc<dyn Stt>) -> Self {
-        self.models.stt = Some(stt);
+    fn resolve<T: ?Sized>(
+        &mut self,
+        spec: crate::inference::ModelSpec<T>,
+        resolve: impl FnOnce(
+            crate::inference::ModelSpec<T>,
+        ) -> Result<Arc<T>, crate::inference::InferenceError>,
+    ) -> Option<Arc<T>> {
+        match resolve(spec) {
+            Ok(model) => Some(model),
+            Err(e) => {
+                self.model_errors.push(e.to_string());
+                None
+            }
+        }
+    }
+    /// Speech-to-text: an instance (`Arc<dyn Stt>`, `Arc<Plugin>`) or a LiveKit Inference
+    /// descriptor (`"deepgram/nova-3:multi"`, see [`crate::inference`]).
+    pub fn stt(mut self, stt: impl Into<crate::inference::ModelSpec<dyn Stt>>) -> Self {
+        self.models.stt = self.resolve(stt.into(), |s| s.resolve());
         self
     }
     /// Voice activity detection.
@@ -189,9 +209,9 @@ impl AgentSessionBuilder {
         self.models.vad = Some(vad);
         self
     }
-    /// Language model.
-    pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
-        self.models.llm = Some(llm);
+    /// Language model: an instance or a LiveKit Inference descriptor (`"openai/gpt-4.1-mini"`).
+    pub fn llm(mut self, llm: impl Into<crate::inference::ModelSpec<dyn Llm>>) -> Self {
+        self.models.llm = self.resolve(llm.into(), |s| s.resolve());
         self
     }
     /// A realtime (speech-to-speech) model used instead of STT + LLM (a TTS is still needed for
@@ -200,9 +220,10 @@ impl AgentSessionBuilder {
         self.models.realtime = Some(model);
         self
     }
-    /// Text-to-speech.
-    pub fn tts(mut self, tts: Arc<dyn Tts>) -> Self {
-        self.models.tts = Some(tts);
+    /// Text-to-speech: an instance or a LiveKit Inference descriptor
+    /// (`"cartesia/sonic-3:VOICE"`).
+    pub fn tts(mut self, tts: impl Into<crate::inference::ModelSpec<dyn Tts>>) -> Self {
+        self.models.tts = self.resolve(tts.into(), |s| s.resolve());
         self
     }
     /// End-of-turn model (also selects [`TurnDetection::Model`] when turn detection is `Auto`).
@@ -213,6 +234,20 @@ impl AgentSessionBuilder {
     /// Tools available to every agent.
     pub fn tools(mut self, tools: impl IntoIterator<Item = FunctionTool>) -> Self {
         self.tools.extend(tools);
+        self
+    }
+    /// MCP servers whose tools every agent gets (unless the agent has its own servers). They
+    /// start with the session and close with it.
+    #[cfg(feature = "mcp")]
+    pub fn mcp_servers(mut self, servers: impl IntoIterator<Item = crate::mcp::McpServer>) -> Self {
+        self.mcp_servers.extend(servers);
+        self
+    }
+    /// Which live video frames to keep (default: the reference's
+    /// [`VoiceActivityVideoSampler`](crate::room_logic::video::VoiceActivityVideoSampler), about
+    /// 1 frame/s while the user speaks, one every ~3 s otherwise).
+    pub fn video_sampler(mut self, sampler: impl crate::room_logic::video::VideoSampler) -> Self {
+        self.video_sampler = Some(Box::new(sampler));
         self
     }
     /// Session data for tools and hooks.
@@ -235,9 +270,34 @@ impl AgentSessionBuilder {
         self.options.max_tool_steps = steps;
         self
     }
-    /// The session.
+    /// The session. A model that could not be resolved (see [`try_build`](Self::try_build))
+    /// is logged here and makes `start` fail with [`SessionError::Config`].
     pub fn build(self) -> AgentSession {
-        AgentSession::from_parts(self.options, self.models, self.tools, self.userdata)
+        let config_error = (!self.model_errors.is_empty()).then(|| self.model_errors.join("; "));
+        if let Some(e) = &config_error {
+            tracing::error!("{e}");
+        }
+        let video = match self.video_sampler {
+            Some(sampler) => crate::room_logic::video::VideoState::new(sampler),
+            None => Default::default(),
+        };
+        AgentSession::from_parts(
+            self.options,
+            self.models,
+            self.tools,
+            self.userdata,
+            self.mcp_servers,
+            config_error,
+            video,
+        )
+    }
+    /// The session, or the first model that could not be resolved (a malformed or unknown
+    /// LiveKit Inference descriptor, missing credentials).
+    pub fn try_build(self) -> Result<AgentSession, SessionError> {
+        if let Some(e) = self.model_errors.first() {
+            return Err(SessionError::Config(e.clone()));
+        }
+        Ok(self.build())
     }
 }
 
@@ -267,6 +327,12 @@ pub(crate) struct SessionInner {
     pub models: Models,
     pub tools: Vec<FunctionTool>,
     pub userdata: Userdata,
+    /// MCP servers (started in `start`, closed in `close_with`).
+    pub mcp_servers: crate::mcp::ServerList,
+    /// Models the builder could not resolve: `start` fails with it.
+    pub config_error: Option<String>,
+    /// Live video: sampler and latest frame (see `room_logic::video`).
+    pub video: Arc<crate::room_logic::video::VideoState>,
     pub events: broadcast::Sender<SessionEvent>,
     pub state: Mutex<SessionState>,
     pub user_speaking: watch::Sender<bool>,
@@ -320,6 +386,9 @@ impl AgentSession {
         models: Models,
         tools: Vec<FunctionTool>,
         userdata: Userdata,
+        mcp_servers: crate::mcp::ServerList,
+        config_error: Option<String>,
+        video: crate::room_logic::video::VideoState,
     ) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (user_speaking, _) = watch::channel(false);
@@ -331,6 +400,9 @@ impl AgentSession {
                 models,
                 tools,
                 userdata,
+                mcp_servers,
+                config_error,
+                video: Arc::new(video),
                 events,
                 user_speaking,
                 update_lock: tokio::sync::Mutex::new(()),
@@ -398,6 +470,14 @@ impl AgentSession {
     /// a VAD or STT is set), the agent becomes active (`on_enter` runs), state becomes
     /// `listening`.
     pub async fn start(&self, agent: Agent, io: SessionIo) -> Result<(), SessionError> {
+        if let Some(e) = self
+            .inner
+            .config_error
+            .clone()
+            .or_else(|| agent.config_error())
+        {
+            return Err(SessionError::Config(e));
+        }
         let turn_detection = self.resolve_turn_detection()?;
         {
             let mut st = self.inner.state.lock();
@@ -423,6 +503,7 @@ impl AgentSession {
                 "adaptive interruption is a LiveKit Cloud service; using VAD interruptions"
             );
         }
+        self.inner.mcp_servers.start_all(self).await;
         let activity = Activity::new(self.clone(), agent);
         self.inner.state.lock().activity = Some(activity.clone());
         activity.start(true);
@@ -519,11 +600,15 @@ impl AgentSession {
         if let Some(link) = realtime {
             link.session.close().await;
         }
-        if let Some(activity) = activity {
+        if let Some(activity) = &activity {
             activity.close();
         }
         if let Some(out) = self.audio_output() {
             out.clear_buffer();
+        }
+        self.inner.mcp_servers.close_all().await;
+        if let Some(activity) = activity {
+            activity.agent().mcp_servers().close_all().await;
         }
         self.set_agent_state(AgentState::Initializing);
         self.emit(SessionEvent::Close { reason, error });

@@ -80,6 +80,11 @@ impl JobContext {
             io.wait_for_audio_subscription().await;
         });
 
+        // Live video (RoomOptions::video_input): sampled frames go with the user's turns.
+        if let Some(video) = ports.video_input {
+            session.forward_video(tokio_stream::wrappers::ReceiverStream::new(video));
+        }
+
         // Room -> session.
         let mut room_events = ports.events;
         let s = session.clone();
