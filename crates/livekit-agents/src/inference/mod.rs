@@ -283,17 +283,39 @@ impl Gateway {
         })
     }
 
-    /// A fresh access token with the inference grant.
+    /// A fresh access token with the inference grant: a LiveKit access token (an HS256 JWT
+    /// signed with the API secret) for identity `agent`, valid [`TOKEN_TTL`]. Signed here
+    /// rather than with `livekit-api` so that the light core (no `server` feature) needs only
+    /// `hmac` and `sha2`; the tests verify it with LiveKit's own verifier.
     pub(crate) fn token(&self) -> Result<String, ApiError> {
-        use livekit_api::access_token::{AccessToken, InferenceGrants};
-        AccessToken::with_api_key(&self.api_key, &self.api_secret)
-            .with_identity("agent")
-            .with_inference_grants(InferenceGrants::default().with_perform())
-            .with_ttl(TOKEN_TTL)
-            .to_jwt()
-            .map_err(|e| {
-                ApiError::Other(format!("could not sign the LiveKit Inference token: {e}"))
-            })
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        use hmac::{Hmac, Mac};
+
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| ApiError::Other(format!("the system clock is before 1970: {e}")))?
+            .as_secs();
+        let header = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+        let claims = serde_json::json!({
+            "iss": self.api_key,
+            "sub": "agent",
+            "nbf": now,
+            "exp": now.saturating_add(TOKEN_TTL.as_secs()),
+            "inference": {"perform": true},
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(self.api_secret.as_bytes()).map_err(|_| {
+                ApiError::Other("could not sign the LiveKit Inference token".to_owned())
+            })?;
+        mac.update(signing_input.as_bytes());
+        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        Ok(format!("{signing_input}.{signature}"))
     }
 
     /// `{base}/{path}` over HTTP(S) or WS(S).
