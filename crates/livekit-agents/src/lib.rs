@@ -15,6 +15,7 @@
 //!   connections with typed errors, streaming-audio bookkeeping).
 
 pub mod audio;
+pub mod background_audio;
 pub mod cli;
 pub mod download;
 pub mod io;
