@@ -553,11 +553,21 @@ mod tests {
             }
             out.extend(ns.flush());
             let n = total(&out);
-            assert!(n.abs_diff(100 * frame_len) <= rate as usize / 100, "{rate}: {n}");
-            assert!(out.iter().all(|f| f.sample_rate == rate && f.num_channels == 1));
+            assert!(
+                n.abs_diff(100 * frame_len) <= rate as usize / 100,
+                "{rate}: {n}"
+            );
+            assert!(out
+                .iter()
+                .all(|f| f.sample_rate == rate && f.num_channels == 1));
             // The last second: the noise is mostly gone once RNNoise has adapted.
             let tail = crate::audio::combine_frames(&out[out.len() / 2..]).unwrap();
-            assert!(tail.rms() < input_rms / 4.0, "{rate}: {} vs {}", tail.rms(), input_rms);
+            assert!(
+                tail.rms() < input_rms / 4.0,
+                "{rate}: {} vs {}",
+                tail.rms(),
+                input_rms
+            );
         }
     }
 

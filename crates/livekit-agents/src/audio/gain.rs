@@ -291,7 +291,10 @@ mod tests {
         g.set_target(1.0, 4);
         let mut s = [400i16; 12]; // 6 stereo samples
         g.apply(&mut s, 2);
-        assert_eq!(s, [100, 100, 200, 200, 300, 300, 400, 400, 400, 400, 400, 400]);
+        assert_eq!(
+            s,
+            [100, 100, 200, 200, 300, 300, 400, 400, 400, 400, 400, 400]
+        );
         assert!(g.is_unity());
         // Over-range gains saturate instead of wrapping; bad values mean silence.
         let mut loud = GainRamp::new(4.0);

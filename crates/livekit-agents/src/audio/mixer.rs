@@ -175,6 +175,8 @@ enum SourceData {
 struct StreamQueue {
     samples: VecDeque<i16>,
     ended: bool,
+    /// Samples arrived at least once: before that the source waits (it does not play silence).
+    started: bool,
 }
 
 struct Source {
@@ -212,6 +214,10 @@ impl Source {
             }
             SourceData::Stream { queue } => {
                 let mut q = queue.lock();
+                if !q.started && q.samples.len() < frame.len() {
+                    return false;
+                }
+                q.started = true;
                 if q.samples.len() >= frame.len() {
                     for s in frame.iter_mut() {
                         *s = q.samples.pop_front().unwrap_or(0);
@@ -324,14 +330,20 @@ impl AudioMixer {
         self.shared.num_channels
     }
 
-    /// Whether any source is playing.
+    /// Whether any source is playing (a stream counts from its first samples on).
     pub fn is_active(&self) -> bool {
-        self.shared
-            .state
-            .lock()
-            .sources
-            .iter()
-            .any(|s| !s.handle.done() && !(s.handle.stop_requested() && s.fade_out == 0))
+        let mut st = self.shared.state.lock();
+        prune(&mut st.sources, self.shared.num_channels as usize);
+        st.sources.iter().any(|s| {
+            let waiting = match &s.data {
+                SourceData::Stream { queue } => {
+                    let q = queue.lock();
+                    (!q.started || q.ended) && q.samples.is_empty()
+                }
+                SourceData::Clip { .. } => false,
+            };
+            !waiting && !s.handle.done() && !(s.handle.stop_requested() && s.fade_out == 0)
+        })
     }
 
     /// Sets the gain of everything the mixer plays (ramped over 20 ms).
@@ -341,7 +353,12 @@ impl AudioMixer {
 
     /// Plays interleaved samples already at the mixer's rate and channel count, once or looped.
     /// A looped clip shorter than one multi-channel sample plays nothing.
-    pub fn play_clip(&self, samples: Arc<[i16]>, looped: bool, options: SourceOptions) -> PlayHandle {
+    pub fn play_clip(
+        &self,
+        samples: Arc<[i16]>,
+        looped: bool,
+        options: SourceOptions,
+    ) -> PlayHandle {
         self.add(
             SourceData::Clip {
                 samples,
@@ -393,7 +410,18 @@ impl AudioMixer {
                 };
                 let Some(frame) = frame else { break };
                 let samples = convert(&frame, rate, channels, &mut converter);
-                queue.lock().samples.extend(samples);
+                let first = {
+                    let mut q = queue.lock();
+                    let first = !q.started && q.samples.is_empty() && !samples.is_empty();
+                    q.samples.extend(samples);
+                    first
+                };
+                if first {
+                    // The source starts playing now: wake an idle playout loop.
+                    if let Some(m) = mixer.upgrade() {
+                        m.activity.notify_one();
+                    }
+                }
             }
             if let Some(rs) = converter.as_mut() {
                 let mut q = queue.lock();
@@ -448,7 +476,8 @@ impl AudioMixer {
         }
         for src in st.sources.iter_mut() {
             if let Some(v) = src.handle.shared.volume.lock().take() {
-                src.gain.set_target(v, ramp_samples(DEFAULT_GAIN_RAMP, rate));
+                src.gain
+                    .set_target(v, ramp_samples(DEFAULT_GAIN_RAMP, rate));
             }
         }
         let mut frame = vec![0i16; channels];
@@ -482,29 +511,7 @@ impl AudioMixer {
                 *o = (*o as i32 + bg).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
             }
         }
-        // Drop what finished; peek so a looped clip or a live stream stays.
-        st.sources.retain_mut(|src| {
-            let finished = src.handle.done()
-                || (src.handle.stop_requested() && (src.fade_out == 0 || src.envelope().is_none()))
-                || match &src.data {
-                    SourceData::Clip {
-                        samples,
-                        pos,
-                        looped,
-                    } => {
-                        let left = samples.len().saturating_sub(*pos);
-                        left < channels && !(*looped && samples.len() >= channels)
-                    }
-                    SourceData::Stream { queue } => {
-                        let q = queue.lock();
-                        q.ended && q.samples.len() < channels
-                    }
-                };
-            if finished {
-                src.handle.mark_done();
-            }
-            !finished
-        });
+        prune(&mut st.sources, channels);
     }
 
     /// The next `samples_per_channel` of the mix alone, or `None` when nothing plays.
@@ -548,6 +555,33 @@ impl AudioMixer {
     pub fn sink(&self, sink: impl FrameSink) -> MixingSink {
         MixingSink::new(self.clone(), sink)
     }
+}
+
+/// Removes the sources that finished (played out, stopped, faded out) and completes their
+/// handles; a looped clip or a live stream stays.
+fn prune(sources: &mut Vec<Source>, channels: usize) {
+    sources.retain_mut(|src| {
+        let finished = src.handle.done()
+            || (src.handle.stop_requested() && (src.fade_out == 0 || src.envelope().is_none()))
+            || match &src.data {
+                SourceData::Clip {
+                    samples,
+                    pos,
+                    looped,
+                } => {
+                    let left = samples.len().saturating_sub(*pos);
+                    left < channels && !(*looped && samples.len() >= channels)
+                }
+                SourceData::Stream { queue } => {
+                    let q = queue.lock();
+                    q.ended && q.samples.len() < channels
+                }
+            };
+        if finished {
+            src.handle.mark_done();
+        }
+        !finished
+    });
 }
 
 /// Converts a frame to `rate` / `channels` (interleaved samples).
@@ -715,7 +749,9 @@ mod tests {
 
     #[test]
     fn mixing_is_sample_exact_with_gains_and_saturation() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _g = rt.enter();
         let mixer = AudioMixer::new(1_000, 1);
         let a = mixer.play_clip(clip(&[100, 200, 300]), false, SourceOptions::default());
@@ -738,7 +774,9 @@ mod tests {
 
     #[test]
     fn looped_clips_wrap_and_stop_ends_them() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _g = rt.enter();
         let mixer = AudioMixer::new(1_000, 2);
         let h = mixer.play_clip(clip(&[1, 2, 3, 4]), true, SourceOptions::default());
@@ -753,7 +791,9 @@ mod tests {
 
     #[test]
     fn fades_are_equal_power_and_the_handle_waits_for_the_fade_out() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _g = rt.enter();
         let mixer = AudioMixer::new(1_000, 1);
         let h = mixer.play_clip(
@@ -777,15 +817,14 @@ mod tests {
 
     #[test]
     fn volume_changes_ramp_and_master_scales_the_sum() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _g = rt.enter();
         let mixer = AudioMixer::new(200, 1); // 20 ms ramp = 4 samples
         let h = mixer.play_clip(clip(&[1000; 50]), true, SourceOptions::default());
         h.set_volume(0.0);
-        assert_eq!(
-            mixer.next_block(6).unwrap().data,
-            [750, 500, 250, 0, 0, 0]
-        );
+        assert_eq!(mixer.next_block(6).unwrap().data, [750, 500, 250, 0, 0, 0]);
         h.set_volume(1.0);
         mixer.set_volume(0.5);
         assert_eq!(
@@ -803,11 +842,25 @@ mod tests {
             AudioFrame::new(vec![7; 3], 1_000, 1).unwrap(),
         ];
         let h = mixer.play_stream(futures::stream::iter(frames), SourceOptions::default());
-        // Nothing read yet: silence, not a wait.
-        assert_eq!(mixer.next_block(1).unwrap().data, [0]);
-        tokio::task::yield_now().await;
+        // Nothing read yet: the source waits for its first samples (it is not active yet).
+        assert!(mixer.next_block(1).is_none());
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(mixer.next_block(6).unwrap().data, [100, 300, 7, 7, 7, 0]);
+        assert!(h.done());
+
+        // Once started, a stream that falls behind gives silence rather than a wait.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let h = mixer.play_stream(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            SourceOptions::default(),
+        );
+        tx.send(AudioFrame::new(vec![5, 5], 1_000, 1).unwrap())
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(mixer.next_block(4).unwrap().data, [5, 5, 0, 0]);
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(mixer.next_block(1).is_none());
         assert!(h.done());
     }
 
@@ -847,6 +900,8 @@ mod tests {
                 (75, 10, 1),
             ]
         );
-        assert!(played.iter().all(|(_, f)| f.data.iter().all(|&s| s == f.data[0])));
+        assert!(played
+            .iter()
+            .all(|(_, f)| f.data.iter().all(|&s| s == f.data[0])));
     }
 }

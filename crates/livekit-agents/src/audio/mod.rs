@@ -32,9 +32,9 @@ pub mod wav;
 
 pub use bytestream::AudioByteStream;
 pub use decode::{decode_file, DecodeError, DecodeErrorKind};
-pub use filter::{AudioFilter, AutoGainControl, FilterChain};
 #[cfg(feature = "noise-suppression")]
 pub use filter::NoiseSuppressor;
+pub use filter::{AudioFilter, AutoGainControl, FilterChain};
 pub use gain::{GainAudioOutput, GainControl, GainRamp, DEFAULT_GAIN_RAMP};
 pub use mixer::{AudioMixer, MixingSink, PlayHandle, SourceOptions};
 pub use ops::{combine_frames, db_to_gain, gain_to_db};

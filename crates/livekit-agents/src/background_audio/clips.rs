@@ -4,7 +4,7 @@
 //! The reference ships recordings (`office-ambience.ogg`, `keyboard-typing.ogg`, ...) under
 //! their own licence. These are our own: generated procedurally from a fixed seed, so every
 //! build and every process plays the same samples, and covered by this crate's licence
-//! (MIT OR Apache-2.0) like the rest of its code.
+//! (Apache-2.0) like the rest of its code.
 
 use std::sync::{Arc, OnceLock};
 
@@ -122,7 +122,9 @@ fn keystroke(out: &mut [f32], at: f32, level: f32, rng: &mut Noise) {
     let thud_hz = rng.range(140.0, 260.0);
     let mut prev = 0.0f32;
     for i in 0..thud_len.max(click_len) {
-        let Some(slot) = out.get_mut(start + i) else { break };
+        let Some(slot) = out.get_mut(start + i) else {
+            break;
+        };
         let t = i as f32 / SR;
         let mut v = 0.0;
         if i < click_len {
@@ -206,7 +208,9 @@ fn hold_music() -> Vec<i16> {
         let start = (at * SR) as usize;
         let samples = (len * SR) as usize;
         for i in 0..samples {
-            let Some(slot) = out.get_mut(start + i) else { break };
+            let Some(slot) = out.get_mut(start + i) else {
+                break;
+            };
             let t = i as f32 / SR;
             let attack = (t / 0.01).min(1.0);
             let env = attack * (-t * 2.5).exp();
@@ -221,7 +225,13 @@ fn hold_music() -> Vec<i16> {
         let bar_start = c as f32 * bar;
         // Bass: the root an octave down, on beats 1 and 3.
         for b in [0.0, 2.0] {
-            note(&mut out, bar_start + b * beat, chord[0] / 2.0, beat * 2.0, 0.16);
+            note(
+                &mut out,
+                bar_start + b * beat,
+                chord[0] / 2.0,
+                beat * 2.0,
+                0.16,
+            );
         }
         // Arpeggio: up and down the chord in eighth notes.
         let pattern = [0usize, 1, 2, 3, 2, 1, 2, 1];
@@ -271,7 +281,10 @@ mod tests {
 
     #[test]
     fn looping_clips_have_no_click_at_the_seam() {
-        for clip in [BuiltinAudioClip::OfficeAmbience, BuiltinAudioClip::HoldMusic] {
+        for clip in [
+            BuiltinAudioClip::OfficeAmbience,
+            BuiltinAudioClip::HoldMusic,
+        ] {
             let s = clip.samples();
             let jump = (s[0] as i32 - s[s.len() - 1] as i32).abs();
             let typical = s
@@ -279,7 +292,10 @@ mod tests {
                 .map(|w| (w[0] as i32 - w[1] as i32).abs())
                 .max()
                 .unwrap_or(0);
-            assert!(jump <= typical, "{clip:?}: seam step {jump} > largest step {typical}");
+            assert!(
+                jump <= typical,
+                "{clip:?}: seam step {jump} > largest step {typical}"
+            );
         }
     }
 }

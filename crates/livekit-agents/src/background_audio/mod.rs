@@ -38,8 +38,8 @@ mod clips;
 #[cfg(feature = "room")]
 mod room;
 
-pub use clips::{BuiltinAudioClip, BUILTIN_SAMPLE_RATE};
 pub use crate::audio::mixer::{PlayHandle, SourceOptions};
+pub use clips::{BuiltinAudioClip, BUILTIN_SAMPLE_RATE};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -440,7 +440,8 @@ impl BackgroundAudioPlayer {
                 .connect()
                 .await
                 .map_err(|e| BackgroundAudioError::NoOutput(e.to_string()))?;
-            self.start(BackgroundTarget::Room(room), Some(session)).await
+            self.start(BackgroundTarget::Room(room), Some(session))
+                .await
         }
         #[cfg(not(feature = "room"))]
         Err(BackgroundAudioError::NoOutput(
@@ -474,7 +475,11 @@ impl BackgroundAudioPlayer {
         self.inner.state.lock().ambient.clone()
     }
 
-    fn play_config(&self, cfg: AudioConfig, looped: bool) -> Result<PlayHandle, BackgroundAudioError> {
+    fn play_config(
+        &self,
+        cfg: AudioConfig,
+        looped: bool,
+    ) -> Result<PlayHandle, BackgroundAudioError> {
         if looped && matches!(cfg.source, AudioSource::Stream(_)) {
             return Err(BackgroundAudioError::CannotLoopStream);
         }
@@ -492,6 +497,18 @@ impl BackgroundAudioPlayer {
         };
         let handle = match cfg.source {
             AudioSource::Stream(make) => mixer.play_stream(make(), options),
+            // In memory: converted here (no file to read), so it starts without a thread hop.
+            AudioSource::Frame(frame) => {
+                let (rate, channels) = (mixer.sample_rate(), mixer.num_channels());
+                let clip = match load(&AudioSource::Frame(frame), rate, channels) {
+                    Ok(clip) => Some(clip),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "background audio: cannot play a clip");
+                        None
+                    }
+                };
+                mixer.play_stream(clip_frames(clip, rate, channels, looped), options)
+            }
             source => {
                 let inner = self.inner.clone();
                 let (rate, channels) = (mixer.sample_rate(), mixer.num_channels());
@@ -650,7 +667,9 @@ async fn follow_agent_state(
                     if current.as_ref().is_some_and(|h| !h.done()) {
                         continue;
                     }
-                    let Some(sound) = player.inner.thinking.clone() else { continue };
+                    let Some(sound) = player.inner.thinking.clone() else {
+                        continue;
+                    };
                     match player.play(sound, false) {
                         Ok(h) => player.inner.state.lock().thinking = Some(h),
                         Err(e) => tracing::debug!(error = %e, "no thinking sound"),
@@ -694,7 +713,7 @@ mod tests {
         assert_eq!(pick(&list, 0.5, 0.0), Some(0));
         assert_eq!(pick(&list, 0.5, 0.6), Some(0)); // 0.6 * 0.8 = 0.48 <= 0.5
         assert_eq!(pick(&list, 0.5, 0.7), Some(1)); // 0.56 > 0.5
-        // Above 1: normalised, never silent.
+                                                    // Above 1: normalised, never silent.
         let list = [cfg(2.0), cfg(2.0), cfg(0.0)];
         assert_eq!(pick(&list, 1.0, 0.49), Some(0));
         assert_eq!(pick(&list, 1.0, 0.51), Some(1));
