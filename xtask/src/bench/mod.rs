@@ -3,6 +3,7 @@
 //! Benchmarks always run optimised: a debug `xtask` re-runs itself with `--release`.
 //! Add a benchmark as a module here and a match arm in [`run`].
 
+mod audio;
 mod sessions;
 mod turn_detector;
 mod vad;
@@ -15,7 +16,7 @@ use anyhow::{bail, Context};
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: vad, sessions or turn-detector.
+    /// Which benchmark: vad, sessions, turn-detector or audio.
     pub name: String,
     /// Input file for benchmarks that read one (vad: a WAV; default: the Silero test speech).
     #[arg(long)]
@@ -54,7 +55,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "vad" => vad::run(&args),
         "turn-detector" => turn_detector::run(&args),
         "sessions" => sessions::run(&args),
-        other => bail!("unknown benchmark '{other}' (available: vad, sessions, turn-detector)"),
+        "audio" => audio::run(&args),
+        other => bail!(
+            "unknown benchmark '{other}' (available: vad, sessions, turn-detector, audio)"
+        ),
     }
 }
 
