@@ -79,7 +79,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 std::hint::black_box(ns.process(f.clone()));
             }
         });
-        report(&format!("noise suppression (input at {} kHz)", rate / 1000), cpu, seconds);
+        report(
+            &format!("noise suppression (input at {} kHz)", rate / 1000),
+            cpu,
+            seconds,
+        );
     }
     let frames = input_frames(16_000, seconds)?;
     let cpu = measure(passes, || {

@@ -56,9 +56,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "turn-detector" => turn_detector::run(&args),
         "sessions" => sessions::run(&args),
         "audio" => audio::run(&args),
-        other => bail!(
-            "unknown benchmark '{other}' (available: vad, sessions, turn-detector, audio)"
-        ),
+        other => {
+            bail!("unknown benchmark '{other}' (available: vad, sessions, turn-detector, audio)")
+        }
     }
 }
 

@@ -342,7 +342,8 @@ impl AudioMixer {
                 }
                 SourceData::Clip { .. } => false,
             };
-            !waiting && !s.handle.done() && !(s.handle.stop_requested() && s.fade_out == 0)
+            let stopped = s.handle.stop_requested() && s.fade_out == 0;
+            !(waiting || stopped || s.handle.done())
         })
     }
 

@@ -735,7 +735,7 @@ mod tests {
             player.start(mixer, None).await,
             Err(BackgroundAudioError::AlreadyStarted)
         ));
-        let stream = AudioSource::stream(|| futures::stream::empty());
+        let stream = AudioSource::stream(futures::stream::empty::<AudioFrame>);
         assert!(matches!(
             player.play(stream, true),
             Err(BackgroundAudioError::CannotLoopStream)

@@ -92,7 +92,7 @@ impl Pronunciation {
         self.rules.retain(|r| r.key != key);
         self.rules.push(Rule { key, replacement });
         // Longest first, so "New York City" wins over "New York".
-        self.rules.sort_by(|a, b| b.key.len().cmp(&a.key.len()));
+        self.rules.sort_by_key(|r| std::cmp::Reverse(r.key.len()));
         self
     }
 
