@@ -185,3 +185,52 @@ async fn background_audio_does_not_move_the_agent_speech() {
     assert!(without.iter().all(|t| with.contains(t)), "{with:?}");
     assert!(with.len() - without.len() <= 1, "{with:?}");
 }
+
+/// `console --output-wav`: the background player started in the job mixes into the file.
+#[tokio::test(start_paused = true)]
+async fn console_output_wav_carries_the_background_mix() {
+    use livekit_agents::cli::{run_console, ConsoleOptions};
+    use livekit_agents::worker::{JobContext, WorkerOptions};
+
+    let out = std::env::temp_dir().join(format!("lk-bg-console-{}.wav", std::process::id()));
+    let opts = WorkerOptions::new(|ctx: JobContext| async move {
+        let session = AgentSession::builder()
+            .llm(Arc::new(FakeLlm::new(vec![FakeLlmResponse::text(
+                "Hi there!",
+                Duration::from_millis(300),
+            )])))
+            .tts(Arc::new(FakeTts::new(
+                Duration::from_millis(200),
+                Duration::from_secs(1),
+            )))
+            .build();
+        let io = ctx.session_io(&session).await?;
+        session
+            .start(Agent::new("You are a test agent."), io)
+            .await?;
+        let player = BackgroundAudioPlayer::new()
+            .with_ambient_sound(AudioSource::from(constant(AMBIENT, 0.25)));
+        player.start_in_job(&ctx, &session).await?;
+        ctx.add_shutdown_callback(move |_| async move { player.close().await });
+        Ok(())
+    });
+    run_console(
+        opts,
+        ConsoleOptions {
+            text: true,
+            output_wav: Some(out.clone()),
+            text_input: Some(Box::new(std::io::Cursor::new(b"hello\n".to_vec()))),
+            display: Some(Box::new(std::io::sink())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut reader = hound::WavReader::open(&out).unwrap();
+    let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+    std::fs::remove_file(&out).unwrap();
+    // More than the 1 s reply: the ambient also played before and after it, and every sample
+    // (the fake's silent speech included) carries it, exactly.
+    assert!(samples.len() > RATE as usize * 3 / 2, "{}", samples.len());
+    assert!(samples.iter().all(|&s| s == AMBIENT));
+}

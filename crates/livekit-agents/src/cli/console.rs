@@ -207,6 +207,9 @@ impl WavSink {
                 let _ = w.finalize();
             }
         }
+        // Audio still arriving (background audio plays until its output is dropped) must not
+        // start a new file over the finished one.
+        self.failed = true;
     }
 }
 
