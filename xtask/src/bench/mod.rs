@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// spreading sessions over 20 phases (a worst-case burst) (sessions).
     #[arg(long)]
     pub aligned_input: bool,
+    /// Give every session a background audio player (office ambience, typing while thinking)
+    /// mixed into its output, to measure what mixing adds (sessions).
+    #[arg(long)]
+    pub background_audio: bool,
 }
 
 /// Runs a benchmark.

@@ -590,12 +590,7 @@ fn load(
 ) -> Result<Arc<[i16]>, crate::audio::DecodeError> {
     let frame = match source {
         AudioSource::File(path) => crate::audio::decode_file(path)?,
-        AudioSource::Builtin(c) => AudioFrame {
-            data: c.samples().to_vec(),
-            sample_rate: BUILTIN_SAMPLE_RATE,
-            num_channels: 1,
-            samples_per_channel: c.samples().len(),
-        },
+        AudioSource::Builtin(c) => return Ok(builtin_at(*c, rate, channels)),
         AudioSource::Frame(f) => (**f).clone(),
         AudioSource::Stream(_) => AudioFrame::default(),
     };
@@ -611,6 +606,34 @@ fn load(
             kind,
         }
     })
+}
+
+/// A built-in clip at the mixer's format, converted once per process (every session's player
+/// shares it).
+fn builtin_at(clip: BuiltinAudioClip, rate: u32, channels: u16) -> Arc<[i16]> {
+    type Converted = HashMap<(BuiltinAudioClip, u32, u16), Arc<[i16]>>;
+    static CONVERTED: std::sync::OnceLock<Mutex<Converted>> = std::sync::OnceLock::new();
+    let cache = CONVERTED.get_or_init(Default::default);
+    if let Some(hit) = cache.lock().get(&(clip, rate, channels)) {
+        return hit.clone();
+    }
+    let samples = clip.samples();
+    let converted = if rate == BUILTIN_SAMPLE_RATE && channels == 1 {
+        samples
+    } else {
+        let frame = AudioFrame {
+            samples_per_channel: samples.len(),
+            data: samples.to_vec(),
+            sample_rate: BUILTIN_SAMPLE_RATE,
+            num_channels: 1,
+        };
+        // A built-in clip is valid audio: conversion cannot fail; fall back to silence if it did.
+        crate::audio::decode::convert_clip(&frame, rate, channels).unwrap_or_else(|_| Arc::from([]))
+    };
+    cache
+        .lock()
+        .insert((clip, rate, channels), converted.clone());
+    converted
 }
 
 /// A clip as 100 ms frames, once or forever.
