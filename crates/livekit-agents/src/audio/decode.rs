@@ -7,7 +7,9 @@
 //! truncated-in-the-header or unsupported file is a [`DecodeError`] naming the file, never a
 //! panic; a file cut short in the middle of its audio gives the audio before the cut (with a
 //! warning), as media players do. Sizes are bounded ([`MAX_FILE_BYTES`],
-//! [`MAX_DECODED_SECONDS`]).
+//! [`MAX_DECODED_SECONDS`], [`MAX_DECODED_SAMPLES`]; Ogg Opus shares the pre-connect decoder's
+//! cap of 10 MiB of PCM, about 54 s of 48 kHz stereo) and sample rates outside 1-384 kHz are
+//! refused.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +22,11 @@ pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// The longest audio decoded from one file: 10 minutes (longer files are refused rather than
 /// held in memory; stream them as frames instead).
 pub const MAX_DECODED_SECONDS: u64 = 600;
+/// The most samples decoded from one file whatever its header claims: 10 minutes of 48 kHz
+/// stereo (a small compressed file can expand to much more).
+pub const MAX_DECODED_SAMPLES: u64 = MAX_DECODED_SECONDS * 48_000 * 2;
+/// Sample rates accepted from a file's header.
+const RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
 
 /// Why a file could not be decoded.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -148,7 +155,15 @@ fn decode_any(bytes: &[u8], _extension: Option<&str>) -> Result<AudioFrame, Deco
             "only WAV without the `audio-decode` feature".into(),
         ));
     }
-    super::wav::decode_wav(bytes).map_err(|e| DecodeErrorKind::Malformed(e.to_string()))
+    let frame =
+        super::wav::decode_wav(bytes).map_err(|e| DecodeErrorKind::Malformed(e.to_string()))?;
+    if !RATES.contains(&frame.sample_rate) {
+        return Err(DecodeErrorKind::Unsupported(format!(
+            "{} Hz",
+            frame.sample_rate
+        )));
+    }
+    Ok(frame)
 }
 
 #[cfg(feature = "audio-decode")]
@@ -219,10 +234,11 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
                 let channels = s.channels.count() as u16;
                 match spec {
                     None => {
-                        if s.rate == 0 || channels == 0 {
-                            return Err(DecodeErrorKind::Malformed(
-                                "zero sample rate or channels".into(),
-                            ));
+                        if !RATES.contains(&s.rate) || channels == 0 {
+                            return Err(DecodeErrorKind::Unsupported(format!(
+                                "{} Hz, {channels} channels",
+                                s.rate
+                            )));
                         }
                         spec = Some((s.rate, channels));
                     }
@@ -233,7 +249,8 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
                     }
                     Some(_) => {}
                 }
-                let limit = MAX_DECODED_SECONDS * s.rate as u64 * channels as u64;
+                let limit = (MAX_DECODED_SECONDS * s.rate as u64 * channels as u64)
+                    .min(MAX_DECODED_SAMPLES);
                 if samples.len() as u64 + (buf.frames() * channels as usize) as u64 > limit {
                     return Err(DecodeErrorKind::TooLarge(format!(
                         "more than {MAX_DECODED_SECONDS} s of audio"
@@ -342,6 +359,17 @@ mod tests {
                 Err(e) => assert!(e.to_string().contains(name), "{e}"),
             }
         }
+    }
+
+    #[test]
+    fn absurd_sample_rates_are_refused() {
+        // A valid WAV header claiming 10 Hz: resampling it to 48 kHz would blow up memory.
+        let frame = AudioFrame::new(vec![0; 100], 10, 1).unwrap();
+        let bytes = crate::audio::wav::encode_wav(&[frame]).unwrap();
+        assert!(matches!(
+            decode_bytes(&bytes, Some("wav")),
+            Err(DecodeErrorKind::Unsupported(_))
+        ));
     }
 
     #[test]

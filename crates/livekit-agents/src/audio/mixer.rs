@@ -592,6 +592,11 @@ fn convert(
     channels: u16,
     converter: &mut Option<Resampler>,
 ) -> Vec<i16> {
+    // A frame claiming an absurd rate would resample to an absurd size: skip it.
+    if !(1_000..=384_000).contains(&frame.sample_rate) {
+        tracing::debug!(rate = frame.sample_rate, "background audio: frame skipped");
+        return Vec::new();
+    }
     let resampled: Vec<AudioFrame> = if frame.sample_rate == rate {
         vec![frame.clone()]
     } else {
