@@ -417,8 +417,9 @@ impl BackgroundAudioPlayer {
         Ok(())
     }
 
-    /// Starts in a job: in console mode the sound is mixed into the console's audio output
-    /// (with no audio output, e.g. `--text`, nothing plays and a line is logged); otherwise
+    /// Starts in a job: in console mode the sound is mixed into the console's audio output, the
+    /// speaker or the `--output-wav` file (with no audio output, `--text`, nothing plays and a
+    /// line is logged); otherwise
     /// (feature `room`) the player publishes its track in the job's room, connecting if needed.
     pub async fn start_in_job(
         &self,
@@ -429,7 +430,9 @@ impl BackgroundAudioPlayer {
             return match console.background_mixer() {
                 Some(mixer) => self.start(mixer, Some(session)).await,
                 None => {
-                    tracing::info!("this console output does not mix background audio (only --output-wav does): it is not played");
+                    tracing::info!(
+                        "console without audio output (--text): background audio is not played"
+                    );
                     Ok(())
                 }
             };

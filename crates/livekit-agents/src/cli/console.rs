@@ -319,7 +319,7 @@ pub(crate) fn console_session_io(
                 mixer.sink(move |frame: &AudioFrame| sink.lock().write(frame)),
             )))
         }
-        None => default_speaker(&options)?,
+        None => default_speaker(&options, handle)?,
     };
     let has_audio_output = audio_output.is_some();
 
@@ -506,7 +506,10 @@ fn default_microphone(_options: &ConsoleOptions) -> Result<Option<AudioInput>, J
 }
 
 #[cfg(not(feature = "console-audio"))]
-fn default_speaker(_options: &ConsoleOptions) -> Result<Option<Arc<dyn AudioOutput>>, JobError> {
+fn default_speaker(
+    _options: &ConsoleOptions,
+    _handle: &ConsoleHandle,
+) -> Result<Option<Arc<dyn AudioOutput>>, JobError> {
     Ok(None)
 }
 
@@ -521,11 +524,14 @@ fn default_microphone(options: &ConsoleOptions) -> Result<Option<AudioInput>, Jo
 }
 
 #[cfg(feature = "console-audio")]
-fn default_speaker(options: &ConsoleOptions) -> Result<Option<Arc<dyn AudioOutput>>, JobError> {
+fn default_speaker(
+    options: &ConsoleOptions,
+    handle: &ConsoleHandle,
+) -> Result<Option<Arc<dyn AudioOutput>>, JobError> {
     if options.text {
         return Ok(None);
     }
-    super::audio_device::speaker()
-        .map(|s| Some(Arc::new(s) as Arc<dyn AudioOutput>))
-        .map_err(JobError::NoIo)
+    let speaker = super::audio_device::speaker().map_err(JobError::NoIo)?;
+    handle.state.lock().background_mixer = Some(speaker.mixer.clone());
+    Ok(Some(Arc::new(speaker) as Arc<dyn AudioOutput>))
 }
