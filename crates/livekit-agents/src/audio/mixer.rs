@@ -401,10 +401,13 @@ impl AudioMixer {
                     }
                     tokio::time::sleep(STREAM_BUFFER / 5).await;
                 }
+                // Registered before the check, so a stop in between is not missed.
+                let stopped = h.shared.stop_notify.notified();
+                let mut stopped = std::pin::pin!(stopped);
+                stopped.as_mut().enable();
                 if h.stop_requested() || h.done() || mixer.strong_count() == 0 {
                     break;
                 }
-                let stopped = h.shared.stop_notify.notified();
                 let frame = tokio::select! {
                     f = stream.next() => f,
                     _ = stopped => None,
