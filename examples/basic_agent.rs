@@ -5,6 +5,10 @@
 //!   end-of-turn model.
 //! - One tool, `lookup_weather`, with typed arguments (its JSON schema comes from the struct).
 //! - The agent greets the user when the session starts.
+//! - Background audio: a quiet office ambience throughout, and keyboard typing while the agent
+//!   thinks (e.g. during the tool call); built-in clips synthesised by the framework. In a room
+//!   it is the `background_audio` track; in `console --output-wav FILE` it is mixed into the
+//!   file.
 //!
 //! Environment: `DEEPGRAM_API_KEY`, `OPENAI_API_KEY`, `CARTESIA_API_KEY`; for `dev`, `start` and
 //! `connect` also `LIVEKIT_URL`, `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET` (and the `room` feature).
@@ -19,6 +23,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use livekit_agents::background_audio::{AudioConfig, BackgroundAudioPlayer, BuiltinAudioClip};
 use livekit_agents::cli;
 use livekit_agents::llm::{function_tool, RunContext};
 use livekit_agents::voice::{Agent, AgentSession, ReplyOptions};
@@ -67,6 +72,22 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     // Console ports in `console` mode, the room's tracks in `dev`/`start`/`connect`.
     let io = ctx.session_io(&session).await?;
     session.start(agent, io).await?;
+
+    // Ambience under the whole conversation; typing while thinking (one of two clips, or
+    // nothing 10 % of the time, so it does not sound mechanical).
+    let background = BackgroundAudioPlayer::new()
+        .with_ambient_sound(AudioConfig::new(BuiltinAudioClip::OfficeAmbience).volume(0.8))
+        .with_thinking_sound(vec![
+            AudioConfig::new(BuiltinAudioClip::KeyboardTyping)
+                .volume(0.8)
+                .probability(0.6),
+            AudioConfig::new(BuiltinAudioClip::KeyboardTyping2)
+                .volume(0.7)
+                .probability(0.3),
+        ]);
+    background.start_in_job(&ctx, &session).await?;
+    // Stop it (and unpublish its track) when the job ends.
+    ctx.add_shutdown_callback(move |_reason| async move { background.close().await });
     session.generate_reply(ReplyOptions {
         instructions: Some("Greet the user and offer your help.".into()),
         ..Default::default()

@@ -20,6 +20,7 @@
 //!   connections with typed errors, streaming-audio bookkeeping).
 
 pub mod audio;
+pub mod background_audio;
 #[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "download")]

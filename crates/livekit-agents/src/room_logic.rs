@@ -13,6 +13,9 @@ use crate::audio::AudioFrame;
 
 #[cfg(feature = "pre-connect-opus")]
 mod opus;
+// Ogg Opus files for background audio (`audio::decode`) use the same decoder.
+#[cfg(feature = "pre-connect-opus")]
+pub(crate) use opus::decode as decode_opus;
 mod subscription;
 mod track_forward;
 pub mod video;

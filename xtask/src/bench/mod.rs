@@ -3,6 +3,7 @@
 //! Benchmarks always run optimised: a debug `xtask` re-runs itself with `--release`.
 //! Add a benchmark as a module here and a match arm in [`run`].
 
+mod audio;
 mod sessions;
 mod turn_detector;
 mod vad;
@@ -15,7 +16,7 @@ use anyhow::{bail, Context};
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: vad, sessions or turn-detector.
+    /// Which benchmark: vad, sessions, turn-detector or audio.
     pub name: String,
     /// Input file for benchmarks that read one (vad: a WAV; default: the Silero test speech).
     #[arg(long)]
@@ -43,6 +44,10 @@ pub struct BenchArgs {
     /// spreading sessions over 20 phases (a worst-case burst) (sessions).
     #[arg(long)]
     pub aligned_input: bool,
+    /// Give every session a background audio player (office ambience, typing while thinking)
+    /// mixed into its output, to measure what mixing adds (sessions).
+    #[arg(long)]
+    pub background_audio: bool,
 }
 
 /// Runs a benchmark.
@@ -54,7 +59,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "vad" => vad::run(&args),
         "turn-detector" => turn_detector::run(&args),
         "sessions" => sessions::run(&args),
-        other => bail!("unknown benchmark '{other}' (available: vad, sessions, turn-detector)"),
+        "audio" => audio::run(&args),
+        other => {
+            bail!("unknown benchmark '{other}' (available: vad, sessions, turn-detector, audio)")
+        }
     }
 }
 

@@ -1,5 +1,8 @@
 //! Audio primitives: [`AudioFrame`], re-chunking ([`AudioByteStream`]), resampling
-//! ([`resample::Resampler`]), WAV files ([`wav`]) and level helpers.
+//! ([`resample::Resampler`]), WAV files ([`wav`]) and level helpers; decoding audio files
+//! ([`decode`]), mixing background sounds ([`mixer`]), click-free gain ([`GainRamp`],
+//! [`GainAudioOutput`]) and filters on the user's audio ([`filter`]: noise suppression and
+//! automatic gain control).
 //!
 //! All audio in the framework is interleaved signed 16-bit PCM. Frames carry their own sample
 //! rate and channel count; stages that need another format convert explicitly (see
@@ -19,11 +22,21 @@
 //! ```
 
 mod bytestream;
+pub mod decode;
+pub mod filter;
+mod gain;
+pub mod mixer;
 mod ops;
 pub mod resample;
 pub mod wav;
 
 pub use bytestream::AudioByteStream;
+pub use decode::{decode_file, DecodeError, DecodeErrorKind};
+#[cfg(feature = "noise-suppression")]
+pub use filter::NoiseSuppressor;
+pub use filter::{AudioFilter, AutoGainControl, FilterChain};
+pub use gain::{GainAudioOutput, GainControl, GainRamp, DEFAULT_GAIN_RAMP};
+pub use mixer::{AudioMixer, MixingSink, PlayHandle, SourceOptions};
 pub use ops::{combine_frames, db_to_gain, gain_to_db};
 
 use std::time::Duration;

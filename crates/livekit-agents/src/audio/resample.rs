@@ -102,6 +102,11 @@ impl Resampler {
         })
     }
 
+    /// Channel count.
+    pub fn num_channels(&self) -> u16 {
+        self.num_channels
+    }
+
     /// Input sample rate.
     pub fn input_rate(&self) -> u32 {
         self.input_rate

@@ -105,6 +105,8 @@ pub(crate) fn microphone() -> Result<AudioInput, String> {
 pub(crate) struct Speaker {
     paced: PacedAudioOutput,
     ring: Arc<Mutex<VecDeque<i16>>>,
+    /// Background audio is mixed into the speaker through this.
+    pub(crate) mixer: crate::audio::AudioMixer,
 }
 
 pub(crate) fn speaker() -> Result<Speaker, String> {
@@ -152,13 +154,18 @@ pub(crate) fn speaker() -> Result<Speaker, String> {
         }
     })?;
     let sink_ring = ring.clone();
-    let paced = PacedAudioOutput::new("speaker", Some(rate), move |frame: &AudioFrame| {
-        let ch = frame.num_channels.max(1) as usize;
-        let mut ring = sink_ring.lock();
-        // The device callback reads mono; take the first channel of multi-channel frames.
-        ring.extend(frame.data.iter().step_by(ch));
-    });
-    Ok(Speaker { paced, ring })
+    let mixer = crate::audio::AudioMixer::new(rate, 1);
+    let paced = PacedAudioOutput::new(
+        "speaker",
+        Some(rate),
+        mixer.sink(move |frame: &AudioFrame| {
+            let ch = frame.num_channels.max(1) as usize;
+            let mut ring = sink_ring.lock();
+            // The device callback reads mono; take the first channel of multi-channel frames.
+            ring.extend(frame.data.iter().step_by(ch));
+        }),
+    );
+    Ok(Speaker { paced, ring, mixer })
 }
 
 #[async_trait]

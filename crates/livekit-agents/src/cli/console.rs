@@ -94,6 +94,8 @@ struct ConsoleState {
     display: Box<dyn Write + Send>,
     report: ConsoleReport,
     wav_writer: Option<Arc<Mutex<WavSink>>>,
+    /// Background audio (`background_audio`) is mixed into the audio output through this.
+    background_mixer: Option<crate::audio::AudioMixer>,
 }
 
 /// A handle on the console of a console-mode job (carried by its [`JobContextParams`]).
@@ -120,6 +122,7 @@ impl ConsoleHandle {
                 display,
                 report: ConsoleReport::default(),
                 wav_writer: None,
+                background_mixer: None,
             })),
         }
     }
@@ -129,6 +132,11 @@ impl ConsoleHandle {
         let _ = writeln!(st.display, "{line}");
         let _ = st.display.flush();
         st.report.lines.push(line);
+    }
+
+    /// The mixer of the console's audio output (none without audio output).
+    pub(crate) fn background_mixer(&self) -> Option<crate::audio::AudioMixer> {
+        self.state.lock().background_mixer.clone()
     }
 
     fn report(&self) -> ConsoleReport {
@@ -199,6 +207,9 @@ impl WavSink {
                 let _ = w.finalize();
             }
         }
+        // Audio still arriving (background audio plays until its output is dropped) must not
+        // start a new file over the finished one.
+        self.failed = true;
     }
 }
 
@@ -300,13 +311,15 @@ pub(crate) fn console_session_io(
                 failed: false,
             }));
             handle.state.lock().wav_writer = Some(sink.clone());
+            let mixer = crate::audio::AudioMixer::new(CONSOLE_OUTPUT_SAMPLE_RATE, 1);
+            handle.state.lock().background_mixer = Some(mixer.clone());
             Some(Arc::new(PacedAudioOutput::new(
                 format!("wav:{}", path.display()),
                 Some(CONSOLE_OUTPUT_SAMPLE_RATE),
-                move |frame: &AudioFrame| sink.lock().write(frame),
+                mixer.sink(move |frame: &AudioFrame| sink.lock().write(frame)),
             )))
         }
-        None => default_speaker(&options)?,
+        None => default_speaker(&options, handle)?,
     };
     let has_audio_output = audio_output.is_some();
 
@@ -493,7 +506,10 @@ fn default_microphone(_options: &ConsoleOptions) -> Result<Option<AudioInput>, J
 }
 
 #[cfg(not(feature = "console-audio"))]
-fn default_speaker(_options: &ConsoleOptions) -> Result<Option<Arc<dyn AudioOutput>>, JobError> {
+fn default_speaker(
+    _options: &ConsoleOptions,
+    _handle: &ConsoleHandle,
+) -> Result<Option<Arc<dyn AudioOutput>>, JobError> {
     Ok(None)
 }
 
@@ -508,11 +524,14 @@ fn default_microphone(options: &ConsoleOptions) -> Result<Option<AudioInput>, Jo
 }
 
 #[cfg(feature = "console-audio")]
-fn default_speaker(options: &ConsoleOptions) -> Result<Option<Arc<dyn AudioOutput>>, JobError> {
+fn default_speaker(
+    options: &ConsoleOptions,
+    handle: &ConsoleHandle,
+) -> Result<Option<Arc<dyn AudioOutput>>, JobError> {
     if options.text {
         return Ok(None);
     }
-    super::audio_device::speaker()
-        .map(|s| Some(Arc::new(s) as Arc<dyn AudioOutput>))
-        .map_err(JobError::NoIo)
+    let speaker = super::audio_device::speaker().map_err(JobError::NoIo)?;
+    handle.state.lock().background_mixer = Some(speaker.mixer.clone());
+    Ok(Some(Arc::new(speaker) as Arc<dyn AudioOutput>))
 }

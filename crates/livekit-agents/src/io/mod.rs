@@ -31,6 +31,8 @@ pub use paced::{FrameSink, PacedAudioOutput};
 pub struct AudioInput {
     label: String,
     stream: Pin<Box<dyn Stream<Item = AudioFrame> + Send>>,
+    /// Who the audio comes from (for per-participant filters, see `audio::filter`).
+    participant: tokio::sync::watch::Receiver<crate::audio::filter::FilterParams>,
 }
 
 impl std::fmt::Debug for AudioInput {
@@ -50,7 +52,36 @@ impl AudioInput {
         Self {
             label: label.into(),
             stream: Box::pin(stream),
+            participant: tokio::sync::watch::channel(Default::default()).1,
         }
+    }
+
+    /// Records who the audio comes from (used to choose its filter, see
+    /// [`audio::filter`](crate::audio::filter)).
+    pub fn with_participant(self, participant: crate::audio::filter::FilterParams) -> Self {
+        self.with_participant_updates(tokio::sync::watch::channel(participant).1)
+    }
+
+    /// Records who the audio comes from, as it changes (a room's input follows its linked
+    /// participant).
+    pub fn with_participant_updates(
+        mut self,
+        participant: tokio::sync::watch::Receiver<crate::audio::filter::FilterParams>,
+    ) -> Self {
+        self.participant = participant;
+        self
+    }
+
+    /// Who the audio comes from now (empty when unknown).
+    pub fn participant(&self) -> crate::audio::filter::FilterParams {
+        self.participant.borrow().clone()
+    }
+
+    /// Who the audio comes from, as it changes.
+    pub fn participant_updates(
+        &self,
+    ) -> tokio::sync::watch::Receiver<crate::audio::filter::FilterParams> {
+        self.participant.clone()
     }
 
     /// A short name for logs.

@@ -118,6 +118,8 @@ struct Shared {
     selector: Mutex<LinkSelector>,
     /// Sender of the session's audio input; frames from the linked track go here.
     audio_tx: Option<mpsc::UnboundedSender<AudioFrame>>,
+    /// The linked participant, as the session input's filter factory sees it.
+    participant: tokio::sync::watch::Sender<crate::audio::filter::FilterParams>,
     /// Forwarder of the linked participant's track.
     forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Pre-connect audio by track id, with its arrival time.
@@ -191,10 +193,18 @@ impl RoomIo {
         options: RoomOptions,
     ) -> Result<(RoomIo, RoomPorts), RoomIoError> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        // Who the input's audio comes from, for per-participant filters (`audio::filter`).
+        let (participant_tx, participant_rx) = tokio::sync::watch::channel(Default::default());
         let (audio_tx, audio_input) = if options.audio_input {
             let (tx, rx) = mpsc::unbounded_channel::<AudioFrame>();
             let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-            (Some(tx), Some(AudioInput::from_stream("room", stream)))
+            (
+                Some(tx),
+                Some(
+                    AudioInput::from_stream("room", stream)
+                        .with_participant_updates(participant_rx),
+                ),
+            )
         } else {
             (None, None)
         };
@@ -212,6 +222,7 @@ impl RoomIo {
             room: room.clone(),
             options: options.clone(),
             audio_tx,
+            participant: participant_tx,
             forwarder: Mutex::new(None),
             pre_connect: PreConnectStore::new(),
             events: events_tx,
@@ -630,6 +641,20 @@ impl RoomIo {
         self.unlink_audio();
         let track_id = track.sid().to_string();
         *self.shared.linked_track.lock() = Some(track_id.clone());
+        let identity = self.linked_participant();
+        let kind = identity.as_ref().and_then(|id| {
+            self.shared
+                .room
+                .remote_participants()
+                .get(&ParticipantIdentity::from(id.clone()))
+                .map(|p| kind_of(p.kind()))
+        });
+        self.shared
+            .participant
+            .send_replace(crate::audio::filter::FilterParams {
+                participant_identity: identity,
+                participant_kind: kind,
+            });
         let opts = &self.shared.options;
         let (rate, channels) = (opts.input_sample_rate, opts.input_num_channels);
         let expects_pre_connect = opts.pre_connect_audio

@@ -465,6 +465,8 @@ pub struct FakeTts {
     ttfb: Duration,
     audio_duration: Duration,
     sample_rate: u32,
+    /// Requests made (`synthesize` calls and `stream` opens), shared by clones.
+    requests: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FakeTts {
@@ -474,7 +476,14 @@ impl FakeTts {
             ttfb,
             audio_duration,
             sample_rate: 24_000,
+            requests: Arc::default(),
         }
+    }
+
+    /// How many requests were made: `synthesize` calls plus `stream` opens (clones count
+    /// together).
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn frames(&self) -> Vec<SynthesizedAudio> {
@@ -508,6 +517,8 @@ impl Tts for FakeTts {
         self.sample_rate
     }
     fn synthesize(&self, _text: &str, _conn: ApiConnectOptions) -> ChunkedStream {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (tx, rx) = mpsc::channel(4096);
         let frames = self.frames();
         let ttfb = self.ttfb;
@@ -522,6 +533,8 @@ impl Tts for FakeTts {
         ChunkedStream::from_channel(rx, Some(task))
     }
     fn stream(&self, _conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (in_tx, mut in_rx) = mpsc::unbounded_channel::<TtsInput>();
         let (tx, rx) = mpsc::channel(4096);
         let frames = self.frames();

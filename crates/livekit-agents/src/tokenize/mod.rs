@@ -27,9 +27,9 @@ mod word;
 pub use hyphenate::{hyphenate_word, syllable_count};
 pub use sentence::{BasicSentenceTokenizer, SentenceStream, SentenceTokenizerOptions};
 pub use transforms::{
-    apply_transforms, filter_emoji, filter_markdown, parse_transforms, EmojiFilter, MarkdownFilter,
-    TextTransform, TextTransformKind, TransformChain, UnknownTransformError,
-    DEFAULT_TTS_TEXT_TRANSFORMS,
+    apply_transforms, filter_emoji, filter_markdown, parse_transforms, CustomTransform,
+    EmojiFilter, MarkdownFilter, Pronunciation, PronunciationTransform, TextTransform,
+    TextTransformKind, TransformChain, UnknownTransformError, DEFAULT_TTS_TEXT_TRANSFORMS,
 };
 pub use word::{word_spans, BasicWordTokenizer, WordSpan, WordStream};
 

@@ -22,8 +22,10 @@ use crate::stt::EVENT_BUFFER;
 use crate::types::{ApiConnectOptions, ApiError, TimedString};
 
 pub mod adapter;
+pub mod cache;
 pub mod fallback;
 pub use adapter::StreamAdapter;
+pub use cache::{CachedTts, TtsCacheOptions, TtsCacheStats};
 pub use fallback::FallbackAdapter;
 
 /// What a TTS provider can do.

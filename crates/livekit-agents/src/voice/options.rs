@@ -187,6 +187,9 @@ pub struct SessionOptions {
     pub turn_detector_timeout: Duration,
     /// Retry policy passed to STT, LLM and TTS requests.
     pub conn_options: crate::types::ApiConnectOptions,
+    /// Filters on the user's audio before VAD and STT (noise suppression, gain control), built
+    /// per participant (default none). See [`crate::audio::filter`].
+    pub audio_filter: Option<crate::audio::filter::AudioFilterFactory>,
 }
 
 impl Default for SessionOptions {
@@ -201,6 +204,7 @@ impl Default for SessionOptions {
             max_unrecoverable_errors: 3,
             turn_detector_timeout: Duration::from_secs(1),
             conn_options: crate::types::ApiConnectOptions::default(),
+            audio_filter: None,
         }
     }
 }

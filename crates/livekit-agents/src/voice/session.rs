@@ -508,6 +508,11 @@ impl AgentSession {
         self.inner.state.lock().activity = Some(activity.clone());
         activity.start(true);
         if let Some(input) = io.audio_input {
+            // Input filters (noise suppression, AGC) run before VAD and STT.
+            let input = match &self.inner.options.audio_filter {
+                Some(factory) => input.filtered_by(factory),
+                None => input,
+            };
             if self.inner.models.vad.is_some()
                 || self.inner.models.stt.is_some()
                 || self.inner.models.realtime.is_some()

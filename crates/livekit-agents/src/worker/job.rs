@@ -407,6 +407,11 @@ impl JobContext {
         self.inner.fake_job
     }
 
+    /// The console of a console-mode job (background audio mixes into its output).
+    pub(crate) fn console_handle(&self) -> Option<&crate::cli::console::ConsoleHandle> {
+        self.inner.console.as_ref()
+    }
+
     /// Registers `callback(reason)` to run when the job shuts down (after the entrypoint), in
     /// registration order, bounded by the server's `shutdown_process_timeout`.
     pub fn add_shutdown_callback<F, Fut>(&self, callback: F)

@@ -9,9 +9,11 @@
 
 mod emoji;
 mod markdown;
+mod pronunciation;
 
 pub use emoji::{filter_emoji, EmojiFilter};
 pub use markdown::{filter_markdown, MarkdownFilter};
+pub use pronunciation::{Pronunciation, PronunciationTransform};
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,14 +34,67 @@ pub trait TextTransform: Send {
     fn flush(&mut self) -> String;
 }
 
-/// The built-in transforms, by their reference names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// The transforms, by their reference names: the built-ins, and [`Custom`](Self::Custom) ones
+/// such as a [`Pronunciation`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TextTransformKind {
     /// `"filter_markdown"`: see [`MarkdownFilter`].
     FilterMarkdown,
     /// `"filter_emoji"`: see [`EmojiFilter`].
     FilterEmoji,
+    /// A transform of your own (e.g. [`Pronunciation::into_transform_kind`]); not
+    /// serializable.
+    #[serde(skip)]
+    Custom(CustomTransform),
+}
+
+type MakeTransform = dyn Fn() -> Box<dyn TextTransform> + Send + Sync;
+
+/// A named factory of a custom [`TextTransform`] (a fresh one per reply). Two values are equal
+/// when they are clones of the same factory.
+#[derive(Clone)]
+pub struct CustomTransform {
+    name: String,
+    make: std::sync::Arc<MakeTransform>,
+}
+
+impl CustomTransform {
+    /// A transform named `name` built by `make`.
+    pub fn new(
+        name: impl Into<String>,
+        make: impl Fn() -> Box<dyn TextTransform> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            make: std::sync::Arc::new(make),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Debug for CustomTransform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CustomTransform").field(&self.name).finish()
+    }
+}
+
+impl PartialEq for CustomTransform {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && std::sync::Arc::ptr_eq(&self.make, &other.make)
+    }
+}
+
+impl Eq for CustomTransform {}
+
+impl std::hash::Hash for CustomTransform {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
 }
 
 /// The transforms applied before TTS by default: markdown, then emoji.
@@ -52,19 +107,21 @@ impl TextTransformKind {
     /// Every built-in transform.
     pub const ALL: &'static [TextTransformKind] = &[Self::FilterMarkdown, Self::FilterEmoji];
 
-    /// The reference name (`"filter_markdown"`, `"filter_emoji"`).
-    pub fn name(self) -> &'static str {
+    /// The reference name (`"filter_markdown"`, `"filter_emoji"`), or a custom transform's name.
+    pub fn name(&self) -> &str {
         match self {
             Self::FilterMarkdown => "filter_markdown",
             Self::FilterEmoji => "filter_emoji",
+            Self::Custom(c) => c.name(),
         }
     }
 
     /// A fresh streaming transform of this kind.
-    pub fn build(self) -> Box<dyn TextTransform> {
+    pub fn build(&self) -> Box<dyn TextTransform> {
         match self {
             Self::FilterMarkdown => Box::new(MarkdownFilter::new()),
             Self::FilterEmoji => Box::new(EmojiFilter::new()),
+            Self::Custom(c) => (c.make)(),
         }
     }
 }
@@ -89,8 +146,8 @@ impl FromStr for TextTransformKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .iter()
-            .copied()
             .find(|k| k.name() == s)
+            .cloned()
             .ok_or_else(|| UnknownTransformError { name: s.to_owned() })
     }
 }
