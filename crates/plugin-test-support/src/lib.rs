@@ -1,16 +1,23 @@
-//! Test helpers shared by the provider plugins (a dev-dependency only; not published).
+//! The conformance kit for `livekit-agents` plugins: what this repository's own plugins use to
+//! test themselves against their provider's real wire protocol without the network, published
+//! so that third-party plugin authors can do the same (add it as a dev-dependency).
 //!
 //! [`FakeServer`] is a scripted WebSocket server standing in for a provider: each accepted
 //! connection is handed to the test as a [`FakeConn`], which records the handshake (path,
 //! query, headers), reads what the client sent and answers like the real service would. It
-//! listens on 127.0.0.1 ([`FakeServer::start`]) or on in-memory pipes
+//! listens on 127.0.0.1 ([`FakeServer::start`]), behind TLS with a certificate made at test time
+//! ([`FakeServer::start_tls`], see [`tls`]), or on in-memory pipes
 //! ([`FakeServer::start_memory`] with [`FakeServer::connector`], to plug into
 //! `livekit_agents::plugin_support::Dialer::Memory`), where tokio's paused clock advances only
-//! when every task waits. [`ramp_frame`] and [`ramp_bytes`] make audio whose samples encode
-//! their stream position, so a test can tell exactly which audio the server received.
+//! when every task waits. A server can refuse handshakes the way the provider does
+//! ([`FakeServer::refusing`], [`FakeServer::reject_next`]). [`ramp_frame`] and [`ramp_bytes`]
+//! make audio whose samples encode their stream position, so a test can tell exactly which
+//! audio the server received (after a reconnect, for example). [`models`] holds the models and
+//! voices the bundled providers accept (`provider-models.json`) and their refusal bodies.
 //!
-//! Protocol scripting (the provider's JSON messages) stays in each plugin's `tests/support`.
-//! Helpers panic on failure: they are for tests only.
+//! Protocol scripting (the provider's JSON messages) belongs in each plugin's tests. The
+//! repository's `docs/guides/writing-a-plugin.md` walks through testing a streaming STT plugin
+//! with this kit. Helpers panic on failure: they are for tests only.
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
 pub mod models;

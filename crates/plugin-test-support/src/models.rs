@@ -1,15 +1,17 @@
 //! The models (and voices) the fake provider servers accept: the list kept next to the
-//! documented defaults table (`docs/provider-models.json` beside `docs/providers.md`). A fake
+//! documented defaults table (`crates/plugin-test-support/provider-models.json` beside `docs/providers.md`). A fake
 //! refuses anything else the way the real API does, so a retired default fails the tests.
 
 use std::sync::OnceLock;
 
 /// The list file, compiled in so tests need no file access at run time.
-const LIST: &str = include_str!("../../../docs/provider-models.json");
+const LIST: &str = include_str!("../provider-models.json");
 
 fn list() -> &'static serde_json::Value {
     static PARSED: OnceLock<serde_json::Value> = OnceLock::new();
-    PARSED.get_or_init(|| serde_json::from_str(LIST).expect("docs/provider-models.json is JSON"))
+    PARSED.get_or_init(|| {
+        serde_json::from_str(LIST).expect("crates/plugin-test-support/provider-models.json is JSON")
+    })
 }
 
 /// The accepted names of `kind` (e.g. `chat`, `transcription`, `speech_voices`) for
@@ -20,7 +22,9 @@ pub fn accepted(provider: &str, kind: &str) -> Vec<String> {
         .get(provider)
         .and_then(|p| p.get(kind))
         .and_then(|k| k.as_array())
-        .unwrap_or_else(|| panic!("docs/provider-models.json has no {provider}.{kind}"))
+        .unwrap_or_else(|| {
+            panic!("crates/plugin-test-support/provider-models.json has no {provider}.{kind}")
+        })
         .iter()
         .map(|v| v.as_str().expect("model names are strings").to_string())
         .collect()

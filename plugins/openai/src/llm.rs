@@ -1391,7 +1391,7 @@ mod tests {
         ] {
             assert!(
                 accepts(p.name, "chat", p.model),
-                "{} default {} is not in docs/provider-models.json",
+                "{} default {} is not in crates/plugin-test-support/provider-models.json",
                 p.display,
                 p.model
             );

@@ -424,7 +424,7 @@ fn compatible_providers() -> Vec<(&'static str, &'static str, Llm)> {
 
 #[tokio::test]
 async fn every_default_model_is_accepted_by_its_provider() {
-    // The local server refuses models missing from docs/provider-models.json the way the
+    // The local server refuses models missing from crates/plugin-test-support/provider-models.json the way the
     // real APIs do, so a retired default (llama3.1-8b, deepseek-chat,
     // llama-3.3-70b-versatile, llama-3.1-sonar-small-128k-chat, grok-2-public) fails here.
     for (provider, _, llm) in compatible_providers() {

@@ -104,7 +104,7 @@ pub struct Inner {
     /// Number of bytes-parts delivered across all streams.
     pub delivered: std::sync::atomic::AtomicUsize,
     /// Whose model list the server enforces (`openai` when empty), from
-    /// `docs/provider-models.json`.
+    /// `crates/plugin-test-support/provider-models.json`.
     pub provider: std::sync::Mutex<String>,
 }
 
