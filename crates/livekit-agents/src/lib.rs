@@ -11,6 +11,7 @@
 //! - [`tokenize`]: sentence/word tokenizers and TTS text transforms.
 //! - [`voice`]: `AgentSession`, `Agent`, turn handling, speech generation.
 //! - [`metrics`], [`testing`], [`download`], [`worker`], [`cli`], [`io`].
+//! - [`telephony`]: phone calls: hang up, transfers, outbound calls, DTMF, IVR, voicemail.
 //! - [`plugin_support`]: the toolkit for plugin authors (API keys, base URLs, WebSocket
 //!   connections with typed errors, streaming-audio bookkeeping).
 
@@ -25,6 +26,7 @@ pub mod plugin_support;
 pub mod room;
 pub mod room_logic;
 pub mod stt;
+pub mod telephony;
 pub mod testing;
 pub mod tokenize;
 pub mod tts;

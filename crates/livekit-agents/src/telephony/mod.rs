@@ -1,0 +1,35 @@
+//! Phone calls: what an agent needs when its user is a SIP participant (a caller bridged into
+//! the room by LiveKit SIP).
+//!
+//! - Call control through the server API ([`CallControl`] on
+//!   [`JobContext`](crate::worker::JobContext)): hang up, cold transfer, outbound dialing, a
+//!   SIP participant's `sip.*` attributes; SIP failures as typed [`SipError`]s.
+//! - DTMF ([`dtmf`]): keys and their RFC 4733 codes, received tones as
+//!   [`SessionEvent::SipDtmfReceived`](crate::voice::SessionEvent::SipDtmfReceived), digit
+//!   collection ([`DtmfCollector`]).
+//!
+//! See `docs/guides/telephony.md`.
+
+mod call;
+pub mod dtmf;
+mod get_dtmf;
+pub mod sip;
+#[cfg(feature = "room")]
+pub mod room;
+mod tools;
+
+pub use call::{
+    transfer_destination, validate_phone_destination, CallControl, HangupOptions, HangupTarget,
+    OutboundCall, OutboundCallError, TelephonyError, TransferOptions, OUTBOUND_TRUNK_ENV,
+};
+pub use dtmf::{
+    format_dtmf, parse_dtmf, DtmfCollectOptions, DtmfCollector, DtmfEvent, DtmfOutcome,
+    InvalidDtmf,
+};
+pub use get_dtmf::{GetDtmfResult, GetDtmfTask};
+pub use sip::{SipCallStatus, SipError, SipFailure, SipParticipantInfo};
+pub use tools::{
+    dtmf_sender_for, send_dtmf_events_tool, DtmfSender, EndCallTool, MemoryDtmfSender,
+    VoicemailMessage, VoicemailTool, DTMF_PUBLISH_DELAY, END_CALL_DESCRIPTION,
+    MAX_DTMF_EVENTS_PER_CALL, VOICEMAIL_HANGUP_DELAY,
+};
