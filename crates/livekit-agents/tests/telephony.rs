@@ -387,12 +387,11 @@ async fn end_call_without_a_job_closes_the_session_after_the_reply() {
 async fn send_dtmf_events_presses_keys_apart() {
     let sender = MemoryDtmfSender::new();
     let tool = send_dtmf_events_tool(Arc::new(sender.clone()));
-    let call = livekit_agents::llm::FunctionCall {
-        call_id: "c1".into(),
-        name: "send_dtmf_events".into(),
-        arguments: r##"{"events": ["1", "2", "#"]}"##.into(),
-        ..Default::default()
-    };
+    let call = livekit_agents::llm::FunctionCall::new(
+        "c1",
+        "send_dtmf_events",
+        r##"{"events": ["1", "2", "#"]}"##,
+    );
     let start = tokio::time::Instant::now();
     let out = tool
         .call(
