@@ -591,3 +591,33 @@ async fn dtmf_events_reach_session_subscribers() {
         }
     }
 }
+
+// ---------- IVR ----------
+
+#[tokio::test(start_paused = true)]
+async fn ivr_detection_adds_the_dtmf_tool_and_replies_after_silence() {
+    let llm = FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::text(
+        "I'd like to speak to billing.",
+        ms(10),
+    ));
+    let (session, text) = text_session(llm, Agent::new("Navigate the phone menu.")).await;
+    let sender = MemoryDtmfSender::new();
+    let ivr = IvrDetection::start(&session, Arc::new(sender), IvrOptions::default(), None);
+    let mut events = ivr.subscribe();
+    let names: Vec<String> = session
+        .current_agent()
+        .unwrap()
+        .tools()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .collect();
+    assert_eq!(names, ["send_dtmf_events"]);
+    let start = tokio::time::Instant::now();
+    assert_eq!(events.recv().await.unwrap(), IvrEvent::SilenceDetected);
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    tokio::time::sleep(ms(100)).await;
+    assert_eq!(text.segments(), ["I'd like to speak to billing."]);
+    // After the reply the line is silent again: one more nudge 5 s later.
+    assert_eq!(events.recv().await.unwrap(), IvrEvent::SilenceDetected);
+    ivr.stop();
+}

@@ -6,13 +6,17 @@
 //!   SIP participant's `sip.*` attributes; SIP failures as typed [`SipError`]s.
 //! - DTMF ([`dtmf`]): keys and their RFC 4733 codes, received tones as
 //!   [`SessionEvent::SipDtmfReceived`](crate::voice::SessionEvent::SipDtmfReceived), digit
-//!   collection ([`DtmfCollector`]).
+//!   collection ([`DtmfCollector`], [`GetDtmfTask`]), sending keys ([`send_dtmf_events_tool`]).
+//! - Ready tools: [`EndCallTool`] (`end_call`), [`VoicemailTool`]
+//!   (`detected_answering_machine`).
+//! - IVR navigation ([`IvrDetection`]): DTMF tool, silence and menu-loop handling.
 //!
 //! See `docs/guides/telephony.md`.
 
 mod call;
 pub mod dtmf;
 mod get_dtmf;
+pub mod ivr;
 pub mod sip;
 #[cfg(feature = "room")]
 pub mod room;
@@ -27,6 +31,7 @@ pub use dtmf::{
     InvalidDtmf,
 };
 pub use get_dtmf::{GetDtmfResult, GetDtmfTask};
+pub use ivr::{IvrDetection, IvrEvent, IvrOptions, LoopDetectorOptions, TfidfLoopDetector};
 pub use sip::{SipCallStatus, SipError, SipFailure, SipParticipantInfo};
 pub use tools::{
     dtmf_sender_for, send_dtmf_events_tool, DtmfSender, EndCallTool, MemoryDtmfSender,
