@@ -78,6 +78,9 @@ async fn twirp(
         }),
         ("livekit.SIP", "TransferSIPParticipant") => protobuf(()),
         ("livekit.RoomService", "DeleteRoom") => protobuf(proto::DeleteRoomResponse::default()),
+        ("livekit.RoomService", "MoveParticipant") => {
+            protobuf(proto::MoveParticipantResponse::default())
+        }
         ("livekit.RoomService", "RemoveParticipant") => {
             protobuf(proto::RemoveParticipantResponse::default())
         }
@@ -620,4 +623,263 @@ async fn ivr_detection_adds_the_dtmf_tool_and_replies_after_silence() {
     // After the reply the line is silent again: one more nudge 5 s later.
     assert_eq!(events.recv().await.unwrap(), IvrEvent::SilenceDetected);
     ivr.stop();
+}
+
+// ---------- warm transfer ----------
+
+struct FakeConsultation {
+    dial_result: Mutex<Option<Result<(), TelephonyError>>>,
+    closed: tokio_util::sync::CancellationToken,
+    moved: Mutex<bool>,
+    left: Mutex<bool>,
+    human_text: MemoryTextOutput,
+}
+
+impl FakeConsultation {
+    fn new(dial_result: Result<(), TelephonyError>) -> Arc<Self> {
+        Arc::new(Self {
+            dial_result: Mutex::new(Some(dial_result)),
+            closed: Default::default(),
+            moved: Mutex::new(false),
+            left: Mutex::new(false),
+            human_text: MemoryTextOutput::new(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Consultation for FakeConsultation {
+    async fn join(&self) -> Result<SessionIo, TelephonyError> {
+        Ok(SessionIo {
+            text_output: Some(Arc::new(self.human_text.clone())),
+            ..Default::default()
+        })
+    }
+    async fn dial(&self) -> Result<(), TelephonyError> {
+        tokio::time::sleep(Duration::from_secs(3)).await; // ringing
+        self.dial_result.lock().take().unwrap()
+    }
+    async fn move_to_caller(&self) -> Result<(), TelephonyError> {
+        *self.moved.lock() = true;
+        Ok(())
+    }
+    async fn closed(&self) -> String {
+        self.closed.cancelled().await;
+        "the human agent hung up".into()
+    }
+    async fn leave(&self) {
+        *self.left.lock() = true;
+    }
+}
+
+fn transfer_tool(task: Arc<Mutex<Option<WarmTransferTask>>>) -> livekit_agents::llm::FunctionTool {
+    livekit_agents::llm::FunctionTool::raw(
+        "transfer_to_human",
+        "Transfer the caller to a human.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        move |ctx: livekit_agents::llm::RunContext, _a: serde_json::Value| {
+            let task = task.lock().take();
+            async move {
+                let session = ctx.session().cloned().unwrap();
+                match task.unwrap().run(&session).await {
+                    Ok(r) => Ok(format!("transferred to {}", r.human_agent_identity)),
+                    Err(e) => Err(livekit_agents::llm::ToolError::new(e.to_string())),
+                }
+            }
+        },
+    )
+}
+
+async fn caller_with_transfer(
+    consultation: Arc<FakeConsultation>,
+    human_llm: FakeLlm,
+    caller_llm: FakeLlm,
+) -> (AgentSession, MemoryTextOutput, WarmTransferHandle) {
+    let slot: Arc<Mutex<Option<WarmTransferTask>>> = Arc::default();
+    let agent = Agent::builder()
+        .instructions("Help the caller.")
+        .tool(transfer_tool(slot.clone()))
+        .build();
+    let (session, text) = text_session(caller_llm, agent).await;
+    let mut history = livekit_agents::llm::ChatContext::new();
+    history.push(livekit_agents::llm::ChatMessage::new(
+        livekit_agents::llm::ChatRole::User,
+        "My invoice is wrong, I want a person.",
+    ));
+    let task = WarmTransferTask::new(consultation, &history, "human-agent-sip")
+        .llm(Arc::new(human_llm));
+    assert!(task.instructions().contains("Caller: My invoice is wrong, I want a person."));
+    let handle = task.handle();
+    *slot.lock() = Some(task);
+    (session, text, handle)
+}
+
+#[tokio::test(start_paused = true)]
+async fn warm_transfer_summarises_for_the_human_then_merges() {
+    let consultation = FakeConsultation::new(Ok(()));
+    let human_llm = FakeLlm::new(vec![
+        FakeLlmResponse::text("Hi Sam, the caller says their invoice is wrong.", ms(10)),
+        FakeLlmResponse::tool_call("connect_to_caller", "{}", ms(10)),
+    ]);
+    let caller_llm = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "transfer_to_human",
+        "{}",
+        ms(10),
+    )])
+    .with_fallback(FakeLlmResponse::text("You're now connected.", ms(10)));
+    let (session, _text, handle) =
+        caller_with_transfer(consultation.clone(), human_llm, caller_llm).await;
+    let _ = session.generate_reply(ReplyOptions {
+        user_input: Some("Get me a person.".into()),
+        ..Default::default()
+    });
+    tokio::time::sleep(ms(500)).await;
+    // On hold while the human's phone rings.
+    assert_eq!(handle.state().caller, CallerState::Escalated);
+    assert_eq!(handle.state().human, HumanState::Dialing);
+    assert!(!session.audio_input_enabled() && !session.audio_output_enabled());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(handle.state().human, HumanState::Summarizing);
+    let human = handle.human_session().unwrap();
+    let _ = human.run("Hello, this is Sam from billing.").await.unwrap();
+    assert_eq!(
+        consultation.human_text.segments(),
+        ["Hi Sam, the caller says their invoice is wrong."]
+    );
+    let _ = human.generate_reply(ReplyOptions {
+        user_input: Some("OK, put them through.".into()),
+        ..Default::default()
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(*consultation.moved.lock());
+    assert!(*consultation.left.lock());
+    assert_eq!(
+        handle.state(),
+        TransferState {
+            caller: CallerState::Inactive,
+            human: HumanState::Merged
+        }
+    );
+    assert!(!human.is_running());
+    let outputs: Vec<String> = session
+        .history()
+        .items()
+        .iter()
+        .filter_map(|i| match i {
+            livekit_agents::llm::ChatItem::FunctionCallOutput(o) => Some(o.output.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outputs, ["transferred to human-agent-sip"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_human_returns_the_caller_with_the_reason() {
+    let busy = TelephonyError::Sip(SipError::Call {
+        call: "CreateSIPParticipant",
+        status_code: 486,
+        status: "Busy Here".into(),
+        failure: SipFailure::Busy,
+        twirp_code: "resource_exhausted".into(),
+    });
+    let consultation = FakeConsultation::new(Err(busy));
+    let caller_llm = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "transfer_to_human",
+        "{}",
+        ms(10),
+    )])
+    .with_fallback(FakeLlmResponse::text(
+        "Sorry, everyone is busy. Can I help you myself?",
+        ms(10),
+    ));
+    let (session, text, handle) =
+        caller_with_transfer(consultation.clone(), FakeLlm::new(vec![]), caller_llm).await;
+    let _ = session.generate_reply(ReplyOptions {
+        user_input: Some("Get me a person.".into()),
+        ..Default::default()
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(handle.state().human, HumanState::Failed);
+    assert_eq!(handle.state().caller, CallerState::Active);
+    assert!(session.audio_input_enabled() && session.audio_output_enabled());
+    assert!(!*consultation.moved.lock());
+    let output = session
+        .history()
+        .items()
+        .iter()
+        .find_map(|i| match i {
+            livekit_agents::llm::ChatItem::FunctionCallOutput(o) => Some(o.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(output.is_error);
+    assert!(
+        output.output.contains("could not reach the human agent: the line is busy"),
+        "{}",
+        output.output
+    );
+    assert_eq!(
+        text.segments(),
+        ["Sorry, everyone is busy. Can I help you myself?"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_human_hanging_up_returns_the_caller() {
+    let consultation = FakeConsultation::new(Ok(()));
+    let caller_llm = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "transfer_to_human",
+        "{}",
+        ms(10),
+    )])
+    .with_fallback(FakeLlmResponse::text("The agent had to leave.", ms(10)));
+    let human_llm = FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::text("Hi.", ms(10)));
+    let (session, _text, handle) =
+        caller_with_transfer(consultation.clone(), human_llm, caller_llm).await;
+    let _ = session.generate_reply(ReplyOptions {
+        user_input: Some("Get me a person.".into()),
+        ..Default::default()
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(handle.state().human, HumanState::Summarizing);
+    consultation.closed.cancel();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(handle.state().human, HumanState::Failed);
+    let output = session
+        .history()
+        .items()
+        .iter()
+        .find_map(|i| match i {
+            livekit_agents::llm::ChatItem::FunctionCallOutput(o) => Some(o.output.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(output.contains("room closed: the human agent hung up"), "{output}");
+}
+
+#[tokio::test]
+async fn sip_consultation_dials_into_its_room_and_moves_the_human() {
+    let fake = Fake::default();
+    let ctx = job(&serve(fake.clone()).await);
+    let mut call = OutboundCall::new("+15105550123", "ST_out");
+    call.participant_identity = "human-agent-sip".into();
+    call.wait_until_answered = false;
+    let consultation = SipConsultation::new(ctx, call);
+    assert_eq!(consultation.room_name(), "call-1-human-agent");
+    consultation.dial().await.unwrap();
+    consultation.move_to_caller().await.unwrap();
+    assert_eq!(
+        methods(&fake),
+        ["livekit.SIP/CreateSIPParticipant", "livekit.RoomService/MoveParticipant"]
+    );
+    let seen = fake.seen.lock();
+    let req = proto::CreateSipParticipantRequest::decode(seen[0].body.clone()).unwrap();
+    assert_eq!(req.room_name, "call-1-human-agent");
+    assert_eq!(req.sip_call_to, "+15105550123");
+    assert_eq!(req.participant_identity, "human-agent-sip");
+    assert!(req.wait_until_answered, "always waits for the answer");
+    let req = proto::MoveParticipantRequest::decode(seen[1].body.clone()).unwrap();
+    assert_eq!(req.room, "call-1-human-agent");
+    assert_eq!(req.identity, "human-agent-sip");
+    assert_eq!(req.destination_room, "call-1");
 }

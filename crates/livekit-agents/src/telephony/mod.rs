@@ -9,6 +9,7 @@
 //!   collection ([`DtmfCollector`], [`GetDtmfTask`]), sending keys ([`send_dtmf_events_tool`]).
 //! - Ready tools: [`EndCallTool`] (`end_call`), [`VoicemailTool`]
 //!   (`detected_answering_machine`).
+//! - Warm transfer ([`WarmTransferTask`]): hold, consult a human, merge or come back.
 //! - IVR navigation ([`IvrDetection`]): DTMF tool, silence and menu-loop handling.
 //!
 //! See `docs/guides/telephony.md`.
@@ -21,6 +22,7 @@ pub mod sip;
 #[cfg(feature = "room")]
 pub mod room;
 mod tools;
+pub mod warm_transfer;
 
 pub use call::{
     transfer_destination, validate_phone_destination, CallControl, HangupOptions, HangupTarget,
@@ -32,6 +34,10 @@ pub use dtmf::{
 };
 pub use get_dtmf::{GetDtmfResult, GetDtmfTask};
 pub use ivr::{IvrDetection, IvrEvent, IvrOptions, LoopDetectorOptions, TfidfLoopDetector};
+pub use warm_transfer::{
+    format_conversation_history, CallerState, Consultation, HoldAudio, HumanState,
+    SipConsultation, TransferState, WarmTransferHandle, WarmTransferResult, WarmTransferTask,
+};
 pub use sip::{SipCallStatus, SipError, SipFailure, SipParticipantInfo};
 pub use tools::{
     dtmf_sender_for, send_dtmf_events_tool, DtmfSender, EndCallTool, MemoryDtmfSender,
