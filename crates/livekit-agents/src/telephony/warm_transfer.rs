@@ -621,9 +621,9 @@ impl Consultation for SipConsultation {
             .with_grants(VideoGrants {
                 room_join: true,
                 room: self.room_name.clone(),
-                can_update_own_metadata: true,
-                can_publish: true,
-                can_subscribe: true,
+                can_update_own_metadata: Some(true),
+                can_publish: Some(true),
+                can_subscribe: Some(true),
                 ..Default::default()
             })
             .to_jwt()
