@@ -23,11 +23,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use livekit_agents::cli;
 use livekit_agents::llm::{ChatContext, ChatItem, ChatRole, FunctionTool, RunContext, ToolError};
-use livekit_agents::types::ApiError;
 use livekit_agents::telephony::{parse_dtmf, DtmfEvent, EndCallTool, GetDtmfTask};
+use livekit_agents::types::ApiError;
 use livekit_agents::voice::{
     nodes, Agent, AgentBehavior, AgentContext, AgentSession, ModelSettings, ReplyOptions,
     SessionEvent,
@@ -36,6 +35,7 @@ use livekit_agents::worker::{JobContext, WorkerOptions};
 use livekit_plugins_cartesia as cartesia;
 use livekit_plugins_deepgram as deepgram;
 use livekit_plugins_openai as openai;
+use parking_lot::Mutex;
 
 const INSTRUCTIONS: &str = "You answer the phone for Acme Dental. Keep answers short: this is a \
 phone call. Callers can press 1 for appointments or 2 for billing, or just tell you what they \
@@ -45,7 +45,9 @@ need. Before discussing billing, call verify_pin. When the caller is done, call 
 fn menu_choice(key: DtmfEvent) -> Option<&'static str> {
     match key {
         DtmfEvent::One => Some("The caller pressed 1: help them with their appointment."),
-        DtmfEvent::Two => Some("The caller pressed 2: they have a billing question. Verify their PIN first."),
+        DtmfEvent::Two => {
+            Some("The caller pressed 2: they have a billing question. Verify their PIN first.")
+        }
         DtmfEvent::Zero => Some("The caller pressed 0: repeat the menu."),
         _ => None,
     }
@@ -166,9 +168,13 @@ fn front_desk(ctx: Option<&JobContext>) -> Agent {
 #[cfg_attr(test, allow(dead_code))]
 async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     let session = AgentSession::builder()
-        .stt(Arc::new(deepgram::Stt::new(deepgram::SttOptions::default())?))
+        .stt(Arc::new(deepgram::Stt::new(
+            deepgram::SttOptions::default(),
+        )?))
         .llm(Arc::new(openai::Llm::new(openai::LlmOptions::default())?))
-        .tts(Arc::new(cartesia::Tts::new(cartesia::TtsOptions::default())?))
+        .tts(Arc::new(cartesia::Tts::new(
+            cartesia::TtsOptions::default(),
+        )?))
         .vad(examples::shared_vad(&ctx)?)
         .build();
     let io = ctx.session_io(&session).await?;
@@ -267,7 +273,10 @@ mod tests {
         let _ = session.run("Great, that's all, bye.").await;
         session.wait_closed().await;
         let said = text.segments();
-        assert_eq!(said.first().unwrap(), "Thanks for calling Acme Dental. Press 1 or 2.");
+        assert_eq!(
+            said.first().unwrap(),
+            "Thanks for calling Acme Dental. Press 1 or 2."
+        );
         assert!(said.contains(&"Your balance is $120, due on the 15th.".to_string()));
         assert_eq!(said.last().unwrap(), "Goodbye!");
     }

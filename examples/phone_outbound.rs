@@ -49,9 +49,7 @@ fn caller_agent(ctx: Option<&JobContext>) -> Agent {
     Agent::builder()
         .id("outbound_caller")
         .instructions(INSTRUCTIONS)
-        .tool(
-            VoicemailTool::new(ctx.cloned(), VoicemailMessage::Text(VOICEMAIL.into())).build(),
-        )
+        .tool(VoicemailTool::new(ctx.cloned(), VoicemailMessage::Text(VOICEMAIL.into())).build())
         .tool(EndCallTool::new(ctx.cloned()).build())
         .build()
 }
@@ -84,9 +82,13 @@ async fn place_call(ctx: &JobContext) -> anyhow::Result<bool> {
 #[cfg_attr(test, allow(dead_code))]
 async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     let session = AgentSession::builder()
-        .stt(Arc::new(deepgram::Stt::new(deepgram::SttOptions::default())?))
+        .stt(Arc::new(deepgram::Stt::new(
+            deepgram::SttOptions::default(),
+        )?))
         .llm(Arc::new(openai::Llm::new(openai::LlmOptions::default())?))
-        .tts(Arc::new(cartesia::Tts::new(cartesia::TtsOptions::default())?))
+        .tts(Arc::new(cartesia::Tts::new(
+            cartesia::TtsOptions::default(),
+        )?))
         .vad(examples::shared_vad(&ctx)?)
         .build();
     // Join the room and start listening before dialing, so the first words are heard.
@@ -144,7 +146,10 @@ mod tests {
         )]);
         let (session, text) = start(llm.clone()).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(llm.requests().is_empty(), "outbound agents don't greet first");
+        assert!(
+            llm.requests().is_empty(),
+            "outbound agents don't greet first"
+        );
         let _ = session
             .run("You've reached Sam. Leave a message after the beep.")
             .await;
@@ -166,6 +171,9 @@ mod tests {
         let _ = session.run("Hello?").await;
         let _ = session.run("Yes, I'll be there.").await;
         session.wait_closed().await;
-        assert_eq!(text.segments().last().unwrap(), "Great, see you then. Goodbye!");
+        assert_eq!(
+            text.segments().last().unwrap(),
+            "Great, see you then. Goodbye!"
+        );
     }
 }

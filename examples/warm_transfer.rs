@@ -171,9 +171,13 @@ fn support_agent(ctx: Option<&JobContext>) -> Agent {
 #[cfg_attr(test, allow(dead_code))]
 async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     let session = AgentSession::builder()
-        .stt(Arc::new(deepgram::Stt::new(deepgram::SttOptions::default())?))
+        .stt(Arc::new(deepgram::Stt::new(
+            deepgram::SttOptions::default(),
+        )?))
         .llm(Arc::new(openai::Llm::new(openai::LlmOptions::default())?))
-        .tts(Arc::new(cartesia::Tts::new(cartesia::TtsOptions::default())?))
+        .tts(Arc::new(cartesia::Tts::new(
+            cartesia::TtsOptions::default(),
+        )?))
         .vad(examples::shared_vad(&ctx)?)
         .build();
     let io = ctx.session_io(&session).await?;

@@ -265,7 +265,12 @@ async fn a_failed_transfer_keeps_the_session() {
     let ctx = job(&serve(fake).await);
     let (session, _text) = text_session(FakeLlm::new(vec![]), Agent::new("Hi.")).await;
     let err = ctx
-        .transfer_call(Some(&session), "caller", "sip:desk@example.com", TransferOptions::default())
+        .transfer_call(
+            Some(&session),
+            "caller",
+            "sip:desk@example.com",
+            TransferOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(&err, TelephonyError::Sip(s) if s.failure() == Some(SipFailure::Declined)));
@@ -273,10 +278,18 @@ async fn a_failed_transfer_keeps_the_session() {
     assert!(!ctx.is_shutting_down());
     // An invalid destination is refused before anything is sent.
     let err = ctx
-        .transfer_call(Some(&session), "caller", "call my mom", TransferOptions::default())
+        .transfer_call(
+            Some(&session),
+            "caller",
+            "call my mom",
+            TransferOptions::default(),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, TelephonyError::Sip(SipError::InvalidRequest(_))));
+    assert!(matches!(
+        err,
+        TelephonyError::Sip(SipError::InvalidRequest(_))
+    ));
 }
 
 #[tokio::test]
@@ -297,8 +310,7 @@ async fn hang_up_says_goodbye_closes_and_deletes_the_room() {
     assert!(!session.is_running());
     assert_eq!(ctx.wait_for_shutdown().await, "call ended by the agent");
     assert_eq!(methods(&fake), ["livekit.RoomService/DeleteRoom"]);
-    let req =
-        proto::DeleteRoomRequest::decode(fake.seen.lock()[0].body.clone()).unwrap();
+    let req = proto::DeleteRoomRequest::decode(fake.seen.lock()[0].body.clone()).unwrap();
     assert_eq!(req.room, "call-1");
 
     // Removing only the caller.
@@ -314,9 +326,11 @@ async fn hang_up_says_goodbye_closes_and_deletes_the_room() {
     .await
     .unwrap();
     assert_eq!(methods(&fake), ["livekit.RoomService/RemoveParticipant"]);
-    let req =
-        proto::RoomParticipantIdentity::decode(fake.seen.lock()[0].body.clone()).unwrap();
-    assert_eq!((req.room.as_str(), req.identity.as_str()), ("call-1", "caller"));
+    let req = proto::RoomParticipantIdentity::decode(fake.seen.lock()[0].body.clone()).unwrap();
+    assert_eq!(
+        (req.room.as_str(), req.identity.as_str()),
+        ("call-1", "caller")
+    );
 }
 
 #[tokio::test]
@@ -329,7 +343,10 @@ async fn sip_participant_info_reads_the_attributes() {
     assert_eq!(info.phone_number.as_deref(), Some("+15105550111"));
     assert_eq!(info.trunk_id.as_deref(), Some("ST_in"));
     let req = proto::RoomParticipantIdentity::decode(fake.seen.lock()[0].body.clone()).unwrap();
-    assert_eq!((req.room.as_str(), req.identity.as_str()), ("call-1", "caller"));
+    assert_eq!(
+        (req.room.as_str(), req.identity.as_str()),
+        ("call-1", "caller")
+    );
 }
 
 // ---------- tools ----------
@@ -375,13 +392,14 @@ async fn end_call_without_a_job_closes_the_session_after_the_reply() {
         FakeLlmResponse::text("Bye!", ms(50)),
     ]);
     let tool = EndCallTool::new(None).build();
-    assert!(tool.definition().description.starts_with("Ends the current call"));
+    assert!(tool
+        .definition()
+        .description
+        .starts_with("Ends the current call"));
     let agent = Agent::builder().instructions("Hi.").tool(tool).build();
     let (session, text) = text_session(llm, agent).await;
     let result = session.run("bye").await.unwrap();
-    result
-        .expect()
-        .contains_function_call("end_call");
+    result.expect().contains_function_call("end_call");
     session.wait_closed().await;
     assert_eq!(text.segments(), ["Bye!"]);
 }
@@ -414,7 +432,10 @@ async fn send_dtmf_events_presses_keys_apart() {
     );
     // Garbage keys are a tool error the model sees; too many keys too.
     let ctx = livekit_agents::llm::RunContext::detached(call);
-    assert!(tool.call(ctx.clone(), r#"{"events": ["x"]}"#).await.is_err());
+    assert!(tool
+        .call(ctx.clone(), r#"{"events": ["x"]}"#)
+        .await
+        .is_err());
     let many = format!(r#"{{"events": [{}]}}"#, vec!["\"1\""; 100].join(","));
     assert!(tool.call(ctx, &many).await.is_err());
     assert_eq!(sender.sent().len(), 3);
@@ -453,7 +474,10 @@ async fn voicemail_tool_leaves_the_message_then_hangs_up() {
             .unwrap(),
         "voicemail left"
     );
-    assert_eq!(text.segments(), ["Hi, this is Acme. We'll call back later."]);
+    assert_eq!(
+        text.segments(),
+        ["Hi, this is Acme. We'll call back later."]
+    );
     assert_eq!(methods(&fake), ["livekit.RoomService/DeleteRoom"]);
 }
 
@@ -506,8 +530,14 @@ async fn get_dtmf_collects_keys_after_the_quiet_time() {
     tokio::time::sleep(ms(500)).await;
     assert_eq!(text.segments(), ["Please enter your four digit PIN."]);
     // The greeting is asked without tools.
-    assert_eq!(llm.requests()[0].tool_choice, Some(livekit_agents::llm::ToolChoice::None));
-    for (i, (code, digit)) in [(1, "1"), (2, "2"), (3, ""), (4, "4")].into_iter().enumerate() {
+    assert_eq!(
+        llm.requests()[0].tool_choice,
+        Some(livekit_agents::llm::ToolChoice::None)
+    );
+    for (i, (code, digit)) in [(1, "1"), (2, "2"), (3, ""), (4, "4")]
+        .into_iter()
+        .enumerate()
+    {
         session.push_sip_dtmf(code, digit, Some("caller".into()));
         settle().await;
         tokio::time::sleep(ms(500 * (i as u64 + 1))).await;
@@ -556,10 +586,16 @@ async fn get_dtmf_confirms_then_records_the_confirmed_digits() {
     assert!(result.lock().is_none(), "waits for the confirmation");
     assert_eq!(
         text.segments(),
-        ["Please type your account number.", "I got one two. Is that right?"]
+        [
+            "Please type your account number.",
+            "I got one two. Is that right?"
+        ]
     );
     let confirm_request = format!("{:?}", llm.requests()[1].chat_ctx);
-    assert!(confirm_request.contains("<dtmf_inputs>1 2</dtmf_inputs>"), "{confirm_request}");
+    assert!(
+        confirm_request.contains("<dtmf_inputs>1 2</dtmf_inputs>"),
+        "{confirm_request}"
+    );
     let _ = session.run("Yes, correct.").await.unwrap();
     settle().await;
     let r = result.lock().take().unwrap().unwrap();
@@ -706,9 +742,11 @@ async fn caller_with_transfer(
         livekit_agents::llm::ChatRole::User,
         "My invoice is wrong, I want a person.",
     ));
-    let task = WarmTransferTask::new(consultation, &history, "human-agent-sip")
-        .llm(Arc::new(human_llm));
-    assert!(task.instructions().contains("Caller: My invoice is wrong, I want a person."));
+    let task =
+        WarmTransferTask::new(consultation, &history, "human-agent-sip").llm(Arc::new(human_llm));
+    assert!(task
+        .instructions()
+        .contains("Caller: My invoice is wrong, I want a person."));
     let handle = task.handle();
     *slot.lock() = Some(task);
     (session, text, handle)
@@ -814,7 +852,9 @@ async fn a_busy_human_returns_the_caller_with_the_reason() {
         .unwrap();
     assert!(output.is_error);
     assert!(
-        output.output.contains("could not reach the human agent: the line is busy"),
+        output
+            .output
+            .contains("could not reach the human agent: the line is busy"),
         "{}",
         output.output
     );
@@ -854,7 +894,10 @@ async fn the_human_hanging_up_returns_the_caller() {
             _ => None,
         })
         .unwrap();
-    assert!(output.contains("room closed: the human agent hung up"), "{output}");
+    assert!(
+        output.contains("room closed: the human agent hung up"),
+        "{output}"
+    );
 }
 
 #[tokio::test]
@@ -870,7 +913,10 @@ async fn sip_consultation_dials_into_its_room_and_moves_the_human() {
     consultation.move_to_caller().await.unwrap();
     assert_eq!(
         methods(&fake),
-        ["livekit.SIP/CreateSIPParticipant", "livekit.RoomService/MoveParticipant"]
+        [
+            "livekit.SIP/CreateSIPParticipant",
+            "livekit.RoomService/MoveParticipant"
+        ]
     );
     let seen = fake.seen.lock();
     let req = proto::CreateSipParticipantRequest::decode(seen[0].body.clone()).unwrap();

@@ -181,7 +181,9 @@ impl OutboundCall {
 }
 
 fn has_bad_chars(s: &str) -> bool {
-    s.is_empty() || s.len() > MAX_DESTINATION_LEN || s.chars().any(|c| c.is_control() || c.is_whitespace())
+    s.is_empty()
+        || s.len() > MAX_DESTINATION_LEN
+        || s.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
 /// Checks a number to dial: an E.164-like number (`+` and digits, separators allowed) or a
@@ -492,8 +494,14 @@ mod tests {
 
     #[test]
     fn transfer_destinations_are_uris() {
-        assert_eq!(transfer_destination("+15105550100").unwrap(), "tel:+15105550100");
-        assert_eq!(transfer_destination("tel:+15105550100").unwrap(), "tel:+15105550100");
+        assert_eq!(
+            transfer_destination("+15105550100").unwrap(),
+            "tel:+15105550100"
+        );
+        assert_eq!(
+            transfer_destination("tel:+15105550100").unwrap(),
+            "tel:+15105550100"
+        );
         assert_eq!(transfer_destination("sips:a@b").unwrap(), "sips:a@b");
         assert!(transfer_destination("sip:").is_err());
         assert!(transfer_destination("sip:a b@c").is_err());

@@ -8,7 +8,15 @@ use tokio::time::Instant;
 
 /// One telephone keypad key (the reference's `DtmfEvent`).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 pub enum DtmfEvent {
     /// `1`
@@ -336,7 +344,10 @@ mod tests {
             assert_eq!(DtmfEvent::from_code(code).unwrap().code(), code);
         }
         assert_eq!(DtmfEvent::from_code(16), Err(InvalidDtmf::Code(16)));
-        assert_eq!(DtmfEvent::from_code(u32::MAX), Err(InvalidDtmf::Code(u32::MAX)));
+        assert_eq!(
+            DtmfEvent::from_code(u32::MAX),
+            Err(InvalidDtmf::Code(u32::MAX))
+        );
         assert_eq!(DtmfEvent::from_char('7').unwrap(), DtmfEvent::Seven);
         assert_eq!(DtmfEvent::from_char('b').unwrap(), DtmfEvent::B);
         assert_eq!(DtmfEvent::from_char('x'), Err(InvalidDtmf::Key('x')));

@@ -121,7 +121,10 @@ impl TfidfLoopDetector {
                 counts
             })
             .collect();
-        let idf: Vec<f64> = df.iter().map(|d| ((1.0 + n) / (1.0 + d)).ln() + 1.0).collect();
+        let idf: Vec<f64> = df
+            .iter()
+            .map(|d| ((1.0 + n) / (1.0 + d)).ln() + 1.0)
+            .collect();
         let vectors: Vec<HashMap<usize, f64>> = tf
             .into_iter()
             .map(|counts| {

@@ -18,9 +18,9 @@ mod call;
 pub mod dtmf;
 mod get_dtmf;
 pub mod ivr;
-pub mod sip;
 #[cfg(feature = "room")]
 pub mod room;
+pub mod sip;
 mod tools;
 pub mod warm_transfer;
 
@@ -29,18 +29,17 @@ pub use call::{
     OutboundCall, OutboundCallError, TelephonyError, TransferOptions, OUTBOUND_TRUNK_ENV,
 };
 pub use dtmf::{
-    format_dtmf, parse_dtmf, DtmfCollectOptions, DtmfCollector, DtmfEvent, DtmfOutcome,
-    InvalidDtmf,
+    format_dtmf, parse_dtmf, DtmfCollectOptions, DtmfCollector, DtmfEvent, DtmfOutcome, InvalidDtmf,
 };
 pub use get_dtmf::{GetDtmfResult, GetDtmfTask};
 pub use ivr::{IvrDetection, IvrEvent, IvrOptions, LoopDetectorOptions, TfidfLoopDetector};
-pub use warm_transfer::{
-    format_conversation_history, CallerState, Consultation, HoldAudio, HumanState,
-    SipConsultation, TransferState, WarmTransferHandle, WarmTransferResult, WarmTransferTask,
-};
 pub use sip::{SipCallStatus, SipError, SipFailure, SipParticipantInfo};
 pub use tools::{
     dtmf_sender_for, send_dtmf_events_tool, DtmfSender, EndCallTool, MemoryDtmfSender,
     VoicemailMessage, VoicemailTool, DTMF_PUBLISH_DELAY, END_CALL_DESCRIPTION,
     MAX_DTMF_EVENTS_PER_CALL, VOICEMAIL_HANGUP_DELAY,
+};
+pub use warm_transfer::{
+    format_conversation_history, CallerState, Consultation, HoldAudio, HumanState, SipConsultation,
+    TransferState, WarmTransferHandle, WarmTransferResult, WarmTransferTask,
 };

@@ -318,7 +318,9 @@ mod tests {
             &twirp("permission_denied", &[]),
         );
         assert_eq!(err.failure(), None);
-        assert!(matches!(&err, SipError::Server { twirp_code: Some(c), .. } if c == "permission_denied"));
+        assert!(
+            matches!(&err, SipError::Server { twirp_code: Some(c), .. } if c == "permission_denied")
+        );
         // A garbled status code from the network is not trusted as a number.
         let err = SipError::from_service_error(
             "CreateSIPParticipant",
@@ -358,7 +360,10 @@ mod tests {
         assert_eq!(info.twilio_call_sid.as_deref(), Some("CA1"));
         assert_eq!(info.other.len(), 1);
         assert_eq!(info.other["sip.h.x-customer"], "42");
-        assert_eq!(SipCallStatus::parse("weird"), SipCallStatus::Other("weird".into()));
+        assert_eq!(
+            SipCallStatus::parse("weird"),
+            SipCallStatus::Other("weird".into())
+        );
         assert!(SipParticipantInfo::from_attributes(&HashMap::new()).is_none());
     }
 }

@@ -369,7 +369,8 @@ impl AgentBehavior for TransferBehavior {
 
 async fn set_on_hold(shared: &Shared, caller: &AgentSession, hold: bool) {
     if hold {
-        *shared.saved_io.lock() = Some((caller.audio_input_enabled(), caller.audio_output_enabled()));
+        *shared.saved_io.lock() =
+            Some((caller.audio_input_enabled(), caller.audio_output_enabled()));
         caller.set_audio_input_enabled(false);
         caller.set_audio_output_enabled(false);
         let hold = shared.hold.lock().clone();
@@ -495,7 +496,11 @@ async fn start_human_session(
         .await
         .map_err(|e| format!("could not start the consultation: {e}"))?;
     *shared.human_session.lock() = Some(human);
-    shared.consultation.dial().await.map_err(|e| failure_reason(&e))
+    shared
+        .consultation
+        .dial()
+        .await
+        .map_err(|e| failure_reason(&e))
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -504,10 +509,7 @@ struct DeclineArgs {
     reason: String,
 }
 
-fn human_tools(
-    shared: Arc<Shared>,
-    done: TaskCompleter<WarmTransferResult>,
-) -> Vec<FunctionTool> {
+fn human_tools(shared: Arc<Shared>, done: TaskCompleter<WarmTransferResult>) -> Vec<FunctionTool> {
     let empty = serde_json::json!({"type": "object", "properties": {}, "required": []});
     let (s1, d1) = (shared.clone(), done.clone());
     let connect = FunctionTool::raw(
@@ -541,8 +543,12 @@ fn human_tools(
             async move {
                 let reason: String = args.reason.chars().take(500).collect();
                 tokio::spawn(async move {
-                    finish(&shared, &done, Err(format!("human agent declined to connect: {reason}")))
-                        .await;
+                    finish(
+                        &shared,
+                        &done,
+                        Err(format!("human agent declined to connect: {reason}")),
+                    )
+                    .await;
                 });
                 Ok::<_, ToolError>(ToolOutput::None)
             }
@@ -603,7 +609,9 @@ impl SipConsultation {
 
     /// Marks the consultation as closed (the human hung up), ending a running transfer.
     pub fn close(&self, reason: impl Into<String>) {
-        self.close_reason.lock().get_or_insert_with(|| reason.into());
+        self.close_reason
+            .lock()
+            .get_or_insert_with(|| reason.into());
         self.closed.cancel();
     }
 }
@@ -616,7 +624,11 @@ impl Consultation for SipConsultation {
         let creds = self.job.api_credentials();
         let identity = self.job.accept_args().identity.clone();
         let token = AccessToken::with_api_key(&creds.api_key, &creds.api_secret)
-            .with_identity(if identity.is_empty() { "agent" } else { &identity })
+            .with_identity(if identity.is_empty() {
+                "agent"
+            } else {
+                &identity
+            })
             .with_kind("agent")
             .with_grants(VideoGrants {
                 room_join: true,
@@ -727,7 +739,11 @@ impl Consultation for SipConsultation {
     }
 }
 
-async fn dial_into(job: &JobContext, room: &str, call: &OutboundCall) -> Result<(), TelephonyError> {
+async fn dial_into(
+    job: &JobContext,
+    room: &str,
+    call: &OutboundCall,
+) -> Result<(), TelephonyError> {
     use livekit_api::services::sip::CreateSIPParticipantOptions;
     if job.is_fake_job() {
         return Err(TelephonyError::Console("cannot place a phone call"));
@@ -790,10 +806,18 @@ mod tests {
     #[test]
     fn history_keeps_only_spoken_text() {
         let mut ctx = ChatContext::new();
-        ctx.push(ChatItem::Message(ChatMessage::new(ChatRole::System, "secret prompt")));
-        ctx.push(ChatItem::Message(ChatMessage::new(ChatRole::User, "My order is late.")));
+        ctx.push(ChatItem::Message(ChatMessage::new(
+            ChatRole::System,
+            "secret prompt",
+        )));
+        ctx.push(ChatItem::Message(ChatMessage::new(
+            ChatRole::User,
+            "My order is late.",
+        )));
         ctx.push(ChatItem::Message(ChatMessage::new(ChatRole::Assistant, "")));
-        ctx.push(ChatItem::FunctionCall(crate::llm::FunctionCall::new("c", "lookup", "{}")));
+        ctx.push(ChatItem::FunctionCall(crate::llm::FunctionCall::new(
+            "c", "lookup", "{}",
+        )));
         ctx.push(ChatItem::Message(ChatMessage::new(
             ChatRole::Assistant,
             "Let me get a colleague.",
@@ -804,7 +828,9 @@ mod tests {
             "Caller: My order is late.\nAssistant: Let me get a colleague.\n"
         );
         let instructions = warm_transfer_instructions(&text, "Be brief.");
-        assert!(instructions.contains("## Conversation history with caller\nCaller: My order is late."));
+        assert!(
+            instructions.contains("## Conversation history with caller\nCaller: My order is late.")
+        );
         assert!(instructions.contains("`connect_to_caller`"));
         assert!(instructions.trim_end().ends_with("Be brief."));
     }
