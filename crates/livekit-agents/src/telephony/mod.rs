@@ -10,10 +10,12 @@
 //! - Ready tools: [`EndCallTool`] (`end_call`), [`VoicemailTool`]
 //!   (`detected_answering_machine`).
 //! - Warm transfer ([`WarmTransferTask`]): hold, consult a human, merge or come back.
+//! - Answering-machine detection by transcript ([`classify_greeting`]).
 //! - IVR navigation ([`IvrDetection`]): DTMF tool, silence and menu-loop handling.
 //!
 //! See `docs/guides/telephony.md`.
 
+pub mod amd;
 mod call;
 pub mod dtmf;
 mod get_dtmf;
@@ -24,6 +26,7 @@ pub mod sip;
 mod tools;
 pub mod warm_transfer;
 
+pub use amd::{classify_greeting, AmdCategory, AmdError};
 pub use call::{
     transfer_destination, validate_phone_destination, CallControl, HangupOptions, HangupTarget,
     OutboundCall, OutboundCallError, TelephonyError, TransferOptions, OUTBOUND_TRUNK_ENV,
