@@ -140,15 +140,22 @@ fn transfer_tool(ctx: Option<JobContext>) -> FunctionTool {
                 match task.run(&session).await {
                     Ok(result) => {
                         tracing::info!(human = %result.human_agent_identity, "transfer completed");
-                        // The caller and the human talk now; the agent leaves.
+                        // The caller and the human talk now; the agent leaves once this
+                        // turn is over (closing now would cancel this tool's output).
                         let leave = session.clone();
                         let job = ctx.clone();
-                        tokio::spawn(async move {
-                            leave.close().await;
-                            if let Some(job) = job {
-                                job.shutdown("warm transfer completed");
-                            }
-                        });
+                        let go = move || {
+                            tokio::spawn(async move {
+                                leave.drain().await;
+                                if let Some(job) = job {
+                                    job.shutdown("warm transfer completed");
+                                }
+                            });
+                        };
+                        match run.speech_handle() {
+                            Some(speech) => speech.add_done_callback(move |_| go()),
+                            None => go(),
+                        }
                         Ok("The caller is now connected to a human agent.".to_string())
                     }
                     // The model sees why and explains it to the caller.
