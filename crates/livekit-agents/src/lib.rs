@@ -16,6 +16,8 @@
 //!
 //! Plugins depend on this crate with `default-features = false` (adding `download` if they
 //! ship model files), so they compile neither the agent server nor the CLI.
+//! - [`telephony`] (feature `server`): phone calls: hang up, transfers, outbound calls, DTMF,
+//!   IVR, voicemail.
 //! - [`plugin_support`]: the toolkit for plugin authors (API keys, base URLs, WebSocket
 //!   connections with typed errors, streaming-audio bookkeeping).
 
@@ -35,6 +37,8 @@ pub mod plugin_support;
 pub mod room;
 pub mod room_logic;
 pub mod stt;
+#[cfg(feature = "server")]
+pub mod telephony;
 pub mod testing;
 pub mod tokenize;
 pub mod tts;

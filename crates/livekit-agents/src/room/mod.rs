@@ -79,6 +79,15 @@ pub enum RoomInputEvent {
     },
     /// The linked participant changed (`None`: nobody linked).
     LinkedParticipantChanged(Option<String>),
+    /// A SIP participant pressed a key (the room's `sip_dtmf_received`).
+    SipDtmf {
+        /// RFC 4733 event code.
+        code: u32,
+        /// The key as text (may be empty).
+        digit: String,
+        /// Who pressed it, if known.
+        participant_identity: Option<String>,
+    },
     /// The session should close (linked participant left for good, or the room disconnected).
     CloseRequested {
         /// Why.
@@ -434,6 +443,17 @@ impl RoomIo {
             };
             match ev {
                 RoomEvent::ParticipantConnected(p) => self.on_participant(&p),
+                RoomEvent::SipDTMFReceived {
+                    code,
+                    digit,
+                    participant,
+                } => {
+                    let _ = self.shared.events.send(RoomInputEvent::SipDtmf {
+                        code,
+                        digit: digit.unwrap_or_default(),
+                        participant_identity: participant.map(|p| p.identity().to_string()),
+                    });
+                }
                 RoomEvent::LocalTrackSubscribed { track } => {
                     self.shared
                         .audio_gate

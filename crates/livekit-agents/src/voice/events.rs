@@ -153,6 +153,17 @@ pub enum SessionEvent {
         /// Whether the session retries or goes on.
         recoverable: bool,
     },
+    /// A DTMF tone (telephone keypad key) arrived from a SIP participant (the room's
+    /// `sip_dtmf_received`). Injected by the room I/O, or by
+    /// [`AgentSession::push_sip_dtmf`](super::AgentSession::push_sip_dtmf).
+    SipDtmfReceived {
+        /// RFC 4733 event code (`0`-`9` for digits, `*` = 10, `#` = 11, `A`-`D` = 12-15).
+        code: u32,
+        /// The key as text (`"1"`, `"*"`, `"#"`, ...); may be empty when only the code came.
+        digit: String,
+        /// The participant that pressed the key, if known.
+        participant_identity: Option<String>,
+    },
     /// The session closed.
     Close {
         /// Why.
@@ -175,6 +186,7 @@ impl SessionEvent {
             SessionEvent::SpeechCreated { .. } => "speech_created",
             SessionEvent::AgentFalseInterruption { .. } => "agent_false_interruption",
             SessionEvent::Error { .. } => "error",
+            SessionEvent::SipDtmfReceived { .. } => "sip_dtmf_received",
             SessionEvent::Close { .. } => "close",
         }
     }

@@ -776,6 +776,23 @@ impl AgentSession {
         self.inner.state.lock().audio_output_enabled
     }
 
+    /// Reports a DTMF tone received from a SIP participant: emits
+    /// [`SessionEvent::SipDtmfReceived`] (what `GetDtmfTask` and other listeners read). The room
+    /// I/O calls this for the room's `sip_dtmf_received` events; tests and other transports can
+    /// call it too.
+    pub fn push_sip_dtmf(
+        &self,
+        code: u32,
+        digit: impl Into<String>,
+        participant_identity: Option<String>,
+    ) {
+        self.emit(SessionEvent::SipDtmfReceived {
+            code,
+            digit: digit.into(),
+            participant_identity,
+        });
+    }
+
     /// Usage summed over the session.
     pub fn usage(&self) -> UsageSummary {
         self.inner.state.lock().usage.summary()

@@ -105,6 +105,11 @@ impl JobContext {
                             tracing::warn!(error = %e, "cannot answer chat text");
                         }
                     }
+                    RoomInputEvent::SipDtmf {
+                        code,
+                        digit,
+                        participant_identity,
+                    } => s.push_sip_dtmf(code, digit, participant_identity),
                     RoomInputEvent::LinkedParticipantChanged(p) => {
                         tracing::debug!(participant = ?p, "linked participant changed");
                     }
