@@ -176,6 +176,7 @@ impl Activity {
         for s in speeches {
             s.interrupt_force();
         }
+        self.release_paused_output();
         self.inner.scheduler.lock().take();
         self.inner.wake.notify_one();
         self.bump();
@@ -310,6 +311,7 @@ impl Activity {
         for s in speeches {
             s.interrupt_force();
         }
+        self.release_paused_output();
     }
 
     fn allow_interruptions(&self, requested: Option<bool>) -> bool {
@@ -626,12 +628,28 @@ impl Activity {
     }
 
     /// Interrupts the paused speech for real (the user did say something).
+    ///
+    /// The output is cleared and resumed from here, not only by the speech's playout: a writer
+    /// waiting in `capture_frame` on the paused output is released either way.
     fn cancel_pause_and_interrupt(&self) {
         let paused = self.inner.state.lock().paused.take();
         if let Some(p) = paused {
             drop(p.timer);
             p.handle.interrupt_force();
+            self.release_paused_output();
         }
+    }
+
+    /// Clears and resumes the audio output if this activity paused it (the paused speech was
+    /// interrupted, or the activity closes).
+    fn release_paused_output(&self) {
+        if !*self.inner.output_paused.borrow() {
+            return;
+        }
+        if let Some(o) = self.inner.session.audio_output() {
+            o.clear_buffer();
+        }
+        self.resume_output();
     }
 
     pub(crate) fn on_final_transcript(&self, transcript: &str) {

@@ -6,9 +6,9 @@
 //! also watches for interruption: on interruption the output buffer is cleared within a frame,
 //! the LLM and TTS streams are dropped, and the history gets only the text the user heard.
 
-use std::time::Duration;
-
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -441,6 +441,12 @@ pub(crate) async fn speak(
     let mut paused_since: Option<Instant> = (*paused_rx.borrow()).then(Instant::now);
     let mut paused_total = Duration::ZERO;
     let mut paused_open = true;
+    // Frames waiting for the output, and the capture in progress. The capture is polled in the
+    // loop below (not awaited inline) so an output that makes the writer wait (a full queue, a
+    // paused device) never keeps the loop from seeing an interruption.
+    let mut pending_frames: VecDeque<crate::audio::AudioFrame> = VecDeque::new();
+    let mut capture: Option<CaptureFuture> = None;
+    let mut flush_when_captured = false;
 
     loop {
         let due_at = started_at
@@ -515,7 +521,14 @@ pub(crate) async fn speak(
                     sync.end_text();
                 }
             },
-            item = audio.next(), if audio_open => match item {
+            _ = poll_capture(&mut capture), if capture.is_some() => {
+                capture = next_capture(&output, &mut pending_frames);
+                if capture.is_none() && flush_when_captured {
+                    flush_when_captured = false;
+                    output.flush();
+                }
+            }
+            item = audio.next(), if audio_open && capture.is_none() => match item {
                 Some(Ok(sa)) => {
                     if !first_audio {
                         first_audio = true;
@@ -524,10 +537,9 @@ pub(crate) async fn speak(
                     }
                     tts_metrics.audio_duration += sa.frame.duration();
                     sync.push_audio(sa.frame.duration_secs(), &sa.timed_words);
-                    for frame in resample_for(&mut resampler, output_rate, sa.frame) {
-                        output.capture_frame(frame).await;
-                        captured = true;
-                    }
+                    pending_frames.extend(resample_for(&mut resampler, output_rate, sa.frame));
+                    captured |= !pending_frames.is_empty();
+                    capture = next_capture(&output, &mut pending_frames);
                 }
                 Some(Err(e)) => {
                     session.report_error(ErrorSource::Tts, e.to_string(), false);
@@ -539,12 +551,15 @@ pub(crate) async fn speak(
                     audio_open = false;
                     sync.end_audio();
                     if let Some(rs) = resampler.as_mut() {
-                        for frame in rs.flush() {
-                            output.capture_frame(frame).await;
-                            captured = true;
-                        }
+                        pending_frames.extend(rs.flush());
+                        captured |= !pending_frames.is_empty();
                     }
-                    output.flush();
+                    capture = next_capture(&output, &mut pending_frames);
+                    if capture.is_none() {
+                        output.flush();
+                    } else {
+                        flush_when_captured = true;
+                    }
                 }
             },
             _ = sleep_until_opt(due_at), if due_at.is_some() => {
@@ -554,6 +569,9 @@ pub(crate) async fn speak(
             }
         }
     }
+    // A capture still waiting on the output is dropped (the output's contract: a dropped
+    // capture queues nothing, or the whole frame).
+    drop(capture);
     drop(audio);
     tts_metrics.duration = tts_started.elapsed();
     tts_metrics.cancelled = interrupted;
@@ -578,6 +596,8 @@ pub(crate) async fn speak(
             .flatten()
             .map(|f| f.playback_position)
         } else {
+            // Nothing reached the output; it may still be paused for this speech.
+            activity.resume_output();
             Some(Duration::ZERO)
         };
         if position.is_some() {
@@ -619,6 +639,25 @@ pub(crate) async fn speak(
         text: spoken_text,
         interrupted,
         played,
+    }
+}
+
+type CaptureFuture = futures::future::BoxFuture<'static, ()>;
+
+/// Starts capturing the next pending frame, if any.
+fn next_capture(
+    output: &Arc<dyn crate::io::AudioOutput>,
+    pending: &mut VecDeque<crate::audio::AudioFrame>,
+) -> Option<CaptureFuture> {
+    let frame = pending.pop_front()?;
+    let output = output.clone();
+    Some(Box::pin(async move { output.capture_frame(frame).await }))
+}
+
+async fn poll_capture(capture: &mut Option<CaptureFuture>) {
+    match capture {
+        Some(f) => f.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,0 +1,208 @@
+//! Interruptions meeting outputs, tools and close, on tokio's paused clock with scripted fakes.
+//! Scenarios prone to scheduling differences run 50 times with shifted timings.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use livekit_agents::io::memory::{audio_input_channel, AudioInputSender, MemoryAudioOutput};
+use livekit_agents::llm::{ChatItem, ChatRole};
+use livekit_agents::testing::{FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeVad, UserSpeech};
+use livekit_agents::voice::*;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+struct Harness {
+    session: AgentSession,
+    log: Arc<Mutex<Vec<(f64, SessionEvent)>>>,
+    _audio: AudioInputSender,
+    output: MemoryAudioOutput,
+}
+
+impl Harness {
+    async fn start(
+        speeches: Vec<UserSpeech>,
+        llm: FakeLlm,
+        tts: FakeTts,
+        options: SessionOptions,
+        agent: Agent,
+        output: MemoryAudioOutput,
+    ) -> Harness {
+        let session = AgentSession::builder()
+            .vad(Arc::new(FakeVad::new(speeches.clone())))
+            .stt(Arc::new(FakeStt::new(speeches)))
+            .llm(Arc::new(llm))
+            .tts(Arc::new(tts))
+            .options(options)
+            .build();
+        let log: Arc<Mutex<Vec<(f64, SessionEvent)>>> = Arc::default();
+        let mut rx = session.subscribe();
+        let t0 = Instant::now();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(ev) = rx.recv().await {
+                sink.lock().push((t0.elapsed().as_secs_f64(), ev));
+            }
+        });
+        let (audio, input) = audio_input_channel();
+        session
+            .start(
+                agent,
+                SessionIo {
+                    audio_input: Some(input),
+                    audio_output: Some(Arc::new(output.clone())),
+                    text_output: None,
+                },
+            )
+            .await
+            .unwrap();
+        Harness {
+            session,
+            log,
+            _audio: audio,
+            output,
+        }
+    }
+
+    /// The history's messages as `Role:text`, `(interrupted)` marked.
+    fn messages(&self) -> Vec<String> {
+        self.session
+            .history()
+            .items()
+            .iter()
+            .filter_map(|i| match i {
+                ChatItem::Message(m) => Some(format!(
+                    "{:?}:{}{}",
+                    m.role,
+                    m.text_content().unwrap_or_default(),
+                    if m.interrupted { " (interrupted)" } else { "" }
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn options() -> SessionOptions {
+    let mut o = SessionOptions::default();
+    o.turn_handling.preemptive_generation.enabled = false;
+    o.user_away_timeout = None;
+    o
+}
+
+/// An output with a 200 ms queue that makes the writer wait while full and while paused
+/// (as a room track does): a false interruption pauses it with the reply's writer waiting.
+/// `shift` moves the user's barge-in so it lands at different points of the writer's wait.
+fn paused_writer_scenario(shift: Duration, says_something: bool) -> Vec<String> {
+    paused_runtime().block_on(async move {
+        let s = shift.as_secs_f64();
+        let barge_in = if says_something { "Stop please" } else { "" };
+        let h = Harness::start(
+            vec![
+                UserSpeech::new(0.5, 1.0, "Tell me a story"),
+                UserSpeech::new(2.0 + s, 2.8 + s, barge_in),
+                UserSpeech::new(10.0, 10.5, "Are you there"),
+            ],
+            FakeLlm::new(vec![
+                FakeLlmResponse::text("Once upon a time.", ms(100)),
+                FakeLlmResponse::text("Okay.", ms(100)),
+            ])
+            .with_fallback(FakeLlmResponse::text("Yes.", ms(100))),
+            FakeTts::new(ms(100), ms(3000)),
+            options(),
+            Agent::new(""),
+            MemoryAudioOutput::bounded(ms(200)),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(16)).await;
+        // The last reply played: the output was not left paused or blocked.
+        let last_played = h.output.played().last().map(|p| p.at);
+        assert!(
+            last_played.is_some_and(|at| at > Instant::now() - Duration::from_secs(6)),
+            "the reply to the last turn did not play"
+        );
+        h.messages()
+    })
+}
+
+#[test]
+fn a_paused_bounded_output_resumes_after_a_false_interruption_50_times() {
+    for i in 0..50u64 {
+        let messages = paused_writer_scenario(ms(i * 7), false);
+        assert_eq!(
+            messages,
+            vec![
+                "User:Tell me a story",
+                "Assistant:Once upon a time.",
+                "User:Are you there",
+                "Assistant:Okay.",
+            ],
+            "iteration {i}"
+        );
+    }
+}
+
+#[test]
+fn a_writer_blocked_on_a_paused_output_is_released_by_a_real_interruption_50_times() {
+    for i in 0..50u64 {
+        let messages = paused_writer_scenario(ms(i * 7), true);
+        assert_eq!(messages.len(), 6, "iteration {i}: {messages:?}");
+        assert!(
+            messages[1].starts_with("Assistant:") && messages[1].ends_with("(interrupted)"),
+            "iteration {i}: {messages:?}"
+        );
+        assert_eq!(
+            messages[2..],
+            [
+                "User:Stop please",
+                "Assistant:Okay.",
+                "User:Are you there",
+                "Assistant:Yes.",
+            ],
+            "iteration {i}"
+        );
+    }
+}
+
+#[test]
+fn a_bounded_output_plays_a_whole_reply_without_interruption() {
+    let messages = paused_runtime().block_on(async {
+        let h = Harness::start(
+            vec![UserSpeech::new(0.5, 1.0, "Hello")],
+            FakeLlm::new(vec![FakeLlmResponse::text("Hi there.", ms(100))]),
+            FakeTts::new(ms(100), ms(2000)),
+            options(),
+            Agent::new(""),
+            MemoryAudioOutput::bounded(ms(200)),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(h.output.played_duration(), Duration::from_secs(2));
+        let speaking = h.log.lock().iter().any(|(_, ev)| {
+            matches!(
+                ev,
+                SessionEvent::AgentStateChanged {
+                    new_state: AgentState::Speaking,
+                    ..
+                }
+            )
+        });
+        assert!(speaking);
+        h.messages()
+    });
+    assert_eq!(messages, vec!["User:Hello", "Assistant:Hi there."]);
+    let _ = ChatRole::User;
+}
