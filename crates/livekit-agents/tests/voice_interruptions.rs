@@ -206,3 +206,62 @@ fn a_bounded_output_plays_a_whole_reply_without_interruption() {
     assert_eq!(messages, vec!["User:Hello", "Assistant:Hi there."]);
     let _ = ChatRole::User;
 }
+
+/// "Say goodbye, then hang up": the tool waits for the words of its own step to play
+/// (`RunContext::wait_for_playout`), then closes the session from inside the tool. The goodbye
+/// plays in full, and nothing is emitted or recorded after the close event.
+fn goodbye_then_hang_up(tts_audio: Duration) -> (Vec<String>, Vec<&'static str>, Duration) {
+    paused_runtime().block_on(async move {
+        let end_call = livekit_agents::llm::FunctionTool::new(
+            "end_call",
+            "Ends the call.",
+            |ctx: livekit_agents::llm::RunContext, _: ()| async move {
+                ctx.wait_for_playout().await;
+                if let Some(session) = ctx.session() {
+                    session.close().await;
+                }
+                Ok::<_, livekit_agents::llm::ToolError>(())
+            },
+        );
+        let h = Harness::start(
+            vec![UserSpeech::new(0.5, 1.0, "Bye")],
+            FakeLlm::new(vec![FakeLlmResponse {
+                text: "Goodbye, have a nice day!".into(),
+                tool_calls: vec![("end_call".into(), "{}".into())],
+                ttft: ms(100),
+                ..Default::default()
+            }]),
+            FakeTts::new(ms(100), tts_audio),
+            options(),
+            Agent::builder().tool(end_call).build(),
+            MemoryAudioOutput::new(),
+        )
+        .await;
+        tokio::time::timeout(Duration::from_secs(20), h.session.wait_closed())
+            .await
+            .expect("the tool closed the session");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let names: Vec<&'static str> = h.log.lock().iter().map(|(_, ev)| ev.name()).collect();
+        (h.messages(), names, h.output.played_duration())
+    })
+}
+
+#[test]
+fn wait_for_playout_in_a_tool_lets_the_goodbye_play_then_the_session_closes_50_times() {
+    for i in 0..50u64 {
+        let audio = ms(1000 + i * 10);
+        let (messages, names, played) = goodbye_then_hang_up(audio);
+        assert_eq!(
+            messages,
+            vec!["User:Bye", "Assistant:Goodbye, have a nice day!"],
+            "iteration {i}"
+        );
+        assert_eq!(played, audio, "iteration {i}: the goodbye played in full");
+        assert_eq!(names.last(), Some(&"close"), "iteration {i}: {names:?}");
+        assert_eq!(
+            names.iter().filter(|n| **n == "close").count(),
+            1,
+            "iteration {i}"
+        );
+    }
+}

@@ -228,6 +228,8 @@ pub struct RunContext {
     session: Option<AgentSession>,
     speech_handle: Option<SpeechHandle>,
     userdata: Userdata,
+    /// The generation step of `speech_handle` that called the tool (1-based).
+    step: u32,
 }
 
 impl RunContext {
@@ -238,11 +240,13 @@ impl RunContext {
         speech_handle: Option<SpeechHandle>,
         userdata: Userdata,
     ) -> Self {
+        let step = speech_handle.as_ref().map_or(0, SpeechHandle::num_steps);
         Self {
             function_call,
             session,
             speech_handle,
             userdata,
+            step,
         }
     }
 
@@ -264,6 +268,36 @@ impl RunContext {
     /// The session's userdata, if it is a `T`.
     pub fn userdata<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
         self.userdata.get::<T>()
+    }
+
+    /// Waits until the words the agent said in the step that called this tool finished playing
+    /// (or were interrupted), as the reference's `RunContext.wait_for_playout`.
+    ///
+    /// Unlike [`SpeechHandle::wait_for_playout`], which waits for the whole speech, including
+    /// this tool and the reply to its output (so awaiting it from the tool never returns), this
+    /// waits only for what was said before the tool ran: "say goodbye, then hang up" is
+    ///
+    /// ```no_run
+    /// use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+    ///
+    /// let end_call = FunctionTool::new(
+    ///     "end_call",
+    ///     "Ends the call once the user said goodbye.",
+    ///     |ctx: RunContext, _: ()| async move {
+    ///         ctx.wait_for_playout().await; // the goodbye is heard first
+    ///         if let Some(session) = ctx.session() {
+    ///             session.close().await; // then hang up
+    ///         }
+    ///         Ok::<_, ToolError>(())
+    ///     },
+    /// );
+    /// ```
+    ///
+    /// Returns at once for a context without a speech ([`RunContext::detached`]).
+    pub async fn wait_for_playout(&self) {
+        if let Some(handle) = &self.speech_handle {
+            handle.wait_for_step_playout(self.step).await;
+        }
     }
 }
 

@@ -276,6 +276,9 @@ pub(crate) struct SessionInner {
     pub pending_updates: watch::Sender<u32>,
     /// Set once the session closed.
     pub closed: watch::Sender<bool>,
+    /// Set once the `Close` event was sent: nothing is emitted or recorded after it (a tool
+    /// that closed the session and then returned adds nothing).
+    pub close_emitted: std::sync::atomic::AtomicBool,
 }
 
 /// One conversation between a user and agents. Cheap to clone (a handle).
@@ -336,6 +339,7 @@ impl AgentSession {
                 update_lock: tokio::sync::Mutex::new(()),
                 pending_updates,
                 closed,
+                close_emitted: std::sync::atomic::AtomicBool::new(false),
                 state: Mutex::new(SessionState {
                     started: false,
                     closed: false,
@@ -527,6 +531,9 @@ impl AgentSession {
         }
         self.set_agent_state(AgentState::Initializing);
         self.emit(SessionEvent::Close { reason, error });
+        self.inner
+            .close_emitted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.closed.send_replace(true);
     }
 
@@ -722,7 +729,17 @@ impl AgentSession {
         self.inner.state.lock().turn_detection.clone()
     }
 
+    /// Whether the `Close` event was sent (nothing is emitted or recorded after it).
+    pub(crate) fn close_emitted(&self) -> bool {
+        self.inner
+            .close_emitted
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub(crate) fn emit(&self, event: SessionEvent) {
+        if self.close_emitted() {
+            return;
+        }
         let _ = self.inner.events.send(event);
     }
 
@@ -732,11 +749,17 @@ impl AgentSession {
     }
 
     pub(crate) fn add_history_item(&self, item: ChatItem) {
+        if self.close_emitted() {
+            return;
+        }
         self.inner.state.lock().history.push(item.clone());
         self.emit(SessionEvent::ConversationItemAdded { item });
     }
 
     pub(crate) fn set_agent_state(&self, new_state: AgentState) {
+        if self.close_emitted() {
+            return;
+        }
         let old_state = {
             let mut st = self.inner.state.lock();
             let old = st.agent_state;
@@ -754,6 +777,9 @@ impl AgentSession {
     }
 
     pub(crate) fn set_user_state(&self, new_state: UserState) {
+        if self.close_emitted() {
+            return;
+        }
         let old_state = {
             let mut st = self.inner.state.lock();
             let old = st.user_state;
