@@ -265,3 +265,233 @@ fn wait_for_playout_in_a_tool_lets_the_goodbye_play_then_the_session_closes_50_t
         );
     }
 }
+
+fn items(session: &AgentSession) -> Vec<String> {
+    session
+        .history()
+        .items()
+        .iter()
+        .map(|i| match i {
+            ChatItem::FunctionCall(c) => format!("call:{}", c.name),
+            ChatItem::FunctionCallOutput(o) => format!("output:{}:{}", o.output, o.is_error),
+            ChatItem::Message(m) => format!(
+                "{:?}:{}{}",
+                m.role,
+                m.text_content().unwrap_or_default(),
+                if m.interrupted { " (interrupted)" } else { "" }
+            ),
+            ChatItem::AgentHandoff(h) => format!("handoff:{}", h.new_agent_id),
+        })
+        .collect()
+}
+
+fn states(log: &Mutex<Vec<(f64, SessionEvent)>>) -> Vec<AgentState> {
+    log.lock()
+        .iter()
+        .filter_map(|(_, ev)| match ev {
+            SessionEvent::AgentStateChanged { new_state, .. } => Some(*new_state),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The model says something and calls a tool in the same step; the user interrupts the words
+/// after the tool finished (`handoff`: the tool hands off to another agent).
+fn interrupted_after_the_tool(shift: Duration, handoff: bool) -> (Vec<String>, usize, String) {
+    paused_runtime().block_on(async move {
+        let s = shift.as_secs_f64();
+        let tool = livekit_agents::llm::FunctionTool::new(
+            "count_items",
+            "Counts the items in the cart.",
+            move |_ctx: livekit_agents::llm::RunContext, _: ()| async move {
+                if handoff {
+                    Ok::<_, livekit_agents::llm::ToolError>(
+                        livekit_agents::llm::ToolOutput::Handoff {
+                            agent: Agent::builder().id("billing").build(),
+                            returns: None,
+                        },
+                    )
+                } else {
+                    Ok(livekit_agents::llm::ToolOutput::Value("42 items".into()))
+                }
+            },
+        );
+        let llm = FakeLlm::new(vec![
+            FakeLlmResponse {
+                text: "Let me count the items in your cart.".into(),
+                tool_calls: vec![("count_items".into(), "{}".into())],
+                ttft: ms(100),
+                ..Default::default()
+            },
+            FakeLlmResponse::text("Okay.", ms(100)),
+        ]);
+        let h = Harness::start(
+            vec![
+                UserSpeech::new(0.5, 1.0, "Check my cart"),
+                UserSpeech::new(2.5 + s, 3.0 + s, "Stop"),
+            ],
+            llm.clone(),
+            FakeTts::new(ms(100), ms(3000)),
+            options(),
+            Agent::builder().id("front").tool(tool).build(),
+            MemoryAudioOutput::new(),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let agent = h.session.current_agent().unwrap().id().to_string();
+        (items(&h.session), llm.requests().len(), agent)
+    })
+}
+
+#[test]
+fn a_tool_that_finished_before_the_interruption_keeps_its_real_output_50_times() {
+    for i in 0..50u64 {
+        let (items, requests, agent) = interrupted_after_the_tool(ms(i * 9), false);
+        assert_eq!(items.len(), 6, "iteration {i}: {items:?}");
+        assert_eq!(items[0], "User:Check my cart");
+        assert!(
+            items[1].starts_with("Assistant:") && items[1].ends_with("(interrupted)"),
+            "iteration {i}: {items:?}"
+        );
+        assert_eq!(
+            items[2..],
+            [
+                "call:count_items",
+                "output:42 items:false",
+                "User:Stop",
+                "Assistant:Okay.",
+            ],
+            "iteration {i}"
+        );
+        // No reply was asked for the interrupted step's output: the model answered "Stop" only.
+        assert_eq!(requests, 2, "iteration {i}");
+        assert_eq!(agent, "front");
+    }
+}
+
+#[test]
+fn a_handoff_returned_by_a_tool_of_an_interrupted_speech_does_not_happen_50_times() {
+    for i in 0..50u64 {
+        let (items, requests, agent) = interrupted_after_the_tool(ms(i * 9), true);
+        assert_eq!(
+            items[2..4],
+            [
+                "call:count_items",
+                "output:the agent handoff was interrupted and did not happen:true",
+            ],
+            "iteration {i}: {items:?}"
+        );
+        assert!(
+            !items.iter().any(|i| i.starts_with("handoff:")),
+            "{items:?}"
+        );
+        assert_eq!(agent, "front", "iteration {i}");
+        assert_eq!(requests, 2, "iteration {i}");
+    }
+}
+
+#[test]
+fn text_typed_during_a_speech_goes_after_the_interrupted_message_without_a_listening_gap_50_times()
+{
+    for i in 0..50u64 {
+        let (items, states) = paused_runtime().block_on(async move {
+            let h = Harness::start(
+                vec![],
+                FakeLlm::new(vec![FakeLlmResponse::text("Sure.", ms(100))]),
+                FakeTts::new(ms(100), ms(3000)),
+                options(),
+                Agent::new(""),
+                MemoryAudioOutput::new(),
+            )
+            .await;
+            h.session
+                .say("one two three four five six", SayOptions::default())
+                .unwrap();
+            tokio::time::sleep(ms(1000 + i * 13)).await;
+            // What a room's text input does: interrupt, then reply to the typed text.
+            h.session.interrupt();
+            h.session
+                .generate_reply(ReplyOptions {
+                    user_input: Some("Actually, something else".into()),
+                    ..Default::default()
+                })
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            (items(&h.session), states(&h.log))
+        });
+        assert_eq!(items.len(), 3, "iteration {i}: {items:?}");
+        assert!(
+            items[0].starts_with("Assistant:one") && items[0].ends_with("(interrupted)"),
+            "iteration {i}: {items:?}"
+        );
+        assert_eq!(
+            items[1..],
+            ["User:Actually, something else", "Assistant:Sure."],
+            "iteration {i}"
+        );
+        assert_eq!(
+            states,
+            vec![
+                AgentState::Listening,
+                AgentState::Speaking,
+                AgentState::Thinking,
+                AgentState::Speaking,
+                AgentState::Listening,
+            ],
+            "iteration {i}"
+        );
+    }
+}
+
+#[test]
+fn the_agent_thinks_while_a_tool_runs_after_its_words_then_listens_50_times() {
+    for i in 0..50u64 {
+        let (items, states) = paused_runtime().block_on(async move {
+            let slow = livekit_agents::llm::FunctionTool::new(
+                "file_ticket",
+                "Files a ticket.",
+                move |_ctx: livekit_agents::llm::RunContext, _: ()| async move {
+                    tokio::time::sleep(ms(2000 + i * 11)).await;
+                    Ok::<_, livekit_agents::llm::ToolError>(())
+                },
+            );
+            let h = Harness::start(
+                vec![UserSpeech::new(0.5, 1.0, "File a ticket")],
+                FakeLlm::new(vec![FakeLlmResponse {
+                    text: "Filing it now.".into(),
+                    tool_calls: vec![("file_ticket".into(), "{}".into())],
+                    ttft: ms(100),
+                    ..Default::default()
+                }]),
+                FakeTts::new(ms(100), ms(500)),
+                options(),
+                Agent::builder().tool(slow).build(),
+                MemoryAudioOutput::new(),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            (items(&h.session), states(&h.log))
+        });
+        assert_eq!(
+            items,
+            vec![
+                "User:File a ticket",
+                "Assistant:Filing it now.",
+                "call:file_ticket",
+                "output::false",
+            ],
+            "iteration {i}"
+        );
+        assert_eq!(
+            states,
+            vec![
+                AgentState::Listening,
+                AgentState::Thinking,
+                AgentState::Speaking,
+                AgentState::Thinking,
+                AgentState::Listening,
+            ],
+            "iteration {i}"
+        );
+    }
+}

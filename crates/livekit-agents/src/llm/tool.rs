@@ -159,6 +159,23 @@ pub struct InvalidToolDefinition {
     pub reason: String,
 }
 
+/// What the model reads when a tool handler panicked or failed unexpectedly (the real error is
+/// logged, not sent: it may hold internals), as the reference's text.
+pub const INTERNAL_ERROR_OUTPUT: &str = "An internal error occurred";
+
+/// The error the model reads when it called a tool that does not exist (the reference's text,
+/// naming the tools it may call).
+pub fn unknown_tool_error<'a>(
+    name: &str,
+    available: impl IntoIterator<Item = &'a str>,
+) -> ToolError {
+    let available: Vec<&str> = available.into_iter().collect();
+    ToolError::new(format!(
+        "Unknown function: {name} - available tools: {}",
+        available.join(", ")
+    ))
+}
+
 /// A tool failure whose message goes back to the model (it can apologize or try again).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
@@ -485,11 +502,14 @@ impl FunctionTool {
         R: IntoToolOutput,
     {
         let parameters = parameters_schema::<A>();
+        let name: String = name.into();
+        let tool_name: Arc<str> = Arc::from(name.as_str());
         let handler = Arc::new(handler);
         let erased: ToolHandler = Arc::new(move |ctx, args| {
             let handler = handler.clone();
+            let tool_name = tool_name.clone();
             Box::pin(async move {
-                let args: A = parse_arguments(args)?;
+                let args: A = parse_arguments(args, &tool_name)?;
                 handler(ctx, args)
                     .await
                     .map(IntoToolOutput::into_tool_output)
@@ -497,7 +517,7 @@ impl FunctionTool {
         });
         Self {
             definition: ToolDefinition {
-                name: name.into(),
+                name,
                 description: description.into(),
                 parameters,
             },
@@ -556,8 +576,12 @@ impl FunctionTool {
         let args = if trimmed.is_empty() {
             serde_json::Value::Object(Default::default())
         } else {
-            serde_json::from_str(trimmed)
-                .map_err(|e| ToolError::new(format!("arguments are not valid JSON: {e}")))?
+            serde_json::from_str(trimmed).map_err(|e| {
+                ToolError::new(format!(
+                    "Error parsing arguments for `{}`: {e}",
+                    self.definition.name
+                ))
+            })?
         };
         match AssertUnwindSafe((self.handler)(ctx, args))
             .catch_unwind()
@@ -566,7 +590,7 @@ impl FunctionTool {
             Ok(result) => result,
             Err(_) => {
                 tracing::error!(tool = %self.definition.name, "tool handler panicked");
-                Err(ToolError::new("an internal error occurred"))
+                Err(ToolError::new(INTERNAL_ERROR_OUTPUT))
             }
         }
     }
@@ -574,7 +598,10 @@ impl FunctionTool {
 
 /// Deserializes the model's arguments object into `A`. An empty object also reads as `null`,
 /// so tools taking `()` work; serde's message (missing field, wrong type) reaches the model.
-fn parse_arguments<A: DeserializeOwned>(args: serde_json::Value) -> Result<A, ToolError> {
+fn parse_arguments<A: DeserializeOwned>(
+    args: serde_json::Value,
+    tool: &str,
+) -> Result<A, ToolError> {
     let empty = args.as_object().is_some_and(|o| o.is_empty());
     match serde_json::from_value::<A>(args) {
         Ok(a) => Ok(a),
@@ -584,7 +611,9 @@ fn parse_arguments<A: DeserializeOwned>(args: serde_json::Value) -> Result<A, To
                     return Ok(a);
                 }
             }
-            Err(ToolError::new(format!("invalid arguments: {e}")))
+            Err(ToolError::new(format!(
+                "Error parsing arguments for `{tool}`: {e}"
+            )))
         }
     }
 }
@@ -702,7 +731,8 @@ impl ToolSet {
     }
 
     /// Runs the tool named by `ctx.function_call` on its arguments. An unknown name is a
-    /// [`ToolError`] the model sees (`unknown tool "…"`).
+    /// [`ToolError`] the model sees (`Unknown function: NAME - available tools: …`, as the
+    /// reference, so the model can correct itself).
     pub async fn call(&self, ctx: RunContext) -> Result<ToolOutput, ToolError> {
         let name = ctx.function_call.name.clone();
         match self.get(&name) {
@@ -712,7 +742,10 @@ impl ToolSet {
             }
             None => {
                 tracing::warn!(tool = %name, "the model called an unknown tool");
-                Err(ToolError::new(format!("unknown tool \"{name}\"")))
+                Err(unknown_tool_error(
+                    &name,
+                    self.tools.iter().map(FunctionTool::name),
+                ))
             }
         }
     }
@@ -1182,7 +1215,8 @@ mod tests {
         let tool = weather_tool();
         let err = call(&tool, "{not json").await.unwrap_err();
         assert!(
-            err.message.starts_with("arguments are not valid JSON"),
+            err.message
+                .starts_with("Error parsing arguments for `lookup_weather`"),
             "{err}"
         );
         let err = call(&tool, r#"{"unit": "celsius"}"#).await.unwrap_err();
@@ -1196,7 +1230,10 @@ mod tests {
         let err = call(&tool, "").await.unwrap_err();
         assert!(err.message.contains("missing field"), "{err}");
         let err = call(&tool, "[1, 2]").await.unwrap_err();
-        assert!(err.message.starts_with("invalid arguments"), "{err}");
+        assert!(
+            err.message.starts_with("Error parsing arguments for"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -1236,7 +1273,7 @@ mod tests {
             },
         );
         let err = call(&panicking, "{}").await.unwrap_err();
-        assert_eq!(err.message, "an internal error occurred");
+        assert_eq!(err.message, INTERNAL_ERROR_OUTPUT);
     }
 
     #[test]
@@ -1294,7 +1331,10 @@ mod tests {
 
         let unknown = set.execute(ctx("c", "{}")).await;
         assert!(unknown.output.is_error);
-        assert_eq!(unknown.output.output, "unknown tool \"c\"");
+        assert_eq!(
+            unknown.output.output,
+            "Unknown function: c - available tools: a, b"
+        );
         assert_eq!(unknown.output.call_id, "call_1");
         assert!(unknown.reply_required);
 

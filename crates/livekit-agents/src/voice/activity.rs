@@ -206,6 +206,12 @@ impl Activity {
         self.inner.state.lock().current.clone()
     }
 
+    /// Whether a speech (other than the current one) waits for the floor.
+    pub(crate) fn has_queued_speech(&self) -> bool {
+        let st = self.inner.state.lock();
+        !st.closed && !st.scheduling_paused && st.queue.iter().any(|q| !q.handle.done())
+    }
+
     pub(crate) fn is_idle(&self) -> bool {
         let mut st = self.inner.state.lock();
         st.speeches.retain(|s| !s.done());

@@ -60,6 +60,9 @@ pub(crate) struct Spoken {
     pub interrupted: bool,
     /// How much audio played (`None` without audio).
     pub played: Option<Duration>,
+    /// When the speech started (wall clock, the message's `created_at`): an interrupted reply
+    /// is placed before a message the user typed while it played.
+    pub started_at: f64,
 }
 
 pub(crate) async fn say_task(
@@ -101,7 +104,9 @@ pub(crate) fn finish_speech(activity: &Activity, handle: &SpeechHandle) {
     handle.mark_generation_done();
     handle.mark_done();
     let session = activity.session();
-    if activity.current_speech().is_none_or(|s| s == *handle) {
+    // Not while another speech waits for the floor (e.g. the reply to text typed during this
+    // one): it sets `thinking` itself, and a transient `listening` would arm the away timer.
+    if activity.current_speech().is_none_or(|s| s == *handle) && !activity.has_queued_speech() {
         session.set_agent_state(AgentState::Listening);
     }
 }
@@ -114,12 +119,12 @@ pub(crate) fn commit_assistant_message(
     if spoken.text.trim().is_empty() {
         return;
     }
-    let mut msg = ChatMessage::new(ChatRole::Assistant, spoken.text.clone());
+    let mut msg = ChatMessage::new(ChatRole::Assistant, spoken.text.clone()).at(spoken.started_at);
     msg.interrupted = spoken.interrupted;
     let item = ChatItem::Message(msg);
-    activity.agent().push_chat_item(item.clone());
+    activity.agent().insert_chat_item(item.clone());
     handle.push_chat_item(item.clone());
-    activity.session().add_history_item(item);
+    activity.session().insert_history_item(item);
 }
 
 /// One generation step of `handle`, and the tool loop after it.
@@ -147,7 +152,7 @@ pub(crate) async fn pipeline_reply(
             calls: call_tx,
             ttft: ttft.clone(),
         },
-        handle.id().to_string(),
+        handle.clone(),
     )));
 
     if !handle.wait_for_authorization(step).await {
@@ -167,13 +172,14 @@ pub(crate) async fn pipeline_reply(
     let text = UnboundedReceiverStream::new(text_rx).boxed();
     let spoken = speak(&activity, &handle, text, settings, None, Some(ttft)).await;
     commit_assistant_message(&activity, &handle, &spoken);
+    if !handle.interrupted() && tools.has_calls() {
+        // The words played; the agent is busy with tools until they answer.
+        session.set_agent_state(AgentState::Thinking);
+    }
     handle.mark_generation_done();
 
-    if handle.interrupted() {
-        drop(llm_task);
-    } else {
-        let _ = llm_task.await;
-    }
+    // An interrupted request stops at once (it reports its usage as cancelled).
+    let _ = llm_task.await;
     let results = tools.finish(&handle).await;
     if results.is_empty() {
         finish_speech(&activity, &handle);
@@ -181,21 +187,31 @@ pub(crate) async fn pipeline_reply(
     }
 
     let (reply_required, handoff) = record_tool_results(&activity, &handle, results);
-
+    if reply_required && !handle.interrupted() && session.is_running() {
+        // A handoff drains this agent first: its reply to the tool output (the value a tool
+        // returned with the new agent) plays before the new agent's `on_enter`, text only.
+        schedule_tool_reply(&activity, &handle, request.tool_choice, handoff.is_some());
+    } else {
+        finish_speech(&activity, &handle);
+    }
     if let Some(agent) = handoff {
-        finish_speech(&activity, &handle);
         session.update_agent(agent);
-        return;
     }
-    if !reply_required || handle.interrupted() {
-        finish_speech(&activity, &handle);
-        return;
-    }
+}
+
+/// Schedules the next generation step of `handle`, answering the tool outputs just recorded.
+pub(crate) fn schedule_tool_reply(
+    activity: &Activity,
+    handle: &SpeechHandle,
+    tool_choice: Option<ToolChoice>,
+    draining: bool,
+) {
+    let session = activity.session();
     // Reference rule: with max_tool_steps = 3, the 4th consecutive tool step forces a text-only
     // 5th generation.
     let max_steps_reached = handle.num_steps() > session.options().max_tool_steps;
     handle.increment_num_steps();
-    let tool_choice = activity.follow_up_tool_choice(request.tool_choice, max_steps_reached);
+    let tool_choice = activity.follow_up_tool_choice(tool_choice, max_steps_reached || draining);
     let chat_ctx = activity.llm_context(&activity.agent().chat_ctx(), None);
     session.emit(SessionEvent::SpeechCreated {
         user_initiated: false,
@@ -204,7 +220,7 @@ pub(crate) async fn pipeline_reply(
     });
     activity
         .spawn_reply(
-            &handle,
+            handle,
             ReplyRequest {
                 chat_ctx,
                 tools: activity.all_tools(),
@@ -212,7 +228,7 @@ pub(crate) async fn pipeline_reply(
             },
         )
         .detach();
-    activity.schedule(&handle);
+    activity.schedule(handle);
 }
 
 /// Adds calls and outputs to the history and emits `FunctionToolsExecuted`; returns whether a
@@ -230,10 +246,11 @@ pub(crate) fn record_tool_results(
     for r in results {
         let call_item = ChatItem::FunctionCall(r.call.clone());
         let out_item = ChatItem::FunctionCallOutput(r.output.clone());
+        // Placed by creation time: a call goes before what was said while its tool ran.
         for item in [call_item, out_item] {
-            activity.agent().push_chat_item(item.clone());
+            activity.agent().insert_chat_item(item.clone());
             handle.push_chat_item(item.clone());
-            session.add_history_item(item);
+            session.insert_history_item(item);
         }
         reply_required |= r.reply_required;
         if r.handoff.is_some() {
@@ -262,8 +279,9 @@ async fn run_llm(
     tools: Vec<FunctionTool>,
     settings: ModelSettings,
     out: LlmOutputs,
-    speech_id: String,
+    handle: SpeechHandle,
 ) {
+    let speech_id = handle.id().to_string();
     let LlmOutputs {
         text: text_tx,
         calls: call_tx,
@@ -278,7 +296,12 @@ async fn run_llm(
         .unwrap_or_default();
     let started = Instant::now();
     let behavior = ctx.agent.behavior();
-    let mut stream = match behavior.llm_node(ctx, chat_ctx, tools, settings).await {
+    let node = tokio::select! {
+        biased;
+        _ = handle.wait_interrupted() => return,
+        node = behavior.llm_node(ctx, chat_ctx, tools, settings) => node,
+    };
+    let mut stream = match node {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {
@@ -293,7 +316,17 @@ async fn run_llm(
     };
     let mut got_first = false;
     let mut failed = false;
-    while let Some(item) = stream.next().await {
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = handle.wait_interrupted() => {
+                // Dropping the stream cancels the request; what it used so far is reported.
+                metrics.cancelled = true;
+                break;
+            }
+            item = stream.next() => item,
+        };
+        let Some(item) = item else { break };
         match item {
             Ok(chunk) => {
                 if chunk.has_content() && !got_first {
@@ -337,7 +370,8 @@ async fn run_llm(
     if secs > 0.0 {
         metrics.tokens_per_second = metrics.completion_tokens as f64 / secs;
     }
-    if !failed {
+    drop(stream);
+    if !failed && !metrics.cancelled {
         session.reset_errors(ErrorSource::Llm);
     }
     session.emit_metrics(AgentMetrics::Llm(metrics));
@@ -352,6 +386,7 @@ pub(crate) async fn speak(
     audio_override: Option<AudioFrameStream>,
     llm_ttft: Option<TtftSlot>,
 ) -> Spoken {
+    let spoken_at = now_secs();
     let session = activity.session().clone();
     let ctx = activity.context();
     let behavior = activity.agent().behavior();
@@ -639,6 +674,7 @@ pub(crate) async fn speak(
         text: spoken_text,
         interrupted,
         played,
+        started_at: spoken_at,
     }
 }
 
@@ -756,6 +792,7 @@ async fn show_text_only(
     text_output: Option<std::sync::Arc<dyn crate::io::TextOutput>>,
     llm_ttft: Option<TtftSlot>,
 ) -> Spoken {
+    let started_at = now_secs();
     let mut tr_tx = Some(tr_tx);
     let mut shown = String::new();
     let mut text_open = true;
@@ -799,5 +836,6 @@ async fn show_text_only(
         text: shown.trim().to_string(),
         interrupted,
         played: None,
+        started_at,
     }
 }

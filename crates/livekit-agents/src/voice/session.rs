@@ -756,6 +756,17 @@ impl AgentSession {
         self.emit(SessionEvent::ConversationItemAdded { item });
     }
 
+    /// Adds an item created earlier than the last ones at its place in time (an interrupted
+    /// reply before a message typed while it played; a tool call before what was said while
+    /// the tool ran).
+    pub(crate) fn insert_history_item(&self, item: ChatItem) {
+        if self.close_emitted() {
+            return;
+        }
+        self.inner.state.lock().history.insert(item.clone());
+        self.emit(SessionEvent::ConversationItemAdded { item });
+    }
+
     pub(crate) fn set_agent_state(&self, new_state: AgentState) {
         if self.close_emitted() {
             return;
