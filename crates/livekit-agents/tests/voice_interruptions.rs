@@ -495,3 +495,181 @@ fn the_agent_thinks_while_a_tool_runs_after_its_words_then_listens_50_times() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn three_unrecoverable_errors_are_tolerated_and_the_fourth_closes_the_session() {
+    let llm = FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::error("boom", ms(50)));
+    let session = AgentSession::builder().llm(Arc::new(llm)).build();
+    let mut events = session.subscribe();
+    session
+        .start(Agent::new(""), SessionIo::default())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let h = session.generate_reply(ReplyOptions::default()).unwrap();
+        h.wait_for_playout().await;
+        tokio::time::sleep(ms(100)).await;
+    }
+    assert!(session.is_running(), "3 errors are tolerated");
+    let h = session.generate_reply(ReplyOptions::default()).unwrap();
+    h.wait_for_playout().await;
+    tokio::time::timeout(Duration::from_secs(5), session.wait_closed())
+        .await
+        .expect("the 4th error closes the session");
+    let mut errors = 0;
+    let mut close = None;
+    while let Ok(ev) = events.try_recv() {
+        match ev {
+            SessionEvent::Error {
+                source: ErrorSource::Llm,
+                ..
+            } => errors += 1,
+            SessionEvent::Close { reason, .. } => close = Some(reason),
+            _ => {}
+        }
+    }
+    assert_eq!(errors, 4);
+    assert_eq!(close, Some(CloseReason::Error));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_stt_error_other_than_a_lost_connection_is_counted_and_not_reopened() {
+    let speeches = vec![UserSpeech::new(2.0, 3.0, "hello")];
+    let stt = FakeStt::new(speeches.clone()).failing_with(
+        0.5,
+        livekit_agents::types::ApiError::status(400, "bad request"),
+    );
+    let session = AgentSession::builder()
+        .vad(Arc::new(FakeVad::new(speeches)))
+        .stt(Arc::new(stt.clone()))
+        .llm(Arc::new(FakeLlm::new(vec![])))
+        .options(options())
+        .build();
+    let mut events = session.subscribe();
+    let (_audio, input) = audio_input_channel();
+    session
+        .start(
+            Agent::new(""),
+            SessionIo {
+                audio_input: Some(input),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(stt.streams_opened(), 1);
+    let mut stt_errors = 0;
+    while let Ok(ev) = events.try_recv() {
+        if let SessionEvent::Error {
+            source: ErrorSource::Stt,
+            recoverable,
+            ..
+        } = ev
+        {
+            assert!(!recoverable);
+            stt_errors += 1;
+        }
+    }
+    assert_eq!(stt_errors, 1);
+    assert!(session.is_running(), "one error is within the budget");
+}
+
+/// `close()` while the user is still talking: the final transcript arrives after the close
+/// started and is committed before the close event.
+#[test]
+fn close_waits_for_the_users_trailing_transcript_50_times() {
+    for i in 0..50u64 {
+        let names_and_items = paused_runtime().block_on(async move {
+            let speech = UserSpeech::new(0.5, 2.0, "see you tomorrow").stt_delay(0.8);
+            let h = Harness::start(
+                vec![speech],
+                FakeLlm::new(vec![]),
+                FakeTts::new(ms(100), ms(500)),
+                options(),
+                Agent::new(""),
+                MemoryAudioOutput::new(),
+            )
+            .await;
+            tokio::time::sleep(ms(1500 + i * 10)).await;
+            h.session.close().await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let names: Vec<String> = h
+                .log
+                .lock()
+                .iter()
+                .filter_map(|(_, ev)| match ev {
+                    SessionEvent::ConversationItemAdded { item } => Some(format!(
+                        "item:{}",
+                        item.as_message()
+                            .and_then(|m| m.text_content())
+                            .unwrap_or_default()
+                    )),
+                    SessionEvent::Close { .. } => Some("close".into()),
+                    _ => None,
+                })
+                .collect();
+            (names, h.messages())
+        });
+        assert_eq!(
+            names_and_items,
+            (
+                vec!["item:see you tomorrow".to_string(), "close".to_string()],
+                vec!["User:see you tomorrow".to_string()]
+            ),
+            "iteration {i}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_does_not_wait_when_the_user_is_silent() {
+    let h = Harness::start(
+        vec![],
+        FakeLlm::new(vec![]),
+        FakeTts::new(ms(100), ms(500)),
+        options(),
+        Agent::new(""),
+        MemoryAudioOutput::new(),
+    )
+    .await;
+    let started = Instant::now();
+    h.session.close().await;
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_llm_request_reports_its_usage_as_cancelled() {
+    let h = Harness::start(
+        vec![],
+        FakeLlm::new(vec![FakeLlmResponse {
+            text: "one two three four five six seven eight".into(),
+            ttft: ms(100),
+            duration: Duration::from_secs(4),
+            ..Default::default()
+        }]),
+        FakeTts::new(ms(100), ms(5000)),
+        options(),
+        Agent::new(""),
+        MemoryAudioOutput::new(),
+    )
+    .await;
+    h.session.generate_reply(ReplyOptions::default()).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.session.interrupt();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let llm: Vec<_> = h
+        .log
+        .lock()
+        .iter()
+        .filter_map(|(_, ev)| match ev {
+            SessionEvent::MetricsCollected {
+                metrics: livekit_agents::metrics::AgentMetrics::Llm(m),
+            } => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(llm.len(), 1);
+    assert!(llm[0].cancelled);
+    assert_eq!(llm[0].ttft, ms(100));
+}

@@ -278,7 +278,8 @@ async fn repeated_unrecoverable_llm_errors_close_the_session() {
         FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::error("model overloaded", ms(10)));
     let (session, _) = text_session(llm, Agent::new("")).await;
     let mut events = session.subscribe();
-    for _ in 0..3 {
+    // max_unrecoverable_errors = 3 tolerates three: the fourth closes the session.
+    for _ in 0..4 {
         if let Ok(h) = session.generate_reply(ReplyOptions::default()) {
             h.wait_for_playout().await;
         }
@@ -301,7 +302,7 @@ async fn repeated_unrecoverable_llm_errors_close_the_session() {
             _ => {}
         }
     }
-    assert_eq!(errors, 3);
+    assert_eq!(errors, 4);
     let (reason, error) = close.unwrap();
     assert_eq!(reason, CloseReason::Error);
     assert!(error.unwrap().contains("model overloaded"));
@@ -480,4 +481,15 @@ async fn tool_errors_read_as_the_reference_texts() {
         "{}",
         out.output
     );
+}
+
+#[test]
+fn an_agents_chat_ctx_starts_with_its_instructions() {
+    let agent = Agent::new("Be brief.");
+    let ctx = agent.chat_ctx();
+    let first = ctx.items()[0].as_message().unwrap();
+    assert_eq!(first.role, ChatRole::System);
+    assert_eq!(first.text_content().as_deref(), Some("Be brief."));
+    assert_eq!(first.id, livekit_agents::voice::agent::INSTRUCTIONS_ITEM_ID);
+    assert!(Agent::new("").chat_ctx().items().is_empty());
 }

@@ -371,9 +371,7 @@ async fn run_llm(
         metrics.tokens_per_second = metrics.completion_tokens as f64 / secs;
     }
     drop(stream);
-    if !failed && !metrics.cancelled {
-        session.reset_errors(ErrorSource::Llm);
-    }
+    let _ = failed;
     session.emit_metrics(AgentMetrics::Llm(metrics));
 }
 
@@ -487,7 +485,7 @@ pub(crate) async fn speak(
         let due_at = started_at
             .zip(next_due)
             .filter(|_| paused_since.is_none())
-            .map(|(s, t)| s + paused_total + Duration::from_secs_f64(t));
+            .map(|(s, t)| s + paused_total + super::recognition::provider_secs(t));
         let elapsed = |s: Instant, paused_total: Duration| {
             s.elapsed().saturating_sub(paused_total).as_secs_f64()
         };
@@ -610,9 +608,6 @@ pub(crate) async fn speak(
     drop(audio);
     tts_metrics.duration = tts_started.elapsed();
     tts_metrics.cancelled = interrupted;
-    if first_audio {
-        session.reset_errors(ErrorSource::Tts);
-    }
     session.emit_metrics(AgentMetrics::Tts(tts_metrics));
 
     let mut played = finished.map(|f| f.playback_position);

@@ -181,12 +181,18 @@ pub struct SessionOptions {
     pub tts_text_transforms: Vec<TextTransformKind>,
     /// Feed TTS word timings to the transcription node (default false).
     pub use_tts_aligned_transcript: bool,
-    /// Unrecoverable errors of one kind before the session closes (default 3).
+    /// Unrecoverable errors of one kind the session tolerates (default 3: it closes on the
+    /// 4th, as the reference). The STT's count resets on a user transcript, the LLM's and the
+    /// TTS's when the agent speaks.
     pub max_unrecoverable_errors: u32,
     /// Timeout of one turn-detector prediction (default 1 s).
     pub turn_detector_timeout: Duration,
     /// Retry policy passed to STT, LLM and TTS requests.
     pub conn_options: crate::types::ApiConnectOptions,
+    /// How long `close()` waits for the final transcript of what the user was saying, to
+    /// commit it to the history before the close event (default 2 s, the reference's
+    /// `session_close_transcript_timeout`).
+    pub session_close_transcript_timeout: Duration,
 }
 
 impl Default for SessionOptions {
@@ -201,6 +207,7 @@ impl Default for SessionOptions {
             max_unrecoverable_errors: 3,
             turn_detector_timeout: Duration::from_secs(1),
             conn_options: crate::types::ApiConnectOptions::default(),
+            session_close_transcript_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -48,11 +48,39 @@ pub(crate) enum RecognitionCommand {
     Clear,
     /// The active agent changed: reopen the STT if the new agent overrides it.
     AgentChanged(super::agent::Agent),
+    /// The session closes: answer what the user was saying (waiting up to `timeout` for its
+    /// final transcript if speech is in progress) without handing it to the activity.
+    TrailingTranscript {
+        timeout: Duration,
+        reply: oneshot::Sender<String>,
+    },
 }
 
 pub(crate) struct RecognitionHandle {
     pub commands: mpsc::UnboundedSender<RecognitionCommand>,
     _task: AbortOnDropHandle<()>,
+}
+
+impl RecognitionHandle {
+    /// What the user was saying (see [`RecognitionCommand::TrailingTranscript`]); empty if
+    /// nothing, or if recognition stopped.
+    pub(crate) async fn trailing_transcript(&self, timeout: Duration) -> String {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(RecognitionCommand::TrailingTranscript { timeout, reply: tx })
+            .is_err()
+        {
+            return String::new();
+        }
+        // Bounded even if the task is stuck: the timeout, plus a little for the STT flush.
+        let bound = timeout.saturating_add(Duration::from_millis(500));
+        tokio::time::timeout(bound, rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
 }
 
 pub(crate) fn spawn(session: AgentSession, input: AudioInput) -> RecognitionHandle {
@@ -71,6 +99,8 @@ type EouFuture = Pin<Box<dyn Future<Output = EouDecision> + Send>>;
 
 struct PendingCommit {
     skip_reply: bool,
+    /// The session is closing: answer the transcript, do not hand it to the activity.
+    closing: bool,
     deadline: Instant,
     reply: oneshot::Sender<String>,
 }
@@ -181,12 +211,18 @@ impl Recognition {
                 ev = next_stt(&mut self.stt_events) => match ev {
                     Some(Ok(ev)) => self.on_stt_event(ev),
                     Some(Err(e)) => {
-                        // The stream already retried what could be retried: report, then open a
-                        // new one shortly (the session closes after repeated failures).
+                        // The stream already retried what could be retried. Every such error
+                        // counts toward the unrecoverable budget (the session closes past it);
+                        // as the reference, only a lost connection opens a new stream shortly.
+                        let reopen = matches!(e, ApiError::Connection { .. } | ApiError::Timeout(_));
                         self.session.report_error(ErrorSource::Stt, e.to_string(), false);
                         self.stt_events = None;
                         self.stt_audio = None;
-                        stt_reopen_at = Some(Instant::now() + STT_REOPEN_INTERVAL);
+                        if reopen {
+                            stt_reopen_at = Some(Instant::now() + STT_REOPEN_INTERVAL);
+                        } else {
+                            tracing::warn!(error = %e, "the STT stream failed; not reopened (not a connection error)");
+                        }
                     }
                     None => {
                         self.stt_events = None;
@@ -197,6 +233,7 @@ impl Recognition {
                     Some(RecognitionCommand::Commit { options, reply }) => self.start_commit(options, reply),
                     Some(RecognitionCommand::Clear) => self.clear_turn(),
                     Some(RecognitionCommand::AgentChanged(agent)) => self.on_agent_changed(agent).await,
+                    Some(RecognitionCommand::TrailingTranscript { timeout, reply }) => self.start_trailing(timeout, reply),
                     None => break,
                 },
                 decision = poll_eou(&mut self.eou) => {
@@ -258,9 +295,7 @@ impl Recognition {
         match ev.kind {
             VadEventType::StartOfSpeech => {
                 let started = now
-                    .checked_sub(Duration::from_secs_f64(
-                        ev.speech_duration + ev.inference_duration,
-                    ))
+                    .checked_sub(provider_secs(ev.speech_duration + ev.inference_duration))
                     .unwrap_or(now);
                 if self.eou.take().is_some() {
                     // A pause inside the turn.
@@ -287,15 +322,17 @@ impl Recognition {
             }
             VadEventType::InferenceDone => {
                 self.vad_metrics.inference_count += 1;
-                self.vad_metrics.inference_duration_total +=
-                    Duration::from_secs_f64(ev.inference_duration.max(0.0));
+                self.vad_metrics.inference_duration_total = self
+                    .vad_metrics
+                    .inference_duration_total
+                    .saturating_add(provider_secs(ev.inference_duration));
                 if self.speaking {
                     if let Some(a) = activity {
                         let words = format!("{} {}", self.transcript, self.interim)
                             .split_whitespace()
                             .count();
                         a.on_vad_inference(
-                            Duration::from_secs_f64(ev.speech_duration.max(0.0)),
+                            provider_secs(ev.speech_duration),
                             words,
                             self.stt_events.is_some(),
                         );
@@ -305,10 +342,8 @@ impl Recognition {
             VadEventType::EndOfSpeech => {
                 self.speaking = false;
                 self.last_speaking_time = Some(
-                    now.checked_sub(Duration::from_secs_f64(
-                        ev.silence_duration + ev.inference_duration,
-                    ))
-                    .unwrap_or(now),
+                    now.checked_sub(provider_secs(ev.silence_duration + ev.inference_duration))
+                        .unwrap_or(now),
                 );
                 if self.vad_metrics.inference_count > 0 {
                     self.session
@@ -434,7 +469,7 @@ impl Recognition {
                         label: self.session.stt().map(|s| s.label()).unwrap_or_default(),
                         request_id: ev.request_id,
                         duration: Duration::ZERO,
-                        audio_duration: Duration::from_secs_f64(usage.audio_duration.max(0.0)),
+                        audio_duration: provider_secs(usage.audio_duration),
                         streamed: true,
                     }));
                 }
@@ -556,19 +591,10 @@ impl Recognition {
             self.last_speaking_time = Some(Instant::now());
         }
         // Silence makes the STT finalize what it heard.
-        if let (Some(stt), Some(last)) = (&self.stt_audio, &self.last_frame) {
-            let per_frame = (last.sample_rate / 20).max(1) as usize;
-            let frames = (options.stt_flush_duration.as_secs_f64() * 20.0).ceil() as usize;
-            for _ in 0..frames {
-                let _ = stt.send(AudioFrame::silence(
-                    last.sample_rate,
-                    last.num_channels,
-                    per_frame,
-                ));
-            }
-        }
+        self.flush_stt(options.stt_flush_duration);
         let pending = PendingCommit {
             skip_reply: options.skip_reply,
+            closing: false,
             deadline: Instant::now() + options.transcript_timeout,
             reply,
         };
@@ -580,10 +606,62 @@ impl Recognition {
         }
     }
 
+    /// The session closes: answer the transcript at once when the user is not in the middle
+    /// of saying something, else after its final transcript (or `timeout`; an interim
+    /// transcript then stands in for it).
+    fn start_trailing(&mut self, timeout: Duration, reply: oneshot::Sender<String>) {
+        self.eou = None;
+        let in_progress = self.stt_events.is_some()
+            && (self.speaking
+                || !self.interim.is_empty()
+                || (self.speech_started_at.is_some() && self.transcript.is_empty()));
+        if let Some(previous) = self.commit.take() {
+            let _ = previous.reply.send(String::new());
+        }
+        self.commit = Some(PendingCommit {
+            skip_reply: true,
+            closing: true,
+            deadline: Instant::now() + timeout,
+            reply,
+        });
+        if in_progress {
+            self.flush_stt(Duration::from_secs(2));
+        } else {
+            self.finish_commit();
+        }
+    }
+
+    /// Pushes `duration` of silence to the STT so it finalizes what it heard.
+    fn flush_stt(&mut self, duration: Duration) {
+        if let (Some(stt), Some(last)) = (&self.stt_audio, &self.last_frame) {
+            let per_frame = (last.sample_rate / 20).max(1) as usize;
+            let frames = (duration.as_secs_f64() * 20.0).ceil().min(2_000.0) as usize;
+            for _ in 0..frames {
+                let _ = stt.send(AudioFrame::silence(
+                    last.sample_rate,
+                    last.num_channels,
+                    per_frame,
+                ));
+            }
+        }
+    }
+
     fn finish_commit(&mut self) {
         let Some(pending) = self.commit.take() else {
             return;
         };
+        if pending.closing {
+            let mut transcript = self.transcript.clone();
+            if !self.interim.trim().is_empty() {
+                if !transcript.is_empty() {
+                    transcript.push(' ');
+                }
+                transcript.push_str(self.interim.trim());
+            }
+            self.reset_turn();
+            let _ = pending.reply.send(transcript);
+            return;
+        }
         let transcript = self.commit_turn(pending.skip_reply);
         self.reset_turn();
         let _ = pending.reply.send(transcript);
@@ -618,6 +696,21 @@ async fn open_stt(
             (None, None)
         }
     }
+}
+
+/// The longest duration taken from a model's or provider's numbers (a day): anything longer
+/// is garbage, and capping keeps sums of such durations (usage, metrics) from overflowing.
+const MAX_PROVIDER_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Seconds declared by a model or a provider as a `Duration`, never panicking: negative or
+/// NaN is zero, too large (1e300, infinity) is capped at [`MAX_PROVIDER_DURATION`].
+pub(crate) fn provider_secs(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs)
+        .unwrap_or(MAX_PROVIDER_DURATION)
+        .min(MAX_PROVIDER_DURATION)
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -655,5 +748,20 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_durations_never_panic() {
+        assert_eq!(provider_secs(1.5), Duration::from_millis(1500));
+        assert_eq!(provider_secs(1e300), MAX_PROVIDER_DURATION);
+        assert_eq!(provider_secs(f64::INFINITY), MAX_PROVIDER_DURATION);
+        assert_eq!(provider_secs(-3.0), Duration::ZERO);
+        assert_eq!(provider_secs(f64::NAN), Duration::ZERO);
+        assert_eq!(provider_secs(f64::NEG_INFINITY), Duration::ZERO);
     }
 }

@@ -519,12 +519,29 @@ impl AgentSession {
                 st.realtime.take(),
             )
         };
+        if let Some(activity) = activity.as_ref() {
+            activity.close();
+        }
+        // What the user was saying when the session closed: wait (bounded) for its final
+        // transcript and commit it before the close event, as the reference does (not when
+        // closing on errors).
+        if let (Some(r), true) = (recognition.as_ref(), reason != CloseReason::Error) {
+            let timeout = self.inner.options.session_close_transcript_timeout;
+            let transcript = r.trailing_transcript(timeout).await;
+            if !transcript.trim().is_empty() {
+                let item = ChatItem::Message(crate::llm::ChatMessage::new(
+                    crate::llm::ChatRole::User,
+                    transcript,
+                ));
+                if let Some(activity) = activity.as_ref() {
+                    activity.agent().push_chat_item(item.clone());
+                }
+                self.add_history_item(item);
+            }
+        }
         drop(recognition);
         if let Some(link) = realtime {
             link.session.close().await;
-        }
-        if let Some(activity) = activity {
-            activity.close();
         }
         if let Some(out) = self.audio_output() {
             out.clear_buffer();
@@ -780,6 +797,12 @@ impl AgentSession {
             st.agent_state = new_state;
             old
         };
+        if new_state == AgentState::Speaking {
+            // The LLM and the TTS worked: their unrecoverable-error counts start over.
+            let mut st = self.inner.state.lock();
+            st.error_counts.remove(&ErrorSource::Llm);
+            st.error_counts.remove(&ErrorSource::Tts);
+        }
         self.emit(SessionEvent::AgentStateChanged {
             old_state,
             new_state,
@@ -890,6 +913,9 @@ impl AgentSession {
     /// Reports a component error; after `max_unrecoverable_errors` unrecoverable errors of one
     /// kind the session closes.
     pub(crate) fn report_error(&self, source: ErrorSource, error: String, recoverable: bool) {
+        if self.inner.state.lock().closed {
+            return;
+        }
         self.emit(SessionEvent::Error {
             source,
             error: error.clone(),
@@ -904,7 +930,7 @@ impl AgentSession {
             *c += 1;
             *c
         };
-        if count >= self.inner.options.max_unrecoverable_errors {
+        if count > self.inner.options.max_unrecoverable_errors {
             let session = self.clone();
             let message = format!("{source:?} failed {count} times: {error}");
             tokio::spawn(
