@@ -13,11 +13,9 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::activity::EndOfTurnInfo;
-use super::agent::{AgentContext, ModelSettings};
 use super::endpointing::{wait_end_of_turn, Endpointing, EouDecision, EouParams};
 use super::events::{AgentState, CloseReason, ErrorSource, SessionEvent};
 use super::options::TurnDetection;
@@ -668,100 +666,7 @@ impl Recognition {
     }
 }
 
-type SttEvents = BoxStream<'static, Result<SpeechEvent, ApiError>>;
+mod streams;
 
-/// Opens `agent`'s STT node on a fresh audio channel.
-async fn open_stt(
-    session: &AgentSession,
-    agent: super::agent::Agent,
-) -> (Option<mpsc::UnboundedSender<AudioFrame>>, Option<SttEvents>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let ctx = AgentContext {
-        session: session.clone(),
-        agent: agent.clone(),
-    };
-    match agent
-        .behavior()
-        .stt_node(
-            ctx,
-            UnboundedReceiverStream::new(rx).boxed(),
-            ModelSettings::default(),
-        )
-        .await
-    {
-        Ok(Some(events)) => (Some(tx), Some(events)),
-        Ok(None) => (None, None),
-        Err(e) => {
-            session.report_error(ErrorSource::Stt, e.to_string(), false);
-            (None, None)
-        }
-    }
-}
-
-/// The longest duration taken from a model's or provider's numbers (a day): anything longer
-/// is garbage, and capping keeps sums of such durations (usage, metrics) from overflowing.
-const MAX_PROVIDER_DURATION: Duration = Duration::from_secs(24 * 3600);
-
-/// Seconds declared by a model or a provider as a `Duration`, never panicking: negative or
-/// NaN is zero, too large (1e300, infinity) is capped at [`MAX_PROVIDER_DURATION`].
-pub(crate) fn provider_secs(secs: f64) -> Duration {
-    if secs.is_nan() || secs <= 0.0 {
-        return Duration::ZERO;
-    }
-    Duration::try_from_secs_f64(secs)
-        .unwrap_or(MAX_PROVIDER_DURATION)
-        .min(MAX_PROVIDER_DURATION)
-}
-
-fn non_empty(s: String) -> Option<String> {
-    if s.is_empty() {
-        None
-    } else {
-        Some(s)
-    }
-}
-
-async fn next_vad(vad: &mut Option<VadStream>) -> Option<VadEvent> {
-    match vad {
-        Some(v) => v.next_event().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_stt(
-    stt: &mut Option<BoxStream<'static, Result<SpeechEvent, ApiError>>>,
-) -> Option<Result<SpeechEvent, ApiError>> {
-    match stt {
-        Some(s) => s.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn poll_eou(eou: &mut Option<EouFuture>) -> EouDecision {
-    match eou {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn provider_durations_never_panic() {
-        assert_eq!(provider_secs(1.5), Duration::from_millis(1500));
-        assert_eq!(provider_secs(1e300), MAX_PROVIDER_DURATION);
-        assert_eq!(provider_secs(f64::INFINITY), MAX_PROVIDER_DURATION);
-        assert_eq!(provider_secs(-3.0), Duration::ZERO);
-        assert_eq!(provider_secs(f64::NAN), Duration::ZERO);
-        assert_eq!(provider_secs(f64::NEG_INFINITY), Duration::ZERO);
-    }
-}
+pub(crate) use streams::provider_secs;
+use streams::{next_stt, next_vad, non_empty, open_stt, poll_eou, sleep_until_opt};
