@@ -278,7 +278,8 @@ async fn repeated_unrecoverable_llm_errors_close_the_session() {
         FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::error("model overloaded", ms(10)));
     let (session, _) = text_session(llm, Agent::new("")).await;
     let mut events = session.subscribe();
-    for _ in 0..3 {
+    // max_unrecoverable_errors = 3 tolerates three: the fourth closes the session.
+    for _ in 0..4 {
         if let Ok(h) = session.generate_reply(ReplyOptions::default()) {
             h.wait_for_playout().await;
         }
@@ -301,7 +302,7 @@ async fn repeated_unrecoverable_llm_errors_close_the_session() {
             _ => {}
         }
     }
-    assert_eq!(errors, 3);
+    assert_eq!(errors, 4);
     let (reason, error) = close.unwrap();
     assert_eq!(reason, CloseReason::Error);
     assert!(error.unwrap().contains("model overloaded"));
@@ -394,4 +395,101 @@ async fn judge_asks_the_llm_for_a_verdict() {
         judge(&no, &msg, "talks about the weather").await,
         Err(JudgeError::Failed("does not mention the weather".into()))
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handoff_with_a_value_is_spoken_by_the_old_agent_before_the_new_one_enters() {
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log2 = log.clone();
+    let transfer = FunctionTool::raw(
+        "transfer",
+        "Transfer to billing.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        move |_ctx: RunContext, _a: serde_json::Value| {
+            let log = log2.clone();
+            async move {
+                let billing = Agent::builder()
+                    .id("billing")
+                    .behavior(Recorder {
+                        name: "billing",
+                        log,
+                    })
+                    .build();
+                Ok::<_, ToolError>((billing, "Transferring you to billing."))
+            }
+        },
+    );
+    let front = Agent::builder()
+        .id("front")
+        .tool(transfer)
+        .behavior(Recorder {
+            name: "front",
+            log: log.clone(),
+        })
+        .build();
+    let llm = FakeLlm::new(vec![
+        FakeLlmResponse::tool_call("transfer", "{}", ms(50)),
+        FakeLlmResponse::text("One moment, billing will take it from here.", ms(50)),
+    ]);
+    let (session, _) = text_session(llm.clone(), front).await;
+    let result = session.run("I have a billing question").await.unwrap();
+    let mut expect = result.expect();
+    expect.next_event().is_function_call("transfer", None);
+    expect
+        .next_event()
+        .is_function_call_output(Some("Transferring you to billing."), Some(false));
+    let said = expect.next_event().is_message(ChatRole::Assistant);
+    assert_eq!(
+        said.text_content().as_deref(),
+        Some("One moment, billing will take it from here.")
+    );
+    expect.next_event().is_agent_handoff("billing");
+    expect.no_more_events();
+    tokio::task::yield_now().await;
+    assert_eq!(
+        *log.lock(),
+        vec!["front:enter", "front:exit", "billing:enter"]
+    );
+    // The old agent answered the value without calling tools again (it is being drained).
+    assert_eq!(llm.requests()[1].tool_choice, Some(ToolChoice::None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tool_errors_read_as_the_reference_texts() {
+    let llm = FakeLlm::new(vec![
+        FakeLlmResponse::tool_call("lookup_wether", "{}", ms(50)),
+        FakeLlmResponse::tool_call("lookup_weather", r#"{"city": "Paris"}"#, ms(50)),
+        FakeLlmResponse::text("Sorry.", ms(50)),
+    ]);
+    let (session, _) = text_session(llm, Agent::builder().tool(weather_tool()).build()).await;
+    let result = session.run("Weather?").await.unwrap();
+    let mut expect = result.expect();
+    expect.next_event().is_function_call("lookup_wether", None);
+    expect.next_event().is_function_call_output(
+        Some("Unknown function: lookup_wether - available tools: lookup_weather"),
+        Some(true),
+    );
+    expect.next_event().is_function_call("lookup_weather", None);
+    let out = expect.next_event().event().clone();
+    let livekit_agents::testing::RunEvent::FunctionCallOutput(out) = out else {
+        panic!("expected an output, got {out:?}");
+    };
+    assert!(out.is_error);
+    assert!(
+        out.output
+            .starts_with("Error parsing arguments for `lookup_weather`: missing field `location`"),
+        "{}",
+        out.output
+    );
+}
+
+#[test]
+fn an_agents_chat_ctx_starts_with_its_instructions() {
+    let agent = Agent::new("Be brief.");
+    let ctx = agent.chat_ctx();
+    let first = ctx.items()[0].as_message().unwrap();
+    assert_eq!(first.role, ChatRole::System);
+    assert_eq!(first.text_content().as_deref(), Some("Be brief."));
+    assert_eq!(first.id, livekit_agents::voice::agent::INSTRUCTIONS_ITEM_ID);
+    assert!(Agent::new("").chat_ctx().items().is_empty());
 }

@@ -74,6 +74,23 @@ impl MemoryAudioOutput {
         }
     }
 
+    /// An output with a bounded queue ([`PacedAudioOutput::bounded`]): `capture_frame` waits
+    /// while `limit` of audio is queued and while the output is paused, as a room track does.
+    pub fn bounded(limit: Duration) -> Self {
+        let played: Arc<Mutex<Vec<PlayedFrame>>> = Arc::default();
+        let record = played.clone();
+        let inner = PacedAudioOutput::bounded("memory", None, limit, move |frame: &AudioFrame| {
+            record.lock().push(PlayedFrame {
+                frame: frame.clone(),
+                at: Instant::now(),
+            });
+        });
+        Self {
+            inner: Arc::new(inner),
+            played,
+        }
+    }
+
     /// The frames played so far.
     pub fn played(&self) -> Vec<PlayedFrame> {
         self.played.lock().clone()

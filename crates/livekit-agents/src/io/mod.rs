@@ -129,7 +129,12 @@ pub trait AudioOutput: Send + Sync + 'static {
     }
     /// Whether [`pause`](Self::pause) is supported (needed to resume after false interruptions).
     fn can_pause(&self) -> bool;
-    /// Queues a frame for playback (may wait while the output's buffer is full).
+    /// Queues a frame for playback (may wait while the output's buffer is full or while it is
+    /// paused).
+    ///
+    /// Must be cancel-safe: the pipeline drops a waiting capture when the speech is interrupted
+    /// (then calls [`clear_buffer`](Self::clear_buffer) and [`resume`](Self::resume)); a dropped
+    /// capture queues the whole frame or nothing.
     async fn capture_frame(&self, frame: AudioFrame);
     /// Ends the current segment.
     fn flush(&self);

@@ -44,12 +44,18 @@ struct State {
     playing: Option<(Instant, Duration)>,
     /// Bumped by `clear_buffer`, so the player drops the accounting of a cleared frame.
     epoch: u64,
+    /// Audio in `queue` (not counting the frame playing).
+    queued: Duration,
 }
 
 struct Shared {
     state: Mutex<State>,
     wake: Notify,
+    /// Woken when queued audio left the queue (played, cleared) or playback resumed.
+    space: Notify,
     events: broadcast::Sender<PlaybackEvent>,
+    /// With a limit, `capture_frame` waits while this much audio is queued, or while paused.
+    limit: Option<Duration>,
 }
 
 /// A real-time paced [`AudioOutput`] over a [`FrameSink`].
@@ -74,15 +80,40 @@ impl PacedAudioOutput {
     /// An output named `label` that wants `sample_rate` (or any rate with `None`) and plays into
     /// `sink`.
     pub fn new(label: impl Into<String>, sample_rate: Option<u32>, sink: impl FrameSink) -> Self {
+        Self::build(label.into(), sample_rate, None, Box::new(sink))
+    }
+
+    /// Like [`new`](Self::new), with a bounded queue, as a device or a room track has:
+    /// [`capture_frame`](AudioOutput::capture_frame) waits while `limit` of audio is queued,
+    /// and while the output is paused (the reference's room output queues 200 ms). A capture
+    /// waiting when [`clear_buffer`](AudioOutput::clear_buffer) is called returns without
+    /// queueing its frame (it belonged to the cleared segment).
+    pub fn bounded(
+        label: impl Into<String>,
+        sample_rate: Option<u32>,
+        limit: Duration,
+        sink: impl FrameSink,
+    ) -> Self {
+        Self::build(label.into(), sample_rate, Some(limit), Box::new(sink))
+    }
+
+    fn build(
+        label: String,
+        sample_rate: Option<u32>,
+        limit: Option<Duration>,
+        sink: Box<dyn FrameSink>,
+    ) -> Self {
         let (events, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            space: Notify::new(),
             events,
+            limit,
         });
-        let player = tokio::spawn(play_loop(shared.clone(), Box::new(sink)));
+        let player = tokio::spawn(play_loop(shared.clone(), sink));
         Self {
-            label: label.into(),
+            label,
             sample_rate,
             shared,
             _player: AbortOnDropHandle::new(player),
@@ -114,6 +145,8 @@ async fn play_loop(shared: Arc<Shared>, mut sink: Box<dyn FrameSink>) {
             if st.paused {
                 Step::Wait
             } else if let Some(frame) = st.queue.pop_front() {
+                st.queued = st.queued.saturating_sub(frame.duration());
+                shared.space.notify_waiters();
                 if !st.started {
                     st.started = true;
                     let _ = shared.events.send(PlaybackEvent::Started);
@@ -156,6 +189,7 @@ async fn play_loop(shared: Arc<Shared>, mut sink: Box<dyn FrameSink>) {
 
 fn reset_segment(st: &mut State) {
     st.queue.clear();
+    st.queued = Duration::ZERO;
     st.open = false;
     st.flushed = false;
     st.started = false;
@@ -178,10 +212,29 @@ impl AudioOutput for PacedAudioOutput {
     }
 
     async fn capture_frame(&self, frame: AudioFrame) {
-        {
-            let mut st = self.shared.state.lock();
-            st.open = true;
-            st.queue.push_back(frame);
+        let mut epoch = None;
+        loop {
+            let space = self.shared.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            {
+                let mut st = self.shared.state.lock();
+                if *epoch.get_or_insert(st.epoch) != st.epoch {
+                    // Cleared while waiting: the frame belonged to the cleared segment.
+                    return;
+                }
+                let full = self
+                    .shared
+                    .limit
+                    .is_some_and(|limit| st.paused || (!st.queue.is_empty() && st.queued >= limit));
+                if !full {
+                    st.open = true;
+                    st.queued += frame.duration();
+                    st.queue.push_back(frame);
+                    break;
+                }
+            }
+            space.await;
         }
         self.shared.wake.notify_one();
     }
@@ -199,6 +252,10 @@ impl AudioOutput for PacedAudioOutput {
         let finished = {
             let mut st = self.shared.state.lock();
             if !st.open {
+                // Nothing to finish, but a capture waiting for space is released.
+                st.epoch += 1;
+                drop(st);
+                self.shared.space.notify_waiters();
                 return;
             }
             let mut position = st.position;
@@ -209,6 +266,7 @@ impl AudioOutput for PacedAudioOutput {
             }
             reset_segment(&mut st);
             st.epoch += 1;
+            self.shared.space.notify_waiters();
             PlaybackFinished {
                 playback_position: position,
                 interrupted: true,
@@ -225,6 +283,7 @@ impl AudioOutput for PacedAudioOutput {
     fn resume(&self) {
         self.shared.state.lock().paused = false;
         self.shared.wake.notify_one();
+        self.shared.space.notify_waiters();
     }
 
     fn subscribe(&self) -> broadcast::Receiver<PlaybackEvent> {
@@ -285,5 +344,42 @@ mod tests {
         assert_eq!(finished.playback_position, Duration::ZERO);
         assert!(!finished.interrupted);
         assert!(events.try_recv().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bounded_output_makes_the_writer_wait_while_full_or_paused_and_clear_releases_it() {
+        let out = Arc::new(PacedAudioOutput::bounded(
+            "test",
+            None,
+            Duration::from_millis(200),
+            |_: &AudioFrame| {},
+        ));
+        let start = Instant::now();
+        // 1 s of audio through a 200 ms queue (plus the frame playing): the writer is done
+        // when the last 300 ms remain.
+        for _ in 0..10 {
+            out.capture_frame(frame(100)).await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(700));
+        // Paused: the writer waits even with room in the queue...
+        out.pause();
+        let writer = {
+            let out = out.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    out.capture_frame(frame(100)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!writer.is_finished());
+        // ...until a clear: the waiting frame is dropped (it belonged to the cleared segment).
+        let mut events = out.subscribe();
+        out.clear_buffer();
+        let finished = wait_for_finished(&mut events).await.unwrap();
+        assert!(finished.interrupted);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        out.resume();
+        writer.await.unwrap();
     }
 }

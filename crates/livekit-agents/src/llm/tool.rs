@@ -159,6 +159,19 @@ pub struct InvalidToolDefinition {
     pub reason: String,
 }
 
+/// The error the model reads when it called a tool that does not exist (the reference's text,
+/// naming the tools it may call).
+pub fn unknown_tool_error<'a>(
+    name: &str,
+    available: impl IntoIterator<Item = &'a str>,
+) -> ToolError {
+    let available: Vec<&str> = available.into_iter().collect();
+    ToolError::new(format!(
+        "Unknown function: {name} - available tools: {}",
+        available.join(", ")
+    ))
+}
+
 /// The text the model sees when a tool fails with an error that was not meant for it (any
 /// error converted with `?`, or a panic): the reference's wording. The real error is logged.
 pub const INTERNAL_ERROR_MESSAGE: &str = "An internal error occurred";
@@ -336,6 +349,8 @@ pub struct RunContext {
     session: Option<AgentSession>,
     speech_handle: Option<SpeechHandle>,
     userdata: Userdata,
+    /// The generation step of `speech_handle` that called the tool (1-based).
+    step: u32,
 }
 
 impl RunContext {
@@ -346,11 +361,13 @@ impl RunContext {
         speech_handle: Option<SpeechHandle>,
         userdata: Userdata,
     ) -> Self {
+        let step = speech_handle.as_ref().map_or(0, SpeechHandle::num_steps);
         Self {
             function_call,
             session,
             speech_handle,
             userdata,
+            step,
         }
     }
 
@@ -372,6 +389,36 @@ impl RunContext {
     /// The session's userdata, if it is a `T`.
     pub fn userdata<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
         self.userdata.get::<T>()
+    }
+
+    /// Waits until the words the agent said in the step that called this tool finished playing
+    /// (or were interrupted), as the reference's `RunContext.wait_for_playout`.
+    ///
+    /// Unlike [`SpeechHandle::wait_for_playout`], which waits for the whole speech, including
+    /// this tool and the reply to its output (so awaiting it from the tool never returns), this
+    /// waits only for what was said before the tool ran: "say goodbye, then hang up" is
+    ///
+    /// ```no_run
+    /// use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+    ///
+    /// let end_call = FunctionTool::new(
+    ///     "end_call",
+    ///     "Ends the call once the user said goodbye.",
+    ///     |ctx: RunContext, _: ()| async move {
+    ///         ctx.wait_for_playout().await; // the goodbye is heard first
+    ///         if let Some(session) = ctx.session() {
+    ///             session.close().await; // then hang up
+    ///         }
+    ///         Ok::<_, ToolError>(())
+    ///     },
+    /// );
+    /// ```
+    ///
+    /// Returns at once for a context without a speech ([`RunContext::detached`]).
+    pub async fn wait_for_playout(&self) {
+        if let Some(handle) = &self.speech_handle {
+            handle.wait_for_step_playout(self.step).await;
+        }
     }
 }
 
@@ -571,11 +618,14 @@ impl FunctionTool {
         R: IntoToolOutput,
     {
         let parameters = parameters_schema::<A>();
+        let name: String = name.into();
+        let tool_name: Arc<str> = Arc::from(name.as_str());
         let handler = Arc::new(handler);
         let erased: ToolHandler = Arc::new(move |ctx, args| {
             let handler = handler.clone();
+            let tool_name = tool_name.clone();
             Box::pin(async move {
-                let args: A = parse_arguments(args)?;
+                let args: A = parse_arguments(args, &tool_name)?;
                 handler(ctx, args)
                     .await
                     .map(IntoToolOutput::into_tool_output)
@@ -583,7 +633,7 @@ impl FunctionTool {
         });
         Self {
             definition: ToolDefinition {
-                name: name.into(),
+                name,
                 description: description.into(),
                 parameters,
             },
@@ -642,8 +692,12 @@ impl FunctionTool {
         let args = if trimmed.is_empty() {
             serde_json::Value::Object(Default::default())
         } else {
-            serde_json::from_str(trimmed)
-                .map_err(|e| ToolError::new(format!("arguments are not valid JSON: {e}")))?
+            serde_json::from_str(trimmed).map_err(|e| {
+                ToolError::new(format!(
+                    "Error parsing arguments for `{}`: {e}",
+                    self.definition.name
+                ))
+            })?
         };
         match AssertUnwindSafe((self.handler)(ctx, args))
             .catch_unwind()
@@ -664,7 +718,10 @@ impl FunctionTool {
 
 /// Deserializes the model's arguments object into `A`. An empty object also reads as `null`,
 /// so tools taking `()` work; serde's message (missing field, wrong type) reaches the model.
-fn parse_arguments<A: DeserializeOwned>(args: serde_json::Value) -> Result<A, ToolError> {
+fn parse_arguments<A: DeserializeOwned>(
+    args: serde_json::Value,
+    tool: &str,
+) -> Result<A, ToolError> {
     let empty = args.as_object().is_some_and(|o| o.is_empty());
     match serde_json::from_value::<A>(args) {
         Ok(a) => Ok(a),
@@ -674,7 +731,9 @@ fn parse_arguments<A: DeserializeOwned>(args: serde_json::Value) -> Result<A, To
                     return Ok(a);
                 }
             }
-            Err(ToolError::new(format!("invalid arguments: {e}")))
+            Err(ToolError::new(format!(
+                "Error parsing arguments for `{tool}`: {e}"
+            )))
         }
     }
 }
@@ -792,7 +851,8 @@ impl ToolSet {
     }
 
     /// Runs the tool named by `ctx.function_call` on its arguments. An unknown name is a
-    /// [`ToolError`] the model sees (`unknown tool "…"`).
+    /// [`ToolError`] the model sees (`Unknown function: NAME - available tools: …`, as the
+    /// reference, so the model can correct itself).
     pub async fn call(&self, ctx: RunContext) -> Result<ToolOutput, ToolError> {
         let name = ctx.function_call.name.clone();
         match self.get(&name) {
@@ -802,7 +862,10 @@ impl ToolSet {
             }
             None => {
                 tracing::warn!(tool = %name, "the model called an unknown tool");
-                Err(ToolError::new(format!("unknown tool \"{name}\"")))
+                Err(unknown_tool_error(
+                    &name,
+                    self.tools.iter().map(FunctionTool::name),
+                ))
             }
         }
     }
@@ -1272,7 +1335,8 @@ mod tests {
         let tool = weather_tool();
         let err = call(&tool, "{not json").await.unwrap_err();
         assert!(
-            err.message.starts_with("arguments are not valid JSON"),
+            err.message
+                .starts_with("Error parsing arguments for `lookup_weather`"),
             "{err}"
         );
         let err = call(&tool, r#"{"unit": "celsius"}"#).await.unwrap_err();
@@ -1286,7 +1350,10 @@ mod tests {
         let err = call(&tool, "").await.unwrap_err();
         assert!(err.message.contains("missing field"), "{err}");
         let err = call(&tool, "[1, 2]").await.unwrap_err();
-        assert!(err.message.starts_with("invalid arguments"), "{err}");
+        assert!(
+            err.message.starts_with("Error parsing arguments for"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -1384,7 +1451,10 @@ mod tests {
 
         let unknown = set.execute(ctx("c", "{}")).await;
         assert!(unknown.output.is_error);
-        assert_eq!(unknown.output.output, "unknown tool \"c\"");
+        assert_eq!(
+            unknown.output.output,
+            "Unknown function: c - available tools: a, b"
+        );
         assert_eq!(unknown.output.call_id, "call_1");
         assert!(unknown.reply_required);
 

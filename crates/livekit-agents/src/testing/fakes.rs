@@ -140,6 +140,7 @@ pub struct FakeStt {
     /// The timeline's zero: when the first stream opened (reopened streams share it).
     origin: Arc<Mutex<Option<Instant>>>,
     fail_at: Option<f64>,
+    fail_with: Option<ApiError>,
 }
 
 /// Audio an STT stream received.
@@ -161,6 +162,7 @@ impl FakeStt {
             opened: Arc::default(),
             origin: Arc::default(),
             fail_at: None,
+            fail_with: None,
         }
     }
 
@@ -168,6 +170,13 @@ impl FakeStt {
     /// same timeline from where it is.
     pub fn failing_at(mut self, secs: f64) -> Self {
         self.fail_at = Some(secs);
+        self
+    }
+
+    /// Like [`failing_at`](Self::failing_at), with `error` instead of a lost connection.
+    pub fn failing_with(mut self, secs: f64, error: ApiError) -> Self {
+        self.fail_at = Some(secs);
+        self.fail_with = Some(error);
         self
     }
 
@@ -205,6 +214,7 @@ impl Stt for FakeStt {
             == 0;
         let t0 = *self.origin.lock().get_or_insert_with(Instant::now);
         let fail_at = if first { self.fail_at } else { None };
+        let fail_with = self.fail_with.clone();
         let (in_tx, mut in_rx) = mpsc::unbounded_channel();
         let (tx, rx) = mpsc::channel(1024);
         let speeches = self.speeches.clone();
@@ -254,12 +264,11 @@ impl Stt for FakeStt {
             }
             if let Some(f) = fail_at {
                 sleep_until_secs(t0, f).await;
-                let _ = tx
-                    .send(Err(ApiError::Connection {
-                        message: "fake STT connection lost".into(),
-                        retryable: false,
-                    }))
-                    .await;
+                let error = fail_with.unwrap_or_else(|| ApiError::Connection {
+                    message: "fake STT connection lost".into(),
+                    retryable: false,
+                });
+                let _ = tx.send(Err(error)).await;
                 return;
             }
             std::future::pending::<()>().await;

@@ -193,6 +193,10 @@ struct AgentInner {
     session: Mutex<Option<std::sync::Weak<super::session::SessionInner>>>,
 }
 
+/// The id of the system message holding an agent's instructions at the start of its
+/// [`Agent::chat_ctx`] (the reference's id).
+pub const INSTRUCTIONS_ITEM_ID: &str = "lk.agent_task.instructions";
+
 /// An agent: instructions, tools, model overrides and behaviour. Cheap to clone (clones share
 /// state: instructions, tools and chat context updates are seen by all).
 #[derive(Clone)]
@@ -394,9 +398,19 @@ impl Agent {
         self.inner.tools.lock().clone()
     }
 
-    /// A copy of the agent's conversation.
+    /// A copy of the agent's conversation. As the reference's, it starts with the agent's
+    /// instructions as a system message (id [`INSTRUCTIONS_ITEM_ID`]) when there are
+    /// instructions and the conversation does not hold that item already.
     pub fn chat_ctx(&self) -> ChatContext {
-        self.inner.chat_ctx.lock().clone()
+        let mut ctx = self.inner.chat_ctx.lock().clone();
+        let instructions = self.instructions();
+        if !instructions.is_empty() && ctx.get(INSTRUCTIONS_ITEM_ID).is_none() {
+            let mut msg = crate::llm::ChatMessage::new(crate::llm::ChatRole::System, instructions);
+            msg.id = INSTRUCTIONS_ITEM_ID.to_string();
+            // Created "at the epoch": placed before every other item.
+            ctx.insert(crate::llm::ChatItem::Message(msg.at(0.0)));
+        }
+        ctx
     }
 
     /// Replaces the instructions (used from the next generation on; pushed to the realtime
@@ -491,5 +505,10 @@ impl Agent {
 
     pub(crate) fn push_chat_item(&self, item: crate::llm::ChatItem) {
         self.inner.chat_ctx.lock().push(item);
+    }
+
+    /// Adds an item at its place in time (an item created earlier than the last ones).
+    pub(crate) fn insert_chat_item(&self, item: crate::llm::ChatItem) {
+        self.inner.chat_ctx.lock().insert(item);
     }
 }

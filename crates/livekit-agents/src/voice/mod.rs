@@ -18,6 +18,7 @@ pub mod events;
 mod generation;
 pub mod nodes;
 pub mod options;
+mod playout;
 mod realtime;
 mod recognition;
 pub mod session;

@@ -181,7 +181,9 @@ pub struct SessionOptions {
     pub tts_text_transforms: Vec<TextTransformKind>,
     /// Feed TTS word timings to the transcription node (default false).
     pub use_tts_aligned_transcript: bool,
-    /// Unrecoverable errors of one kind before the session closes (default 3).
+    /// Unrecoverable errors of one kind the session tolerates (default 3: it closes on the
+    /// 4th, as the reference). The STT's count resets on a user transcript, the LLM's and the
+    /// TTS's when the agent speaks.
     pub max_unrecoverable_errors: u32,
     /// Timeout of one turn-detector prediction (default 1 s).
     pub turn_detector_timeout: Duration,
@@ -190,6 +192,10 @@ pub struct SessionOptions {
     /// Filters on the user's audio before VAD and STT (noise suppression, gain control), built
     /// per participant (default none). See [`crate::audio::filter`].
     pub audio_filter: Option<crate::audio::filter::AudioFilterFactory>,
+    /// How long `close()` waits for the final transcript of what the user was saying, to
+    /// commit it to the history before the close event (default 2 s, the reference's
+    /// `session_close_transcript_timeout`).
+    pub session_close_transcript_timeout: Duration,
 }
 
 impl Default for SessionOptions {
@@ -205,6 +211,7 @@ impl Default for SessionOptions {
             turn_detector_timeout: Duration::from_secs(1),
             conn_options: crate::types::ApiConnectOptions::default(),
             audio_filter: None,
+            session_close_transcript_timeout: Duration::from_secs(2),
         }
     }
 }

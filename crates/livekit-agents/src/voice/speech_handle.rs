@@ -248,6 +248,12 @@ impl SpeechHandle {
             .await;
     }
 
+    /// Waits until generation step `step` (1-based) finished playing, or the speech is done.
+    pub(crate) async fn wait_for_step_playout(&self, step: u32) {
+        let mut rx = self.inner.flags.subscribe();
+        let _ = rx.wait_for(|f| f.done || f.generations_done >= step).await;
+    }
+
     pub(crate) fn mark_generation_done(&self) {
         self.inner
             .flags

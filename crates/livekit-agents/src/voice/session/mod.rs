@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, oneshot, watch};
@@ -12,294 +11,17 @@ use tokio_util::task::AbortOnDropHandle;
 use super::activity::Activity;
 use super::agent::Agent;
 use super::events::{AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, UserState};
-use super::nodes::{AudioFrameStream, TextStream};
-use super::options::{InterruptionMode, SessionOptions, TurnDetection, TurnHandlingOptions};
+use super::options::{InterruptionMode, SessionOptions, TurnDetection};
 use super::realtime::RealtimeLink;
 use super::recognition::{self, RecognitionCommand, RecognitionHandle};
-use super::speech_handle::{SpeechHandle, SpeechPriority};
-use crate::io::{AudioInput, AudioOutput, TextOutput};
-use crate::llm::realtime::RealtimeModel;
+use super::speech_handle::SpeechHandle;
+use crate::io::{AudioOutput, TextOutput};
 use crate::llm::tool::Userdata;
-use crate::llm::{ChatContext, ChatItem, FunctionTool, Llm, ToolChoice};
-use crate::metrics::{AgentMetrics, UsageCollector, UsageSummary};
+use crate::llm::{ChatContext, ChatItem, FunctionTool, Llm};
+use crate::metrics::{UsageCollector, UsageSummary};
 use crate::stt::Stt;
 use crate::tts::Tts;
-use crate::turn_detector::TurnDetector;
 use crate::vad::Vad;
-
-/// A session could not do what was asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SessionError {
-    /// `start` was not called (or the session closed).
-    #[error("the session is not running")]
-    NotRunning,
-    /// `start` was called twice.
-    #[error("the session is already started")]
-    AlreadyStarted,
-    /// The configuration cannot work.
-    #[error("invalid session configuration: {0}")]
-    Config(String),
-    /// The user turn could not be committed (no recognition running).
-    #[error("cannot commit the user turn: {0}")]
-    Commit(String),
-    /// The realtime model session could not be opened.
-    #[error("cannot open the realtime session: {0}")]
-    Realtime(String),
-}
-
-/// The session's ports. Any may be absent: without audio the session is text-only.
-#[derive(Default)]
-pub struct SessionIo {
-    /// User audio.
-    pub audio_input: Option<AudioInput>,
-    /// Agent audio.
-    pub audio_output: Option<Arc<dyn AudioOutput>>,
-    /// Agent transcript.
-    pub text_output: Option<Arc<dyn TextOutput>>,
-}
-
-impl std::fmt::Debug for SessionIo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionIo")
-            .field(
-                "audio_input",
-                &self.audio_input.as_ref().map(|a| a.label().to_string()),
-            )
-            .field(
-                "audio_output",
-                &self.audio_output.as_ref().map(|a| a.label()),
-            )
-            .field("text_output", &self.text_output.as_ref().map(|t| t.label()))
-            .finish()
-    }
-}
-
-/// What `say` speaks.
-pub enum SayText {
-    /// A whole text.
-    Text(String),
-    /// Text arriving over time.
-    Stream(TextStream),
-}
-
-impl From<&str> for SayText {
-    fn from(s: &str) -> Self {
-        SayText::Text(s.to_string())
-    }
-}
-
-impl From<String> for SayText {
-    fn from(s: String) -> Self {
-        SayText::Text(s)
-    }
-}
-
-/// Options of [`AgentSession::say`].
-pub struct SayOptions {
-    /// Pre-synthesized audio to play instead of running TTS (the text is then only the
-    /// transcript).
-    pub audio: Option<AudioFrameStream>,
-    /// Override of the agent's interruption setting.
-    pub allow_interruptions: Option<bool>,
-    /// Add the text to the history after playback (default true).
-    pub add_to_chat_ctx: bool,
-    /// Scheduling priority (default normal).
-    pub priority: SpeechPriority,
-}
-
-impl Default for SayOptions {
-    fn default() -> Self {
-        Self {
-            audio: None,
-            allow_interruptions: None,
-            add_to_chat_ctx: true,
-            priority: SpeechPriority::Normal,
-        }
-    }
-}
-
-/// Options of [`AgentSession::generate_reply`].
-#[derive(Debug, Clone, Default)]
-pub struct ReplyOptions {
-    /// A user message added to the history before replying.
-    pub user_input: Option<String>,
-    /// Extra instructions for this reply only (not recorded in history).
-    pub instructions: Option<String>,
-    /// Tool choice for this reply.
-    pub tool_choice: Option<ToolChoice>,
-    /// Only these tools (by name) for this reply.
-    pub tools: Option<Vec<String>>,
-    /// Override of the agent's interruption setting.
-    pub allow_interruptions: Option<bool>,
-    /// Replaces the agent's context for this reply.
-    pub chat_ctx: Option<ChatContext>,
-    /// Scheduling priority (default normal).
-    pub priority: SpeechPriority,
-}
-
-/// Options of [`AgentSession::commit_user_turn`].
-#[derive(Debug, Clone, Copy)]
-pub struct CommitOptions {
-    /// How long to wait for the final transcript (default 2 s).
-    pub transcript_timeout: Duration,
-    /// Silence pushed to the STT so it finalizes (default 2 s).
-    pub stt_flush_duration: Duration,
-    /// Commit without replying.
-    pub skip_reply: bool,
-}
-
-impl Default for CommitOptions {
-    fn default() -> Self {
-        Self {
-            transcript_timeout: Duration::from_secs(2),
-            stt_flush_duration: Duration::from_secs(2),
-            skip_reply: false,
-        }
-    }
-}
-
-/// The models of a session (agents may override some).
-#[derive(Clone, Default)]
-pub(crate) struct Models {
-    pub stt: Option<Arc<dyn Stt>>,
-    pub vad: Option<Arc<dyn Vad>>,
-    pub llm: Option<Arc<dyn Llm>>,
-    pub tts: Option<Arc<dyn Tts>>,
-    pub turn_detector: Option<Arc<dyn TurnDetector>>,
-    pub realtime: Option<Arc<dyn RealtimeModel>>,
-}
-
-/// Builds an [`AgentSession`].
-#[derive(Default)]
-pub struct AgentSessionBuilder {
-    options: SessionOptions,
-    models: Models,
-    tools: Vec<FunctionTool>,
-    userdata: Userdata,
-    mcp_servers: crate::mcp::ServerList,
-    /// Models that could not be resolved (bad LiveKit Inference descriptors, missing keys).
-    model_errors: Vec<String>,
-    video_sampler: Option<Box<dyn crate::room_logic::video::VideoSampler>>,
-}
-
-impl AgentSessionBuilder {
-    fn resolve<T: ?Sized>(
-        &mut self,
-        spec: crate::inference::ModelSpec<T>,
-        resolve: impl FnOnce(
-            crate::inference::ModelSpec<T>,
-        ) -> Result<Arc<T>, crate::inference::InferenceError>,
-    ) -> Option<Arc<T>> {
-        match resolve(spec) {
-            Ok(model) => Some(model),
-            Err(e) => {
-                self.model_errors.push(e.to_string());
-                None
-            }
-        }
-    }
-    /// Speech-to-text: an instance (`Arc<dyn Stt>`, `Arc<Plugin>`) or a LiveKit Inference
-    /// descriptor (`"deepgram/nova-3:multi"`, see [`crate::inference`]).
-    pub fn stt(mut self, stt: impl Into<crate::inference::ModelSpec<dyn Stt>>) -> Self {
-        self.models.stt = self.resolve(stt.into(), |s| s.resolve());
-        self
-    }
-    /// Voice activity detection.
-    pub fn vad(mut self, vad: Arc<dyn Vad>) -> Self {
-        self.models.vad = Some(vad);
-        self
-    }
-    /// Language model: an instance or a LiveKit Inference descriptor (`"openai/gpt-4.1-mini"`).
-    pub fn llm(mut self, llm: impl Into<crate::inference::ModelSpec<dyn Llm>>) -> Self {
-        self.models.llm = self.resolve(llm.into(), |s| s.resolve());
-        self
-    }
-    /// A realtime (speech-to-speech) model used instead of STT + LLM (a TTS is still needed for
-    /// `say`).
-    pub fn realtime_model(mut self, model: Arc<dyn RealtimeModel>) -> Self {
-        self.models.realtime = Some(model);
-        self
-    }
-    /// Text-to-speech: an instance or a LiveKit Inference descriptor
-    /// (`"cartesia/sonic-3:VOICE"`).
-    pub fn tts(mut self, tts: impl Into<crate::inference::ModelSpec<dyn Tts>>) -> Self {
-        self.models.tts = self.resolve(tts.into(), |s| s.resolve());
-        self
-    }
-    /// End-of-turn model (also selects [`TurnDetection::Model`] when turn detection is `Auto`).
-    pub fn turn_detector(mut self, detector: Arc<dyn TurnDetector>) -> Self {
-        self.models.turn_detector = Some(detector);
-        self
-    }
-    /// Tools available to every agent.
-    pub fn tools(mut self, tools: impl IntoIterator<Item = FunctionTool>) -> Self {
-        self.tools.extend(tools);
-        self
-    }
-    /// MCP servers whose tools every agent gets (unless the agent has its own servers). They
-    /// start with the session and close with it.
-    #[cfg(feature = "mcp")]
-    pub fn mcp_servers(mut self, servers: impl IntoIterator<Item = crate::mcp::McpServer>) -> Self {
-        self.mcp_servers.extend(servers);
-        self
-    }
-    /// Which live video frames to keep (default: the reference's
-    /// [`VoiceActivityVideoSampler`](crate::room_logic::video::VoiceActivityVideoSampler), about
-    /// 1 frame/s while the user speaks, one every ~3 s otherwise).
-    pub fn video_sampler(mut self, sampler: impl crate::room_logic::video::VideoSampler) -> Self {
-        self.video_sampler = Some(Box::new(sampler));
-        self
-    }
-    /// Session data for tools and hooks.
-    pub fn userdata(mut self, userdata: Userdata) -> Self {
-        self.userdata = userdata;
-        self
-    }
-    /// All options at once.
-    pub fn options(mut self, options: SessionOptions) -> Self {
-        self.options = options;
-        self
-    }
-    /// Turn handling options.
-    pub fn turn_handling(mut self, turn_handling: TurnHandlingOptions) -> Self {
-        self.options.turn_handling = turn_handling;
-        self
-    }
-    /// Consecutive tool steps per reply (default 3).
-    pub fn max_tool_steps(mut self, steps: u32) -> Self {
-        self.options.max_tool_steps = steps;
-        self
-    }
-    /// The session. A model that could not be resolved (see [`try_build`](Self::try_build))
-    /// is logged here and makes `start` fail with [`SessionError::Config`].
-    pub fn build(self) -> AgentSession {
-        let config_error = (!self.model_errors.is_empty()).then(|| self.model_errors.join("; "));
-        if let Some(e) = &config_error {
-            tracing::error!("{e}");
-        }
-        let video = match self.video_sampler {
-            Some(sampler) => crate::room_logic::video::VideoState::new(sampler),
-            None => Default::default(),
-        };
-        AgentSession::from_parts(
-            self.options,
-            self.models,
-            self.tools,
-            self.userdata,
-            self.mcp_servers,
-            config_error,
-            video,
-        )
-    }
-    /// The session, or the first model that could not be resolved (a malformed or unknown
-    /// LiveKit Inference descriptor, missing credentials).
-    pub fn try_build(self) -> Result<AgentSession, SessionError> {
-        if let Some(e) = self.model_errors.first() {
-            return Err(SessionError::Config(e.clone()));
-        }
-        Ok(self.build())
-    }
-}
 
 pub(crate) struct SessionState {
     pub started: bool,
@@ -342,6 +64,9 @@ pub(crate) struct SessionInner {
     pub pending_updates: watch::Sender<u32>,
     /// Set once the session closed.
     pub closed: watch::Sender<bool>,
+    /// Set once the `Close` event was sent: nothing is emitted or recorded after it (a tool
+    /// that closed the session and then returned adds nothing).
+    pub close_emitted: std::sync::atomic::AtomicBool,
 }
 
 /// One conversation between a user and agents. Cheap to clone (a handle).
@@ -408,6 +133,7 @@ impl AgentSession {
                 update_lock: tokio::sync::Mutex::new(()),
                 pending_updates,
                 closed,
+                close_emitted: std::sync::atomic::AtomicBool::new(false),
                 state: Mutex::new(SessionState {
                     started: false,
                     closed: false,
@@ -601,12 +327,29 @@ impl AgentSession {
                 st.realtime.take(),
             )
         };
+        if let Some(activity) = activity.as_ref() {
+            activity.close();
+        }
+        // What the user was saying when the session closed: wait (bounded) for its final
+        // transcript and commit it before the close event, as the reference does (not when
+        // closing on errors).
+        if let (Some(r), true) = (recognition.as_ref(), reason != CloseReason::Error) {
+            let timeout = self.inner.options.session_close_transcript_timeout;
+            let transcript = r.trailing_transcript(timeout).await;
+            if !transcript.trim().is_empty() {
+                let item = ChatItem::Message(crate::llm::ChatMessage::new(
+                    crate::llm::ChatRole::User,
+                    transcript,
+                ));
+                if let Some(activity) = activity.as_ref() {
+                    activity.agent().push_chat_item(item.clone());
+                }
+                self.add_history_item(item);
+            }
+        }
         drop(recognition);
         if let Some(link) = realtime {
             link.session.close().await;
-        }
-        if let Some(activity) = &activity {
-            activity.close();
         }
         if let Some(out) = self.audio_output() {
             out.clear_buffer();
@@ -617,6 +360,9 @@ impl AgentSession {
         }
         self.set_agent_state(AgentState::Initializing);
         self.emit(SessionEvent::Close { reason, error });
+        self.inner
+            .close_emitted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.closed.send_replace(true);
     }
 
@@ -797,249 +543,12 @@ impl AgentSession {
     pub fn usage(&self) -> UsageSummary {
         self.inner.state.lock().usage.summary()
     }
-
-    // ---- crate internals ----
-
-    pub(crate) fn current_activity(&self) -> Option<Activity> {
-        let st = self.inner.state.lock();
-        if st.closed {
-            return None;
-        }
-        st.activity.clone()
-    }
-
-    pub(crate) fn audio_output(&self) -> Option<Arc<dyn AudioOutput>> {
-        let st = self.inner.state.lock();
-        if st.audio_output_enabled {
-            st.audio_output.clone()
-        } else {
-            None
-        }
-    }
-
-    pub(crate) fn text_output(&self) -> Option<Arc<dyn TextOutput>> {
-        self.inner.state.lock().text_output.clone()
-    }
-
-    pub(crate) fn realtime_link(&self) -> Option<Arc<RealtimeLink>> {
-        self.inner.state.lock().realtime.clone()
-    }
-
-    pub(crate) fn turn_detection(&self) -> TurnDetection {
-        self.inner.state.lock().turn_detection.clone()
-    }
-
-    pub(crate) fn emit(&self, event: SessionEvent) {
-        let _ = self.inner.events.send(event);
-    }
-
-    pub(crate) fn emit_metrics(&self, metrics: AgentMetrics) {
-        self.inner.state.lock().usage.collect(&metrics);
-        self.emit(SessionEvent::MetricsCollected { metrics });
-    }
-
-    pub(crate) fn add_history_item(&self, item: ChatItem) {
-        self.inner.state.lock().history.push(item.clone());
-        self.emit(SessionEvent::ConversationItemAdded { item });
-    }
-
-    pub(crate) fn set_agent_state(&self, new_state: AgentState) {
-        let old_state = {
-            let mut st = self.inner.state.lock();
-            let old = st.agent_state;
-            if old == new_state {
-                return;
-            }
-            st.agent_state = new_state;
-            old
-        };
-        self.emit(SessionEvent::AgentStateChanged {
-            old_state,
-            new_state,
-        });
-        self.update_away_timer();
-    }
-
-    pub(crate) fn set_user_state(&self, new_state: UserState) {
-        let old_state = {
-            let mut st = self.inner.state.lock();
-            let old = st.user_state;
-            if old == new_state {
-                return;
-            }
-            st.user_state = new_state;
-            old
-        };
-        self.inner
-            .user_speaking
-            .send_replace(new_state == UserState::Speaking);
-        self.emit(SessionEvent::UserStateChanged {
-            old_state,
-            new_state,
-        });
-        self.update_away_timer();
-    }
-
-    /// Waits until the user is not speaking.
-    pub(crate) async fn wait_user_silent(&self) {
-        let mut rx = self.inner.user_speaking.subscribe();
-        let _ = rx.wait_for(|speaking| !*speaking).await;
-    }
-
-    /// Keeps the user-away timer (`user_away_timeout`) disarmed until `ready` resolves, e.g.
-    /// until the user can hear the agent: the room I/O holds it until the agent's audio track
-    /// has a subscriber, as the reference does. The timer then runs as usual.
-    ///
-    /// ```no_run
-    /// # use livekit_agents::voice::AgentSession;
-    /// # fn demo(session: &AgentSession, subscribed: tokio::sync::oneshot::Receiver<()>) {
-    /// session.hold_user_away_timer_until(async move {
-    ///     let _ = subscribed.await;
-    /// });
-    /// # }
-    /// ```
-    pub fn hold_user_away_timer_until(
-        &self,
-        ready: impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
-        {
-            let mut st = self.inner.state.lock();
-            st.away_holds += 1;
-            st.away_timer = None;
-        }
-        // Holds only a weak reference while waiting, and stops waiting when the session closes,
-        // so a hold that never resolves keeps nothing alive.
-        let weak = Arc::downgrade(&self.inner);
-        let mut closed = self.inner.closed.subscribe();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = ready => {}
-                _ = closed.wait_for(|c| *c) => return,
-            }
-            let Some(inner) = weak.upgrade() else { return };
-            let session = AgentSession { inner };
-            session.inner.state.lock().away_holds -= 1;
-            session.update_away_timer();
-        });
-    }
-
-    /// Arms the user-away timer when both sides listen; disarms it otherwise.
-    fn update_away_timer(&self) {
-        let Some(timeout) = self.inner.options.user_away_timeout else {
-            return;
-        };
-        let mut st = self.inner.state.lock();
-        let both_listening =
-            st.agent_state == AgentState::Listening && st.user_state == UserState::Listening;
-        if !both_listening || st.closed || st.away_holds > 0 {
-            st.away_timer = None;
-            return;
-        }
-        if st.away_timer.is_some() {
-            return;
-        }
-        let session = self.clone();
-        st.away_timer = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let old_state = {
-                let mut st = session.inner.state.lock();
-                if st.user_state != UserState::Listening {
-                    return;
-                }
-                st.user_state = UserState::Away;
-                st.user_state
-            };
-            let _ = old_state;
-            session.emit(SessionEvent::UserStateChanged {
-                old_state: UserState::Listening,
-                new_state: UserState::Away,
-            });
-        })));
-    }
-
-    /// Reports a component error; after `max_unrecoverable_errors` unrecoverable errors of one
-    /// kind the session closes.
-    pub(crate) fn report_error(&self, source: ErrorSource, error: String, recoverable: bool) {
-        self.emit(SessionEvent::Error {
-            source,
-            error: error.clone(),
-            recoverable,
-        });
-        if recoverable {
-            return;
-        }
-        let count = {
-            let mut st = self.inner.state.lock();
-            let c = st.error_counts.entry(source).or_default();
-            *c += 1;
-            *c
-        };
-        if count >= self.inner.options.max_unrecoverable_errors {
-            let session = self.clone();
-            let message = format!("{source:?} failed {count} times: {error}");
-            tokio::spawn(
-                async move { session.close_with(CloseReason::Error, Some(message)).await },
-            );
-        }
-    }
-
-    /// Resets the error counter of `source` (it worked again).
-    pub(crate) fn reset_errors(&self, source: ErrorSource) {
-        self.inner.state.lock().error_counts.remove(&source);
-    }
-
-    /// Waits until no speech is queued or playing and no agent switch is pending.
-    pub(crate) async fn wait_idle(&self) {
-        loop {
-            let mut pending = self.inner.pending_updates.subscribe();
-            let _ = pending.wait_for(|n| *n == 0).await;
-            let Some(activity) = self.current_activity() else {
-                return;
-            };
-            activity.wait_idle().await;
-            // An agent switch may have started while we waited.
-            if *self.inner.pending_updates.borrow() == 0
-                && self.current_activity().is_some_and(|a| a.is_idle())
-            {
-                return;
-            }
-        }
-    }
 }
 
-impl AgentSession {
-    /// Sends `user_input` as a text turn and returns what the agent did until it is idle again
-    /// (messages, tool calls and outputs, handoffs), for tests. The user's message itself is not
-    /// part of the result.
-    pub async fn run(
-        &self,
-        user_input: impl Into<String>,
-    ) -> Result<crate::testing::RunResult, SessionError> {
-        let user_input = user_input.into();
-        let mut events = self.subscribe();
-        let handle = self.generate_reply(ReplyOptions {
-            user_input: Some(user_input.clone()),
-            ..Default::default()
-        })?;
-        handle.wait_for_playout().await;
-        self.wait_idle().await;
-        let mut out = Vec::new();
-        let mut skipped_input = false;
-        while let Ok(ev) = events.try_recv() {
-            if let SessionEvent::ConversationItemAdded { item } = ev {
-                if !skipped_input {
-                    if let ChatItem::Message(m) = &item {
-                        if m.role == crate::llm::ChatRole::User
-                            && m.text_content().as_deref() == Some(&user_input)
-                        {
-                            skipped_input = true;
-                            continue;
-                        }
-                    }
-                }
-                out.push(crate::testing::RunEvent::from_item(item));
-            }
-        }
-        Ok(crate::testing::RunResult { events: out })
-    }
-}
+mod internals;
+mod types;
+
+pub(crate) use types::Models;
+pub use types::{
+    AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText, SessionError, SessionIo,
+};

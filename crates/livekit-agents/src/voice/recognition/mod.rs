@@ -13,11 +13,9 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::activity::EndOfTurnInfo;
-use super::agent::{AgentContext, ModelSettings};
 use super::endpointing::{wait_end_of_turn, Endpointing, EouDecision, EouParams};
 use super::events::{AgentState, CloseReason, ErrorSource, SessionEvent};
 use super::options::TurnDetection;
@@ -48,11 +46,39 @@ pub(crate) enum RecognitionCommand {
     Clear,
     /// The active agent changed: reopen the STT if the new agent overrides it.
     AgentChanged(super::agent::Agent),
+    /// The session closes: answer what the user was saying (waiting up to `timeout` for its
+    /// final transcript if speech is in progress) without handing it to the activity.
+    TrailingTranscript {
+        timeout: Duration,
+        reply: oneshot::Sender<String>,
+    },
 }
 
 pub(crate) struct RecognitionHandle {
     pub commands: mpsc::UnboundedSender<RecognitionCommand>,
     _task: AbortOnDropHandle<()>,
+}
+
+impl RecognitionHandle {
+    /// What the user was saying (see [`RecognitionCommand::TrailingTranscript`]); empty if
+    /// nothing, or if recognition stopped.
+    pub(crate) async fn trailing_transcript(&self, timeout: Duration) -> String {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(RecognitionCommand::TrailingTranscript { timeout, reply: tx })
+            .is_err()
+        {
+            return String::new();
+        }
+        // Bounded even if the task is stuck: the timeout, plus a little for the STT flush.
+        let bound = timeout.saturating_add(Duration::from_millis(500));
+        tokio::time::timeout(bound, rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
 }
 
 pub(crate) fn spawn(session: AgentSession, input: AudioInput) -> RecognitionHandle {
@@ -71,6 +97,8 @@ type EouFuture = Pin<Box<dyn Future<Output = EouDecision> + Send>>;
 
 struct PendingCommit {
     skip_reply: bool,
+    /// The session is closing: answer the transcript, do not hand it to the activity.
+    closing: bool,
     deadline: Instant,
     reply: oneshot::Sender<String>,
 }
@@ -181,12 +209,18 @@ impl Recognition {
                 ev = next_stt(&mut self.stt_events) => match ev {
                     Some(Ok(ev)) => self.on_stt_event(ev),
                     Some(Err(e)) => {
-                        // The stream already retried what could be retried: report, then open a
-                        // new one shortly (the session closes after repeated failures).
+                        // The stream already retried what could be retried. Every such error
+                        // counts toward the unrecoverable budget (the session closes past it);
+                        // as the reference, only a lost connection opens a new stream shortly.
+                        let reopen = matches!(e, ApiError::Connection { .. } | ApiError::Timeout(_));
                         self.session.report_error(ErrorSource::Stt, e.to_string(), false);
                         self.stt_events = None;
                         self.stt_audio = None;
-                        stt_reopen_at = Some(Instant::now() + STT_REOPEN_INTERVAL);
+                        if reopen {
+                            stt_reopen_at = Some(Instant::now() + STT_REOPEN_INTERVAL);
+                        } else {
+                            tracing::warn!(error = %e, "the STT stream failed; not reopened (not a connection error)");
+                        }
                     }
                     None => {
                         self.stt_events = None;
@@ -197,6 +231,7 @@ impl Recognition {
                     Some(RecognitionCommand::Commit { options, reply }) => self.start_commit(options, reply),
                     Some(RecognitionCommand::Clear) => self.clear_turn(),
                     Some(RecognitionCommand::AgentChanged(agent)) => self.on_agent_changed(agent).await,
+                    Some(RecognitionCommand::TrailingTranscript { timeout, reply }) => self.start_trailing(timeout, reply),
                     None => break,
                 },
                 decision = poll_eou(&mut self.eou) => {
@@ -258,9 +293,7 @@ impl Recognition {
         match ev.kind {
             VadEventType::StartOfSpeech => {
                 let started = now
-                    .checked_sub(Duration::from_secs_f64(
-                        ev.speech_duration + ev.inference_duration,
-                    ))
+                    .checked_sub(provider_secs(ev.speech_duration + ev.inference_duration))
                     .unwrap_or(now);
                 if self.eou.take().is_some() {
                     // A pause inside the turn.
@@ -287,15 +320,17 @@ impl Recognition {
             }
             VadEventType::InferenceDone => {
                 self.vad_metrics.inference_count += 1;
-                self.vad_metrics.inference_duration_total +=
-                    Duration::from_secs_f64(ev.inference_duration.max(0.0));
+                self.vad_metrics.inference_duration_total = self
+                    .vad_metrics
+                    .inference_duration_total
+                    .saturating_add(provider_secs(ev.inference_duration));
                 if self.speaking {
                     if let Some(a) = activity {
                         let words = format!("{} {}", self.transcript, self.interim)
                             .split_whitespace()
                             .count();
                         a.on_vad_inference(
-                            Duration::from_secs_f64(ev.speech_duration.max(0.0)),
+                            provider_secs(ev.speech_duration),
                             words,
                             self.stt_events.is_some(),
                         );
@@ -305,10 +340,8 @@ impl Recognition {
             VadEventType::EndOfSpeech => {
                 self.speaking = false;
                 self.last_speaking_time = Some(
-                    now.checked_sub(Duration::from_secs_f64(
-                        ev.silence_duration + ev.inference_duration,
-                    ))
-                    .unwrap_or(now),
+                    now.checked_sub(provider_secs(ev.silence_duration + ev.inference_duration))
+                        .unwrap_or(now),
                 );
                 if self.vad_metrics.inference_count > 0 {
                     self.session
@@ -434,7 +467,7 @@ impl Recognition {
                         label: self.session.stt().map(|s| s.label()).unwrap_or_default(),
                         request_id: ev.request_id,
                         duration: Duration::ZERO,
-                        audio_duration: Duration::from_secs_f64(usage.audio_duration.max(0.0)),
+                        audio_duration: provider_secs(usage.audio_duration),
                         streamed: true,
                     }));
                 }
@@ -556,19 +589,10 @@ impl Recognition {
             self.last_speaking_time = Some(Instant::now());
         }
         // Silence makes the STT finalize what it heard.
-        if let (Some(stt), Some(last)) = (&self.stt_audio, &self.last_frame) {
-            let per_frame = (last.sample_rate / 20).max(1) as usize;
-            let frames = (options.stt_flush_duration.as_secs_f64() * 20.0).ceil() as usize;
-            for _ in 0..frames {
-                let _ = stt.send(AudioFrame::silence(
-                    last.sample_rate,
-                    last.num_channels,
-                    per_frame,
-                ));
-            }
-        }
+        self.flush_stt(options.stt_flush_duration);
         let pending = PendingCommit {
             skip_reply: options.skip_reply,
+            closing: false,
             deadline: Instant::now() + options.transcript_timeout,
             reply,
         };
@@ -580,80 +604,69 @@ impl Recognition {
         }
     }
 
+    /// The session closes: answer the transcript at once when the user is not in the middle
+    /// of saying something, else after its final transcript (or `timeout`; an interim
+    /// transcript then stands in for it).
+    fn start_trailing(&mut self, timeout: Duration, reply: oneshot::Sender<String>) {
+        self.eou = None;
+        let in_progress = self.stt_events.is_some()
+            && (self.speaking
+                || !self.interim.is_empty()
+                || (self.speech_started_at.is_some() && self.transcript.is_empty()));
+        if let Some(previous) = self.commit.take() {
+            let _ = previous.reply.send(String::new());
+        }
+        self.commit = Some(PendingCommit {
+            skip_reply: true,
+            closing: true,
+            deadline: Instant::now() + timeout,
+            reply,
+        });
+        if in_progress {
+            self.flush_stt(Duration::from_secs(2));
+        } else {
+            self.finish_commit();
+        }
+    }
+
+    /// Pushes `duration` of silence to the STT so it finalizes what it heard.
+    fn flush_stt(&mut self, duration: Duration) {
+        if let (Some(stt), Some(last)) = (&self.stt_audio, &self.last_frame) {
+            let per_frame = (last.sample_rate / 20).max(1) as usize;
+            let frames = (duration.as_secs_f64() * 20.0).ceil().min(2_000.0) as usize;
+            for _ in 0..frames {
+                let _ = stt.send(AudioFrame::silence(
+                    last.sample_rate,
+                    last.num_channels,
+                    per_frame,
+                ));
+            }
+        }
+    }
+
     fn finish_commit(&mut self) {
         let Some(pending) = self.commit.take() else {
             return;
         };
+        if pending.closing {
+            let mut transcript = self.transcript.clone();
+            if !self.interim.trim().is_empty() {
+                if !transcript.is_empty() {
+                    transcript.push(' ');
+                }
+                transcript.push_str(self.interim.trim());
+            }
+            self.reset_turn();
+            let _ = pending.reply.send(transcript);
+            return;
+        }
         let transcript = self.commit_turn(pending.skip_reply);
         self.reset_turn();
         let _ = pending.reply.send(transcript);
     }
 }
 
-type SttEvents = BoxStream<'static, Result<SpeechEvent, ApiError>>;
+mod streams;
 
-/// Opens `agent`'s STT node on a fresh audio channel.
-async fn open_stt(
-    session: &AgentSession,
-    agent: super::agent::Agent,
-) -> (Option<mpsc::UnboundedSender<AudioFrame>>, Option<SttEvents>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let ctx = AgentContext {
-        session: session.clone(),
-        agent: agent.clone(),
-    };
-    match agent
-        .behavior()
-        .stt_node(
-            ctx,
-            UnboundedReceiverStream::new(rx).boxed(),
-            ModelSettings::default(),
-        )
-        .await
-    {
-        Ok(Some(events)) => (Some(tx), Some(events)),
-        Ok(None) => (None, None),
-        Err(e) => {
-            session.report_error(ErrorSource::Stt, e.to_string(), false);
-            (None, None)
-        }
-    }
-}
-
-fn non_empty(s: String) -> Option<String> {
-    if s.is_empty() {
-        None
-    } else {
-        Some(s)
-    }
-}
-
-async fn next_vad(vad: &mut Option<VadStream>) -> Option<VadEvent> {
-    match vad {
-        Some(v) => v.next_event().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_stt(
-    stt: &mut Option<BoxStream<'static, Result<SpeechEvent, ApiError>>>,
-) -> Option<Result<SpeechEvent, ApiError>> {
-    match stt {
-        Some(s) => s.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn poll_eou(eou: &mut Option<EouFuture>) -> EouDecision {
-    match eou {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
+pub(crate) use streams::provider_secs;
+use streams::{next_stt, next_vad, non_empty, open_stt, poll_eou, sleep_until_opt};

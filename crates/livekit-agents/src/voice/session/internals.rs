@@ -1,0 +1,301 @@
+//! Crate-internal session plumbing: events and history, agent/user state and the user-away
+//! timer, error counting, idleness; and `run()` for tests.
+
+use std::sync::Arc;
+
+use tokio_util::task::AbortOnDropHandle;
+
+use super::super::activity::Activity;
+use super::super::events::{AgentState, CloseReason, ErrorSource, SessionEvent, UserState};
+use super::super::options::TurnDetection;
+use super::super::realtime::RealtimeLink;
+use super::{AgentSession, ReplyOptions, SessionError};
+use crate::io::{AudioOutput, TextOutput};
+use crate::llm::ChatItem;
+use crate::metrics::AgentMetrics;
+
+impl AgentSession {
+    // ---- crate internals ----
+
+    pub(crate) fn current_activity(&self) -> Option<Activity> {
+        let st = self.inner.state.lock();
+        if st.closed {
+            return None;
+        }
+        st.activity.clone()
+    }
+
+    pub(crate) fn audio_output(&self) -> Option<Arc<dyn AudioOutput>> {
+        let st = self.inner.state.lock();
+        if st.audio_output_enabled {
+            st.audio_output.clone()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn text_output(&self) -> Option<Arc<dyn TextOutput>> {
+        self.inner.state.lock().text_output.clone()
+    }
+
+    pub(crate) fn realtime_link(&self) -> Option<Arc<RealtimeLink>> {
+        self.inner.state.lock().realtime.clone()
+    }
+
+    pub(crate) fn turn_detection(&self) -> TurnDetection {
+        self.inner.state.lock().turn_detection.clone()
+    }
+
+    /// Whether the `Close` event was sent (nothing is emitted or recorded after it).
+    pub(crate) fn close_emitted(&self) -> bool {
+        self.inner
+            .close_emitted
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn emit(&self, event: SessionEvent) {
+        if self.close_emitted() {
+            return;
+        }
+        let _ = self.inner.events.send(event);
+    }
+
+    pub(crate) fn emit_metrics(&self, metrics: AgentMetrics) {
+        self.inner.state.lock().usage.collect(&metrics);
+        self.emit(SessionEvent::MetricsCollected { metrics });
+    }
+
+    pub(crate) fn add_history_item(&self, item: ChatItem) {
+        if self.close_emitted() {
+            return;
+        }
+        self.inner.state.lock().history.push(item.clone());
+        self.emit(SessionEvent::ConversationItemAdded { item });
+    }
+
+    /// Adds an item created earlier than the last ones at its place in time (an interrupted
+    /// reply before a message typed while it played; a tool call before what was said while
+    /// the tool ran).
+    pub(crate) fn insert_history_item(&self, item: ChatItem) {
+        if self.close_emitted() {
+            return;
+        }
+        self.inner.state.lock().history.insert(item.clone());
+        self.emit(SessionEvent::ConversationItemAdded { item });
+    }
+
+    pub(crate) fn set_agent_state(&self, new_state: AgentState) {
+        if self.close_emitted() {
+            return;
+        }
+        let old_state = {
+            let mut st = self.inner.state.lock();
+            let old = st.agent_state;
+            if old == new_state {
+                return;
+            }
+            st.agent_state = new_state;
+            old
+        };
+        if new_state == AgentState::Speaking {
+            // The LLM and the TTS worked: their unrecoverable-error counts start over.
+            let mut st = self.inner.state.lock();
+            st.error_counts.remove(&ErrorSource::Llm);
+            st.error_counts.remove(&ErrorSource::Tts);
+        }
+        self.emit(SessionEvent::AgentStateChanged {
+            old_state,
+            new_state,
+        });
+        self.update_away_timer();
+    }
+
+    pub(crate) fn set_user_state(&self, new_state: UserState) {
+        if self.close_emitted() {
+            return;
+        }
+        let old_state = {
+            let mut st = self.inner.state.lock();
+            let old = st.user_state;
+            if old == new_state {
+                return;
+            }
+            st.user_state = new_state;
+            old
+        };
+        self.inner
+            .user_speaking
+            .send_replace(new_state == UserState::Speaking);
+        self.emit(SessionEvent::UserStateChanged {
+            old_state,
+            new_state,
+        });
+        self.update_away_timer();
+    }
+
+    /// Waits until the user is not speaking.
+    pub(crate) async fn wait_user_silent(&self) {
+        let mut rx = self.inner.user_speaking.subscribe();
+        let _ = rx.wait_for(|speaking| !*speaking).await;
+    }
+
+    /// Keeps the user-away timer (`user_away_timeout`) disarmed until `ready` resolves, e.g.
+    /// until the user can hear the agent: the room I/O holds it until the agent's audio track
+    /// has a subscriber, as the reference does. The timer then runs as usual.
+    ///
+    /// ```no_run
+    /// # use livekit_agents::voice::AgentSession;
+    /// # fn demo(session: &AgentSession, subscribed: tokio::sync::oneshot::Receiver<()>) {
+    /// session.hold_user_away_timer_until(async move {
+    ///     let _ = subscribed.await;
+    /// });
+    /// # }
+    /// ```
+    pub fn hold_user_away_timer_until(
+        &self,
+        ready: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        {
+            let mut st = self.inner.state.lock();
+            st.away_holds += 1;
+            st.away_timer = None;
+        }
+        // Holds only a weak reference while waiting, and stops waiting when the session closes,
+        // so a hold that never resolves keeps nothing alive.
+        let weak = Arc::downgrade(&self.inner);
+        let mut closed = self.inner.closed.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = ready => {}
+                _ = closed.wait_for(|c| *c) => return,
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            let session = AgentSession { inner };
+            session.inner.state.lock().away_holds -= 1;
+            session.update_away_timer();
+        });
+    }
+
+    /// Arms the user-away timer when both sides listen; disarms it otherwise.
+    fn update_away_timer(&self) {
+        let Some(timeout) = self.inner.options.user_away_timeout else {
+            return;
+        };
+        let mut st = self.inner.state.lock();
+        let both_listening =
+            st.agent_state == AgentState::Listening && st.user_state == UserState::Listening;
+        if !both_listening || st.closed || st.away_holds > 0 {
+            st.away_timer = None;
+            return;
+        }
+        if st.away_timer.is_some() {
+            return;
+        }
+        let session = self.clone();
+        st.away_timer = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let old_state = {
+                let mut st = session.inner.state.lock();
+                if st.user_state != UserState::Listening {
+                    return;
+                }
+                st.user_state = UserState::Away;
+                st.user_state
+            };
+            let _ = old_state;
+            session.emit(SessionEvent::UserStateChanged {
+                old_state: UserState::Listening,
+                new_state: UserState::Away,
+            });
+        })));
+    }
+
+    /// Reports a component error; after `max_unrecoverable_errors` unrecoverable errors of one
+    /// kind the session closes.
+    pub(crate) fn report_error(&self, source: ErrorSource, error: String, recoverable: bool) {
+        if self.inner.state.lock().closed {
+            return;
+        }
+        self.emit(SessionEvent::Error {
+            source,
+            error: error.clone(),
+            recoverable,
+        });
+        if recoverable {
+            return;
+        }
+        let count = {
+            let mut st = self.inner.state.lock();
+            let c = st.error_counts.entry(source).or_default();
+            *c += 1;
+            *c
+        };
+        if count > self.inner.options.max_unrecoverable_errors {
+            let session = self.clone();
+            let message = format!("{source:?} failed {count} times: {error}");
+            tokio::spawn(
+                async move { session.close_with(CloseReason::Error, Some(message)).await },
+            );
+        }
+    }
+
+    /// Resets the error counter of `source` (it worked again).
+    pub(crate) fn reset_errors(&self, source: ErrorSource) {
+        self.inner.state.lock().error_counts.remove(&source);
+    }
+
+    /// Waits until no speech is queued or playing and no agent switch is pending.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let mut pending = self.inner.pending_updates.subscribe();
+            let _ = pending.wait_for(|n| *n == 0).await;
+            let Some(activity) = self.current_activity() else {
+                return;
+            };
+            activity.wait_idle().await;
+            // An agent switch may have started while we waited.
+            if *self.inner.pending_updates.borrow() == 0
+                && self.current_activity().is_some_and(|a| a.is_idle())
+            {
+                return;
+            }
+        }
+    }
+}
+
+impl AgentSession {
+    /// Sends `user_input` as a text turn and returns what the agent did until it is idle again
+    /// (messages, tool calls and outputs, handoffs), for tests. The user's message itself is not
+    /// part of the result.
+    pub async fn run(
+        &self,
+        user_input: impl Into<String>,
+    ) -> Result<crate::testing::RunResult, SessionError> {
+        let user_input = user_input.into();
+        let mut events = self.subscribe();
+        let handle = self.generate_reply(ReplyOptions {
+            user_input: Some(user_input.clone()),
+            ..Default::default()
+        })?;
+        handle.wait_for_playout().await;
+        self.wait_idle().await;
+        let mut out = Vec::new();
+        let mut skipped_input = false;
+        while let Ok(ev) = events.try_recv() {
+            if let SessionEvent::ConversationItemAdded { item } = ev {
+                if !skipped_input {
+                    if let ChatItem::Message(m) = &item {
+                        if m.role == crate::llm::ChatRole::User
+                            && m.text_content().as_deref() == Some(&user_input)
+                        {
+                            skipped_input = true;
+                            continue;
+                        }
+                    }
+                }
+                out.push(crate::testing::RunEvent::from_item(item));
+            }
+        }
+        Ok(crate::testing::RunResult { events: out })
+    }
+}
