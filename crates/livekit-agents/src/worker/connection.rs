@@ -289,6 +289,12 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// The round trip of a pong: `now - last_timestamp` in milliseconds. The timestamp comes from
+/// the server, so the difference saturates instead of overflowing.
+fn pong_rtt_ms(now: i64, last_timestamp: i64) -> i64 {
+    now.saturating_sub(last_timestamp)
+}
+
 fn handle_server_message(inner: &Arc<Inner>, data: &[u8]) -> Result<(), ConnError> {
     let msg = match proto::ServerMessage::decode(data) {
         Ok(m) => m,
@@ -304,8 +310,7 @@ fn handle_server_message(inner: &Arc<Inner>, data: &[u8]) -> Result<(), ConnErro
         Some(server_message::Message::Assignment(a)) => inner.on_assignment(a),
         Some(server_message::Message::Termination(t)) => inner.on_termination(&t.job_id),
         Some(server_message::Message::Pong(p)) => {
-            let rtt = now_millis() - p.last_timestamp;
-            tracing::trace!(rtt_ms = rtt, "worker pong");
+            tracing::trace!(rtt_ms = pong_rtt_ms(now_millis(), p.last_timestamp), "worker pong");
         }
         Some(server_message::Message::GoAway(g)) => return Err(ConnError::GoAway(g.reason)),
         Some(server_message::Message::Register(_)) => {
