@@ -383,12 +383,10 @@ mod tests {
         let bytes = encode_wav(&frame.chunks(300)).unwrap();
         assert_eq!(decode_wav(&bytes).unwrap(), frame);
         assert_eq!(read_wav(&bytes[..]).unwrap(), frame);
-        let dir = std::env::temp_dir().join(format!("lk-wav-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.wav");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.wav");
         write_wav_file(&path, std::slice::from_ref(&frame)).unwrap();
         assert_eq!(read_wav_file(&path).unwrap(), frame);
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(
             read_wav_file("/nonexistent/x.wav"),
             Err(WavError::Io(_))

@@ -615,18 +615,17 @@ mod tests {
 
     #[test]
     fn env_files_are_loaded_with_local_first() {
-        let dir = std::env::temp_dir().join(format!("lk-cli-env-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::write(
             dir.join(".env"),
             "LK_CLI_UNIT_A=from-env\nLK_CLI_UNIT_B=from-env\n",
         )
         .unwrap();
         std::fs::write(dir.join(".env.local"), "LK_CLI_UNIT_A=from-local\n").unwrap();
-        let loaded = load_env_files(&dir);
+        let loaded = load_env_files(dir);
         assert_eq!(loaded.len(), 2);
         assert_eq!(std::env::var("LK_CLI_UNIT_A").unwrap(), "from-local");
         assert_eq!(std::env::var("LK_CLI_UNIT_B").unwrap(), "from-env");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
