@@ -10,7 +10,7 @@ mod realtime;
 mod run_result;
 
 pub use fakes::{
-    FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, ReceivedAudio,
+    FakeLlm, FakeLlmResponse, FAKE_LLM_REQUEST_RETENTION, FakeStt, FakeTts, FakeTurnDetector, FakeVad, ReceivedAudio,
     UserSpeech,
 };
 pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
