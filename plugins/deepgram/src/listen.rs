@@ -22,6 +22,9 @@ use crate::common::{
 
 /// Size of the audio chunks sent to Deepgram (the reference sends 50 ms).
 const CHUNK_MS: u32 = 50;
+/// How much more than the connection's lifetime (or the audio sent) a `Metadata` message may
+/// bill before it is taken for garbage.
+const BILLING_SLACK_SECS: f64 = 60.0;
 /// Unfinalized audio kept for replay after a reconnect. Deepgram finalizes every few seconds,
 /// so this is a bound for pathological cases, not a working size.
 const MAX_REPLAY_SECS: f64 = 30.0;
@@ -126,6 +129,8 @@ struct Session<O> {
     start_pos: u64,
     /// Seconds of audio sent on this connection (billing reconciliation with `Metadata`).
     audio_secs: f64,
+    /// When the connection opened (bounds the billed duration `Metadata` may claim).
+    opened_at: Instant,
     keepalive: KeepAlive,
     close_deadline: Option<Instant>,
     opts: O,
@@ -233,6 +238,7 @@ impl<A: ListenApi> ListenTask<A> {
         let mut session = Session {
             start_pos: audio.replay.start_pos(),
             audio_secs: 0.0,
+            opened_at: Instant::now(),
             keepalive: KeepAlive::new(KEEPALIVE_INTERVAL, Instant::now()),
             close_deadline: None,
             opts,
@@ -429,9 +435,18 @@ impl<A: ListenApi> ListenTask<A> {
                 Action::RequestId(id) => self.request_id = id,
                 Action::Billed(duration) => {
                     // The provider bills more than the audio sent (e.g. connection time): add
-                    // what the per-chunk accounting has not covered.
+                    // what the per-chunk accounting has not covered. It cannot bill more than
+                    // the connection lived or the audio sent: a number beyond that (1e300,
+                    // inf) is garbage and ignored.
+                    let plausible = session.audio_secs.max(session.opened_at.elapsed().as_secs_f64())
+                        + BILLING_SLACK_SECS;
                     let extra = duration - session.audio_secs;
-                    if extra > 1e-6 {
+                    if !(duration.is_finite() && duration <= plausible) {
+                        tracing::warn!(
+                            duration,
+                            "Deepgram Metadata with an implausible billed duration; ignored"
+                        );
+                    } else if extra > 1e-6 {
                         self.usage.add(extra);
                         session.audio_secs = duration;
                     }
