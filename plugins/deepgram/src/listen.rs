@@ -3,6 +3,8 @@
 //! input. What differs between the APIs (URL, flush and keepalive messages, how server
 //! messages map to events) is a [`ListenApi`].
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use livekit_agents::audio::AudioFrame;
 use livekit_agents::plugin_support::UsageMeter;
@@ -95,6 +97,12 @@ pub(crate) struct ListenTask<A: ListenApi> {
 }
 
 impl<A: ListenApi> ListenTask<A> {
+    /// How long audio may go unanswered before the connection counts as stalled: twice the
+    /// connect timeout (20 s by default; Deepgram answers audio within a few seconds).
+    fn stall_timeout(&self) -> Duration {
+        self.conn.timeout.saturating_mul(2)
+    }
+
     pub(crate) fn new(
         options: watch::Receiver<A::Options>,
         language: Option<String>,
@@ -133,6 +141,9 @@ struct Session<O> {
     opened_at: Instant,
     keepalive: KeepAlive,
     close_deadline: Option<Instant>,
+    /// Set when audio is sent while no server message has come since: Deepgram answers audio
+    /// with results, so silence past this deadline is a stalled server (reconnect).
+    stall_deadline: Option<Instant>,
     opts: O,
 }
 
@@ -241,6 +252,7 @@ impl<A: ListenApi> ListenTask<A> {
             opened_at: Instant::now(),
             keepalive: KeepAlive::new(KEEPALIVE_INTERVAL, Instant::now()),
             close_deadline: None,
+            stall_deadline: None,
             opts,
         };
         // Resend what the previous connection heard but did not finalize.
@@ -267,9 +279,12 @@ impl<A: ListenApi> ListenTask<A> {
         loop {
             let keepalive_at = session.keepalive.deadline();
             let close_at = session.close_deadline;
+            let stall_at = session.stall_deadline;
             tokio::select! {
                 incoming = DEEPGRAM.next_incoming(ws) => {
-                    match incoming? {
+                    let incoming = incoming?;
+                    session.stall_deadline = None;
+                    match incoming {
                         Incoming::Text(text) => {
                             if !self.handle_message(&text, &mut session, events).await? {
                                 return Ok(SessionEnd::Done);
@@ -327,6 +342,16 @@ impl<A: ListenApi> ListenTask<A> {
                         Ok(()) => {}
                         Err(_) => self.options_alive = false,
                     }
+                }
+                _ = sleep_until_opt(stall_at), if stall_at.is_some() => {
+                    // Audio went unanswered for the stall timeout: the server (or the path to
+                    // it) is stuck. Retry, which resends the unfinalized audio.
+                    tracing::warn!(
+                        api = A::NAME,
+                        timeout = ?self.stall_timeout(),
+                        "Deepgram sent nothing for audio it was given; reconnecting"
+                    );
+                    return Err(ApiError::Timeout(self.stall_timeout()));
                 }
                 _ = sleep_until_opt(close_at), if close_at.is_some() => {
                     // Deepgram did not close after CloseStream: retry, which resends the
@@ -400,6 +425,9 @@ impl<A: ListenApi> ListenTask<A> {
             / audio.replay.sample_rate() as f64;
         DEEPGRAM.send_binary(ws, to_le_bytes(&samples)).await?;
         session.keepalive.sent(Instant::now());
+        if session.stall_deadline.is_none() {
+            session.stall_deadline = Some(Instant::now() + self.stall_timeout());
+        }
         session.audio_secs += secs;
         self.usage.add(secs);
         if self.usage.unreported() >= USAGE_REPORT_SECS {

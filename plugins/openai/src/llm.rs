@@ -752,8 +752,11 @@ impl LlmStreamTask for CompletionTask {
         let mut body = response.bytes_stream();
         let mut decoder = SseDecoder::default();
         let mut parser = ChunkParser::default();
+        // Idle deadline: `timeout` without an event (bytes that complete no event, such as
+        // keep-alive comments, do not count) ends the attempt with a timeout.
+        let mut idle_deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let next = match tokio::time::timeout(self.timeout, body.next()).await {
+            let next = match tokio::time::timeout_at(idle_deadline, body.next()).await {
                 Err(_) => return Err(ApiError::Timeout(self.timeout)),
                 Ok(next) => next,
             };
@@ -798,6 +801,9 @@ impl LlmStreamTask for CompletionTask {
                     )));
                 }
             };
+            if !events.is_empty() {
+                idle_deadline = tokio::time::Instant::now() + self.timeout;
+            }
             for ev in events {
                 for chunk in parser.event(&ev.data)? {
                     if !out.send(chunk).await {

@@ -25,6 +25,9 @@ use crate::llm::AzureConnection;
 use crate::realtime::{pcm_format, NoiseReduction, TurnDetection};
 use crate::ws::{self, event_type, str_field, Incoming};
 
+/// The largest transcription response read (16 MiB; a transcript is far smaller).
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Default transcription model (the LiveKit OpenAI STT docs: `model="gpt-4o-transcribe"`).
 pub const DEFAULT_STT_MODEL: &str = "gpt-4o-transcribe";
 
@@ -274,11 +277,15 @@ impl core_stt::Stt for Stt {
             return Err(error_from_response(provider, response).await);
         }
         let rid = request_id(response.headers()).unwrap_or_default();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| transport_error(provider, &e, conn.timeout))?;
-        let value: Value = serde_json::from_str(&text)
+        // A transcription is small: a body past the cap is not one.
+        let text = livekit_agents::plugin_support::read_body_limited(
+            provider,
+            response,
+            MAX_RESPONSE_BYTES,
+            conn.timeout.max(std::time::Duration::from_secs(30)),
+        )
+        .await?;
+        let value: Value = serde_json::from_slice(&text)
             .map_err(|e| ApiError::Protocol(format!("malformed transcription response ({e})")))?;
         let transcript = value
             .get("text")
