@@ -144,7 +144,9 @@ async fn connect_and_register(
                         message: Some(server_message::Message::Register(resp)),
                     }) => return Ok(resp),
                     Ok(other) => {
-                        tracing::warn!(?other, "unexpected message before registration; ignored")
+                        // Only the kind: an assignment carries the job's access token.
+                        let kind = other.message.as_ref().map(server_message_kind);
+                        tracing::warn!(?kind, "unexpected message before registration; ignored")
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "malformed message before registration; ignored")
@@ -279,6 +281,18 @@ async fn serve(
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+/// The name of a server message's kind (never its content, which may hold a token).
+fn server_message_kind(m: &server_message::Message) -> &'static str {
+    match m {
+        server_message::Message::Register(_) => "register",
+        server_message::Message::Availability(_) => "availability",
+        server_message::Message::Assignment(_) => "assignment",
+        server_message::Message::Termination(_) => "termination",
+        server_message::Message::Pong(_) => "pong",
+        server_message::Message::GoAway(_) => "go_away",
     }
 }
 
