@@ -1,7 +1,7 @@
 //! Issue 15 item 9: with every log level at trace (`RUST_LOG=trace`), the worker's agent token
 //! (valid for hours) never reaches the log output. The WebSocket handshake, which `tungstenite`
 //! logs raw at trace level, carries it in the `Authorization` header.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::result_large_err)]
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -39,11 +39,8 @@ impl Capture {
 async fn connect_once() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let mut opts = WorkerOptions::new(|_ctx: JobContext| async { Ok(()) }).with_credentials(
-        &url,
-        "devkey",
-        API_SECRET,
-    );
+    let mut opts = WorkerOptions::new(|_ctx: JobContext| async { Ok(()) })
+        .with_credentials(&url, "devkey", API_SECRET);
     opts.http_addr = None;
     let server = AgentServer::new(opts);
     let s = server.clone();
@@ -92,7 +89,10 @@ async fn the_agent_token_is_in_no_log_at_trace_level() {
     let token = connect_once().await;
     tracing::trace!(target: "livekit_agents", "capture probe");
     let out = safe.text();
-    assert!(out.contains("capture probe"), "nothing captured at trace: {out}");
+    assert!(
+        out.contains("capture probe"),
+        "nothing captured at trace: {out}"
+    );
     assert!(!out.contains(&token), "agent token in the logs:\n{out}");
     assert!(!out.contains(API_SECRET), "API secret in the logs:\n{out}");
 }

@@ -85,6 +85,9 @@ async fn the_api_key_is_in_no_log_at_trace_level() {
     connect_once().await;
     tracing::trace!(target: "livekit_plugins_cartesia", "capture probe");
     let out = safe.text();
-    assert!(out.contains("capture probe"), "nothing captured at trace: {out}");
+    assert!(
+        out.contains("capture probe"),
+        "nothing captured at trace: {out}"
+    );
     assert!(!out.contains(MARKER), "API key in the logs:\n{out}");
 }

@@ -466,7 +466,9 @@ impl<A: ListenApi> ListenTask<A> {
                     // what the per-chunk accounting has not covered. It cannot bill more than
                     // the connection lived or the audio sent: a number beyond that (1e300,
                     // inf) is garbage and ignored.
-                    let plausible = session.audio_secs.max(session.opened_at.elapsed().as_secs_f64())
+                    let plausible = session
+                        .audio_secs
+                        .max(session.opened_at.elapsed().as_secs_f64())
                         + BILLING_SLACK_SECS;
                     let extra = duration - session.audio_secs;
                     if !(duration.is_finite() && duration <= plausible) {

@@ -337,7 +337,8 @@ async fn a_server_that_never_answers_audio_is_reconnected() {
     let mut conn = server.next_conn().await;
     conn.recv_audio(2 * CHUNK_BYTES).await;
     // The stalled server reads everything and says nothing.
-    let drain = tokio::spawn(async move { while !matches!(conn.recv().await, ClientMsg::Closed) {} });
+    let drain =
+        tokio::spawn(async move { while !matches!(conn.recv().await, ClientMsg::Closed) {} });
     // Audio keeps coming once a second; without stall detection nothing ever reconnects.
     let mut conn2 = None;
     for _ in 0..60 {

@@ -984,7 +984,10 @@ impl ChunkParser {
                 .map_or(0, |i| i.saturating_add(1))
         });
         if !self.calls.contains_key(&index) && self.calls.len() >= MAX_TOOL_CALLS {
-            tracing::warn!(index, "more than {MAX_TOOL_CALLS} tool calls in one response; ignored");
+            tracing::warn!(
+                index,
+                "more than {MAX_TOOL_CALLS} tool calls in one response; ignored"
+            );
             return;
         }
         let pending = self.calls.entry(index).or_default();

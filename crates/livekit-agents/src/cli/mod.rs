@@ -604,10 +604,20 @@ mod tests {
 
     #[test]
     fn secret_logging_targets_match_whole_crate_names() {
-        for t in ["tungstenite::handshake::client", "hyper", "livekit::rtc_engine", "h2::proto"] {
+        for t in [
+            "tungstenite::handshake::client",
+            "hyper",
+            "livekit::rtc_engine",
+            "h2::proto",
+        ] {
             assert!(is_secret_logging_target(t), "{t}");
         }
-        for t in ["livekit_agents::worker", "livekit_plugins_deepgram", "hyperx", "my_app"] {
+        for t in [
+            "livekit_agents::worker",
+            "livekit_plugins_deepgram",
+            "hyperx",
+            "my_app",
+        ] {
             assert!(!is_secret_logging_target(t), "{t}");
         }
     }

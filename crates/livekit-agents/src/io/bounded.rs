@@ -80,7 +80,10 @@ struct Queue {
 /// Wraps `input` in a queue holding at most `max_buffered` of audio (see the module docs).
 /// Spawns the reading task, so it must be called inside a tokio runtime; the task ends with the
 /// source or when the returned input is dropped.
-pub fn bounded_audio_input(input: AudioInput, max_buffered: Duration) -> (AudioInput, OverloadStats) {
+pub fn bounded_audio_input(
+    input: AudioInput,
+    max_buffered: Duration,
+) -> (AudioInput, OverloadStats) {
     let label = input.label().to_owned();
     let stats = OverloadStats::default();
     let shared = Arc::new(Shared {
@@ -104,35 +107,38 @@ pub fn bounded_audio_input(input: AudioInput, max_buffered: Duration) -> (AudioI
         })
     };
     let guard = Arc::new(AbortOnDrop(reader));
-    let stream = futures::stream::unfold((shared, stats.clone(), guard), |(shared, stats, guard)| async move {
-        loop {
-            let popped = {
-                let mut q = shared.queue.lock();
-                match q.frames.pop_front() {
-                    Some(frame) => {
-                        q.buffered = q.buffered.saturating_sub(frame.duration());
-                        Some((Some(frame), q.frames.is_empty()))
-                    }
-                    None if q.ended => Some((None, true)),
-                    None => None,
-                }
-            };
-            match popped {
-                Some((Some(frame), drained)) => {
-                    if drained {
-                        let mut s = stats.inner.lock();
-                        if s.shedding {
-                            s.shedding = false;
-                            tracing::info!("audio input caught up; no longer dropping audio");
+    let stream = futures::stream::unfold(
+        (shared, stats.clone(), guard),
+        |(shared, stats, guard)| async move {
+            loop {
+                let popped = {
+                    let mut q = shared.queue.lock();
+                    match q.frames.pop_front() {
+                        Some(frame) => {
+                            q.buffered = q.buffered.saturating_sub(frame.duration());
+                            Some((Some(frame), q.frames.is_empty()))
                         }
+                        None if q.ended => Some((None, true)),
+                        None => None,
                     }
-                    return Some((frame, (shared, stats, guard)));
+                };
+                match popped {
+                    Some((Some(frame), drained)) => {
+                        if drained {
+                            let mut s = stats.inner.lock();
+                            if s.shedding {
+                                s.shedding = false;
+                                tracing::info!("audio input caught up; no longer dropping audio");
+                            }
+                        }
+                        return Some((frame, (shared, stats, guard)));
+                    }
+                    Some((None, _)) => return None,
+                    None => shared.ready.notified().await,
                 }
-                Some((None, _)) => return None,
-                None => shared.ready.notified().await,
             }
-        }
-    });
+        },
+    );
     (AudioInput::from_stream(label, stream), stats)
 }
 

@@ -135,7 +135,8 @@ impl ReplayBuffer {
     pub fn finalize_until(&mut self, conn_start_pos: u64, secs: f64) {
         if secs.is_finite() && secs > 0.0 {
             // Provider-supplied: the conversion saturates, and so must the sum.
-            let pos = conn_start_pos.saturating_add((secs * self.sample_rate as f64).round() as u64);
+            let pos =
+                conn_start_pos.saturating_add((secs * self.sample_rate as f64).round() as u64);
             self.drop_before(pos);
         }
     }

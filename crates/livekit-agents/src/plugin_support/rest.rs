@@ -18,7 +18,11 @@ pub const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads at most `limit` bytes of `response`'s body, for at most `timeout`, as (lossy UTF-8)
 /// text; the rest of the body is never read. For error bodies, which are only summarized.
-pub async fn read_body_prefix(response: reqwest::Response, limit: usize, timeout: Duration) -> String {
+pub async fn read_body_prefix(
+    response: reqwest::Response,
+    limit: usize,
+    timeout: Duration,
+) -> String {
     let mut body = response.bytes_stream();
     let mut buf: Vec<u8> = Vec::new();
     let read = async {
@@ -173,10 +177,7 @@ mod tests {
                     )
                 }),
             )
-            .route(
-                "/big",
-                post(|| async { vec![b'{'; 2 * 1024 * 1024] }),
-            );
+            .route("/big", post(|| async { vec![b'{'; 2 * 1024 * 1024] }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -183,14 +183,14 @@ fn to_session_format(
         return frames;
     };
     let rate = first.sample_rate;
-    let mut resampler = match crate::audio::resample::Resampler::new(rate, sample_rate, num_channels)
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "pre-connect audio cannot be converted; dropped");
-            return Vec::new();
-        }
-    };
+    let mut resampler =
+        match crate::audio::resample::Resampler::new(rate, sample_rate, num_channels) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "pre-connect audio cannot be converted; dropped");
+                return Vec::new();
+            }
+        };
     let mut out = Vec::with_capacity(frames.len());
     for frame in frames {
         if frame.sample_rate != rate {

@@ -395,7 +395,12 @@ impl FakeLlm {
 
     /// When each of [`FakeLlm::requests`] started.
     pub fn request_times(&self) -> Vec<Instant> {
-        self.script.lock().requests.iter().map(|(_, t)| *t).collect()
+        self.script
+            .lock()
+            .requests
+            .iter()
+            .map(|(_, t)| *t)
+            .collect()
     }
 
     /// How many requests were received in all (including those no longer kept).
@@ -645,7 +650,10 @@ mod tests {
         assert_eq!(llm.request_times().len(), FAKE_LLM_REQUEST_RETENTION);
         // The latest ones, oldest first.
         assert_eq!(kept.last().map(|r| r.chat_ctx.items().len()), Some(200));
-        assert_eq!(kept[0].chat_ctx.items().len(), 200 - FAKE_LLM_REQUEST_RETENTION + 1);
+        assert_eq!(
+            kept[0].chat_ctx.items().len(),
+            200 - FAKE_LLM_REQUEST_RETENTION + 1
+        );
 
         let all = FakeLlm::new(Vec::new()).with_request_retention(usize::MAX);
         for _ in 0..50 {

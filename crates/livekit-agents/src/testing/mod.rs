@@ -10,8 +10,8 @@ mod realtime;
 mod run_result;
 
 pub use fakes::{
-    FakeLlm, FakeLlmResponse, FAKE_LLM_REQUEST_RETENTION, FakeStt, FakeTts, FakeTurnDetector, FakeVad, ReceivedAudio,
-    UserSpeech,
+    FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, ReceivedAudio,
+    UserSpeech, FAKE_LLM_REQUEST_RETENTION,
 };
 pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
 pub use run_result::{judge, EventAssert, JudgeError, RunAssert, RunEvent, RunResult};

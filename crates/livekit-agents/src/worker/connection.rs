@@ -324,7 +324,10 @@ fn handle_server_message(inner: &Arc<Inner>, data: &[u8]) -> Result<(), ConnErro
         Some(server_message::Message::Assignment(a)) => inner.on_assignment(a),
         Some(server_message::Message::Termination(t)) => inner.on_termination(&t.job_id),
         Some(server_message::Message::Pong(p)) => {
-            tracing::trace!(rtt_ms = pong_rtt_ms(now_millis(), p.last_timestamp), "worker pong");
+            tracing::trace!(
+                rtt_ms = pong_rtt_ms(now_millis(), p.last_timestamp),
+                "worker pong"
+            );
         }
         Some(server_message::Message::GoAway(g)) => return Err(ConnError::GoAway(g.reason)),
         Some(server_message::Message::Register(_)) => {

@@ -534,7 +534,10 @@ impl Inner {
         if self.is_known_job(&job_id) {
             // The server offered a job id this server is already running or waiting for:
             // taking it twice would run two entrypoints under one id.
-            tracing::warn!(job_id, "availability request for a job already running or accepted here; refused");
+            tracing::warn!(
+                job_id,
+                "availability request for a job already running or accepted here; refused"
+            );
             self.send(Self::availability(&job_id, None));
             return;
         }
@@ -572,7 +575,10 @@ impl Inner {
                 // A second request for the same id answered while the handler ran.
                 drop(pending);
                 self.state.lock().reserved -= 1;
-                tracing::warn!(job_id, "availability request for a job already accepted here; refused");
+                tracing::warn!(
+                    job_id,
+                    "availability request for a job already accepted here; refused"
+                );
                 self.send(Self::availability(&job_id, None));
                 return;
             }
