@@ -380,6 +380,10 @@ pub enum PreConnectError {
     /// WebM or Ogg.
     #[error("pre-connect audio: unsupported mime type {0:?} (decoded: 16-bit PCM{opus})", opus = if cfg!(feature = "pre-connect-opus") { ", Opus in WebM or Ogg" } else { "; Opus needs the `pre-connect-opus` feature" })]
     UnsupportedMime(String),
+    /// The `sampleRate` attribute is a number outside
+    /// [`SUPPORTED_SAMPLE_RATES`](crate::audio::SUPPORTED_SAMPLE_RATES).
+    #[error("pre-connect audio: unsupported sample rate {0} Hz (supported: 8000 to 192000 Hz)")]
+    UnsupportedSampleRate(u32),
     /// The Opus recording could not be decoded.
     #[error("pre-connect audio: {0}")]
     Decode(String),
@@ -398,7 +402,14 @@ pub enum PreConnectEncoding {
 /// At most this many bytes of pre-connect audio are kept (the client SDKs' own cap, 10 MiB).
 pub const PRE_CONNECT_MAX_BYTES: usize = 10 * 1024 * 1024;
 
-/// The header of a pre-connect audio byte stream (its attributes).
+/// The most channels a pre-connect recording may declare (8); more is refused as a bad
+/// `channels` attribute.
+pub const PRE_CONNECT_MAX_CHANNELS: u16 = 8;
+
+/// The header of a pre-connect audio byte stream (its attributes). [`PreConnectHeader::parse`]
+/// validates what the participant declared: a rate in
+/// [`SUPPORTED_SAMPLE_RATES`](crate::audio::SUPPORTED_SAMPLE_RATES), 1 to
+/// [`PRE_CONNECT_MAX_CHANNELS`] channels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreConnectHeader {
     /// Sample rate (`sampleRate`).
@@ -444,8 +455,12 @@ impl PreConnectHeader {
                 .ok_or(PreConnectError::BadAttribute(key))
         };
         let sample_rate = num("sampleRate")?;
+        crate::audio::check_sample_rate(sample_rate)
+            .map_err(|_| PreConnectError::UnsupportedSampleRate(sample_rate))?;
         let num_channels = u16::try_from(num("channels")?)
-            .map_err(|_| PreConnectError::BadAttribute("channels"))?;
+            .ok()
+            .filter(|n| *n <= PRE_CONNECT_MAX_CHANNELS)
+            .ok_or(PreConnectError::BadAttribute("channels"))?;
         let track_id = attributes.get("trackId").cloned().unwrap_or_default();
         Ok(Self {
             sample_rate,
@@ -761,6 +776,21 @@ mod tests {
         assert_eq!(
             PreConnectHeader::parse(&bad, ""),
             Err(PreConnectError::BadAttribute("sampleRate"))
+        );
+        // Issue 15 item 2: a participant-declared rate sizes the resampler; 4294967295 used to
+        // abort the process with a multi-GB allocation.
+        for rate in [u32::MAX, 192_001, 7_999] {
+            bad.insert("sampleRate".into(), rate.to_string());
+            assert_eq!(
+                PreConnectHeader::parse(&bad, ""),
+                Err(PreConnectError::UnsupportedSampleRate(rate))
+            );
+        }
+        let mut bad = attrs.clone();
+        bad.insert("channels".into(), "65535".into());
+        assert_eq!(
+            PreConnectHeader::parse(&bad, ""),
+            Err(PreConnectError::BadAttribute("channels"))
         );
 
         let mut buf = PreConnectBuffer::new(header);

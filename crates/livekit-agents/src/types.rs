@@ -96,6 +96,11 @@ pub enum ApiError {
     /// Anything else (configuration, unsupported operation). Not retried.
     #[error("{0}")]
     Other(String),
+    /// The provider's stream task panicked (a bug, or input it did not expect). The stream
+    /// driver treats it as a failed attempt: retried within the same budget as a dropped
+    /// connection, then delivered as an error — never as a clean end of the stream.
+    #[error("provider task panicked: {0}")]
+    TaskPanicked(String),
 }
 
 impl ApiError {
@@ -124,8 +129,28 @@ impl ApiError {
             ApiError::Status { retryable, .. } | ApiError::Connection { retryable, .. } => {
                 *retryable
             }
-            ApiError::Timeout(_) => true,
+            ApiError::Timeout(_) | ApiError::TaskPanicked(_) => true,
             ApiError::Protocol(_) | ApiError::Other(_) => false,
+        }
+    }
+}
+
+/// Runs one attempt of a provider stream task; a panic inside it becomes
+/// [`ApiError::TaskPanicked`] instead of silently ending the stream.
+pub(crate) async fn catch_attempt<F>(attempt: F) -> Result<(), ApiError>
+where
+    F: std::future::Future<Output = Result<(), ApiError>>,
+{
+    use futures::FutureExt as _;
+    match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(ApiError::TaskPanicked(message))
         }
     }
 }

@@ -32,8 +32,14 @@ impl Captured {
     }
 }
 
-fn temp_path(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("lk-console-{}-{name}", std::process::id()))
+/// A path in a folder that deletes itself with the returned guard (also when the test fails).
+fn temp_path(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("lk-console-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }
 
 /// An agent whose entrypoint builds a session from the given fakes; mode-agnostic, as a real
@@ -86,7 +92,7 @@ async fn text_mode_runs_turns_in_order_and_writes_the_reply_audio() {
     ]);
     let tts = FakeTts::new(Duration::from_millis(200), Duration::from_secs(1));
     let display = Captured::default();
-    let out = temp_path("text-out.wav");
+    let (_tmp_out, out) = temp_path("text-out.wav");
     let report = run_console(
         agent(llm.clone(), tts, None),
         ConsoleOptions {
@@ -133,13 +139,12 @@ async fn text_mode_runs_turns_in_order_and_writes_the_reply_audio() {
     let (rate, secs) = wav_duration(&out);
     assert_eq!(rate, 24_000);
     assert!((secs - 2.0).abs() < 0.05, "{secs}");
-    std::fs::remove_file(&out).unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn wav_input_mode_answers_and_closes_at_end_of_input() {
     // 3 s of audio; the fake VAD/STT hear "hello" from 0.5 s to 1.5 s.
-    let input = temp_path("in.wav");
+    let (_tmp_in, input) = temp_path("in.wav");
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 16_000,
@@ -157,7 +162,7 @@ async fn wav_input_mode_answers_and_closes_at_end_of_input() {
         Duration::from_millis(250),
     )]);
     let tts = FakeTts::new(Duration::from_millis(150), Duration::from_millis(800));
-    let out = temp_path("wav-out.wav");
+    let (_tmp_out, out) = temp_path("wav-out.wav");
     let report = run_console(
         agent(llm, tts, Some(vec![UserSpeech::new(0.5, 1.5, "hello")])),
         ConsoleOptions {
@@ -188,8 +193,6 @@ async fn wav_input_mode_answers_and_closes_at_end_of_input() {
     );
     let (_, secs) = wav_duration(&out);
     assert!((secs - 0.8).abs() < 0.05, "{secs}");
-    std::fs::remove_file(&out).unwrap();
-    std::fs::remove_file(&input).unwrap();
 }
 
 #[tokio::test]
@@ -204,7 +207,7 @@ async fn console_input_is_validated() {
     let err = run_console(
         opts(),
         ConsoleOptions {
-            input_wav: Some(temp_path("does-not-exist.wav")),
+            input_wav: Some(temp_path("does-not-exist.wav").1),
             ..Default::default()
         },
     )

@@ -67,8 +67,12 @@ async fn download_files_fetches_registered_files() {
         axum::serve(listener, app).await.unwrap();
     });
 
-    let cache = std::env::temp_dir().join(format!("lk-cli-dl-{}", std::process::id()));
-    std::env::set_var("LIVEKIT_AGENTS_CACHE", &cache);
+    let tmp = tempfile::Builder::new()
+        .prefix("lk-cli-dl-")
+        .tempdir()
+        .unwrap();
+    let cache = tmp.path();
+    std::env::set_var("LIVEKIT_AGENTS_CACHE", cache);
     register_files(
         "cli-test",
         [FileSpec::new(
@@ -82,5 +86,4 @@ async fn download_files_fetches_registered_files() {
         .unwrap();
     let got = std::fs::read(cache.join("cli-test/model.bin")).unwrap();
     assert_eq!(got, body);
-    std::fs::remove_dir_all(&cache).unwrap();
 }

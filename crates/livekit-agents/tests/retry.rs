@@ -172,6 +172,8 @@ enum SttStep {
     Fail(ApiError),
     /// Reads until input ends, then returns Ok.
     Drain,
+    /// Panics (a provider bug, e.g. arithmetic on a number the provider sent).
+    Panic,
 }
 
 struct ScriptedSttTask {
@@ -197,6 +199,7 @@ impl SttStreamTask for ScriptedSttTask {
                 }
                 SttStep::Fail(e) => return Err(e),
                 SttStep::Drain => while input.recv().await.is_some() {},
+                SttStep::Panic => panic!("absurd final window"),
             }
         }
         Ok(())
@@ -287,6 +290,45 @@ async fn speech_stream_does_not_retry_fatal_errors() {
     assert_eq!(attempts.count(), 1);
 }
 
+/// Issue 15 item 4: a panicked attempt is a failed attempt: the stream is reopened (it used to
+/// end as if the provider had finished).
+#[tokio::test(start_paused = true)]
+async fn speech_stream_reopens_after_a_panicked_attempt() {
+    let attempts = Attempts::new();
+    let task = ScriptedSttTask {
+        attempts: attempts.clone(),
+        scripts: [
+            vec![SttStep::Panic],
+            vec![SttStep::ReadAndFinal("one"), SttStep::Drain],
+        ]
+        .into(),
+    };
+    let mut stream = SpeechStream::spawn("fake.STT", opts(3, 2), task);
+    stream.push_frame(AudioFrame::silence(16_000, 1, 160));
+    stream.end_input();
+    let (texts, err) = drain_stt(&mut stream).await;
+    assert_eq!(texts, ["one"]);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(attempts.count(), 2);
+}
+
+/// Issue 15 item 4: panics past the retry budget end the stream with an error, not cleanly.
+#[tokio::test(start_paused = true)]
+async fn speech_stream_ends_with_an_error_when_attempts_keep_panicking() {
+    let attempts = Attempts::new();
+    let task = ScriptedSttTask {
+        attempts: attempts.clone(),
+        scripts: std::iter::repeat_n(vec![SttStep::Panic], 5).collect(),
+    };
+    let mut stream = SpeechStream::spawn("fake.STT", opts(1, 2), task);
+    let (_, err) = drain_stt(&mut stream).await;
+    assert!(
+        matches!(&err, Some(ApiError::TaskPanicked(m)) if m.contains("absurd final window")),
+        "{err:?}"
+    );
+    assert_eq!(attempts.count(), 2);
+}
+
 // ---------------------------------------------------------------- LLM
 
 struct ScriptedLlm {
@@ -360,6 +402,65 @@ async fn llm_does_not_retry_fatal_errors() {
         .await
         .is_err());
     assert_eq!(attempts.count(), 1);
+}
+
+/// An LLM attempt that sends `before` then panics (like a tool-call index near `usize::MAX`).
+struct PanickingLlm {
+    attempts: Attempts,
+    before: Vec<&'static str>,
+    panics: usize,
+}
+
+#[async_trait]
+impl LlmStreamTask for PanickingLlm {
+    async fn run(&mut self, out: &ChunkSender) -> Result<(), ApiError> {
+        self.attempts.record();
+        for c in &self.before {
+            out.send(ChatChunk::text("resp", *c)).await;
+        }
+        if self.panics > 0 {
+            self.panics -= 1;
+            panic!("tool call index overflow");
+        }
+        out.send(ChatChunk::text("resp", "done")).await;
+        Ok(())
+    }
+}
+
+/// Issue 15 item 4: a panic after content is an error, never `Ok` with partial text.
+#[tokio::test(start_paused = true)]
+async fn llm_panic_after_content_is_an_error() {
+    let attempts = Attempts::new();
+    let task = PanickingLlm {
+        attempts: attempts.clone(),
+        before: vec!["Hel"],
+        panics: 1,
+    };
+    let mut stream = LlmStream::spawn("fake.LLM", opts(3, 2), task);
+    assert!(stream.next_chunk().await.unwrap().unwrap().has_content());
+    assert!(matches!(
+        stream.next_chunk().await,
+        Some(Err(ApiError::TaskPanicked(_)))
+    ));
+    assert!(stream.next_chunk().await.is_none());
+    assert_eq!(attempts.count(), 1);
+}
+
+/// Issue 15 item 4: a panic before any content is retried like a dropped connection.
+#[tokio::test(start_paused = true)]
+async fn llm_panic_before_content_is_retried() {
+    let attempts = Attempts::new();
+    let task = PanickingLlm {
+        attempts: attempts.clone(),
+        before: vec![],
+        panics: 1,
+    };
+    let resp = LlmStream::spawn("fake.LLM", opts(3, 2), task)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(resp.text, "done");
+    assert_eq!(attempts.count(), 2);
 }
 
 // ---------------------------------------------------------------- TTS chunked
@@ -523,4 +624,27 @@ async fn tts_stream_is_not_retried_after_audio() {
     }
     assert!(got_audio && got_error);
     assert_eq!(attempts.count(), 1);
+}
+
+/// A chunked synthesis that pushes audio, then panics.
+struct PanickingChunked;
+
+#[async_trait]
+impl ChunkedTtsTask for PanickingChunked {
+    async fn run(&mut self, emitter: &AudioEmitter) -> Result<(), ApiError> {
+        emitter.push_samples(&[1i16; 2400]).await;
+        panic!("decoder bug");
+    }
+}
+
+/// Issue 15 item 4 (TTS too): a panic after audio ends the synthesis with an error.
+#[tokio::test(start_paused = true)]
+async fn chunked_tts_panic_is_an_error() {
+    let result = ChunkedStream::spawn("fake.TTS", opts(3, 2), 24_000, 1, PanickingChunked)
+        .collect()
+        .await;
+    assert!(
+        matches!(result, Err(ApiError::TaskPanicked(_))),
+        "{result:?}"
+    );
 }

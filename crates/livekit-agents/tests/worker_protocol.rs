@@ -736,3 +736,81 @@ async fn go_away_makes_the_worker_reconnect() {
     assert!(!ctx.is_shutting_down());
     server.aclose().await;
 }
+
+/// Issue 15 item 5: the same job id offered and assigned while it runs is refused, so the job
+/// count, the success report and drain keep following the one running job.
+#[tokio::test]
+async fn a_second_offer_of_a_running_job_id_is_refused() {
+    let fake = FakeServer::start().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (server, _handle) = spawn_server(base_options(waiting_entrypoint(tx), &fake.url));
+    let (mut conn, _) = fake.accept_registered("AW_13").await;
+    assert!(conn.offer("AJ_1").await.available);
+    conn.assign("AJ_1").await;
+    conn.expect_job_status("AJ_1").await;
+    let first = rx.recv().await.unwrap();
+
+    // The same id again, while the first runs: refused, and an assignment for it is ignored.
+    assert!(!conn.offer("AJ_1").await.available);
+    conn.assign("AJ_1").await;
+    // A fresh id still works (and proves the assignment above was handled first).
+    assert!(conn.offer("AJ_2").await.available);
+    conn.assign("AJ_2").await;
+    assert_eq!(
+        conn.expect_job_status("AJ_2").await.status,
+        proto::JobStatus::JsRunning as i32
+    );
+    let second = rx.recv().await.unwrap();
+    assert_eq!(second.job_id(), "AJ_2");
+    assert_eq!(server.active_job_count(), 2);
+
+    // Ending the first leaves exactly the second running.
+    first.shutdown("user hung up");
+    assert_eq!(
+        conn.expect_job_status("AJ_1").await.status,
+        proto::JobStatus::JsSuccess as i32
+    );
+    assert_eq!(server.active_job_count(), 1);
+    assert_eq!(server.active_jobs()[0].job_id, "AJ_2");
+    second.shutdown("done");
+    conn.expect_job_status("AJ_2").await;
+    server.aclose().await;
+}
+
+/// Issue 15 item 5: two availability requests for one id before either is assigned: only the
+/// first is accepted.
+#[tokio::test]
+async fn two_offers_of_one_id_accept_only_the_first() {
+    let fake = FakeServer::start().await;
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let (server, _handle) = spawn_server(base_options(waiting_entrypoint(tx), &fake.url));
+    let (mut conn, _) = fake.accept_registered("AW_14").await;
+    assert!(conn.offer("AJ_1").await.available);
+    assert!(!conn.offer("AJ_1").await.available);
+    server.aclose().await;
+}
+
+/// Issue 15 item 6: a pong with an extreme timestamp (logged at trace level, where the round
+/// trip is computed) does not kill the connection.
+#[tokio::test]
+async fn extreme_pong_timestamps_keep_the_connection() {
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(std::io::sink)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let fake = FakeServer::start().await;
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let (server, _handle) = spawn_server(base_options(waiting_entrypoint(tx), &fake.url));
+    let (mut conn, _) = fake.accept_registered("AW_15").await;
+    for ts in [i64::MIN, i64::MAX, -1, 0] {
+        conn.send(server_message::Message::Pong(proto::WorkerPong {
+            last_timestamp: ts,
+            timestamp: ts,
+        }))
+        .await;
+    }
+    assert!(conn.offer("AJ_1").await.available);
+    assert!(server.is_connected());
+    server.aclose().await;
+}

@@ -3,6 +3,8 @@
 //! input. What differs between the APIs (URL, flush and keepalive messages, how server
 //! messages map to events) is a [`ListenApi`].
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use livekit_agents::audio::AudioFrame;
 use livekit_agents::plugin_support::UsageMeter;
@@ -22,6 +24,9 @@ use crate::common::{
 
 /// Size of the audio chunks sent to Deepgram (the reference sends 50 ms).
 const CHUNK_MS: u32 = 50;
+/// How much more than the connection's lifetime (or the audio sent) a `Metadata` message may
+/// bill before it is taken for garbage.
+const BILLING_SLACK_SECS: f64 = 60.0;
 /// Unfinalized audio kept for replay after a reconnect. Deepgram finalizes every few seconds,
 /// so this is a bound for pathological cases, not a working size.
 const MAX_REPLAY_SECS: f64 = 30.0;
@@ -94,6 +99,12 @@ pub(crate) struct ListenTask<A: ListenApi> {
 }
 
 impl<A: ListenApi> ListenTask<A> {
+    /// How long audio may go unanswered before the connection counts as stalled: twice the
+    /// connect timeout (20 s by default; Deepgram answers audio within a few seconds).
+    fn stall_timeout(&self) -> Duration {
+        self.conn.timeout.saturating_mul(2)
+    }
+
     pub(crate) fn new(
         options: watch::Receiver<A::Options>,
         language: Option<String>,
@@ -128,8 +139,13 @@ struct Session<O> {
     start_pos: u64,
     /// Seconds of audio sent on this connection (billing reconciliation with `Metadata`).
     audio_secs: f64,
+    /// When the connection opened (bounds the billed duration `Metadata` may claim).
+    opened_at: Instant,
     keepalive: KeepAlive,
     close_deadline: Option<Instant>,
+    /// Set when audio is sent while no server message has come since: Deepgram answers audio
+    /// with results, so silence past this deadline is a stalled server (reconnect).
+    stall_deadline: Option<Instant>,
     opts: O,
 }
 
@@ -242,8 +258,10 @@ impl<A: ListenApi> ListenTask<A> {
         let mut session = Session {
             start_pos: audio.replay.start_pos(),
             audio_secs: 0.0,
+            opened_at: Instant::now(),
             keepalive: KeepAlive::new(KEEPALIVE_INTERVAL, Instant::now()),
             close_deadline: None,
+            stall_deadline: None,
             opts,
         };
         // Resend what the previous connection heard but did not finalize.
@@ -270,9 +288,12 @@ impl<A: ListenApi> ListenTask<A> {
         loop {
             let keepalive_at = session.keepalive.deadline();
             let close_at = session.close_deadline;
+            let stall_at = session.stall_deadline;
             tokio::select! {
                 incoming = DEEPGRAM.next_incoming(ws) => {
-                    match incoming? {
+                    let incoming = incoming?;
+                    session.stall_deadline = None;
+                    match incoming {
                         Incoming::Text(text) => {
                             if !self.handle_message(&text, &mut session, events).await? {
                                 return Ok(SessionEnd::Done);
@@ -330,6 +351,16 @@ impl<A: ListenApi> ListenTask<A> {
                         Ok(()) => {}
                         Err(_) => self.options_alive = false,
                     }
+                }
+                _ = sleep_until_opt(stall_at), if stall_at.is_some() => {
+                    // Audio went unanswered for the stall timeout: the server (or the path to
+                    // it) is stuck. Retry, which resends the unfinalized audio.
+                    tracing::warn!(
+                        api = A::NAME,
+                        timeout = ?self.stall_timeout(),
+                        "Deepgram sent nothing for audio it was given; reconnecting"
+                    );
+                    return Err(ApiError::Timeout(self.stall_timeout()));
                 }
                 _ = sleep_until_opt(close_at), if close_at.is_some() => {
                     // Deepgram did not close after CloseStream: retry, which resends the
@@ -403,6 +434,9 @@ impl<A: ListenApi> ListenTask<A> {
             / audio.replay.sample_rate() as f64;
         DEEPGRAM.send_binary(ws, to_le_bytes(&samples)).await?;
         session.keepalive.sent(Instant::now());
+        if session.stall_deadline.is_none() {
+            session.stall_deadline = Some(Instant::now() + self.stall_timeout());
+        }
         session.audio_secs += secs;
         self.usage.add(secs);
         if self.usage.unreported() >= USAGE_REPORT_SECS {
@@ -438,9 +472,20 @@ impl<A: ListenApi> ListenTask<A> {
                 Action::RequestId(id) => self.request_id = id,
                 Action::Billed(duration) => {
                     // The provider bills more than the audio sent (e.g. connection time): add
-                    // what the per-chunk accounting has not covered.
+                    // what the per-chunk accounting has not covered. It cannot bill more than
+                    // the connection lived or the audio sent: a number beyond that (1e300,
+                    // inf) is garbage and ignored.
+                    let plausible = session
+                        .audio_secs
+                        .max(session.opened_at.elapsed().as_secs_f64())
+                        + BILLING_SLACK_SECS;
                     let extra = duration - session.audio_secs;
-                    if extra > 1e-6 {
+                    if !(duration.is_finite() && duration <= plausible) {
+                        tracing::warn!(
+                            duration,
+                            "Deepgram Metadata with an implausible billed duration; ignored"
+                        );
+                    } else if extra > 1e-6 {
                         self.usage.add(extra);
                         session.audio_secs = duration;
                     }

@@ -21,6 +21,9 @@ use crate::common::{
 };
 use crate::listen::{Action, ListenApi, ListenTask};
 
+/// The largest pre-recorded transcription response read (64 MiB).
+const MAX_PRERECORDED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Options of the Deepgram [`Stt`]. Defaults match the reference plugin.
 ///
 /// ```
@@ -313,16 +316,24 @@ impl Stt {
         let request_id = DEEPGRAM.request_id(response.headers());
         // Batch transcription of long audio takes a while: allow more than the connect timeout.
         let read_timeout = conn.timeout.max(Duration::from_secs(30));
-        let text = tokio::time::timeout(read_timeout, response.text())
-            .await
-            .map_err(|_| ApiError::Timeout(read_timeout))?
-            .map_err(|e| {
-                ApiError::connection(format!("Deepgram response failed: {}", e.without_url()))
-            })?;
         if !(200..300).contains(&status) {
+            let text = livekit_agents::plugin_support::read_body_prefix(
+                response,
+                livekit_agents::plugin_support::MAX_ERROR_BODY_BYTES,
+                livekit_agents::plugin_support::ERROR_BODY_TIMEOUT,
+            )
+            .await;
             return Err(DEEPGRAM.status_error(status, &summarize_body(&text), request_id));
         }
-        let parsed: PrerecordedResponse = serde_json::from_str(&text)
+        // A transcript with word timings is large, but not this large.
+        let text = livekit_agents::plugin_support::read_body_limited(
+            "Deepgram",
+            response,
+            MAX_PRERECORDED_RESPONSE_BYTES,
+            read_timeout,
+        )
+        .await?;
+        let parsed: PrerecordedResponse = serde_json::from_slice(&text)
             .map_err(|e| ApiError::Protocol(format!("unexpected Deepgram response: {e}")))?;
         Ok(prerecorded_to_event(parsed, &opts, request_id))
     }

@@ -428,3 +428,40 @@ fn error_messages_about_the_request_are_not_retryable() {
     assert!(parse(json!({"description": "internal error", "variant": "NET-0000"})).retryable());
     assert!(parse(json!({"description": "timeout"})).retryable());
 }
+
+/// Issue 15 item 7: a server that takes audio but never answers is noticed (twice the connect
+/// timeout after the first unanswered audio) and the stream reconnects, resending what was not
+/// finalized.
+#[tokio::test(start_paused = true)]
+async fn a_server_that_never_answers_audio_is_reconnected() {
+    let mut server = FakeServer::start_memory();
+    let stt = client(&server, SttOptions::default());
+    let stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
+    let mut pos = push_audio(&stream, 0, 0.1);
+    let mut conn = server.next_conn().await;
+    conn.recv_audio(2 * CHUNK_BYTES).await;
+    // The stalled server reads everything and says nothing.
+    let drain =
+        tokio::spawn(async move { while !matches!(conn.recv().await, ClientMsg::Closed) {} });
+    // Audio keeps coming once a second; without stall detection nothing ever reconnects.
+    let mut conn2 = None;
+    for _ in 0..60 {
+        tokio::select! {
+            c = server.next_conn() => {
+                conn2 = Some(c);
+                break;
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                pos = push_audio(&stream, pos, 0.05);
+            }
+        }
+    }
+    let mut conn2 = conn2.expect("the stalled connection was never replaced");
+    // The new connection starts with the unfinalized audio.
+    match conn2.recv().await {
+        ClientMsg::Binary(b) => assert_eq!(b.len(), CHUNK_BYTES),
+        other => panic!("expected resent audio, got {other:?}"),
+    }
+    drop(stream);
+    let _ = drain.await;
+}

@@ -137,6 +137,33 @@ async fn streams_audio_and_maps_results_to_events() {
     assert!((usage - 1.5).abs() < 1e-6, "usage {usage}");
 }
 
+/// Issue 15 item 3: a `Metadata` message billing an absurd duration (1e300, used to panic the
+/// session's recognition task downstream) is ignored: the usage reported stays what was sent.
+#[tokio::test]
+async fn absurd_billed_durations_are_ignored() {
+    let mut server = FakeServer::start().await;
+    let stt = client(&server, SttOptions::default());
+    let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
+    push_audio(&stream, 0, 0.1);
+    let mut conn = server.next_conn().await;
+    conn.recv_audio(2 * CHUNK_BYTES).await;
+    stream.end_input();
+    let (_, ctrl) = next_control(&mut conn).await;
+    assert_eq!(ctrl, Some(json!({"type": "CloseStream"})));
+    for duration in [json!(1e300), json!(-5.0), json!(f64::MAX)] {
+        conn.send_json(json!({"type": "Metadata", "request_id": "req-1", "duration": duration}))
+            .await;
+    }
+    conn.close().await;
+    let mut usage = 0.0;
+    while let Some(ev) = stream.next_event().await {
+        if let Some(u) = ev.unwrap().recognition_usage {
+            usage += u.audio_duration;
+        }
+    }
+    assert!((usage - 0.1).abs() < 1e-6, "usage {usage}");
+}
+
 #[tokio::test]
 async fn utterance_end_and_transcript_without_speech_started() {
     let mut server = FakeServer::start()

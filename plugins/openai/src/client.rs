@@ -232,10 +232,12 @@ pub(crate) async fn error_from_response(provider: &str, response: reqwest::Respo
             .map(str::to_string);
         tracing::warn!(provider, ?remaining, "rate limited (HTTP 429)");
     }
-    let body = match tokio::time::timeout(Duration::from_secs(5), response.text()).await {
-        Ok(Ok(text)) => text,
-        _ => String::new(),
-    };
+    let body = livekit_agents::plugin_support::read_body_prefix(
+        response,
+        livekit_agents::plugin_support::MAX_ERROR_BODY_BYTES,
+        livekit_agents::plugin_support::ERROR_BODY_TIMEOUT,
+    )
+    .await;
     status_error(provider, status, &body, request_id)
 }
 

@@ -796,8 +796,11 @@ impl LlmStreamTask for CompletionTask {
         let mut body = response.bytes_stream();
         let mut decoder = SseDecoder::default();
         let mut parser = ChunkParser::default();
+        // Idle deadline: `timeout` without an event (bytes that complete no event, such as
+        // keep-alive comments, do not count) ends the attempt with a timeout.
+        let mut idle_deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let next = match tokio::time::timeout(self.timeout, body.next()).await {
+            let next = match tokio::time::timeout_at(idle_deadline, body.next()).await {
                 Err(_) => return Err(ApiError::Timeout(self.timeout)),
                 Ok(next) => next,
             };
@@ -842,6 +845,9 @@ impl LlmStreamTask for CompletionTask {
                     )));
                 }
             };
+            if !events.is_empty() {
+                idle_deadline = tokio::time::Instant::now() + self.timeout;
+            }
             for ev in events {
                 for chunk in parser.event(&ev.data)? {
                     if !out.send(chunk).await {
@@ -927,6 +933,10 @@ struct PendingCall {
     arguments: String,
 }
 
+/// At most this many distinct tool calls are stitched from one response (more are dropped with
+/// a warning): the fragments' indexes come from the network.
+const MAX_TOOL_CALLS: usize = 128;
+
 /// Turns `data:` payloads into [`ChatChunk`]s, stitching tool-call fragments per index.
 #[derive(Debug, Default)]
 struct ChunkParser {
@@ -1010,9 +1020,20 @@ impl ChunkParser {
 
     fn call_fragment(&mut self, call: WireToolCall) {
         // Providers that omit `index` send each call whole in one fragment.
-        let index = call
-            .index
-            .unwrap_or_else(|| self.calls.keys().next_back().map_or(0, |i| i + 1));
+        // The index is the provider's number: no arithmetic on it may overflow.
+        let index = call.index.unwrap_or_else(|| {
+            self.calls
+                .keys()
+                .next_back()
+                .map_or(0, |i| i.saturating_add(1))
+        });
+        if !self.calls.contains_key(&index) && self.calls.len() >= MAX_TOOL_CALLS {
+            tracing::warn!(
+                index,
+                "more than {MAX_TOOL_CALLS} tool calls in one response; ignored"
+            );
+            return;
+        }
         let pending = self.calls.entry(index).or_default();
         if let Some(id) = call.id.filter(|id| !id.is_empty()) {
             pending.call_id = id;
@@ -1232,6 +1253,36 @@ mod tests {
         assert_eq!(body["max_completion_tokens"], json!(50));
         assert_eq!(body["reasoning_effort"], json!("low"));
         assert_eq!(body["tools"][0]["function"]["strict"], json!(true));
+    }
+
+    /// Issue 15 item 4: a tool-call index near the top of its range (then fragments without an
+    /// index) used to overflow and panic the stream task.
+    #[test]
+    fn parser_survives_extreme_tool_call_indexes() {
+        let mut p = ChunkParser::default();
+        let mut chunks = Vec::new();
+        for data in [
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"tool_calls":[{"index":4294967295,"id":"a","function":{"name":"f","arguments":"{}"}}]}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"tool_calls":[{"id":"b","function":{"name":"g","arguments":"{}"}}]}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+            "[DONE]",
+        ] {
+            chunks.extend(p.event(data).unwrap());
+        }
+        let calls: Vec<_> = chunks
+            .iter()
+            .flat_map(|c| c.delta.iter().flat_map(|d| d.tool_calls.clone()))
+            .collect();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        // Distinct indexes are capped.
+        let mut p = ChunkParser::default();
+        for i in 0..1000 {
+            let data = format!(
+                r#"{{"id":"c1","choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":{i},"id":"c{i}","function":{{"name":"f","arguments":"{{}}"}}}}]}}}}]}}"#
+            );
+            p.event(&data).unwrap();
+        }
+        assert_eq!(p.calls.len(), MAX_TOOL_CALLS);
     }
 
     #[test]

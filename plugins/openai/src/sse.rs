@@ -24,6 +24,10 @@ pub(crate) struct SseDecoder {
 
 /// An event stream line longer than this is treated as a malformed stream (protects memory).
 const MAX_LINE: usize = 8 * 1024 * 1024;
+/// An event whose `data:` lines add up to more than this is treated as a malformed stream: a
+/// server sending `data:` lines without the blank line that ends an event must not grow memory
+/// without limit.
+const MAX_EVENT: usize = 8 * 1024 * 1024;
 
 /// The body is not a valid event stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +38,9 @@ pub(crate) enum SseError {
     /// A line exceeds [`MAX_LINE`].
     #[error("event stream line longer than {MAX_LINE} bytes")]
     LineTooLong,
+    /// An event's data exceeds [`MAX_EVENT`].
+    #[error("event stream event larger than {MAX_EVENT} bytes")]
+    EventTooLarge,
 }
 
 impl SseDecoder {
@@ -99,6 +106,9 @@ impl SseDecoder {
         match field {
             "data" => match &mut self.data {
                 Some(data) => {
+                    if data.len() + 1 + value.len() > MAX_EVENT {
+                        return Err(SseError::EventTooLarge);
+                    }
                     data.push('\n');
                     data.push_str(value);
                 }
@@ -164,5 +174,22 @@ mod tests {
             SseDecoder::default().push(b"data: \xff\n").unwrap_err(),
             SseError::NotUtf8
         );
+    }
+
+    /// Issue 15 item 7: `data:` lines without the blank line that ends an event do not grow
+    /// memory without limit.
+    #[test]
+    fn an_endless_event_is_refused() {
+        let mut d = SseDecoder::default();
+        let line = format!("data: {}\n", "x".repeat(64 * 1024));
+        let mut result = Ok(Vec::new());
+        for _ in 0..(2 * MAX_EVENT / line.len()) {
+            result = d.push(line.as_bytes());
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(SseError::EventTooLarge));
+        assert!(d.data.as_ref().is_some_and(|data| data.len() <= MAX_EVENT));
     }
 }

@@ -28,6 +28,9 @@ use crate::realtime::{
 };
 use crate::ws::{self, event_type, str_field, Incoming};
 
+/// The largest transcription response read (16 MiB; a transcript is far smaller).
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Default transcription model: `gpt-transcribe`, OpenAI's named successor of
 /// `gpt-4o-transcribe` (which shuts down on 2027-02-26; see `docs/providers.md`). The
 /// reference's default was `gpt-4o-transcribe`.
@@ -310,11 +313,15 @@ impl core_stt::Stt for Stt {
             return Err(error_from_response(provider, response).await);
         }
         let rid = request_id(response.headers()).unwrap_or_default();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| transport_error(provider, &e, conn.timeout))?;
-        let value: Value = serde_json::from_str(&text)
+        // A transcription is small: a body past the cap is not one.
+        let text = livekit_agents::plugin_support::read_body_limited(
+            provider,
+            response,
+            MAX_RESPONSE_BYTES,
+            conn.timeout.max(std::time::Duration::from_secs(30)),
+        )
+        .await?;
+        let value: Value = serde_json::from_slice(&text)
             .map_err(|e| ApiError::Protocol(format!("malformed transcription response ({e})")))?;
         let transcript = value
             .get("text")

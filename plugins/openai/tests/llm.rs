@@ -495,3 +495,29 @@ async fn live_compatible_providers_default_models() {
     }
     println!("live compatible providers exercised: {ran}");
 }
+
+/// Issue 15 item 7: keep-alive comments are not events: a stream that sends only them after
+/// its first text times out (it used to wait as long as the comments kept coming).
+#[tokio::test]
+async fn keep_alive_comments_do_not_hold_a_stream_open() {
+    let mut parts: Vec<Vec<u8>> = HELLO[..2]
+        .iter()
+        .map(|e| format!("data: {e}\n\n").into_bytes())
+        .collect();
+    parts.extend(std::iter::repeat_n(b": keep-alive\n\n".to_vec(), 100));
+    let server = Server::start(vec![Reply::Stream {
+        content_type: "text/event-stream",
+        parts,
+        pause: Duration::from_millis(50),
+        end: StreamEnd::Close,
+    }])
+    .await;
+    let mut req = request();
+    // Well above the 50 ms pacing, so a loaded machine cannot time out between real
+    // events; well below the 5 s of comments.
+    req.conn.timeout = Duration::from_secs(2);
+    let mut stream = llm(&server).chat(req);
+    assert!(stream.next_chunk().await.unwrap().is_ok());
+    let err = stream.next_chunk().await.unwrap().unwrap_err();
+    assert!(matches!(err, ApiError::Timeout(_)), "{err:?}");
+}

@@ -165,6 +165,32 @@ impl<P: SpeechProbability> Detector<P> {
         }
     }
 
+    /// Switches to frames at `new` Hz: the model keeps its state (its input stays at the
+    /// model rate), the partial window of the old rate is dropped, and the speech held for the
+    /// current utterance is converted so the event's audio has one rate.
+    fn change_input_rate(&mut self, old: u32, new: u32) {
+        tracing::warn!(
+            from = old,
+            to = new,
+            "VAD input sample rate changed; following the new rate"
+        );
+        self.input_pending.clear();
+        self.model_pending.clear();
+        self.copy_fraction = 0.0;
+        if !self.speech_buffer.is_empty() {
+            let data = std::mem::take(&mut self.speech_buffer);
+            let held = self.mono_frame(data);
+            match livekit_agents::audio::resample::resample_frame(&held, new) {
+                Ok(converted) => self.speech_buffer = converted.data,
+                Err(err) => tracing::warn!(error = %err, "dropping the buffered speech"),
+            }
+        }
+        self.input_rate = Some(new);
+        self.size_speech_buffer(new);
+        self.speech_buffer.truncate(self.speech_buffer_limit);
+        self.resampler = self.new_resampler(new);
+    }
+
     fn new_resampler(&self, input_rate: u32) -> Option<Resampler> {
         if input_rate == self.rate.hz() {
             return None;
@@ -180,8 +206,9 @@ impl<P: SpeechProbability> Detector<P> {
     }
 
     /// Processes one frame (any size, rate and channel count), appending events to `events`.
-    /// A frame at another rate than the first one is dropped with an error log, as in the
-    /// reference. Only an inference failure is an error.
+    /// A frame at another rate than the previous one switches the detector to that rate (the
+    /// reference drops it, which made a pre-connect recording at the client's rate lock the
+    /// VAD out of the live audio). Only an inference failure is an error.
     #[cfg(test)]
     pub(crate) fn push_frame(
         &mut self,
@@ -207,6 +234,18 @@ impl<P: SpeechProbability> Detector<P> {
             );
             return;
         }
+        if frame.sample_rate != self.rate.hz()
+            && livekit_agents::audio::check_sample_rate(frame.sample_rate).is_err()
+        {
+            if !self.warned_other_rate {
+                tracing::error!(
+                    got = frame.sample_rate,
+                    "dropping audio frames at an unsupported sample rate"
+                );
+                self.warned_other_rate = true;
+            }
+            return;
+        }
         match self.input_rate {
             None => {
                 self.input_rate = Some(frame.sample_rate);
@@ -214,16 +253,9 @@ impl<P: SpeechProbability> Detector<P> {
                 self.resampler = self.new_resampler(frame.sample_rate);
             }
             Some(rate) if rate != frame.sample_rate => {
-                if !self.warned_other_rate {
-                    tracing::error!(
-                        expected = rate,
-                        got = frame.sample_rate,
-                        "a frame with another sample rate was already pushed; dropping frames \
-                         at the new rate"
-                    );
-                    self.warned_other_rate = true;
-                }
-                return;
+                // The input rate changed (e.g. pre-connect audio at the client's rate, then the
+                // live track): follow it rather than drop every frame from now on.
+                self.change_input_rate(rate, frame.sample_rate);
             }
             Some(_) => {}
         }

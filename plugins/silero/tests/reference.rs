@@ -362,7 +362,8 @@ fn a_wrong_model_file_is_rejected_clearly() {
         eprintln!("SKIP: ONNX Runtime not downloaded");
         return;
     }
-    let bogus = std::env::temp_dir().join(format!("not-a-model-{}.onnx", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let bogus = tmp.path().join("not-a-model.onnx");
     std::fs::write(&bogus, b"definitely not onnx").unwrap();
     let err = SileroVad::load(VadOptions {
         model_path: Some(bogus.clone()),
@@ -373,5 +374,4 @@ fn a_wrong_model_file_is_rejected_clearly() {
         matches!(err, SileroError::Onnx(OnnxError::Model { .. })),
         "{err}"
     );
-    let _ = std::fs::remove_file(bogus);
 }

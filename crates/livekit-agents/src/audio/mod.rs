@@ -101,6 +101,31 @@ pub enum AudioError {
     /// The resampler could not be built or failed.
     #[error("resampler error: {0}")]
     Resample(String),
+    /// A sample rate outside [`SUPPORTED_SAMPLE_RATES`] (from a file, a participant or a
+    /// provider); refused so it cannot drive a huge allocation.
+    #[error("unsupported sample rate: {0} Hz (supported: 8000 to 192000 Hz)")]
+    UnsupportedSampleRate(u32),
+}
+
+/// The sample rates the framework accepts from outside (WAV headers, pre-connect attributes,
+/// provider-declared rates) and resamples between: 8 kHz to 192 kHz. A rate outside this range
+/// is refused with [`AudioError::UnsupportedSampleRate`] before anything is sized from it.
+pub const SUPPORTED_SAMPLE_RATES: std::ops::RangeInclusive<u32> = 8_000..=192_000;
+
+/// `rate` if it is in [`SUPPORTED_SAMPLE_RATES`], else [`AudioError::UnsupportedSampleRate`].
+///
+/// ```
+/// use livekit_agents::audio::{check_sample_rate, AudioError};
+///
+/// assert_eq!(check_sample_rate(48_000), Ok(48_000));
+/// assert_eq!(check_sample_rate(u32::MAX), Err(AudioError::UnsupportedSampleRate(u32::MAX)));
+/// ```
+pub fn check_sample_rate(rate: u32) -> Result<u32, AudioError> {
+    if SUPPORTED_SAMPLE_RATES.contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(AudioError::UnsupportedSampleRate(rate))
+    }
 }
 
 impl AudioFrame {

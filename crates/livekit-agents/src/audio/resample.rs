@@ -59,7 +59,9 @@ impl std::fmt::Debug for Resampler {
 
 impl Resampler {
     /// A resampler from `input_rate` to `output_rate` Hz for `num_channels` interleaved
-    /// channels.
+    /// channels. Converting between different rates needs both in
+    /// [`SUPPORTED_SAMPLE_RATES`](super::SUPPORTED_SAMPLE_RATES)
+    /// ([`AudioError::UnsupportedSampleRate`] otherwise).
     pub fn new(input_rate: u32, output_rate: u32, num_channels: u16) -> Result<Self, AudioError> {
         for rate in [input_rate, output_rate] {
             if rate == 0 {
@@ -72,6 +74,9 @@ impl Resampler {
         let inner = if input_rate == output_rate {
             None
         } else {
+            // The filter is sized from the rates: an absurd one must not become an allocation.
+            super::check_sample_rate(input_rate)?;
+            super::check_sample_rate(output_rate)?;
             let channels = num_channels as usize;
             let block = (input_rate as usize / 100).max(1);
             let fft = FftFixedInOut::<f32>::new(
@@ -519,6 +524,16 @@ mod tests {
         assert_eq!(
             Resampler::new(16_000, 8_000, 0).unwrap_err(),
             AudioError::InvalidChannels(0)
+        );
+        // Issue 15 item 2: the filter is sized from the rates; u32::MAX used to abort the
+        // process with a multi-GB allocation.
+        assert_eq!(
+            Resampler::new(u32::MAX, 24_000, 1).unwrap_err(),
+            AudioError::UnsupportedSampleRate(u32::MAX)
+        );
+        assert_eq!(
+            Resampler::new(24_000, 4_000_000_000, 1).unwrap_err(),
+            AudioError::UnsupportedSampleRate(4_000_000_000)
         );
         let mut rs = Resampler::new(16_000, 8_000, 1).unwrap();
         assert!(matches!(

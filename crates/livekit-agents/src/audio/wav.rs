@@ -53,6 +53,10 @@ pub enum WavError {
     /// The format chunk declares a 0 Hz sample rate.
     #[error("WAV file declares a 0 Hz sample rate")]
     ZeroSampleRate,
+    /// The format chunk declares a rate outside
+    /// [`SUPPORTED_SAMPLE_RATES`](crate::audio::SUPPORTED_SAMPLE_RATES).
+    #[error("WAV file declares an unsupported sample rate: {0} Hz (supported: 8000 to 192000 Hz)")]
+    UnsupportedSampleRate(u32),
     /// A compressed or otherwise unsupported encoding (e.g. 6 = A-law, 7 = µ-law, 2 = ADPCM).
     #[error("unsupported WAV format tag {format_tag:#06x} (only PCM and 32-bit float)")]
     UnsupportedFormat {
@@ -299,6 +303,9 @@ fn finish_layout(fmt: Fmt, data_start: usize, data_len: usize) -> Result<Layout,
     if fmt.sample_rate == 0 {
         return Err(WavError::ZeroSampleRate);
     }
+    if crate::audio::check_sample_rate(fmt.sample_rate).is_err() {
+        return Err(WavError::UnsupportedSampleRate(fmt.sample_rate));
+    }
     let float = match fmt.format_tag {
         WAVE_FORMAT_PCM => false,
         WAVE_FORMAT_IEEE_FLOAT => true,
@@ -364,7 +371,7 @@ mod tests {
         f.extend_from_slice(&tag.to_le_bytes());
         f.extend_from_slice(&channels.to_le_bytes());
         f.extend_from_slice(&rate.to_le_bytes());
-        f.extend_from_slice(&(rate * align as u32).to_le_bytes());
+        f.extend_from_slice(&rate.wrapping_mul(align as u32).to_le_bytes());
         f.extend_from_slice(&align.to_le_bytes());
         f.extend_from_slice(&bits.to_le_bytes());
         f
@@ -376,12 +383,10 @@ mod tests {
         let bytes = encode_wav(&frame.chunks(300)).unwrap();
         assert_eq!(decode_wav(&bytes).unwrap(), frame);
         assert_eq!(read_wav(&bytes[..]).unwrap(), frame);
-        let dir = std::env::temp_dir().join(format!("lk-wav-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.wav");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.wav");
         write_wav_file(&path, std::slice::from_ref(&frame)).unwrap();
         assert_eq!(read_wav_file(&path).unwrap(), frame);
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(
             read_wav_file("/nonexistent/x.wav"),
             Err(WavError::Io(_))
@@ -503,6 +508,20 @@ mod tests {
             decode_wav(&wav_bytes(&fmt(1, 1, 0, 16), &[], None)),
             Err(WavError::ZeroSampleRate)
         ));
+        // Issue 15 item 2: a 46-byte WAV declaring 4 GHz is refused before anything is sized
+        // from it (it used to abort the process in the resampler).
+        for rate in [u32::MAX, 4_000_000_000, 192_001, 7_999, 1] {
+            let bytes = wav_bytes(&fmt(1, 1, rate, 16), &[0, 0], None);
+            assert_eq!(bytes.len(), 46);
+            assert!(matches!(
+                decode_wav(&bytes),
+                Err(WavError::UnsupportedSampleRate(r)) if r == rate
+            ));
+            assert!(matches!(
+                read_wav(&bytes[..]),
+                Err(WavError::UnsupportedSampleRate(r)) if r == rate
+            ));
+        }
         for tag in [2u16, 6, 7, 0x55] {
             assert!(matches!(
                 decode_wav(&wav_bytes(&fmt(tag, 1, 8_000, 8), &[0], None)),

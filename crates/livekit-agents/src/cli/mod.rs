@@ -198,23 +198,77 @@ fn default_log_filter(level: &str) -> String {
     }
 }
 
-/// Installs the global `tracing` subscriber (ignored if one is already installed). `RUST_LOG`,
-/// when set, overrides `level`.
-pub fn init_logging(level: &str, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(default_log_filter(level)));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Pretty => builder.with_target(true).try_init(),
-        LogFormat::Json => builder
+/// Dependencies that write request lines, URLs or headers (API keys, bearer tokens, the
+/// worker's agent token) in their debug and trace logs: `tungstenite` logs the raw WebSocket
+/// handshake, `hyper`/`h2`/`reqwest` requests, `livekit` the signalling URL with its token. The
+/// crate's log setup never lets them log below INFO, whatever the level or `RUST_LOG` asks.
+pub const SECRET_LOGGING_TARGETS: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "livekit",
+    "livekit_api",
+    "libwebrtc",
+];
+
+/// Whether `target` belongs to one of [`SECRET_LOGGING_TARGETS`] (the crate itself or one of
+/// its modules; `livekit_agents` is not `livekit`).
+fn is_secret_logging_target(target: &str) -> bool {
+    SECRET_LOGGING_TARGETS.iter().any(|t| {
+        target
+            .strip_prefix(t)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// The subscriber [`init_logging`] installs, writing to `writer`: `rust_log` (the value of
+/// `RUST_LOG`, if set and valid) or the default filter for `level`, then a cap that keeps
+/// [`SECRET_LOGGING_TARGETS`] at INFO and above in every case.
+pub fn logging_subscriber<W>(
+    level: &str,
+    format: LogFormat,
+    rust_log: Option<&str>,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::{fmt, EnvFilter, Layer as _, Registry};
+    let filter = rust_log
+        .and_then(|d| EnvFilter::try_new(d).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_log_filter(level)));
+    let cap = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() <= tracing::Level::INFO || !is_secret_logging_target(meta.target())
+    });
+    let layer: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Pretty => fmt::layer().with_target(true).with_writer(writer).boxed(),
+        LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
+            .with_writer(writer)
+            .boxed(),
     };
+    Box::new(
+        tracing_subscriber::registry()
+            .with(layer)
+            .with(filter)
+            .with(cap),
+    )
+}
+
+/// Installs the global `tracing` subscriber (ignored if one is already installed), writing to
+/// stderr. `RUST_LOG`, when set, overrides `level`; either way the dependencies that log
+/// credentials ([`SECRET_LOGGING_TARGETS`]) stay at INFO and above.
+pub fn init_logging(level: &str, format: LogFormat) {
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let _ = logging_subscriber(level, format, rust_log.as_deref(), std::io::stderr).try_init();
 }
 
 /// Loads `.env.local` then `.env` from `dir`. Variables already in the environment are kept, so
@@ -547,6 +601,26 @@ mod tests {
         );
         tracing_subscriber::EnvFilter::try_new(&debug).unwrap();
     }
+
+    #[test]
+    fn secret_logging_targets_match_whole_crate_names() {
+        for t in [
+            "tungstenite::handshake::client",
+            "hyper",
+            "livekit::rtc_engine",
+            "h2::proto",
+        ] {
+            assert!(is_secret_logging_target(t), "{t}");
+        }
+        for t in [
+            "livekit_agents::worker",
+            "livekit_plugins_deepgram",
+            "hyperx",
+            "my_app",
+        ] {
+            assert!(!is_secret_logging_target(t), "{t}");
+        }
+    }
     use super::*;
     use crate::worker::JobContext;
 
@@ -615,18 +689,17 @@ mod tests {
 
     #[test]
     fn env_files_are_loaded_with_local_first() {
-        let dir = std::env::temp_dir().join(format!("lk-cli-env-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::write(
             dir.join(".env"),
             "LK_CLI_UNIT_A=from-env\nLK_CLI_UNIT_B=from-env\n",
         )
         .unwrap();
         std::fs::write(dir.join(".env.local"), "LK_CLI_UNIT_A=from-local\n").unwrap();
-        let loaded = load_env_files(&dir);
+        let loaded = load_env_files(dir);
         assert_eq!(loaded.len(), 2);
         assert_eq!(std::env::var("LK_CLI_UNIT_A").unwrap(), "from-local");
         assert_eq!(std::env::var("LK_CLI_UNIT_B").unwrap(), "from-env");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

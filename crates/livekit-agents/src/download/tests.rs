@@ -120,11 +120,34 @@ fn options(dir: &Path) -> DownloadOptions {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lk-download-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder, deleted with everything in it when dropped (also when the test fails).
+struct TempDir(tempfile::TempDir);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
+    TempDir(
+        tempfile::Builder::new()
+            .prefix(&format!("lk-download-test-{name}-"))
+            .tempdir()
+            .unwrap(),
+    )
+}
+
+/// Issue 15 item 11: test folders delete themselves.
+#[test]
+fn temp_dirs_delete_themselves() {
+    let dir = temp_dir("self-deleting");
+    std::fs::create_dir_all(dir.join("a/b")).unwrap();
+    std::fs::write(dir.join("a/b/f"), b"x").unwrap();
+    let path = dir.to_path_buf();
+    drop(dir);
+    assert!(!path.exists());
 }
 
 /// Every file under `dir`, relative, sorted (to check that nothing partial is left).

@@ -45,11 +45,55 @@ pub struct PlayedFrame {
     pub at: Instant,
 }
 
-/// A real-time paced [`AudioOutput`] recording every frame it played.
+/// How much of the latest played audio a [`MemoryAudioOutput`] keeps by default (2 minutes):
+/// a long test must not keep every frame it played.
+pub const MEMORY_OUTPUT_RETENTION: Duration = Duration::from_secs(120);
+
+/// A real-time paced [`AudioOutput`] recording the frames it played: the latest
+/// [`MEMORY_OUTPUT_RETENTION`] of audio by default ([`MemoryAudioOutput::with_retention`]),
+/// while [`MemoryAudioOutput::played_duration`] counts everything.
 #[derive(Clone, Debug)]
 pub struct MemoryAudioOutput {
     inner: Arc<PacedAudioOutput>,
-    played: Arc<Mutex<Vec<PlayedFrame>>>,
+    played: Arc<Mutex<Played>>,
+}
+
+#[derive(Debug)]
+struct Played {
+    frames: std::collections::VecDeque<PlayedFrame>,
+    /// Duration of `frames`.
+    kept: Duration,
+    /// Duration of everything played.
+    total: Duration,
+    retention: Duration,
+}
+
+impl Played {
+    fn new() -> Self {
+        Self {
+            frames: Default::default(),
+            kept: Duration::ZERO,
+            total: Duration::ZERO,
+            retention: MEMORY_OUTPUT_RETENTION,
+        }
+    }
+
+    fn push(&mut self, frame: PlayedFrame) {
+        let d = frame.frame.duration();
+        self.total = self.total.saturating_add(d);
+        self.kept = self.kept.saturating_add(d);
+        self.frames.push_back(frame);
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        while self.kept > self.retention {
+            match self.frames.pop_front() {
+                Some(f) => self.kept = self.kept.saturating_sub(f.frame.duration()),
+                None => break,
+            }
+        }
+    }
 }
 
 impl MemoryAudioOutput {
@@ -60,7 +104,7 @@ impl MemoryAudioOutput {
 
     /// An output that wants `sample_rate` (the pipeline resamples to it).
     pub fn with_sample_rate(sample_rate: Option<u32>) -> Self {
-        let played: Arc<Mutex<Vec<PlayedFrame>>> = Arc::default();
+        let played = Arc::new(Mutex::new(Played::new()));
         let record = played.clone();
         let inner = PacedAudioOutput::new("memory", sample_rate, move |frame: &AudioFrame| {
             record.lock().push(PlayedFrame {
@@ -77,7 +121,7 @@ impl MemoryAudioOutput {
     /// An output with a bounded queue ([`PacedAudioOutput::bounded`]): `capture_frame` waits
     /// while `limit` of audio is queued and while the output is paused, as a room track does.
     pub fn bounded(limit: Duration) -> Self {
-        let played: Arc<Mutex<Vec<PlayedFrame>>> = Arc::default();
+        let played = Arc::new(Mutex::new(Played::new()));
         let record = played.clone();
         let inner = PacedAudioOutput::bounded("memory", None, limit, move |frame: &AudioFrame| {
             record.lock().push(PlayedFrame {
@@ -91,14 +135,26 @@ impl MemoryAudioOutput {
         }
     }
 
-    /// The frames played so far.
-    pub fn played(&self) -> Vec<PlayedFrame> {
-        self.played.lock().clone()
+    /// Keep the latest `retention` of played audio instead of [`MEMORY_OUTPUT_RETENTION`]
+    /// (`Duration::MAX` keeps everything, `Duration::ZERO` nothing).
+    pub fn with_retention(self, retention: Duration) -> Self {
+        {
+            let mut p = self.played.lock();
+            p.retention = retention;
+            p.trim();
+        }
+        self
     }
 
-    /// Total duration of the audio played so far (whole frames).
+    /// The latest frames played, oldest first (at most the retention).
+    pub fn played(&self) -> Vec<PlayedFrame> {
+        self.played.lock().frames.iter().cloned().collect()
+    }
+
+    /// Total duration of the audio played so far (whole frames, including those no longer
+    /// kept).
     pub fn played_duration(&self) -> Duration {
-        self.played.lock().iter().map(|p| p.frame.duration()).sum()
+        self.played.lock().total
     }
 }
 
@@ -191,5 +247,33 @@ impl TextOutput for MemoryTextOutput {
     }
     fn synchronized(&self) -> bool {
         !self.unsynchronized
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15 item 12: a long test does not keep every played frame.
+    #[tokio::test(start_paused = true)]
+    async fn memory_output_keeps_only_the_latest_audio() {
+        let out = MemoryAudioOutput::new().with_retention(Duration::from_secs(1));
+        let mut events = out.subscribe();
+        for _ in 0..300 {
+            out.capture_frame(AudioFrame::silence(24_000, 1, 240)).await; // 10 ms
+        }
+        out.flush();
+        let finished = super::super::wait_for_finished(&mut events).await;
+        assert!(finished.is_some());
+        assert_eq!(out.played_duration(), Duration::from_secs(3));
+        let kept = out.played();
+        assert_eq!(kept.len(), 100);
+        let kept_audio: Duration = kept.iter().map(|p| p.frame.duration()).sum();
+        assert_eq!(kept_audio, Duration::from_secs(1));
+        // The default keeps a bounded amount too.
+        assert_eq!(
+            MemoryAudioOutput::new().played.lock().retention,
+            MEMORY_OUTPUT_RETENTION
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! ([`AudioOutput::clear_buffer`]), with the position reached. The pipeline uses that position to
 //! keep only the text the user heard.
 
+pub mod bounded;
 pub mod memory;
 pub mod paced;
 pub mod wav;

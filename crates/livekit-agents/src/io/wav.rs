@@ -170,9 +170,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn wav_input_yields_the_file_then_trailing_silence_at_real_time() {
-        let dir = std::env::temp_dir().join(format!("lk-voice-wav-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("in.wav");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.wav");
         crate::audio::wav::write_wav_file(&path, &[tone(16_000, 500)]).unwrap();
         let input = wav_file_input(
             &path,
@@ -188,14 +187,12 @@ mod tests {
         assert!(frames[..25].iter().all(|f| f.samples_per_channel == 320));
         assert!(frames[25..].iter().all(|f| f.data.iter().all(|&s| s == 0)));
         assert_eq!(start.elapsed(), Duration::from_millis(600));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test(start_paused = true)]
     async fn wav_output_writes_what_played_and_stops_at_clear() {
-        let dir = std::env::temp_dir().join(format!("lk-voice-wav-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("out.wav");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.wav");
         let out = wav_file_output(&path, None);
         let mut events = out.subscribe();
         for _ in 0..10 {
@@ -212,6 +209,5 @@ mod tests {
         let written = crate::audio::wav::read_wav_file(&path).unwrap();
         // Four frames started playing before the clear.
         assert_eq!(written.samples_per_channel, 4 * 2400);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

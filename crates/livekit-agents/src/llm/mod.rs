@@ -293,7 +293,7 @@ impl LlmStream {
             let out = ChunkSender::new(tx);
             let mut retries = 0;
             loop {
-                match task.run(&out).await {
+                match crate::types::catch_attempt(task.run(&out)).await {
                     Ok(()) => break,
                     Err(error) => {
                         if error.is_retryable()

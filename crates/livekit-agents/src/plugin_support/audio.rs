@@ -130,10 +130,13 @@ impl ReplayBuffer {
     }
 
     /// Forgets audio up to `secs` after `conn_start_pos` (a provider timestamp of the
-    /// connection that started at that position).
+    /// connection that started at that position). Any `secs` is safe: non-finite or negative
+    /// values are ignored, huge ones finalize everything held.
     pub fn finalize_until(&mut self, conn_start_pos: u64, secs: f64) {
         if secs.is_finite() && secs > 0.0 {
-            let pos = conn_start_pos + (secs * self.sample_rate as f64).round() as u64;
+            // Provider-supplied: the conversion saturates, and so must the sum.
+            let pos =
+                conn_start_pos.saturating_add((secs * self.sample_rate as f64).round() as u64);
             self.drop_before(pos);
         }
     }
@@ -208,6 +211,13 @@ mod tests {
         assert_eq!(r.start_pos(), 130);
         r.finalize_until(0, f64::NAN);
         assert_eq!(r.start_pos(), 130);
+        // Issue 15 items 3/4: an absurd final window after a reconnect (connection start > 0)
+        // used to overflow the position sum.
+        r.finalize_until(100, 1e300);
+        assert_eq!((r.start_pos(), r.end_pos()), (200, 200));
+        r.finalize_until(u64::MAX, f64::MAX);
+        r.finalize_until(u64::MAX, f64::INFINITY);
+        assert_eq!(r.start_pos(), 200);
     }
 
     #[test]

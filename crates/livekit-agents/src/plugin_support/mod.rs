@@ -53,6 +53,9 @@ mod usage;
 mod ws;
 
 pub use self::audio::{to_le_bytes, Chunker, KeepAlive, ReplayBuffer};
+pub use self::rest::{
+    read_body_limited, read_body_prefix, ERROR_BODY_TIMEOUT, MAX_ERROR_BODY_BYTES,
+};
 pub use self::secret::{redacted, ApiKey};
 pub use self::url::{
     endpoint, join_path, parse_base_url, resolve_base_url, switch_scheme, InvalidBaseUrl,

@@ -9,6 +9,66 @@ use super::ws::{summarize_body, Provider};
 use crate::tts::AudioEmitter;
 use crate::types::ApiError;
 
+/// At most this much of an error response's body is read (64 KiB): only a summary of it goes
+/// into the error, and a hostile or broken server may send an endless body.
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// How long reading an error body may take before what arrived is used (5 s).
+pub const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads at most `limit` bytes of `response`'s body, for at most `timeout`, as (lossy UTF-8)
+/// text; the rest of the body is never read. For error bodies, which are only summarized.
+pub async fn read_body_prefix(
+    response: reqwest::Response,
+    limit: usize,
+    timeout: Duration,
+) -> String {
+    let mut body = response.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let read = async {
+        while let Some(Ok(chunk)) = body.next().await {
+            let room = limit.saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if buf.len() >= limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Reads the whole body of `response` if it has at most `limit` bytes, waiting at most
+/// `timeout` in all. A longer body is an [`ApiError::Protocol`] (nothing past `limit` is kept),
+/// a timeout [`ApiError::Timeout`], a transport failure a retryable connection error.
+pub async fn read_body_limited(
+    provider: &str,
+    response: reqwest::Response,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    let mut body = response.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::connection(format!("{provider} response failed: {}", e.without_url()))
+            })?;
+            if buf.len().saturating_add(chunk.len()) > limit {
+                return Err(ApiError::Protocol(format!(
+                    "{provider} response body larger than {limit} bytes"
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ApiError::Timeout(timeout))??;
+    Ok(buf)
+}
+
 impl Provider {
     /// Sends `request`, waiting at most `timeout` for the response headers. An expired timeout
     /// becomes [`ApiError::Timeout`], a transport failure a retryable connection error (without
@@ -32,7 +92,7 @@ impl Provider {
     }
 
     /// `response` when its status is 2xx; otherwise [`Provider::status_error`] with the
-    /// summarized body and the request id.
+    /// summarized body (at most [`MAX_ERROR_BODY_BYTES`] of it read) and the request id.
     pub async fn check_status(
         &self,
         response: reqwest::Response,
@@ -42,7 +102,7 @@ impl Provider {
             return Ok(response);
         }
         let request_id = self.request_id(response.headers());
-        let text = response.text().await.unwrap_or_default();
+        let text = read_body_prefix(response, MAX_ERROR_BODY_BYTES, ERROR_BODY_TIMEOUT).await;
         Err(self.status_error(status, &summarize_body(&text), request_id))
     }
 
@@ -102,7 +162,22 @@ mod tests {
                     )
                 }),
             )
-            .route("/pcm", post(|| async { vec![1u8, 0, 2, 0, 3, 0, 4, 0] }));
+            .route("/pcm", post(|| async { vec![1u8, 0, 2, 0, 3, 0, 4, 0] }))
+            .route(
+                "/endless",
+                post(|| async {
+                    // An error body that never ends (1 MiB pieces).
+                    let piece = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+                    let body = futures::stream::repeat_with(move || {
+                        Ok::<_, std::io::Error>(piece.clone())
+                    });
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        axum::body::Body::from_stream(body),
+                    )
+                }),
+            )
+            .route("/big", post(|| async { vec![b'{'; 2 * 1024 * 1024] }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -138,6 +213,42 @@ mod tests {
             .unwrap();
         let first = rx.recv().await.unwrap().unwrap();
         assert_eq!(first.frame.data, vec![1, 2]);
+    }
+
+    /// Issue 15 item 7: an endless (or 300 MB) error body is read only up to
+    /// `MAX_ERROR_BODY_BYTES`; a success body past its limit is refused.
+    #[tokio::test]
+    async fn bodies_are_read_within_bounds() {
+        let base = serve().await;
+        let http = reqwest::Client::new();
+        let timeout = Duration::from_secs(10);
+        let response = ACME
+            .send_http(http.post(format!("{base}/endless")), timeout)
+            .await
+            .unwrap();
+        // The guard only fires on failure (an unbounded read never ends).
+        let err = tokio::time::timeout(Duration::from_secs(60), ACME.check_status(response))
+            .await
+            .expect("error body read without bound")
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP 500"), "{err}");
+
+        let response = ACME
+            .send_http(http.post(format!("{base}/big")), timeout)
+            .await
+            .unwrap();
+        let err = read_body_limited("Acme", response, 1024 * 1024, timeout)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::Protocol(_)), "{err}");
+        let response = ACME
+            .send_http(http.post(format!("{base}/big")), timeout)
+            .await
+            .unwrap();
+        let body = read_body_limited("Acme", response, 4 * 1024 * 1024, timeout)
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 2 * 1024 * 1024);
     }
 
     #[tokio::test]

@@ -10,9 +10,15 @@ pub struct UsageMeter {
 }
 
 impl UsageMeter {
-    /// Counts `secs` more audio.
+    /// Counts `secs` more audio. A non-finite or negative amount (a provider's garbage) is
+    /// ignored, so the reported usage stays a finite, non-negative number.
     pub fn add(&mut self, secs: f64) {
-        self.unreported += secs;
+        if secs.is_finite() && secs > 0.0 {
+            let sum = self.unreported + secs;
+            if sum.is_finite() {
+                self.unreported = sum;
+            }
+        }
     }
 
     /// Seconds not reported yet.
@@ -58,5 +64,17 @@ mod tests {
         assert_eq!(ev.recognition_usage.unwrap().audio_duration, 0.75);
         assert!(rx.recv().await.is_none());
         assert_eq!(usage.unreported(), 0.0);
+    }
+
+    #[test]
+    fn garbage_amounts_are_ignored() {
+        let mut usage = UsageMeter::default();
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0] {
+            usage.add(bad);
+        }
+        assert_eq!(usage.unreported(), 0.0);
+        usage.add(f64::MAX);
+        usage.add(f64::MAX);
+        assert_eq!(usage.unreported(), f64::MAX);
     }
 }

@@ -129,7 +129,7 @@ pub async fn forward_track_audio<S>(
             let duration: Duration = frames.iter().map(AudioFrame::duration).sum();
             tracing::debug!(track_id, ?duration, "replaying pre-connect audio");
         }
-        for f in frames {
+        for f in to_session_format(frames, sample_rate, num_channels) {
             if sink.send(f).is_err() {
                 return;
             }
@@ -167,6 +167,60 @@ pub async fn forward_track_audio<S>(
     if let Ok(f) = AudioFrame::new(vec![0; silent], sample_rate, num_channels) {
         let _ = sink.send(f);
     }
+}
+
+/// The recording converted to the live track's format (the session's input rate and channel
+/// count), as the reference resamples it: the recording is at the rate the client declared,
+/// and a session stage that locked onto that rate (the VAD) would drop the live audio after
+/// it. Channels are downmixed to mono, then duplicated if the session wants more. A recording
+/// that cannot be converted is dropped with a warning.
+fn to_session_format(
+    frames: Vec<AudioFrame>,
+    sample_rate: u32,
+    num_channels: u16,
+) -> Vec<AudioFrame> {
+    let Some(first) = frames.first() else {
+        return frames;
+    };
+    let rate = first.sample_rate;
+    let mut resampler =
+        match crate::audio::resample::Resampler::new(rate, sample_rate, num_channels) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "pre-connect audio cannot be converted; dropped");
+                return Vec::new();
+            }
+        };
+    let mut out = Vec::with_capacity(frames.len());
+    for frame in frames {
+        if frame.sample_rate != rate {
+            tracing::warn!("pre-connect audio changes rate mid-recording; the rest is dropped");
+            break;
+        }
+        let frame = if frame.num_channels == num_channels {
+            frame
+        } else {
+            let mono = frame.downmix_to_mono();
+            let data: Vec<i16> = mono
+                .data
+                .iter()
+                .flat_map(|&s| std::iter::repeat_n(s, num_channels as usize))
+                .collect();
+            match AudioFrame::new(data, rate, num_channels) {
+                Ok(f) => f,
+                Err(_) => continue,
+            }
+        };
+        match resampler.push(&frame) {
+            Ok(frames) => out.extend(frames),
+            Err(e) => {
+                tracing::warn!(error = %e, "pre-connect audio cannot be converted; the rest is dropped");
+                break;
+            }
+        }
+    }
+    out.extend(resampler.flush());
+    out
 }
 
 #[cfg(test)]
@@ -212,6 +266,38 @@ mod tests {
             got.push((f.data[0], f.samples_per_channel));
         }
         got
+    }
+
+    /// Issue 15 item 1: a recording at the rate the client declared (48 kHz stereo) reaches the
+    /// session at the live track's format (24 kHz mono), so nothing downstream locks onto 48 kHz.
+    #[tokio::test(start_paused = true)]
+    async fn recording_is_converted_to_the_session_format() {
+        let store = PreConnectStore::new();
+        let second: Vec<AudioFrame> = (0..20)
+            .map(|_| AudioFrame::sine(440.0, 0.5, 48_000, 2, 2_400))
+            .collect();
+        store.insert("TR_mic", second);
+        let (live_tx, mut out, task) = start(Some((
+            store.clone(),
+            "TR_mic".into(),
+            Duration::from_secs(3),
+        )));
+        live_tx.send(live(7)).unwrap();
+        drop(live_tx);
+        task.await.unwrap();
+        let mut frames = Vec::new();
+        while let Ok(f) = out.try_recv() {
+            frames.push(f);
+        }
+        assert!(frames
+            .iter()
+            .all(|f| f.sample_rate == 24_000 && f.num_channels == 1));
+        // The recording, then the end-of-track silence (the 10 ms of live audio stays below
+        // one 50 ms frame).
+        let (silence, recording) = frames.split_last().unwrap();
+        assert_eq!(silence.samples_per_channel, 12_000);
+        let recorded: usize = recording.iter().map(|f| f.samples_per_channel).sum();
+        assert_eq!(recorded, 24_000, "one second at 24 kHz");
     }
 
     #[tokio::test(start_paused = true)]

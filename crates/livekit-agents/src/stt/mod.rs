@@ -353,7 +353,7 @@ impl SpeechStream {
             let mut retries = 0;
             loop {
                 let finals_before = events.finals();
-                match task.run(&mut input, &events).await {
+                match crate::types::catch_attempt(task.run(&mut input, &events)).await {
                     Ok(()) => break,
                     Err(error) => {
                         if events.finals() > finals_before {

@@ -325,16 +325,35 @@ impl FakeLlmResponse {
     }
 }
 
-#[derive(Default)]
+/// How many of its latest requests a [`FakeLlm`] keeps by default (32): a long test must not
+/// keep every chat context it sent (each one holds the whole conversation so far).
+pub const FAKE_LLM_REQUEST_RETENTION: usize = 32;
+
 struct LlmScript {
     queue: std::collections::VecDeque<FakeLlmResponse>,
     fallback: Option<FakeLlmResponse>,
-    requests: Vec<ChatRequest>,
-    started_at: Vec<Instant>,
+    /// The latest requests with their start times, at most `retention`.
+    requests: std::collections::VecDeque<(ChatRequest, Instant)>,
+    retention: usize,
+    request_count: usize,
+}
+
+impl Default for LlmScript {
+    fn default() -> Self {
+        Self {
+            queue: Default::default(),
+            fallback: None,
+            requests: Default::default(),
+            retention: FAKE_LLM_REQUEST_RETENTION,
+            request_count: 0,
+        }
+    }
 }
 
 /// An LLM replying from a script: queued responses in order, then the fallback. It records
-/// every request, and drops scripted tool calls when the request's tool choice is `None`.
+/// the latest requests ([`FAKE_LLM_REQUEST_RETENTION`] by default, see
+/// [`FakeLlm::with_request_retention`]) and counts all of them, and drops scripted tool calls
+/// when the request's tool choice is `None`.
 #[derive(Clone, Default)]
 pub struct FakeLlm {
     script: Arc<Mutex<LlmScript>>,
@@ -360,14 +379,42 @@ impl FakeLlm {
         self
     }
 
-    /// Requests received so far.
-    pub fn requests(&self) -> Vec<ChatRequest> {
-        self.script.lock().requests.clone()
+    /// Keep the latest `limit` requests (and their start times) instead of
+    /// [`FAKE_LLM_REQUEST_RETENTION`]; `usize::MAX` keeps all of them.
+    pub fn with_request_retention(self, limit: usize) -> Self {
+        {
+            let mut s = self.script.lock();
+            s.retention = limit;
+            while s.requests.len() > limit {
+                s.requests.pop_front();
+            }
+        }
+        self
     }
 
-    /// When each request started.
+    /// The latest requests received, oldest first (at most the retention limit).
+    pub fn requests(&self) -> Vec<ChatRequest> {
+        self.script
+            .lock()
+            .requests
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// When each of [`FakeLlm::requests`] started.
     pub fn request_times(&self) -> Vec<Instant> {
-        self.script.lock().started_at.clone()
+        self.script
+            .lock()
+            .requests
+            .iter()
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    /// How many requests were received in all (including those no longer kept).
+    pub fn request_count(&self) -> usize {
+        self.script.lock().request_count
     }
 }
 
@@ -387,8 +434,13 @@ impl Llm for FakeLlm {
         let tools_allowed = request.tool_choice != Some(crate::llm::ToolChoice::None);
         let response = {
             let mut s = self.script.lock();
-            s.requests.push(request);
-            s.started_at.push(Instant::now());
+            s.request_count += 1;
+            if s.retention > 0 {
+                if s.requests.len() >= s.retention {
+                    s.requests.pop_front();
+                }
+                s.requests.push_back((request, Instant::now()));
+            }
             let fallback = s.fallback.clone();
             s.queue.pop_front().or(fallback).unwrap_or_default()
         };
@@ -597,5 +649,42 @@ impl TurnDetector for FakeTurnDetector {
     }
     fn unlikely_threshold(&self, _language: Option<&str>) -> Option<f32> {
         Some(self.threshold)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::{ChatContext, ChatRequest, ChatRole};
+
+    /// Issue 15 item 12: a long test does not keep every request (each holds the whole chat).
+    #[tokio::test(start_paused = true)]
+    async fn fake_llm_keeps_only_the_latest_requests() {
+        let llm = FakeLlm::new(Vec::new());
+        let mut ctx = ChatContext::new();
+        for i in 0..200 {
+            ctx.add_message(ChatRole::User, format!("turn {i}"));
+            drop(llm.chat(ChatRequest::new(ctx.clone())));
+        }
+        assert_eq!(llm.request_count(), 200);
+        let kept = llm.requests();
+        assert_eq!(kept.len(), FAKE_LLM_REQUEST_RETENTION);
+        assert_eq!(llm.request_times().len(), FAKE_LLM_REQUEST_RETENTION);
+        // The latest ones, oldest first.
+        assert_eq!(kept.last().map(|r| r.chat_ctx.items().len()), Some(200));
+        assert_eq!(
+            kept[0].chat_ctx.items().len(),
+            200 - FAKE_LLM_REQUEST_RETENTION + 1
+        );
+
+        let all = FakeLlm::new(Vec::new()).with_request_retention(usize::MAX);
+        for _ in 0..50 {
+            drop(all.chat(ChatRequest::default()));
+        }
+        assert_eq!(all.requests().len(), 50);
+        let none = FakeLlm::new(Vec::new()).with_request_retention(0);
+        drop(none.chat(ChatRequest::default()));
+        assert!(none.requests().is_empty());
+        assert_eq!(none.request_count(), 1);
     }
 }

@@ -11,7 +11,7 @@ mod run_result;
 
 pub use fakes::{
     FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, ReceivedAudio,
-    UserSpeech,
+    UserSpeech, FAKE_LLM_REQUEST_RETENTION,
 };
 pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
 pub use run_result::{judge, EventAssert, JudgeError, RunAssert, RunEvent, RunResult};

@@ -306,7 +306,7 @@ impl ChunkedStream {
                 let emitter =
                     AudioEmitter::new(tx.clone(), sample_rate, num_channels, DEFAULT_FRAME_MS);
                 emitter.start_segment(uuid::Uuid::new_v4().simple().to_string());
-                match task.run(&emitter).await {
+                match crate::types::catch_attempt(task.run(&emitter)).await {
                     Ok(()) => {
                         if !emitter.has_pushed_audio() {
                             tracing::warn!(tts = %label, "synthesis produced no audio");
@@ -458,7 +458,7 @@ impl SynthesizeStream {
             loop {
                 let emitter =
                     AudioEmitter::new(tx.clone(), sample_rate, num_channels, DEFAULT_FRAME_MS);
-                match task.run(&mut input, &emitter).await {
+                match crate::types::catch_attempt(task.run(&mut input, &emitter)).await {
                     Ok(()) => break,
                     Err(error) => {
                         if error.is_retryable()

@@ -144,7 +144,9 @@ async fn connect_and_register(
                         message: Some(server_message::Message::Register(resp)),
                     }) => return Ok(resp),
                     Ok(other) => {
-                        tracing::warn!(?other, "unexpected message before registration; ignored")
+                        // Only the kind: an assignment carries the job's access token.
+                        let kind = other.message.as_ref().map(server_message_kind);
+                        tracing::warn!(?kind, "unexpected message before registration; ignored")
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "malformed message before registration; ignored")
@@ -282,11 +284,29 @@ async fn serve(
     }
 }
 
+/// The name of a server message's kind (never its content, which may hold a token).
+fn server_message_kind(m: &server_message::Message) -> &'static str {
+    match m {
+        server_message::Message::Register(_) => "register",
+        server_message::Message::Availability(_) => "availability",
+        server_message::Message::Assignment(_) => "assignment",
+        server_message::Message::Termination(_) => "termination",
+        server_message::Message::Pong(_) => "pong",
+        server_message::Message::GoAway(_) => "go_away",
+    }
+}
+
 fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The round trip of a pong: `now - last_timestamp` in milliseconds. The timestamp comes from
+/// the server, so the difference saturates instead of overflowing.
+fn pong_rtt_ms(now: i64, last_timestamp: i64) -> i64 {
+    now.saturating_sub(last_timestamp)
 }
 
 fn handle_server_message(inner: &Arc<Inner>, data: &[u8]) -> Result<(), ConnError> {
@@ -304,8 +324,10 @@ fn handle_server_message(inner: &Arc<Inner>, data: &[u8]) -> Result<(), ConnErro
         Some(server_message::Message::Assignment(a)) => inner.on_assignment(a),
         Some(server_message::Message::Termination(t)) => inner.on_termination(&t.job_id),
         Some(server_message::Message::Pong(p)) => {
-            let rtt = now_millis() - p.last_timestamp;
-            tracing::trace!(rtt_ms = rtt, "worker pong");
+            tracing::trace!(
+                rtt_ms = pong_rtt_ms(now_millis(), p.last_timestamp),
+                "worker pong"
+            );
         }
         Some(server_message::Message::GoAway(g)) => return Err(ConnError::GoAway(g.reason)),
         Some(server_message::Message::Register(_)) => {

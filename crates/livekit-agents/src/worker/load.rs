@@ -238,13 +238,12 @@ mod tests {
 
     #[test]
     fn detects_cgroup_v2_limits() {
-        let dir = std::env::temp_dir().join(format!("lk-cg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::write(dir.join("cpu.max"), "150000 100000\n").unwrap();
         std::fs::write(dir.join("cpu.stat"), "usage_usec 100\n").unwrap();
-        let load = CpuLoad::detect_in(&dir);
+        let load = CpuLoad::detect_in(dir);
         assert!(matches!(load.source(), CpuSource::CgroupV2 { .. }));
         assert!((load.cpus() - 1.5).abs() < 1e-9);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -113,7 +113,10 @@ struct JobEntry {
 
 #[derive(Default)]
 struct ServerState {
-    jobs: HashMap<String, JobEntry>,
+    /// Running jobs by a key unique in this process (not the job id, which comes from the
+    /// server: two jobs with one id must not share an entry).
+    jobs: HashMap<u64, JobEntry>,
+    next_job_key: u64,
     /// Accepted availability requests still waiting for their assignment.
     reserved: usize,
     worker_id: Option<String>,
@@ -377,16 +380,18 @@ fn launch_job(
 ) -> (JobContext, oneshot::Receiver<JobOutcome>) {
     let ctx = JobContext::new(params, inner.proc.clone());
     let job_id = ctx.job_id().to_owned();
-    let count = {
+    let (key, count) = {
         let mut st = inner.state.lock();
+        let key = st.next_job_key;
+        st.next_job_key += 1;
         st.jobs.insert(
-            job_id.clone(),
+            key,
             JobEntry {
                 ctx: ctx.clone(),
                 started_at: Instant::now(),
             },
         );
-        st.jobs.len()
+        (key, st.jobs.len())
     };
     inner.job_count.send_replace(count);
     tracing::info!(job_id, room = ctx.room_name(), "job started");
@@ -419,7 +424,7 @@ fn launch_job(
         }
         let count = {
             let mut st = inner2.state.lock();
-            st.jobs.remove(&job_id);
+            st.jobs.remove(&key);
             st.jobs.len()
         };
         inner2.job_count.send_replace(count);
@@ -526,6 +531,16 @@ impl Inner {
             return;
         };
         let job_id = job.id.clone();
+        if self.is_known_job(&job_id) {
+            // The server offered a job id this server is already running or waiting for:
+            // taking it twice would run two entrypoints under one id.
+            tracing::warn!(
+                job_id,
+                "availability request for a job already running or accepted here; refused"
+            );
+            self.send(Self::availability(&job_id, None));
+            return;
+        }
         let load = self.refresh_load();
         if self.is_full(load) {
             tracing::debug!(job_id, load, "not available for job");
@@ -554,7 +569,21 @@ impl Inner {
             }
         };
         let (tx, rx) = oneshot::channel();
-        self.pending_assignments.lock().insert(job_id.clone(), tx);
+        {
+            let mut pending = self.pending_assignments.lock();
+            if pending.contains_key(&job_id) || self.job_running(&job_id) {
+                // A second request for the same id answered while the handler ran.
+                drop(pending);
+                self.state.lock().reserved -= 1;
+                tracing::warn!(
+                    job_id,
+                    "availability request for a job already accepted here; refused"
+                );
+                self.send(Self::availability(&job_id, None));
+                return;
+            }
+            pending.insert(job_id.clone(), tx);
+        }
         self.send(Self::availability(&job_id, Some(&args)));
         let assignment = tokio::time::timeout(self.opts.assignment_timeout, rx).await;
         self.pending_assignments.lock().remove(&job_id);
@@ -620,18 +649,48 @@ impl Inner {
     }
 
     fn on_termination(&self, job_id: &str) {
-        let ctx = self.state.lock().jobs.get(job_id).map(|e| e.ctx.clone());
-        match ctx {
-            Some(ctx) => {
-                tracing::info!(job_id, "job terminated by the server");
-                ctx.shutdown("job terminated by the server");
-            }
-            None => tracing::debug!(job_id, "termination for an unknown job"),
+        let ctxs: Vec<JobContext> = self
+            .state
+            .lock()
+            .jobs
+            .values()
+            .filter(|e| e.ctx.job_id() == job_id)
+            .map(|e| e.ctx.clone())
+            .collect();
+        if ctxs.is_empty() {
+            tracing::debug!(job_id, "termination for an unknown job");
+        }
+        for ctx in ctxs {
+            tracing::info!(job_id, "job terminated by the server");
+            ctx.shutdown("job terminated by the server");
         }
     }
 
     fn running_job_ids(&self) -> Vec<String> {
-        self.state.lock().jobs.keys().cloned().collect()
+        let mut ids: Vec<String> = self
+            .state
+            .lock()
+            .jobs
+            .values()
+            .map(|e| e.ctx.job_id().to_owned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// A job with `job_id` is running in this server.
+    fn job_running(&self, job_id: &str) -> bool {
+        self.state
+            .lock()
+            .jobs
+            .values()
+            .any(|e| e.ctx.job_id() == job_id)
+    }
+
+    /// A job with `job_id` is running or accepted and waiting for its assignment.
+    fn is_known_job(&self, job_id: &str) -> bool {
+        self.pending_assignments.lock().contains_key(job_id) || self.job_running(job_id)
     }
 }
 

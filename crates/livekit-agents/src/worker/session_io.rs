@@ -162,8 +162,17 @@ impl JobContext {
             ctx.shutdown("session closed");
         });
 
+        // Overload protection: a session that falls behind its microphone sheds the oldest
+        // audio instead of queueing it without bound (issue 15 item 8).
+        let audio_input = ports.audio_input.map(|input| {
+            crate::io::bounded::bounded_audio_input(
+                input,
+                crate::io::bounded::DEFAULT_MAX_BUFFERED_INPUT,
+            )
+            .0
+        });
         Ok(SessionIo {
-            audio_input: ports.audio_input,
+            audio_input,
             audio_output: ports.audio_output,
             text_output: ports.text_output,
         })

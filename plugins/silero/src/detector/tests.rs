@@ -295,16 +295,40 @@ fn other_input_rates_are_resampled_and_counted_in_input_samples() {
     );
 }
 
+/// Issue 15 item 1: a rate change (pre-connect audio at 48 kHz, then the live track at
+/// 24 kHz) is followed: speech at the new rate is still detected (it used to be dropped for
+/// the rest of the stream).
 #[test]
-fn frames_at_another_rate_are_dropped() {
-    let mut det = Detector::new(Scripted::new(&[], 0.0), VadOptions::default());
-    let mut events = Vec::new();
-    det.push_frame(&frame(vec![0; 512], 16_000, 1), &mut events)
-        .unwrap();
-    det.push_frame(&frame(vec![0; 1536], 48_000, 1), &mut events)
-        .unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(det.source.windows_seen.len(), 1);
+fn the_detector_follows_a_sample_rate_change() {
+    let mut det = Detector::new(Loudness, VadOptions::default());
+    let loud = |rate: usize, secs: f64| -> Vec<i16> {
+        (0..(rate as f64 * secs) as usize)
+            .map(|i| {
+                let t = i as f64 / rate as f64;
+                ((2.0 * std::f64::consts::PI * 300.0 * t).sin() * 16_000.0) as i16
+            })
+            .collect()
+    };
+    // One second of silence at 48 kHz, then 24 kHz: silence, speech, silence.
+    let mut events = run(&mut det, &vec![0i16; 48_000], 48_000, 480);
+    assert!(speech_events(&events).is_empty());
+    let mut audio = vec![0i16; 12_000];
+    audio.extend(loud(24_000, 1.0));
+    audio.extend(vec![0i16; 36_000]);
+    events.extend(run(&mut det, &audio, 24_000, 240));
+    let speech = speech_events(&events);
+    assert_eq!(
+        speech.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [StartOfSpeech, EndOfSpeech],
+        "{speech:?}"
+    );
+    let end = events.iter().find(|e| e.kind == EndOfSpeech).unwrap();
+    assert!(end.frames.iter().all(|f| f.sample_rate == 24_000));
+    // An absurd rate is dropped, not followed.
+    let before = det.model_pending.len();
+    det.ingest(&frame(vec![0; 512], 4_000_000, 1));
+    assert_eq!(det.model_pending.len(), before);
+    assert_eq!(det.input_rate, Some(24_000));
 }
 
 #[test]

@@ -81,19 +81,30 @@ impl HfServer {
     }
 }
 
+/// A folder that is deleted with everything in it when dropped (also when the test fails);
+/// derefs to its path.
+pub struct TempPath {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TempPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// A fresh, empty cache folder for one test.
-pub fn temp_cache(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "lk-turn-detector-{}-{name}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+pub fn temp_cache(name: &str) -> TempPath {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("lk-turn-detector-{name}-"))
+        .tempdir()
+        .unwrap();
+    TempPath {
+        path: dir.path().to_owned(),
+        _dir: dir,
+    }
 }
 
 pub fn download_options(cache: &Path) -> DownloadOptions {
@@ -106,14 +117,17 @@ pub fn download_options(cache: &Path) -> DownloadOptions {
 }
 
 /// Downloads `kind`'s files from a fresh local server into a fresh cache; returns the model
-/// folder.
-pub async fn downloaded_model(kind: ModelKind, name: &str) -> PathBuf {
+/// folder (the cache is deleted when it is dropped).
+pub async fn downloaded_model(kind: ModelKind, name: &str) -> TempPath {
     let server = HfServer::start(&[]).await;
     let cache = temp_cache(name);
     files::download_specs(&server.specs(kind), &download_options(&cache))
         .await
         .unwrap();
-    kind.dir_in(&cache).unwrap()
+    TempPath {
+        path: kind.dir_in(&cache).unwrap(),
+        _dir: cache._dir,
+    }
 }
 
 /// Whether ONNX Runtime can be loaded (`ORT_DYLIB_PATH`, the cache filled by
