@@ -215,7 +215,7 @@ impl AgentSessionBuilder {
         self.models.tts = self.resolve(tts.into(), |s| s.resolve());
         self
     }
-    /// End-of-turn model (also selects [`TurnDetection::Model`] when turn detection is `Auto`).
+    /// End-of-turn model (also selects [`TurnDetection::Model`](crate::voice::TurnDetection::Model) when turn detection is `Auto`).
     pub fn turn_detector(mut self, detector: Arc<dyn TurnDetector>) -> Self {
         self.models.turn_detector = Some(detector);
         self
