@@ -60,6 +60,10 @@ pub(crate) async fn speak(
     let transforms = session.options().tts_text_transforms.clone();
     let text_output = session.text_output();
 
+    // Unbounded, and bounded by what feeds them: the text of this one reply, which arrives
+    // through the LLM stream's bounded channel and ends with the reply; both receivers are
+    // dropped (freeing the queue) when the speech is interrupted. Making them bounded is part
+    // of the public-API issue's bounded-channels item.
     let (tts_tx, tts_rx) = mpsc::unbounded_channel::<String>();
     let (tr_tx, tr_rx) = mpsc::unbounded_channel::<String>();
     let transcript = behavior

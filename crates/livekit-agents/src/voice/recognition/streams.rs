@@ -26,6 +26,10 @@ pub(super) async fn open_stt(
     session: &AgentSession,
     agent: super::super::agent::Agent,
 ) -> (Option<mpsc::UnboundedSender<AudioFrame>>, Option<SttEvents>) {
+    // Unbounded: it carries the user's audio in real time (at most the input's rate), and the
+    // input in front of it is bounded in the room path (`io::bounded`, 5 s, oldest shed). A
+    // stalled STT node still lets it grow with time until the stream is reopened or dropped;
+    // bounding it is part of the public-API issue's bounded-channels item.
     let (tx, rx) = mpsc::unbounded_channel();
     let ctx = AgentContext {
         session: session.clone(),
