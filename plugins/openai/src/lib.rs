@@ -11,7 +11,9 @@
 //! - [`Stt`]: `POST /audio/transcriptions` (WAV upload; `gpt-transcribe` by default), and
 //!   optional streaming over a Realtime transcription session (interim deltas and finals).
 //! - [`Tts`]: `POST /audio/speech` with 24 kHz PCM output streamed as it arrives
-//!   (`gpt-4o-mini-tts`, voice `ash` by default).
+//!   (`gpt-4o-mini-tts`, voice `ash` by default; those models shut down on 2027-01-06), or, with
+//!   a realtime model ([`REALTIME_TTS_MODEL`], their named successor), speech through the
+//!   Realtime API.
 //! - [`realtime::RealtimeModel`]: the Realtime API over a WebSocket (audio in and out, server
 //!   turn detection, input transcription, tools, truncation on interruption).
 //!
@@ -51,6 +53,7 @@ pub mod realtime;
 mod sse;
 mod stt;
 mod tts;
+mod tts_realtime;
 mod ws;
 
 pub use client::{ConfigError, API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL};
@@ -60,3 +63,4 @@ pub use llm::{
 };
 pub use stt::{Stt, SttOptions, DEFAULT_STT_MODEL};
 pub use tts::{Tts, TtsOptions, DEFAULT_TTS_MODEL, DEFAULT_TTS_VOICE, TTS_SAMPLE_RATE};
+pub use tts_realtime::REALTIME_TTS_MODEL;

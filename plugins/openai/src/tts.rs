@@ -2,6 +2,10 @@
 //! mono 16-bit little-endian). The body is streamed: audio is pushed to the emitter as bytes
 //! arrive, so playback can start before the whole response is in. The provider takes whole
 //! texts, so sessions stream through the core `tts::StreamAdapter` (sentence by sentence).
+//!
+//! With a realtime model (`gpt-realtime-2.1-mini`, [`REALTIME_TTS_MODEL`](crate::REALTIME_TTS_MODEL)) the same [`Tts`]
+//! speaks through the Realtime API instead (see `tts_realtime.rs`): OpenAI shuts the
+//! `/audio/speech` models down on 2027-01-06 and names that model as their replacement.
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -16,8 +20,11 @@ use crate::client::{
     ConfigError, Endpoint,
 };
 use crate::llm::AzureConnection;
+use crate::tts_realtime::{is_realtime_speech_model, RealtimeSpeechTask, MAX_REALTIME_SPEED};
 
-/// Default speech model (the LiveKit OpenAI TTS docs).
+/// Default speech model (the LiveKit OpenAI TTS docs). **Deprecated by OpenAI:** it shuts down
+/// on 2027-01-06 with `tts-1` and `tts-1-hd`; select [`REALTIME_TTS_MODEL`](crate::REALTIME_TTS_MODEL) to speak through the
+/// Realtime API instead (see `docs/providers.md`).
 pub const DEFAULT_TTS_MODEL: &str = "gpt-4o-mini-tts";
 /// Default voice (the LiveKit OpenAI TTS docs).
 pub const DEFAULT_TTS_VOICE: &str = "ash";
@@ -27,12 +34,16 @@ pub const TTS_SAMPLE_RATE: u32 = 24_000;
 /// Options of a [`Tts`]. `Default` gives the documented defaults.
 #[derive(Clone, PartialEq)]
 pub struct TtsOptions {
-    /// Model: `gpt-4o-mini-tts` (default), `tts-1` or `tts-1-hd`.
+    /// Model: `gpt-4o-mini-tts` (default), `tts-1` or `tts-1-hd` through `/audio/speech`
+    /// (all three shut down on 2027-01-06), or a realtime model such as
+    /// `gpt-realtime-2.1-mini` ([`REALTIME_TTS_MODEL`](crate::REALTIME_TTS_MODEL), their named successor) through the
+    /// Realtime API.
     pub model: String,
     /// Voice, e.g. `ash` (default), `alloy`, `ballad`, `coral`, `echo`, `fable`, `nova`,
-    /// `onyx`, `sage`, `shimmer`, `verse`, `marin`, `cedar`.
+    /// `onyx`, `sage`, `shimmer`, `verse`, `marin`, `cedar` (realtime models have no `fable`,
+    /// `nova` or `onyx`).
     pub voice: String,
-    /// Speaking speed, 0.25 to 4.0. Default 1.0.
+    /// Speaking speed, 0.25 to 4.0 (0.25 to 1.5 for realtime models). Default 1.0.
     pub speed: f32,
     /// How to speak (tone, accent, pacing). Not supported by `tts-1`/`tts-1-hd` (not sent to
     /// them). Default empty.
@@ -107,6 +118,12 @@ impl Tts {
                 options.speed
             )));
         }
+        if is_realtime_speech_model(&options.model) && options.speed > MAX_REALTIME_SPEED {
+            return Err(ConfigError::InvalidOption(format!(
+                "speed must be between 0.25 and {MAX_REALTIME_SPEED} with the realtime model {}, got {}",
+                options.model, options.speed
+            )));
+        }
         let endpoint = Endpoint::openai(
             options.api_key.as_deref(),
             options.base_url.as_deref(),
@@ -124,7 +141,14 @@ impl Tts {
 
     /// Azure OpenAI speech: `{azure_endpoint}/openai/deployments/{deployment}/audio/speech
     /// ?api-version=…` (the deployment defaults to the model name).
+    /// Realtime models are not available this way (Azure serves them under another path).
     pub fn with_azure(azure: AzureConnection, options: TtsOptions) -> Result<Self, ConfigError> {
+        if is_realtime_speech_model(&options.model) {
+            return Err(ConfigError::InvalidOption(format!(
+                "{} speaks through the Realtime API, which Tts::with_azure does not support",
+                options.model
+            )));
+        }
         let endpoint = azure.endpoint(&options.model)?;
         let tts = Self::new(TtsOptions {
             api_key: Some("unused".into()),
@@ -202,6 +226,25 @@ impl core_tts::Tts for Tts {
     }
 
     fn synthesize(&self, text: &str, conn: ApiConnectOptions) -> ChunkedStream {
+        let o = self.options();
+        if is_realtime_speech_model(&o.model) {
+            let speed = if o.speed > MAX_REALTIME_SPEED {
+                tracing::warn!(speed = o.speed, model = %o.model, "speed above what realtime models accept; using {MAX_REALTIME_SPEED}");
+                MAX_REALTIME_SPEED
+            } else {
+                o.speed
+            };
+            let task = RealtimeSpeechTask {
+                endpoint: self.endpoint.clone(),
+                model: o.model,
+                voice: o.voice,
+                speed,
+                instructions: o.instructions,
+                text: text.to_string(),
+                conn,
+            };
+            return ChunkedStream::spawn("openai.TTS", conn, TTS_SAMPLE_RATE, 1, task);
+        }
         let task = SpeechTask {
             http: self.http.clone(),
             endpoint: self.endpoint.clone(),

@@ -38,7 +38,12 @@ async fn fake_server(vad: bool) -> (WsServer, Log) {
                 log.lock().await.push(ev.clone());
                 match ev["type"].as_str().unwrap() {
                     "session.update" => {
-                        send_json(&mut ws, json!({"type": "session.updated", "session": ev["session"]})).await
+                        // The transcription settings are checked as the API checks them.
+                        let transcription = &ev["session"]["audio"]["input"]["transcription"];
+                        match transcription.is_object().then(|| common::transcription_session_refusal(&ev)).flatten() {
+                            Some(refusal) => send_json(&mut ws, refusal).await,
+                            None => send_json(&mut ws, json!({"type": "session.updated", "session": ev["session"]})).await,
+                        }
                     }
                     "input_audio_buffer.append" => {
                         appends += 1;
@@ -315,6 +320,47 @@ async fn audio_round_trip_reply_and_interruption_truncation() {
     // The benign "no active response" answer to the cancel is not reported.
     while let Ok(ev) = events.try_recv() {
         assert!(!matches!(ev, RealtimeEvent::Error { .. }), "{ev:?}");
+    }
+    session.close().await;
+}
+
+#[tokio::test]
+async fn user_input_is_transcribed_by_the_successor_model_with_languages() {
+    use livekit_plugins_openai::realtime::{InputTranscription, DEFAULT_INPUT_TRANSCRIPTION_MODEL};
+    // `gpt-4o-mini-transcribe` (the reference's) shuts down on 2027-02-26.
+    assert_eq!(DEFAULT_INPUT_TRANSCRIPTION_MODEL, "gpt-transcribe");
+    let (server, log) = fake_server(false).await;
+    let mut transcription = InputTranscription::new(DEFAULT_INPUT_TRANSCRIPTION_MODEL);
+    transcription.language = Some("fr-CA".into());
+    let m = model(
+        &server,
+        RealtimeOptions {
+            input_audio_transcription: Some(transcription),
+            ..Default::default()
+        },
+    );
+    let mut session = m.session().await.unwrap();
+    let mut events = session.take_events().unwrap();
+    let update = wait_for(&log, "session.update").await;
+    assert_eq!(
+        update["session"]["audio"]["input"]["transcription"],
+        json!({"model": "gpt-transcribe", "languages": ["fr"]})
+    );
+    // The fake accepted it (it refuses `language` for this model): the turn is transcribed.
+    session.commit_audio();
+    loop {
+        match next_event(&mut events).await {
+            RealtimeEvent::InputAudioTranscriptionCompleted {
+                is_final: true,
+                transcript,
+                ..
+            } => {
+                assert_eq!(transcript, "Hello");
+                break;
+            }
+            RealtimeEvent::Error { error, .. } => panic!("refused: {error}"),
+            _ => {}
+        }
     }
     session.close().await;
 }

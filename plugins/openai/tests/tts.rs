@@ -7,10 +7,13 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Reply, Server, StreamEnd};
+use base64::Engine;
+use common::{recv_json, send_json, Reply, Server, StreamEnd, WsServer};
 use livekit_agents::tts::Tts as _;
 use livekit_agents::types::{ApiConnectOptions, ApiError};
-use livekit_plugins_openai::{Tts, TtsOptions};
+use livekit_plugin_test_support::models;
+use livekit_plugins_openai::{Tts, TtsOptions, REALTIME_TTS_MODEL};
+use serde_json::{json, Value};
 
 fn conn() -> ApiConnectOptions {
     ApiConnectOptions {
@@ -181,4 +184,192 @@ async fn azure_speech_uses_the_deployment_path_and_api_key() {
     assert_eq!(r.query.as_deref(), Some("api-version=2025-03-01-preview"));
     assert_eq!(r.header("api-key").unwrap(), "az-tts");
     assert!(r.header("authorization").is_none());
+}
+
+/// A fake Realtime API server answering each `response.create` with `samples` as audio
+/// deltas (two events), its transcript, and `response.done` with `status`. A session voice the
+/// API does not have is refused with an `error` event, as the real API does. Every client
+/// event is logged.
+async fn realtime_speech_server(
+    samples: Vec<i16>,
+    status: &'static str,
+) -> (WsServer, std::sync::Arc<tokio::sync::Mutex<Vec<Value>>>) {
+    let log: std::sync::Arc<tokio::sync::Mutex<Vec<Value>>> = Default::default();
+    let l = log.clone();
+    let server = WsServer::start(None, move |mut ws| {
+        let log = l.clone();
+        let samples = samples.clone();
+        async move {
+            send_json(&mut ws, json!({"type": "session.created", "session": {}})).await;
+            while let Some(ev) = recv_json(&mut ws).await {
+                log.lock().await.push(ev.clone());
+                match ev["type"].as_str().unwrap() {
+                    "session.update" => {
+                        let voice = ev["session"]["audio"]["output"]["voice"].as_str().unwrap_or("");
+                        if !models::accepts("openai", "realtime_voices", voice) {
+                            send_json(&mut ws, json!({"type": "error", "error": {"type": "invalid_request_error", "code": "invalid_value", "param": "session.audio.output.voice", "message": format!("Invalid value: '{voice}'.")}})).await;
+                        } else {
+                            send_json(&mut ws, json!({"type": "session.updated", "session": ev["session"]})).await;
+                        }
+                    }
+                    "response.create" => {
+                        let metadata = ev["response"]["metadata"].clone();
+                        let text = ev["response"]["input"][0]["content"][0]["text"].as_str().unwrap_or("").to_string();
+                        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+                        let (a, b) = bytes.split_at(bytes.len() / 2 + 1);
+                        let b64 = |x: &[u8]| base64::engine::general_purpose::STANDARD.encode(x);
+                        for e in [
+                            json!({"type": "response.created", "response": {"id": "resp_tts", "status": "in_progress", "conversation_id": null, "metadata": metadata}}),
+                            json!({"type": "response.output_item.added", "response_id": "resp_tts", "item": {"id": "item_tts", "type": "message", "role": "assistant"}}),
+                            json!({"type": "response.output_audio.delta", "response_id": "resp_tts", "item_id": "item_tts", "delta": b64(a)}),
+                            json!({"type": "response.output_audio_transcript.delta", "response_id": "resp_tts", "item_id": "item_tts", "delta": text}),
+                            // Another response's audio on the same socket is not ours.
+                            json!({"type": "response.output_audio.delta", "response_id": "resp_other", "item_id": "x", "delta": b64(&[1, 2, 3, 4])}),
+                            json!({"type": "response.output_audio.delta", "response_id": "resp_tts", "item_id": "item_tts", "delta": b64(b)}),
+                            json!({"type": "response.done", "response": {"id": "resp_tts", "status": status, "status_details": if status == "completed" { Value::Null } else { json!({"type": status, "reason": "content_filter"}) }}}),
+                        ] {
+                            send_json(&mut ws, e).await;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await;
+    (server, log)
+}
+
+/// A TTS on `server` with the realtime speech model (overriding `opts.model`).
+fn realtime_tts(server: &WsServer, opts: TtsOptions) -> Tts {
+    Tts::new(TtsOptions {
+        api_key: Some("sk-tts".into()),
+        base_url: Some(server.base_url()),
+        model: REALTIME_TTS_MODEL.into(),
+        ..opts
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_realtime_model_speaks_through_the_realtime_api() {
+    let (samples, _) = pcm_parts(120, 1);
+    let (server, log) = realtime_speech_server(samples.clone(), "completed").await;
+    let t = realtime_tts(
+        &server,
+        TtsOptions {
+            voice: "marin".into(),
+            speed: 1.25,
+            instructions: Some("Speak warmly.".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(t.sample_rate(), 24_000);
+    let frame = t
+        .synthesize("Hello there!", conn())
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        frame.data, samples,
+        "every sample arrives, in order, and only ours"
+    );
+
+    let hs = server.handshakes.lock().await[0].clone();
+    assert_eq!(hs.path, "/v1/realtime");
+    assert_eq!(hs.query.as_deref(), Some("model=gpt-realtime-2.1-mini"));
+    assert_eq!(hs.header("authorization").unwrap(), "Bearer sk-tts");
+    let log = log.lock().await.clone();
+    let update = &log[0]["session"];
+    assert_eq!(update["type"], "realtime");
+    assert_eq!(update["output_modalities"], json!(["audio"]));
+    assert_eq!(update["audio"]["input"]["turn_detection"], Value::Null);
+    assert_eq!(
+        update["audio"]["output"],
+        json!({"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin", "speed": 1.25})
+    );
+    let create = &log[1];
+    assert_eq!(create["type"], "response.create");
+    assert_eq!(
+        create["response"]["conversation"], "none",
+        "out of band: no conversation grows"
+    );
+    assert_eq!(
+        create["response"]["input"],
+        json!([{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello there!"}]}])
+    );
+    let instructions = create["response"]["instructions"].as_str().unwrap();
+    assert!(
+        instructions.contains("word for word") && instructions.ends_with("Delivery: Speak warmly.")
+    );
+}
+
+#[tokio::test]
+async fn realtime_speech_refusals_are_errors() {
+    let (samples, _) = pcm_parts(20, 1);
+    // A voice realtime models do not have: the session update is refused.
+    let (server, _) = realtime_speech_server(samples.clone(), "completed").await;
+    let t = realtime_tts(
+        &server,
+        TtsOptions {
+            voice: "fable".into(),
+            ..Default::default()
+        },
+    );
+    let err = t.synthesize("Hi", conn()).collect().await.unwrap_err();
+    assert!(err.to_string().contains("invalid_value"), "{err}");
+    assert!(!err.is_retryable());
+    assert!(!err.to_string().contains("sk-tts"));
+
+    // A response that ends without completing.
+    let (server, _) = realtime_speech_server(samples, "incomplete").await;
+    let t = realtime_tts(
+        &server,
+        TtsOptions {
+            voice: "marin".into(),
+            ..Default::default()
+        },
+    );
+    let err = t.synthesize("Hi", conn()).collect().await.unwrap_err();
+    assert!(err.to_string().contains("incomplete"), "{err}");
+
+    // Realtime models take at most 1.5x speed, and are not served through Azure's speech path.
+    assert!(Tts::new(TtsOptions {
+        api_key: Some("k".into()),
+        model: REALTIME_TTS_MODEL.into(),
+        speed: 2.0,
+        ..Default::default()
+    })
+    .is_err());
+    // A retired realtime model is refused at the handshake.
+    let (server, _) = realtime_speech_server(vec![0; 10], "completed").await;
+    let t = Tts::new(TtsOptions {
+        api_key: Some("sk-tts".into()),
+        base_url: Some(server.base_url()),
+        model: "gpt-realtime-1.5".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let err = t.synthesize("Hi", conn()).collect().await.unwrap_err();
+    assert!(matches!(err, ApiError::Status { status: 404, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn live_openai_realtime_speech() {
+    if std::env::var("OPENAI_API_KEY").is_err() {
+        println!("skipping live OpenAI realtime TTS test: OPENAI_API_KEY is not set");
+        return;
+    }
+    let t = Tts::new(TtsOptions {
+        model: REALTIME_TTS_MODEL.into(),
+        voice: "marin".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let frame = t
+        .synthesize("Hello.", ApiConnectOptions::default())
+        .collect()
+        .await
+        .unwrap();
+    assert!(frame.samples_per_channel > 2400);
 }

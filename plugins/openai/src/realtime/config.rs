@@ -165,7 +165,9 @@ impl NoiseReduction {
 /// How the server transcribes user audio.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputTranscription {
-    /// Transcription model, e.g. `gpt-4o-mini-transcribe`, `gpt-4o-transcribe`, `whisper-1`.
+    /// Transcription model, e.g. `gpt-transcribe` (the Realtime model's default),
+    /// `gpt-live-transcribe`, or the older `gpt-4o-mini-transcribe`, `gpt-4o-transcribe`,
+    /// `whisper-1` (which shut down on 2027-02-26).
     pub model: String,
     /// Language (ISO-639-1), improves accuracy and latency.
     pub language: Option<String>,

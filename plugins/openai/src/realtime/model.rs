@@ -44,10 +44,11 @@ pub const DEFAULT_REALTIME_MODEL: &str = "gpt-realtime-2.1";
 pub const DEFAULT_REALTIME_VOICE: &str = "alloy";
 /// How long one connection is used before it is refreshed.
 pub const DEFAULT_MAX_SESSION_DURATION: Duration = Duration::from_secs(20 * 60);
-/// Default input transcription model. `gpt-4o-mini-transcribe` shuts down on 2027-02-26;
-/// OpenAI names no successor for user-input transcription inside a speech-to-speech session
-/// yet (checked 2026-12-03), so it stays until one is documented.
-pub const DEFAULT_INPUT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
+/// Default input transcription model: `gpt-transcribe`, which OpenAI documents for committed
+/// Realtime turns (what server turn detection produces). It replaces the reference's
+/// `gpt-4o-mini-transcribe`, which shuts down on 2027-02-26 (see `docs/providers.md`). A
+/// language is sent to it as the plural `languages`.
+pub const DEFAULT_INPUT_TRANSCRIPTION_MODEL: &str = "gpt-transcribe";
 
 /// What the model answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,7 +66,7 @@ pub enum Modality {
 /// there is no temperature option.
 #[derive(Clone, PartialEq)]
 pub struct RealtimeOptions {
-    /// Model. Default `gpt-realtime`.
+    /// Model. Default `gpt-realtime-2.1` ([`DEFAULT_REALTIME_MODEL`]).
     pub model: String,
     /// Output voice. Default `alloy`. Fixed once the model has spoken.
     pub voice: String,
@@ -79,7 +80,7 @@ pub struct RealtimeOptions {
     /// replies and interruptions by the server).
     pub turn_detection: Option<TurnDetection>,
     /// How user audio is transcribed; `None` disables user transcripts. Default
-    /// `gpt-4o-mini-transcribe`.
+    /// `gpt-transcribe` ([`DEFAULT_INPUT_TRANSCRIPTION_MODEL`]).
     pub input_audio_transcription: Option<InputTranscription>,
     /// Input noise reduction. Default none.
     pub input_audio_noise_reduction: Option<NoiseReduction>,
@@ -1406,7 +1407,7 @@ mod tests {
         );
         assert_eq!(
             u["session"]["audio"]["input"]["transcription"],
-            json!({"model": "gpt-4o-mini-transcribe"})
+            json!({"model": "gpt-transcribe"})
         );
         assert!(u["session"].get("temperature").is_none());
         assert_eq!(
