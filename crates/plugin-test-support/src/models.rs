@@ -69,9 +69,8 @@ fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
 /// How Deepgram refuses a WebSocket handshake: an unknown model on `/v1/listen` (nova),
 /// `/v2/listen` (Flux) or `/v1/speak` gets HTTP 400 with
 /// `{"err_code": "Bad Request", "err_msg": "No such model/language/tier combination found."}`.
-/// The fake also refuses a `channels` parameter on `/v2/listen`, which Flux does not
-/// document (whether the real API refuses or ignores it is not confirmed; see
-/// `docs/providers.md`).
+/// (`channels` on `/v2/listen` is not refused: Deepgram's Channels page lists Flux streaming
+/// among the APIs that read it; see `docs/providers.md`.)
 pub fn deepgram_handshake(
     path: &str,
     query: &[(String, String)],
@@ -93,9 +92,6 @@ pub fn deepgram_handshake(
     let model = param(query, "model").unwrap_or_default();
     if !accepts("deepgram", kind, model) {
         return bad("No such model/language/tier combination found.");
-    }
-    if kind == "listen_v2" && param(query, "channels").is_some() {
-        return bad("Unknown query parameter: channels.");
     }
     None
 }

@@ -106,8 +106,8 @@ impl FluxOptions {
         Ok(())
     }
 
-    /// The socket URL. Flux takes mono audio and has no `channels` parameter: the stream
-    /// downmixes multi-channel input ([`ListenApi::MONO_ONLY`]).
+    /// The socket URL. Flux detects the turns of one speaker, so the stream downmixes
+    /// multi-channel input ([`ListenApi::MONO_ONLY`]) and sends no `channels` parameter.
     fn stream_url(&self, base: &Url, sample_rate: u32) -> Url {
         let mut q = Query::default();
         q.push("model", &self.model)
@@ -260,7 +260,8 @@ impl ListenApi for Flux {
     const KEEPALIVE: bool = false;
     // Flux ends turns itself; a flush only pushes out the partial audio chunk.
     const FINALIZE_ON_FLUSH: bool = false;
-    // Flux has no `channels` parameter: stereo input is downmixed before it is sent.
+    // Flux follows one speaker's turns: stereo input is downmixed before it is sent (mono is
+    // always accepted; Deepgram's Channels page also lists Flux, so `channels` would be read).
     const MONO_ONLY: bool = true;
 
     fn url(opts: &FluxOptions, base: &Url, sample_rate: u32, channels: u16) -> Url {

@@ -344,8 +344,8 @@ fn flux_client(server: &FakeServer) -> SttV2 {
 
 #[tokio::test(start_paused = true)]
 async fn flux_downmixes_stereo_instead_of_sending_channels() {
-    // Flux has no `channels` parameter (the local server refuses it): stereo input is
-    // downmixed to mono before it is sent.
+    // Flux turns follow one speaker: stereo input is downmixed to mono before it is sent,
+    // and no `channels` parameter goes out.
     let mut server = FakeServer::start_memory()
         .refusing(livekit_plugin_test_support::models::deepgram_handshake);
     let stt = flux_client(&server);
