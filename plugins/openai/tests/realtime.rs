@@ -365,6 +365,101 @@ async fn user_input_is_transcribed_by_the_successor_model_with_languages() {
     session.close().await;
 }
 
+fn jpeg(bytes: &[u8]) -> livekit_agents::llm::ImageContent {
+    livekit_agents::llm::ImageContent {
+        id: "frame".into(),
+        image: livekit_agents::llm::ImageSource::Bytes {
+            data: bytes.to_vec(),
+            mime_type: "image/jpeg".into(),
+        },
+        inference_detail: "auto".into(),
+    }
+}
+
+async fn count(log: &Log, pred: impl Fn(&Value) -> bool) -> usize {
+    log.lock().await.iter().filter(|e| pred(e)).count()
+}
+
+#[tokio::test]
+async fn video_frames_go_into_the_conversation_as_data_uri_images_and_stay_bounded() {
+    let (server, log) = fake_server(false).await;
+    let m = model(
+        &server,
+        RealtimeOptions {
+            max_video_frames: 2,
+            ..Default::default()
+        },
+    );
+    let session = m.session().await.unwrap();
+    session.push_video(&jpeg(&[0xff, 0xd8, 0xff]));
+    let create = wait_for(&log, "conversation.item.create").await;
+    let item = &create["item"];
+    assert_eq!(item["type"], "message");
+    assert_eq!(item["role"], "user");
+    assert_eq!(
+        item["content"],
+        json!([{"type": "input_image", "image_url": "data:image/jpeg;base64,/9j/"}])
+    );
+    let first_id = item["id"].as_str().unwrap().to_string();
+    assert!(first_id.len() <= 32, "item ids are at most 32 characters");
+    assert!(
+        create.get("previous_item_id").is_none(),
+        "appended at the end"
+    );
+
+    // A chat context update (which never held the frame) does not delete it.
+    let mut ctx = ChatContext::new();
+    ctx.add_message(ChatRole::User, "What do you see?");
+    session.update_chat_ctx(&ctx).await.unwrap();
+    assert_eq!(
+        count(&log, |e| e["type"] == "conversation.item.delete").await,
+        0
+    );
+
+    // A frame given as a URL is skipped (the API takes data URIs only).
+    let mut url_frame = jpeg(&[]);
+    url_frame.image = livekit_agents::llm::ImageSource::Url {
+        url: "https://example.com/cam.jpg".into(),
+    };
+    session.push_video(&url_frame);
+
+    // Two more frames: only the newest two stay, the first is deleted.
+    session.push_video(&jpeg(&[1]));
+    session.push_video(&jpeg(&[2]));
+    let delete = wait_for(&log, "conversation.item.delete").await;
+    assert_eq!(delete["item_id"], first_id.as_str());
+    let images = |e: &Value| {
+        e["type"] == "conversation.item.create" && e["item"]["content"][0]["type"] == "input_image"
+    };
+    for _ in 0..200 {
+        if count(&log, images).await == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(count(&log, images).await, 3, "the URL frame was not sent");
+    assert_eq!(
+        count(&log, |e| e["type"] == "conversation.item.delete").await,
+        1
+    );
+    session.close().await;
+
+    // `max_video_frames: 0` ignores video.
+    let (server, log) = fake_server(false).await;
+    let m = model(
+        &server,
+        RealtimeOptions {
+            max_video_frames: 0,
+            ..Default::default()
+        },
+    );
+    let session = m.session().await.unwrap();
+    session.push_video(&jpeg(&[1]));
+    session.commit_audio();
+    let _ = wait_for(&log, "input_audio_buffer.commit").await;
+    assert_eq!(count(&log, images).await, 0);
+}
+
 #[tokio::test]
 async fn server_detected_turn_with_a_tool_call() {
     let (server, _log) = fake_server(true).await;

@@ -50,6 +50,14 @@ pub const DEFAULT_MAX_SESSION_DURATION: Duration = Duration::from_secs(20 * 60);
 /// language is sent to it as the plural `languages`.
 pub const DEFAULT_INPUT_TRANSCRIPTION_MODEL: &str = "gpt-transcribe";
 
+/// How many pushed video frames a session keeps in the server's conversation by default
+/// (the oldest is deleted when a newer one arrives), so the images the model reads, and pays
+/// tokens for, stay bounded.
+pub const DEFAULT_MAX_VIDEO_FRAMES: usize = 8;
+/// Id prefix of the conversation items holding pushed video frames (they belong to the
+/// session, not to the chat context, which never deletes them).
+const VIDEO_ITEM_PREFIX: &str = "lk_video_";
+
 /// What the model answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Modality {
@@ -90,6 +98,10 @@ pub struct RealtimeOptions {
     pub tool_choice: ToolChoice,
     /// Maximum output tokens per response (`None`: the server's `inf`).
     pub max_response_output_tokens: Option<u32>,
+    /// Live video: how many of the frames pushed with `push_video` stay in the server's
+    /// conversation (older ones are deleted). `0` ignores video. Default
+    /// [`DEFAULT_MAX_VIDEO_FRAMES`].
+    pub max_video_frames: usize,
     /// Replace the connection with a fresh one after this long, at a moment no response is in
     /// progress (the server limits session length; the reference refreshes after 20 minutes).
     /// `None` keeps one connection.
@@ -122,6 +134,7 @@ impl Default for RealtimeOptions {
             speed: None,
             tool_choice: ToolChoice::Auto,
             max_response_output_tokens: None,
+            max_video_frames: DEFAULT_MAX_VIDEO_FRAMES,
             max_session_duration: Some(DEFAULT_MAX_SESSION_DURATION),
             api_key: None,
             base_url: None,
@@ -143,6 +156,7 @@ impl std::fmt::Debug for RealtimeOptions {
             )
             .field("speed", &self.speed)
             .field("tool_choice", &self.tool_choice)
+            .field("max_video_frames", &self.max_video_frames)
             .field("max_session_duration", &self.max_session_duration)
             .field("api_key", &redacted(&self.api_key))
             .field("base_url", &self.base_url)
@@ -444,6 +458,8 @@ struct Shared {
     replies: HashMap<String, ReplyWaiter>,
     /// Item creations and deletions waiting for the server's acknowledgement, by item id.
     acks: HashMap<String, Ack>,
+    /// Ids of the video frame items sent, oldest first (at most `max_video_frames`).
+    video: std::collections::VecDeque<String>,
     /// The I/O task ended.
     closed: bool,
 }
@@ -451,6 +467,7 @@ struct Shared {
 /// A live Realtime API session (see [`RealtimeModel`]).
 pub struct RealtimeSession {
     events: Option<mpsc::Receiver<RealtimeEvent>>,
+    max_video_frames: usize,
     out: mpsc::UnboundedSender<Outgoing>,
     shared: Arc<Mutex<Shared>>,
     audio_in: Mutex<RealtimeAudioInput>,
@@ -517,6 +534,7 @@ impl RealtimeSession {
         };
         Ok(Self {
             events: Some(events_rx),
+            max_video_frames: model.opts.max_video_frames,
             out: out_tx,
             shared,
             audio_in: Mutex::new(RealtimeAudioInput::new(APPEND_CHUNK_MS)),
@@ -585,7 +603,8 @@ fn diff_items(remote: &[RemoteItem], wanted: &[(&str, Value)]) -> DiffPlan {
     }
     let mut plan = DiffPlan::default();
     for (r, item) in remote.iter().enumerate() {
-        if !remote_used[r] && !item.in_progress {
+        // Video frames belong to the session (see `push_video`), not to the chat context.
+        if !remote_used[r] && !item.in_progress && !item.id.starts_with(VIDEO_ITEM_PREFIX) {
             plan.delete.push(item.id.clone());
         }
     }
@@ -752,6 +771,49 @@ impl core_rt::RealtimeSession for RealtimeSession {
             let _ = self.send(
                 json!({"type": "input_audio_buffer.append", "audio": samples_to_base64(&chunk)}),
             );
+        }
+    }
+
+    /// Adds the frame to the conversation as a user message holding one `input_image` (a
+    /// base64 data URI), as the reference does. The session keeps the newest
+    /// `max_video_frames` frames there: pushing one more deletes the oldest. Chat context
+    /// updates leave these items alone, and they are not restored after a reconnection. An
+    /// image given as a URL is skipped with a warning (the API takes data URIs only).
+    fn push_video(&self, image: &livekit_agents::llm::ImageContent) {
+        if self.max_video_frames == 0 {
+            return;
+        }
+        let url = image_url(image);
+        if !url.starts_with("data:") {
+            tracing::warn!("the OpenAI Realtime API accepts images only as data URIs; skipping a video frame given as a URL");
+            return;
+        }
+        // Item ids are at most 32 characters.
+        let id = format!(
+            "{VIDEO_ITEM_PREFIX}{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..20]
+        );
+        let evicted: Vec<String> = {
+            let mut shared = self.lock();
+            if shared.closed {
+                return;
+            }
+            shared.video.push_back(id.clone());
+            let excess = shared.video.len().saturating_sub(self.max_video_frames);
+            shared.video.drain(..excess).collect()
+        };
+        let _ = self.send(json!({
+            "type": "conversation.item.create",
+            "event_id": format!("video_{}", &id[VIDEO_ITEM_PREFIX.len()..]),
+            "item": {
+                "id": id,
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_image", "image_url": url}],
+            },
+        }));
+        for old in evicted {
+            let _ = self.send(json!({"type": "conversation.item.delete", "item_id": old}));
         }
     }
 
@@ -1004,6 +1066,8 @@ impl IoTask {
                         let mut shared = self.lock();
                         shared.replies.clear();
                         shared.acks.clear();
+                        // Frames are not replayed (the next ones arrive within seconds).
+                        shared.video.clear();
                         std::mem::take(&mut shared.remote)
                             .iter()
                             .filter(|i| !i.in_progress)
