@@ -477,3 +477,309 @@ async fn child_session_with_descriptors() {
     assert_eq!(msg.text_content().as_deref(), Some("Hi from the gateway."));
     session.close().await;
 }
+
+/// Polls `cond` (on state the fake server fills) until it holds.
+async fn until(cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached");
+}
+
+#[tokio::test]
+async fn tts_reuses_one_pooled_connection_and_sends_fallbacks() {
+    // The fake accepts exactly one connection: a second utterance only gets audio if the
+    // first utterance's connection was kept and reused.
+    let received = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let rec = received.clone();
+    let port = ws_server(
+        "/v1/tts?model=cartesia%2Fsonic-3",
+        move |mut ws, _uri| async move {
+            while let Some(msg) = next_json(&mut ws).await {
+                let kind = msg["type"].as_str().unwrap().to_owned();
+                rec.lock().push(msg);
+                if kind == "session.flush" {
+                    let pcm: Vec<u8> = (0..240i16).flat_map(|s| s.to_le_bytes()).collect();
+                    let audio = base64::engine::general_purpose::STANDARD.encode(&pcm);
+                    let m = json!({"type": "output_audio", "audio": audio, "session_id": "s1"});
+                    ws.send(Message::text(m.to_string())).await.unwrap();
+                    ws.send(Message::text(json!({"type": "done"}).to_string()))
+                        .await
+                        .unwrap();
+                }
+            }
+        },
+    )
+    .await;
+    let mut opts = inference::TtsOptions::new("cartesia/sonic-3");
+    opts.voice = Some("voice-1".into());
+    opts.fallback = vec![
+        inference::TtsFallbackModel::from_descriptor("inworld/inworld-tts-1:Ashley").unwrap(),
+        inference::TtsFallbackModel::from_descriptor("rime/arcana").unwrap(),
+    ];
+    opts.gateway = gateway(port);
+    let tts = inference::Tts::new(opts).unwrap();
+    assert_eq!(tts.idle_connections(), 0);
+    for text in ["First utterance.", "Second utterance."] {
+        let frame = tokio::time::timeout(
+            Duration::from_secs(10),
+            tts.synthesize(text, no_retry()).collect(),
+        )
+        .await
+        .expect("audio in time")
+        .unwrap();
+        assert_eq!(frame.samples_per_channel, 240);
+        assert_eq!(
+            tts.idle_connections(),
+            1,
+            "the connection went back to the pool"
+        );
+    }
+    let msgs = received.lock().clone();
+    let creates: Vec<&Value> = msgs
+        .iter()
+        .filter(|m| m["type"] == "session.create")
+        .collect();
+    assert_eq!(creates.len(), 1, "one connection, one session.create");
+    assert_eq!(
+        creates[0]["fallback"],
+        json!({"models": [
+            {"model": "inworld/inworld-tts-1", "voice": "Ashley", "extra": {}},
+            {"model": "rime/arcana", "voice": "", "extra": {}},
+        ]})
+    );
+    let transcripts: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m["type"] == "input_transcript")
+        .map(|m| m["transcript"].as_str().unwrap())
+        .collect();
+    assert_eq!(transcripts, ["First utterance. ", "Second utterance. "]);
+    // A bad fallback descriptor is refused when the model is built.
+    let mut bad = inference::TtsOptions::new("cartesia/sonic-3");
+    bad.fallback = vec![inference::TtsFallbackModel {
+        model: "no-provider".into(),
+        voice: String::new(),
+        extra: Default::default(),
+    }];
+    bad.gateway = gateway(port);
+    assert!(inference::Tts::new(bad).is_err());
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_gateway_closed_is_not_reused() {
+    // Two connections accepted; the first is closed by the gateway after its utterance.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(Mutex::new(0usize));
+    let acc = accepted.clone();
+    tokio::spawn(async move {
+        for n in 0..2 {
+            let (stream, _) = listener.accept().await.unwrap();
+            *acc.lock() += 1;
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            tokio::spawn(async move {
+                while let Some(msg) = next_json(&mut ws).await {
+                    if msg["type"] == "session.flush" {
+                        let audio =
+                            base64::engine::general_purpose::STANDARD.encode([1u8, 0, 2, 0]);
+                        let m = json!({"type": "output_audio", "audio": audio});
+                        ws.send(Message::text(m.to_string())).await.unwrap();
+                        ws.send(Message::text(json!({"type": "done"}).to_string()))
+                            .await
+                            .unwrap();
+                        if n == 0 {
+                            let _ = ws.close(None).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut opts = inference::TtsOptions::new("cartesia/sonic-3");
+    opts.gateway = gateway(port);
+    let tts = inference::Tts::new(opts).unwrap();
+    let first = tts.synthesize("One.", no_retry()).collect().await.unwrap();
+    assert_eq!(first.samples_per_channel, 2);
+    until(|| *accepted.lock() == 1).await;
+    assert_eq!(tts.idle_connections(), 1);
+    // The gateway closes the pooled connection. Whether the close has arrived when the next
+    // utterance looks at the pool (then the connection is discarded) or not (then the attempt
+    // fails and the retry policy connects again), the utterance gets its audio on a fresh
+    // connection.
+    let retry_once = ApiConnectOptions {
+        max_retry: 1,
+        retry_interval: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let second = tokio::time::timeout(
+        Duration::from_secs(10),
+        tts.synthesize("Two.", retry_once).collect(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(second.samples_per_channel, 2);
+    assert_eq!(
+        *accepted.lock(),
+        2,
+        "a fresh connection replaced the closed one"
+    );
+}
+
+#[tokio::test]
+async fn stt_sends_keyterms_and_fallbacks_and_updates_keyterms_between_turns() {
+    #[derive(Default)]
+    struct Rec {
+        msgs: Vec<Value>,
+        /// `session.update`s received while the server considered the user speaking.
+        updates_while_speaking: usize,
+        speaking: bool,
+    }
+    let rec = Arc::new(Mutex::new(Rec::default()));
+    let r = rec.clone();
+    let port = ws_server(
+        "/v1/stt?model=deepgram%2Fnova-3",
+        move |mut ws, _uri| async move {
+            let mut started = false;
+            while let Some(msg) = next_json(&mut ws).await {
+                let kind = msg["type"].as_str().unwrap().to_owned();
+                {
+                    let mut r = r.lock();
+                    if kind == "session.update" && r.speaking {
+                        r.updates_while_speaking += 1;
+                    }
+                    if kind != "input_audio" {
+                        r.msgs.push(msg);
+                    }
+                }
+                match kind.as_str() {
+                    "input_audio" if !started => {
+                        started = true;
+                        r.lock().speaking = true;
+                        ws.send(Message::text(json!({"type": "start_of_speech"}).to_string()))
+                            .await
+                            .unwrap();
+                    }
+                    "session.finalize" => {
+                        let was_speaking = std::mem::replace(&mut r.lock().speaking, false);
+                        let m = if was_speaking {
+                            json!({"type": "final_transcript", "transcript": "hi LiveKit", "start": 0.0, "duration": 0.5})
+                        } else {
+                            json!({"type": "session.closed"})
+                        };
+                        ws.send(Message::text(m.to_string())).await.unwrap();
+                    }
+                    _ => {}
+                }
+            }
+        },
+    )
+    .await;
+    let mut opts = inference::SttOptions::new("deepgram/nova-3");
+    opts.extra.insert("keyterm".into(), json!("Rust"));
+    opts.keyterms = vec!["LiveKit".into(), "Rust".into()];
+    opts.fallback =
+        vec![
+            inference::SttFallbackModel::from_descriptor("assemblyai/universal-streaming:en")
+                .unwrap(),
+        ];
+    opts.gateway = gateway(port);
+    let stt = inference::Stt::new(opts).unwrap();
+    let mut stream = stt.stream(None, no_retry()).unwrap();
+    until(|| !rec.lock().msgs.is_empty()).await;
+    let create = rec.lock().msgs[0].clone();
+    assert_eq!(create["type"], "session.create");
+    assert_eq!(
+        create["settings"]["extra"]["keyterm"],
+        json!(["Rust", "LiveKit"]),
+        "the user's own terms first, no duplicates"
+    );
+    assert_eq!(
+        create["fallback"],
+        json!({"models": [{"model": "assemblyai/universal-streaming", "extra": null}]})
+    );
+
+    // While the user is silent, a change goes out at once.
+    stt.update_keyterms(vec!["Agents".into()]);
+    until(|| {
+        rec.lock()
+            .msgs
+            .iter()
+            .any(|m| m["type"] == "session.update")
+    })
+    .await;
+    let update = rec
+        .lock()
+        .msgs
+        .iter()
+        .find(|m| m["type"] == "session.update")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        update,
+        json!({"type": "session.update", "settings": {"extra": {"keyterm": ["Rust", "Agents"]}}})
+    );
+
+    // While the user speaks, it waits for the end of the turn.
+    stream.push_frame(AudioFrame::new(vec![100; 1600], 16_000, 1).unwrap());
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.next_event())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if ev.kind == SpeechEventType::StartOfSpeech {
+            break;
+        }
+    }
+    stt.update_keyterms(vec!["Speaking".into()]);
+    for _ in 0..5 {
+        stream.push_frame(AudioFrame::new(vec![100; 320], 16_000, 1).unwrap());
+    }
+    stream.flush();
+    until(|| {
+        rec.lock()
+            .msgs
+            .iter()
+            .filter(|m| m["type"] == "session.update")
+            .count()
+            == 2
+    })
+    .await;
+    let r2 = rec.lock();
+    assert_eq!(
+        r2.updates_while_speaking, 0,
+        "deferred to the end of speech"
+    );
+    assert_eq!(
+        r2.msgs
+            .iter()
+            .filter(|m| m["type"] == "session.update")
+            .last()
+            .unwrap()["settings"]["extra"]["keyterm"],
+        json!(["Rust", "Speaking"])
+    );
+    drop(r2);
+    stream.end_input();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(10), stream.next_event())
+        .await
+        .unwrap()
+    {
+        ev.unwrap();
+    }
+
+    // Models without keyterm prompting: the key is unknown, nothing is sent.
+    assert_eq!(inference::keyterms_key("cartesia/ink-whisper"), None);
+    assert_eq!(
+        inference::keyterms_key("openai/gpt-transcribe"),
+        Some("keywords")
+    );
+    assert_eq!(
+        inference::keyterms_key("assemblyai/universal-streaming"),
+        Some("keyterms_prompt")
+    );
+}

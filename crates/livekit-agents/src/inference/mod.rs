@@ -28,8 +28,8 @@ mod stt;
 mod tts;
 
 pub use llm::{Llm, LlmOptions};
-pub use stt::{Stt, SttOptions};
-pub use tts::{Tts, TtsOptions};
+pub use stt::{keyterms_key, Stt, SttFallbackModel, SttOptions};
+pub use tts::{Tts, TtsFallbackModel, TtsOptions, POOL_MAX_AGE};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -321,6 +321,31 @@ impl Gateway {
     /// `{base}/{path}` over HTTP(S) or WS(S).
     pub(crate) fn endpoint(&self, path: &str, websocket: bool) -> url::Url {
         crate::plugin_support::endpoint(&self.base_url, path, websocket)
+    }
+
+    /// Opens the gateway WebSocket `{base}/{path}?model=…` (a fresh token and session id) and
+    /// sends its `session.create` message. Returns the socket and the handshake's request id.
+    /// Shared by the STT and TTS clients.
+    pub(crate) async fn open_session(
+        &self,
+        provider: &crate::plugin_support::Provider,
+        path: &str,
+        model: &str,
+        create: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<(crate::plugin_support::WsStream, Option<String>), ApiError> {
+        let mut url = self.endpoint(path, true);
+        url.query_pairs_mut().append_pair("model", model);
+        let (mut ws, request_id) = provider
+            .connect_ws(
+                &crate::plugin_support::Dialer::Tcp,
+                &url,
+                self.headers()?,
+                timeout,
+            )
+            .await?;
+        provider.send_json(&mut ws, create).await?;
+        Ok((ws, request_id))
     }
 
     /// Authentication and identification headers for one request or connection.

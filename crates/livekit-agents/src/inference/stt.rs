@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::{Descriptor, Gateway, GatewayOptions, InferenceError};
 use crate::audio::resample::Resampler;
 use crate::audio::AudioFrame;
-use crate::plugin_support::{to_le_bytes, Chunker, Dialer, Incoming, Provider, WsStream};
+use crate::plugin_support::{to_le_bytes, Chunker, Incoming, Provider, WsStream};
 use crate::stt::{
     RecognitionUsage, SpeechData, SpeechEvent, SpeechEventSender, SpeechEventType, SpeechStream,
     SttCapabilities, SttInput, SttInputReceiver, SttStreamTask,
@@ -22,6 +22,81 @@ const GATEWAY: Provider = Provider::new("LiveKit Inference STT", "x-livekit-requ
 const FINALIZATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// ... and this long after the last final transcript (reference 3 s).
 const FINAL_INACTIVITY: Duration = Duration::from_secs(3);
+
+/// A fallback model the gateway switches to when the primary model fails (LiveKit
+/// Inference's server-side fallback; the reference's `FallbackModel`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SttFallbackModel {
+    /// `provider/model`, e.g. `assemblyai/universal-streaming`.
+    pub model: String,
+    /// Provider options for this model (`extra`; sent as `null` when empty, as the reference
+    /// does).
+    pub extra: Map<String, Value>,
+}
+
+impl SttFallbackModel {
+    /// A fallback from a descriptor `provider/model[:language]` (the language is dropped, as
+    /// the reference does: the gateway uses the session's).
+    pub fn from_descriptor(descriptor: &str) -> Result<Self, InferenceError> {
+        let d = Descriptor::stt(descriptor)?;
+        Ok(Self {
+            model: d.model,
+            extra: Map::new(),
+        })
+    }
+}
+
+/// The `extra` key a model takes key terms under, or `None` for models without keyterm
+/// prompting (as the reference maps them): Deepgram `keyterm`, AssemblyAI `keyterms_prompt`,
+/// Speechmatics `additional_vocab` (as `[{"content": term}]`), OpenAI `keywords`.
+pub fn keyterms_key(model: &str) -> Option<&'static str> {
+    let provider = model.split('/').next().unwrap_or_default();
+    match provider {
+        "speechmatics" if model.contains('/') => Some("additional_vocab"),
+        "deepgram" if model.contains('/') => Some("keyterm"),
+        "assemblyai" if model.contains('/') => Some("keyterms_prompt"),
+        "openai" => Some("keywords"),
+        _ => None,
+    }
+}
+
+/// The model's keyterm `extra` entry: the user's own terms under that key in `extra` (a bare
+/// string counts as one term) followed by `keyterms`, without duplicates. `None` for a model
+/// without keyterm prompting or when there is nothing to send.
+fn keyterms_entry(
+    model: &str,
+    extra: &Map<String, Value>,
+    keyterms: &[String],
+) -> Option<(String, Value)> {
+    let key = keyterms_key(model)?;
+    let existing = extra.get(key);
+    if key == "additional_vocab" {
+        let mut entries: Vec<Value> = existing
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for term in keyterms {
+            if !entries.iter().any(|e| e["content"].as_str() == Some(term)) {
+                entries.push(json!({"content": term}));
+            }
+        }
+        return (!entries.is_empty()).then(|| (key.to_string(), Value::Array(entries)));
+    }
+    let mut terms: Vec<String> = match existing {
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Array(many)) => many
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for term in keyterms {
+        if !terms.contains(term) {
+            terms.push(term.clone());
+        }
+    }
+    (!terms.is_empty()).then(|| (key.to_string(), json!(terms)))
+}
 
 /// Options of [`Stt`].
 #[derive(Debug, Clone)]
@@ -35,6 +110,12 @@ pub struct SttOptions {
     pub sample_rate: u32,
     /// Provider options (`settings.extra`).
     pub extra: Map<String, Value>,
+    /// Key terms to boost (product names, jargon), sent in `settings.extra` under the model's
+    /// key ([`keyterms_key`]); ignored with a warning for models without keyterm prompting.
+    /// Change them on a running STT with [`Stt::update_keyterms`].
+    pub keyterms: Vec<String>,
+    /// Models the gateway falls back to, in order, when the primary model fails.
+    pub fallback: Vec<SttFallbackModel>,
     /// Gateway URL and credentials.
     pub gateway: GatewayOptions,
 }
@@ -53,6 +134,8 @@ impl SttOptions {
             language: None,
             sample_rate,
             extra: Map::new(),
+            keyterms: Vec::new(),
+            fallback: Vec::new(),
             gateway: GatewayOptions::default(),
         }
     }
@@ -62,6 +145,8 @@ impl SttOptions {
 pub struct Stt {
     opts: SttOptions,
     gateway: Gateway,
+    /// The current key terms, watched by every open stream.
+    keyterms: tokio::sync::watch::Sender<Vec<String>>,
 }
 
 impl std::fmt::Debug for Stt {
@@ -77,8 +162,31 @@ impl Stt {
     /// An STT with these options (credentials resolved now).
     pub fn new(opts: SttOptions) -> Result<Self, InferenceError> {
         Descriptor::stt(&opts.model)?;
+        for f in &opts.fallback {
+            Descriptor::stt(&f.model)?;
+        }
+        if !opts.keyterms.is_empty() && keyterms_key(&opts.model).is_none() {
+            tracing::warn!(model = %opts.model, "this LiveKit Inference STT model has no keyterm prompting; keyterms are ignored");
+        }
         let gateway = Gateway::resolve(&opts.gateway)?;
-        Ok(Self { opts, gateway })
+        let (keyterms, _) = tokio::sync::watch::channel(opts.keyterms.clone());
+        Ok(Self {
+            opts,
+            gateway,
+            keyterms,
+        })
+    }
+
+    /// Replaces the key terms (as the reference's session keyterms): streams opened later send
+    /// them in `session.create`; open streams send them in a `session.update`, at once when
+    /// the user is silent, else at the end of the current speech (the gateway may reconnect
+    /// upstream on a change).
+    pub fn update_keyterms(&self, keyterms: Vec<String>) {
+        if keyterms_key(&self.opts.model).is_none() {
+            tracing::warn!(model = %self.opts.model, "this LiveKit Inference STT model has no keyterm prompting; keyterms are ignored");
+            return;
+        }
+        self.keyterms.send_replace(keyterms);
     }
 
     /// An STT from a descriptor (`deepgram/nova-3:multi`), credentials from the environment.
@@ -120,6 +228,7 @@ impl crate::stt::Stt for Stt {
         let task = SttTask {
             opts,
             gateway: self.gateway.clone(),
+            keyterms: self.keyterms.subscribe(),
             conn,
         };
         Ok(SpeechStream::spawn(self.label(), conn, task))
@@ -129,6 +238,7 @@ impl crate::stt::Stt for Stt {
 struct SttTask {
     opts: SttOptions,
     gateway: Gateway,
+    keyterms: tokio::sync::watch::Receiver<Vec<String>>,
     conn: ApiConnectOptions,
 }
 
@@ -148,6 +258,24 @@ pub(crate) fn session_create(opts: &SttOptions, conn: &ApiConnectOptions) -> Val
     }
     if let Some(lang) = &opts.language {
         msg["settings"]["language"] = json!(lang);
+    }
+    if let Some((key, terms)) = keyterms_entry(&opts.model, &opts.extra, &opts.keyterms) {
+        msg["settings"]["extra"][key] = terms;
+    }
+    if !opts.fallback.is_empty() {
+        let models: Vec<Value> = opts
+            .fallback
+            .iter()
+            .map(|f| {
+                let extra = if f.extra.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Object(f.extra.clone())
+                };
+                json!({"model": f.model, "extra": extra})
+            })
+            .collect();
+        msg["fallback"] = json!({"models": models});
     }
     msg
 }
@@ -349,19 +477,20 @@ impl SttStreamTask for SttTask {
         input: &mut SttInputReceiver,
         events: &SpeechEventSender,
     ) -> Result<(), ApiError> {
-        let mut url = self.gateway.endpoint("stt", true);
-        url.query_pairs_mut().append_pair("model", &self.opts.model);
-        let (mut ws, request_id) = GATEWAY
-            .connect_ws(
-                &Dialer::Tcp,
-                &url,
-                self.gateway.headers()?,
+        self.opts.keyterms = self.keyterms.borrow_and_update().clone();
+        let (mut ws, request_id) = self
+            .gateway
+            .open_session(
+                &GATEWAY,
+                "stt",
+                &self.opts.model,
+                &session_create(&self.opts, &self.conn),
                 self.conn.timeout,
             )
             .await?;
-        GATEWAY
-            .send_json(&mut ws, &session_create(&self.opts, &self.conn))
-            .await?;
+        // A keyterm change that arrived while the user spoke, sent at the end of speech.
+        let mut pending_update: Option<Value> = None;
+        let mut keyterms = self.keyterms.clone();
         let rate = self.opts.sample_rate;
         let mut conditioner = Conditioner {
             rate,
@@ -402,11 +531,34 @@ impl SttStreamTask for SttTask {
                         }
                     }
                 }
+                changed = keyterms.changed(), if !input_ended => {
+                    if changed.is_err() {
+                        // The STT was dropped; the stream keeps its terms.
+                        keyterms = tokio::sync::watch::channel(Vec::new()).1;
+                        continue;
+                    }
+                    let terms = keyterms.borrow_and_update().clone();
+                    let entry = keyterms_entry(&self.opts.model, &self.opts.extra, &terms)
+                        .unwrap_or_else(|| (keyterms_key(&self.opts.model).unwrap_or("keyterm").to_string(), json!([])));
+                    let mut extra = Map::new();
+                    extra.insert(entry.0, entry.1);
+                    let update = json!({"type": "session.update", "settings": {"extra": extra}});
+                    if session.speaking {
+                        pending_update = Some(update);
+                    } else {
+                        GATEWAY.send_json(&mut ws, &update).await?;
+                    }
+                }
                 incoming = GATEWAY.next_incoming(&mut ws) => {
                     match incoming? {
                         Incoming::Text(text) => match session.handle(&text, input_ended).await? {
                             Step::Continue => {}
                             Step::Final => {
+                                if !session.speaking {
+                                    if let Some(update) = pending_update.take() {
+                                        GATEWAY.send_json(&mut ws, &update).await?;
+                                    }
+                                }
                                 if input_ended {
                                     deadline = deadline.min(Instant::now() + FINAL_INACTIVITY);
                                 }

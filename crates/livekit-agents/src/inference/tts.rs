@@ -1,13 +1,23 @@
 //! LiveKit Inference TTS: the gateway's `/tts` WebSocket.
+//!
+//! Connections are pooled per [`Tts`], as the reference does: an utterance takes an idle
+//! connection (already past its handshake and `session.create`) when one is open and was last
+//! taken less than [`POOL_MAX_AGE`] ago, and gives it back when its audio is complete; a
+//! connection that failed is dropped, not reused.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::FutureExt;
+use parking_lot::Mutex;
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::{Descriptor, Gateway, GatewayOptions, InferenceError};
-use crate::plugin_support::{Dialer, Incoming, Provider, WsStream};
+use crate::plugin_support::{Incoming, Provider, WsStream};
 use crate::tokenize::TokenStream;
 use crate::tokenize::{SentenceStream, SentenceTokenizerOptions};
 use crate::tts::{
@@ -17,6 +27,35 @@ use crate::tts::{
 use crate::types::{ApiConnectOptions, ApiError, TimedString};
 
 const GATEWAY: Provider = Provider::new("LiveKit Inference TTS", "x-livekit-request-id");
+/// A pooled connection is reused only if it was last taken less than this long ago (the
+/// reference's `max_session_duration`, refreshed on each use).
+pub const POOL_MAX_AGE: Duration = Duration::from_secs(300);
+/// Idle connections kept per [`Tts`] (more are closed when given back).
+const POOL_MAX_IDLE: usize = 4;
+
+/// A fallback model the gateway switches to when the primary model fails (LiveKit
+/// Inference's server-side fallback; the reference's `FallbackModel`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TtsFallbackModel {
+    /// `provider/model`, e.g. `inworld/inworld-tts-1`.
+    pub model: String,
+    /// Voice for this model (empty: the model's default, as the reference sends it).
+    pub voice: String,
+    /// Provider options for this model (`extra`).
+    pub extra: Map<String, Value>,
+}
+
+impl TtsFallbackModel {
+    /// A fallback from a descriptor `provider/model[:voice]`.
+    pub fn from_descriptor(descriptor: &str) -> Result<Self, InferenceError> {
+        let d = Descriptor::tts(descriptor)?;
+        Ok(Self {
+            model: d.model,
+            voice: d.suffix.unwrap_or_default(),
+            extra: Map::new(),
+        })
+    }
+}
 
 /// Options of [`Tts`].
 #[derive(Debug, Clone)]
@@ -31,6 +70,8 @@ pub struct TtsOptions {
     pub sample_rate: u32,
     /// Provider options (`extra`).
     pub extra: Map<String, Value>,
+    /// Models the gateway falls back to, in order, when the primary model fails.
+    pub fallback: Vec<TtsFallbackModel>,
     /// Gateway URL and credentials.
     pub gateway: GatewayOptions,
 }
@@ -44,6 +85,7 @@ impl TtsOptions {
             language: None,
             sample_rate: 24_000,
             extra: Map::new(),
+            fallback: Vec::new(),
             gateway: GatewayOptions::default(),
         }
     }
@@ -53,6 +95,7 @@ impl TtsOptions {
 pub struct Tts {
     opts: TtsOptions,
     gateway: Gateway,
+    pool: Arc<Pool>,
 }
 
 impl std::fmt::Debug for Tts {
@@ -68,8 +111,15 @@ impl Tts {
     /// A TTS with these options (credentials resolved now).
     pub fn new(opts: TtsOptions) -> Result<Self, InferenceError> {
         Descriptor::tts(&opts.model)?;
+        for f in &opts.fallback {
+            Descriptor::tts(&f.model)?;
+        }
         let gateway = Gateway::resolve(&opts.gateway)?;
-        Ok(Self { opts, gateway })
+        Ok(Self {
+            opts,
+            gateway,
+            pool: Arc::default(),
+        })
     }
 
     /// A TTS from a descriptor (`cartesia/sonic-3:VOICE`), credentials from the environment.
@@ -84,7 +134,49 @@ impl Tts {
         TtsTask {
             opts: self.opts.clone(),
             gateway: self.gateway.clone(),
+            pool: self.pool.clone(),
             conn: *conn,
+        }
+    }
+
+    /// Idle pooled connections (for tests and diagnostics).
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle.lock().len()
+    }
+}
+
+/// Idle connections of one [`Tts`].
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<(WsStream, Instant)>>,
+}
+
+impl Pool {
+    /// The most recently returned connection that is still open and fresh; stale or closed
+    /// ones are dropped.
+    fn take(&self) -> Option<WsStream> {
+        let mut idle = self.idle.lock();
+        while let Some((mut ws, taken_at)) = idle.pop() {
+            if taken_at.elapsed() >= POOL_MAX_AGE {
+                continue;
+            }
+            // An idle connection has nothing to say: a frame (or its end) means the gateway
+            // closed it or it is out of step.
+            if futures::StreamExt::next(&mut ws).now_or_never().is_some() {
+                tracing::debug!(
+                    "dropping a pooled LiveKit Inference TTS connection the gateway closed"
+                );
+                continue;
+            }
+            return Some(ws);
+        }
+        None
+    }
+
+    fn put(&self, ws: WsStream, taken_at: Instant) {
+        let mut idle = self.idle.lock();
+        if idle.len() < POOL_MAX_IDLE {
+            idle.push((ws, taken_at));
         }
     }
 }
@@ -130,6 +222,22 @@ impl crate::tts::Tts for Tts {
         });
         ChunkedStream::from_channel(rx, Some(task))
     }
+    /// Opens one connection ahead of the first utterance and keeps it in the pool.
+    async fn prewarm(&self) {
+        if !self.pool.idle.lock().is_empty() {
+            return;
+        }
+        let conn = ApiConnectOptions::default();
+        let create = session_create(&self.opts, &conn);
+        match self
+            .gateway
+            .open_session(&GATEWAY, "tts", &self.opts.model, &create, conn.timeout)
+            .await
+        {
+            Ok((ws, _)) => self.pool.put(ws, Instant::now()),
+            Err(e) => tracing::debug!(error = %e, "prewarming LiveKit Inference TTS failed"),
+        }
+    }
     fn stream(&self, conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
         Ok(SynthesizeStream::spawn(
             self.label(),
@@ -157,6 +265,14 @@ pub(crate) fn session_create(opts: &TtsOptions, conn: &ApiConnectOptions) -> Val
     if let Some(l) = &opts.language {
         msg["language"] = json!(l);
     }
+    if !opts.fallback.is_empty() {
+        let models: Vec<Value> = opts
+            .fallback
+            .iter()
+            .map(|f| json!({"model": f.model, "voice": f.voice, "extra": f.extra}))
+            .collect();
+        msg["fallback"] = json!({"models": models});
+    }
     msg
 }
 
@@ -179,6 +295,7 @@ fn transcript_message(opts: &TtsOptions, sentence: &str) -> Value {
 struct TtsTask {
     opts: TtsOptions,
     gateway: Gateway,
+    pool: Arc<Pool>,
     conn: ApiConnectOptions,
 }
 
@@ -206,22 +323,26 @@ impl TtsStreamTask for TtsTask {
         input: &mut TtsInputReceiver,
         emitter: &AudioEmitter,
     ) -> Result<(), ApiError> {
-        let mut url = self.gateway.endpoint("tts", true);
-        url.query_pairs_mut().append_pair("model", &self.opts.model);
-        let (mut ws, request_id) = GATEWAY
-            .connect_ws(
-                &Dialer::Tcp,
-                &url,
-                self.gateway.headers()?,
-                self.conn.timeout,
-            )
-            .await?;
-        if let Some(id) = request_id {
-            emitter.set_request_id(id);
-        }
-        GATEWAY
-            .send_json(&mut ws, &session_create(&self.opts, &self.conn))
-            .await?;
+        let taken_at = Instant::now();
+        let mut ws = match self.pool.take() {
+            Some(ws) => ws,
+            None => {
+                let (ws, request_id) = self
+                    .gateway
+                    .open_session(
+                        &GATEWAY,
+                        "tts",
+                        &self.opts.model,
+                        &session_create(&self.opts, &self.conn),
+                        self.conn.timeout,
+                    )
+                    .await?;
+                if let Some(id) = request_id {
+                    emitter.set_request_id(id);
+                }
+                ws
+            }
+        };
         let mut sentences = SentenceStream::new(SentenceTokenizerOptions::default());
         // A segment is open from its first text to the gateway's `done`; `flushed` once
         // `session.flush` went out for it (then input waits, so audio never interleaves).
@@ -231,7 +352,8 @@ impl TtsStreamTask for TtsTask {
         let idle: Duration = self.conn.timeout;
         loop {
             if input_ended && !segment_open {
-                let _ = ws.close(None).await;
+                // Every segment is complete: the connection is clean, keep it for the next.
+                self.pool.put(ws, taken_at);
                 return Ok(());
             }
             tokio::select! {
