@@ -14,12 +14,15 @@
 //! make audio whose samples encode their stream position, so a test can tell exactly which
 //! audio the server received (after a reconnect, for example). [`models`] holds the models and
 //! voices the bundled providers accept (`provider-models.json`) and their refusal bodies.
+//! [`log_secrets::assert_secret_not_logged`] is the check that an API key never reaches the
+//! logs at trace level.
 //!
 //! Protocol scripting (the provider's JSON messages) belongs in each plugin's tests. The
 //! repository's `docs/guides/writing-a-plugin.md` walks through testing a streaming STT plugin
 //! with this kit. Helpers panic on failure: they are for tests only.
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
+pub mod log_secrets;
 pub mod models;
 pub mod tls;
 
