@@ -147,7 +147,8 @@ impl Server {
         TlsServer(Server { addr, state })
     }
 
-    /// Enforces `provider`'s model list (e.g. `groq`) instead of OpenAI's.
+    /// Enforces `provider`'s model list (e.g. `groq`) instead of OpenAI's; `local` accepts
+    /// every model, as a local OpenAI-compatible server does.
     pub fn set_provider(&self, provider: &str) {
         *self.state.provider.lock().unwrap() = provider.to_string();
     }
@@ -275,6 +276,11 @@ pub fn form_field(body: &[u8], name: &str) -> Option<String> {
 /// How the real API refuses this request, if it does: an unknown model (404
 /// `model_not_found`), an unknown voice, or a language that is not an ISO-639-1 code (400).
 fn refusal(provider: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    if provider == "local" {
+        // A local OpenAI-compatible server (Ollama, Speaches, Kokoro-FastAPI) serves its own
+        // model names: nothing is refused.
+        return None;
+    }
     let provider = if provider.is_empty() {
         "openai"
     } else {
