@@ -750,20 +750,21 @@ async fn stt_sends_keyterms_and_fallbacks_and_updates_keyterms_between_turns() {
             == 2
     })
     .await;
-    let r2 = rec.lock();
-    assert_eq!(
-        r2.updates_while_speaking, 0,
-        "deferred to the end of speech"
-    );
-    assert_eq!(
-        r2.msgs
+    let (while_speaking, last_update) = {
+        let r = rec.lock();
+        let last = r
+            .msgs
             .iter()
-            .filter(|m| m["type"] == "session.update")
-            .last()
-            .unwrap()["settings"]["extra"]["keyterm"],
+            .rfind(|m| m["type"] == "session.update")
+            .cloned()
+            .unwrap();
+        (r.updates_while_speaking, last)
+    };
+    assert_eq!(while_speaking, 0, "deferred to the end of speech");
+    assert_eq!(
+        last_update["settings"]["extra"]["keyterm"],
         json!(["Rust", "Speaking"])
     );
-    drop(r2);
     stream.end_input();
     while let Some(ev) = tokio::time::timeout(Duration::from_secs(10), stream.next_event())
         .await

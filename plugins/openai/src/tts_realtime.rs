@@ -165,13 +165,13 @@ impl ChunkedTtsTask for RealtimeSpeechTask {
                         return Ok(());
                     }
                 }
+                // Bounded by what the model says for one text.
                 "response.output_audio_transcript.delta" | "response.audio_transcript.delta"
-                    if ours(&ev) =>
+                    if ours(&ev)
+                        && transcript.len()
+                            < self.text.len().saturating_mul(4).saturating_add(1024) =>
                 {
-                    // Bounded by what the model says for one text.
-                    if transcript.len() < 4 * self.text.len() + 1024 {
-                        transcript.push_str(str_field(&ev, "delta"));
-                    }
+                    transcript.push_str(str_field(&ev, "delta"));
                 }
                 "response.done" => {
                     let Some(response) = ev.get("response") else {
