@@ -20,7 +20,9 @@ use crate::client::{
     ConfigError, Endpoint,
 };
 use crate::llm::AzureConnection;
-use crate::tts_realtime::{is_realtime_speech_model, RealtimeSpeechTask, MAX_REALTIME_SPEED};
+use crate::tts_realtime::{
+    is_realtime_speech_model, RealtimeSpeechTask, SpeechPool, MAX_REALTIME_SPEED,
+};
 
 /// Default speech model (the LiveKit OpenAI TTS docs). **Deprecated by OpenAI:** it shuts down
 /// on 2027-01-06 with `tts-1` and `tts-1-hd`; select [`REALTIME_TTS_MODEL`](crate::REALTIME_TTS_MODEL) to speak through the
@@ -98,6 +100,8 @@ pub struct Tts {
     opts: std::sync::Arc<std::sync::RwLock<TtsOptions>>,
     endpoint: Endpoint,
     http: reqwest::Client,
+    /// Idle Realtime API connections (realtime models only).
+    speech_pool: std::sync::Arc<SpeechPool>,
 }
 
 impl std::fmt::Debug for Tts {
@@ -136,7 +140,13 @@ impl Tts {
             })),
             endpoint,
             http: http_client(),
+            speech_pool: std::sync::Arc::default(),
         })
+    }
+
+    /// Idle Realtime API connections kept for the next texts (realtime models only).
+    pub fn idle_connections(&self) -> usize {
+        self.speech_pool.len()
     }
 
     /// Azure OpenAI speech: `{azure_endpoint}/openai/deployments/{deployment}/audio/speech
@@ -242,6 +252,7 @@ impl core_tts::Tts for Tts {
                 instructions: o.instructions,
                 text: text.to_string(),
                 conn,
+                pool: self.speech_pool.clone(),
             };
             return ChunkedStream::spawn("openai.TTS", conn, TTS_SAMPLE_RATE, 1, task);
         }

@@ -10,15 +10,77 @@
 //!
 //! The model is a voice model, not a reader: it may reword a sentence slightly. The transcript
 //! of what it said is compared with the text and a difference is logged (debug level).
+//!
+//! Connections are pooled per `Tts`: a text whose session settings (model, voice, speed) match
+//! an idle connection used less than [`POOL_MAX_IDLE`] ago reuses it (no handshake, no
+//! `session.update`); a connection is given back only after a completed response.
+
+use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
+use futures::{FutureExt, StreamExt};
 use livekit_agents::tts::{AudioEmitter, ChunkedTtsTask};
 use livekit_agents::types::{ApiConnectOptions, ApiError};
 use serde_json::{json, Value};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::Endpoint;
-use crate::ws::{self, event_type, str_field, Incoming};
+use crate::ws::{self, event_type, str_field, Incoming, WsStream};
+
+/// An idle connection is reused only if its last response ended less than this long ago.
+pub(crate) const POOL_MAX_IDLE: Duration = Duration::from_secs(300);
+/// Idle connections kept per `Tts`.
+const POOL_MAX_CONNECTIONS: usize = 4;
+
+/// Idle Realtime speech connections of one `Tts`, with the session settings they carry.
+#[derive(Default)]
+pub(crate) struct SpeechPool {
+    idle: Mutex<Vec<(String, WsStream, Instant)>>,
+}
+
+impl SpeechPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, WsStream, Instant)>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle, open connection configured as `key`. Events left from its last response
+    /// (e.g. `rate_limits.updated`) are drained; a closed or failed one is dropped.
+    fn take(&self, key: &str) -> Option<WsStream> {
+        let mut idle = self.lock();
+        while let Some(i) = idle.iter().rposition(|(k, _, _)| k == key) {
+            let (_, mut socket, returned) = idle.swap_remove(i);
+            if returned.elapsed() >= POOL_MAX_IDLE {
+                continue;
+            }
+            let alive = loop {
+                match socket.next().now_or_never() {
+                    None => break true,
+                    Some(Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)))) => {}
+                    Some(_) => break false,
+                }
+            };
+            if alive {
+                return Some(socket);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: String, socket: WsStream) {
+        let mut idle = self.lock();
+        if idle.len() < POOL_MAX_CONNECTIONS {
+            idle.push((key, socket, Instant::now()));
+        }
+    }
+
+    /// Idle connections (for tests).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
 
 /// The realtime model OpenAI names as the replacement of the `/audio/speech` models.
 pub const REALTIME_TTS_MODEL: &str = "gpt-realtime-2.1-mini";
@@ -88,6 +150,7 @@ pub(crate) struct RealtimeSpeechTask {
     pub(crate) instructions: Option<String>,
     pub(crate) text: String,
     pub(crate) conn: ApiConnectOptions,
+    pub(crate) pool: std::sync::Arc<SpeechPool>,
 }
 
 #[async_trait]
@@ -95,19 +158,27 @@ impl ChunkedTtsTask for RealtimeSpeechTask {
     async fn run(&mut self, emitter: &AudioEmitter) -> Result<(), ApiError> {
         let timeout = self.conn.timeout;
         let provider = self.endpoint.provider.clone();
-        let mut url = self.endpoint.url("realtime", true);
-        url.query_pairs_mut().append_pair("model", &self.model);
-        let mut socket = ws::connect(&self.endpoint, &url, timeout).await?;
-        ws::send_json(
-            &mut socket,
-            &session_update(
-                &self.model,
-                &self.voice,
-                self.speed,
-                self.instructions.as_deref(),
-            ),
-        )
-        .await?;
+        // The voice cannot change once a session has spoken: it is part of the key.
+        let key = format!("{}\n{}\n{}", self.model, self.voice, self.speed);
+        let mut socket = match self.pool.take(&key) {
+            Some(socket) => socket,
+            None => {
+                let mut url = self.endpoint.url("realtime", true);
+                url.query_pairs_mut().append_pair("model", &self.model);
+                let mut socket = ws::connect(&self.endpoint, &url, timeout).await?;
+                ws::send_json(
+                    &mut socket,
+                    &session_update(
+                        &self.model,
+                        &self.voice,
+                        self.speed,
+                        self.instructions.as_deref(),
+                    ),
+                )
+                .await?;
+                socket
+            }
+        };
         let event_id = format!(
             "lk_tts_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..16]
@@ -183,9 +254,9 @@ impl ChunkedTtsTask for RealtimeSpeechTask {
                     {
                         continue;
                     }
-                    let _ = socket.close(None).await;
                     return match str_field(response, "status") {
                         "completed" => {
+                            self.pool.put(key, socket);
                             if normalized(&transcript) != normalized(&self.text)
                                 && !transcript.is_empty()
                             {
@@ -198,6 +269,7 @@ impl ChunkedTtsTask for RealtimeSpeechTask {
                             Ok(())
                         }
                         status => {
+                            let _ = socket.close(None).await;
                             let detail = response
                                 .get("status_details")
                                 .map(Value::to_string)

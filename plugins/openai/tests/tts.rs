@@ -227,6 +227,8 @@ async fn realtime_speech_server(
                             json!({"type": "response.output_audio.delta", "response_id": "resp_other", "item_id": "x", "delta": b64(&[1, 2, 3, 4])}),
                             json!({"type": "response.output_audio.delta", "response_id": "resp_tts", "item_id": "item_tts", "delta": b64(b)}),
                             json!({"type": "response.done", "response": {"id": "resp_tts", "status": status, "status_details": if status == "completed" { Value::Null } else { json!({"type": status, "reason": "content_filter"}) }}}),
+                            // Sent after each response; left on an idle pooled connection.
+                            json!({"type": "rate_limits.updated", "rate_limits": []}),
                         ] {
                             send_json(&mut ws, e).await;
                         }
@@ -279,8 +281,8 @@ async fn a_realtime_model_speaks_through_the_realtime_api() {
     assert_eq!(hs.path, "/v1/realtime");
     assert_eq!(hs.query.as_deref(), Some("model=gpt-realtime-2.1-mini"));
     assert_eq!(hs.header("authorization").unwrap(), "Bearer sk-tts");
-    let log = log.lock().await.clone();
-    let update = &log[0]["session"];
+    let first_log = log.lock().await.clone();
+    let update = &first_log[0]["session"];
     assert_eq!(update["type"], "realtime");
     assert_eq!(update["output_modalities"], json!(["audio"]));
     assert_eq!(update["audio"]["input"]["turn_detection"], Value::Null);
@@ -288,7 +290,7 @@ async fn a_realtime_model_speaks_through_the_realtime_api() {
         update["audio"]["output"],
         json!({"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin", "speed": 1.25})
     );
-    let create = &log[1];
+    let create = &first_log[1];
     assert_eq!(create["type"], "response.create");
     assert_eq!(
         create["response"]["conversation"], "none",
@@ -302,6 +304,30 @@ async fn a_realtime_model_speaks_through_the_realtime_api() {
     assert!(
         instructions.contains("word for word") && instructions.ends_with("Delivery: Speak warmly.")
     );
+
+    // The next text reuses the pooled connection: no handshake, no second session.update.
+    assert_eq!(t.idle_connections(), 1);
+    let again = t.synthesize("Again.", conn()).collect().await.unwrap();
+    assert_eq!(again.data, samples);
+    assert_eq!(server.handshakes.lock().await.len(), 1);
+    let log_now = log.lock().await.clone();
+    let kinds: Vec<&str> = log_now
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["session.update", "response.create", "response.create"]
+    );
+    assert_eq!(
+        log_now[2]["response"]["input"][0]["content"][0]["text"],
+        "Again."
+    );
+    // Another voice needs its own session (a session's voice is fixed once it has spoken).
+    t.update_options(|o| o.voice = "cedar".into());
+    t.synthesize("Third.", conn()).collect().await.unwrap();
+    assert_eq!(server.handshakes.lock().await.len(), 2);
+    assert_eq!(t.idle_connections(), 2);
 }
 
 #[tokio::test]
@@ -319,6 +345,7 @@ async fn realtime_speech_refusals_are_errors() {
     let err = t.synthesize("Hi", conn()).collect().await.unwrap_err();
     assert!(err.to_string().contains("invalid_value"), "{err}");
     assert!(!err.is_retryable());
+    assert_eq!(t.idle_connections(), 0, "a failed connection is not kept");
     assert!(!err.to_string().contains("sk-tts"));
 
     // A response that ends without completing.
