@@ -617,6 +617,38 @@ mod tests {
     }
 
     #[test]
+    fn keyterms_go_under_each_providers_key() {
+        let terms = vec!["LiveKit".to_string(), "Rust".to_string()];
+        let mut extra = Map::new();
+        // Speechmatics keeps the user's entries (they may carry `sounds_like`).
+        extra.insert(
+            "additional_vocab".into(),
+            json!([{"content": "Rust", "sounds_like": ["rust"]}]),
+        );
+        assert_eq!(
+            keyterms_entry("speechmatics/enhanced", &extra, &terms),
+            Some((
+                "additional_vocab".into(),
+                json!([{"content": "Rust", "sounds_like": ["rust"]}, {"content": "LiveKit"}])
+            ))
+        );
+        assert_eq!(
+            keyterms_entry("assemblyai/universal-streaming", &Map::new(), &terms),
+            Some(("keyterms_prompt".into(), json!(["LiveKit", "Rust"])))
+        );
+        assert_eq!(
+            keyterms_entry("openai/gpt-transcribe", &Map::new(), &terms),
+            Some(("keywords".into(), json!(["LiveKit", "Rust"])))
+        );
+        assert_eq!(
+            keyterms_entry("cartesia/ink-whisper", &Map::new(), &terms),
+            None
+        );
+        assert_eq!(keyterms_entry("auto", &Map::new(), &terms), None);
+        assert_eq!(keyterms_entry("deepgram/nova-3", &Map::new(), &[]), None);
+    }
+
+    #[test]
     fn stereo_48k_becomes_mono_16k() {
         let mut c = Conditioner {
             rate: 16_000,
