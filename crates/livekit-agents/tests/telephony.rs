@@ -151,6 +151,30 @@ async fn text_session(llm: FakeLlm, agent: Agent) -> (AgentSession, MemoryTextOu
     (session, text)
 }
 
+/// The reason of the `Close` event among the events received so far.
+fn close_reason(
+    events: &mut tokio::sync::broadcast::Receiver<SessionEvent>,
+) -> Option<CloseReason> {
+    let mut reason = None;
+    while let Ok(ev) = events.try_recv() {
+        if let SessionEvent::Close { reason: r, .. } = ev {
+            reason = Some(r);
+        }
+    }
+    reason
+}
+
+/// A console-mode job (no server: hanging up only shuts the job down).
+fn console_job() -> JobContext {
+    JobContext::new(
+        JobContextParams {
+            fake_job: true,
+            ..Default::default()
+        },
+        JobProcess::new(),
+    )
+}
+
 fn methods(fake: &Fake) -> Vec<String> {
     fake.seen
         .lock()
@@ -297,6 +321,7 @@ async fn hang_up_says_goodbye_closes_and_deletes_the_room() {
     let fake = Fake::default();
     let ctx = job(&serve(fake.clone()).await);
     let (session, text) = text_session(FakeLlm::new(vec![]), Agent::new("Hi.")).await;
+    let mut events = session.subscribe();
     ctx.hang_up(
         Some(&session),
         HangupOptions {
@@ -308,6 +333,7 @@ async fn hang_up_says_goodbye_closes_and_deletes_the_room() {
     .unwrap();
     assert_eq!(text.segments(), ["Goodbye!"]);
     assert!(!session.is_running());
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
     assert_eq!(ctx.wait_for_shutdown().await, "call ended by the agent");
     assert_eq!(methods(&fake), ["livekit.RoomService/DeleteRoom"]);
     let req = proto::DeleteRoomRequest::decode(fake.seen.lock()[0].body.clone()).unwrap();
@@ -364,6 +390,7 @@ async fn end_call_tool_lets_the_goodbye_play_then_deletes_the_room() {
         .tool(EndCallTool::new(Some(ctx.clone())).build())
         .build();
     let (session, text) = text_session(llm.clone(), agent).await;
+    let mut events = session.subscribe();
     let _ = session.generate_reply(ReplyOptions {
         user_input: Some("That's all, bye.".into()),
         ..Default::default()
@@ -371,6 +398,7 @@ async fn end_call_tool_lets_the_goodbye_play_then_deletes_the_room() {
     tokio::time::timeout(Duration::from_secs(10), session.wait_closed())
         .await
         .unwrap();
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
     assert_eq!(
         tokio::time::timeout(Duration::from_secs(10), ctx.wait_for_shutdown())
             .await
@@ -398,10 +426,128 @@ async fn end_call_without_a_job_closes_the_session_after_the_reply() {
         .starts_with("Ends the current call"));
     let agent = Agent::builder().instructions("Hi.").tool(tool).build();
     let (session, text) = text_session(llm, agent).await;
+    let mut events = session.subscribe();
     let result = session.run("bye").await.unwrap();
     result.expect().contains_function_call("end_call");
     session.wait_closed().await;
     assert_eq!(text.segments(), ["Bye!"]);
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
+}
+
+/// A `hang_up` tool built on `hang_up_from_tool`; records when its call returned.
+fn hang_up_tool(
+    job: JobContext,
+    goodbye: Option<&str>,
+    returned: Arc<Mutex<Vec<Vec<String>>>>,
+    text: MemoryTextOutput,
+) -> livekit_agents::llm::FunctionTool {
+    let goodbye = goodbye.map(str::to_owned);
+    livekit_agents::llm::FunctionTool::new(
+        "hang_up",
+        "Hang up.",
+        move |ctx: livekit_agents::llm::RunContext, _: ()| {
+            let (job, goodbye, returned, text) =
+                (job.clone(), goodbye.clone(), returned.clone(), text.clone());
+            async move {
+                job.hang_up_from_tool(
+                    &ctx,
+                    HangupOptions {
+                        goodbye,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| livekit_agents::llm::ToolError::new(e.to_string()))?;
+                returned.lock().push(text.segments());
+                Ok::<_, livekit_agents::llm::ToolError>(())
+            }
+        },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn hang_up_from_a_tool_lets_the_goodbye_of_its_step_play_first() {
+    // The model says goodbye and calls the tool in the same step.
+    let llm = FakeLlm::new(vec![FakeLlmResponse {
+        text: "Goodbye, take care!".into(),
+        tool_calls: vec![("hang_up".into(), "{}".into())],
+        ttft: ms(100),
+        duration: Duration::from_secs(1),
+        error: None,
+    }]);
+    let job = console_job();
+    let returned = Arc::new(Mutex::new(Vec::new()));
+    let text = MemoryTextOutput::new();
+    let agent = Agent::builder()
+        .instructions("Answer the phone.")
+        .tool(hang_up_tool(
+            job.clone(),
+            None,
+            returned.clone(),
+            text.clone(),
+        ))
+        .build();
+    let session = AgentSession::builder().llm(Arc::new(llm)).build();
+    session
+        .start(
+            agent,
+            SessionIo {
+                text_output: Some(Arc::new(text.clone())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut events = session.subscribe();
+    let _ = session.generate_reply(ReplyOptions {
+        user_input: Some("Thanks, bye.".into()),
+        ..Default::default()
+    });
+    session.wait_closed().await;
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
+    assert_eq!(job.wait_for_shutdown().await, "call ended by the agent");
+    // When the tool's hang-up returned, the goodbye had played.
+    assert_eq!(*returned.lock(), [vec!["Goodbye, take care!".to_string()]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hang_up_from_a_tool_with_a_goodbye_ends_after_it_played() {
+    let llm = FakeLlm::new(vec![FakeLlmResponse::tool_call("hang_up", "{}", ms(100))]);
+    let job = console_job();
+    let returned = Arc::new(Mutex::new(Vec::new()));
+    let text = MemoryTextOutput::new();
+    let agent = Agent::builder()
+        .instructions("Answer the phone.")
+        .tool(hang_up_tool(
+            job.clone(),
+            Some("Thanks for calling, goodbye!"),
+            returned.clone(),
+            text.clone(),
+        ))
+        .build();
+    let session = AgentSession::builder().llm(Arc::new(llm)).build();
+    session
+        .start(
+            agent,
+            SessionIo {
+                text_output: Some(Arc::new(text.clone())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut events = session.subscribe();
+    let _ = session.generate_reply(ReplyOptions {
+        user_input: Some("Thanks, bye.".into()),
+        ..Default::default()
+    });
+    session.wait_closed().await;
+    // The tool returned before the goodbye (it plays after the tool's speech), the session
+    // closed once it had played.
+    assert_eq!(*returned.lock(), [Vec::<String>::new()]);
+    assert_eq!(text.segments(), ["Thanks for calling, goodbye!"]);
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
+    assert_eq!(job.wait_for_shutdown().await, "call ended by the agent");
 }
 
 #[tokio::test(start_paused = true)]
@@ -651,14 +797,30 @@ async fn ivr_detection_adds_the_dtmf_tool_and_replies_after_silence() {
         .map(|t| t.name().to_owned())
         .collect();
     assert_eq!(names, ["send_dtmf_events"]);
+    // One navigation per session: it can be found, and starting again returns it.
+    assert!(IvrDetection::of(&session).is_some());
+    let again = IvrDetection::start(
+        &session,
+        Arc::new(MemoryDtmfSender::new()),
+        IvrOptions::default(),
+        None,
+    );
+    let mut again_events = again.subscribe();
+    assert_eq!(session.current_agent().unwrap().tools().len(), 1);
     let start = tokio::time::Instant::now();
     assert_eq!(events.recv().await.unwrap(), IvrEvent::SilenceDetected);
     assert_eq!(start.elapsed(), Duration::from_secs(5));
     tokio::time::sleep(ms(100)).await;
     assert_eq!(text.segments(), ["I'd like to speak to billing."]);
+    assert_eq!(
+        again_events.recv().await.unwrap(),
+        IvrEvent::SilenceDetected
+    );
     // After the reply the line is silent again: one more nudge 5 s later.
     assert_eq!(events.recv().await.unwrap(), IvrEvent::SilenceDetected);
     ivr.stop();
+    assert!(!again.is_running());
+    assert!(IvrDetection::of(&session).is_none());
 }
 
 // ---------- warm transfer ----------
@@ -928,4 +1090,90 @@ async fn sip_consultation_dials_into_its_room_and_moves_the_human() {
     assert_eq!(req.room, "call-1-human-agent");
     assert_eq!(req.identity, "human-agent-sip");
     assert_eq!(req.destination_room, "call-1");
+}
+
+// ---------- the ivr_detection session option, through console mode ----------
+
+/// A display that drops what the console prints (the report keeps the lines).
+struct Discard;
+
+impl std::io::Write for Discard {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_ivr_detection_option_gives_the_agent_the_keypad() {
+    use livekit_agents::cli::{run_console, ConsoleOptions};
+    use livekit_agents::worker::WorkerOptions;
+
+    let llm = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "send_dtmf_events",
+        r#"{"events": ["2"]}"#,
+        ms(100),
+    )])
+    .with_fallback(FakeLlmResponse::text("", ms(100)));
+    let found: Arc<Mutex<Option<IvrDetection>>> = Arc::default();
+    let worker = {
+        let (llm, found) = (llm.clone(), found.clone());
+        WorkerOptions::new(move |ctx: JobContext| {
+            let (llm, found) = (llm.clone(), found.clone());
+            async move {
+                let session = AgentSession::builder()
+                    .llm(Arc::new(llm))
+                    .ivr_detection(true)
+                    .build();
+                let io = ctx.session_io(&session).await?;
+                session.start(Agent::new("Reach billing."), io).await?;
+                tokio::time::sleep(ms(10)).await;
+                *found.lock() = IvrDetection::of(&session);
+                Ok(())
+            }
+        })
+    };
+    // The menu speaks a moment after the call connected (the navigation starts once the
+    // session runs, as the reference's, which starts it with the session).
+    let (mut menu, input) = tokio::io::duplex(256);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = menu
+            .write_all(b"Thanks for calling Acme. For billing, press 2.\n")
+            .await;
+    });
+    let report = run_console(
+        worker,
+        ConsoleOptions {
+            text: true,
+            text_input: Some(Box::new(tokio::io::BufReader::new(input))),
+            display: Some(Box::new(Discard)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ivr = found
+        .lock()
+        .clone()
+        .expect("IVR navigation started by the option");
+    assert!(!ivr.is_running(), "it ends with the session");
+    let tools: Vec<String> = llm.requests()[0]
+        .tools
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(tools, ["send_dtmf_events"]);
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.starts_with("[tool] send_dtmf_events")
+                && l.contains("Successfully sent DTMF events: 2")),
+        "{:#?}",
+        report.lines
+    );
 }
