@@ -1177,3 +1177,114 @@ async fn the_ivr_detection_option_gives_the_agent_the_keypad() {
         report.lines
     );
 }
+
+// ---------- answering-machine detection on a session ----------
+
+/// A session hearing `speech` on its audio input (fake VAD and STT), replying with `reply`.
+async fn listening_session(
+    speech: Vec<livekit_agents::testing::UserSpeech>,
+) -> (AgentSession, livekit_agents::io::memory::AudioInputSender) {
+    use livekit_agents::testing::{FakeStt, FakeVad};
+    let session = AgentSession::builder()
+        .vad(Arc::new(FakeVad::new(speech.clone())))
+        .stt(Arc::new(FakeStt::new(speech)))
+        .llm(Arc::new(FakeLlm::new(vec![]).with_fallback(
+            FakeLlmResponse::text("Hi, this is Acme Dental.", ms(100)),
+        )))
+        .build();
+    let (audio, input) = livekit_agents::io::memory::audio_input_channel();
+    session
+        .start(
+            Agent::new("Call the customer."),
+            SessionIo {
+                audio_input: Some(input),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (session, audio)
+}
+
+#[tokio::test(start_paused = true)]
+async fn amd_hears_a_voicemail_greeting_and_waits_for_its_end() {
+    use livekit_agents::testing::UserSpeech;
+    let greeting = "Hi, you've reached Sam. Leave a message after the beep.";
+    let (session, _audio) = listening_session(vec![UserSpeech::new(0.5, 6.5, greeting)]).await;
+    let classifier = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "save_prediction",
+        r#"{"label": "machine-vm"}"#,
+        ms(200),
+    )]);
+    let amd = Amd::start(
+        &session,
+        Some(Arc::new(classifier.clone())),
+        AmdOptions::default(),
+        None,
+    )
+    .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let verdict = amd.execute().await.unwrap();
+    assert_eq!(verdict.category, AmdCategory::MachineVm);
+    assert_eq!(verdict.reason, AmdReason::Llm);
+    assert_eq!(verdict.transcript, greeting);
+    // Not before the greeting ended and the line stayed silent.
+    assert!(t0.elapsed() >= Duration::from_secs(8), "{:?}", t0.elapsed());
+    let request = &classifier.requests()[0];
+    assert_eq!(
+        request.tool_choice,
+        Some(livekit_agents::llm::ToolChoice::Required)
+    );
+    let tools: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(tools, ["save_prediction", "postpone_termination"]);
+    session.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn amd_calls_a_short_hello_a_person_and_a_menu_starts_navigation() {
+    use livekit_agents::testing::UserSpeech;
+    // "Hello?" with no transcript yet when the short-greeting silence ran out.
+    let (session, _audio) =
+        listening_session(vec![UserSpeech::new(0.5, 1.2, "Hello?").stt_delay(3.0)]).await;
+    let amd = Amd::start(
+        &session,
+        Some(Arc::new(FakeLlm::new(vec![]))),
+        AmdOptions::default(),
+        None,
+    )
+    .unwrap();
+    let verdict = amd.execute().await.unwrap();
+    assert_eq!(
+        (verdict.category, verdict.reason),
+        (AmdCategory::Human, AmdReason::ShortGreeting)
+    );
+    session.close().await;
+
+    let menu = "Thanks for calling Acme. For billing press 1. For support press 2.";
+    let (session, _audio) = listening_session(vec![UserSpeech::new(0.5, 5.0, menu)]).await;
+    let classifier = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "save_prediction",
+        r#"{"label": "machine-ivr"}"#,
+        ms(200),
+    )]);
+    let sender = MemoryDtmfSender::new();
+    let amd = Amd::start(
+        &session,
+        Some(Arc::new(classifier)),
+        AmdOptions::default(),
+        Some(Arc::new(sender)),
+    )
+    .unwrap();
+    let verdict = amd.execute().await.unwrap();
+    assert_eq!(verdict.category, AmdCategory::MachineIvr);
+    let ivr = IvrDetection::of(&session).expect("navigation started on the menu");
+    assert!(session
+        .current_agent()
+        .unwrap()
+        .tools()
+        .iter()
+        .any(|t| t.name() == "send_dtmf_events"));
+    session.close().await;
+    tokio::time::sleep(ms(10)).await;
+    assert!(!ivr.is_running());
+}

@@ -353,6 +353,25 @@ impl IvrDetection {
         Self { inner }
     }
 
+    /// Starts navigation (as [`start`](Self::start)) for as long as `session` runs: no handle
+    /// to keep; find it with [`of`](Self::of). What [`Amd`](super::Amd) does on a phone menu.
+    pub fn start_for_session(
+        session: &AgentSession,
+        sender: Arc<dyn DtmfSender>,
+        options: IvrOptions,
+        transcript: Option<String>,
+    ) {
+        let ivr = Self::start(session, sender, options, transcript);
+        let session = session.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = session.wait_closed() => {}
+                _ = ivr.inner.stop.cancelled() => {}
+            }
+            ivr.stop();
+        });
+    }
+
     /// The navigation running on `session` (started by the session option or explicitly).
     pub fn of(session: &AgentSession) -> Option<Self> {
         running_for(session).map(|inner| Self { inner })
@@ -402,15 +421,8 @@ pub(crate) fn start_for_session_option(ctx: &JobContext, session: &AgentSession)
         if !session.is_running() {
             return;
         }
-        let ivr = IvrDetection::start(&session, sender, IvrOptions::default(), None);
         tracing::debug!("IVR detection started (session option)");
-        // Held until the session closes (navigation ends there too).
-        tokio::select! {
-            _ = session.wait_closed() => {}
-            _ = ctx.wait_for_shutdown() => {}
-            _ = ivr.inner.stop.cancelled() => {}
-        }
-        ivr.stop();
+        IvrDetection::start_for_session(&session, sender, IvrOptions::default(), None);
     });
 }
 
