@@ -1288,3 +1288,33 @@ async fn amd_calls_a_short_hello_a_person_and_a_menu_starts_navigation() {
     tokio::time::sleep(ms(10)).await;
     assert!(!ivr.is_running());
 }
+
+#[tokio::test(start_paused = true)]
+async fn hold_music_loops_on_the_background_player_while_on_hold() {
+    use livekit_agents::audio::AudioMixer;
+    use livekit_agents::background_audio::BackgroundAudioPlayer;
+    let mixer = AudioMixer::new(48_000, 1);
+    let player = BackgroundAudioPlayer::new();
+    player.start(mixer.clone(), None).await.unwrap();
+    let hold = PlayerHoldAudio::hold_music(player.clone());
+    assert!(!mixer.is_active());
+    hold.start().await;
+    // The clip is decoded off the runtime, then fed in chunks: take 10 ms blocks at pace.
+    let mut played = 0;
+    for _ in 0..1500 {
+        tokio::time::sleep(ms(10)).await;
+        if mixer.next_block(480).is_some() {
+            played += 1;
+        }
+    }
+    // Longer than the 12.8 s clip: it loops and still plays.
+    assert!(played > 1300, "{played}");
+    assert!(mixer.is_active());
+    hold.stop().await;
+    for _ in 0..100 {
+        tokio::time::sleep(ms(10)).await;
+        mixer.next_block(480);
+    }
+    assert!(!mixer.is_active(), "the caller is back: the music stopped");
+    player.close().await;
+}

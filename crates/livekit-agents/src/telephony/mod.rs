@@ -47,6 +47,6 @@ pub use tools::{
     MAX_DTMF_EVENTS_PER_CALL, VOICEMAIL_HANGUP_DELAY,
 };
 pub use warm_transfer::{
-    format_conversation_history, CallerState, Consultation, HoldAudio, HumanState, SipConsultation,
-    TransferState, WarmTransferHandle, WarmTransferResult, WarmTransferTask,
+    format_conversation_history, CallerState, Consultation, HoldAudio, HumanState, PlayerHoldAudio,
+    SipConsultation, TransferState, WarmTransferHandle, WarmTransferResult, WarmTransferTask,
 };
