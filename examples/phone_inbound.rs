@@ -8,7 +8,9 @@
 //! spoken). When the caller is done, the model calls `end_call`: it says goodbye, the session
 //! closes and the room is deleted, which hangs up the phone.
 //!
-//! In `console` mode there is no keypad: type `press 1` (or `press 1 2 3 4 #`) to simulate keys.
+//! In `console` mode there is no keypad: type `press 1` at the menu to simulate a key. At the
+//! PIN prompt, type the digits (`1 2 3 4`): they count as spoken digits, which the model
+//! records (keypad tones during the PIN need a phone, i.e. `dev` with a SIP trunk).
 //!
 //! Environment: `DEEPGRAM_API_KEY`, `OPENAI_API_KEY`, `CARTESIA_API_KEY`; for `dev`/`start` also
 //! `LIVEKIT_URL`, `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET` (and the `room` feature).
@@ -81,16 +83,24 @@ impl AgentBehavior for FrontDesk {
         tools: Vec<FunctionTool>,
         settings: ModelSettings,
     ) -> Result<Option<nodes::LlmChunkStream>, ApiError> {
-        // Console stand-in for the keypad: a typed "press 1 2 #" becomes keys, not a reply.
+        // Console stand-in for the keypad: a typed "press 2" becomes keys (as DTMF events from
+        // the participant "console"), and a menu key is answered in this turn.
+        let mut chat_ctx = chat_ctx;
         if let Some(ChatItem::Message(m)) = chat_ctx.items().last() {
             if m.role == ChatRole::User && self.pressed.lock().insert(m.id.clone()) {
                 let text = m.text_content().unwrap_or_default();
                 if let Some(keys) = text.trim().strip_prefix("press ") {
                     if let Ok(keys) = parse_dtmf(keys) {
-                        for key in keys {
-                            ctx.session.push_sip_dtmf(key.code(), key.to_string(), None);
+                        for key in &keys {
+                            let from = Some(CONSOLE_KEYPAD.to_owned());
+                            ctx.session.push_sip_dtmf(key.code(), key.to_string(), from);
                         }
-                        return Ok(None);
+                        match keys.first().copied().and_then(menu_choice) {
+                            Some(instructions) => {
+                                chat_ctx.add_message(ChatRole::System, instructions);
+                            }
+                            None => return Ok(None),
+                        }
                     }
                 }
             }
@@ -99,6 +109,10 @@ impl AgentBehavior for FrontDesk {
     }
 }
 
+/// The participant identity of keys typed in console mode (`press 1`): answered in the turn
+/// that typed them, not by [`spawn_menu`].
+const CONSOLE_KEYPAD: &str = "console";
+
 /// Menu keys pressed while the front desk is the active agent start a reply.
 fn spawn_menu(session: AgentSession, agent_id: String) {
     let mut events = session.subscribe();
@@ -106,7 +120,14 @@ fn spawn_menu(session: AgentSession, agent_id: String) {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             match events.recv().await {
-                Ok(SessionEvent::SipDtmfReceived { code, digit, .. }) => {
+                Ok(SessionEvent::SipDtmfReceived {
+                    code,
+                    digit,
+                    participant_identity,
+                }) => {
+                    if participant_identity.as_deref() == Some(CONSOLE_KEYPAD) {
+                        continue;
+                    }
                     // Keys typed during the PIN task belong to the task.
                     if session.current_agent().map(|a| a.id() == agent_id) != Some(true) {
                         continue;
@@ -177,6 +198,11 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
         )?))
         .vad(examples::shared_vad(&ctx)?)
         .build();
+    run(ctx, session).await
+}
+
+/// The agent's part once its session is built (the tests pass a session on scripted models).
+async fn run(ctx: JobContext, session: AgentSession) -> anyhow::Result<()> {
     let io = ctx.session_io(&session).await?;
     session.start(front_desk(Some(&ctx)), io).await?;
     log_caller(&ctx);
@@ -221,24 +247,19 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use livekit_agents::io::memory::MemoryTextOutput;
+    use examples::console_test::{close_line, conversation, run_script, text_session};
     use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
-    use livekit_agents::voice::{AgentSession, SessionIo};
+    use livekit_agents::voice::AgentSession;
+    use livekit_agents::worker::{JobContext, WorkerOptions};
 
-    use super::front_desk;
+    use super::{front_desk, run};
 
     const TTFT: Duration = Duration::from_millis(100);
 
-    async fn start(llm: FakeLlm) -> (AgentSession, MemoryTextOutput) {
-        let session = AgentSession::builder().llm(Arc::new(llm)).build();
-        let text = MemoryTextOutput::new();
-        let io = SessionIo {
-            text_output: Some(Arc::new(text.clone())),
-            ..Default::default()
-        };
-        session.start(front_desk(None), io).await.unwrap();
+    async fn start(llm: FakeLlm) -> (AgentSession, livekit_agents::io::memory::MemoryTextOutput) {
+        let started = text_session(llm, front_desk(None)).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        (session, text)
+        started
     }
 
     #[tokio::test(start_paused = true)]
@@ -302,5 +323,65 @@ mod tests {
         assert!(text
             .segments()
             .contains(&"Let's look at your appointment.".to_string()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn console_run_menu_pin_and_hang_up() {
+        let llm = FakeLlm::new(vec![
+            FakeLlmResponse::text("Thanks for calling Acme Dental. Press 1 or 2.", TTFT),
+            FakeLlmResponse::text("Sure, billing. Let me verify you first.", TTFT),
+            FakeLlmResponse::tool_call("verify_pin", "{}", TTFT),
+            FakeLlmResponse::text("Please enter your 4-digit PIN.", TTFT),
+            FakeLlmResponse::tool_call(
+                "record_inputs",
+                r#"{"inputs": ["1", "2", "3", "4"]}"#,
+                TTFT,
+            ),
+            FakeLlmResponse::text("Your balance is $120, due on the 15th.", TTFT),
+            FakeLlmResponse::tool_call("end_call", "{}", TTFT),
+            FakeLlmResponse::text("Goodbye!", TTFT),
+        ]);
+        let worker = {
+            let llm = llm.clone();
+            WorkerOptions::new(move |ctx: JobContext| {
+                let session = AgentSession::builder().llm(Arc::new(llm.clone())).build();
+                run(ctx, session)
+            })
+        };
+        let report = run_script(
+            worker,
+            &[
+                "press 2",
+                "What's my balance?",
+                "1 2 3 4",
+                "Great, that's all, bye.",
+            ],
+            Duration::from_secs(3),
+        )
+        .await;
+        // The line after the digits is read once the PIN task is done; its turn waits for
+        // the balance answer (the reply that ran the task), then ends the call.
+        assert_eq!(
+            conversation(&report),
+            [
+                "agent: Thanks for calling Acme Dental. Press 1 or 2.",
+                "user: press 2",
+                "agent: Sure, billing. Let me verify you first.",
+                "user: What's my balance?",
+                "agent: Please enter your 4-digit PIN.",
+                "user: 1 2 3 4",
+                r#"[tool] record_inputs({"inputs": ["1", "2", "3", "4"]}) -> "#,
+                "user: Great, that's all, bye.",
+                "[tool] verify_pin({}) -> PIN verified. The balance is $120, due on the 15th.",
+                "agent: Your balance is $120, due on the 15th.",
+                "[tool] end_call({}) -> say goodbye to the user",
+                "agent: Goodbye!",
+            ],
+            "{:#?}",
+            report.lines
+        );
+        // The menu key reached the model as the caller's choice.
+        assert!(format!("{:?}", llm.requests()[1].chat_ctx).contains("pressed 2"));
+        assert_eq!(close_line(&report), Some("[session closed] CallEnded"));
     }
 }

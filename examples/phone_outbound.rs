@@ -91,6 +91,11 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
         )?))
         .vad(examples::shared_vad(&ctx)?)
         .build();
+    run(ctx, session).await
+}
+
+/// The agent's part once its session is built (the tests pass a session on scripted models).
+async fn run(ctx: JobContext, session: AgentSession) -> anyhow::Result<()> {
     // Join the room and start listening before dialing, so the first words are heard.
     let io = ctx.session_io(&session).await?;
     session.start(caller_agent(Some(&ctx)), io).await?;
@@ -118,23 +123,21 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use livekit_agents::io::memory::MemoryTextOutput;
+    use examples::console_test::{close_line, conversation, run_script, text_session};
     use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
-    use livekit_agents::voice::{AgentSession, SessionIo};
+    use livekit_agents::voice::AgentSession;
+    use livekit_agents::worker::{JobContext, WorkerOptions};
 
-    use super::{caller_agent, VOICEMAIL};
+    use super::{caller_agent, run, VOICEMAIL};
 
     const TTFT: Duration = Duration::from_millis(100);
 
-    async fn start(llm: FakeLlm) -> (AgentSession, MemoryTextOutput) {
-        let session = AgentSession::builder().llm(Arc::new(llm)).build();
-        let text = MemoryTextOutput::new();
-        let io = SessionIo {
-            text_output: Some(Arc::new(text.clone())),
-            ..Default::default()
-        };
-        session.start(caller_agent(None), io).await.unwrap();
-        (session, text)
+    /// The example's worker on a scripted model.
+    fn worker(llm: FakeLlm) -> WorkerOptions {
+        WorkerOptions::new(move |ctx: JobContext| {
+            let session = AgentSession::builder().llm(Arc::new(llm.clone())).build();
+            run(ctx, session)
+        })
     }
 
     #[tokio::test(start_paused = true)]
@@ -144,7 +147,7 @@ mod tests {
             "{}",
             TTFT,
         )]);
-        let (session, text) = start(llm.clone()).await;
+        let (session, text) = text_session(llm.clone(), caller_agent(None)).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(
             llm.requests().is_empty(),
@@ -167,7 +170,7 @@ mod tests {
             FakeLlmResponse::tool_call("end_call", "{}", TTFT),
             FakeLlmResponse::text("Great, see you then. Goodbye!", TTFT),
         ]);
-        let (session, text) = start(llm).await;
+        let (session, text) = text_session(llm, caller_agent(None)).await;
         let _ = session.run("Hello?").await;
         let _ = session.run("Yes, I'll be there.").await;
         session.wait_closed().await;
@@ -175,5 +178,64 @@ mod tests {
             text.segments().last().unwrap(),
             "Great, see you then. Goodbye!"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn console_run_with_a_voicemail() {
+        let llm = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+            "detected_answering_machine",
+            "{}",
+            TTFT,
+        )]);
+        let report = run_script(
+            worker(llm.clone()),
+            &["You've reached Sam. Leave a message after the beep."],
+            Duration::from_secs(3),
+        )
+        .await;
+        assert_eq!(
+            conversation(&report),
+            [
+                "user: You've reached Sam. Leave a message after the beep.",
+                "[tool] detected_answering_machine({}) -> ",
+                &format!("agent: {VOICEMAIL}"),
+            ],
+            "{:#?}",
+            report.lines
+        );
+        assert_eq!(close_line(&report), Some("[session closed] CallEnded"));
+        // Nothing was said before the callee spoke.
+        assert_eq!(llm.requests().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn console_run_with_a_person() {
+        let llm = FakeLlm::new(vec![
+            FakeLlmResponse::text(
+                "Hi, this is Acme Dental: your appointment is tomorrow at 10am.",
+                TTFT,
+            ),
+            FakeLlmResponse::tool_call("end_call", "{}", TTFT),
+            FakeLlmResponse::text("Great, see you then. Goodbye!", TTFT),
+        ]);
+        let report = run_script(
+            worker(llm),
+            &["Hello?", "Yes, I'll be there."],
+            Duration::from_secs(3),
+        )
+        .await;
+        assert_eq!(
+            conversation(&report),
+            [
+                "user: Hello?",
+                "agent: Hi, this is Acme Dental: your appointment is tomorrow at 10am.",
+                "user: Yes, I'll be there.",
+                "[tool] end_call({}) -> say goodbye to the user",
+                "agent: Great, see you then. Goodbye!",
+            ],
+            "{:#?}",
+            report.lines
+        );
+        assert_eq!(close_line(&report), Some("[session closed] CallEnded"));
     }
 }

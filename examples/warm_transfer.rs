@@ -187,6 +187,11 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
         )?))
         .vad(examples::shared_vad(&ctx)?)
         .build();
+    run(ctx, session).await
+}
+
+/// The agent's part once its session is built (the tests pass a session on scripted models).
+async fn run(ctx: JobContext, session: AgentSession) -> anyhow::Result<()> {
     let io = ctx.session_io(&session).await?;
     session.start(support_agent(Some(&ctx)), io).await?;
     let _ = session.generate_reply(ReplyOptions {
@@ -213,23 +218,33 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use examples::console_test::{close_line, conversation, run_script};
     use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
     use livekit_agents::voice::{AgentSession, SessionIo};
+    use livekit_agents::worker::{JobContext, WorkerOptions};
 
-    use super::support_agent;
+    use super::{run, support_agent};
 
     const TTFT: Duration = Duration::from_millis(100);
 
-    #[tokio::test(start_paused = true)]
-    async fn the_simulated_human_is_briefed_and_connected() {
-        // One scripted LLM serves both sessions (the human's session uses the caller's
-        // models), in the order the requests come.
-        let llm = FakeLlm::new(vec![
+    /// One scripted LLM serves both sessions (the human's session uses the caller's models),
+    /// in the order the requests come.
+    fn script(greeting: bool) -> FakeLlm {
+        let mut replies = Vec::new();
+        if greeting {
+            replies.push(FakeLlmResponse::text("Acme Billing, how can I help?", TTFT));
+        }
+        replies.extend([
             FakeLlmResponse::tool_call("transfer_to_human", "{}", TTFT),
             FakeLlmResponse::text("Hi Sam, the caller disputes an invoice.", TTFT),
             FakeLlmResponse::tool_call("connect_to_caller", "{}", TTFT),
-        ])
-        .with_fallback(FakeLlmResponse::text("You're connected now.", TTFT));
+        ]);
+        FakeLlm::new(replies).with_fallback(FakeLlmResponse::text("You're connected now.", TTFT))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_simulated_human_is_briefed_and_connected() {
+        let llm = script(false);
         let session = AgentSession::builder().llm(Arc::new(llm.clone())).build();
         session
             .start(support_agent(None), SessionIo::default())
@@ -257,5 +272,41 @@ mod tests {
             })
             .collect();
         assert_eq!(outputs, ["The caller is now connected to a human agent."]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn console_run_transfers_to_the_simulated_human() {
+        let llm = script(true);
+        let worker = {
+            let llm = llm.clone();
+            WorkerOptions::new(move |ctx: JobContext| {
+                let session = AgentSession::builder().llm(Arc::new(llm.clone())).build();
+                run(ctx, session)
+            })
+        };
+        let report = run_script(
+            worker,
+            &["My invoice is wrong, I want a person."],
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(
+            conversation(&report),
+            [
+                "agent: Acme Billing, how can I help?",
+                "user: My invoice is wrong, I want a person.",
+                "[tool] transfer_to_human({}) -> The caller is now connected to a human agent.",
+                "agent: You're connected now.",
+            ],
+            "{:#?}",
+            report.lines
+        );
+        // The human was briefed with the conversation, then the agent left.
+        let briefing = format!("{:?}", llm.requests()[2].chat_ctx);
+        assert!(
+            briefing.contains("Caller: My invoice is wrong, I want a person."),
+            "{briefing}"
+        );
+        assert_eq!(close_line(&report), Some("[session closed] UserInitiated"));
     }
 }

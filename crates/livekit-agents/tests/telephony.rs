@@ -151,6 +151,30 @@ async fn text_session(llm: FakeLlm, agent: Agent) -> (AgentSession, MemoryTextOu
     (session, text)
 }
 
+/// The reason of the `Close` event among the events received so far.
+fn close_reason(
+    events: &mut tokio::sync::broadcast::Receiver<SessionEvent>,
+) -> Option<CloseReason> {
+    let mut reason = None;
+    while let Ok(ev) = events.try_recv() {
+        if let SessionEvent::Close { reason: r, .. } = ev {
+            reason = Some(r);
+        }
+    }
+    reason
+}
+
+/// A console-mode job (no server: hanging up only shuts the job down).
+fn console_job() -> JobContext {
+    JobContext::new(
+        JobContextParams {
+            fake_job: true,
+            ..Default::default()
+        },
+        JobProcess::new(),
+    )
+}
+
 fn methods(fake: &Fake) -> Vec<String> {
     fake.seen
         .lock()
@@ -297,6 +321,7 @@ async fn hang_up_says_goodbye_closes_and_deletes_the_room() {
     let fake = Fake::default();
     let ctx = job(&serve(fake.clone()).await);
     let (session, text) = text_session(FakeLlm::new(vec![]), Agent::new("Hi.")).await;
+    let mut events = session.subscribe();
     ctx.hang_up(
         Some(&session),
         HangupOptions {
@@ -308,6 +333,7 @@ async fn hang_up_says_goodbye_closes_and_deletes_the_room() {
     .unwrap();
     assert_eq!(text.segments(), ["Goodbye!"]);
     assert!(!session.is_running());
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
     assert_eq!(ctx.wait_for_shutdown().await, "call ended by the agent");
     assert_eq!(methods(&fake), ["livekit.RoomService/DeleteRoom"]);
     let req = proto::DeleteRoomRequest::decode(fake.seen.lock()[0].body.clone()).unwrap();
@@ -364,6 +390,7 @@ async fn end_call_tool_lets_the_goodbye_play_then_deletes_the_room() {
         .tool(EndCallTool::new(Some(ctx.clone())).build())
         .build();
     let (session, text) = text_session(llm.clone(), agent).await;
+    let mut events = session.subscribe();
     let _ = session.generate_reply(ReplyOptions {
         user_input: Some("That's all, bye.".into()),
         ..Default::default()
@@ -371,6 +398,7 @@ async fn end_call_tool_lets_the_goodbye_play_then_deletes_the_room() {
     tokio::time::timeout(Duration::from_secs(10), session.wait_closed())
         .await
         .unwrap();
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
     assert_eq!(
         tokio::time::timeout(Duration::from_secs(10), ctx.wait_for_shutdown())
             .await
@@ -398,10 +426,128 @@ async fn end_call_without_a_job_closes_the_session_after_the_reply() {
         .starts_with("Ends the current call"));
     let agent = Agent::builder().instructions("Hi.").tool(tool).build();
     let (session, text) = text_session(llm, agent).await;
+    let mut events = session.subscribe();
     let result = session.run("bye").await.unwrap();
     result.expect().contains_function_call("end_call");
     session.wait_closed().await;
     assert_eq!(text.segments(), ["Bye!"]);
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
+}
+
+/// A `hang_up` tool built on `hang_up_from_tool`; records when its call returned.
+fn hang_up_tool(
+    job: JobContext,
+    goodbye: Option<&str>,
+    returned: Arc<Mutex<Vec<Vec<String>>>>,
+    text: MemoryTextOutput,
+) -> livekit_agents::llm::FunctionTool {
+    let goodbye = goodbye.map(str::to_owned);
+    livekit_agents::llm::FunctionTool::new(
+        "hang_up",
+        "Hang up.",
+        move |ctx: livekit_agents::llm::RunContext, _: ()| {
+            let (job, goodbye, returned, text) =
+                (job.clone(), goodbye.clone(), returned.clone(), text.clone());
+            async move {
+                job.hang_up_from_tool(
+                    &ctx,
+                    HangupOptions {
+                        goodbye,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| livekit_agents::llm::ToolError::new(e.to_string()))?;
+                returned.lock().push(text.segments());
+                Ok::<_, livekit_agents::llm::ToolError>(())
+            }
+        },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn hang_up_from_a_tool_lets_the_goodbye_of_its_step_play_first() {
+    // The model says goodbye and calls the tool in the same step.
+    let llm = FakeLlm::new(vec![FakeLlmResponse {
+        text: "Goodbye, take care!".into(),
+        tool_calls: vec![("hang_up".into(), "{}".into())],
+        ttft: ms(100),
+        duration: Duration::from_secs(1),
+        error: None,
+    }]);
+    let job = console_job();
+    let returned = Arc::new(Mutex::new(Vec::new()));
+    let text = MemoryTextOutput::new();
+    let agent = Agent::builder()
+        .instructions("Answer the phone.")
+        .tool(hang_up_tool(
+            job.clone(),
+            None,
+            returned.clone(),
+            text.clone(),
+        ))
+        .build();
+    let session = AgentSession::builder().llm(Arc::new(llm)).build();
+    session
+        .start(
+            agent,
+            SessionIo {
+                text_output: Some(Arc::new(text.clone())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut events = session.subscribe();
+    let _ = session.generate_reply(ReplyOptions {
+        user_input: Some("Thanks, bye.".into()),
+        ..Default::default()
+    });
+    session.wait_closed().await;
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
+    assert_eq!(job.wait_for_shutdown().await, "call ended by the agent");
+    // When the tool's hang-up returned, the goodbye had played.
+    assert_eq!(*returned.lock(), [vec!["Goodbye, take care!".to_string()]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hang_up_from_a_tool_with_a_goodbye_ends_after_it_played() {
+    let llm = FakeLlm::new(vec![FakeLlmResponse::tool_call("hang_up", "{}", ms(100))]);
+    let job = console_job();
+    let returned = Arc::new(Mutex::new(Vec::new()));
+    let text = MemoryTextOutput::new();
+    let agent = Agent::builder()
+        .instructions("Answer the phone.")
+        .tool(hang_up_tool(
+            job.clone(),
+            Some("Thanks for calling, goodbye!"),
+            returned.clone(),
+            text.clone(),
+        ))
+        .build();
+    let session = AgentSession::builder().llm(Arc::new(llm)).build();
+    session
+        .start(
+            agent,
+            SessionIo {
+                text_output: Some(Arc::new(text.clone())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut events = session.subscribe();
+    let _ = session.generate_reply(ReplyOptions {
+        user_input: Some("Thanks, bye.".into()),
+        ..Default::default()
+    });
+    session.wait_closed().await;
+    // The tool returned before the goodbye (it plays after the tool's speech), the session
+    // closed once it had played.
+    assert_eq!(*returned.lock(), [Vec::<String>::new()]);
+    assert_eq!(text.segments(), ["Thanks for calling, goodbye!"]);
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
+    assert_eq!(job.wait_for_shutdown().await, "call ended by the agent");
 }
 
 #[tokio::test(start_paused = true)]
@@ -651,14 +797,30 @@ async fn ivr_detection_adds_the_dtmf_tool_and_replies_after_silence() {
         .map(|t| t.name().to_owned())
         .collect();
     assert_eq!(names, ["send_dtmf_events"]);
+    // One navigation per session: it can be found, and starting again returns it.
+    assert!(IvrDetection::of(&session).is_some());
+    let again = IvrDetection::start(
+        &session,
+        Arc::new(MemoryDtmfSender::new()),
+        IvrOptions::default(),
+        None,
+    );
+    let mut again_events = again.subscribe();
+    assert_eq!(session.current_agent().unwrap().tools().len(), 1);
     let start = tokio::time::Instant::now();
     assert_eq!(events.recv().await.unwrap(), IvrEvent::SilenceDetected);
     assert_eq!(start.elapsed(), Duration::from_secs(5));
     tokio::time::sleep(ms(100)).await;
     assert_eq!(text.segments(), ["I'd like to speak to billing."]);
+    assert_eq!(
+        again_events.recv().await.unwrap(),
+        IvrEvent::SilenceDetected
+    );
     // After the reply the line is silent again: one more nudge 5 s later.
     assert_eq!(events.recv().await.unwrap(), IvrEvent::SilenceDetected);
     ivr.stop();
+    assert!(!again.is_running());
+    assert!(IvrDetection::of(&session).is_none());
 }
 
 // ---------- warm transfer ----------
@@ -928,4 +1090,231 @@ async fn sip_consultation_dials_into_its_room_and_moves_the_human() {
     assert_eq!(req.room, "call-1-human-agent");
     assert_eq!(req.identity, "human-agent-sip");
     assert_eq!(req.destination_room, "call-1");
+}
+
+// ---------- the ivr_detection session option, through console mode ----------
+
+/// A display that drops what the console prints (the report keeps the lines).
+struct Discard;
+
+impl std::io::Write for Discard {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_ivr_detection_option_gives_the_agent_the_keypad() {
+    use livekit_agents::cli::{run_console, ConsoleOptions};
+    use livekit_agents::worker::WorkerOptions;
+
+    let llm = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "send_dtmf_events",
+        r#"{"events": ["2"]}"#,
+        ms(100),
+    )])
+    .with_fallback(FakeLlmResponse::text("", ms(100)));
+    let found: Arc<Mutex<Option<IvrDetection>>> = Arc::default();
+    let worker = {
+        let (llm, found) = (llm.clone(), found.clone());
+        WorkerOptions::new(move |ctx: JobContext| {
+            let (llm, found) = (llm.clone(), found.clone());
+            async move {
+                let session = AgentSession::builder()
+                    .llm(Arc::new(llm))
+                    .ivr_detection(true)
+                    .build();
+                let io = ctx.session_io(&session).await?;
+                session.start(Agent::new("Reach billing."), io).await?;
+                tokio::time::sleep(ms(10)).await;
+                *found.lock() = IvrDetection::of(&session);
+                Ok(())
+            }
+        })
+    };
+    // The menu speaks a moment after the call connected (the navigation starts once the
+    // session runs, as the reference's, which starts it with the session).
+    let (mut menu, input) = tokio::io::duplex(256);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = menu
+            .write_all(b"Thanks for calling Acme. For billing, press 2.\n")
+            .await;
+    });
+    let report = run_console(
+        worker,
+        ConsoleOptions {
+            text: true,
+            text_input: Some(Box::new(tokio::io::BufReader::new(input))),
+            display: Some(Box::new(Discard)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ivr = found
+        .lock()
+        .clone()
+        .expect("IVR navigation started by the option");
+    assert!(!ivr.is_running(), "it ends with the session");
+    let tools: Vec<String> = llm.requests()[0]
+        .tools
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(tools, ["send_dtmf_events"]);
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.starts_with("[tool] send_dtmf_events")
+                && l.contains("Successfully sent DTMF events: 2")),
+        "{:#?}",
+        report.lines
+    );
+}
+
+// ---------- answering-machine detection on a session ----------
+
+/// A session hearing `speech` on its audio input (fake VAD and STT), replying with `reply`.
+async fn listening_session(
+    speech: Vec<livekit_agents::testing::UserSpeech>,
+) -> (AgentSession, livekit_agents::io::memory::AudioInputSender) {
+    use livekit_agents::testing::{FakeStt, FakeVad};
+    let session = AgentSession::builder()
+        .vad(Arc::new(FakeVad::new(speech.clone())))
+        .stt(Arc::new(FakeStt::new(speech)))
+        .llm(Arc::new(FakeLlm::new(vec![]).with_fallback(
+            FakeLlmResponse::text("Hi, this is Acme Dental.", ms(100)),
+        )))
+        .build();
+    let (audio, input) = livekit_agents::io::memory::audio_input_channel();
+    session
+        .start(
+            Agent::new("Call the customer."),
+            SessionIo {
+                audio_input: Some(input),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (session, audio)
+}
+
+#[tokio::test(start_paused = true)]
+async fn amd_hears_a_voicemail_greeting_and_waits_for_its_end() {
+    use livekit_agents::testing::UserSpeech;
+    let greeting = "Hi, you've reached Sam. Leave a message after the beep.";
+    let (session, _audio) = listening_session(vec![UserSpeech::new(0.5, 6.5, greeting)]).await;
+    let classifier = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "save_prediction",
+        r#"{"label": "machine-vm"}"#,
+        ms(200),
+    )]);
+    let amd = Amd::start(
+        &session,
+        Some(Arc::new(classifier.clone())),
+        AmdOptions::default(),
+        None,
+    )
+    .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let verdict = amd.execute().await.unwrap();
+    assert_eq!(verdict.category, AmdCategory::MachineVm);
+    assert_eq!(verdict.reason, AmdReason::Llm);
+    assert_eq!(verdict.transcript, greeting);
+    // Not before the greeting ended and the line stayed silent.
+    assert!(t0.elapsed() >= Duration::from_secs(8), "{:?}", t0.elapsed());
+    let request = &classifier.requests()[0];
+    assert_eq!(
+        request.tool_choice,
+        Some(livekit_agents::llm::ToolChoice::Required)
+    );
+    let tools: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(tools, ["save_prediction", "postpone_termination"]);
+    session.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn amd_calls_a_short_hello_a_person_and_a_menu_starts_navigation() {
+    use livekit_agents::testing::UserSpeech;
+    // "Hello?" with no transcript yet when the short-greeting silence ran out.
+    let (session, _audio) =
+        listening_session(vec![UserSpeech::new(0.5, 1.2, "Hello?").stt_delay(3.0)]).await;
+    let amd = Amd::start(
+        &session,
+        Some(Arc::new(FakeLlm::new(vec![]))),
+        AmdOptions::default(),
+        None,
+    )
+    .unwrap();
+    let verdict = amd.execute().await.unwrap();
+    assert_eq!(
+        (verdict.category, verdict.reason),
+        (AmdCategory::Human, AmdReason::ShortGreeting)
+    );
+    session.close().await;
+
+    let menu = "Thanks for calling Acme. For billing press 1. For support press 2.";
+    let (session, _audio) = listening_session(vec![UserSpeech::new(0.5, 5.0, menu)]).await;
+    let classifier = FakeLlm::new(vec![FakeLlmResponse::tool_call(
+        "save_prediction",
+        r#"{"label": "machine-ivr"}"#,
+        ms(200),
+    )]);
+    let sender = MemoryDtmfSender::new();
+    let amd = Amd::start(
+        &session,
+        Some(Arc::new(classifier)),
+        AmdOptions::default(),
+        Some(Arc::new(sender)),
+    )
+    .unwrap();
+    let verdict = amd.execute().await.unwrap();
+    assert_eq!(verdict.category, AmdCategory::MachineIvr);
+    let ivr = IvrDetection::of(&session).expect("navigation started on the menu");
+    assert!(session
+        .current_agent()
+        .unwrap()
+        .tools()
+        .iter()
+        .any(|t| t.name() == "send_dtmf_events"));
+    session.close().await;
+    tokio::time::sleep(ms(10)).await;
+    assert!(!ivr.is_running());
+}
+
+#[tokio::test(start_paused = true)]
+async fn hold_music_loops_on_the_background_player_while_on_hold() {
+    use livekit_agents::audio::AudioMixer;
+    use livekit_agents::background_audio::BackgroundAudioPlayer;
+    let mixer = AudioMixer::new(48_000, 1);
+    let player = BackgroundAudioPlayer::new();
+    player.start(mixer.clone(), None).await.unwrap();
+    let hold = PlayerHoldAudio::hold_music(player.clone());
+    assert!(!mixer.is_active());
+    hold.start().await;
+    // The clip is decoded off the runtime, then fed in chunks: take 10 ms blocks at pace.
+    let mut played = 0;
+    for _ in 0..1500 {
+        tokio::time::sleep(ms(10)).await;
+        if mixer.next_block(480).is_some() {
+            played += 1;
+        }
+    }
+    // Longer than the 12.8 s clip: it loops and still plays.
+    assert!(played > 1300, "{played}");
+    assert!(mixer.is_active());
+    hold.stop().await;
+    for _ in 0..100 {
+        tokio::time::sleep(ms(10)).await;
+        mixer.next_block(480);
+    }
+    assert!(!mixer.is_active(), "the caller is back: the music stopped");
+    player.close().await;
 }

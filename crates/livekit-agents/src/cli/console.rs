@@ -7,7 +7,8 @@
 //!   silence so the last turn ends); the session closes after the last reply.
 //! - `--output-wav FILE`: agent audio written to a WAV file at playback pace (24 kHz mono).
 //! - `--text`: typed conversation; each line is a user turn, the next line is read once the
-//!   reply played; end of input (Ctrl-D) ends the session.
+//!   reply played (or once a task the reply started, e.g. collecting digits, listens); end of
+//!   input (Ctrl-D) ends the session.
 //! - with the `console-audio` cargo feature (cpal; needs `libasound2-dev` on Linux): microphone
 //!   and speaker when no file or `--text` is given.
 //!
@@ -371,7 +372,8 @@ async fn display_task(
     };
     loop {
         let ev = tokio::select! {
-            _ = ctx.wait_for_shutdown() => return,
+            // What happened before the shutdown (the last reply, the close) is shown first.
+            biased;
             ev = events.recv() => match ev {
                 Ok(ev) => ev,
                 Err(RecvError::Lagged(n)) => {
@@ -380,6 +382,7 @@ async fn display_task(
                 }
                 Err(RecvError::Closed) => break,
             },
+            _ = ctx.wait_for_shutdown() => return,
         };
         match ev {
             SessionEvent::AgentStateChanged { new_state, .. } => {
@@ -484,13 +487,23 @@ async fn text_input_task(
         if text.is_empty() {
             continue;
         }
-        session.interrupt();
+        // Not interrupting: a reply still running (one that waits for a task, see below) or
+        // started by something else answers first; this turn queues behind it.
         *turn_end.lock() = Some(Instant::now());
+        let mut events = session.subscribe();
+        let agent = session.current_agent().map(|a| a.id().to_owned());
         match session.generate_reply(ReplyOptions {
             user_input: Some(text.to_owned()),
             ..Default::default()
         }) {
-            Ok(speech) => speech.wait_for_playout().await,
+            Ok(speech) => {
+                tokio::select! {
+                    _ = speech.wait_for_playout() => {}
+                    // A tool of the reply ran a task (an agent collecting input): its speech
+                    // only ends with the task, which needs the next lines.
+                    _ = another_agent_listens(&session, &mut events, agent) => {}
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "the session cannot reply");
                 break;
@@ -498,6 +511,29 @@ async fn text_input_task(
         }
     }
     session.drain().await;
+}
+
+/// Resolves once an agent other than `agent` is active and listening.
+async fn another_agent_listens(
+    session: &AgentSession,
+    events: &mut tokio::sync::broadcast::Receiver<SessionEvent>,
+    agent: Option<String>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(SessionEvent::AgentStateChanged {
+                new_state: AgentState::Listening,
+                ..
+            }) => {
+                if session.current_agent().map(|a| a.id().to_owned()) != agent {
+                    return;
+                }
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
 }
 
 #[cfg(not(feature = "console-audio"))]

@@ -1,11 +1,26 @@
-//! Answering-machine detection by transcript: the classification step of the reference 1.8.9
-//! `AMD` (an LLM sorts the call's greeting into human, phone menu, voicemail, or a mailbox that
-//! takes no message). The reference's timing rules around it (short-greeting and silence
-//! thresholds, postponing) are not ported: call [`classify_greeting`] with the greeting
-//! transcript when you have it, and act on the category (start [`IvrDetection`](super::IvrDetection)
-//! for a menu, leave a message for voicemail).
+//! Answering-machine detection (AMD), the reference 1.8.9's `AMD`: who answered an outbound
+//! call, a person, a phone menu, a voicemail box, or a mailbox that takes no message.
+//!
+//! - [`Amd`] watches a session (speech start/end, final transcripts, committed user turns)
+//!   and returns an [`AmdPrediction`]; on a machine it interrupts the agent, on a phone menu
+//!   it starts [`IvrDetection`](super::IvrDetection).
+//! - [`AmdClassifier`] is its timing logic as a pure state machine (the reference's rules:
+//!   a short greeting followed by silence is a person; longer greetings go to the model and
+//!   the verdict waits for post-speech silence, and for a machine also for the end of the
+//!   turn; no speech or a too long detection ends `uncertain`; the model may postpone).
+//! - [`classify_greeting`] is the one-shot model call on a transcript.
 
-use crate::llm::{ChatContext, ChatRequest, ChatRole, Llm, ToolChoice, ToolDefinition};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+use super::ivr::{IvrDetection, IvrOptions};
+use super::tools::DtmfSender;
+use crate::llm::{ChatContext, ChatItem, ChatRequest, ChatRole, Llm, ToolChoice, ToolDefinition};
+use crate::voice::{AgentSession, SessionEvent, UserState};
 
 /// What answered the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -75,14 +90,25 @@ pub enum AmdError {
     /// The model request failed.
     #[error("answering-machine detection failed: {0}")]
     Llm(String),
+    /// The detector cannot run (e.g. no LLM).
+    #[error("answering-machine detection: {0}")]
+    Config(String),
+    /// The detector stopped before a verdict.
+    #[error("answering-machine detection ended before a verdict")]
+    Closed,
 }
 
-/// Asks `llm` what answered, from the greeting `transcript` (a `save_prediction` tool call
-/// with a required tool choice). A reply without a valid label is [`AmdCategory::Uncertain`].
-pub async fn classify_greeting(llm: &dyn Llm, transcript: &str) -> Result<AmdCategory, AmdError> {
+/// The reference's bound on `postpone_termination` calls per detection.
+pub const MAX_EXTENSIONS: u32 = 3;
+/// The longest postponement the model may ask for.
+pub const MAX_EXTENSION: Duration = Duration::from_secs(10);
+
+/// The classification request: the prompt, the transcript, `save_prediction` and (while
+/// extensions are left) `postpone_termination`, with a required tool choice.
+fn amd_request(prompt: &str, transcript: &str, allow_postpone: bool) -> ChatRequest {
     let transcript: String = transcript.chars().take(MAX_GREETING_CHARS).collect();
     let mut ctx = ChatContext::new();
-    ctx.add_message(ChatRole::System, AMD_PROMPT);
+    ctx.add_message(ChatRole::System, prompt);
     ctx.add_message(ChatRole::User, transcript);
     let mut request = ChatRequest::new(ctx);
     request.tools = vec![ToolDefinition {
@@ -99,10 +125,44 @@ pub async fn classify_greeting(llm: &dyn Llm, transcript: &str) -> Result<AmdCat
             "required": ["label"]
         }),
     }];
+    if allow_postpone {
+        request.tools.push(ToolDefinition {
+            name: "postpone_termination".into(),
+            description: "Postpone the termination of the classification task.\nUse when the \
+                          transcript is ambiguous and more audio is expected."
+                .into(),
+            parameters: serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "seconds": {
+                        "type": "number",
+                        "description": "Additional seconds to wait (max 10)."
+                    }
+                },
+                "required": ["seconds"]
+            }),
+        });
+    }
     request.tool_choice = Some(ToolChoice::Required);
     request.options.temperature = Some(0.0);
+    request
+}
+
+/// What the model answered to one classification request.
+#[derive(Debug, Clone, PartialEq)]
+enum ModelAction {
+    Label(AmdCategory),
+    Postpone(f64),
+}
+
+async fn ask_model(
+    llm: &dyn Llm,
+    prompt: &str,
+    transcript: &str,
+    allow_postpone: bool,
+) -> Result<Vec<ModelAction>, AmdError> {
     let response = llm
-        .chat(request)
+        .chat(amd_request(prompt, transcript, allow_postpone))
         .collect()
         .await
         .map_err(|e| AmdError::Llm(e.to_string()))?;
@@ -110,20 +170,966 @@ pub async fn classify_greeting(llm: &dyn Llm, transcript: &str) -> Result<AmdCat
     struct Label {
         label: AmdCategory,
     }
+    #[derive(serde::Deserialize)]
+    struct Postpone {
+        seconds: f64,
+    }
     Ok(response
         .tool_calls
         .iter()
-        .filter(|c| c.name == "save_prediction")
-        .find_map(|c| serde_json::from_str::<Label>(&c.arguments).ok())
-        .map(|l| l.label)
+        .filter_map(|c| match c.name.as_str() {
+            "save_prediction" => serde_json::from_str::<Label>(&c.arguments)
+                .ok()
+                .map(|l| ModelAction::Label(l.label)),
+            "postpone_termination" if allow_postpone => {
+                serde_json::from_str::<Postpone>(&c.arguments)
+                    .ok()
+                    .map(|p| ModelAction::Postpone(p.seconds))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// Asks `llm` what answered, from the greeting `transcript` (a `save_prediction` tool call
+/// with a required tool choice). A reply without a valid label is [`AmdCategory::Uncertain`].
+/// No timing rules: see [`Amd`] for the detector.
+pub async fn classify_greeting(llm: &dyn Llm, transcript: &str) -> Result<AmdCategory, AmdError> {
+    let actions = ask_model(llm, AMD_PROMPT, transcript, false).await?;
+    Ok(actions
+        .into_iter()
+        .find_map(|a| match a {
+            ModelAction::Label(l) => Some(l),
+            ModelAction::Postpone(_) => None,
+        })
         .unwrap_or(AmdCategory::Uncertain))
+}
+
+/// Why the detector decided (the reference's `reason` strings, see [`AmdReason::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AmdReason {
+    /// The model labelled the transcript.
+    Llm,
+    /// A short greeting followed by silence: a person ("Hello?").
+    ShortGreeting,
+    /// No speech within `no_speech_threshold`.
+    NoSpeechTimeout,
+    /// No verdict within `timeout`.
+    DetectionTimeout,
+    /// The call (the session) ended before a verdict.
+    ParticipantMissing,
+}
+
+impl AmdReason {
+    /// The reference's name (`"llm"`, `"short_greeting"`, `"no_speech_timeout"`,
+    /// `"detection_timeout"`, `"participant_missing"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AmdReason::Llm => "llm",
+            AmdReason::ShortGreeting => "short_greeting",
+            AmdReason::NoSpeechTimeout => "no_speech_timeout",
+            AmdReason::DetectionTimeout => "detection_timeout",
+            AmdReason::ParticipantMissing => "participant_missing",
+        }
+    }
+}
+
+/// The detector's verdict (the reference's `AMDPredictionEvent`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmdPrediction {
+    /// What answered.
+    pub category: AmdCategory,
+    /// Why.
+    pub reason: AmdReason,
+    /// How long the greeting was spoken.
+    pub speech_duration: Duration,
+    /// What was heard (the transcript the model classified, for [`AmdReason::Llm`]).
+    pub transcript: String,
+    /// From the end of the greeting to the verdict.
+    pub delay: Duration,
+}
+
+impl AmdPrediction {
+    /// A person answered.
+    pub fn is_human(&self) -> bool {
+        self.category.is_human()
+    }
+
+    /// A machine answered.
+    pub fn is_machine(&self) -> bool {
+        self.category.is_machine()
+    }
+}
+
+/// Options of [`Amd`] (the reference's `DetectionOptions` and constructor flags, same
+/// defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmdOptions {
+    /// A greeting up to this long, followed by silence, is a person (default 2.5 s).
+    pub human_speech_threshold: Duration,
+    /// Silence after a short greeting before the person verdict (default 0.5 s).
+    pub human_silence_threshold: Duration,
+    /// Silence after a longer greeting before a verdict is released (default 1.5 s).
+    pub machine_silence_threshold: Duration,
+    /// No speech this long after listening started: `uncertain` (default 10 s).
+    pub no_speech_threshold: Duration,
+    /// The whole detection's budget: `uncertain` after it (default 20 s).
+    pub timeout: Duration,
+    /// End-of-turn backstop after speech or text when the session commits no turn (default:
+    /// the session's `endpointing.max_delay`, 3 s).
+    pub max_endpointing_delay: Option<Duration>,
+    /// The classification prompt (default [`AMD_PROMPT`]).
+    pub prompt: String,
+    /// Once speech was heard, `timeout` no longer cuts the greeting short: the verdict waits
+    /// for the end of the turn (default true).
+    pub wait_until_finished: bool,
+    /// Interrupt the agent's speech when a machine answered (default true).
+    pub interrupt_on_machine: bool,
+    /// Start [`IvrDetection`](super::IvrDetection) on a phone menu (default true; needs a
+    /// DTMF sender, see [`Amd::start`]).
+    pub ivr_detection: bool,
+}
+
+impl Default for AmdOptions {
+    fn default() -> Self {
+        Self {
+            human_speech_threshold: Duration::from_millis(2500),
+            human_silence_threshold: Duration::from_millis(500),
+            machine_silence_threshold: Duration::from_millis(1500),
+            no_speech_threshold: Duration::from_secs(10),
+            timeout: Duration::from_secs(20),
+            max_endpointing_delay: None,
+            prompt: AMD_PROMPT.to_owned(),
+            wait_until_finished: true,
+            interrupt_on_machine: true,
+            ivr_detection: true,
+        }
+    }
+}
+
+/// The default end-of-turn backstop when neither the options nor a session give one.
+const DEFAULT_MAX_ENDPOINTING_DELAY: Duration = Duration::from_secs(3);
+
+/// What the post-speech silence timer does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SilenceTimer {
+    /// A short greeting without transcript: a person.
+    ShortGreeting { speech_duration: Duration },
+    /// The silence gate opens.
+    SilenceReached,
+    /// A postponement elapsed: the gate opens and the model is asked again.
+    Postponed,
+}
+
+/// The reference's AMD timing rules as a state machine on explicit instants (drive it with
+/// `tokio::time::Instant::now()`; [`Amd`] does). Feed it speech start/end, final
+/// transcripts, end-of-turn signals and the model's answers; call
+/// [`on_deadline`](Self::on_deadline) at [`next_deadline`](Self::next_deadline); take
+/// classification requests with [`take_classification`](Self::take_classification); read the
+/// verdict with [`verdict`](Self::verdict).
+///
+/// The rules: listening arms the no-speech timer and the detection timeout. A greeting of at
+/// most `human_speech_threshold` followed by `human_silence_threshold` of silence without any
+/// transcript is a person (`short_greeting`). Transcripts go to the model (each new one
+/// restarts the classification with the whole transcript). A verdict is released once the
+/// post-speech silence (`machine_silence_threshold`) passed, and, except for a person, once
+/// the turn ended (the session's end of turn, or `max_endpointing_delay` after the last
+/// speech or text). Timeouts settle on `uncertain`; with `wait_until_finished`, a timeout
+/// after speech still waits for the end of the turn. The model may postpone up to
+/// [`MAX_EXTENSIONS`] times, by at most [`MAX_EXTENSION`] each.
+#[derive(Debug, Clone)]
+pub struct AmdClassifier {
+    options: AmdOptions,
+    max_endpointing_delay: Duration,
+    listening: bool,
+    closed: bool,
+    emitted: bool,
+    speech_started_at: Option<Instant>,
+    speech_ended_at: Option<Instant>,
+    speech_active: bool,
+    silence_reached: bool,
+    eot_reached: bool,
+    transcript: String,
+    verdict: Option<AmdPrediction>,
+    no_speech_at: Option<Instant>,
+    silence_at: Option<(Instant, SilenceTimer)>,
+    detection_at: Option<Instant>,
+    eot_at: Option<Instant>,
+    extensions: u32,
+    classification: Option<String>,
+}
+
+impl AmdClassifier {
+    /// A classifier with `options`; the end-of-turn backstop is
+    /// `options.max_endpointing_delay` or 3 s.
+    pub fn new(options: AmdOptions) -> Self {
+        let max_endpointing_delay = options
+            .max_endpointing_delay
+            .unwrap_or(DEFAULT_MAX_ENDPOINTING_DELAY);
+        Self {
+            options,
+            max_endpointing_delay,
+            listening: false,
+            closed: false,
+            emitted: false,
+            speech_started_at: None,
+            speech_ended_at: None,
+            speech_active: false,
+            silence_reached: false,
+            eot_reached: false,
+            transcript: String::new(),
+            verdict: None,
+            no_speech_at: None,
+            silence_at: None,
+            detection_at: None,
+            eot_at: None,
+            extensions: 0,
+            classification: None,
+        }
+    }
+
+    /// Starts listening: the detection timeout and the no-speech timer run from `now`. Input
+    /// before this is ignored (e.g. ringback before the answer).
+    pub fn start(&mut self, now: Instant) {
+        if self.closed || self.emitted || self.listening {
+            return;
+        }
+        self.detection_at = Some(now + self.options.timeout);
+        self.listening = true;
+        self.no_speech_at = Some(now + self.options.no_speech_threshold);
+    }
+
+    /// Whether input is taken.
+    pub fn is_listening(&self) -> bool {
+        self.listening && !self.closed
+    }
+
+    /// The released verdict, once there is one.
+    pub fn verdict(&self) -> Option<&AmdPrediction> {
+        self.emitted.then_some(self.verdict.as_ref()).flatten()
+    }
+
+    /// The transcript so far.
+    pub fn transcript(&self) -> &str {
+        &self.transcript
+    }
+
+    /// Whether the model may still postpone.
+    pub fn can_postpone(&self) -> bool {
+        self.extensions < MAX_EXTENSIONS
+    }
+
+    /// The transcript to (re)classify, if the model should be asked (again); a previous
+    /// request still running should be dropped.
+    pub fn take_classification(&mut self) -> Option<String> {
+        self.classification.take()
+    }
+
+    /// How long the greeting was spoken, at `now`.
+    pub fn speech_duration(&self, now: Instant) -> Duration {
+        match self.speech_started_at {
+            Some(start) => self
+                .speech_ended_at
+                .unwrap_or(now)
+                .saturating_duration_since(start),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The user (the callee's line) started speaking.
+    pub fn on_speech_started(&mut self, now: Instant) {
+        if !self.is_listening() {
+            return;
+        }
+        self.silence_at = None;
+        self.no_speech_at = None;
+        self.eot_at = None;
+        self.speech_started_at.get_or_insert(now);
+        self.speech_active = true;
+        self.silence_reached = false;
+        self.eot_reached = false;
+    }
+
+    /// The user stopped speaking `silence` ago (the VAD's end-of-speech delay; zero if
+    /// unknown).
+    pub fn on_speech_ended(&mut self, now: Instant, silence: Duration) {
+        if !self.is_listening() {
+            return;
+        }
+        let Some(started) = self.speech_started_at else {
+            tracing::debug!("AMD: speech ended before it started");
+            return;
+        };
+        let ended = now.checked_sub(silence).unwrap_or(now).max(started);
+        self.speech_ended_at = Some(ended);
+        let speech_duration = ended.saturating_duration_since(started);
+        self.speech_active = false;
+        self.arm_eot(
+            now,
+            Some(self.max_endpointing_delay.saturating_sub(silence)),
+        );
+        let timer = if speech_duration <= self.options.human_speech_threshold
+            && self.transcript.is_empty()
+        {
+            (
+                now + self.options.human_silence_threshold.saturating_sub(silence),
+                SilenceTimer::ShortGreeting { speech_duration },
+            )
+        } else {
+            (
+                now + self
+                    .options
+                    .machine_silence_threshold
+                    .saturating_sub(silence),
+                SilenceTimer::SilenceReached,
+            )
+        };
+        self.silence_at = Some(timer);
+    }
+
+    /// The session committed a user turn (its turn detector or endpointing decided).
+    pub fn on_end_of_turn(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.eot_reached_now();
+    }
+
+    /// A final transcript of the line.
+    pub fn push_text(&mut self, now: Instant, text: &str) {
+        let text = text.trim();
+        if !self.is_listening() || self.emitted || text.is_empty() {
+            return;
+        }
+        self.arm_eot(now, None);
+        if let Some((_, SilenceTimer::ShortGreeting { .. })) = self.silence_at {
+            // Words came: not a bare "Hello?" any more; wait the machine silence from the
+            // end of speech.
+            let from = self.speech_ended_at.unwrap_or(now);
+            let at = (from + self.options.machine_silence_threshold).max(now);
+            self.silence_at = Some((at, SilenceTimer::SilenceReached));
+        }
+        self.no_speech_at = None;
+        let room = MAX_GREETING_CHARS.saturating_sub(self.transcript.chars().count());
+        if room > 0 {
+            if !self.transcript.is_empty() {
+                self.transcript.push(' ');
+            }
+            self.transcript.extend(text.chars().take(room));
+        }
+        self.classification = Some(self.transcript.clone());
+    }
+
+    /// The model labelled `transcript`. `uncertain` labels are not verdicts (more input may
+    /// come).
+    pub fn on_model_label(&mut self, now: Instant, label: AmdCategory, transcript: &str) {
+        if self.closed || self.emitted || label == AmdCategory::Uncertain {
+            return;
+        }
+        let prediction = AmdPrediction {
+            category: label,
+            reason: AmdReason::Llm,
+            speech_duration: self.speech_duration(now),
+            transcript: transcript.to_owned(),
+            delay: self.delay(now),
+        };
+        self.verdict = Some(prediction);
+        self.try_emit();
+    }
+
+    /// The model asked to wait `seconds` more (clamped to [`MAX_EXTENSION`]); returns what
+    /// the tool answers.
+    pub fn on_model_postpone(&mut self, now: Instant, seconds: f64) -> String {
+        let wait = if seconds.is_finite() && seconds > 0.0 {
+            Duration::from_secs_f64(seconds.min(MAX_EXTENSION.as_secs_f64()))
+        } else {
+            Duration::ZERO
+        };
+        self.extensions = self.extensions.saturating_add(1);
+        self.silence_at = Some((now + wait, SilenceTimer::Postponed));
+        format!("waiting {:.1}s for more audio", wait.as_secs_f64())
+    }
+
+    /// Settles on `category` (a timeout or a missing participant): the verdict is released
+    /// as soon as the gates allow.
+    pub fn settle(
+        &mut self,
+        now: Instant,
+        category: AmdCategory,
+        reason: AmdReason,
+        speech_duration: Option<Duration>,
+    ) {
+        if self.closed {
+            return;
+        }
+        self.silence_at = None;
+        self.silence_reached = true;
+        let has_speech = self.speech_started_at.is_some() || !self.transcript.is_empty();
+        if !(self.options.wait_until_finished && has_speech) {
+            self.eot_reached = true;
+        }
+        if self.verdict.is_none() {
+            self.verdict = Some(AmdPrediction {
+                category,
+                reason,
+                speech_duration: speech_duration.unwrap_or_else(|| self.speech_duration(now)),
+                transcript: self.transcript.clone(),
+                delay: self.delay(now),
+            });
+        }
+        self.try_emit();
+    }
+
+    /// The call ended before a verdict: `uncertain` (`participant_missing`) at once.
+    pub fn settle_call_ended(&mut self, now: Instant) {
+        if self.closed || self.emitted {
+            return;
+        }
+        self.verdict = Some(AmdPrediction {
+            category: AmdCategory::Uncertain,
+            reason: AmdReason::ParticipantMissing,
+            speech_duration: self.speech_duration(now),
+            transcript: self.transcript.clone(),
+            delay: self.delay(now),
+        });
+        self.silence_reached = true;
+        self.eot_reached = true;
+        self.try_emit();
+    }
+
+    /// Stops everything (no verdict after this).
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.listening = false;
+        self.no_speech_at = None;
+        self.silence_at = None;
+        self.detection_at = None;
+        self.eot_at = None;
+        self.classification = None;
+    }
+
+    /// When [`on_deadline`](Self::on_deadline) must run next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.closed || self.emitted {
+            return None;
+        }
+        [
+            self.no_speech_at,
+            self.silence_at.map(|(at, _)| at),
+            self.detection_at,
+            self.eot_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs the timers due at `now`, earliest first.
+    pub fn on_deadline(&mut self, now: Instant) {
+        while let Some(at) = self.next_deadline().filter(|at| *at <= now) {
+            if self.eot_at == Some(at) {
+                self.eot_reached_now();
+            } else if let Some((t, timer)) = self.silence_at.filter(|(t, _)| *t == at) {
+                debug_assert_eq!(t, at);
+                self.silence_at = None;
+                match timer {
+                    SilenceTimer::ShortGreeting { speech_duration } => self.settle(
+                        now,
+                        AmdCategory::Human,
+                        AmdReason::ShortGreeting,
+                        Some(speech_duration),
+                    ),
+                    SilenceTimer::SilenceReached => {
+                        self.silence_reached = true;
+                        self.try_emit();
+                    }
+                    SilenceTimer::Postponed => {
+                        // The extension ran out without another one: release what we have,
+                        // and ask the model again (it must commit once extensions are gone).
+                        self.silence_reached = true;
+                        self.classification = Some(self.transcript.clone());
+                        self.try_emit();
+                    }
+                }
+            } else if self.no_speech_at == Some(at) {
+                self.no_speech_at = None;
+                self.settle(
+                    now,
+                    AmdCategory::Uncertain,
+                    AmdReason::NoSpeechTimeout,
+                    None,
+                );
+            } else if self.detection_at == Some(at) {
+                self.detection_at = None;
+                self.settle(
+                    now,
+                    AmdCategory::Uncertain,
+                    AmdReason::DetectionTimeout,
+                    None,
+                );
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn delay(&self, now: Instant) -> Duration {
+        self.speech_ended_at
+            .map_or(Duration::ZERO, |end| now.saturating_duration_since(end))
+    }
+
+    fn arm_eot(&mut self, now: Instant, delay: Option<Duration>) {
+        if self.closed || self.speech_active {
+            return;
+        }
+        self.eot_reached = false;
+        self.eot_at = Some(now + delay.unwrap_or(self.max_endpointing_delay));
+    }
+
+    fn eot_reached_now(&mut self) {
+        self.eot_at = None;
+        if self.speech_active || self.speech_ended_at.is_none() {
+            // No usable end of speech: the end of the turn stands for the silence too.
+            self.speech_active = false;
+            self.silence_reached = true;
+        }
+        self.eot_reached = true;
+        self.try_emit();
+    }
+
+    fn try_emit(&mut self) {
+        let Some(verdict) = &self.verdict else {
+            return;
+        };
+        if self.closed || self.emitted {
+            return;
+        }
+        let releasable = self.silence_reached && (verdict.is_human() || self.eot_reached);
+        if !releasable {
+            return;
+        }
+        self.detection_at = None;
+        self.no_speech_at = None;
+        self.eot_at = None;
+        self.listening = false;
+        self.emitted = true;
+        self.classification = None;
+    }
+}
+
+/// Answering-machine detection on a session (the reference's `AMD`): start it when the call
+/// is answered (right after [`CallControl::dial`](super::CallControl::dial) returned), then
+/// [`execute`](Self::execute) gives the verdict.
+///
+/// It listens to the session's events: the user's speech start and end (VAD), final
+/// transcripts, and committed user turns (end of turn). The model is the one given, else the
+/// session's LLM.
+///
+/// ```no_run
+/// use livekit_agents::telephony::{dtmf_sender_for, Amd, AmdCategory, AmdOptions, CallControl, OutboundCall};
+/// use livekit_agents::voice::AgentSession;
+/// use livekit_agents::worker::JobContext;
+///
+/// async fn call(ctx: &JobContext, session: &AgentSession, call: OutboundCall) -> anyhow::Result<()> {
+///     ctx.dial(&call).await?;
+///     let amd = Amd::start(session, None, AmdOptions::default(), dtmf_sender_for(ctx))?;
+///     let verdict = amd.execute().await?;
+///     match verdict.category {
+///         AmdCategory::MachineVm => { /* leave a message */ }
+///         AmdCategory::MachineUnavailable => { /* hang up */ }
+///         _ => {} // a person, or a menu being navigated
+///     }
+///     Ok(())
+/// }
+/// ```
+pub struct Amd {
+    result: tokio::sync::watch::Receiver<Option<Result<AmdPrediction, AmdError>>>,
+    session: AgentSession,
+    options: AmdOptions,
+    dtmf: Option<Arc<dyn DtmfSender>>,
+    _task: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+impl std::fmt::Debug for Amd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Amd")
+            .field("options", &self.options)
+            .field("result", &*self.result.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Amd {
+    /// Starts detecting on `session` with `llm` (default: the session's LLM). `dtmf` sends
+    /// keys for the IVR navigation started on a phone menu (`options.ivr_detection`). An IVR
+    /// navigation already running on the session is stopped: AMD decides when it starts.
+    pub fn start(
+        session: &AgentSession,
+        llm: Option<Arc<dyn Llm>>,
+        options: AmdOptions,
+        dtmf: Option<Arc<dyn DtmfSender>>,
+    ) -> Result<Self, AmdError> {
+        let llm = llm
+            .or_else(|| session.llm())
+            .ok_or_else(|| AmdError::Config("no LLM to classify the greeting with".into()))?;
+        if let Some(ivr) = IvrDetection::of(session) {
+            tracing::warn!("IVR detection was already started; AMD manages it now");
+            ivr.stop();
+        }
+        let mut classifier_options = options.clone();
+        classifier_options.max_endpointing_delay = Some(
+            options
+                .max_endpointing_delay
+                .unwrap_or(session.options().turn_handling.endpointing.max_delay),
+        );
+        let (tx, result) = tokio::sync::watch::channel(None);
+        let task = tokio::spawn(detect(
+            session.clone(),
+            session.subscribe(),
+            llm,
+            AmdClassifier::new(classifier_options),
+            tx,
+        ));
+        Ok(Self {
+            result,
+            session: session.clone(),
+            options,
+            dtmf,
+            _task: tokio_util::task::AbortOnDropHandle::new(task),
+        })
+    }
+
+    /// The verdict, if there is one already.
+    pub fn result(&self) -> Option<Result<AmdPrediction, AmdError>> {
+        self.result.borrow().clone()
+    }
+
+    /// Waits for the verdict, then applies the automatic actions: on a machine (with
+    /// `interrupt_on_machine`) the agent's speech is interrupted; on a phone menu (with
+    /// `ivr_detection` and a DTMF sender) IVR navigation starts with the greeting as its
+    /// first transcript, for as long as the session runs.
+    pub async fn execute(&self) -> Result<AmdPrediction, AmdError> {
+        let mut rx = self.result.clone();
+        let result = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| AmdError::Closed)?
+            .clone()
+            .ok_or(AmdError::Closed)?;
+        let prediction = result?;
+        if prediction.is_machine() && self.options.interrupt_on_machine {
+            self.session.interrupt();
+        }
+        if prediction.category == AmdCategory::MachineIvr && self.options.ivr_detection {
+            match &self.dtmf {
+                Some(sender) => IvrDetection::start_for_session(
+                    &self.session,
+                    sender.clone(),
+                    IvrOptions::default(),
+                    Some(prediction.transcript.clone()),
+                ),
+                None => tracing::warn!("AMD: phone menu detected but no DTMF sender was given"),
+            }
+        }
+        Ok(prediction)
+    }
+}
+
+/// A running classification request: (transcript, answer).
+type Classification = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (String, Result<Vec<ModelAction>, AmdError>)> + Send>,
+>;
+
+async fn detect(
+    session: AgentSession,
+    mut events: broadcast::Receiver<SessionEvent>,
+    llm: Arc<dyn Llm>,
+    mut classifier: AmdClassifier,
+    result: tokio::sync::watch::Sender<Option<Result<AmdPrediction, AmdError>>>,
+) {
+    classifier.start(Instant::now());
+    let prompt: Arc<str> = classifier.options.prompt.clone().into();
+    let mut running: Option<Classification> = None;
+    loop {
+        if let Some(verdict) = classifier.verdict() {
+            tracing::info!(
+                category = ?verdict.category,
+                reason = verdict.reason.as_str(),
+                speech_duration = ?verdict.speech_duration,
+                delay = ?verdict.delay,
+                "amd prediction"
+            );
+            let _ = result.send(Some(Ok(verdict.clone())));
+            return;
+        }
+        if let Some(transcript) = classifier.take_classification() {
+            // A newer transcript replaces the request in flight (dropping it cancels it).
+            let (llm, prompt, allow) = (llm.clone(), prompt.clone(), classifier.can_postpone());
+            running = Some(Box::pin(async move {
+                let answer = ask_model(llm.as_ref(), &prompt, &transcript, allow).await;
+                (transcript, answer)
+            }));
+        }
+        let deadline = classifier.next_deadline();
+        tokio::select! {
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => classifier.on_deadline(Instant::now()),
+            (transcript, answer) = async {
+                match running.as_mut() {
+                    Some(r) => r.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                running = None;
+                match answer {
+                    Ok(actions) => {
+                        for action in actions {
+                            let now = Instant::now();
+                            match action {
+                                ModelAction::Label(label) => {
+                                    classifier.on_model_label(now, label, &transcript)
+                                }
+                                ModelAction::Postpone(seconds) => {
+                                    let said = classifier.on_model_postpone(now, seconds);
+                                    tracing::debug!("AMD: {said}");
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "AMD classification failed"),
+                }
+            }
+            ev = events.recv() => {
+                let now = Instant::now();
+                match ev {
+                    Ok(SessionEvent::UserStateChanged { old_state, new_state }) => {
+                        if new_state == UserState::Speaking {
+                            classifier.on_speech_started(now);
+                        } else if old_state == UserState::Speaking {
+                            // The event carries no VAD silence duration: count from now.
+                            classifier.on_speech_ended(now, Duration::ZERO);
+                        }
+                    }
+                    Ok(SessionEvent::UserInputTranscribed { transcript, is_final: true, .. }) => {
+                        classifier.push_text(now, &transcript);
+                    }
+                    Ok(SessionEvent::ConversationItemAdded { item: ChatItem::Message(m) })
+                        if m.role == ChatRole::User =>
+                    {
+                        classifier.on_end_of_turn();
+                    }
+                    Ok(SessionEvent::Close { .. }) | Err(RecvError::Closed) => {
+                        classifier.settle_call_ended(now);
+                        if classifier.verdict().is_none() {
+                            let _ = result.send(Some(Err(AmdError::Closed)));
+                            return;
+                        }
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                }
+            }
+        }
+        if !session.is_running() && classifier.verdict().is_none() {
+            classifier.settle_call_ended(Instant::now());
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::{FakeLlm, FakeLlmResponse};
-    use std::time::Duration;
+
+    fn at(t0: Instant, secs: f64) -> Instant {
+        t0 + Duration::from_secs_f64(secs)
+    }
+
+    /// Runs the classifier's timers up to `until`, as the detector's loop does.
+    fn advance(c: &mut AmdClassifier, until: Instant) {
+        while let Some(d) = c.next_deadline().filter(|d| *d <= until) {
+            c.on_deadline(d);
+        }
+    }
+
+    fn started(options: AmdOptions) -> (AmdClassifier, Instant) {
+        let t0 = Instant::now();
+        let mut c = AmdClassifier::new(options);
+        c.start(t0);
+        (c, t0)
+    }
+
+    #[test]
+    fn a_short_greeting_then_silence_is_a_person() {
+        let (mut c, t0) = started(AmdOptions::default());
+        c.on_speech_started(at(t0, 1.0));
+        c.on_speech_ended(at(t0, 1.8), Duration::ZERO);
+        advance(&mut c, at(t0, 2.29));
+        assert!(c.verdict().is_none());
+        advance(&mut c, at(t0, 2.3));
+        let v = c.verdict().unwrap();
+        assert_eq!(
+            (v.category, v.reason),
+            (AmdCategory::Human, AmdReason::ShortGreeting)
+        );
+        assert_eq!(v.speech_duration, Duration::from_millis(800));
+        assert_eq!(c.next_deadline(), None);
+        // Nothing changes a released verdict.
+        c.push_text(at(t0, 2.5), "press one");
+        assert!(c.take_classification().is_none());
+    }
+
+    #[test]
+    fn the_vad_silence_already_waited_counts() {
+        let (mut c, t0) = started(AmdOptions::default());
+        c.on_speech_started(at(t0, 1.0));
+        // Ended 0.3 s ago: 0.2 s more silence make a person.
+        c.on_speech_ended(at(t0, 2.1), Duration::from_millis(300));
+        advance(&mut c, at(t0, 2.3));
+        let v = c.verdict().unwrap();
+        assert_eq!(v.speech_duration, Duration::from_millis(800));
+        assert_eq!(v.reason, AmdReason::ShortGreeting);
+    }
+
+    #[test]
+    fn words_send_a_short_greeting_to_the_model_and_a_person_needs_only_silence() {
+        let (mut c, t0) = started(AmdOptions::default());
+        c.on_speech_started(at(t0, 1.0));
+        c.on_speech_ended(at(t0, 2.0), Duration::ZERO);
+        c.push_text(at(t0, 2.2), "Hello?");
+        assert_eq!(c.take_classification().as_deref(), Some("Hello?"));
+        c.on_model_label(at(t0, 2.4), AmdCategory::Human, "Hello?");
+        advance(&mut c, at(t0, 3.49));
+        assert!(c.verdict().is_none(), "1.5 s of silence first");
+        advance(&mut c, at(t0, 3.5));
+        let v = c.verdict().unwrap();
+        assert_eq!((v.category, v.reason), (AmdCategory::Human, AmdReason::Llm));
+        assert_eq!(v.transcript, "Hello?");
+        // From the end of speech to the model's answer.
+        assert_eq!(v.delay, Duration::from_millis(400));
+    }
+
+    #[test]
+    fn a_machine_waits_for_silence_and_the_end_of_the_turn() {
+        let greeting = "Hi, you've reached Sam. Leave a message after the beep.";
+        for session_eot in [true, false] {
+            let (mut c, t0) = started(AmdOptions::default());
+            c.on_speech_started(at(t0, 0.5));
+            c.on_speech_ended(at(t0, 6.5), Duration::ZERO);
+            c.push_text(at(t0, 6.6), greeting);
+            assert_eq!(c.take_classification().as_deref(), Some(greeting));
+            c.on_model_label(at(t0, 7.0), AmdCategory::MachineVm, greeting);
+            advance(&mut c, at(t0, 8.0));
+            assert!(c.verdict().is_none(), "silence reached, turn not over");
+            if session_eot {
+                c.on_end_of_turn();
+            } else {
+                advance(&mut c, at(t0, 9.59));
+                assert!(c.verdict().is_none());
+                // The backstop: 3 s after the last text.
+                advance(&mut c, at(t0, 9.6));
+            }
+            let v = c.verdict().unwrap();
+            assert_eq!(v.category, AmdCategory::MachineVm);
+            assert_eq!(v.speech_duration, Duration::from_secs(6));
+        }
+    }
+
+    #[test]
+    fn no_speech_is_uncertain_after_ten_seconds() {
+        let (mut c, t0) = started(AmdOptions::default());
+        // Input before listening is dropped.
+        let mut idle = AmdClassifier::new(AmdOptions::default());
+        idle.push_text(t0, "ring ring");
+        assert!(idle.take_classification().is_none());
+        assert_eq!(idle.next_deadline(), None);
+        advance(&mut c, at(t0, 9.9));
+        assert!(c.verdict().is_none());
+        advance(&mut c, at(t0, 10.0));
+        let v = c.verdict().unwrap();
+        assert_eq!(
+            (v.category, v.reason),
+            (AmdCategory::Uncertain, AmdReason::NoSpeechTimeout)
+        );
+    }
+
+    #[test]
+    fn the_detection_timeout_waits_for_the_end_of_a_greeting_unless_told_not_to() {
+        for wait_until_finished in [true, false] {
+            let (mut c, t0) = started(AmdOptions {
+                wait_until_finished,
+                ..Default::default()
+            });
+            c.on_speech_started(at(t0, 1.0));
+            advance(&mut c, at(t0, 20.0));
+            if !wait_until_finished {
+                let v = c.verdict().unwrap();
+                assert_eq!(v.reason, AmdReason::DetectionTimeout);
+                continue;
+            }
+            assert!(c.verdict().is_none(), "still speaking");
+            c.on_speech_ended(at(t0, 25.0), Duration::ZERO);
+            advance(&mut c, at(t0, 27.9));
+            assert!(c.verdict().is_none());
+            advance(&mut c, at(t0, 28.0));
+            let v = c.verdict().unwrap();
+            assert_eq!(
+                (v.category, v.reason),
+                (AmdCategory::Uncertain, AmdReason::DetectionTimeout)
+            );
+            // Measured when the timeout settled.
+            assert_eq!(v.speech_duration, Duration::from_secs(19));
+        }
+    }
+
+    #[test]
+    fn the_model_may_postpone_three_times_at_most_ten_seconds() {
+        let (mut c, t0) = started(AmdOptions::default());
+        c.on_speech_started(at(t0, 0.5));
+        c.on_speech_ended(at(t0, 4.0), Duration::ZERO);
+        c.push_text(at(t0, 4.1), "Thank you for calling Truly Pizza.");
+        let _ = c.take_classification();
+        // "uncertain" is not a verdict.
+        c.on_model_label(at(t0, 4.3), AmdCategory::Uncertain, "Thank you");
+        assert_eq!(
+            c.on_model_postpone(at(t0, 4.5), 30.0),
+            "waiting 10.0s for more audio"
+        );
+        advance(&mut c, at(t0, 14.4));
+        assert!(c.take_classification().is_none());
+        advance(&mut c, at(t0, 14.5));
+        // Asked again with what was heard.
+        assert_eq!(
+            c.take_classification().as_deref(),
+            Some("Thank you for calling Truly Pizza.")
+        );
+        assert!(c.can_postpone());
+        c.on_model_postpone(at(t0, 14.6), 1.0);
+        c.on_model_postpone(at(t0, 14.7), f64::NAN);
+        assert!(!c.can_postpone());
+        c.on_model_label(at(t0, 15.0), AmdCategory::MachineIvr, "menu");
+        advance(&mut c, at(t0, 15.0));
+        assert_eq!(c.verdict().unwrap().category, AmdCategory::MachineIvr);
+    }
+
+    #[test]
+    fn an_ended_call_settles_at_once_and_input_is_bounded() {
+        let (mut c, t0) = started(AmdOptions::default());
+        c.on_speech_started(at(t0, 0.5));
+        for _ in 0..100 {
+            c.push_text(at(t0, 1.0), &"word ".repeat(1000));
+        }
+        assert!(c.transcript().chars().count() <= MAX_GREETING_CHARS);
+        c.settle_call_ended(at(t0, 2.0));
+        let v = c.verdict().unwrap();
+        assert_eq!(
+            (v.category, v.reason.as_str()),
+            (AmdCategory::Uncertain, "participant_missing")
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_model_labels_the_greeting() {

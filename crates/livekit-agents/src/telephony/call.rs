@@ -9,7 +9,8 @@ use livekit_api::services::sip::{CreateSIPParticipantOptions, TransferSIPPartici
 use livekit_protocol as proto;
 
 use super::sip::{SipError, SipParticipantInfo};
-use crate::voice::{AgentSession, SayOptions};
+use crate::llm::RunContext;
+use crate::voice::{AgentSession, CloseReason, SayOptions};
 use crate::worker::JobContext;
 
 /// Environment variable naming the default outbound SIP trunk (as the reference).
@@ -51,11 +52,14 @@ pub enum HangupTarget {
 /// Options of [`CallControl::hang_up`].
 #[derive(Debug, Clone)]
 pub struct HangupOptions {
-    /// Said (uninterruptible) before hanging up.
+    /// Said (uninterruptible) before hanging up. From inside a tool the goodbye can only play
+    /// once the speech running the tool is over, so the call then ends in the background
+    /// after it played (see [`CallControl::hang_up_from_tool`]).
     pub goodbye: Option<String>,
-    /// Wait for the speech playing now to finish first (default true). Turn it off when
-    /// calling from inside a tool: the speech that runs the tool only finishes after the tool
-    /// returns (use [`EndCallTool`](super::EndCallTool) there).
+    /// Let what the agent is saying finish first (default true): outside a tool, the speech
+    /// playing now ([`CallControl::hang_up`]); inside one, what the agent said in the step
+    /// that called the tool ([`CallControl::hang_up_from_tool`], through
+    /// [`RunContext::wait_for_playout`]).
     pub wait_for_playout: bool,
     /// What to do on the server.
     pub target: HangupTarget,
@@ -244,8 +248,8 @@ fn room_error(call: &'static str, e: &livekit_api::services::ServiceError) -> Te
     }
 }
 
-/// Says `text` without interruptions and waits until it played.
-async fn say_and_wait(session: &AgentSession, text: &str) {
+/// Says `text` without interruptions; `None` when the session cannot speak.
+fn say_uninterruptible(session: &AgentSession, text: &str) -> Option<crate::voice::SpeechHandle> {
     match session.say(
         text.to_owned(),
         SayOptions {
@@ -253,9 +257,117 @@ async fn say_and_wait(session: &AgentSession, text: &str) {
             ..Default::default()
         },
     ) {
-        Ok(handle) => handle.wait_for_playout().await,
-        Err(e) => tracing::debug!(error = %e, "cannot say the call-control announcement"),
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot say the call-control announcement");
+            None
+        }
     }
+}
+
+/// Says `text` without interruptions and waits until it played.
+async fn say_and_wait(session: &AgentSession, text: &str) {
+    if let Some(handle) = say_uninterruptible(session, text) {
+        handle.wait_for_playout().await;
+    }
+}
+
+/// Closes `session` because its phone call ended ([`CloseReason::CallEnded`]); with `drain`,
+/// queued speech finishes first.
+pub(crate) async fn close_for_call_end(session: &AgentSession, drain: bool) {
+    if drain {
+        if let Some(activity) = session.current_activity() {
+            activity.wait_idle().await;
+        }
+    }
+    session.close_with(CloseReason::CallEnded, None).await;
+}
+
+/// The server side of ending a call (`target`; nothing in console mode or with `None`), then
+/// the job's shutdown with `reason`. Every way of ending a call ends here.
+pub(crate) async fn finish_call(
+    job: &JobContext,
+    target: Option<&HangupTarget>,
+    reason: impl Into<String>,
+) -> Result<(), TelephonyError> {
+    let result = match target {
+        None => Ok(()),
+        Some(_) if job.is_fake_job() => {
+            tracing::info!("console mode: the call would end here");
+            Ok(())
+        }
+        Some(HangupTarget::DeleteRoom) => {
+            tracing::info!(room = job.room_name(), "hanging up: deleting the room");
+            job.api()
+                .room()
+                .delete_room(job.room_name())
+                .await
+                .map_err(|e| room_error("DeleteRoom", &e))
+        }
+        Some(HangupTarget::RemoveParticipant(identity)) => {
+            tracing::info!(participant = %identity, "hanging up: removing the caller");
+            job.api()
+                .room()
+                .remove_participant(job.room_name(), identity)
+                .await
+                .map_err(|e| room_error("RemoveParticipant", &e))
+        }
+    };
+    job.shutdown(reason);
+    result
+}
+
+/// What hanging up waits for before the goodbye.
+enum PlayoutWait<'a> {
+    Nothing,
+    /// The session's current speech (outside tools).
+    CurrentSpeech,
+    /// The words of the step that called this tool.
+    ToolStep(&'a RunContext),
+}
+
+/// The one hang-up path: wait, goodbye, close the session ([`CloseReason::CallEnded`]), then
+/// [`finish_call`].
+async fn hang_up_with(
+    job: &JobContext,
+    session: Option<&AgentSession>,
+    wait: PlayoutWait<'_>,
+    options: HangupOptions,
+) -> Result<(), TelephonyError> {
+    let in_tool = crate::voice::in_tool();
+    if let Some(session) = session.filter(|s| s.is_running()) {
+        match wait {
+            PlayoutWait::Nothing => {}
+            PlayoutWait::ToolStep(ctx) => ctx.wait_for_playout().await,
+            PlayoutWait::CurrentSpeech => {
+                if let Some(speech) = session.current_speech() {
+                    speech.wait_for_playout().await;
+                }
+            }
+        }
+        if let Some(goodbye) = &options.goodbye {
+            if let Some(speech) = say_uninterruptible(session, goodbye) {
+                if in_tool {
+                    // The goodbye plays after the speech running this tool: the tool must
+                    // return first, so the call ends in the background once it played.
+                    let (job, session) = (job.clone(), session.clone());
+                    tokio::spawn(async move {
+                        speech.wait_for_playout().await;
+                        close_for_call_end(&session, false).await;
+                        if let Err(e) =
+                            finish_call(&job, Some(&options.target), options.reason).await
+                        {
+                            tracing::warn!(error = %e, "cannot end the call");
+                        }
+                    });
+                    return Ok(());
+                }
+                speech.wait_for_playout().await;
+            }
+        }
+        close_for_call_end(session, false).await;
+    }
+    finish_call(job, Some(&options.target), options.reason).await
 }
 
 /// Phone-call control for a job: `use livekit_agents::telephony::CallControl;` then call these
@@ -270,11 +382,44 @@ pub trait CallControl {
     ) -> Result<Option<SipParticipantInfo>, TelephonyError>;
 
     /// Hangs up: waits for the current speech (see [`HangupOptions::wait_for_playout`]), says
-    /// the goodbye, closes `session`, deletes the room (or removes the caller) and shuts the
-    /// job down with `options.reason`. In console mode nothing is sent to a server.
+    /// the goodbye, closes `session` ([`CloseReason::CallEnded`]), deletes the room (or
+    /// removes the caller) and shuts the job down with `options.reason`. In console mode
+    /// nothing is sent to a server.
+    ///
+    /// From a tool, use [`hang_up_from_tool`](Self::hang_up_from_tool) (the current speech is
+    /// the one running the tool: waiting for it would never end, so here it is not waited for).
     async fn hang_up(
         &self,
         session: Option<&AgentSession>,
+        options: HangupOptions,
+    ) -> Result<(), TelephonyError>;
+
+    /// Hangs up from inside a tool: "say goodbye, then hang up". What the agent said in the
+    /// step that called the tool (typically its goodbye) plays out first
+    /// ([`RunContext::wait_for_playout`]), then as [`hang_up`](Self::hang_up) on the tool's
+    /// session. With [`HangupOptions::goodbye`] the goodbye is queued after the tool's speech
+    /// and this returns at once: the session closes and the call ends once it played (errors
+    /// are logged).
+    ///
+    /// ```no_run
+    /// use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+    /// use livekit_agents::telephony::{CallControl, HangupOptions};
+    /// use livekit_agents::worker::JobContext;
+    ///
+    /// fn hang_up_tool(job: JobContext) -> FunctionTool {
+    ///     FunctionTool::new("hang_up", "Hang up after saying goodbye.", move |ctx: RunContext, _: ()| {
+    ///         let job = job.clone();
+    ///         async move {
+    ///             job.hang_up_from_tool(&ctx, HangupOptions::default())
+    ///                 .await
+    ///                 .map_err(|e| ToolError::new(e.to_string()))
+    ///         }
+    ///     })
+    /// }
+    /// ```
+    async fn hang_up_from_tool(
+        &self,
+        ctx: &RunContext,
         options: HangupOptions,
     ) -> Result<(), TelephonyError>;
 
@@ -287,10 +432,11 @@ pub trait CallControl {
         options: &TransferOptions,
     ) -> Result<(), TelephonyError>;
 
-    /// The reference's cold transfer: waits for the current speech, says the announcement,
-    /// transfers the caller; on success closes `session` and shuts the job down ("call
-    /// transferred"). On failure the session goes on and the typed error is returned (tell
-    /// the caller; [`SipError::failure`] says why).
+    /// The reference's cold transfer: waits for the current speech, says the announcement
+    /// (outside tools only: from a tool, the model says it before calling the tool),
+    /// transfers the caller; on success closes `session` ([`CloseReason::CallEnded`]) and
+    /// shuts the job down ("call transferred"). On failure the session goes on and the typed
+    /// error is returned (tell the caller; [`SipError::failure`] says why).
     async fn transfer_call(
         &self,
         session: Option<&AgentSession>,
@@ -328,42 +474,31 @@ impl CallControl for JobContext {
         session: Option<&AgentSession>,
         options: HangupOptions,
     ) -> Result<(), TelephonyError> {
-        if let Some(session) = session.filter(|s| s.is_running()) {
-            if options.wait_for_playout {
-                if let Some(speech) = session.current_speech() {
-                    speech.wait_for_playout().await;
-                }
-            }
-            if let Some(goodbye) = &options.goodbye {
-                say_and_wait(session, goodbye).await;
-            }
-            session.close().await;
-        }
-        let result = if self.is_fake_job() {
-            tracing::info!("console mode: the call would end here");
-            Ok(())
+        let wait = if !options.wait_for_playout {
+            PlayoutWait::Nothing
+        } else if crate::voice::in_tool() {
+            tracing::warn!(
+                "hang_up called from a tool: not waiting for the tool's own speech \
+                 (use hang_up_from_tool)"
+            );
+            PlayoutWait::Nothing
         } else {
-            match &options.target {
-                HangupTarget::DeleteRoom => {
-                    tracing::info!(room = self.room_name(), "hanging up: deleting the room");
-                    self.api()
-                        .room()
-                        .delete_room(self.room_name())
-                        .await
-                        .map_err(|e| room_error("DeleteRoom", &e))
-                }
-                HangupTarget::RemoveParticipant(identity) => {
-                    tracing::info!(participant = %identity, "hanging up: removing the caller");
-                    self.api()
-                        .room()
-                        .remove_participant(self.room_name(), identity)
-                        .await
-                        .map_err(|e| room_error("RemoveParticipant", &e))
-                }
-            }
+            PlayoutWait::CurrentSpeech
         };
-        self.shutdown(options.reason);
-        result
+        hang_up_with(self, session, wait, options).await
+    }
+
+    async fn hang_up_from_tool(
+        &self,
+        ctx: &RunContext,
+        options: HangupOptions,
+    ) -> Result<(), TelephonyError> {
+        let wait = if options.wait_for_playout {
+            PlayoutWait::ToolStep(ctx)
+        } else {
+            PlayoutWait::Nothing
+        };
+        hang_up_with(self, ctx.session(), wait, options).await
     }
 
     async fn transfer_sip_participant(
@@ -405,20 +540,30 @@ impl CallControl for JobContext {
         // Check the destination before announcing anything.
         transfer_destination(transfer_to).map_err(|e| SipError::InvalidRequest(e.to_string()))?;
         if let Some(session) = session.filter(|s| s.is_running()) {
-            if let Some(speech) = session.current_speech() {
-                speech.wait_for_playout().await;
-            }
-            if let Some(text) = &options.announcement {
-                say_and_wait(session, text).await;
+            if crate::voice::in_tool() {
+                // The tool's own speech (and anything said after it) plays only once the tool
+                // returned: waiting here would never end.
+                if options.announcement.is_some() {
+                    tracing::warn!(
+                        "transfer_call from a tool: the announcement cannot play before the \
+                         transfer; have the model say it before calling the tool"
+                    );
+                }
+            } else {
+                if let Some(speech) = session.current_speech() {
+                    speech.wait_for_playout().await;
+                }
+                if let Some(text) = &options.announcement {
+                    say_and_wait(session, text).await;
+                }
             }
         }
         self.transfer_sip_participant(participant_identity, transfer_to, &options)
             .await?;
         if let Some(session) = session {
-            session.close().await;
+            close_for_call_end(session, false).await;
         }
-        self.shutdown("call transferred");
-        Ok(())
+        finish_call(self, None, "call transferred").await
     }
 
     async fn dial(&self, call: &OutboundCall) -> Result<proto::SipParticipantInfo, TelephonyError> {

@@ -13,8 +13,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::tools::{send_dtmf_events_tool, DtmfSender};
+use super::tools::{dtmf_sender_for, send_dtmf_events_tool, DtmfSender};
 use crate::voice::{AgentSession, AgentState, ReplyOptions, SessionEvent, UserState};
+use crate::worker::JobContext;
 
 /// Options of the TF-IDF loop detector (the reference's defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -254,70 +255,181 @@ pub enum IvrEvent {
     SilenceDetected,
 }
 
-/// IVR navigation on a session (the reference's `ivr_detection=True`, started explicitly here
-/// so it can also start later, e.g. once a greeting was recognised as a phone menu). Stops
-/// when dropped, on [`IvrDetection::stop`], or when the session closes.
-#[derive(Debug)]
+/// IVR navigation on a session: the reference's `ivr_detection`. Turn it on for a whole session
+/// with [`AgentSessionBuilder::ivr_detection`](crate::voice::AgentSessionBuilder::ivr_detection)
+/// (started by [`JobContext::session_io`](crate::worker::JobContext::session_io) once the
+/// session runs; find it with [`IvrDetection::of`]), or start it explicitly, e.g. once a
+/// greeting was recognised as a phone menu ([`Amd`](super::Amd) does this). Stops when the
+/// last handle of an explicit start is dropped, on [`IvrDetection::stop`], or when the session
+/// closes. Cheap to clone (a handle).
+#[derive(Debug, Clone)]
 pub struct IvrDetection {
+    inner: Arc<IvrShared>,
+}
+
+#[derive(Debug)]
+struct IvrShared {
     events: broadcast::Sender<IvrEvent>,
     stop: CancellationToken,
 }
 
-impl Drop for IvrDetection {
+impl Drop for IvrShared {
     fn drop(&mut self) {
         self.stop.cancel();
     }
 }
 
+/// The running IVR navigations, by session (to find them with [`IvrDetection::of`]).
+static RUNNING: parking_lot::Mutex<Vec<(SessionKey, std::sync::Weak<IvrShared>)>> =
+    parking_lot::Mutex::new(Vec::new());
+
+type SessionKey = std::sync::Weak<crate::voice::session::SessionInner>;
+
+fn session_key(session: &AgentSession) -> SessionKey {
+    Arc::downgrade(&session.inner)
+}
+
+fn running_for(session: &AgentSession) -> Option<Arc<IvrShared>> {
+    let key = session_key(session);
+    let mut running = RUNNING.lock();
+    running.retain(|(s, i)| s.strong_count() > 0 && i.strong_count() > 0);
+    running
+        .iter()
+        .filter(|(s, _)| s.ptr_eq(&key))
+        .find_map(|(_, i)| i.upgrade())
+        .filter(|i| !i.stop.is_cancelled())
+}
+
+/// Gives the current agent the `send_dtmf_events` tool if it does not have it.
+fn ensure_dtmf_tool(session: &AgentSession, sender: &Arc<dyn DtmfSender>) {
+    if let Some(agent) = session.current_agent() {
+        let mut tools = agent.tools();
+        if !tools.iter().any(|t| t.name() == "send_dtmf_events") {
+            tools.push(send_dtmf_events_tool(sender.clone()));
+            agent.update_tools(tools);
+        }
+    }
+}
+
 impl IvrDetection {
     /// Starts IVR navigation: adds `send_dtmf_events` (through `sender`) to the current
-    /// agent's tools, then watches silence and loops. `transcript`, if given, is the greeting
-    /// already heard (fed to the loop detector first).
+    /// agent's tools (and to each agent that becomes active later), then watches silence and
+    /// loops. `transcript`, if given, is the greeting already heard (fed to the loop detector
+    /// first). If navigation already runs on this session, that one is returned.
     pub fn start(
         session: &AgentSession,
         sender: Arc<dyn DtmfSender>,
         options: IvrOptions,
         transcript: Option<String>,
     ) -> Self {
+        if let Some(inner) = running_for(session) {
+            tracing::warn!("IVR detection already started, skipping");
+            return Self { inner };
+        }
         let (events, _) = broadcast::channel(32);
         let stop = CancellationToken::new();
-        if let Some(agent) = session.current_agent() {
-            let mut tools = agent.tools();
-            if !tools.iter().any(|t| t.name() == "send_dtmf_events") {
-                tools.push(send_dtmf_events_tool(sender));
-                agent.update_tools(tools);
-            }
-        }
+        ensure_dtmf_tool(session, &sender);
         let mut detector = TfidfLoopDetector::new(options.loop_detector);
         if let Some(t) = transcript {
             detector.add_chunk(&t);
         }
         let _ = events.send(IvrEvent::Started);
+        let inner = Arc::new(IvrShared {
+            events: events.clone(),
+            stop: stop.clone(),
+        });
+        RUNNING
+            .lock()
+            .push((session_key(session), Arc::downgrade(&inner)));
         tokio::spawn(run(
             session.clone(),
             session.subscribe(),
+            sender,
             detector,
             SilenceWatch::new(options.max_silence_duration),
-            events.clone(),
-            stop.clone(),
+            events,
+            stop,
         ));
-        Self { events, stop }
+        Self { inner }
+    }
+
+    /// Starts navigation (as [`start`](Self::start)) for as long as `session` runs: no handle
+    /// to keep; find it with [`of`](Self::of). What [`Amd`](super::Amd) does on a phone menu.
+    pub fn start_for_session(
+        session: &AgentSession,
+        sender: Arc<dyn DtmfSender>,
+        options: IvrOptions,
+        transcript: Option<String>,
+    ) {
+        let ivr = Self::start(session, sender, options, transcript);
+        let session = session.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = session.wait_closed() => {}
+                _ = ivr.inner.stop.cancelled() => {}
+            }
+            ivr.stop();
+        });
+    }
+
+    /// The navigation running on `session` (started by the session option or explicitly).
+    pub fn of(session: &AgentSession) -> Option<Self> {
+        running_for(session).map(|inner| Self { inner })
     }
 
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<IvrEvent> {
-        self.events.subscribe()
+        self.inner.events.subscribe()
     }
 
     /// Stops watching (the DTMF tool stays with the agent).
     pub fn stop(&self) {
-        self.stop.cancel();
+        self.inner.stop.cancel();
     }
+
+    /// Whether it still runs.
+    pub fn is_running(&self) -> bool {
+        !self.inner.stop.is_cancelled()
+    }
+}
+
+/// The call site of [`SessionOptions::ivr_detection`](crate::voice::SessionOptions::ivr_detection):
+/// once `session` runs, IVR navigation starts with the job's DTMF sender and lives as long as
+/// the session. Nothing when the option is off.
+pub(crate) fn start_for_session_option(ctx: &JobContext, session: &AgentSession) {
+    if !session.options().ivr_detection {
+        return;
+    }
+    let Some(sender) = dtmf_sender_for(ctx) else {
+        tracing::warn!("ivr_detection: the job has no room to send DTMF through");
+        return;
+    };
+    let ctx = ctx.clone();
+    let session = session.clone();
+    let mut rx = session.subscribe();
+    tokio::spawn(async move {
+        // The session is usually started right after its ports were made.
+        while session.current_agent().is_none() {
+            tokio::select! {
+                _ = ctx.wait_for_shutdown() => return,
+                ev = rx.recv() => match ev {
+                    Ok(SessionEvent::Close { .. }) | Err(RecvError::Closed) => return,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                }
+            }
+        }
+        if !session.is_running() {
+            return;
+        }
+        tracing::debug!("IVR detection started (session option)");
+        IvrDetection::start_for_session(&session, sender, IvrOptions::default(), None);
+    });
 }
 
 async fn run(
     session: AgentSession,
     mut rx: broadcast::Receiver<SessionEvent>,
+    sender: Arc<dyn DtmfSender>,
     mut detector: TfidfLoopDetector,
     mut silence: SilenceWatch,
     events: broadcast::Sender<IvrEvent>,
@@ -347,6 +459,8 @@ async fn run(
                     silence.on_user_state(new_state, Instant::now());
                 }
                 Ok(SessionEvent::AgentStateChanged { new_state, .. }) => {
+                    // A handoff brings a new agent: it gets the DTMF tool too.
+                    ensure_dtmf_tool(&session, &sender);
                     silence.on_agent_state(new_state, Instant::now());
                 }
                 Ok(SessionEvent::UserInputTranscribed { transcript, is_final: true, .. }) => {
@@ -361,7 +475,10 @@ async fn run(
                         detector.reset();
                     }
                 }
-                Ok(SessionEvent::Close { .. }) | Err(RecvError::Closed) => return,
+                Ok(SessionEvent::Close { .. }) | Err(RecvError::Closed) => {
+                    stop.cancel();
+                    return;
+                }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
             }
         }

@@ -10,7 +10,8 @@
 //! - Ready tools: [`EndCallTool`] (`end_call`), [`VoicemailTool`]
 //!   (`detected_answering_machine`).
 //! - Warm transfer ([`WarmTransferTask`]): hold, consult a human, merge or come back.
-//! - Answering-machine detection by transcript ([`classify_greeting`]).
+//! - Answering-machine detection ([`Amd`]: the reference's timing rules around an LLM
+//!   classification of the greeting; [`classify_greeting`] for the model call alone).
 //! - IVR navigation ([`IvrDetection`]): DTMF tool, silence and menu-loop handling.
 //!
 //! See `docs/guides/telephony.md`.
@@ -26,7 +27,10 @@ pub mod sip;
 mod tools;
 pub mod warm_transfer;
 
-pub use amd::{classify_greeting, AmdCategory, AmdError};
+pub use amd::{
+    classify_greeting, Amd, AmdCategory, AmdClassifier, AmdError, AmdOptions, AmdPrediction,
+    AmdReason,
+};
 pub use call::{
     transfer_destination, validate_phone_destination, CallControl, HangupOptions, HangupTarget,
     OutboundCall, OutboundCallError, TelephonyError, TransferOptions, OUTBOUND_TRUNK_ENV,
@@ -43,6 +47,6 @@ pub use tools::{
     MAX_DTMF_EVENTS_PER_CALL, VOICEMAIL_HANGUP_DELAY,
 };
 pub use warm_transfer::{
-    format_conversation_history, CallerState, Consultation, HoldAudio, HumanState, SipConsultation,
-    TransferState, WarmTransferHandle, WarmTransferResult, WarmTransferTask,
+    format_conversation_history, CallerState, Consultation, HoldAudio, HumanState, PlayerHoldAudio,
+    SipConsultation, TransferState, WarmTransferHandle, WarmTransferResult, WarmTransferTask,
 };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::call::{CallControl, HangupOptions, HangupTarget};
+use super::call::{close_for_call_end, finish_call, CallControl, HangupOptions, HangupTarget};
 use super::dtmf::DtmfEvent;
 use crate::llm::{FunctionTool, RunContext, ToolError, ToolOutput};
 use crate::voice::{AgentSession, ReplyOptions, SayOptions};
@@ -126,8 +126,9 @@ pub fn send_dtmf_events_tool(sender: Arc<dyn DtmfSender>) -> FunctionTool {
 
 /// The reference's `EndCallTool`: an `end_call` tool. When the model calls it, the tool's output
 /// (`end_instructions`, default "say goodbye to the user") makes the model say goodbye in the
-/// same speech; once that speech is done the session drains and closes, then the room is deleted
-/// (`delete_room`, default true) and the job shuts down.
+/// same speech; once that speech is done the session drains and closes with
+/// [`CloseReason::CallEnded`](crate::voice::CloseReason::CallEnded), then the room is deleted
+/// (`delete_room`, default true) and the job shuts down ("the agent ended the call").
 ///
 /// ```no_run
 /// use livekit_agents::telephony::EndCallTool;
@@ -200,25 +201,13 @@ impl EndCallTool {
                     let end = move || {
                         tokio::spawn(async move {
                             if let Some(session) = &session {
-                                session.drain().await;
+                                close_for_call_end(session, true).await;
                             }
                             if let Some(job) = &this.job {
-                                let result = if this.delete_room {
-                                    job.hang_up(
-                                        None,
-                                        HangupOptions {
-                                            wait_for_playout: false,
-                                            target: HangupTarget::DeleteRoom,
-                                            reason: "the agent ended the call".into(),
-                                            goodbye: None,
-                                        },
-                                    )
-                                    .await
-                                } else {
-                                    job.shutdown("the agent ended the call");
-                                    Ok(())
-                                };
-                                if let Err(e) = result {
+                                let target = this.delete_room.then_some(&HangupTarget::DeleteRoom);
+                                if let Err(e) =
+                                    finish_call(job, target, "the agent ended the call").await
+                                {
                                     tracing::warn!(error = %e, "cannot end the call");
                                 }
                             }
@@ -291,7 +280,7 @@ impl VoicemailTool {
                                     tracing::warn!(error = %e, "cannot hang up after voicemail");
                                 }
                             }
-                            None => session.close().await,
+                            None => close_for_call_end(&session, false).await,
                         }
                     });
                     Ok::<_, ToolError>(ToolOutput::None)

@@ -141,6 +141,68 @@ pub trait HoldAudio: Send + Sync + 'static {
     async fn stop(&self);
 }
 
+/// [`HoldAudio`] through a [`BackgroundAudioPlayer`](crate::background_audio::BackgroundAudioPlayer):
+/// the reference's `hold_audio`, a sound looped while the caller is on hold. Start the player
+/// first (e.g. `player.start_in_job(&ctx, &session)`, which publishes its own track: the
+/// caller hears it while the session's output is off).
+pub struct PlayerHoldAudio {
+    player: crate::background_audio::BackgroundAudioPlayer,
+    sound: crate::background_audio::Sound,
+    playing: Mutex<Option<crate::background_audio::PlayHandle>>,
+}
+
+impl std::fmt::Debug for PlayerHoldAudio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlayerHoldAudio")
+            .field("sound", &self.sound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlayerHoldAudio {
+    /// Loops `sound` on `player` while the caller is on hold.
+    pub fn new(
+        player: crate::background_audio::BackgroundAudioPlayer,
+        sound: impl Into<crate::background_audio::Sound>,
+    ) -> Self {
+        Self {
+            player,
+            sound: sound.into(),
+            playing: Mutex::new(None),
+        }
+    }
+
+    /// The built-in hold music ([`BuiltinAudioClip::HoldMusic`](crate::background_audio::BuiltinAudioClip::HoldMusic)).
+    pub fn hold_music(player: crate::background_audio::BackgroundAudioPlayer) -> Self {
+        Self::new(
+            player,
+            crate::background_audio::AudioConfig::new(
+                crate::background_audio::BuiltinAudioClip::HoldMusic,
+            ),
+        )
+    }
+}
+
+#[async_trait]
+impl HoldAudio for PlayerHoldAudio {
+    async fn start(&self) {
+        match self.player.play(self.sound.clone(), true) {
+            Ok(handle) => {
+                if let Some(old) = self.playing.lock().replace(handle) {
+                    old.stop();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot play the hold audio"),
+        }
+    }
+
+    async fn stop(&self) {
+        if let Some(handle) = self.playing.lock().take() {
+            handle.stop();
+        }
+    }
+}
+
 /// The result of a completed warm transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WarmTransferResult {

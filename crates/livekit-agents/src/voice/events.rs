@@ -83,6 +83,9 @@ pub enum CloseReason {
     Error,
     /// The input ended (e.g. the WAV file or the participant's track ended).
     InputEnded,
+    /// The agent ended the phone call: the `end_call` tool, a hang-up, a voicemail left, or a
+    /// cold transfer (the `telephony` module, feature `server`).
+    CallEnded,
 }
 
 /// An event of a session; subscribe with [`AgentSession::subscribe`](super::AgentSession::subscribe).

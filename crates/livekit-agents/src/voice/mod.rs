@@ -43,5 +43,7 @@ pub use session::{
 };
 pub use speech_handle::{NotInterruptible, SpeechHandle, SpeechPriority, INTERRUPTION_TIMEOUT};
 pub use task::{AgentTask, TaskCompleter, TaskError};
+#[allow(unused_imports)] // used by `telephony` (feature `server`)
+pub(crate) use tool_execution::in_tool;
 pub use tool_execution::CANCELLED_OUTPUT;
 pub use transcription::STANDARD_SPEECH_RATE;

@@ -196,6 +196,10 @@ pub struct SessionOptions {
     /// commit it to the history before the close event (default 2 s, the reference's
     /// `session_close_transcript_timeout`).
     pub session_close_transcript_timeout: Duration,
+    /// Navigate automated phone menus (the reference's `ivr_detection`, default false): with a
+    /// job's ports (`JobContext::session_io`), the agent gets the `send_dtmf_events` tool and
+    /// silence and menu loops are handled (`telephony::IvrDetection`, feature `server`).
+    pub ivr_detection: bool,
 }
 
 impl Default for SessionOptions {
@@ -212,6 +216,7 @@ impl Default for SessionOptions {
             conn_options: crate::types::ApiConnectOptions::default(),
             audio_filter: None,
             session_close_transcript_timeout: Duration::from_secs(2),
+            ivr_detection: false,
         }
     }
 }

@@ -39,10 +39,13 @@ impl JobContext {
         options: RoomOptions,
     ) -> Result<SessionIo, JobError> {
         forward_metrics(self, session);
-        if let Some(console) = &self.inner.console {
-            return crate::cli::console::console_session_io(self, console, session);
-        }
-        self.room_session_io(session, options).await
+        let io = match &self.inner.console {
+            Some(console) => crate::cli::console::console_session_io(self, console, session),
+            None => self.room_session_io(session, options).await,
+        }?;
+        // SessionOptions::ivr_detection: phone-menu navigation once the session runs.
+        crate::telephony::ivr::start_for_session_option(self, session);
+        Ok(io)
     }
 
     #[cfg(not(feature = "room"))]

@@ -254,6 +254,11 @@ impl AgentSessionBuilder {
         self.options.turn_handling = turn_handling;
         self
     }
+    /// Navigate automated phone menus ([`SessionOptions::ivr_detection`], default false).
+    pub fn ivr_detection(mut self, enabled: bool) -> Self {
+        self.options.ivr_detection = enabled;
+        self
+    }
     /// Consecutive tool steps per reply (default 3).
     pub fn max_tool_steps(mut self, steps: u32) -> Self {
         self.options.max_tool_steps = steps;
