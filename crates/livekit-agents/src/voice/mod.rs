@@ -31,7 +31,9 @@ pub use agent::{
     Agent, AgentBehavior, AgentBuilder, AgentContext, DefaultBehavior, ModelSettings, StopResponse,
     UserTurnExceeded,
 };
-pub use events::{AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, UserState};
+pub use events::{
+    AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, TimedSessionEvent, UserState,
+};
 pub use options::{
     EndpointingMode, EndpointingOptions, InterruptionMode, InterruptionOptions,
     PreemptiveGenerationOptions, SessionOptions, TurnDetection, TurnHandlingOptions,
