@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use livekit_agents::io::memory::{audio_input_channel, AudioInputSender, MemoryAudioOutput};
 use livekit_agents::testing::{FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeVad, UserSpeech};
+use livekit_agents::voice::SessionReport;
 use livekit_agents::voice::*;
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -131,4 +132,411 @@ async fn events_carry_created_at_and_listening_is_stamped_with_the_last_speech()
     assert!(gap >= ms(290), "{gap:?}");
     assert!(SystemTime::now() >= listening.created_at);
     s.session.close().await;
+}
+
+mod spans {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::registry::LookupSpan;
+    use tracing_subscriber::Layer;
+
+    #[derive(Debug, Clone, Default)]
+    pub struct SpanRec {
+        pub name: String,
+        pub parent: Option<u64>,
+        pub fields: HashMap<String, String>,
+        pub closed: bool,
+    }
+
+    type Records = Arc<Mutex<Vec<(u64, SpanRec)>>>;
+
+    /// Spans of the `livekit_agents::telemetry` target, per test thread. One global subscriber
+    /// routes each span to the recorder of the thread that made it (each paused-clock test runs
+    /// on its own thread): thread-local default subscribers race on callsite interest when tests
+    /// run in parallel.
+    #[derive(Clone, Default)]
+    pub struct Recorder(pub Records);
+
+    static ROUTES: std::sync::OnceLock<Mutex<HashMap<std::thread::ThreadId, Records>>> =
+        std::sync::OnceLock::new();
+
+    fn routes() -> &'static Mutex<HashMap<std::thread::ThreadId, Records>> {
+        ROUTES.get_or_init(Default::default)
+    }
+
+    fn mine() -> Option<Records> {
+        routes().lock().get(&std::thread::current().id()).cloned()
+    }
+
+    #[derive(Clone, Default)]
+    struct Router;
+
+    struct V<'a>(&'a mut HashMap<String, String>);
+    impl Visit for V<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0
+                .insert(field.name().to_string(), format!("{value:?}"));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_string(), value.to_string());
+        }
+    }
+
+    impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Router {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+            if !attrs
+                .metadata()
+                .target()
+                .starts_with("livekit_agents::telemetry")
+            {
+                return;
+            }
+            let Some(records) = mine() else { return };
+            let parent = if attrs.is_root() {
+                None
+            } else if let Some(p) = attrs.parent() {
+                Some(p.into_u64())
+            } else {
+                ctx.current_span().id().map(|i| i.into_u64())
+            };
+            let mut rec = SpanRec {
+                name: attrs.metadata().name().to_string(),
+                parent,
+                ..Default::default()
+            };
+            attrs.record(&mut V(&mut rec.fields));
+            records.lock().push((id.into_u64(), rec));
+        }
+        fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
+            let Some(records) = mine() else { return };
+            let mut all = records.lock();
+            if let Some((_, rec)) = all.iter_mut().rev().find(|(i, _)| *i == id.into_u64()) {
+                values.record(&mut V(&mut rec.fields));
+            }
+        }
+        fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
+            let Some(records) = mine() else { return };
+            let mut all = records.lock();
+            if let Some((_, rec)) = all.iter_mut().rev().find(|(i, _)| *i == id.into_u64()) {
+                rec.closed = true;
+            }
+        }
+    }
+
+    /// Stops recording this thread's spans when dropped.
+    pub struct Installed;
+
+    impl Drop for Installed {
+        fn drop(&mut self) {
+            routes().lock().remove(&std::thread::current().id());
+        }
+    }
+
+    impl Recorder {
+        /// Records the spans of this thread from now on.
+        pub fn install(&self) -> Installed {
+            static GLOBAL: std::sync::Once = std::sync::Once::new();
+            GLOBAL.call_once(|| {
+                let subscriber = tracing_subscriber::registry().with(Router);
+                tracing::subscriber::set_global_default(subscriber).unwrap();
+            });
+            routes()
+                .lock()
+                .insert(std::thread::current().id(), self.0.clone());
+            Installed
+        }
+        pub fn spans(&self) -> Vec<(u64, SpanRec)> {
+            self.0.lock().clone()
+        }
+        pub fn named(&self, name: &str) -> Vec<(u64, SpanRec)> {
+            self.spans()
+                .into_iter()
+                .filter(|(_, s)| s.name == name)
+                .collect()
+        }
+        pub fn parent_name(&self, rec: &SpanRec) -> Option<String> {
+            let all = self.spans();
+            rec.parent.and_then(|p| {
+                all.iter()
+                    .rev()
+                    .find(|(i, _)| *i == p)
+                    .map(|(_, s)| s.name.clone())
+            })
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn spans_of_a_scripted_session_form_one_tree() {
+    let recorder = spans::Recorder::default();
+    let _guard = recorder.install();
+    let s = scripted_session().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    s.session.close().await;
+    tokio::time::sleep(ms(10)).await;
+
+    let root = recorder.named("agent_session");
+    assert_eq!(root.len(), 1, "{:?}", recorder.spans());
+    assert!(root[0].1.parent.is_none());
+    assert!(root[0].1.closed);
+    assert_eq!(root[0].1.fields["lk.close_reason"], "UserInitiated");
+
+    let turns = recorder.named("user_turn");
+    assert_eq!(turns.len(), 1);
+    assert_eq!(
+        recorder.parent_name(&turns[0].1).as_deref(),
+        Some("agent_session")
+    );
+    // Transcripts are off by default.
+    assert!(!turns[0].1.fields.contains_key("lk.pii.user_transcript"));
+
+    let eou = recorder.named("eou_detection");
+    assert_eq!(eou.len(), 1);
+    assert_eq!(
+        recorder.parent_name(&eou[0].1).as_deref(),
+        Some("user_turn")
+    );
+    assert!(eou[0].1.fields.contains_key("lk.end_of_turn_delay"));
+
+    let agent_turns = recorder.named("agent_turn");
+    assert_eq!(agent_turns.len(), 1);
+    let speech_id = agent_turns[0].1.fields["lk.speech_id"].clone();
+    assert!(speech_id.starts_with("speech_"), "{speech_id}");
+    assert_eq!(agent_turns[0].1.fields["lk.interrupted"], "false");
+    assert!(agent_turns[0].1.closed);
+
+    let llm = recorder.named("llm_request");
+    assert_eq!(llm.len(), 1);
+    let f = &llm[0].1.fields;
+    assert_eq!(
+        recorder.parent_name(&llm[0].1).as_deref(),
+        Some("agent_turn")
+    );
+    assert_eq!(f["lk.speech_id"], speech_id);
+    assert!(f.contains_key("gen_ai.request.model"));
+    assert!(f.contains_key("gen_ai.provider.name"));
+    let ttft: f64 = f["lk.response.ttft"].parse().unwrap();
+    assert!((ttft - 0.2).abs() < 0.01, "ttft {ttft}");
+    assert!(f.contains_key("gen_ai.usage.output_tokens"));
+    assert_eq!(f["lk.cancelled"], "false");
+
+    let tts = recorder.named("tts_request");
+    assert_eq!(tts.len(), 1);
+    let f = &tts[0].1.fields;
+    assert_eq!(
+        recorder.parent_name(&tts[0].1).as_deref(),
+        Some("agent_turn")
+    );
+    let ttfb: f64 = f["lk.response.ttfb"].parse().unwrap();
+    assert!((ttfb - 0.1).abs() < 0.05, "ttfb {ttfb}");
+
+    let speaking = recorder.named("agent_speaking");
+    assert_eq!(speaking.len(), 1);
+    assert_eq!(speaking[0].1.fields["lk.speech_id"], speech_id);
+    assert_eq!(
+        recorder.parent_name(&speaking[0].1).as_deref(),
+        Some("agent_turn")
+    );
+
+    // No audio and no secrets: every attribute is short.
+    for (_, s) in recorder.spans() {
+        for v in s.fields.values() {
+            assert!(v.len() < 200, "{v}");
+        }
+    }
+}
+
+/// Two user turns: the first answered with a tool call then text, the second with text.
+async fn tool_session(
+    record: bool,
+) -> (
+    AgentSession,
+    Option<livekit_agents::voice::ReportHandle>,
+    AudioInputSender,
+) {
+    use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+    let speeches = vec![
+        UserSpeech::new(0.5, 1.5, "What's the weather?"),
+        UserSpeech::new(6.0, 7.0, "Thanks"),
+    ];
+    let mut options = SessionOptions::default();
+    options.user_away_timeout = None;
+    options.turn_handling.preemptive_generation.enabled = false;
+    let weather = FunctionTool::raw(
+        "get_weather",
+        "The weather.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        |_ctx: RunContext, _a: serde_json::Value| async move { Ok::<_, ToolError>("sunny") },
+    );
+    let session = AgentSession::builder()
+        .vad(Arc::new(FakeVad::new(speeches.clone())))
+        .stt(Arc::new(FakeStt::new(speeches)))
+        .llm(Arc::new(FakeLlm::new(vec![
+            FakeLlmResponse::tool_call("get_weather", "{}", ms(150)),
+            FakeLlmResponse::text("It is sunny.", ms(200)),
+            FakeLlmResponse::text("You're welcome.", ms(200)),
+        ])))
+        .tts(Arc::new(FakeTts::new(ms(100), ms(800))))
+        .options(options)
+        .build();
+    let report = record.then(|| session.record_report());
+    let (audio, input) = audio_input_channel();
+    session
+        .start(
+            Agent::builder()
+                .instructions("You are a weather bot.")
+                .id("weather_agent")
+                .tool(weather)
+                .build(),
+            SessionIo {
+                audio_input: Some(input),
+                audio_output: Some(Arc::new(MemoryAudioOutput::new())),
+                text_output: None,
+            },
+        )
+        .await
+        .unwrap();
+    (session, report, audio)
+}
+
+#[tokio::test(start_paused = true)]
+async fn session_report_has_history_events_turn_metrics_usage_and_close_reason() {
+    let (session, report, _audio) = tool_session(true).await;
+    let report_handle = report.unwrap();
+    let hooked: Arc<Mutex<Option<SessionReport>>> = Arc::default();
+    let sink = hooked.clone();
+    let _hook = session.on_session_end(move |r| *sink.lock() = Some(r));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    session.close().await;
+    let r = report_handle.wait().await.expect("report");
+    tokio::time::sleep(ms(10)).await;
+    // The hook got the report too (registered after start: it missed the first events).
+    let from_hook = hooked.lock().clone().expect("on_session_end ran");
+    assert_eq!(from_hook.chat_history, r.chat_history);
+    assert_eq!(from_hook.close_reason, r.close_reason);
+    assert!(from_hook.events.len() < r.events.len());
+
+    assert_eq!(r.close_reason.as_deref(), Some("user_initiated"));
+    assert_eq!(r.close_error, None);
+    assert_eq!(r.user_turns, 2);
+    assert_eq!(r.agents.len(), 1);
+    assert_eq!(r.agents[0].id, "weather_agent");
+    assert_eq!(r.options["max_tool_steps"], 3);
+    assert_eq!(r.errors["llm"], 0);
+    // History: user, tool call, tool output, agent, user, agent.
+    let kinds: Vec<String> = r
+        .chat_history
+        .items()
+        .iter()
+        .map(|i| match i {
+            livekit_agents::llm::ChatItem::Message(m) => {
+                format!("{:?}:{}", m.role, m.text_content().unwrap_or_default())
+            }
+            livekit_agents::llm::ChatItem::FunctionCall(c) => format!("call:{}", c.name),
+            livekit_agents::llm::ChatItem::FunctionCallOutput(o) => format!("output:{}", o.output),
+            _ => "other".into(),
+        })
+        .filter(|k| !k.starts_with("System"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "User:What's the weather?",
+            "call:get_weather",
+            "output:sunny",
+            "Assistant:It is sunny.",
+            "User:Thanks",
+            "Assistant:You're welcome."
+        ]
+    );
+    // Every event has created_at and an offset; offsets never go back except for the
+    // back-dated user_state_changed(listening).
+    assert!(r.events.iter().all(|e| e.created_at > 1.0e9));
+    assert_eq!(r.events.last().unwrap().kind, "close");
+    assert!(r.events.iter().all(|e| e.kind != "metrics_collected"));
+    let listening: Vec<f64> = r
+        .events
+        .iter()
+        .filter(|e| e.kind == "user_state_changed" && e.data["new_state"] == "listening")
+        .map(|e| e.offset)
+        .collect();
+    assert_eq!(listening.len(), 2);
+    assert!((listening[0] - 1.5).abs() < 0.01, "{listening:?}");
+    assert!((listening[1] - 7.0).abs() < 0.01, "{listening:?}");
+    assert!(r.events.iter().any(|e| e.kind == "function_tools_executed"
+        && e.data["function_calls"][0]["name"] == "get_weather"));
+    // Metrics per turn: the first user turn's speech made two LLM requests (tool, then text).
+    assert!(r.turns.len() >= 2, "{:#?}", r.turns);
+    let first = &r.turns[0];
+    assert!((first.llm_ttft.unwrap() - 0.15).abs() < 0.01, "{first:?}");
+    assert!(first.end_of_utterance_delay.is_some(), "{first:?}");
+    assert!(r.turns.iter().any(|t| t.tts_ttfb.is_some()));
+    // Usage per model.
+    let llm = r.usage.iter().find(|u| u.kind == "llm").unwrap();
+    assert_eq!(llm.requests, 3);
+    let tts = r.usage.iter().find(|u| u.kind == "tts").unwrap();
+    assert!(tts.requests >= 2);
+    assert!(tts.characters_count > 0);
+    // JSON: the reference's keys.
+    let json = r.to_json();
+    for key in [
+        "job_id",
+        "room_id",
+        "room",
+        "events",
+        "options",
+        "chat_history",
+        "timestamp",
+        "usage",
+        "close_reason",
+        "user_turns",
+        "errors",
+        "started_at",
+        "duration",
+        "turns",
+    ] {
+        assert!(json.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(json["events"][0]["type"], r.events[0].kind.as_str());
+}
+
+#[tokio::test(start_paused = true)]
+async fn tool_calls_get_function_tool_spans_under_their_speech() {
+    let recorder = spans::Recorder::default();
+    let _guard = recorder.install();
+    let (session, _, _audio) = tool_session(false).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    session.close().await;
+    let tools = recorder.named("function_tool");
+    assert_eq!(tools.len(), 1, "{:?}", recorder.spans());
+    let f = &tools[0].1.fields;
+    assert_eq!(f["lk.function_tool.name"], "get_weather");
+    assert_eq!(f["lk.function_tool.is_error"], "false");
+    assert_eq!(
+        recorder.parent_name(&tools[0].1).as_deref(),
+        Some("agent_turn")
+    );
+    let turn_ids: Vec<String> = recorder
+        .named("agent_turn")
+        .iter()
+        .map(|(_, s)| s.fields["lk.speech_id"].clone())
+        .collect();
+    assert!(turn_ids.contains(&f["lk.speech_id"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn transcripts_are_on_spans_only_when_enabled() {
+    let recorder = spans::Recorder::default();
+    let _guard = recorder.install();
+    let s = scripted_session().await;
+    s.session.set_trace_content(true);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    s.session.close().await;
+    let turns = recorder.named("user_turn");
+    assert_eq!(turns[0].1.fields["lk.pii.user_transcript"], "Hello there");
 }

@@ -21,6 +21,7 @@ pub mod options;
 mod playout;
 mod realtime;
 mod recognition;
+pub mod report;
 pub mod session;
 pub mod speech_handle;
 pub mod task;
@@ -39,6 +40,7 @@ pub use options::{
     PreemptiveGenerationOptions, SessionOptions, TurnDetection, TurnHandlingOptions,
     UserTurnLimitOptions,
 };
+pub use report::{ReportHandle, SessionReport};
 pub use session::{
     AgentSession, AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText,
     SessionError, SessionIo,

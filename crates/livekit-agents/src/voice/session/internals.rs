@@ -62,6 +62,7 @@ impl AgentSession {
         if self.close_emitted() {
             return;
         }
+        self.inner.telemetry.observe(&event);
         if self.inner.timed_events.receiver_count() > 0 {
             let _ = self
                 .inner

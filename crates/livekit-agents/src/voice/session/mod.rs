@@ -72,6 +72,8 @@ pub(crate) struct SessionInner {
     /// Set once the `Close` event was sent: nothing is emitted or recorded after it (a tool
     /// that closed the session and then returned adds nothing).
     pub close_emitted: std::sync::atomic::AtomicBool,
+    /// Spans of this session (`crate::telemetry`), fed by the events.
+    pub telemetry: Arc<crate::telemetry::SessionTelemetry>,
 }
 
 /// One conversation between a user and agents. Cheap to clone (a handle).
@@ -141,6 +143,7 @@ impl AgentSession {
                 pending_updates,
                 closed,
                 close_emitted: std::sync::atomic::AtomicBool::new(false),
+                telemetry: Arc::default(),
                 state: Mutex::new(SessionState {
                     started: false,
                     closed: false,
