@@ -540,3 +540,79 @@ async fn transcripts_are_on_spans_only_when_enabled() {
     let turns = recorder.named("user_turn");
     assert_eq!(turns[0].1.fields["lk.pii.user_transcript"], "Hello there");
 }
+
+#[cfg(feature = "server")]
+#[tokio::test(start_paused = true)]
+async fn console_writes_the_session_report_to_a_file() {
+    use livekit_agents::cli::{run_console, ConsoleOptions};
+    use livekit_agents::worker::{JobContext, WorkerOptions};
+
+    #[derive(Clone, Default)]
+    struct Sink;
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let dir = tempfile::Builder::new()
+        .prefix("lk-report-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("report.json");
+    let llm = FakeLlm::new(vec![FakeLlmResponse::text("Hi there!", ms(300))]);
+    let tts = FakeTts::new(ms(200), Duration::from_secs(1));
+    let opts = WorkerOptions::new(move |ctx: JobContext| {
+        let (llm, tts) = (llm.clone(), tts.clone());
+        async move {
+            let session = AgentSession::builder()
+                .llm(Arc::new(llm))
+                .tts(Arc::new(tts))
+                .build();
+            let io = ctx.session_io(&session).await?;
+            session
+                .start(Agent::new("You are a test agent."), io)
+                .await?;
+            Ok(())
+        }
+    });
+    run_console(
+        opts,
+        ConsoleOptions {
+            text: true,
+            text_input: Some(Box::new(std::io::Cursor::new(b"hello\n".to_vec()))),
+            display: Some(Box::new(Sink)),
+            report: Some(path.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(json["job_id"].as_str().unwrap().starts_with("console-job-"));
+    assert_eq!(json["room"], "console-room");
+    assert_eq!(json["user_turns"], 1);
+    assert!(json["close_reason"].is_string());
+    let items = json["chat_history"]["items"].as_array().unwrap();
+    let texts: Vec<String> = items
+        .iter()
+        .filter(|i| i["type"] == "message" && i["role"] != "system")
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["role"].as_str().unwrap(),
+                i["content"][0]["text"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(texts, ["user:hello", "assistant:Hi there!"]);
+    assert!(json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["created_at"].as_f64().unwrap() > 1.0e9));
+}

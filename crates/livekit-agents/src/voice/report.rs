@@ -274,6 +274,8 @@ pub struct ReportBuilder {
     close: Option<(String, Option<String>)>,
     /// End-of-turn metrics waiting for the speech that answers the turn (they come first).
     pending_eou: Option<(f64, f64)>,
+    /// Job id, room name, agent name (of the job running when the builder was made).
+    job: (String, String, String),
 }
 
 impl Default for ReportBuilder {
@@ -283,7 +285,7 @@ impl Default for ReportBuilder {
 }
 
 impl ReportBuilder {
-    /// A builder for a session starting now.
+    /// A builder for a session starting now (in the current job, if any).
     pub fn new() -> Self {
         let mut errors = BTreeMap::new();
         for k in ["llm", "stt", "tts", "realtime"] {
@@ -300,6 +302,7 @@ impl ReportBuilder {
             errors,
             close: None,
             pending_eou: None,
+            job: job_info(),
         }
     }
 
@@ -468,7 +471,7 @@ impl ReportBuilder {
             .iter()
             .filter(|i| matches!(i, ChatItem::Message(m) if m.role == ChatRole::User))
             .count();
-        let (job_id, room, agent_name) = job_info();
+        let (job_id, room, agent_name) = self.job;
         let (close_reason, close_error) = match self.close {
             Some((r, e)) => (Some(r), e),
             None => (None, None),
@@ -569,8 +572,8 @@ impl AgentSession {
         let (done_tx, done) = tokio::sync::watch::channel(false);
         let weak = Arc::downgrade(&self.inner);
         let slot = report.clone();
+        let mut builder = ReportBuilder::new();
         tokio::spawn(async move {
-            let mut builder = ReportBuilder::new();
             loop {
                 match rx.recv().await {
                     Ok(ev) => {
