@@ -616,3 +616,164 @@ async fn console_writes_the_session_report_to_a_file() {
         .iter()
         .all(|e| e["created_at"].as_f64().unwrap() > 1.0e9));
 }
+
+/// Runs of non-zero samples as `(start, end)` seconds.
+fn runs(samples: &[i16], rate: u32) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, s) in samples.iter().enumerate() {
+        match (start, *s != 0) {
+            (None, true) => start = Some(i),
+            (Some(b), false) => {
+                out.push((b as f64 / rate as f64, i as f64 / rate as f64));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(b) = start {
+        out.push((b as f64 / rate as f64, samples.len() as f64 / rate as f64));
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn recording_has_the_user_and_what_the_agent_actually_played() {
+    use livekit_agents::audio::AudioFrame;
+    use livekit_agents::telemetry::recording::{CallRecorder, RecordingOptions};
+
+    // The user speaks at 0.5-1.5 s, then interrupts the 5 s reply at 3.0-4.5 s.
+    let speeches = vec![
+        UserSpeech::new(0.5, 1.5, "Hello there"),
+        UserSpeech::new(3.0, 4.5, "Wait, stop"),
+    ];
+    let mut options = SessionOptions::default();
+    options.user_away_timeout = None;
+    options.turn_handling.preemptive_generation.enabled = false;
+    let session = AgentSession::builder()
+        .vad(Arc::new(FakeVad::new(speeches.clone())))
+        .stt(Arc::new(FakeStt::new(speeches.clone())))
+        .llm(Arc::new(FakeLlm::new(vec![
+            FakeLlmResponse::text("Let me tell you a long story about the sea.", ms(200)),
+            FakeLlmResponse::text("OK.", ms(200)),
+        ])))
+        .tts(Arc::new(
+            FakeTts::new(ms(100), Duration::from_secs(5)).with_amplitude(1000),
+        ))
+        .options(options)
+        .build();
+    let recorder = CallRecorder::new(RecordingOptions::default());
+    let report = session.record_report_at(recorder.origin());
+    let (audio, input) = audio_input_channel();
+    let output = MemoryAudioOutput::new().with_retention(Duration::MAX);
+    let io = recorder.wrap_io(SessionIo {
+        audio_input: Some(input),
+        audio_output: Some(Arc::new(output.clone())),
+        text_output: None,
+    });
+    session
+        .start(Agent::new("You are a storyteller."), io)
+        .await
+        .unwrap();
+    let t0 = recorder.origin();
+    // The user's microphone: 10 ms frames at 16 kHz, loud while speaking.
+    let mic = tokio::spawn(async move {
+        for i in 0..1200u32 {
+            let t = f64::from(i) * 0.01;
+            let loud = speeches.iter().any(|s| t >= s.start && t < s.end);
+            let mut frame = AudioFrame::silence(16_000, 1, 160);
+            if loud {
+                frame.data.fill(2000);
+            }
+            tokio::time::sleep_until(t0 + Duration::from_secs_f64(t + 0.01)).await;
+            if !audio.send(frame) {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    session.close().await;
+    mic.abort();
+    let report = report.wait().await.unwrap();
+
+    let rate = recorder.sample_rate();
+    let (user, agent) = recorder.tracks();
+    assert_eq!(user.len(), agent.len());
+    let user_runs = runs(&user, rate);
+    assert_eq!(user_runs.len(), 2, "{user_runs:?}");
+    for ((b, e), s) in user_runs.iter().zip([(0.5, 1.5), (3.0, 4.5)]) {
+        assert!(
+            (b - s.0).abs() < 0.02 && (e - s.1).abs() < 0.02,
+            "{user_runs:?}"
+        );
+    }
+
+    // The agent track holds what the output played: the first reply cut where playout
+    // stopped, then the second reply.
+    let played = output.played();
+    let mut segments: Vec<(f64, f64)> = Vec::new();
+    for f in &played {
+        let b = f.at.duration_since(t0).as_secs_f64();
+        let e = b + f.frame.duration_secs();
+        match segments.last_mut() {
+            Some(last) if (b - last.1).abs() < 0.001 => last.1 = e,
+            _ => segments.push((b, e)),
+        }
+    }
+    let agent_runs = runs(&agent, rate);
+    assert_eq!(
+        agent_runs.len(),
+        segments.len(),
+        "{agent_runs:?} vs {segments:?}"
+    );
+    for (r, s) in agent_runs.iter().zip(&segments) {
+        assert!(
+            (r.0 - s.0).abs() < 0.02 && (r.1 - s.1).abs() < 0.02,
+            "{agent_runs:?} vs {segments:?}"
+        );
+    }
+    let first = agent_runs[0];
+    assert!(
+        first.1 - first.0 < 4.0,
+        "the interrupted reply was cut: {first:?}"
+    );
+    assert!(
+        first.1 > 3.0 && first.1 < 4.0,
+        "cut at the interruption: {first:?}"
+    );
+    let interrupted = report
+        .chat_history
+        .items()
+        .iter()
+        .any(|i| matches!(i, livekit_agents::llm::ChatItem::Message(m) if m.interrupted));
+    assert!(interrupted);
+
+    // The report's event offsets are offsets into the recording.
+    let speaking: Vec<f64> = report
+        .events
+        .iter()
+        .filter(|e| e.kind == "agent_state_changed" && e.data["new_state"] == "speaking")
+        .map(|e| e.offset)
+        .collect();
+    assert_eq!(speaking.len(), 2, "{speaking:?}");
+    assert!(
+        (speaking[0] - first.0).abs() < 0.05,
+        "{speaking:?} vs {first:?}"
+    );
+
+    // The WAV: stereo, user left, agent right.
+    let dir = tempfile::Builder::new()
+        .prefix("lk-rec-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("call.wav");
+    recorder.write_wav(&path).unwrap();
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    assert_eq!(reader.spec().channels, 2);
+    assert_eq!(reader.spec().sample_rate, rate);
+    let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!(left, user);
+    assert_eq!(right, agent);
+}

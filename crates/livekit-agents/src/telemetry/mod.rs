@@ -22,6 +22,7 @@
 
 #[cfg(feature = "otel")]
 pub mod otel;
+pub mod recording;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -542,7 +542,16 @@ impl AgentSession {
     /// Starts collecting this session's [`SessionReport`] (call before `start` to see every
     /// event); the report is ready when the session closes.
     pub fn record_report(&self) -> ReportHandle {
-        self.record_report_then(|_| {})
+        self.record_report_then(ReportBuilder::new(), |_| {})
+    }
+
+    /// As [`record_report`](Self::record_report), with event offsets measured from `origin`
+    /// (e.g. a [`CallRecorder`](crate::telemetry::recording::CallRecorder)'s, so they are
+    /// offsets into the recording).
+    pub fn record_report_at(&self, origin: tokio::time::Instant) -> ReportHandle {
+        let mut builder = ReportBuilder::new();
+        builder.started = origin;
+        self.record_report_then(builder, |_| {})
     }
 
     /// Calls `hook` with the session's report when it closes (the reference's
@@ -560,11 +569,12 @@ impl AgentSession {
         &self,
         hook: impl FnOnce(SessionReport) + Send + 'static,
     ) -> ReportHandle {
-        self.record_report_then(hook)
+        self.record_report_then(ReportBuilder::new(), hook)
     }
 
     fn record_report_then(
         &self,
+        mut builder: ReportBuilder,
         hook: impl FnOnce(SessionReport) + Send + 'static,
     ) -> ReportHandle {
         let mut rx = self.subscribe_timed();
@@ -572,7 +582,6 @@ impl AgentSession {
         let (done_tx, done) = tokio::sync::watch::channel(false);
         let weak = Arc::downgrade(&self.inner);
         let slot = report.clone();
-        let mut builder = ReportBuilder::new();
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
