@@ -777,3 +777,163 @@ async fn recording_has_the_user_and_what_the_agent_actually_played() {
     assert_eq!(left, user);
     assert_eq!(right, agent);
 }
+
+/// `(offset ms, name, detail)` of events, for comparing two runs (ids and wall-clock times
+/// differ between runs; order, times on tokio's clock and content must not).
+fn event_trace(events: &[TimedSessionEvent], origin: Instant) -> Vec<(u128, String, String)> {
+    events
+        .iter()
+        .map(|e| {
+            let detail = match &e.event {
+                SessionEvent::ConversationItemAdded { item } => match item {
+                    livekit_agents::llm::ChatItem::Message(m) => format!(
+                        "{:?}:{}:{}",
+                        m.role,
+                        m.text_content().unwrap_or_default(),
+                        m.interrupted
+                    ),
+                    livekit_agents::llm::ChatItem::FunctionCall(c) => format!("call:{}", c.name),
+                    livekit_agents::llm::ChatItem::FunctionCallOutput(o) => {
+                        format!("output:{}", o.output)
+                    }
+                    _ => "other".into(),
+                },
+                SessionEvent::AgentStateChanged { new_state, .. } => format!("{new_state:?}"),
+                SessionEvent::UserStateChanged { new_state, .. } => format!("{new_state:?}"),
+                SessionEvent::UserInputTranscribed { transcript, .. } => transcript.clone(),
+                SessionEvent::MetricsCollected { metrics } => format!("{metrics:?}")
+                    .split('{')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => String::new(),
+            };
+            (
+                e.instant.saturating_duration_since(origin).as_millis(),
+                e.event.name().to_string(),
+                detail,
+            )
+        })
+        .collect()
+}
+
+fn history_trace(h: &livekit_agents::llm::ChatContext) -> Vec<String> {
+    h.items()
+        .iter()
+        .map(|i| match i {
+            livekit_agents::llm::ChatItem::Message(m) => format!(
+                "{:?}:{}:{}",
+                m.role,
+                m.text_content().unwrap_or_default(),
+                m.interrupted
+            ),
+            livekit_agents::llm::ChatItem::FunctionCall(c) => {
+                format!("call:{}:{}", c.name, c.arguments)
+            }
+            livekit_agents::llm::ChatItem::FunctionCallOutput(o) => {
+                format!("output:{}:{}", o.output, o.is_error)
+            }
+            _ => "other".into(),
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recorded_session_replays_to_the_same_history_and_events() {
+    use livekit_agents::audio::AudioFrame;
+    use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+    use livekit_agents::testing::replay::{replay, ReplaySetup, TapeRecorder};
+
+    // A weather turn with a tool call, then the user interrupts the long answer.
+    let speeches = vec![
+        UserSpeech::new(0.5, 1.5, "What's the weather?"),
+        UserSpeech::new(4.0, 5.0, "Stop, thanks"),
+    ];
+    let mut options = SessionOptions::default();
+    options.user_away_timeout = None;
+    options.turn_handling.preemptive_generation.enabled = false;
+    let make_agent = || {
+        let weather = FunctionTool::raw(
+            "get_weather",
+            "The weather.",
+            serde_json::json!({"type": "object", "properties": {}}),
+            |_ctx: RunContext, _a: serde_json::Value| async move { Ok::<_, ToolError>("sunny") },
+        );
+        Agent::builder()
+            .instructions("You are a weather bot.")
+            .id("weather_agent")
+            .tool(weather)
+            .build()
+    };
+    let vad: Arc<dyn livekit_agents::vad::Vad> = Arc::new(FakeVad::new(speeches.clone()));
+    let tape = TapeRecorder::new();
+    let origin = Instant::now();
+    let session = AgentSession::builder()
+        .vad(vad.clone())
+        .stt(tape.stt(Arc::new(FakeStt::new(speeches.clone()))))
+        .llm(tape.llm(Arc::new(FakeLlm::new(vec![
+            FakeLlmResponse::tool_call("get_weather", "{}", ms(150)),
+            FakeLlmResponse::text("It is sunny and warm all day long by the sea.", ms(200)),
+            FakeLlmResponse::text("You're welcome.", ms(250)),
+        ]))))
+        .tts(tape.tts(Arc::new(
+            FakeTts::new(ms(100), Duration::from_secs(4)).with_amplitude(500),
+        )))
+        .options(options.clone())
+        .build();
+    let recorded: Arc<Mutex<Vec<TimedSessionEvent>>> = Arc::default();
+    let mut rx = session.subscribe_timed();
+    let sink = recorded.clone();
+    tokio::spawn(async move {
+        while let Ok(ev) = rx.recv().await {
+            sink.lock().push(ev);
+        }
+    });
+    let (audio, input) = audio_input_channel();
+    let output = MemoryAudioOutput::new();
+    session
+        .start(
+            make_agent(),
+            SessionIo {
+                audio_input: Some(tape.wrap_input(input)),
+                audio_output: Some(Arc::new(output.clone())),
+                text_output: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mic_speeches = speeches.clone();
+    let mic = tokio::spawn(async move {
+        for i in 0..1200u32 {
+            let t = f64::from(i) * 0.01;
+            let mut frame = AudioFrame::silence(16_000, 1, 160);
+            if mic_speeches.iter().any(|s| t >= s.start && t < s.end) {
+                frame.data.fill(2000);
+            }
+            tokio::time::sleep_until(origin + Duration::from_secs_f64(t + 0.01)).await;
+            if !audio.send(frame) {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep_until(origin + Duration::from_secs(12)).await;
+    session.close().await;
+    mic.abort();
+    tokio::task::yield_now().await;
+    let recorded_events = event_trace(&recorded.lock(), origin);
+    let recorded_history = history_trace(&session.history());
+    assert!(
+        recorded_history.iter().any(|h| h.ends_with(":true")),
+        "the scenario has an interrupted reply: {recorded_history:#?}"
+    );
+    let tape = tape.tape();
+    assert_eq!(tape.llm.len(), 3);
+    assert!(!tape.user_audio.is_empty());
+
+    let mut setup = ReplaySetup::new(Some(vad), Duration::from_secs(12));
+    setup.options = options;
+    let again = replay(&tape, make_agent(), setup).await;
+    assert_eq!(history_trace(&again.history), recorded_history);
+    assert_eq!(event_trace(&again.events, again.origin), recorded_events);
+    assert_eq!(again.output.played_duration(), output.played_duration());
+}
