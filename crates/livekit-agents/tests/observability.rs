@@ -27,8 +27,10 @@ struct Scripted {
 /// One user turn "Hello there" (0.5 s to 1.5 s), a reply "Hi! How can I help?".
 async fn scripted_session() -> Scripted {
     let speeches = vec![UserSpeech::new(0.5, 1.5, "Hello there")];
-    let mut options = SessionOptions::default();
-    options.user_away_timeout = None;
+    let mut options = SessionOptions {
+        user_away_timeout: None,
+        ..Default::default()
+    };
     options.turn_handling.preemptive_generation.enabled = false;
     let session = AgentSession::builder()
         .vad(Arc::new(FakeVad::new(speeches.clone())))
@@ -364,8 +366,10 @@ async fn tool_session(
         UserSpeech::new(0.5, 1.5, "What's the weather?"),
         UserSpeech::new(6.0, 7.0, "Thanks"),
     ];
-    let mut options = SessionOptions::default();
-    options.user_away_timeout = None;
+    let mut options = SessionOptions {
+        user_away_timeout: None,
+        ..Default::default()
+    };
     options.turn_handling.preemptive_generation.enabled = false;
     let weather = FunctionTool::raw(
         "get_weather",
@@ -647,8 +651,10 @@ async fn recording_has_the_user_and_what_the_agent_actually_played() {
         UserSpeech::new(0.5, 1.5, "Hello there"),
         UserSpeech::new(3.0, 4.5, "Wait, stop"),
     ];
-    let mut options = SessionOptions::default();
-    options.user_away_timeout = None;
+    let mut options = SessionOptions {
+        user_away_timeout: None,
+        ..Default::default()
+    };
     options.turn_handling.preemptive_generation.enabled = false;
     let session = AgentSession::builder()
         .vad(Arc::new(FakeVad::new(speeches.clone())))
@@ -849,8 +855,10 @@ async fn a_recorded_session_replays_to_the_same_history_and_events() {
         UserSpeech::new(0.5, 1.5, "What's the weather?"),
         UserSpeech::new(4.0, 5.0, "Stop, thanks"),
     ];
-    let mut options = SessionOptions::default();
-    options.user_away_timeout = None;
+    let mut options = SessionOptions {
+        user_away_timeout: None,
+        ..Default::default()
+    };
     options.turn_handling.preemptive_generation.enabled = false;
     let make_agent = || {
         let weather = FunctionTool::raw(
