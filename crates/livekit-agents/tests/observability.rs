@@ -774,6 +774,15 @@ async fn recording_has_the_user_and_what_the_agent_actually_played() {
         .unwrap();
     let path = dir.path().join("call.wav");
     recorder.write_wav(&path).unwrap();
+    let mut report = report;
+    report.set_recording(&recorder, &path);
+    assert_eq!(
+        report.audio_recording_path.as_deref(),
+        Some(path.to_str().unwrap())
+    );
+    let started = report.audio_recording_started_at.unwrap();
+    assert!(started > 1.0e9);
+    assert_eq!(report.to_json()["audio_recording_started_at"], started);
     let mut reader = hound::WavReader::open(&path).unwrap();
     assert_eq!(reader.spec().channels, 2);
     assert_eq!(reader.spec().sample_rate, rate);

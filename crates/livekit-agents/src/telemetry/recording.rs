@@ -144,6 +144,7 @@ struct State {
 
 struct Shared {
     origin: Instant,
+    started_at: std::time::SystemTime,
     options: RecordingOptions,
     state: Mutex<State>,
 }
@@ -218,6 +219,7 @@ impl CallRecorder {
         Self {
             shared: Arc::new(Shared {
                 origin: Instant::now(),
+                started_at: std::time::SystemTime::now(),
                 options,
                 state: Mutex::new(State {
                     user: Track::new(),
@@ -235,6 +237,15 @@ impl CallRecorder {
     /// the report's event offsets are offsets into the file).
     pub fn origin(&self) -> Instant {
         self.shared.origin
+    }
+
+    /// Wall-clock time of the recording's start (Unix seconds).
+    pub fn started_at_secs(&self) -> f64 {
+        self.shared
+            .started_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
     }
 
     /// Records the user's audio as the session reads it.

@@ -57,6 +57,11 @@ pub struct SessionReport {
     pub user_turns: usize,
     /// Errors per component (`llm`, `stt`, `tts`, `realtime`, ...).
     pub errors: BTreeMap<String, u32>,
+    /// The call recording's file, once set with [`SessionReport::set_recording`].
+    pub audio_recording_path: Option<String>,
+    /// When the recording started (Unix seconds): event `created_at` minus this is the
+    /// event's position in the file.
+    pub audio_recording_started_at: Option<f64>,
     /// Why the session closed (`user_initiated`, `error`, `input_ended`).
     pub close_reason: Option<String>,
     /// The error that closed it.
@@ -149,6 +154,17 @@ impl SessionReport {
     /// The report as JSON.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Notes the call recording made by `recorder` and written to `path` (the reference's
+    /// `audio_recording_path` and `audio_recording_started_at`).
+    pub fn set_recording(
+        &mut self,
+        recorder: &crate::telemetry::recording::CallRecorder,
+        path: impl AsRef<std::path::Path>,
+    ) {
+        self.audio_recording_path = Some(path.as_ref().display().to_string());
+        self.audio_recording_started_at = Some(recorder.started_at_secs());
     }
 
     /// Writes the report as pretty JSON to `path`.
@@ -494,6 +510,8 @@ impl ReportBuilder {
             usage: self.usage,
             user_turns,
             errors: self.errors,
+            audio_recording_path: None,
+            audio_recording_started_at: None,
             close_reason,
             close_error,
         }
