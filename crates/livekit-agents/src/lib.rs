@@ -37,6 +37,7 @@ pub mod plugin_support;
 pub mod room;
 pub mod room_logic;
 pub mod stt;
+pub mod telemetry;
 #[cfg(feature = "server")]
 pub mod telephony;
 pub mod testing;

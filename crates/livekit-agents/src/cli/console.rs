@@ -54,6 +54,9 @@ pub struct ConsoleOptions {
     pub text_input: Option<Box<dyn AsyncBufRead + Send + Unpin>>,
     /// Where the conversation is shown (default: stdout).
     pub display: Option<Box<dyn Write + Send>>,
+    /// Write the session's [`SessionReport`](crate::voice::SessionReport) as JSON to this file
+    /// when it ends (`--report FILE`).
+    pub report: Option<PathBuf>,
 }
 
 impl Default for ConsoleOptions {
@@ -65,6 +68,7 @@ impl Default for ConsoleOptions {
             realtime_input: true,
             text_input: None,
             display: None,
+            report: None,
         }
     }
 }
@@ -95,6 +99,8 @@ struct ConsoleState {
     display: Box<dyn Write + Send>,
     report: ConsoleReport,
     wav_writer: Option<Arc<Mutex<WavSink>>>,
+    /// The session report being collected and where to write it (`--report`).
+    session_report: Option<(crate::voice::ReportHandle, PathBuf)>,
     /// Background audio (`background_audio`) is mixed into the audio output through this.
     background_mixer: Option<crate::audio::AudioMixer>,
 }
@@ -123,6 +129,7 @@ impl ConsoleHandle {
                 display,
                 report: ConsoleReport::default(),
                 wav_writer: None,
+                session_report: None,
                 background_mixer: None,
             })),
         }
@@ -145,6 +152,25 @@ impl ConsoleHandle {
     }
 
     /// Finishes the output WAV file (its header needs the final length).
+    /// Writes the session report (`--report`), waiting up to 5 s for the session's end.
+    async fn write_session_report(&self) {
+        let Some((report, path)) = self.state.lock().session_report.take() else {
+            return;
+        };
+        let report = tokio::time::timeout(Duration::from_secs(5), report.wait())
+            .await
+            .ok()
+            .flatten();
+        match report {
+            Some(r) => {
+                if let Err(e) = r.write_json(&path) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot write the session report");
+                }
+            }
+            None => tracing::warn!("the session did not end; no session report written"),
+        }
+    }
+
     fn finish_wav(&self) {
         let sink = self.state.lock().wav_writer.take();
         if let Some(sink) = sink {
@@ -271,6 +297,7 @@ pub async fn run_console(
     let outcome = server.run_local_job(params).await;
     signals.abort();
     handle.finish_wav();
+    handle.write_session_report().await;
     match outcome? {
         JobOutcome::Success => Ok(handle.report()),
         JobOutcome::Failed(e) => Err(CliError::JobFailed(e)),
@@ -323,6 +350,10 @@ pub(crate) fn console_session_io(
         None => default_speaker(&options, handle)?,
     };
     let has_audio_output = audio_output.is_some();
+    if let Some(path) = options.report.clone() {
+        let report = session.record_report();
+        handle.state.lock().session_report = Some((report, path));
+    }
 
     // Subscribe before the session starts so no event is missed.
     let turn_end: Arc<Mutex<Option<Instant>>> = Arc::default();

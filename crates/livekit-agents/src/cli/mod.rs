@@ -139,6 +139,9 @@ struct ConsoleArgs {
     /// Typed conversation: each line of input is a user turn
     #[arg(long)]
     text: bool,
+    /// Write the session report (history, events, metrics, usage) as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    report: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -375,6 +378,7 @@ where
                     input_wav: args.input_wav,
                     output_wav: args.output_wav,
                     text: args.text,
+                    report: args.report,
                     ..Default::default()
                 },
             )

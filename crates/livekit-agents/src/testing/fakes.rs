@@ -528,6 +528,8 @@ pub struct FakeTts {
     sample_rate: u32,
     /// Requests made (`synthesize` calls and `stream` opens), shared by clones.
     requests: Arc<std::sync::atomic::AtomicUsize>,
+    /// Value of every sample (0: silence).
+    amplitude: i16,
 }
 
 impl FakeTts {
@@ -538,7 +540,15 @@ impl FakeTts {
             audio_duration,
             sample_rate: 24_000,
             requests: Arc::default(),
+            amplitude: 0,
         }
+    }
+
+    /// Audio whose every sample is `amplitude` instead of silence (so a recording can tell it
+    /// from silence).
+    pub fn with_amplitude(mut self, amplitude: i16) -> Self {
+        self.amplitude = amplitude;
+        self
     }
 
     /// How many requests were made: `synthesize` calls plus `stream` opens (clones count
@@ -552,7 +562,11 @@ impl FakeTts {
         let count = (self.audio_duration.as_secs_f64() * 100.0).round() as usize;
         (0..count)
             .map(|i| SynthesizedAudio {
-                frame: AudioFrame::silence(self.sample_rate, 1, per_frame),
+                frame: {
+                    let mut f = AudioFrame::silence(self.sample_rate, 1, per_frame);
+                    f.data.fill(self.amplitude);
+                    f
+                },
                 request_id: "fake".into(),
                 segment_id: "fake".into(),
                 is_final: i + 1 == count,

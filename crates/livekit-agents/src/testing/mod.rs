@@ -13,5 +13,6 @@ pub use fakes::{
     FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, ReceivedAudio,
     UserSpeech, FAKE_LLM_REQUEST_RETENTION,
 };
+pub mod replay;
 pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
 pub use run_result::{judge, EventAssert, JudgeError, RunAssert, RunEvent, RunResult};

@@ -194,3 +194,42 @@ impl SessionEvent {
         }
     }
 }
+
+/// A [`SessionEvent`] with the time it was created: the reference's `created_at` on every event.
+/// Subscribe with [`AgentSession::subscribe_timed`](super::AgentSession::subscribe_timed).
+///
+/// `user_state_changed` to `listening` is stamped with the time the user last spoke (the end of
+/// their speech as the VAD measured it, not the moment the VAD noticed the silence), as the
+/// reference's is.
+#[derive(Debug, Clone)]
+pub struct TimedSessionEvent {
+    /// Wall-clock time of the event (the reference's `created_at`, Unix time).
+    pub created_at: std::time::SystemTime,
+    /// The same time on tokio's clock (paused in tests): offsets between events, e.g. into a
+    /// recording, come from it.
+    pub instant: tokio::time::Instant,
+    /// The event.
+    pub event: SessionEvent,
+}
+
+impl TimedSessionEvent {
+    /// `event` created at `instant` on tokio's clock (now or earlier); `created_at` is the
+    /// wall-clock time that many seconds before now.
+    pub fn at(event: SessionEvent, instant: tokio::time::Instant) -> Self {
+        let ago = tokio::time::Instant::now().saturating_duration_since(instant);
+        let now = std::time::SystemTime::now();
+        Self {
+            created_at: now.checked_sub(ago).unwrap_or(now),
+            instant,
+            event,
+        }
+    }
+
+    /// `created_at` as Unix seconds (the reference's float timestamps).
+    pub fn created_at_secs(&self) -> f64 {
+        self.created_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    }
+}

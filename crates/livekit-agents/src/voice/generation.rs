@@ -278,6 +278,10 @@ async fn run_llm(
         .map(|l| l.label())
         .unwrap_or_default();
     let started = Instant::now();
+    if let Some(llm) = ctx.agent.llm().or_else(|| session.llm()) {
+        let telemetry = &session.inner.telemetry;
+        telemetry.llm_started(&speech_id, &llm.model(), &llm.provider());
+    }
     let behavior = ctx.agent.behavior();
     let node = tokio::select! {
         biased;

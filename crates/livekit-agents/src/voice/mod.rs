@@ -21,6 +21,7 @@ pub mod options;
 mod playout;
 mod realtime;
 mod recognition;
+pub mod report;
 pub mod session;
 pub mod speech_handle;
 pub mod task;
@@ -31,12 +32,15 @@ pub use agent::{
     Agent, AgentBehavior, AgentBuilder, AgentContext, DefaultBehavior, ModelSettings, StopResponse,
     UserTurnExceeded,
 };
-pub use events::{AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, UserState};
+pub use events::{
+    AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, TimedSessionEvent, UserState,
+};
 pub use options::{
     EndpointingMode, EndpointingOptions, InterruptionMode, InterruptionOptions,
     PreemptiveGenerationOptions, SessionOptions, TurnDetection, TurnHandlingOptions,
     UserTurnLimitOptions,
 };
+pub use report::{ReportHandle, SessionReport};
 pub use session::{
     AgentSession, AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText,
     SessionError, SessionIo,

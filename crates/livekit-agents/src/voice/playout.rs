@@ -84,6 +84,10 @@ pub(crate) async fn speak(
         } else {
             let tts = activity.agent().tts().or_else(|| session.tts());
             tts_label = tts.as_ref().map(|t| t.label()).unwrap_or_default();
+            if let Some(t) = &tts {
+                let telemetry = &session.inner.telemetry;
+                telemetry.tts_started(handle.id(), &t.model(), &t.provider());
+            }
             aligned = tts
                 .as_ref()
                 .is_some_and(|t| t.capabilities().aligned_transcript);

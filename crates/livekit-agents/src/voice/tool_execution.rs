@@ -3,6 +3,7 @@
 //! its real result is recorded (without asking for a reply), so the history never holds a call
 //! without an answer and the model never runs a finished tool again.
 
+use crate::telemetry::traced_tool_call;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -78,9 +79,15 @@ impl ToolExecutor {
                 );
                 let arguments = call.arguments.clone();
                 let name = call.name.clone();
+                let (session_t, call_id) = (session.clone(), call.call_id.clone());
+                let handle_id = handle.id().to_string();
                 let task = tokio::spawn(IN_TOOL.scope(true, async move {
                     let result = match tool {
-                        Some(tool) => tool.call(ctx, &arguments).await,
+                        Some(tool) => {
+                            let call = tool.call(ctx, &arguments);
+                            let (speech, id) = (handle_id.as_str(), call_id.as_str());
+                            traced_tool_call(&session_t, speech, &name, id, call).await
+                        }
                         None => Err(unknown_tool_error(&name, names.iter().map(String::as_str))),
                     };
                     (result, now_secs())

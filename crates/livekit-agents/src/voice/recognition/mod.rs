@@ -349,6 +349,9 @@ impl Recognition {
                     self.vad_metrics.label =
                         self.session.vad().map(|v| v.label()).unwrap_or_default();
                 }
+                if let Some(t) = self.last_speaking_time {
+                    self.session.note_user_last_spoke(t);
+                }
                 if let Some(a) = activity {
                     a.on_end_of_speech();
                 }

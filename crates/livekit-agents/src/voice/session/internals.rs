@@ -54,10 +54,31 @@ impl AgentSession {
     }
 
     pub(crate) fn emit(&self, event: SessionEvent) {
+        self.emit_at(event, tokio::time::Instant::now());
+    }
+
+    /// Emits `event` stamped with `at` (its `created_at`; now or earlier).
+    pub(crate) fn emit_at(&self, event: SessionEvent, at: tokio::time::Instant) {
         if self.close_emitted() {
             return;
         }
+        self.inner.telemetry.observe(&event);
+        if self.inner.timed_events.receiver_count() > 0 {
+            let _ = self
+                .inner
+                .timed_events
+                .send(super::super::events::TimedSessionEvent::at(
+                    event.clone(),
+                    at,
+                ));
+        }
         let _ = self.inner.events.send(event);
+    }
+
+    /// Records when the user last spoke (the VAD's end of speech minus its silence): the next
+    /// `user_state_changed(listening)` is stamped with it.
+    pub(crate) fn note_user_last_spoke(&self, at: tokio::time::Instant) {
+        self.inner.state.lock().user_last_spoke = Some(at);
     }
 
     pub(crate) fn emit_metrics(&self, metrics: AgentMetrics) {
@@ -114,22 +135,31 @@ impl AgentSession {
         if self.close_emitted() {
             return;
         }
-        let old_state = {
+        let (old_state, last_spoke) = {
             let mut st = self.inner.state.lock();
             let old = st.user_state;
             if old == new_state {
                 return;
             }
             st.user_state = new_state;
-            old
+            (old, st.user_last_spoke.take())
         };
         self.inner
             .user_speaking
             .send_replace(new_state == UserState::Speaking);
-        self.emit(SessionEvent::UserStateChanged {
-            old_state,
-            new_state,
-        });
+        // Listening again: stamped with when the user last spoke, as the reference.
+        let now = tokio::time::Instant::now();
+        let at = match (new_state, last_spoke) {
+            (UserState::Listening, Some(t)) if t <= now => t,
+            _ => now,
+        };
+        self.emit_at(
+            SessionEvent::UserStateChanged {
+                old_state,
+                new_state,
+            },
+            at,
+        );
         self.update_away_timer();
     }
 

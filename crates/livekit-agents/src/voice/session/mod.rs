@@ -42,6 +42,9 @@ pub(crate) struct SessionState {
     pub usage: UsageCollector,
     pub turn_detection: TurnDetection,
     pub realtime: Option<Arc<RealtimeLink>>,
+    /// When the user last spoke (end of speech minus the VAD's silence): the time stamp of the
+    /// next `user_state_changed(listening)`.
+    pub user_last_spoke: Option<tokio::time::Instant>,
 }
 
 pub(crate) struct SessionInner {
@@ -56,6 +59,8 @@ pub(crate) struct SessionInner {
     /// Live video: sampler and latest frame (see `room_logic::video`).
     pub video: Arc<crate::room_logic::video::VideoState>,
     pub events: broadcast::Sender<SessionEvent>,
+    /// The same events with their creation time (`subscribe_timed`; session reports).
+    pub timed_events: broadcast::Sender<super::events::TimedSessionEvent>,
     pub state: Mutex<SessionState>,
     pub user_speaking: watch::Sender<bool>,
     /// Serializes agent switches.
@@ -67,6 +72,8 @@ pub(crate) struct SessionInner {
     /// Set once the `Close` event was sent: nothing is emitted or recorded after it (a tool
     /// that closed the session and then returned adds nothing).
     pub close_emitted: std::sync::atomic::AtomicBool,
+    /// Spans of this session (`crate::telemetry`), fed by the events.
+    pub telemetry: Arc<crate::telemetry::SessionTelemetry>,
 }
 
 /// One conversation between a user and agents. Cheap to clone (a handle).
@@ -116,6 +123,7 @@ impl AgentSession {
         video: crate::room_logic::video::VideoState,
     ) -> Self {
         let (events, _) = broadcast::channel(1024);
+        let (timed_events, _) = broadcast::channel(1024);
         let (user_speaking, _) = watch::channel(false);
         let (pending_updates, _) = watch::channel(0);
         let (closed, _) = watch::channel(false);
@@ -129,11 +137,13 @@ impl AgentSession {
                 config_error,
                 video: Arc::new(video),
                 events,
+                timed_events,
                 user_speaking,
                 update_lock: tokio::sync::Mutex::new(()),
                 pending_updates,
                 closed,
                 close_emitted: std::sync::atomic::AtomicBool::new(false),
+                telemetry: Arc::default(),
                 state: Mutex::new(SessionState {
                     started: false,
                     closed: false,
@@ -152,6 +162,7 @@ impl AgentSession {
                     usage: UsageCollector::default(),
                     turn_detection: TurnDetection::Auto,
                     realtime: None,
+                    user_last_spoke: None,
                 }),
             }),
         }
@@ -160,6 +171,12 @@ impl AgentSession {
     /// Events from now on. Slow receivers lose the oldest events (`RecvError::Lagged`).
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Events from now on with their creation time (the reference's `created_at`). Slow
+    /// receivers lose the oldest events (`RecvError::Lagged`).
+    pub fn subscribe_timed(&self) -> broadcast::Receiver<super::events::TimedSessionEvent> {
+        self.inner.timed_events.subscribe()
     }
 
     /// The options.
