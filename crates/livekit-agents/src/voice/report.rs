@@ -262,6 +262,7 @@ fn close_reason_name(r: super::CloseReason) -> &'static str {
         super::CloseReason::UserInitiated => "user_initiated",
         super::CloseReason::Error => "error",
         super::CloseReason::InputEnded => "input_ended",
+        super::CloseReason::CallEnded => "call_ended",
     }
 }
 
