@@ -42,9 +42,10 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::llm::tool::UserdataError;
 pub use job::{
     AcceptArgs, ApiCredentials, JobContext, JobContextParams, JobError, JobOutcome, JobProcess,
-    JobRequest, LiveKitApi, Userdata,
+    JobRequest, LiveKitApi, ProcessUserdata, UserdataKey,
 };
 pub use options::{
     Entrypoint, LoadContext, LoadFn, PrewarmFn, ReconnectPolicy, RequestFn, ServerType,
