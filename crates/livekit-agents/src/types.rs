@@ -65,6 +65,7 @@ impl ApiConnectOptions {
 ///
 /// Messages never contain API keys or tokens.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiError {
     /// The provider answered with an error status.
     #[error("{message} (status {status}{})", request_id.as_deref().map(|r| format!(", request {r}")).unwrap_or_default())]

@@ -17,6 +17,7 @@ pub struct VadCapabilities {
 
 /// The kind of a [`VadEvent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum VadEventType {
     /// Speech started.
     StartOfSpeech,
@@ -28,6 +29,7 @@ pub enum VadEventType {
 
 /// An event from a [`VadStream`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct VadEvent {
     /// What happened.
     pub kind: VadEventType,

@@ -125,6 +125,7 @@ pub struct PlaybackFinished {
 
 /// What an [`AudioOutput`] reports about playback.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum PlaybackEvent {
     /// The first frame of a segment started playing.
     Started,

@@ -152,6 +152,7 @@ impl ToolDefinition {
 /// A [`ToolDefinition`] providers would reject.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("invalid tool definition {tool:?}: {reason}")]
+#[non_exhaustive]
 pub struct InvalidToolDefinition {
     /// The tool's name.
     pub tool: String,
@@ -1026,6 +1027,7 @@ pub fn parameters_schema<A: schemars::JsonSchema>() -> serde_json::Value {
 
 /// Why a schema cannot be used in strict mode.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StrictSchemaError {
     /// An object allows properties beyond the declared ones.
     #[error("{path}: objects with additionalProperties cannot be strict")]

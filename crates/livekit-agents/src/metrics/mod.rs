@@ -11,6 +11,7 @@ use std::time::Duration;
 
 /// One LLM request.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct LlmMetrics {
     /// The model's label.
     pub label: String,
@@ -38,6 +39,7 @@ pub struct LlmMetrics {
 
 /// Speech-to-text usage.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct SttMetrics {
     /// The model's label.
     pub label: String,
@@ -53,6 +55,7 @@ pub struct SttMetrics {
 
 /// One TTS request (segment).
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct TtsMetrics {
     /// The model's label.
     pub label: String,
@@ -76,6 +79,7 @@ pub struct TtsMetrics {
 
 /// VAD work over a period.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct VadMetrics {
     /// The model's label.
     pub label: String,
@@ -87,6 +91,7 @@ pub struct VadMetrics {
 
 /// How long the end of one user turn took.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct EouMetrics {
     /// User stopped speaking → turn committed.
     pub end_of_utterance_delay: Duration,
@@ -100,6 +105,7 @@ pub struct EouMetrics {
 
 /// One turn's end-to-end latency, stage by stage.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct TurnMetrics {
     /// The reply's speech.
     pub speech_id: String,
@@ -115,6 +121,7 @@ pub struct TurnMetrics {
 
 /// Any metrics.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum AgentMetrics {
     /// LLM.
     Llm(LlmMetrics),
@@ -132,6 +139,7 @@ pub enum AgentMetrics {
 
 /// Usage summed over a session.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct UsageSummary {
     /// LLM prompt tokens.
     pub llm_prompt_tokens: u64,

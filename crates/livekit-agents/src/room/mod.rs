@@ -55,6 +55,7 @@ mod video;
 
 /// Errors of room I/O.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RoomIoError {
     /// Publishing the agent's audio track failed.
     #[error("could not publish the agent audio track: {0}")]
@@ -69,6 +70,7 @@ pub enum RoomIoError {
 
 /// What happens in the room that the session must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RoomInputEvent {
     /// The linked participant sent chat text (`lk.chat`).
     UserText {

@@ -52,6 +52,7 @@ pub struct SttCapabilities {
 
 /// The kind of a [`SpeechEvent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SpeechEventType {
     /// The provider detected the start of speech.
     StartOfSpeech,
@@ -96,6 +97,7 @@ pub struct RecognitionUsage {
 
 /// An event from a [`SpeechStream`] or the result of [`recognize`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SpeechEvent {
     /// What happened.
     pub kind: SpeechEventType,

@@ -710,6 +710,7 @@ impl JobContext {
 
 /// Errors of job-side operations.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JobError {
     /// Connecting to the room failed.
     #[error("could not connect to the room: {0}")]

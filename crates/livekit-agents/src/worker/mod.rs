@@ -57,6 +57,7 @@ use job::RequestAnswer;
 
 /// Errors that stop an agent server.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WorkerError {
     /// A required setting is empty.
     #[error("missing {0}: pass it as a flag or set it in the environment")]
