@@ -11,7 +11,6 @@ use std::time::Duration;
 
 /// One LLM request.
 #[derive(Debug, Clone, PartialEq, Default)]
-#[non_exhaustive]
 pub struct LlmMetrics {
     /// The model's label.
     pub label: String,
@@ -39,7 +38,6 @@ pub struct LlmMetrics {
 
 /// Speech-to-text usage.
 #[derive(Debug, Clone, PartialEq, Default)]
-#[non_exhaustive]
 pub struct SttMetrics {
     /// The model's label.
     pub label: String,
@@ -55,7 +53,6 @@ pub struct SttMetrics {
 
 /// One TTS request (segment).
 #[derive(Debug, Clone, PartialEq, Default)]
-#[non_exhaustive]
 pub struct TtsMetrics {
     /// The model's label.
     pub label: String,
@@ -79,7 +76,6 @@ pub struct TtsMetrics {
 
 /// VAD work over a period.
 #[derive(Debug, Clone, PartialEq, Default)]
-#[non_exhaustive]
 pub struct VadMetrics {
     /// The model's label.
     pub label: String,
@@ -91,7 +87,6 @@ pub struct VadMetrics {
 
 /// How long the end of one user turn took.
 #[derive(Debug, Clone, PartialEq, Default)]
-#[non_exhaustive]
 pub struct EouMetrics {
     /// User stopped speaking → turn committed.
     pub end_of_utterance_delay: Duration,
@@ -105,7 +100,6 @@ pub struct EouMetrics {
 
 /// One turn's end-to-end latency, stage by stage.
 #[derive(Debug, Clone, PartialEq, Default)]
-#[non_exhaustive]
 pub struct TurnMetrics {
     /// The reply's speech.
     pub speech_id: String,
