@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use livekit_agents::vad::Vad;
-use livekit_agents::worker::{JobContext, JobProcess};
+use livekit_agents::worker::{JobContext, JobProcess, UserdataKey};
 use livekit_plugins_silero::{SileroVad, VadOptions};
 
 /// The key under which [`prewarm_vad`] stores the VAD in the process userdata.
-pub const VAD_KEY: &str = "vad";
+pub const VAD_KEY: UserdataKey<Arc<dyn Vad>> = UserdataKey::new("vad");
 
 /// Prewarm function: loads the Silero VAD once per process, so every job shares one model.
 /// Pass it to [`WorkerOptions::with_prewarm`](livekit_agents::worker::WorkerOptions::with_prewarm).
@@ -24,8 +24,7 @@ pub async fn prewarm_vad(proc: JobProcess) -> anyhow::Result<()> {
     let vad = tokio::task::spawn_blocking(|| SileroVad::load(VadOptions::default()))
         .await
         .context("the VAD loading task failed")??;
-    proc.userdata()
-        .insert(VAD_KEY, Arc::new(vad) as Arc<dyn Vad>);
+    proc.userdata().set(&VAD_KEY, Arc::new(vad) as Arc<dyn Vad>);
     Ok(())
 }
 
@@ -33,7 +32,7 @@ pub async fn prewarm_vad(proc: JobProcess) -> anyhow::Result<()> {
 pub fn shared_vad(ctx: &JobContext) -> anyhow::Result<Arc<dyn Vad>> {
     ctx.proc()
         .userdata()
-        .get::<Arc<dyn Vad>>(VAD_KEY)
+        .value(&VAD_KEY)
         .map(|vad| (*vad).clone())
         .context("no VAD in the process userdata: set `with_prewarm(examples::prewarm_vad)`")
 }

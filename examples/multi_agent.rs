@@ -45,9 +45,8 @@ fn with_story_data<R>(
     ctx: &RunContext,
     f: impl FnOnce(&mut StoryData) -> R,
 ) -> Result<R, ToolError> {
-    let data = ctx
-        .userdata::<SharedStoryData>()
-        .ok_or_else(|| ToolError::new("the session has no story data"))?;
+    // A missing or mistyped userdata is a typed error; `?` makes it a tool error.
+    let data = ctx.userdata::<SharedStoryData>()?;
     let mut data = data.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     Ok(f(&mut data))
 }

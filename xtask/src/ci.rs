@@ -45,6 +45,11 @@ pub fn run(args: CiArgs) -> anyhow::Result<()> {
             ],
         ),
     ];
+    // The public API matches its committed snapshot (a change is reviewed and blessed).
+    steps.push(step(
+        "public API snapshot",
+        &["run", "--quiet", "--package", "xtask", "--", "public-api"],
+    ));
     if !args.no_download {
         steps.push(step(
             "download-files",

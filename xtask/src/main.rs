@@ -4,10 +4,12 @@
 //! - `download-files`: fetch the model files and ONNX Runtime the plugins need.
 //! - `bench`: benchmarks (`sessions`, `vad`, `turn-detector`).
 //! - `install-test-deps`: the npm packages some tests run against (into `.test-deps/`).
+//! - `public-api`: compare the core's public API with its committed snapshot (`--bless`).
 
 mod bench;
 mod ci;
 mod download;
+mod public_api;
 mod test_deps;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Install the packages some tests run against (npm MCP reference server) into .test-deps/.
     InstallTestDeps(test_deps::TestDepsArgs),
+    /// Compare livekit-agents' public API with crates/livekit-agents/public-api.txt.
+    PublicApi(public_api::PublicApiArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::DownloadFiles(args) => download::run(args),
         Command::Bench(args) => bench::run(args),
         Command::InstallTestDeps(args) => test_deps::run(args),
+        Command::PublicApi(args) => public_api::run(args),
     }
 }

@@ -266,6 +266,7 @@ impl FileSpec {
 /// A file a plugin needs is not in the cache.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{file_name}` {problem} ({path}); {hint}", path = .path.display(), hint = DOWNLOAD_COMMAND_HINT)]
+#[non_exhaustive]
 pub struct MissingFileError {
     /// The file's name in the cache.
     pub file_name: String,
@@ -344,6 +345,7 @@ impl Default for DownloadOptions {
 
 /// Why one file could not be fetched.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FileError {
     /// The spec itself is unusable.
     #[error("invalid file spec: {0}")]
@@ -509,6 +511,7 @@ impl fmt::Display for DownloadReport {
 /// Some files could not be fetched.
 #[derive(Debug, thiserror::Error)]
 #[error("{} file(s) could not be downloaded: {}", failures.len(), summarize_failures(failures))]
+#[non_exhaustive]
 pub struct DownloadError {
     /// Each failed file with its error.
     pub failures: Vec<(String, FileError)>,

@@ -372,6 +372,7 @@ pub fn route_byte_stream(topic: &str) -> StreamRoute {
 
 /// Why a pre-connect audio buffer cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PreConnectError {
     /// A required stream attribute is absent or not a number.
     #[error("pre-connect audio: attribute {0:?} is missing or invalid")]

@@ -10,6 +10,7 @@ use crate::llm::ChatContext;
 
 /// Why a prediction failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum TurnDetectorError {
     /// The model did not answer in time.
     #[error("end-of-turn prediction timed out after {0:?}")]

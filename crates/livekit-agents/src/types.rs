@@ -65,6 +65,7 @@ impl ApiConnectOptions {
 ///
 /// Messages never contain API keys or tokens.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiError {
     /// The provider answered with an error status.
     #[error("{message} (status {status}{})", request_id.as_deref().map(|r| format!(", request {r}")).unwrap_or_default())]
@@ -144,14 +145,65 @@ where
     use futures::FutureExt as _;
     match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
         Ok(result) => result,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(ApiError::TaskPanicked(message))
+        Err(payload) => Err(ApiError::TaskPanicked(panic_message(payload.as_ref()))),
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`), or `"unknown panic"`.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// The task producing a model stream's items (the `spawn` and `from_channel(s)` constructors
+/// of [`crate::stt::SpeechStream`], [`crate::tts::SynthesizeStream`],
+/// [`crate::tts::ChunkedStream`], [`crate::llm::LlmStream`] and [`crate::vad::VadStream`]).
+/// Dropping it aborts the task. When the stream's channel is exhausted, the task is awaited: a
+/// task that panicked gives one [`ApiError::TaskPanicked`] item, so a panic is never a clean
+/// end of the stream.
+pub(crate) struct ProducerTask(Option<tokio_util::task::AbortOnDropHandle<()>>);
+
+impl ProducerTask {
+    pub(crate) fn new(task: Option<tokio::task::JoinHandle<()>>) -> Self {
+        Self(task.map(tokio_util::task::AbortOnDropHandle::new))
+    }
+
+    /// Polls `events`; once they are exhausted, an error item if the producer panicked.
+    pub(crate) fn poll_recv<T>(
+        &mut self,
+        events: &mut tokio::sync::mpsc::Receiver<Result<T, ApiError>>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<T, ApiError>>> {
+        match events.poll_recv(cx) {
+            std::task::Poll::Ready(None) => self.poll_panic(cx).map(|p| p.map(Err)),
+            other => other,
         }
+    }
+
+    /// Waits for the producer to end (its items are exhausted): `Some` if it panicked.
+    pub(crate) fn poll_panic(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ApiError>> {
+        use std::future::Future as _;
+        let Some(handle) = self.0.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let std::task::Poll::Ready(result) = std::pin::Pin::new(handle).poll(cx) else {
+            return std::task::Poll::Pending;
+        };
+        self.0 = None;
+        std::task::Poll::Ready(match result {
+            Err(e) if e.is_panic() => {
+                let message = panic_message(e.into_panic().as_ref());
+                tracing::error!(panic = %message, "a model stream's task panicked");
+                Some(ApiError::TaskPanicked(message))
+            }
+            _ => None,
+        })
     }
 }
 

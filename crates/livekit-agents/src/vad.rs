@@ -5,7 +5,6 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use tokio::sync::mpsc;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::audio::AudioFrame;
 
@@ -18,6 +17,7 @@ pub struct VadCapabilities {
 
 /// The kind of a [`VadEvent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum VadEventType {
     /// Speech started.
     StartOfSpeech,
@@ -29,6 +29,7 @@ pub enum VadEventType {
 
 /// An event from a [`VadStream`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct VadEvent {
     /// What happened.
     pub kind: VadEventType,
@@ -97,7 +98,8 @@ pub enum VadInput {
 pub struct VadStream {
     input: mpsc::UnboundedSender<VadInput>,
     events: mpsc::Receiver<VadEvent>,
-    _task: Option<AbortOnDropHandle<()>>,
+    task: crate::types::ProducerTask,
+    failure: Option<crate::types::ApiError>,
 }
 
 impl VadStream {
@@ -110,7 +112,8 @@ impl VadStream {
         Self {
             input,
             events,
-            _task: task.map(AbortOnDropHandle::new),
+            task: crate::types::ProducerTask::new(task),
+            failure: None,
         }
     }
 
@@ -135,9 +138,30 @@ impl VadStream {
         self.input.clone()
     }
 
-    /// The next event, `None` at the end.
+    /// The next event, `None` at the end (see [`failure`](Self::failure) for why it ended).
     pub async fn next_event(&mut self) -> Option<VadEvent> {
-        self.events.recv().await
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// Why the stream ended, once it has: `Some(ApiError::TaskPanicked)` when the detector's
+    /// task panicked (also logged as an error), `None` for a normal end. VAD events carry no
+    /// error, so a consumer that must tell the two apart checks this after `None`.
+    pub fn failure(&self) -> Option<&crate::types::ApiError> {
+        self.failure.as_ref()
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<VadEvent>> {
+        match self.events.poll_recv(cx) {
+            Poll::Ready(None) => match self.task.poll_panic(cx) {
+                Poll::Ready(Some(error)) => {
+                    self.failure = Some(error);
+                    Poll::Ready(None)
+                }
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
     }
 }
 
@@ -145,6 +169,6 @@ impl Stream for VadStream {
     type Item = VadEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        self.poll_event(cx)
     }
 }

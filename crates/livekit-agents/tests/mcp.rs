@@ -221,7 +221,9 @@ async fn misbehaving_server_calls_become_tool_errors() {
     let Some(server) = misbehaving(&[]) else {
         return;
     };
-    let server = server.with_options(short(300));
+    // The call timeout is real time (a child process): 2 s is what the hung call costs, and
+    // far above what a loaded machine needs for the well-behaved calls around it.
+    let server = server.with_options(short(2_000));
     server.initialize().await.unwrap();
     assert_eq!(
         text(server.call_tool("ok", json!({})).await.unwrap()),
@@ -230,7 +232,7 @@ async fn misbehaving_server_calls_become_tool_errors() {
 
     let err = server.call_tool("hang", json!({})).await.unwrap_err();
     assert!(
-        err.message.contains("did not answer within 0.3 s"),
+        err.message.contains("did not answer within 2.0 s"),
         "{}",
         err.message
     );
@@ -273,7 +275,7 @@ async fn tool_list_changes_update_the_tools() {
         text(server.call_tool("add_tool", json!({})).await.unwrap()),
         "added"
     );
-    tokio::time::timeout(Duration::from_secs(5), updates.changed())
+    tokio::time::timeout(Duration::from_secs(30), updates.changed())
         .await
         .unwrap()
         .unwrap();
@@ -472,7 +474,7 @@ async fn tool_list_changes_reach_a_realtime_model() {
     let mut updates = server.tools_updates();
     updates.borrow_and_update();
     server.call_tool("add_tool", json!({})).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), updates.changed())
+    tokio::time::timeout(Duration::from_secs(30), updates.changed())
         .await
         .unwrap()
         .unwrap();

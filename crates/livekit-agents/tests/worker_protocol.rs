@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-const GUARD: Duration = Duration::from_secs(10);
+const GUARD: Duration = Duration::from_secs(30);
 
 struct FakeServer {
     listener: TcpListener,
@@ -300,6 +300,15 @@ async fn registers_with_agent_grant_and_options() {
     assert_eq!(code, 200);
     assert!(body.contains("livekit_agents_jobs_running 0"), "{body}");
     assert!(body.contains("livekit_agents_worker_connected 1"), "{body}");
+    // The bounded inputs' overload counters (issue 15 item 8).
+    assert!(
+        body.contains("\nlivekit_agents_input_dropped_frames_total 0\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\nlivekit_agents_inputs_shedding 0\n"),
+        "{body}"
+    );
     let (code, body) = http_get(addr, "/worker").await;
     assert_eq!(code, 200);
     assert!(body.contains("\"agent_name\":\"support-bot\""), "{body}");

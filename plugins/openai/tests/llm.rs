@@ -290,7 +290,7 @@ async fn dropping_the_stream_closes_the_connection() {
     let first = stream.next_chunk().await.unwrap().unwrap();
     assert_eq!(first.delta.unwrap().content.as_deref(), Some("Hello"));
     drop(stream);
-    tokio::time::timeout(Duration::from_secs(5), server.state.client_gone.notified())
+    tokio::time::timeout(Duration::from_secs(30), server.state.client_gone.notified())
         .await
         .expect("the server sees the client go away");
 }
@@ -375,7 +375,10 @@ async fn a_stalled_stream_times_out() {
     ])
     .await;
     let mut req = request();
-    req.conn.timeout = Duration::from_millis(200);
+    // The idle deadline is real time (reqwest needs real sockets, which the paused clock
+    // cannot drive): 1 s is far above what a loaded machine needs to deliver the first chunk
+    // over loopback, and is what the test waits for the timeout.
+    req.conn.timeout = Duration::from_secs(1);
     let mut stream = llm(&server).chat(req);
     assert!(stream.next_chunk().await.unwrap().is_ok());
     let err = stream.next_chunk().await.unwrap().unwrap_err();
@@ -389,7 +392,7 @@ async fn a_stalled_stream_times_out() {
     ])
     .await;
     let mut req = request();
-    req.conn.timeout = Duration::from_millis(200);
+    req.conn.timeout = Duration::from_secs(1);
     let out = llm(&server).chat(req).collect().await.unwrap();
     assert_eq!(out.text, "Hello world");
     assert_eq!(server.requests().await.len(), 2);
@@ -504,7 +507,13 @@ async fn keep_alive_comments_do_not_hold_a_stream_open() {
         .iter()
         .map(|e| format!("data: {e}\n\n").into_bytes())
         .collect();
-    parts.extend(std::iter::repeat_n(b": keep-alive\n\n".to_vec(), 100));
+    // Comments every 50 ms for far longer than the test can take (the server stops when the
+    // client goes away): however slowly a loaded machine runs, the stream never ends by
+    // itself, so the only way out is the idle deadline. Real time is unavoidable here (reqwest
+    // needs real sockets, which tokio's paused clock cannot drive: it advances while the
+    // runtime waits on I/O); the outcome depends on it only through the first two data
+    // events, which must arrive within the 2 s deadline.
+    parts.extend(std::iter::repeat_n(b": keep-alive\n\n".to_vec(), 100_000));
     let server = Server::start(vec![Reply::Stream {
         content_type: "text/event-stream",
         parts,
@@ -513,11 +522,14 @@ async fn keep_alive_comments_do_not_hold_a_stream_open() {
     }])
     .await;
     let mut req = request();
-    // Well above the 50 ms pacing, so a loaded machine cannot time out between real
-    // events; well below the 5 s of comments.
     req.conn.timeout = Duration::from_secs(2);
     let mut stream = llm(&server).chat(req);
     assert!(stream.next_chunk().await.unwrap().is_ok());
-    let err = stream.next_chunk().await.unwrap().unwrap_err();
+    // A guard only: with the old behaviour the comments would hold the stream open.
+    let err = tokio::time::timeout(Duration::from_secs(60), stream.next_chunk())
+        .await
+        .expect("keep-alive comments held the stream open")
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, ApiError::Timeout(_)), "{err:?}");
 }

@@ -242,7 +242,7 @@ async fn streaming_transcription_over_the_realtime_socket() {
     }
     stream.end_input();
     let mut events = Vec::new();
-    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), stream.next_event())
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(30), stream.next_event())
         .await
         .expect("stream ends")
     {
@@ -270,8 +270,12 @@ async fn streaming_transcription_over_the_realtime_socket() {
         update["session"]["audio"]["input"]["transcription"],
         json!({"model": "gpt-transcribe", "languages": ["en"]})
     );
-    // 1 s of 16 kHz audio arrives as 1 s of 24 kHz audio.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // 1 s of 16 kHz audio arrives as 1 s of 24 kHz audio. The server counts appends on its own
+    // task: wait for the count (a guard of 10 s, not a sleep that decides the outcome).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while *appended.lock().await < 24_000 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(*appended.lock().await, 24_000);
 }
 
@@ -416,7 +420,7 @@ async fn in_a_session_through_the_core_stream_adapter() {
     stream.push_frame(AudioFrame::silence(16_000, 1, 160));
     stream.end_input();
     let mut kinds = Vec::new();
-    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), stream.next_event())
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(30), stream.next_event())
         .await
         .expect("stream ends")
     {
@@ -489,7 +493,7 @@ async fn streaming_without_server_vad_commits_on_flush_and_at_the_end() {
     }
     stream.end_input();
     let mut finals = Vec::new();
-    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), stream.next_event())
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(30), stream.next_event())
         .await
         .expect("stream ends")
     {
@@ -559,7 +563,7 @@ async fn gpt_live_transcribe_streams_without_server_turn_detection() {
     }
     stream.end_input();
     let mut kinds = Vec::new();
-    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), stream.next_event())
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(30), stream.next_event())
         .await
         .expect("stream ends")
     {

@@ -30,6 +30,7 @@ const RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
 
 /// Why a file could not be decoded.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeErrorKind {
     /// The file could not be read.
     #[error("cannot read: {0}")]
@@ -51,6 +52,7 @@ pub enum DecodeErrorKind {
 /// An audio file that could not be decoded, with the file's path.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("cannot decode audio file {}: {kind}", path.display())]
+#[non_exhaustive]
 pub struct DecodeError {
     /// The file.
     pub path: PathBuf,

@@ -74,6 +74,7 @@ impl std::fmt::Debug for AudioFrame {
 
 /// An audio format or frame that cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AudioError {
     /// The sample rate is zero.
     #[error("invalid sample rate: {0} Hz")]

@@ -23,6 +23,7 @@ use super::{combine_frames, f32_to_i16, AudioError, AudioFrame};
 
 /// Why a WAV input could not be read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WavError {
     /// Reading or writing the file failed.
     #[error("WAV I/O error: {0}")]

@@ -243,6 +243,7 @@ fn select_weighted(list: &[AudioConfig], gate: f64, r: f64) -> Option<&AudioConf
 
 /// Errors of the background audio player.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackgroundAudioError {
     /// [`BackgroundAudioPlayer::play`] before `start` (or after `close`).
     #[error("the background audio player is not started")]

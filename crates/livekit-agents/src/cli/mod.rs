@@ -41,6 +41,7 @@ pub use console::{run_console, ConsoleOptions, ConsoleReport};
 
 /// Why the program stopped.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CliError {
     /// The mode joins rooms but the binary was built without the `room` feature.
     #[error(

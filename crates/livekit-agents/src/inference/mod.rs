@@ -77,6 +77,7 @@ pub const TTS_PROVIDERS: &[&str] = &[
 
 /// Why an inference model could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InferenceError {
     /// The descriptor string is malformed or names an unknown provider.
     #[error("invalid {kind} descriptor {descriptor:?}: {reason}; accepted forms: {forms}")]

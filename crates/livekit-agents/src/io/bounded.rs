@@ -3,13 +3,22 @@
 //! A session reads its user audio at the pace of its slowest stage (the VAD, which shares the
 //! machine's cores with every other session). When the process is overloaded that stage falls
 //! behind real time; an unbounded queue in front of it then grows without limit (memory) and
-//! every decision is made on audio seconds old. [`bounded_audio_input`] puts a queue of at most
-//! `max_buffered` of audio between the source and the session: the source is always read at
-//! its own pace, and when the queue is full the *oldest* frames are dropped, counted in
-//! [`OverloadStats`] and reported by one warning per overload episode. When the session catches
+//! every decision is made on audio seconds old. [`bounded_audio_input`] puts a queue between
+//! the source and the session: the source is read at its own pace, and a frame that waited
+//! `max_buffered` (5 s by default) without being consumed is dropped, oldest first, counted in
+//! [`OverloadStats`] (and the process-wide [`overload_totals`], which the agent server exports
+//! on `/metrics`) and reported by one warning per overload episode. When the session catches
 //! up the queue drains and shedding stops by itself (an info log says so).
+//!
+//! Shedding goes by how long audio waited, not by how much is queued, so a source faster than
+//! real time (a file, a test pushing a whole utterance at once) loses nothing while the
+//! session keeps up; such a source is held back instead (backpressure) once
+//! [`MAX_QUEUED_INPUT`] of audio is queued, so memory stays bounded whatever the source.
+//! [`AgentSession::start`](crate::voice::AgentSession::start) bounds every input (room,
+//! console, WAV, user-built) with [`AudioInput::bounded`].
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +29,12 @@ use tokio::sync::Notify;
 use super::AudioInput;
 use crate::audio::AudioFrame;
 
-/// The default bound of [`bounded_audio_input`]: 5 s of audio.
+/// The default bound of [`bounded_audio_input`]: audio that waited 5 s is dropped.
 pub const DEFAULT_MAX_BUFFERED_INPUT: Duration = Duration::from_secs(5);
+
+/// The most audio a bounded input queues (at least its `max_buffered`): past it the source is
+/// not read until the session consumes (only a source faster than real time gets there).
+pub const MAX_QUEUED_INPUT: Duration = Duration::from_secs(60);
 
 /// Counters of a [`bounded_audio_input`] queue (a cheap, cloneable handle).
 #[derive(Clone, Debug, Default)]
@@ -36,6 +49,53 @@ struct StatsInner {
     episodes: u64,
     max_buffered: Duration,
     shedding: bool,
+}
+
+impl Drop for StatsInner {
+    fn drop(&mut self) {
+        if self.shedding {
+            TOTALS.shedding.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The process-wide sums of every bounded input's counters (what the agent server's
+/// `/metrics` exports), from [`overload_totals`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct OverloadTotals {
+    /// Frames dropped by all bounded inputs since the process started.
+    pub dropped_frames: u64,
+    /// Audio dropped by all bounded inputs since the process started.
+    pub dropped_audio: Duration,
+    /// Overload episodes of all bounded inputs since the process started.
+    pub episodes: u64,
+    /// Bounded inputs shedding audio now.
+    pub shedding_inputs: u64,
+}
+
+struct Totals {
+    dropped_frames: AtomicU64,
+    dropped_audio_us: AtomicU64,
+    episodes: AtomicU64,
+    shedding: AtomicU64,
+}
+
+static TOTALS: Totals = Totals {
+    dropped_frames: AtomicU64::new(0),
+    dropped_audio_us: AtomicU64::new(0),
+    episodes: AtomicU64::new(0),
+    shedding: AtomicU64::new(0),
+};
+
+/// The sums of every bounded input's [`OverloadStats`] in this process.
+pub fn overload_totals() -> OverloadTotals {
+    OverloadTotals {
+        dropped_frames: TOTALS.dropped_frames.load(Ordering::Relaxed),
+        dropped_audio: Duration::from_micros(TOTALS.dropped_audio_us.load(Ordering::Relaxed)),
+        episodes: TOTALS.episodes.load(Ordering::Relaxed),
+        shedding_inputs: TOTALS.shedding.load(Ordering::Relaxed),
+    }
 }
 
 impl OverloadStats {
@@ -68,11 +128,14 @@ impl OverloadStats {
 struct Shared {
     queue: Mutex<Queue>,
     ready: Notify,
+    /// Woken when the consumer takes a frame (for a source held back by [`MAX_QUEUED_INPUT`]).
+    space: Notify,
 }
 
 #[derive(Default)]
 struct Queue {
-    frames: VecDeque<AudioFrame>,
+    /// Frames with the instant they were queued.
+    frames: VecDeque<(tokio::time::Instant, AudioFrame)>,
     buffered: Duration,
     ended: bool,
 }
@@ -80,16 +143,26 @@ struct Queue {
 /// Wraps `input` in a queue holding at most `max_buffered` of audio (see the module docs).
 /// Spawns the reading task, so it must be called inside a tokio runtime; the task ends with the
 /// source or when the returned input is dropped.
+///
+/// An input that is already bounded is returned as it is, with its counters (so wrapping twice,
+/// by the room I/O and by `AgentSession::start`, adds no second queue). Who the audio comes
+/// from ([`AudioInput::participant_updates`]) is kept.
 pub fn bounded_audio_input(
     input: AudioInput,
     max_buffered: Duration,
 ) -> (AudioInput, OverloadStats) {
+    if let Some(stats) = input.overload_stats() {
+        return (input, stats);
+    }
     let label = input.label().to_owned();
+    let participant = input.participant_updates();
     let stats = OverloadStats::default();
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue::default()),
         ready: Notify::new(),
+        space: Notify::new(),
     });
+    let cap = max_buffered.max(MAX_QUEUED_INPUT);
     let reader = {
         let shared = shared.clone();
         let stats = stats.clone();
@@ -101,6 +174,13 @@ pub fn bounded_audio_input(
                     return; // the session dropped its input
                 }
                 push(&shared, &stats, &label, frame, max_buffered);
+                loop {
+                    let space = shared.space.notified();
+                    if shared.queue.lock().buffered < cap {
+                        break;
+                    }
+                    space.await;
+                }
             }
             shared.queue.lock().ended = true;
             shared.ready.notify_one();
@@ -114,7 +194,7 @@ pub fn bounded_audio_input(
                 let popped = {
                     let mut q = shared.queue.lock();
                     match q.frames.pop_front() {
-                        Some(frame) => {
+                        Some((_, frame)) => {
                             q.buffered = q.buffered.saturating_sub(frame.duration());
                             Some((Some(frame), q.frames.is_empty()))
                         }
@@ -124,10 +204,12 @@ pub fn bounded_audio_input(
                 };
                 match popped {
                     Some((Some(frame), drained)) => {
+                        shared.space.notify_one();
                         if drained {
                             let mut s = stats.inner.lock();
                             if s.shedding {
                                 s.shedding = false;
+                                TOTALS.shedding.fetch_sub(1, Ordering::Relaxed);
                                 tracing::info!("audio input caught up; no longer dropping audio");
                             }
                         }
@@ -139,19 +221,26 @@ pub fn bounded_audio_input(
             }
         },
     );
-    (AudioInput::from_stream(label, stream), stats)
+    let mut bounded = AudioInput::from_stream(label, stream).with_participant_updates(participant);
+    bounded.overload = Some(stats.clone());
+    (bounded, stats)
 }
 
 fn push(shared: &Shared, stats: &OverloadStats, label: &str, frame: AudioFrame, max: Duration) {
     {
+        let now = tokio::time::Instant::now();
         let mut q = shared.queue.lock();
         q.buffered = q.buffered.saturating_add(frame.duration());
-        q.frames.push_back(frame);
+        q.frames.push_back((now, frame));
         let mut dropped = 0u64;
         let mut dropped_audio = Duration::ZERO;
-        // Keep at least the newest frame.
-        while q.buffered > max && q.frames.len() > 1 {
-            if let Some(old) = q.frames.pop_front() {
+        // Drop what waited too long; keep at least the newest frame.
+        while q.frames.len() > 1
+            && q.frames
+                .front()
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= max)
+        {
+            if let Some((_, old)) = q.frames.pop_front() {
                 let d = old.duration();
                 q.buffered = q.buffered.saturating_sub(d);
                 dropped += 1;
@@ -163,9 +252,16 @@ fn push(shared: &Shared, stats: &OverloadStats, label: &str, frame: AudioFrame, 
         if dropped > 0 {
             s.dropped_frames += dropped;
             s.dropped_audio = s.dropped_audio.saturating_add(dropped_audio);
+            TOTALS.dropped_frames.fetch_add(dropped, Ordering::Relaxed);
+            TOTALS.dropped_audio_us.fetch_add(
+                u64::try_from(dropped_audio.as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             if !s.shedding {
                 s.shedding = true;
                 s.episodes += 1;
+                TOTALS.episodes.fetch_add(1, Ordering::Relaxed);
+                TOTALS.shedding.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     input = label,
                     max_buffered = ?max,
@@ -248,5 +344,78 @@ mod tests {
             1_100,
             "every frame was either consumed or counted as dropped"
         );
+    }
+
+    /// A source faster than real time (a whole utterance pushed at once) loses nothing while
+    /// the session keeps up: shedding goes by how long audio waited, not by how much is queued.
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_source_is_not_shed() {
+        let (tx, input) = audio_input_channel();
+        let input = input.bounded(Duration::from_millis(500));
+        let stats = input.overload_stats().expect("bounded");
+        for _ in 0..2_000 {
+            assert!(tx.send(frame_10ms())); // 20 s at once
+        }
+        drop(tx);
+        let frames: Vec<_> = input.into_stream().collect().await;
+        assert_eq!(frames.len(), 2_000);
+        assert_eq!(stats.dropped_frames(), 0);
+    }
+
+    /// Past [`MAX_QUEUED_INPUT`] a fast source is held back (backpressure), not read ahead.
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_source_is_held_back_at_the_cap() {
+        let produced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let p = produced.clone();
+        let source = futures::stream::iter(0..20_000).map(move |_| {
+            p.fetch_add(1, Ordering::SeqCst);
+            frame_10ms()
+        });
+        let input = AudioInput::from_stream("fast", source).bounded(Duration::from_secs(5));
+        let mut frames = input.into_stream();
+        // Let the reader run as far as it can.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        let cap_frames = (MAX_QUEUED_INPUT.as_millis() / 10) as usize;
+        assert_eq!(produced.load(Ordering::SeqCst), cap_frames);
+        let mut n = 0;
+        while frames.next().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 20_000, "nothing was dropped");
+    }
+
+    /// Wrapping twice adds no second queue; who the audio comes from is kept; the process-wide
+    /// totals count what every bounded input dropped.
+    #[tokio::test(start_paused = true)]
+    async fn bounding_is_idempotent_keeps_the_participant_and_feeds_the_totals() {
+        let before = overload_totals();
+        let (tx, input) = audio_input_channel();
+        let params = crate::audio::filter::FilterParams {
+            participant_identity: Some("alice".into()),
+            ..Default::default()
+        };
+        let input = input.with_participant(params);
+        let (input, stats) = bounded_audio_input(input, Duration::from_millis(100));
+        let (input, again) = bounded_audio_input(input, Duration::from_secs(5));
+        assert!(Arc::ptr_eq(&stats.inner, &again.inner), "no second queue");
+        assert_eq!(
+            input.participant().participant_identity.as_deref(),
+            Some("alice")
+        );
+        // Nobody consumes: 1 s of real-time audio sheds about 0.9 s.
+        for _ in 0..100 {
+            assert!(tx.send(frame_10ms()));
+            sleep(Duration::from_millis(10)).await;
+        }
+        assert!(stats.is_shedding());
+        let after = overload_totals();
+        // Other tests of this binary may add to the totals concurrently: at least ours.
+        assert!(after.dropped_frames >= before.dropped_frames + stats.dropped_frames());
+        assert!(after.episodes > before.episodes);
+        assert!(after.shedding_inputs >= 1);
+        assert!(after.dropped_audio >= before.dropped_audio + stats.dropped_audio());
+        drop(input);
     }
 }

@@ -195,12 +195,41 @@ impl AudioOutput for MemoryAudioOutput {
     }
 }
 
+/// How many finished segments a [`MemoryTextOutput`] keeps by default (the latest ones).
+pub const MEMORY_TEXT_RETENTION: usize = 1_000;
+
+/// The most text a [`MemoryTextOutput`] keeps of one segment (bytes); later text of that
+/// segment is dropped.
+pub const MEMORY_TEXT_SEGMENT_CAP: usize = 1 << 20;
+
 /// A [`TextOutput`] recording text per segment.
-#[derive(Clone, Debug, Default)]
+///
+/// Bounded, so long tests and soak runs do not grow without limit: the latest
+/// [`MEMORY_TEXT_RETENTION`] finished segments are kept ([`with_retention`](Self::with_retention)),
+/// each up to [`MEMORY_TEXT_SEGMENT_CAP`] bytes; [`segment_count`](Self::segment_count) counts
+/// every segment.
+#[derive(Clone, Debug)]
 pub struct MemoryTextOutput {
-    segments: Arc<Mutex<Vec<String>>>,
-    open: Arc<Mutex<Option<String>>>,
+    state: Arc<Mutex<TextState>>,
+    retention: usize,
     unsynchronized: bool,
+}
+
+#[derive(Debug, Default)]
+struct TextState {
+    segments: std::collections::VecDeque<String>,
+    open: Option<String>,
+    flushed: u64,
+}
+
+impl Default for MemoryTextOutput {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            retention: MEMORY_TEXT_RETENTION,
+            unsynchronized: false,
+        }
+    }
 }
 
 impl MemoryTextOutput {
@@ -218,14 +247,27 @@ impl MemoryTextOutput {
         }
     }
 
-    /// Finished segments followed by the current one (if any text was captured since the last
-    /// flush).
+    /// Keep the latest `segments` finished segments instead of [`MEMORY_TEXT_RETENTION`]
+    /// (at least one).
+    pub fn with_retention(mut self, segments: usize) -> Self {
+        self.retention = segments.max(1);
+        self
+    }
+
+    /// The kept finished segments followed by the current one (if any text was captured since
+    /// the last flush).
     pub fn segments(&self) -> Vec<String> {
-        let mut out = self.segments.lock().clone();
-        if let Some(open) = self.open.lock().clone() {
+        let st = self.state.lock();
+        let mut out: Vec<String> = st.segments.iter().cloned().collect();
+        if let Some(open) = st.open.clone() {
             out.push(open);
         }
         out
+    }
+
+    /// Every segment finished so far, including those no longer kept.
+    pub fn segment_count(&self) -> u64 {
+        self.state.lock().flushed
     }
 }
 
@@ -235,14 +277,27 @@ impl TextOutput for MemoryTextOutput {
         "memory".into()
     }
     async fn capture_text(&self, text: &str) {
-        self.open
-            .lock()
-            .get_or_insert_with(String::new)
-            .push_str(text);
+        let mut st = self.state.lock();
+        let open = st.open.get_or_insert_with(String::new);
+        let room = MEMORY_TEXT_SEGMENT_CAP.saturating_sub(open.len());
+        if text.len() <= room {
+            open.push_str(text);
+        } else {
+            let mut cut = room;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            open.push_str(&text[..cut]);
+        }
     }
     fn flush(&self) {
-        if let Some(seg) = self.open.lock().take() {
-            self.segments.lock().push(seg);
+        let mut st = self.state.lock();
+        if let Some(seg) = st.open.take() {
+            st.segments.push_back(seg);
+            st.flushed += 1;
+            while st.segments.len() > self.retention {
+                st.segments.pop_front();
+            }
         }
     }
     fn synchronized(&self) -> bool {
@@ -275,5 +330,30 @@ mod tests {
             MemoryAudioOutput::new().played.lock().retention,
             MEMORY_OUTPUT_RETENTION
         );
+    }
+
+    /// Issue 15 item 12: the text recorder is bounded too.
+    #[tokio::test]
+    async fn memory_text_output_keeps_only_the_latest_segments() {
+        let out = MemoryTextOutput::new().with_retention(3);
+        for i in 0..10 {
+            out.capture_text(&format!("segment {i}")).await;
+            out.flush();
+        }
+        out.capture_text("open").await;
+        assert_eq!(
+            out.segments(),
+            ["segment 7", "segment 8", "segment 9", "open"]
+        );
+        assert_eq!(out.segment_count(), 10);
+        // One endless segment stops growing at the cap, on a character boundary.
+        let out = MemoryTextOutput::new();
+        let chunk = "é".repeat(1_000); // 2,000 bytes
+        for _ in 0..600 {
+            out.capture_text(&chunk).await;
+        }
+        let seg = &out.segments()[0];
+        assert!(seg.len() <= MEMORY_TEXT_SEGMENT_CAP && seg.len() > MEMORY_TEXT_SEGMENT_CAP - 2);
+        assert!(seg.chars().all(|c| c == 'é'));
     }
 }

@@ -34,6 +34,8 @@ pub struct AudioInput {
     stream: Pin<Box<dyn Stream<Item = AudioFrame> + Send>>,
     /// Who the audio comes from (for per-participant filters, see `audio::filter`).
     participant: tokio::sync::watch::Receiver<crate::audio::filter::FilterParams>,
+    /// Set once the input went through [`bounded::bounded_audio_input`].
+    overload: Option<bounded::OverloadStats>,
 }
 
 impl std::fmt::Debug for AudioInput {
@@ -54,7 +56,23 @@ impl AudioInput {
             label: label.into(),
             stream: Box::pin(stream),
             participant: tokio::sync::watch::channel(Default::default()).1,
+            overload: None,
         }
+    }
+
+    /// This input behind a queue of at most `max_buffered` of audio that sheds the oldest
+    /// frames under overload ([`bounded::bounded_audio_input`]); an input that is already
+    /// bounded is returned as it is. [`AgentSession::start`](crate::voice::AgentSession::start)
+    /// bounds every input with [`bounded::DEFAULT_MAX_BUFFERED_INPUT`] (5 s). Must be called
+    /// inside a tokio runtime.
+    pub fn bounded(self, max_buffered: Duration) -> Self {
+        bounded::bounded_audio_input(self, max_buffered).0
+    }
+
+    /// The overload counters of a bounded input (see [`bounded`](Self::bounded)), `None` for
+    /// an input that is not bounded.
+    pub fn overload_stats(&self) -> Option<bounded::OverloadStats> {
+        self.overload.clone()
     }
 
     /// Records who the audio comes from (used to choose its filter, see
@@ -107,6 +125,7 @@ pub struct PlaybackFinished {
 
 /// What an [`AudioOutput`] reports about playback.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum PlaybackEvent {
     /// The first frame of a segment started playing.
     Started,

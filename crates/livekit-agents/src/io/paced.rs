@@ -54,9 +54,16 @@ struct Shared {
     /// Woken when queued audio left the queue (played, cleared) or playback resumed.
     space: Notify,
     events: broadcast::Sender<PlaybackEvent>,
-    /// With a limit, `capture_frame` waits while this much audio is queued, or while paused.
-    limit: Option<Duration>,
+    /// `capture_frame` waits while this much audio is queued (besides the frame playing).
+    limit: Duration,
+    /// `capture_frame` also waits while the output is paused (a device or a room track).
+    wait_while_paused: bool,
 }
+
+/// The queue of [`PacedAudioOutput::new`]: audio captured ahead of playback beyond this waits
+/// (backpressure to the TTS), so an output holds at most this much audio whatever the provider
+/// delivers.
+pub const DEFAULT_OUTPUT_QUEUE: Duration = Duration::from_secs(10);
 
 /// A real-time paced [`AudioOutput`] over a [`FrameSink`].
 ///
@@ -78,9 +85,18 @@ impl std::fmt::Debug for PacedAudioOutput {
 
 impl PacedAudioOutput {
     /// An output named `label` that wants `sample_rate` (or any rate with `None`) and plays into
-    /// `sink`.
+    /// `sink`, queueing up to [`DEFAULT_OUTPUT_QUEUE`] of audio ahead of playback:
+    /// [`capture_frame`](AudioOutput::capture_frame) waits while that much is queued (also
+    /// while paused, once the queue is full). A capture waiting when
+    /// [`clear_buffer`](AudioOutput::clear_buffer) is called returns without queueing its frame.
     pub fn new(label: impl Into<String>, sample_rate: Option<u32>, sink: impl FrameSink) -> Self {
-        Self::build(label.into(), sample_rate, None, Box::new(sink))
+        Self::build(
+            label.into(),
+            sample_rate,
+            DEFAULT_OUTPUT_QUEUE,
+            false,
+            Box::new(sink),
+        )
     }
 
     /// Like [`new`](Self::new), with a bounded queue, as a device or a room track has:
@@ -94,13 +110,14 @@ impl PacedAudioOutput {
         limit: Duration,
         sink: impl FrameSink,
     ) -> Self {
-        Self::build(label.into(), sample_rate, Some(limit), Box::new(sink))
+        Self::build(label.into(), sample_rate, limit, true, Box::new(sink))
     }
 
     fn build(
         label: String,
         sample_rate: Option<u32>,
-        limit: Option<Duration>,
+        limit: Duration,
+        wait_while_paused: bool,
         sink: Box<dyn FrameSink>,
     ) -> Self {
         let (events, _) = broadcast::channel(256);
@@ -110,6 +127,7 @@ impl PacedAudioOutput {
             space: Notify::new(),
             events,
             limit,
+            wait_while_paused,
         });
         let player = tokio::spawn(play_loop(shared.clone(), sink));
         Self {
@@ -118,6 +136,11 @@ impl PacedAudioOutput {
             shared,
             _player: AbortOnDropHandle::new(player),
         }
+    }
+
+    /// Audio queued ahead of playback now (not counting the frame playing).
+    pub fn queued(&self) -> Duration {
+        self.shared.state.lock().queued
     }
 
     /// Whether audio is queued or playing.
@@ -223,10 +246,8 @@ impl AudioOutput for PacedAudioOutput {
                     // Cleared while waiting: the frame belonged to the cleared segment.
                     return;
                 }
-                let full = self
-                    .shared
-                    .limit
-                    .is_some_and(|limit| st.paused || (!st.queue.is_empty() && st.queued >= limit));
+                let full = (self.shared.wait_while_paused && st.paused)
+                    || (!st.queue.is_empty() && st.queued >= self.shared.limit);
                 if !full {
                     st.open = true;
                     st.queued += frame.duration();
@@ -381,5 +402,60 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1)).await;
         out.resume();
         writer.await.unwrap();
+    }
+
+    /// Issue 19: the default output waits when its queue is full (it used to queue without
+    /// limit): a writer far ahead of playback is held back, the queue never exceeds the limit,
+    /// and a clear releases a waiting writer.
+    #[tokio::test(start_paused = true)]
+    async fn the_default_output_applies_backpressure() {
+        let out = Arc::new(PacedAudioOutput::new("test", None, |_: &AudioFrame| {}));
+        let start = Instant::now();
+        let writer = {
+            let out = out.clone();
+            tokio::spawn(async move {
+                // 30 s of audio as fast as it comes (a TTS faster than real time).
+                for _ in 0..300 {
+                    out.capture_frame(frame(100)).await;
+                }
+                start.elapsed()
+            })
+        };
+        let mut peak = Duration::ZERO;
+        while !writer.is_finished() {
+            peak = peak.max(out.queued());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(peak <= DEFAULT_OUTPUT_QUEUE, "{peak:?}");
+        assert!(
+            peak >= DEFAULT_OUTPUT_QUEUE - Duration::from_millis(100),
+            "{peak:?}"
+        );
+        // The last frame was queued when the last 10 s (plus the frame playing) remained.
+        assert_eq!(writer.await.unwrap(), Duration::from_millis(19_900));
+        // Paused, the writer may fill the queue, then waits; a clear releases it.
+        let mut events = out.subscribe();
+        out.pause();
+        let writer = {
+            let out = out.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    out.capture_frame(frame(100)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!writer.is_finished());
+        assert!(out.queued() <= DEFAULT_OUTPUT_QUEUE);
+        out.clear_buffer();
+        out.resume();
+        loop {
+            match wait_for_finished(&mut events).await {
+                Some(f) if f.interrupted => break,
+                Some(_) => continue,
+                None => panic!("output closed"),
+            }
+        }
+        writer.abort();
     }
 }

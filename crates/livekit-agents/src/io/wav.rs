@@ -16,6 +16,7 @@ use crate::audio::AudioFrame;
 /// A WAV file could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("WAV file {path}: {source}")]
+#[non_exhaustive]
 pub struct WavIoError {
     /// The file.
     pub path: PathBuf,

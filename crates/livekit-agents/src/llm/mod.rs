@@ -51,7 +51,8 @@ pub use fallback::FallbackAdapter;
 pub use livekit_agents_macros::function_tool;
 pub use tool::{
     FunctionTool, IntoToolOutput, IntoToolResult, RunContext, ToolCallResult, ToolChoice,
-    ToolDefinition, ToolError, ToolOutput, ToolSet, Userdata, INTERNAL_ERROR_MESSAGE,
+    ToolDefinition, ToolError, ToolOutput, ToolSet, Userdata, UserdataError,
+    INTERNAL_ERROR_MESSAGE,
 };
 
 use std::pin::Pin;
@@ -62,7 +63,6 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use futures::Stream;
 use tokio::sync::mpsc;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::stt::EVENT_BUFFER;
 use crate::types::{ApiConnectOptions, ApiError};
@@ -265,7 +265,7 @@ pub trait LlmStreamTask: Send + 'static {
 /// A streamed completion.
 pub struct LlmStream {
     events: mpsc::Receiver<Result<ChatChunk, ApiError>>,
-    _task: Option<AbortOnDropHandle<()>>,
+    task: crate::types::ProducerTask,
 }
 
 /// A whole completion gathered from an [`LlmStream`].
@@ -315,7 +315,7 @@ impl LlmStream {
         });
         Self {
             events: rx,
-            _task: Some(AbortOnDropHandle::new(handle)),
+            task: crate::types::ProducerTask::new(Some(handle)),
         }
     }
 
@@ -326,19 +326,21 @@ impl LlmStream {
     ) -> Self {
         Self {
             events,
-            _task: task.map(AbortOnDropHandle::new),
+            task: crate::types::ProducerTask::new(task),
         }
     }
 
     /// The next chunk, `None` at the end.
     pub async fn next_chunk(&mut self) -> Option<Result<ChatChunk, ApiError>> {
-        self.events.recv().await
+        std::future::poll_fn(|cx| self.task.poll_recv(&mut self.events, cx)).await
     }
 
     /// Reads the whole response.
     pub async fn collect(mut self) -> Result<CollectedResponse, ApiError> {
         let mut out = CollectedResponse::default();
-        while let Some(chunk) = self.events.recv().await {
+        while let Some(chunk) =
+            std::future::poll_fn(|cx| self.task.poll_recv(&mut self.events, cx)).await
+        {
             let chunk = chunk?;
             if let Some(delta) = chunk.delta {
                 if let Some(text) = delta.content {
@@ -358,6 +360,7 @@ impl Stream for LlmStream {
     type Item = Result<ChatChunk, ApiError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        let this = &mut *self;
+        this.task.poll_recv(&mut this.events, cx)
     }
 }

@@ -51,6 +51,7 @@ pub struct GenerationCreated {
 
 /// Something that happened in a realtime session.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RealtimeEvent {
     /// A response started.
     GenerationCreated(GenerationCreated),

@@ -152,6 +152,7 @@ impl ToolDefinition {
 /// A [`ToolDefinition`] providers would reject.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("invalid tool definition {tool:?}: {reason}")]
+#[non_exhaustive]
 pub struct InvalidToolDefinition {
     /// The tool's name.
     pub tool: String,
@@ -297,11 +298,15 @@ impl<T: IntoToolOutput> IntoToolResult for T {
     }
 }
 
-/// Session data shared with tools and hooks. Store a type with interior mutability (e.g. a
-/// `Mutex`) to change it from tools.
+/// Session data shared with tools and hooks (the reference's `session.userdata`). Store a
+/// type with interior mutability (e.g. a `Mutex`) to change it from tools.
+///
+/// Reading it names the type, and a mismatch is a typed [`UserdataError`] (which converts into
+/// a [`ToolError`], so `?` works in a tool), never a silent `None`. The per-process store that
+/// a prewarm function fills is a different thing: `worker::ProcessUserdata`.
 ///
 /// ```
-/// use livekit_agents::llm::tool::Userdata;
+/// use livekit_agents::llm::tool::{Userdata, UserdataError};
 /// use std::sync::Mutex;
 ///
 /// #[derive(Default)]
@@ -309,36 +314,76 @@ impl<T: IntoToolOutput> IntoToolResult for T {
 ///
 /// let data = Userdata::new(Mutex::new(Order::default()));
 /// data.get::<Mutex<Order>>().unwrap().lock().unwrap().items.push("coffee".into());
-/// assert!(data.get::<String>().is_none());
+/// let err = data.get::<String>().unwrap_err();
+/// assert!(matches!(err, UserdataError::WrongType { .. }));
+/// assert!(err.to_string().contains("Order"), "{err}");
+/// assert!(matches!(Userdata::default().get::<String>(), Err(UserdataError::NotSet { .. })));
 /// ```
 #[derive(Clone, Default)]
-pub struct Userdata(Option<Arc<dyn Any + Send + Sync>>);
+pub struct Userdata(Option<(Arc<dyn Any + Send + Sync>, &'static str)>);
 
 impl Userdata {
     /// Wraps a value.
     pub fn new<T: Any + Send + Sync>(value: T) -> Self {
-        Self(Some(Arc::new(value)))
+        Self(Some((Arc::new(value), std::any::type_name::<T>())))
     }
 
-    /// The value if it is a `T`.
-    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        self.0.clone()?.downcast::<T>().ok()
+    /// The value, if it is a `T`; otherwise why not.
+    pub fn get<T: Any + Send + Sync>(&self) -> Result<Arc<T>, UserdataError> {
+        let expected = std::any::type_name::<T>();
+        let (value, actual) = self.0.clone().ok_or(UserdataError::NotSet { expected })?;
+        value
+            .downcast::<T>()
+            .map_err(|_| UserdataError::WrongType { expected, actual })
     }
 
     /// Whether no value is set.
     pub fn is_empty(&self) -> bool {
         self.0.is_none()
     }
+
+    /// The name of the stored value's type, if any.
+    pub fn type_name(&self) -> Option<&'static str> {
+        self.0.as_ref().map(|(_, name)| *name)
+    }
 }
 
 impl std::fmt::Debug for Userdata {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Userdata(..)"
-        } else {
-            "Userdata(None)"
-        })
+        match &self.0 {
+            Some((_, name)) => write!(f, "Userdata({name})"),
+            None => f.write_str("Userdata(None)"),
+        }
     }
+}
+
+/// Why typed userdata (the session's [`Userdata`] or the process's
+/// `worker::ProcessUserdata`) could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UserdataError {
+    /// No value was set (e.g. `AgentSessionBuilder::userdata` was not called).
+    #[error("no userdata is set (a {expected} was asked for)")]
+    NotSet {
+        /// The type asked for.
+        expected: &'static str,
+    },
+    /// A value of another type is stored.
+    #[error("the userdata is a {actual}, not a {expected}")]
+    WrongType {
+        /// The type asked for.
+        expected: &'static str,
+        /// The type stored.
+        actual: &'static str,
+    },
+    /// Nothing is stored under this key of the process userdata.
+    #[error("no process userdata under `{key}` (a {expected} was asked for)")]
+    MissingKey {
+        /// The key.
+        key: String,
+        /// The type asked for.
+        expected: &'static str,
+    },
 }
 
 /// What a tool handler receives besides its arguments.
@@ -386,8 +431,9 @@ impl RunContext {
         self.speech_handle.as_ref()
     }
 
-    /// The session's userdata, if it is a `T`.
-    pub fn userdata<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+    /// The session's userdata as a `T`; a typed error (usable with `?` in a tool) when none is
+    /// set or it has another type.
+    pub fn userdata<T: Any + Send + Sync>(&self) -> Result<Arc<T>, UserdataError> {
         self.userdata.get::<T>()
     }
 
@@ -981,6 +1027,7 @@ pub fn parameters_schema<A: schemars::JsonSchema>() -> serde_json::Value {
 
 /// Why a schema cannot be used in strict mode.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StrictSchemaError {
     /// An object allows properties beyond the declared ones.
     #[error("{path}: objects with additionalProperties cannot be strict")]

@@ -109,6 +109,7 @@ impl std::fmt::Debug for McpServerOptions {
 
 /// Why an MCP server could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum McpError {
     /// The command could not be started.
     #[error("could not start `{command}`: {source}")]

@@ -115,6 +115,7 @@ pub struct TurnMetrics {
 
 /// Any metrics.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum AgentMetrics {
     /// LLM.
     Llm(LlmMetrics),
@@ -132,6 +133,7 @@ pub enum AgentMetrics {
 
 /// Usage summed over a session.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct UsageSummary {
     /// LLM prompt tokens.
     pub llm_prompt_tokens: u64,

@@ -7,6 +7,7 @@ use url::Url;
 /// Plugins convert it into their own configuration error (whose message names the provider).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid base URL {url:?}: {reason}")]
+#[non_exhaustive]
 pub struct InvalidBaseUrl {
     /// The URL as given.
     pub url: String,

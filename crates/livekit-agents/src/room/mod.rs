@@ -55,6 +55,7 @@ mod video;
 
 /// Errors of room I/O.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RoomIoError {
     /// Publishing the agent's audio track failed.
     #[error("could not publish the agent audio track: {0}")]
@@ -69,6 +70,7 @@ pub enum RoomIoError {
 
 /// What happens in the room that the session must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RoomInputEvent {
     /// The linked participant sent chat text (`lk.chat`).
     UserText {
@@ -193,6 +195,12 @@ fn to_rtc(frame: &AudioFrame) -> RtcAudioFrame<'static> {
         samples_per_channel: frame.samples_per_channel as u32,
     }
 }
+
+/// Agent audio queued ahead of playback in the room output (the reference's 200 ms).
+const ROOM_OUTPUT_QUEUE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Frames between the paced room output and WebRTC's capture (about 1 s of 10-20 ms frames).
+const ROOM_OUTPUT_PUMP_FRAMES: usize = 64;
 
 impl RoomIo {
     /// Starts room I/O on a connected room: publishes the agent track, links a participant,
@@ -407,7 +415,10 @@ impl RoomIo {
         self.shared.audio_gate.published(&sid);
 
         // The paced output decides when each frame plays; a pump hands frames to WebRTC.
-        let (tx, mut rx) = mpsc::unbounded_channel::<AudioFrame>();
+        // Bounded: the paced output hands over one frame as it starts playing, so this holds
+        // more than a frame or two only while WebRTC's capture stalls; past 1 s the frames
+        // are dropped (they would play late anyway).
+        let (tx, mut rx) = mpsc::channel::<AudioFrame>(ROOM_OUTPUT_PUMP_FRAMES);
         let pump_source = source.clone();
         let close = self.shared.close.clone();
         tokio::spawn(async move {
@@ -421,11 +432,16 @@ impl RoomIo {
                 }
             }
         });
-        let paced = PacedAudioOutput::new(
+        // The reference's room output queues 200 ms ahead of playback: the writer (the TTS)
+        // waits when it is full, and while the output is paused.
+        let paced = PacedAudioOutput::bounded(
             "room",
             Some(opts.output_sample_rate),
+            ROOM_OUTPUT_QUEUE,
             move |frame: &AudioFrame| {
-                let _ = tx.send(frame.clone());
+                if tx.try_send(frame.clone()).is_err() {
+                    tracing::debug!("room audio capture is behind; dropping a frame");
+                }
             },
         );
         let output = SubscriptionGatedOutput::new(

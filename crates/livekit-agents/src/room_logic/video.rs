@@ -29,6 +29,7 @@ pub const MAX_FRAME_SIDE: u32 = 8192;
 
 /// Why a frame could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VideoError {
     /// The frame's size and its planes disagree, or it is empty or too large.
     #[error("invalid video frame: {0}")]

@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use futures::Stream;
 use tokio::sync::mpsc;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::audio::AudioFrame;
 use crate::types::{ApiConnectOptions, ApiError, TimedString};
@@ -53,6 +52,7 @@ pub struct SttCapabilities {
 
 /// The kind of a [`SpeechEvent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SpeechEventType {
     /// The provider detected the start of speech.
     StartOfSpeech,
@@ -97,6 +97,7 @@ pub struct RecognitionUsage {
 
 /// An event from a [`SpeechStream`] or the result of [`recognize`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SpeechEvent {
     /// What happened.
     pub kind: SpeechEventType,
@@ -332,7 +333,7 @@ pub trait SttStreamTask: Send + 'static {
 pub struct SpeechStream {
     input: mpsc::UnboundedSender<SttInput>,
     events: mpsc::Receiver<Result<SpeechEvent, ApiError>>,
-    _task: Option<AbortOnDropHandle<()>>,
+    task: crate::types::ProducerTask,
 }
 
 impl SpeechStream {
@@ -375,7 +376,7 @@ impl SpeechStream {
         Self {
             input: in_tx,
             events: ev_rx,
-            _task: Some(AbortOnDropHandle::new(handle)),
+            task: crate::types::ProducerTask::new(Some(handle)),
         }
     }
 
@@ -388,7 +389,7 @@ impl SpeechStream {
         Self {
             input,
             events,
-            _task: task.map(AbortOnDropHandle::new),
+            task: crate::types::ProducerTask::new(task),
         }
     }
 
@@ -415,7 +416,7 @@ impl SpeechStream {
 
     /// The next event, `None` at the end.
     pub async fn next_event(&mut self) -> Option<Result<SpeechEvent, ApiError>> {
-        self.events.recv().await
+        std::future::poll_fn(|cx| self.task.poll_recv(&mut self.events, cx)).await
     }
 }
 
@@ -438,6 +439,7 @@ impl Stream for SpeechStream {
     type Item = Result<SpeechEvent, ApiError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        let this = &mut *self;
+        this.task.poll_recv(&mut this.events, cx)
     }
 }

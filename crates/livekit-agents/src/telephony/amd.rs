@@ -86,6 +86,7 @@ const MAX_GREETING_CHARS: usize = 4000;
 
 /// The classification could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AmdError {
     /// The model request failed.
     #[error("answering-machine detection failed: {0}")]

@@ -21,6 +21,7 @@ const MAX_DESTINATION_LEN: usize = 256;
 
 /// A telephony operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TelephonyError {
     /// A SIP call (dial, transfer) failed; see [`SipError::failure`].
     #[error(transparent)]
@@ -116,6 +117,7 @@ pub struct OutboundCall {
 
 /// Why dispatch metadata does not describe an outbound call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutboundCallError {
     /// The metadata is not a JSON object.
     #[error("dispatch metadata is not a JSON object: {0}")]

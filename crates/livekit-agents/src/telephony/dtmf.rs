@@ -67,6 +67,7 @@ pub enum DtmfEvent {
 
 /// A key that is not a DTMF key, or a code outside RFC 4733's keypad range (0-15).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvalidDtmf {
     /// Not one of `0-9 * # A-D`.
     #[error("invalid DTMF key {0:?} (expected 0-9, *, #, A-D)")]

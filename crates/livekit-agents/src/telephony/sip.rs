@@ -186,6 +186,7 @@ impl SipFailure {
 
 /// A SIP server call (`CreateSIPParticipant`, `TransferSIPParticipant`) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SipError {
     /// The phone network answered with a SIP failure status (the Twirp error's
     /// `sip_status_code` / `sip_status` metadata).

@@ -209,6 +209,7 @@ impl<'a> EventAssert<'a> {
 
 /// The judge could not confirm the intent.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum JudgeError {
     /// The judge said the message does not meet the intent.
     #[error("the message does not meet the intent: {0}")]

@@ -94,7 +94,7 @@ struct Shared {
 /// A [`Tts`] that answers repeated texts from a cache (see the module docs).
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use livekit_agents::testing::FakeTts;

@@ -48,6 +48,7 @@ impl Default for TtsFallbackOptions {
 
 /// A TTS fallback adapter that cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TtsFallbackError {
     /// No providers were given.
     #[error("a fallback adapter needs at least one provider")]

@@ -15,7 +15,6 @@ use async_trait::async_trait;
 use futures::Stream;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::audio::AudioFrame;
 use crate::stt::EVENT_BUFFER;
@@ -286,7 +285,7 @@ pub trait ChunkedTtsTask: Send + 'static {
 /// The audio of one text, as a stream of frames.
 pub struct ChunkedStream {
     events: mpsc::Receiver<Result<SynthesizedAudio, ApiError>>,
-    _task: Option<AbortOnDropHandle<()>>,
+    task: crate::types::ProducerTask,
 }
 
 impl ChunkedStream {
@@ -334,7 +333,7 @@ impl ChunkedStream {
         });
         Self {
             events: rx,
-            _task: Some(AbortOnDropHandle::new(handle)),
+            task: crate::types::ProducerTask::new(Some(handle)),
         }
     }
 
@@ -345,14 +344,16 @@ impl ChunkedStream {
     ) -> Self {
         Self {
             events,
-            _task: task.map(AbortOnDropHandle::new),
+            task: crate::types::ProducerTask::new(task),
         }
     }
 
     /// Waits for the whole synthesis and returns it as one frame.
     pub async fn collect(mut self) -> Result<AudioFrame, ApiError> {
         let mut out: Option<AudioFrame> = None;
-        while let Some(item) = self.events.recv().await {
+        while let Some(item) =
+            std::future::poll_fn(|cx| self.task.poll_recv(&mut self.events, cx)).await
+        {
             let audio = item?;
             match &mut out {
                 None => out = Some(audio.frame),
@@ -370,7 +371,8 @@ impl Stream for ChunkedStream {
     type Item = Result<SynthesizedAudio, ApiError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        let this = &mut *self;
+        this.task.poll_recv(&mut this.events, cx)
     }
 }
 
@@ -436,7 +438,7 @@ pub trait TtsStreamTask: Send + 'static {
 pub struct SynthesizeStream {
     input: mpsc::UnboundedSender<TtsInput>,
     events: mpsc::Receiver<Result<SynthesizedAudio, ApiError>>,
-    _task: Option<AbortOnDropHandle<()>>,
+    task: crate::types::ProducerTask,
 }
 
 impl SynthesizeStream {
@@ -482,7 +484,7 @@ impl SynthesizeStream {
         Self {
             input: in_tx,
             events: rx,
-            _task: Some(AbortOnDropHandle::new(handle)),
+            task: crate::types::ProducerTask::new(Some(handle)),
         }
     }
 
@@ -495,7 +497,7 @@ impl SynthesizeStream {
         Self {
             input,
             events,
-            _task: task.map(AbortOnDropHandle::new),
+            task: crate::types::ProducerTask::new(task),
         }
     }
 
@@ -518,7 +520,7 @@ impl SynthesizeStream {
 
     /// The next audio frame, `None` at the end.
     pub async fn next_audio(&mut self) -> Option<Result<SynthesizedAudio, ApiError>> {
-        self.events.recv().await
+        std::future::poll_fn(|cx| self.task.poll_recv(&mut self.events, cx)).await
     }
 }
 
@@ -526,6 +528,7 @@ impl Stream for SynthesizeStream {
     type Item = Result<SynthesizedAudio, ApiError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        let this = &mut *self;
+        this.task.poll_recv(&mut this.events, cx)
     }
 }

@@ -91,5 +91,6 @@ async fn prometheus(State(inner): State<Arc<Inner>>) -> impl IntoResponse {
         u8::from(inner.connected.load(Ordering::SeqCst))
     );
     out.push_str(&super::metrics::render_stage_histograms());
+    out.push_str(&super::metrics::render_overload_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

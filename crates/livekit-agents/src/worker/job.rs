@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::options::redact;
+use crate::llm::tool::UserdataError;
 
 pub use livekit_api::services::LiveKitApi;
 
@@ -29,11 +30,11 @@ pub use livekit_api::services::LiveKitApi;
 /// proc.userdata().insert("greeting", String::from("hello"));
 /// let g = proc.userdata().get::<String>("greeting").unwrap();
 /// assert_eq!(g.as_str(), "hello");
-/// assert!(proc.userdata().get::<u32>("greeting").is_none());
+/// assert!(proc.userdata().get::<u32>("greeting").is_err());
 /// ```
 #[derive(Clone, Default)]
 pub struct JobProcess {
-    userdata: Userdata,
+    userdata: ProcessUserdata,
 }
 
 impl fmt::Debug for JobProcess {
@@ -52,7 +53,7 @@ impl JobProcess {
     }
 
     /// The process's typed key-value store.
-    pub fn userdata(&self) -> &Userdata {
+    pub fn userdata(&self) -> &ProcessUserdata {
         &self.userdata
     }
 
@@ -62,27 +63,114 @@ impl JobProcess {
     }
 }
 
-/// A string-keyed map of shared values of any type (the reference's `proc.userdata` dict).
+/// The process's store of shared values (the reference's `proc.userdata` dict): what a
+/// prewarm function loads once (models) for every job of the process. Not the session's
+/// [`Userdata`](crate::llm::tool::Userdata), which holds one conversation's state.
+///
+/// Values are reached by a typed [`UserdataKey`] (the type is checked at compile time) or by a
+/// string key and a type; a missing value or another type is a typed
+/// [`UserdataError`], not a silent `None`.
+///
+/// ```
+/// use livekit_agents::worker::{JobProcess, UserdataKey};
+///
+/// const GREETING: UserdataKey<String> = UserdataKey::new("greeting");
+/// let proc = JobProcess::new();
+/// proc.userdata().set(&GREETING, String::from("hello"));
+/// assert_eq!(proc.userdata().value(&GREETING).unwrap().as_str(), "hello");
+/// // By name, the type is checked at run time:
+/// assert!(proc.userdata().get::<u32>("greeting").is_err());
+/// ```
 #[derive(Clone, Default)]
-pub struct Userdata {
-    map: Arc<RwLock<HashMap<String, Arc<dyn Any + Send + Sync>>>>,
+pub struct ProcessUserdata {
+    map: Arc<RwLock<HashMap<String, Stored>>>,
 }
 
-impl Userdata {
-    /// Stores `value` under `key`, replacing any previous value.
-    pub fn insert<T: Any + Send + Sync>(&self, key: impl Into<String>, value: T) {
-        self.map.write().insert(key.into(), Arc::new(value));
+type Stored = (Arc<dyn Any + Send + Sync>, &'static str);
+
+/// A typed key of the [`ProcessUserdata`]: `const VAD: UserdataKey<Arc<dyn Vad>> =
+/// UserdataKey::new("vad");` then `set(&VAD, ..)` / `value(&VAD)`.
+pub struct UserdataKey<T> {
+    name: &'static str,
+    _type: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> UserdataKey<T> {
+    /// A key named `name`.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            _type: std::marker::PhantomData,
+        }
     }
 
-    /// The value under `key` if it exists and has type `T`.
-    pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
-        let v = self.map.read().get(key)?.clone();
-        v.downcast::<T>().ok()
+    /// The key's name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T> fmt::Debug for UserdataKey<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "UserdataKey<{}>({:?})",
+            std::any::type_name::<T>(),
+            self.name
+        )
+    }
+}
+
+impl ProcessUserdata {
+    /// Stores `value` under `key`, replacing any previous value.
+    pub fn insert<T: Any + Send + Sync>(&self, key: impl Into<String>, value: T) {
+        self.map
+            .write()
+            .insert(key.into(), (Arc::new(value), std::any::type_name::<T>()));
+    }
+
+    /// The value under `key` as a `T`, or why not.
+    pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Result<Arc<T>, UserdataError> {
+        let expected = std::any::type_name::<T>();
+        let (value, actual) =
+            self.map
+                .read()
+                .get(key)
+                .cloned()
+                .ok_or_else(|| UserdataError::MissingKey {
+                    key: key.to_owned(),
+                    expected,
+                })?;
+        value
+            .downcast::<T>()
+            .map_err(|_| UserdataError::WrongType { expected, actual })
+    }
+
+    /// Stores `value` under a typed key.
+    pub fn set<T: Any + Send + Sync>(&self, key: &UserdataKey<T>, value: T) {
+        self.insert(key.name, value);
+    }
+
+    /// The value under a typed key (an error only when it was never set, or was replaced
+    /// through the string API with another type).
+    pub fn value<T: Any + Send + Sync>(
+        &self,
+        key: &UserdataKey<T>,
+    ) -> Result<Arc<T>, UserdataError> {
+        self.get::<T>(key.name)
     }
 
     /// The keys present.
     pub fn keys(&self) -> Vec<String> {
         self.map.read().keys().cloned().collect()
+    }
+}
+
+impl fmt::Debug for ProcessUserdata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessUserdata")
+            .field("keys", &self.keys())
+            .finish()
     }
 }
 
@@ -622,6 +710,7 @@ impl JobContext {
 
 /// Errors of job-side operations.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JobError {
     /// Connecting to the room failed.
     #[error("could not connect to the room: {0}")]

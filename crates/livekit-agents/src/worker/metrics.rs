@@ -129,9 +129,63 @@ pub fn render_stage_histograms() -> String {
     out
 }
 
+/// Renders the process-wide overload counters of the bounded audio inputs
+/// ([`crate::io::bounded::overload_totals`]) in the Prometheus text exposition format:
+/// `livekit_agents_input_dropped_frames_total`, `livekit_agents_input_dropped_audio_seconds_total`,
+/// `livekit_agents_input_overload_episodes_total` (counters) and
+/// `livekit_agents_inputs_shedding` (a gauge: inputs dropping audio now).
+pub fn render_overload_metrics() -> String {
+    let t = crate::io::bounded::overload_totals();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    metric(
+        "livekit_agents_input_dropped_frames_total",
+        "counter",
+        "User audio frames dropped by overloaded sessions.",
+        t.dropped_frames.to_string(),
+    );
+    metric(
+        "livekit_agents_input_dropped_audio_seconds_total",
+        "counter",
+        "User audio dropped by overloaded sessions, in seconds.",
+        t.dropped_audio.as_secs_f64().to_string(),
+    );
+    metric(
+        "livekit_agents_input_overload_episodes_total",
+        "counter",
+        "Episodes in which a session fell behind its audio input.",
+        t.episodes.to_string(),
+    );
+    metric(
+        "livekit_agents_inputs_shedding",
+        "gauge",
+        "Audio inputs dropping audio now (their session falls behind).",
+        t.shedding_inputs.to_string(),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overload_metrics_are_rendered() {
+        let text = render_overload_metrics();
+        for name in [
+            "livekit_agents_input_dropped_frames_total ",
+            "livekit_agents_input_dropped_audio_seconds_total ",
+            "livekit_agents_input_overload_episodes_total ",
+            "livekit_agents_inputs_shedding ",
+        ] {
+            assert!(text.contains(&format!("\n{name}")), "{name} in {text}");
+        }
+        assert!(text.contains("# TYPE livekit_agents_inputs_shedding gauge"));
+    }
 
     #[test]
     fn histogram_is_cumulative_and_counts_inf() {

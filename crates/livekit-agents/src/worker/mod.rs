@@ -42,9 +42,10 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::llm::tool::UserdataError;
 pub use job::{
     AcceptArgs, ApiCredentials, JobContext, JobContextParams, JobError, JobOutcome, JobProcess,
-    JobRequest, LiveKitApi, Userdata,
+    JobRequest, LiveKitApi, ProcessUserdata, UserdataKey,
 };
 pub use options::{
     Entrypoint, LoadContext, LoadFn, PrewarmFn, ReconnectPolicy, RequestFn, ServerType,
@@ -56,6 +57,7 @@ use job::RequestAnswer;
 
 /// Errors that stop an agent server.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WorkerError {
     /// A required setting is empty.
     #[error("missing {0}: pass it as a flag or set it in the environment")]

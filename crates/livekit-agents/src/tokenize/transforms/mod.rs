@@ -135,6 +135,7 @@ impl fmt::Display for TextTransformKind {
 /// A transform name that is not one of the built-ins.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown text transform {name:?} (available: filter_markdown, filter_emoji)")]
+#[non_exhaustive]
 pub struct UnknownTransformError {
     /// The name that was given.
     pub name: String,

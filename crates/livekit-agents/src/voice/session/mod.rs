@@ -251,6 +251,9 @@ impl AgentSession {
         self.inner.state.lock().activity = Some(activity.clone());
         activity.start(true);
         if let Some(input) = io.audio_input {
+            // Every input (room, console, WAV, user-built) behind the overload-shedding queue
+            // (issue 15 item 8; a no-op for an input that is already bounded).
+            let input = input.bounded(crate::io::bounded::DEFAULT_MAX_BUFFERED_INPUT);
             // Input filters (noise suppression, AGC) run before VAD and STT.
             let input = match &self.inner.options.audio_filter {
                 Some(factory) => input.filtered_by(factory),
