@@ -48,7 +48,8 @@ async fn main() -> anyhow::Result<()> {
         match event.kind {
             VadEventType::StartOfSpeech => println!("START {:.3}", event.timestamp),
             VadEventType::EndOfSpeech => println!("END {:.3}", event.timestamp),
-            VadEventType::InferenceDone => {}
+            // Per-window inference results, and any kind a later version adds.
+            _ => {}
         }
     }
     Ok(())
