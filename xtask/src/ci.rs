@@ -105,6 +105,34 @@ pub fn run(args: CiArgs) -> anyhow::Result<()> {
     // Tests whose packages are missing fail instead of skipping themselves.
     tests.env.push(("LK_REQUIRE_TEST_DEPS", "1"));
     steps.push(tests);
+    // The OpenTelemetry exporter is an opt-in feature: lint it and run its tests against the
+    // local OTLP receivers.
+    steps.push(step(
+        "otel feature (clippy)",
+        &[
+            "clippy",
+            "--package",
+            "livekit-agents",
+            "--features",
+            "otel",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ));
+    steps.push(step(
+        "otel feature (tests)",
+        &[
+            "test",
+            "--package",
+            "livekit-agents",
+            "--features",
+            "otel",
+            "--test",
+            "otel_export",
+        ],
+    ));
     let mut docs = step("docs", &["doc", "--workspace", "--no-deps"]);
     docs.env.push(("RUSTDOCFLAGS", "-D warnings"));
     steps.push(docs);
