@@ -14,7 +14,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 /// Options of `cargo xtask bench`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Which benchmark: vad, sessions, turn-detector or audio.
     pub name: String,
@@ -48,6 +48,20 @@ pub struct BenchArgs {
     /// mixed into its output, to measure what mixing adds (sessions).
     #[arg(long)]
     pub background_audio: bool,
+    /// Run the Silero VAD without cross-stream batching (vad, sessions).
+    #[arg(long)]
+    pub no_batching: bool,
+    /// Run `--sessions` sessions with VAD batching off and on, alternating, `--rounds` times
+    /// each, and compare (sessions).
+    #[arg(long)]
+    pub ab_batching: bool,
+    /// Rounds of an A/B comparison (sessions `--ab-batching`).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// Interval of the resident-memory samples whose slope the run reports (sessions; with
+    /// `--seconds 3600`, one per minute).
+    #[arg(long, default_value_t = 60)]
+    pub rss_sample_secs: u64,
 }
 
 /// Runs a benchmark.
@@ -92,6 +106,20 @@ pub(crate) fn process_cpu_seconds() -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
+}
+
+/// The machine's load average (1, 5, 15 min) as `/proc/loadavg` shows it, or "?" where that
+/// is not available. Printed with every measurement: the development machine is shared.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// The `q`-quantile (0..=1) of sorted values.
