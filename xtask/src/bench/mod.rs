@@ -4,6 +4,7 @@
 //! Add a benchmark as a module here and a match arm in [`run`].
 
 mod audio;
+mod job_start;
 mod sessions;
 mod turn_detector;
 mod vad;
@@ -16,7 +17,7 @@ use anyhow::{bail, Context};
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Which benchmark: vad, sessions, turn-detector or audio.
+    /// Which benchmark: vad, sessions, turn-detector, audio or job-start.
     pub name: String,
     /// Input file for benchmarks that read one (vad: a WAV; default: the Silero test speech).
     #[arg(long)]
@@ -55,6 +56,9 @@ pub struct BenchArgs {
     /// each, and compare (sessions).
     #[arg(long)]
     pub ab_batching: bool,
+    /// Jobs dispatched one after the other (job-start).
+    #[arg(long, default_value_t = 200)]
+    pub jobs: usize,
     /// Rounds of an A/B comparison (sessions `--ab-batching`).
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
@@ -74,8 +78,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "turn-detector" => turn_detector::run(&args),
         "sessions" => sessions::run(&args),
         "audio" => audio::run(&args),
+        "job-start" => job_start::run(&args),
         other => {
-            bail!("unknown benchmark '{other}' (available: vad, sessions, turn-detector, audio)")
+            bail!(
+                "unknown benchmark '{other}' (available: vad, sessions, turn-detector, audio, job-start)"
+            )
         }
     }
 }
