@@ -53,6 +53,8 @@ pub(crate) struct Detector<P> {
     input_pending: Vec<i16>,
     /// Mono model-rate samples not yet inferred.
     model_pending: Vec<i16>,
+    /// The current frame down-mixed to mono (reused).
+    mono_scratch: Vec<i16>,
     window: Vec<f32>,
     copy_fraction: f64,
 
@@ -88,6 +90,7 @@ impl<P: SpeechProbability> Detector<P> {
             resampler: None,
             input_pending: Vec::new(),
             model_pending: Vec::new(),
+            mono_scratch: Vec::new(),
             window: vec![0.0; rate.window_samples()],
             copy_fraction: 0.0,
             speech_buffer: Vec::new(),
@@ -257,21 +260,29 @@ impl<P: SpeechProbability> Detector<P> {
             }
             Some(_) => {}
         }
-        let mono = frame.downmix_to_mono();
+        // Down-mix into a buffer kept across frames (mono input is used as it is), and
+        // resample straight into the pending model audio: no allocation per frame.
+        let mono: &[i16] = if frame.num_channels == 1 {
+            &frame.data
+        } else {
+            let channels = usize::from(frame.num_channels);
+            self.mono_scratch.clear();
+            self.mono_scratch.extend(
+                frame.data.chunks_exact(channels).map(|c| {
+                    (c.iter().map(|&s| i32::from(s)).sum::<i32>() / channels as i32) as i16
+                }),
+            );
+            &self.mono_scratch
+        };
         match &mut self.resampler {
-            Some(resampler) => match resampler.push(&mono) {
-                Ok(out) => {
-                    for part in out {
-                        self.model_pending.extend_from_slice(&part.data);
-                    }
+            Some(resampler) => {
+                if let Err(err) = resampler.push_samples(mono, &mut self.model_pending) {
+                    tracing::error!(error = %err, "dropping a frame the resampler rejected");
                 }
-                Err(err) => {
-                    tracing::error!(error = %err, "dropping a frame the resampler rejected")
-                }
-            },
-            None => self.model_pending.extend_from_slice(&mono.data),
+            }
+            None => self.model_pending.extend_from_slice(mono),
         }
-        self.input_pending.extend_from_slice(&mono.data);
+        self.input_pending.extend_from_slice(mono);
     }
 
     /// Runs at most `limit` of the whole windows waiting, appending events to `events`.

@@ -212,8 +212,11 @@ async fn run_stream<P: SpeechProbability>(
     mut input: mpsc::UnboundedReceiver<VadInput>,
     events: mpsc::Sender<VadEvent>,
 ) {
+    // Kept across wake-ups: no allocation per frame in steady state.
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut out = Vec::new();
     while let Some(first) = input.recv().await {
-        let mut batch = vec![first];
+        batch.push(first);
         while batch.len() < MAX_BATCH {
             match input.try_recv() {
                 Ok(item) => batch.push(item),
@@ -227,18 +230,18 @@ async fn run_stream<P: SpeechProbability>(
         }
         // Buffering is cheap; inference runs only once whole windows are waiting, so a 20 ms
         // frame that completes no 32 ms window costs nothing more.
-        for item in batch {
+        for item in batch.drain(..) {
             match item {
                 VadInput::Frame(frame) => detector.ingest(&frame),
                 VadInput::Flush => {
-                    if !infer(&mut detector, &events).await {
+                    if !infer(&mut detector, &events, &mut out).await {
                         return;
                     }
                     detector.flush();
                 }
             }
         }
-        if !infer(&mut detector, &events).await {
+        if !infer(&mut detector, &events, &mut out).await {
             return;
         }
     }
@@ -259,8 +262,8 @@ async fn run_stream<P: SpeechProbability>(
 async fn infer<P: SpeechProbability>(
     detector: &mut Detector<P>,
     events: &mpsc::Sender<VadEvent>,
+    out: &mut Vec<VadEvent>,
 ) -> bool {
-    let mut out = Vec::new();
     loop {
         let started = Instant::now();
         let Some((source, window)) = detector.next_window() else {
@@ -273,7 +276,7 @@ async fn infer<P: SpeechProbability>(
                 return false;
             }
         };
-        detector.finish_window(raw, started.elapsed().as_secs_f64(), &mut out);
+        detector.finish_window(raw, started.elapsed().as_secs_f64(), out);
         for event in out.drain(..) {
             if events.send(event).await.is_err() {
                 return false; // nobody is listening any more

@@ -3,6 +3,7 @@
 //! Benchmarks always run optimised: a debug `xtask` re-runs itself with `--release`.
 //! Add a benchmark as a module here and a match arm in [`run`].
 
+pub(crate) mod alloc_count;
 mod audio;
 mod job_start;
 mod sessions;

@@ -8,6 +8,8 @@
 //! 4. Batched inference (`LoadedModel::infer_batch`): thread CPU per window at batch sizes 1, 4,
 //!    8, 16 and 32, the sizes interleaved round by round so a machine whose load changes during
 //!    the run affects every size alike.
+//! 5. Allocations per 20 ms frame in one stream's steady state (a counting global allocator):
+//!    the whole `VadStream` path, the model call alone, and the resampler.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -105,9 +107,126 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     })?;
     runtime.block_on(one_stream(&vad, &audio, args.passes))?;
     runtime.block_on(many_streams(&vad, &audio, args.streams))?;
+    allocations(&model, &audio)?;
     python_reference(&path, args.passes);
     println!("\nload average at end: {}", super::load_average());
     Ok(())
+}
+
+/// Allocations per 20 ms frame in steady state, counted on one thread (a current-thread
+/// runtime): one stream fed frame by frame with its events read as they come, then the model
+/// call alone, then the 48 -> 16 kHz resampler.
+fn allocations(model: &LoadedModel, audio: &AudioFrame) -> anyhow::Result<()> {
+    use super::alloc_count::Counting;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mono = audio.downmix_to_mono();
+    let mono = if mono.sample_rate == 16_000 {
+        mono
+    } else {
+        livekit_agents::audio::resample::resample_frame(&mono, 16_000)?
+    };
+    let frames: Vec<AudioFrame> = mono
+        .data
+        .chunks_exact(320)
+        .map(|c| AudioFrame::new(c.to_vec(), 16_000, 1))
+        .collect::<Result<_, _>>()?;
+    println!("\n[allocations per 20 ms frame, steady state, one thread]");
+    for (label, batching) in [
+        ("VadStream, batching off", BatchOptions::disabled()),
+        ("VadStream, batching on (alone)", BatchOptions::default()),
+    ] {
+        let vad = SileroVad::load(VadOptions {
+            batching,
+            ..VadOptions::default()
+        })?;
+        let (counts, n) = runtime.block_on(async {
+            let mut stream = vad.stream();
+            let warm = frames.len().min(100);
+            let mut counts = None;
+            for (i, frame) in frames.iter().enumerate() {
+                // The frame as it arrives from a track reader: a fresh buffer (not counted,
+                // the transport allocates it), then everything the VAD does with it.
+                let frame = frame.clone();
+                Counting::start();
+                stream.push_frame(frame);
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+                while let Some(Some(_event)) = futures_now(&mut stream) {}
+                let c = Counting::stop();
+                if i >= warm {
+                    counts = Some(add(counts, c));
+                }
+            }
+            (counts.unwrap_or_default(), frames.len() - warm)
+        });
+        let n = n.max(1) as f64;
+        println!(
+            "  {label:<34} {:>6.2} allocations, {:>7.0} bytes per frame",
+            counts.allocations as f64 / n,
+            counts.bytes as f64 / n
+        );
+    }
+    // The model call alone (0.625 calls per 20 ms frame without batching).
+    let rate = ModelSampleRate::Hz16000;
+    for batch in [1usize, 16] {
+        let input = vec![0.01f32; batch * (rate.context_samples() + rate.window_samples())];
+        let mut state = vec![0.0f32; batch * 256];
+        let mut probabilities = vec![0.0f32; batch];
+        model.infer_batch(rate, batch, &input, &mut state, &mut probabilities)?;
+        let calls = 200;
+        Counting::start();
+        for _ in 0..calls {
+            model.infer_batch(rate, batch, &input, &mut state, &mut probabilities)?;
+        }
+        let c = Counting::stop();
+        println!(
+            "  {:<34} {:>6.2} allocations, {:>7.0} bytes per call (batch {batch}; Rust side only: ONNX Runtime's own C++ allocations do not pass through this allocator)",
+            "model call (infer_batch)",
+            c.allocations as f64 / calls as f64,
+            c.bytes as f64 / calls as f64
+        );
+    }
+    let mut resampler = livekit_agents::audio::resample::Resampler::new(48_000, 16_000, 1)?;
+    let frame48 = AudioFrame::sine(440.0, 0.5, 48_000, 1, 960);
+    for _ in 0..50 {
+        resampler.push(&frame48)?;
+    }
+    let pushes = 500;
+    Counting::start();
+    for _ in 0..pushes {
+        resampler.push(&frame48)?;
+    }
+    let c = Counting::stop();
+    println!(
+        "  {:<34} {:>6.2} allocations, {:>7.0} bytes per frame",
+        "Resampler::push 48 -> 16 kHz",
+        c.allocations as f64 / pushes as f64,
+        c.bytes as f64 / pushes as f64
+    );
+    Ok(())
+}
+
+fn add(
+    a: Option<super::alloc_count::Counts>,
+    b: super::alloc_count::Counts,
+) -> super::alloc_count::Counts {
+    let a = a.unwrap_or_default();
+    super::alloc_count::Counts {
+        allocations: a.allocations + b.allocations,
+        bytes: a.bytes + b.bytes,
+    }
+}
+
+/// The next event if one is ready now.
+fn futures_now(
+    stream: &mut livekit_agents::vad::VadStream,
+) -> Option<Option<livekit_agents::vad::VadEvent>> {
+    use futures::FutureExt as _;
+    futures::StreamExt::next(stream).now_or_never()
 }
 
 /// Thread CPU per window of batched inference at several batch sizes. Each round runs every
