@@ -78,6 +78,15 @@ impl LoadedModel {
                 &["input", "state", "sr"],
                 &["output", "stateN"],
             )?;
+            // Inputs are passed by position (no name map per inference).
+            let order: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+            if order != ["input", "state", "sr"] {
+                return Err(OnnxError::Model {
+                    path: path.clone(),
+                    message: format!("inputs in unexpected order {order:?}"),
+                }
+                .into());
+            }
         }
         // Every session the pool will use, created and run once now rather than during the
         // first conversations (a session takes tens of milliseconds to build).
@@ -282,26 +291,17 @@ pub(crate) fn run_batch(
     Ok(())
 }
 
+/// The model's inputs, by position (`input`, `state`, `sr`: the order checked at load).
 fn ort_inputs<'a>(
     batch: usize,
     input: &'a [f32],
     state: &'a [f32],
     sr: &'a [i64; 1],
-) -> Result<
-    Vec<(
-        &'static str,
-        livekit_agents_onnx::ort::session::SessionInputValue<'a>,
-    )>,
-    OnnxError,
-> {
+) -> Result<[livekit_agents_onnx::ort::session::SessionInputValue<'a>; 3], OnnxError> {
     let row = input.len() / batch.max(1);
     let input = TensorRef::from_array_view(([batch, row], input)).map_err(OnnxError::inference)?;
     let state = TensorRef::from_array_view(([2usize, batch, STATE_WIDTH], state))
         .map_err(OnnxError::inference)?;
     let sr = TensorRef::from_array_view(([0usize; 0], &sr[..])).map_err(OnnxError::inference)?;
-    Ok(vec![
-        ("input", input.into()),
-        ("state", state.into()),
-        ("sr", sr.into()),
-    ])
+    Ok([input.into(), state.into(), sr.into()])
 }
