@@ -14,6 +14,11 @@ mod test_deps;
 
 use clap::{Parser, Subcommand};
 
+/// Counts allocations for `cargo xtask bench vad` (allocations per audio frame); costs one
+/// relaxed atomic load per allocation when not counting.
+#[global_allocator]
+static ALLOCATOR: bench::alloc_count::Counting = bench::alloc_count::Counting;
+
 #[derive(Parser)]
 #[command(name = "xtask", about = "livekit-agents project automation")]
 struct Cli {

@@ -823,3 +823,86 @@ async fn extreme_pong_timestamps_keep_the_connection() {
     assert!(server.is_connected());
     server.aclose().await;
 }
+
+/// Issue 17: the job-start metric. A dispatched job's entrypoint sees when its assignment was
+/// received; the entrypoint's start and its first session's start are counted in
+/// `livekit_agents_job_start_seconds` (a local job has no assignment and is not counted).
+#[tokio::test]
+async fn job_start_is_measured_from_the_assignment() {
+    use livekit_agents::voice::{Agent, AgentSession, SessionIo};
+    use livekit_agents::worker::job_start::{job_start_summary, render_job_start_histograms};
+
+    let count = |phase| job_start_summary(phase).unwrap().0;
+    let (entry_before, ready_before) = (count("entrypoint"), count("session_ready"));
+    let fake = FakeServer::start().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let opts = WorkerOptions::new(move |ctx: JobContext| {
+        let tx = tx.clone();
+        async move {
+            let assigned_at = ctx.assigned_at();
+            let session = AgentSession::builder().build();
+            session
+                .start(Agent::new("You are a test."), SessionIo::default())
+                .await?;
+            // A second session of the same job is not counted again.
+            let second = AgentSession::builder().build();
+            second
+                .start(Agent::new("You are a test."), SessionIo::default())
+                .await?;
+            tx.send(assigned_at).unwrap();
+            Ok(())
+        }
+    });
+    let (server, _handle) = spawn_server(base_options(opts, &fake.url));
+    let (mut conn, _) = fake.accept_registered("AW_16").await;
+    assert!(conn.offer("AJ_start").await.available);
+    conn.assign("AJ_start").await;
+    let assigned_at = tokio::time::timeout(GUARD, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        assigned_at.is_some(),
+        "a dispatched job knows its assignment time"
+    );
+    assert_eq!(
+        conn.expect_job_status("AJ_start").await.status,
+        proto::JobStatus::JsRunning as i32
+    );
+    assert!(count("entrypoint") > entry_before);
+    assert!(count("session_ready") > ready_before);
+    let text = render_job_start_histograms();
+    assert!(
+        text.contains(
+            "livekit_agents_job_start_seconds_bucket{phase=\"session_ready\",le=\"0.005\"}"
+        ),
+        "{text}"
+    );
+
+    // A local job (no dispatch) has no assignment time.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let local = AgentServer::new(base_options(
+        WorkerOptions::new(move |ctx: JobContext| {
+            let tx = tx.clone();
+            async move {
+                tx.send(ctx.assigned_at()).unwrap();
+                Ok(())
+            }
+        }),
+        &fake.url,
+    ));
+    let outcome = local
+        .run_local_job(livekit_agents::worker::JobContextParams {
+            job: job("AJ_local"),
+            fake_job: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, livekit_agents::worker::JobOutcome::Success),
+        "{outcome:?}"
+    );
+    assert_eq!(rx.recv().await.unwrap(), None);
+    server.aclose().await;
+}

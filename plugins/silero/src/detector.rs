@@ -7,8 +7,6 @@
 //! state machine is tested with scripted probabilities, and the stream task runs it (see
 //! `vad.rs`).
 
-use std::time::Instant;
-
 use livekit_agents::audio::resample::Resampler;
 use livekit_agents::audio::AudioFrame;
 use livekit_agents::vad::{VadEvent, VadEventType};
@@ -55,6 +53,8 @@ pub(crate) struct Detector<P> {
     input_pending: Vec<i16>,
     /// Mono model-rate samples not yet inferred.
     model_pending: Vec<i16>,
+    /// The current frame down-mixed to mono (reused).
+    mono_scratch: Vec<i16>,
     window: Vec<f32>,
     copy_fraction: f64,
 
@@ -90,6 +90,7 @@ impl<P: SpeechProbability> Detector<P> {
             resampler: None,
             input_pending: Vec::new(),
             model_pending: Vec::new(),
+            mono_scratch: Vec::new(),
             window: vec![0.0; rate.window_samples()],
             copy_fraction: 0.0,
             speech_buffer: Vec::new(),
@@ -259,134 +260,160 @@ impl<P: SpeechProbability> Detector<P> {
             }
             Some(_) => {}
         }
-        let mono = frame.downmix_to_mono();
+        // Down-mix into a buffer kept across frames (mono input is used as it is), and
+        // resample straight into the pending model audio: no allocation per frame.
+        let mono: &[i16] = if frame.num_channels == 1 {
+            &frame.data
+        } else {
+            let channels = usize::from(frame.num_channels);
+            self.mono_scratch.clear();
+            self.mono_scratch.extend(
+                frame.data.chunks_exact(channels).map(|c| {
+                    (c.iter().map(|&s| i32::from(s)).sum::<i32>() / channels as i32) as i16
+                }),
+            );
+            &self.mono_scratch
+        };
         match &mut self.resampler {
-            Some(resampler) => match resampler.push(&mono) {
-                Ok(out) => {
-                    for part in out {
-                        self.model_pending.extend_from_slice(&part.data);
-                    }
+            Some(resampler) => {
+                if let Err(err) = resampler.push_samples(mono, &mut self.model_pending) {
+                    tracing::error!(error = %err, "dropping a frame the resampler rejected");
                 }
-                Err(err) => {
-                    tracing::error!(error = %err, "dropping a frame the resampler rejected")
-                }
-            },
-            None => self.model_pending.extend_from_slice(&mono.data),
+            }
+            None => self.model_pending.extend_from_slice(mono),
         }
-        self.input_pending.extend_from_slice(&mono.data);
+        self.input_pending.extend_from_slice(mono);
     }
 
     /// Runs at most `limit` of the whole windows waiting, appending events to `events`.
+    #[cfg(test)]
     pub(crate) fn run_some_windows(
         &mut self,
         events: &mut Vec<VadEvent>,
         limit: usize,
     ) -> Result<(), SileroError> {
+        for _ in 0..limit {
+            let started = std::time::Instant::now();
+            let Some((source, window)) = self.next_window() else {
+                break;
+            };
+            let raw = source.probability(window)?;
+            self.finish_window(raw, started.elapsed().as_secs_f64(), events);
+        }
+        Ok(())
+    }
+
+    /// Takes the next whole window off the pending audio and scales it for the model; returns
+    /// the probability source and the window to run it on, then [`Self::finish_window`] takes
+    /// the result. `None` when no whole window waits.
+    pub(crate) fn next_window(&mut self) -> Option<(&mut P, &[f32])> {
+        let window_samples = self.rate.window_samples();
+        if self.input_rate.is_none() || self.model_pending.len() < window_samples {
+            return None;
+        }
+        for (dst, &s) in self.window.iter_mut().zip(&self.model_pending) {
+            // The reference divides by i16::MAX (32767), not 32768.
+            *dst = f32::from(s) / 32767.0;
+        }
+        self.model_pending.drain(..window_samples);
+        Some((&mut self.source, &self.window))
+    }
+
+    /// Runs the state machine on the raw probability of the window [`Self::next_window`] took
+    /// (its inference having taken `inference_duration` seconds), appending events to `events`.
+    pub(crate) fn finish_window(
+        &mut self,
+        raw: f32,
+        inference_duration: f64,
+        events: &mut Vec<VadEvent>,
+    ) {
         let window_samples = self.rate.window_samples();
         let window_duration = self.rate.window_duration();
         let Some(input_rate) = self.input_rate else {
-            return Ok(());
+            return;
         };
-        let mut model_offset = 0;
-        let mut ran = 0;
-        while self.model_pending.len() - model_offset >= window_samples && ran < limit {
-            ran += 1;
-            let started = Instant::now();
-            let window = &self.model_pending[model_offset..model_offset + window_samples];
-            for (dst, &s) in self.window.iter_mut().zip(window) {
-                // The reference divides by i16::MAX (32767), not 32768.
-                *dst = f32::from(s) / 32767.0;
-            }
-            model_offset += window_samples;
-            let raw = self.source.probability(&self.window)?;
-            let p = self.filter.apply(f64::from(raw));
+        let p = self.filter.apply(f64::from(raw));
 
-            self.timestamp += window_duration;
-            // Input samples covered by this window; the fraction carries over so long inputs at
-            // non-integer ratios do not drift.
-            let to_copy = window_samples as f64 * f64::from(input_rate) / f64::from(self.rate.hz())
-                + self.copy_fraction;
-            let to_copy_int = to_copy as usize;
-            self.copy_fraction = to_copy - to_copy_int as f64;
-            let window_input_len = to_copy_int.min(self.input_pending.len());
-            self.input_samples += to_copy_int as u64;
+        self.timestamp += window_duration;
+        // Input samples covered by this window; the fraction carries over so long inputs at
+        // non-integer ratios do not drift.
+        let to_copy = window_samples as f64 * f64::from(input_rate) / f64::from(self.rate.hz())
+            + self.copy_fraction;
+        let to_copy_int = to_copy as usize;
+        self.copy_fraction = to_copy - to_copy_int as f64;
+        let window_input_len = to_copy_int.min(self.input_pending.len());
+        self.input_samples += to_copy_int as u64;
 
-            let space = self
-                .speech_buffer_limit
-                .saturating_sub(self.speech_buffer.len());
-            let to_buffer = window_input_len.min(space);
-            if to_buffer > 0 {
-                self.speech_buffer
-                    .extend_from_slice(&self.input_pending[..to_buffer]);
-            } else if !self.speech_buffer_max_reached {
-                self.speech_buffer_max_reached = true;
-                tracing::warn!(
-                    "max_buffered_speech reached, ignoring further data for the current speech input"
-                );
-            }
-
-            let inference_duration = started.elapsed().as_secs_f64();
-            self.extra_inference_time =
-                (self.extra_inference_time + inference_duration - window_duration).max(0.0);
-            if inference_duration > SLOW_INFERENCE_SECS {
-                tracing::warn!(
-                    delay = self.extra_inference_time,
-                    "VAD inference is slower than realtime"
-                );
-            }
-
-            if self.speaking {
-                self.speech_duration += window_duration;
-            } else {
-                self.silence_duration += window_duration;
-            }
-            let mut done = self.event(VadEventType::InferenceDone);
-            done.probability = p as f32;
-            done.inference_duration = inference_duration;
-            done.raw_accumulated_silence = self.silence_threshold_duration;
-            done.raw_accumulated_speech = self.speech_threshold_duration;
-            done.frames = vec![self.mono_frame(self.input_pending[..window_input_len].to_vec())];
-            events.push(done);
-
-            if p >= self.activation || (self.speaking && p > self.deactivation) {
-                self.speech_threshold_duration += window_duration;
-                self.silence_threshold_duration = 0.0;
-                if !self.speaking
-                    && self.speech_threshold_duration >= self.options.min_speech_duration
-                {
-                    self.speaking = true;
-                    self.silence_duration = 0.0;
-                    self.speech_duration = self.speech_threshold_duration;
-                    let mut start = self.event(VadEventType::StartOfSpeech);
-                    start.probability = p as f32;
-                    start.frames = vec![self.mono_frame(self.speech_buffer.clone())];
-                    events.push(start);
-                }
-            } else {
-                self.silence_threshold_duration += window_duration;
-                self.speech_threshold_duration = 0.0;
-                if !self.speaking {
-                    self.reset_write_cursor();
-                }
-                if self.speaking
-                    && self.silence_threshold_duration >= self.options.min_silence_duration
-                {
-                    self.speaking = false;
-                    self.silence_duration = self.silence_threshold_duration;
-                    let mut end = self.event(VadEventType::EndOfSpeech);
-                    end.probability = p as f32;
-                    end.speech_duration =
-                        (self.speech_duration - self.silence_threshold_duration).max(0.0);
-                    end.frames = vec![self.mono_frame(self.speech_buffer.clone())];
-                    events.push(end);
-                    self.speech_duration = 0.0;
-                    self.reset_write_cursor();
-                }
-            }
-            self.input_pending.drain(..window_input_len);
+        let space = self
+            .speech_buffer_limit
+            .saturating_sub(self.speech_buffer.len());
+        let to_buffer = window_input_len.min(space);
+        if to_buffer > 0 {
+            self.speech_buffer
+                .extend_from_slice(&self.input_pending[..to_buffer]);
+        } else if !self.speech_buffer_max_reached {
+            self.speech_buffer_max_reached = true;
+            tracing::warn!(
+                "max_buffered_speech reached, ignoring further data for the current speech input"
+            );
         }
-        self.model_pending.drain(..model_offset);
-        Ok(())
+
+        self.extra_inference_time =
+            (self.extra_inference_time + inference_duration - window_duration).max(0.0);
+        if inference_duration > SLOW_INFERENCE_SECS {
+            tracing::warn!(
+                delay = self.extra_inference_time,
+                "VAD inference is slower than realtime"
+            );
+        }
+
+        if self.speaking {
+            self.speech_duration += window_duration;
+        } else {
+            self.silence_duration += window_duration;
+        }
+        let mut done = self.event(VadEventType::InferenceDone);
+        done.probability = p as f32;
+        done.inference_duration = inference_duration;
+        done.raw_accumulated_silence = self.silence_threshold_duration;
+        done.raw_accumulated_speech = self.speech_threshold_duration;
+        done.frames = vec![self.mono_frame(self.input_pending[..window_input_len].to_vec())];
+        events.push(done);
+
+        if p >= self.activation || (self.speaking && p > self.deactivation) {
+            self.speech_threshold_duration += window_duration;
+            self.silence_threshold_duration = 0.0;
+            if !self.speaking && self.speech_threshold_duration >= self.options.min_speech_duration
+            {
+                self.speaking = true;
+                self.silence_duration = 0.0;
+                self.speech_duration = self.speech_threshold_duration;
+                let mut start = self.event(VadEventType::StartOfSpeech);
+                start.probability = p as f32;
+                start.frames = vec![self.mono_frame(self.speech_buffer.clone())];
+                events.push(start);
+            }
+        } else {
+            self.silence_threshold_duration += window_duration;
+            self.speech_threshold_duration = 0.0;
+            if !self.speaking {
+                self.reset_write_cursor();
+            }
+            if self.speaking && self.silence_threshold_duration >= self.options.min_silence_duration
+            {
+                self.speaking = false;
+                self.silence_duration = self.silence_threshold_duration;
+                let mut end = self.event(VadEventType::EndOfSpeech);
+                end.probability = p as f32;
+                end.speech_duration =
+                    (self.speech_duration - self.silence_threshold_duration).max(0.0);
+                end.frames = vec![self.mono_frame(self.speech_buffer.clone())];
+                events.push(end);
+                self.speech_duration = 0.0;
+                self.reset_write_cursor();
+            }
+        }
+        self.input_pending.drain(..window_input_len);
     }
 
     /// Keeps only the last `prefix_padding` of the speech buffer (while not speaking).

@@ -25,15 +25,17 @@
 //! `timestamp` is the position in seconds (a multiple of 32 ms). The reference counts
 //! `samples_index` in model-rate samples; both agree for 16 kHz input.
 
+mod batch;
 mod detector;
 mod error;
 mod model;
 mod options;
 mod vad;
 
+pub use batch::BatchStats;
 pub use error::SileroError;
 pub use model::{model_file, LoadedModel, SileroModel, SpeechProbability, MODEL_FILE_NAME};
-pub use options::{ModelSampleRate, VadOptions, VadOptionsUpdate};
+pub use options::{BatchOptions, ModelSampleRate, VadOptions, VadOptionsUpdate, MAX_BATCH_LIMIT};
 pub use vad::{SileroVad, StreamOptionsHandle};
 
 /// Every file this plugin needs: the Silero model and the ONNX Runtime library for this host.

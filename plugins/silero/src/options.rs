@@ -1,6 +1,7 @@
 //! Options of the Silero VAD, with the reference plugin's defaults.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::SileroError;
 
@@ -59,6 +60,9 @@ impl TryFrom<u32> for ModelSampleRate {
     }
 }
 
+/// Largest accepted [`BatchOptions::max_batch`].
+pub const MAX_BATCH_LIMIT: usize = 256;
+
 /// Options of [`SileroVad`](crate::SileroVad). Defaults match `silero.VAD.load()` of the Python
 /// plugin.
 ///
@@ -97,6 +101,53 @@ pub struct VadOptions {
     pub model_path: Option<PathBuf>,
     /// ONNX Runtime threads per inference (default 1).
     pub intra_op_threads: usize,
+    /// Cross-stream batching of inference (default: on, at most 16 windows per batch, at most
+    /// 1 ms of collecting). Not an option of the reference plugin, which runs one process per
+    /// job and so one stream per model.
+    pub batching: BatchOptions,
+}
+
+/// How the streams of one [`SileroVad`](crate::SileroVad) share inference.
+///
+/// With batching on, the windows that fall due in several streams at about the same time run as
+/// one ONNX Runtime call (the model takes a batch, with each stream's recurrent state in its own
+/// row), which costs much less per window than one call each. There is no timer: a stream whose
+/// window is due queues it and lets the other tasks that are ready to run queue theirs (it yields
+/// to the async scheduler a few times, for at most [`BatchOptions::max_wait`]), then runs
+/// everything queued as one batch; streams whose windows another stream ran just take their
+/// results. A stream that is the only one open runs its window at once. Each stream's events are
+/// the same as without batching (`tests/batching.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Batch windows across streams (default true). `false` runs every window on its own
+    /// stream's task, one inference per window.
+    pub enabled: bool,
+    /// Most windows in one batch (default 16, at least 1). Larger batches cost less per window
+    /// but hold one async worker thread longer (about 40-60 µs per window).
+    pub max_batch: usize,
+    /// Longest a stream spends collecting other streams' windows before running its batch
+    /// (default 1 ms). Collecting stops earlier as soon as a yield brings no new window.
+    pub max_wait: Duration,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_batch: 16,
+            max_wait: Duration::from_millis(1),
+        }
+    }
+}
+
+impl BatchOptions {
+    /// No batching: one inference per window on the stream's own task.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for VadOptions {
@@ -112,6 +163,7 @@ impl Default for VadOptions {
             force_cpu: true,
             model_path: None,
             intra_op_threads: 1,
+            batching: BatchOptions::default(),
         }
     }
 }
@@ -150,6 +202,18 @@ impl VadOptions {
         }
         if self.intra_op_threads == 0 {
             return invalid("intra_op_threads must be at least 1".into());
+        }
+        if self.batching.max_batch == 0 || self.batching.max_batch > MAX_BATCH_LIMIT {
+            return invalid(format!(
+                "batching.max_batch must be in 1..={MAX_BATCH_LIMIT}, not {}",
+                self.batching.max_batch
+            ));
+        }
+        if self.batching.max_wait > Duration::from_millis(100) {
+            return invalid(format!(
+                "batching.max_wait must be at most 100 ms, not {:?}",
+                self.batching.max_wait
+            ));
         }
         Ok(())
     }

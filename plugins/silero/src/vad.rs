@@ -1,11 +1,13 @@
 //! [`SileroVad`]: the core [`Vad`] trait over the Silero model, and its stream task.
 
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use livekit_agents::vad::{Vad, VadCapabilities, VadEvent, VadInput, VadStream};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use crate::batch::{BatchScheduler, BatchStats, OnnxRunner};
 use crate::detector::Detector;
 use crate::model::{LoadedModel, SpeechProbability};
 use crate::{SileroError, VadOptions, VadOptionsUpdate};
@@ -45,6 +47,8 @@ pub struct SileroVad {
 
 struct Inner {
     model: LoadedModel,
+    /// Shared by every stream when batching is on ([`crate::BatchOptions`]).
+    scheduler: Option<Arc<BatchScheduler>>,
     options: Mutex<VadOptions>,
     streams: Mutex<Vec<Weak<StreamControl>>>,
 }
@@ -98,13 +102,32 @@ impl SileroVad {
         // Fixed now, as the reference does: later activation updates leave it alone.
         options.deactivation_threshold = Some(options.effective_deactivation_threshold());
         let model = LoadedModel::load(options.model_path.as_deref(), options.intra_op_threads)?;
+        let scheduler = if options.batching.enabled {
+            model.prewarm_batches(options.sample_rate, options.batching.max_batch)?;
+            Some(Arc::new(BatchScheduler::new(
+                Arc::new(OnnxRunner {
+                    pool: model.pool().clone(),
+                    rate: options.sample_rate,
+                }),
+                options.sample_rate,
+                &options.batching,
+            )))
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 model,
+                scheduler,
                 options: Mutex::new(options),
                 streams: Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    /// What the cross-stream batching has done so far (`None` when batching is off).
+    pub fn batch_stats(&self) -> Option<BatchStats> {
+        self.inner.scheduler.as_ref().map(|s| s.stats())
     }
 
     /// The options new streams start with.
@@ -139,9 +162,17 @@ impl SileroVad {
             streams.retain(|weak| weak.strong_count() > 0);
             streams.push(Arc::downgrade(&control));
         }
-        let runner = self.inner.model.runner(options.sample_rate);
-        let detector = Detector::new(runner, options.clone());
-        let stream = spawn_stream(detector, control.clone());
+        let stream = match &self.inner.scheduler {
+            Some(scheduler) => {
+                let detector = Detector::new(scheduler.stream(), options.clone());
+                spawn_stream(detector, control.clone())
+            }
+            None => {
+                let runner = self.inner.model.runner(options.sample_rate);
+                let detector = Detector::new(runner, options.clone());
+                spawn_stream(detector, control.clone())
+            }
+        };
         (stream, StreamOptionsHandle { control, options })
     }
 }
@@ -181,8 +212,11 @@ async fn run_stream<P: SpeechProbability>(
     mut input: mpsc::UnboundedReceiver<VadInput>,
     events: mpsc::Sender<VadEvent>,
 ) {
+    // Kept across wake-ups: no allocation per frame in steady state.
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut out = Vec::new();
     while let Some(first) = input.recv().await {
-        let mut batch = vec![first];
+        batch.push(first);
         while batch.len() < MAX_BATCH {
             match input.try_recv() {
                 Ok(item) => batch.push(item),
@@ -196,18 +230,18 @@ async fn run_stream<P: SpeechProbability>(
         }
         // Buffering is cheap; inference runs only once whole windows are waiting, so a 20 ms
         // frame that completes no 32 ms window costs nothing more.
-        for item in batch {
+        for item in batch.drain(..) {
             match item {
                 VadInput::Frame(frame) => detector.ingest(&frame),
                 VadInput::Flush => {
-                    if !infer(&mut detector, &events).await {
+                    if !infer(&mut detector, &events, &mut out).await {
                         return;
                     }
                     detector.flush();
                 }
             }
         }
-        if !infer(&mut detector, &events).await {
+        if !infer(&mut detector, &events, &mut out).await {
             return;
         }
     }
@@ -216,7 +250,8 @@ async fn run_stream<P: SpeechProbability>(
 /// Runs the waiting windows and forwards their events. `false` ends the stream (inference
 /// failed, or nobody listens any more).
 ///
-/// Inference runs on the stream's own task. A stream keeping up with real time has one window
+/// Inference runs on the stream's own task (with batching on, possibly together with other
+/// streams' windows: [`crate::BatchOptions`]). A stream keeping up with real time has one window
 /// (32 ms of audio, 0.1-0.3 ms of inference) at a time; handing it to the blocking pool instead
 /// costs two thread hand-offs per window, and waking a parked thread takes from tens of
 /// microseconds to milliseconds on a virtual machine, more than the inference itself. A backlog
@@ -227,24 +262,30 @@ async fn run_stream<P: SpeechProbability>(
 async fn infer<P: SpeechProbability>(
     detector: &mut Detector<P>,
     events: &mpsc::Sender<VadEvent>,
+    out: &mut Vec<VadEvent>,
 ) -> bool {
-    let mut out = Vec::new();
-    while detector.pending_windows() > 0 {
-        let result = detector.run_some_windows(&mut out, 1);
+    loop {
+        let started = Instant::now();
+        let Some((source, window)) = detector.next_window() else {
+            return true;
+        };
+        let raw = match source.probability_async(window).await {
+            Ok(raw) => raw,
+            Err(err) => {
+                tracing::error!(error = %err, "VAD inference failed; ending the stream");
+                return false;
+            }
+        };
+        detector.finish_window(raw, started.elapsed().as_secs_f64(), out);
         for event in out.drain(..) {
             if events.send(event).await.is_err() {
                 return false; // nobody is listening any more
             }
         }
-        if let Err(err) = result {
-            tracing::error!(error = %err, "VAD inference failed; ending the stream");
-            return false;
-        }
         if detector.pending_windows() > 0 {
             tokio::task::yield_now().await;
         }
     }
-    true
 }
 
 #[cfg(test)]

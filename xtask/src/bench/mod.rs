@@ -3,7 +3,9 @@
 //! Benchmarks always run optimised: a debug `xtask` re-runs itself with `--release`.
 //! Add a benchmark as a module here and a match arm in [`run`].
 
+pub(crate) mod alloc_count;
 mod audio;
+mod job_start;
 mod sessions;
 mod turn_detector;
 mod vad;
@@ -14,9 +16,9 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 /// Options of `cargo xtask bench`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Which benchmark: vad, sessions, turn-detector or audio.
+    /// Which benchmark: vad, sessions, turn-detector, audio or job-start.
     pub name: String,
     /// Input file for benchmarks that read one (vad: a WAV; default: the Silero test speech).
     #[arg(long)]
@@ -48,6 +50,23 @@ pub struct BenchArgs {
     /// mixed into its output, to measure what mixing adds (sessions).
     #[arg(long)]
     pub background_audio: bool,
+    /// Run the Silero VAD without cross-stream batching (vad, sessions).
+    #[arg(long)]
+    pub no_batching: bool,
+    /// Run `--sessions` sessions with VAD batching off and on, alternating, `--rounds` times
+    /// each, and compare (sessions).
+    #[arg(long)]
+    pub ab_batching: bool,
+    /// Jobs dispatched one after the other (job-start).
+    #[arg(long, default_value_t = 200)]
+    pub jobs: usize,
+    /// Rounds of an A/B comparison (sessions `--ab-batching`).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// Interval of the resident-memory samples whose slope the run reports (sessions; with
+    /// `--seconds 3600`, one per minute).
+    #[arg(long, default_value_t = 60)]
+    pub rss_sample_secs: u64,
 }
 
 /// Runs a benchmark.
@@ -60,8 +79,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "turn-detector" => turn_detector::run(&args),
         "sessions" => sessions::run(&args),
         "audio" => audio::run(&args),
+        "job-start" => job_start::run(&args),
         other => {
-            bail!("unknown benchmark '{other}' (available: vad, sessions, turn-detector, audio)")
+            bail!(
+                "unknown benchmark '{other}' (available: vad, sessions, turn-detector, audio, job-start)"
+            )
         }
     }
 }
@@ -92,6 +114,20 @@ pub(crate) fn process_cpu_seconds() -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
+}
+
+/// The machine's load average (1, 5, 15 min) as `/proc/loadavg` shows it, or "?" where that
+/// is not available. Printed with every measurement: the development machine is shared.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// The `q`-quantile (0..=1) of sorted values.

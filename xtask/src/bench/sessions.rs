@@ -43,7 +43,7 @@ use livekit_agents::vad::{Vad, VadCapabilities, VadEvent, VadEventType, VadStrea
 use livekit_agents::voice::{
     Agent, AgentSession, PreemptiveGenerationOptions, SessionIo, SessionOptions, TurnDetection,
 };
-use livekit_plugins_silero::{SileroVad, VadOptions};
+use livekit_plugins_silero::{BatchOptions, SileroVad, VadOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -93,10 +93,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.find_max {
         return find_max(args);
     }
+    if args.ab_batching {
+        return ab_batching(args);
+    }
     let n = args.sessions.max(1);
     let small = spawn_child(args, n)?;
     if args.single {
         print_table(&[&small]);
+        print_memory_slope(&small);
         let json = serde_json::json!({
             "bench": "sessions",
             "sessions": n,
@@ -109,6 +113,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let large = spawn_child(args, 2 * n)?;
     let per_session_mb = (large.rss_end_kb as f64 - small.rss_end_kb as f64) / 1024.0 / n as f64;
     print_table(&[&small, &large]);
+    print_memory_slope(&small);
     println!(
         "\nresident memory per additional session: (RSS({}) - RSS({n})) / {n} = {per_session_mb:.2} MB (target < 5 MB)",
         2 * n
@@ -119,6 +124,49 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "seconds": args.seconds,
         "rss_per_session_mb": per_session_mb,
         "runs": [small, large],
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// `--sessions` sessions with VAD batching off, then on, alternating for `--rounds` rounds, each
+/// run a fresh child; interleaving makes a change in the machine's other load hit both alike.
+fn ab_batching(args: &BenchArgs) -> anyhow::Result<()> {
+    let n = args.sessions.max(1);
+    let mut runs = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        for no_batching in [true, false] {
+            let mut child_args = args.clone();
+            child_args.no_batching = no_batching;
+            runs.push(spawn_child(&child_args, n)?);
+        }
+    }
+    let refs: Vec<&RunResult> = runs.iter().collect();
+    print_table(&refs);
+    println!("\nA/B summary (means over rounds):");
+    for batching in [false, true] {
+        let group: Vec<&RunResult> = runs.iter().filter(|r| r.batching == batching).collect();
+        let mean = |f: &dyn Fn(&RunResult) -> f64| {
+            group.iter().map(|r| f(r)).sum::<f64>() / group.len().max(1) as f64
+        };
+        println!(
+            "  batching {:>3}: framework p50/p99 {:.2}/{:.2} ms, VAD step p99 {:.2} ms, CPU {:.3} s per session-minute, late in/out {}/{}, mean batch {:.1}",
+            if batching { "on" } else { "off" },
+            mean(&|r| r.framework_p50_ms),
+            mean(&|r| r.framework_p99_ms),
+            mean(&|r| r.eos_lag_p99_ms),
+            mean(&|r| r.cpu_per_session_minute),
+            group.iter().map(|r| r.input_late).sum::<usize>(),
+            group.iter().map(|r| r.output_late).sum::<usize>(),
+            mean(&|r| r.vad_mean_batch),
+        );
+    }
+    let json = serde_json::json!({
+        "bench": "sessions-ab-batching",
+        "sessions": n,
+        "seconds": args.seconds,
+        "aligned_input": args.aligned_input,
+        "runs": runs,
     });
     println!("{json}");
     Ok(())
@@ -199,6 +247,11 @@ fn spawn_child(args: &BenchArgs, sessions: usize) -> anyhow::Result<RunResult> {
     if args.background_audio {
         cmd.arg("--background-audio");
     }
+    if args.no_batching {
+        cmd.arg("--no-batching");
+    }
+    cmd.arg("--rss-sample-secs")
+        .arg(args.rss_sample_secs.to_string());
     let mut child = cmd
         .env(CHILD_ENV, "1")
         .env("XTASK_BENCH_IN_RELEASE", "1")
@@ -279,6 +332,24 @@ struct RunResult {
     llm_to_tts_p99_ms: f64,
     tts_to_output_p50_ms: f64,
     tts_to_output_p99_ms: f64,
+    /// Whether the VAD batched inference across sessions.
+    #[serde(default)]
+    batching: bool,
+    /// Mean windows per VAD inference (1 without batching).
+    #[serde(default)]
+    vad_mean_batch: f64,
+    /// `/proc/loadavg` (1/5/15 min) when the feeding started and ended.
+    #[serde(default)]
+    load_start: String,
+    #[serde(default)]
+    load_end: String,
+    /// Resident memory sampled every `--rss-sample-secs` while feeding: (seconds since the
+    /// feeding started, RSS kB, bytes the bench's own measurement records held then).
+    #[serde(default)]
+    rss_samples: Vec<(f64, u64, u64)>,
+    /// Seconds from the start of feeding until the last session started.
+    #[serde(default)]
+    ramp_up_secs: f64,
 }
 
 impl RunResult {
@@ -352,6 +423,16 @@ fn print_table(runs: &[&RunResult]) {
             r.fake_timer_slop_mean_ms,
         );
     }
+    for r in runs {
+        println!(
+            "  N={}: VAD batching {} (mean batch {:.1}); load average at start {} / end {}",
+            r.sessions,
+            if r.batching { "on" } else { "off" },
+            r.vad_mean_batch,
+            r.load_start,
+            r.load_end
+        );
+    }
     if let Some(r) = runs.first() {
         println!(
             "(end of speech -> first audio: median {:.1} ms, of which ideal {:.1} ms = endpointing + STT/LLM/TTS fakes {}/{}/{} ms)",
@@ -361,6 +442,57 @@ fn print_table(runs: &[&RunResult]) {
             LLM_TTFT.as_millis(),
             TTS_TTFB.as_millis()
         );
+    }
+}
+
+/// Least-squares slope of `y` over `x` (`None` with fewer than two distinct `x`).
+fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// The memory slope of a run: resident memory against time over the samples taken once every
+/// session had started, and the same for the bench's own records (which grow with the run: one
+/// entry per VAD window, output frame and input tick), whose growth is not the framework's.
+fn print_memory_slope(r: &RunResult) {
+    let samples: Vec<&(f64, u64, u64)> = r
+        .rss_samples
+        .iter()
+        .filter(|s| s.0 >= r.ramp_up_secs)
+        .collect();
+    let minutes = |s: &(f64, u64, u64)| s.0 / 60.0;
+    let rss: Vec<(f64, f64)> = samples
+        .iter()
+        .map(|s| (minutes(s), s.1 as f64 / 1024.0))
+        .collect();
+    let own: Vec<(f64, f64)> = samples
+        .iter()
+        .map(|s| (minutes(s), s.2 as f64 / (1024.0 * 1024.0)))
+        .collect();
+    match (slope(&rss), slope(&own)) {
+        (Some(rss_slope), Some(own_slope)) => println!(
+            "\nmemory over time ({} samples after ramp-up, every {:.0} s): RSS {:.1} -> {:.1} MB, slope {:+.3} MB/min; the bench's own records {:+.3} MB/min; net {:+.3} MB/min = {:+.1} MB/hour ({:+.3} MB per session per hour)",
+            rss.len(),
+            samples.get(1).map_or(0.0, |s| s.0) - samples.first().map_or(0.0, |s| s.0),
+            rss.first().map_or(0.0, |p| p.1),
+            rss.last().map_or(0.0, |p| p.1),
+            rss_slope,
+            own_slope,
+            rss_slope - own_slope,
+            (rss_slope - own_slope) * 60.0,
+            (rss_slope - own_slope) * 60.0 / r.sessions.max(1) as f64,
+        ),
+        _ => println!(
+            "\nmemory over time: fewer than two RSS samples after ramp-up (run longer than the ramp-up of {:.0} s plus two --rss-sample-secs intervals)",
+            r.ramp_up_secs
+        ),
     }
 }
 
@@ -486,6 +618,25 @@ struct ProbeStats {
     tts_audio: Vec<Instant>,
     /// When each end-of-speech event left the VAD (the turn's commit waits for it).
     vad_ends: Vec<Instant>,
+}
+
+impl ProbeStats {
+    /// Bytes these records hold (the bench's own memory, growing with the run).
+    fn bytes(&self) -> usize {
+        use std::mem::size_of;
+        let instants = self.reply_starts.len()
+            + self.llm_calls.len()
+            + self.llm_replies.len()
+            + self.tts_texts.len()
+            + self.tts_audio.len()
+            + self.vad_ends.len();
+        instants * size_of::<Instant>()
+            + self.vad_results.len() * size_of::<(f64, Instant)>()
+            + (self.output_lateness_ms.len()
+                + self.vad_inference_ms.len()
+                + self.fake_slop_ms.len())
+                * size_of::<f32>()
+    }
 }
 
 impl Probe {
@@ -851,8 +1002,15 @@ fn ideal_first_audio(turn: &RefTurn, min_delay: f64) -> f64 {
 async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let n = args.sessions.max(1);
     let seconds = args.seconds as f64;
-    let vad = SileroVad::load(VadOptions::default())
-        .context("load Silero (run `cargo xtask download-files` first)")?;
+    let vad = SileroVad::load(VadOptions {
+        batching: if args.no_batching {
+            BatchOptions::disabled()
+        } else {
+            BatchOptions::default()
+        },
+        ..VadOptions::default()
+    })
+    .context("load Silero (run `cargo xtask download-files` first)")?;
     let path = args.input.clone().unwrap_or_else(default_input);
     let input = build_input(&vad, &path, seconds).await?;
     let speech_ends = Arc::new(input.turns.iter().map(|t| t.speech_end).collect::<Vec<_>>());
@@ -958,6 +1116,8 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
         stagger_ticks as f64 * frame_secs
     );
 
+    let load_start = super::load_average();
+    let stats0 = vad.batch_stats().unwrap_or_default();
     let cpu0 = process_cpu_seconds().unwrap_or(0.0);
     let wall0 = std::time::Instant::now();
     let frames = input.frames.len();
@@ -970,7 +1130,16 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     }
     let total_slots = total_ticks * PHASES;
     let mut delivered_at = Vec::with_capacity(total_slots);
+    // Resident memory every `--rss-sample-secs` (in slots of 1 ms), with what the bench's own
+    // records hold at that moment (they grow with the run; the framework's memory should not).
+    let sample_every = (args.rss_sample_secs.max(1) * 1000) as usize;
+    let mut rss_samples = Vec::new();
     for t in 0..total_slots {
+        if t % sample_every == 0 {
+            let own = probes.iter().map(|p| p.lock().bytes()).sum::<usize>()
+                + delivered_at.len() * std::mem::size_of::<Instant>();
+            rss_samples.push((t as f64 / 1000.0, rss_kb().0, own as u64));
+        }
         tokio::time::sleep_until(base + PHASE_STEP * t as u32).await;
         // The frames of this slot reach their sessions now (the timer wakes this task a little
         // after the slot: that slop belongs to the harness, not to the framework).
@@ -988,6 +1157,14 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let cpu_seconds = process_cpu_seconds().unwrap_or(0.0) - cpu0;
     let wall = wall0.elapsed().as_secs_f64();
     let (rss_end_kb, rss_peak_kb) = rss_kb();
+    let load_end = super::load_average();
+    let vad_mean_batch = match vad.batch_stats() {
+        Some(stats) => {
+            let batches = stats.batches - stats0.batches;
+            (stats.windows - stats0.windows) as f64 / batches.max(1) as f64
+        }
+        None => 1.0,
+    };
     // Replies of the last turns are still on their way.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -1100,6 +1277,12 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
         llm_to_tts_p99_ms: quantile(&m.steps[2], 0.99),
         tts_to_output_p50_ms: quantile(&m.steps[3], 0.5),
         tts_to_output_p99_ms: quantile(&m.steps[3], 0.99),
+        batching: !args.no_batching,
+        vad_mean_batch,
+        load_start,
+        load_end,
+        rss_samples,
+        ramp_up_secs: stagger_ticks as f64 * frame_secs,
     })
 }
 

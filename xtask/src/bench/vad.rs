@@ -5,6 +5,11 @@
 //!    over the input, CPU seconds per audio second and real-time factor, compared with the
 //!    Python plugin's measured cost on the same file.
 //! 3. Many streams at once: throughput, and the number of 16 kHz streams one core sustains.
+//! 4. Batched inference (`LoadedModel::infer_batch`): thread CPU per window at batch sizes 1, 4,
+//!    8, 16 and 32, the sizes interleaved round by round so a machine whose load changes during
+//!    the run affects every size alike.
+//! 5. Allocations per 20 ms frame in one stream's steady state (a counting global allocator):
+//!    the whole `VadStream` path, the model call alone, and the resampler.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,7 +18,7 @@ use anyhow::{bail, Context};
 use livekit_agents::audio::AudioFrame;
 use livekit_agents::vad::Vad as _;
 use livekit_plugins_silero::{
-    LoadedModel, ModelSampleRate, SileroVad, SpeechProbability, VadOptions,
+    BatchOptions, LoadedModel, ModelSampleRate, SileroVad, SpeechProbability, VadOptions,
 };
 
 use super::{process_cpu_seconds, quantile, BenchArgs};
@@ -85,15 +90,227 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         livekit_agents_onnx::loaded_runtime_path().unwrap_or("?")
     );
 
+    println!("load average at start: {}", super::load_average());
     inference_only(&model, &audio, args.passes)?;
+    batched_inference(&model, &audio, args.passes)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let vad = SileroVad::load(VadOptions::default())?;
+    let vad = SileroVad::load(VadOptions {
+        batching: if args.no_batching {
+            BatchOptions::disabled()
+        } else {
+            BatchOptions::default()
+        },
+        ..VadOptions::default()
+    })?;
     runtime.block_on(one_stream(&vad, &audio, args.passes))?;
     runtime.block_on(many_streams(&vad, &audio, args.streams))?;
+    allocations(&model, &audio)?;
     python_reference(&path, args.passes);
+    println!("\nload average at end: {}", super::load_average());
+    Ok(())
+}
+
+/// Allocations per 20 ms frame in steady state, counted on one thread (a current-thread
+/// runtime): one stream fed frame by frame with its events read as they come, then the model
+/// call alone, then the 48 -> 16 kHz resampler.
+fn allocations(model: &LoadedModel, audio: &AudioFrame) -> anyhow::Result<()> {
+    use super::alloc_count::Counting;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mono = audio.downmix_to_mono();
+    let mono = if mono.sample_rate == 16_000 {
+        mono
+    } else {
+        livekit_agents::audio::resample::resample_frame(&mono, 16_000)?
+    };
+    let frames: Vec<AudioFrame> = mono
+        .data
+        .chunks_exact(320)
+        .map(|c| AudioFrame::new(c.to_vec(), 16_000, 1))
+        .collect::<Result<_, _>>()?;
+    println!("\n[allocations per 20 ms frame, steady state, one thread]");
+    for (label, batching) in [
+        ("VadStream, batching off", BatchOptions::disabled()),
+        ("VadStream, batching on (alone)", BatchOptions::default()),
+    ] {
+        let vad = SileroVad::load(VadOptions {
+            batching,
+            ..VadOptions::default()
+        })?;
+        let (counts, n) = runtime.block_on(async {
+            let mut stream = vad.stream();
+            let warm = frames.len().min(100);
+            let mut counts = None;
+            for (i, frame) in frames.iter().enumerate() {
+                // The frame as it arrives from a track reader: a fresh buffer (not counted,
+                // the transport allocates it), then everything the VAD does with it.
+                let frame = frame.clone();
+                Counting::start();
+                stream.push_frame(frame);
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+                while let Some(Some(_event)) = futures_now(&mut stream) {}
+                let c = Counting::stop();
+                if i >= warm {
+                    counts = Some(add(counts, c));
+                }
+            }
+            (counts.unwrap_or_default(), frames.len() - warm)
+        });
+        let n = n.max(1) as f64;
+        println!(
+            "  {label:<34} {:>6.2} allocations, {:>7.0} bytes per frame",
+            counts.allocations as f64 / n,
+            counts.bytes as f64 / n
+        );
+    }
+    // The model call alone (0.625 calls per 20 ms frame without batching).
+    let rate = ModelSampleRate::Hz16000;
+    for batch in [1usize, 16] {
+        let input = vec![0.01f32; batch * (rate.context_samples() + rate.window_samples())];
+        let mut state = vec![0.0f32; batch * 256];
+        let mut probabilities = vec![0.0f32; batch];
+        model.infer_batch(rate, batch, &input, &mut state, &mut probabilities)?;
+        let calls = 200;
+        Counting::start();
+        for _ in 0..calls {
+            model.infer_batch(rate, batch, &input, &mut state, &mut probabilities)?;
+        }
+        let c = Counting::stop();
+        println!(
+            "  {:<34} {:>6.2} allocations, {:>7.0} bytes per call (batch {batch}; Rust side only: ONNX Runtime's own C++ allocations do not pass through this allocator)",
+            "model call (infer_batch)",
+            c.allocations as f64 / calls as f64,
+            c.bytes as f64 / calls as f64
+        );
+    }
+    let mut resampler = livekit_agents::audio::resample::Resampler::new(48_000, 16_000, 1)?;
+    let frame48 = AudioFrame::sine(440.0, 0.5, 48_000, 1, 960);
+    for _ in 0..50 {
+        resampler.push(&frame48)?;
+    }
+    let pushes = 500;
+    Counting::start();
+    for _ in 0..pushes {
+        resampler.push(&frame48)?;
+    }
+    let c = Counting::stop();
+    println!(
+        "  {:<34} {:>6.2} allocations, {:>7.0} bytes per frame",
+        "Resampler::push 48 -> 16 kHz",
+        c.allocations as f64 / pushes as f64,
+        c.bytes as f64 / pushes as f64
+    );
+    Ok(())
+}
+
+fn add(
+    a: Option<super::alloc_count::Counts>,
+    b: super::alloc_count::Counts,
+) -> super::alloc_count::Counts {
+    let a = a.unwrap_or_default();
+    super::alloc_count::Counts {
+        allocations: a.allocations + b.allocations,
+        bytes: a.bytes + b.bytes,
+    }
+}
+
+/// The next event if one is ready now.
+fn futures_now(
+    stream: &mut livekit_agents::vad::VadStream,
+) -> Option<Option<livekit_agents::vad::VadEvent>> {
+    use futures::FutureExt as _;
+    futures::StreamExt::next(stream).now_or_never()
+}
+
+/// Thread CPU per window of batched inference at several batch sizes. Each round runs every
+/// size over the same number of windows (the input's windows, split among the batch's rows as
+/// independent streams with their own state), in a rotating order.
+fn batched_inference(model: &LoadedModel, audio: &AudioFrame, passes: usize) -> anyhow::Result<()> {
+    const SIZES: [usize; 5] = [1, 4, 8, 16, 32];
+    let rate = ModelSampleRate::Hz16000;
+    let row = rate.context_samples() + rate.window_samples();
+    let windows = windows_16k(audio)?;
+    // Per size: CPU ns and wall ns over all rounds, windows run.
+    let mut cpu_ns = [0u64; SIZES.len()];
+    let mut wall_ns = [0u128; SIZES.len()];
+    let mut counted = [0usize; SIZES.len()];
+    let mut per_call_wall: Vec<Vec<f64>> = vec![Vec::new(); SIZES.len()];
+    let run_size = |batch: usize,
+                    cpu: &mut u64,
+                    wall: &mut u128,
+                    count: &mut usize,
+                    calls: &mut Vec<f64>|
+     -> anyhow::Result<()> {
+        let mut input = vec![0.0f32; batch * row];
+        let mut state = vec![0.0f32; batch * 256];
+        let mut probabilities = vec![0.0f32; batch];
+        // Row r reads the windows r, r + batch, r + 2 * batch, ... (its own stream).
+        for chunk in windows.chunks_exact(batch) {
+            for (r, w) in chunk.iter().enumerate() {
+                let dst = &mut input[r * row..(r + 1) * row];
+                dst.copy_within(row - 64.., 0);
+                dst[64..].copy_from_slice(w);
+            }
+            let cpu0 = thread_cpu_ns();
+            let started = Instant::now();
+            model.infer_batch(rate, batch, &input, &mut state, &mut probabilities)?;
+            let elapsed = started.elapsed();
+            if let (Some(a), Some(b)) = (cpu0, thread_cpu_ns()) {
+                *cpu += b - a;
+            }
+            *wall += elapsed.as_nanos();
+            calls.push(elapsed.as_secs_f64() * 1e6);
+            *count += batch;
+        }
+        Ok(())
+    };
+    // Warm-up: one round of every size (first runs of a shape allocate).
+    for &batch in &SIZES {
+        run_size(batch, &mut 0, &mut 0, &mut 0, &mut Vec::new())?;
+    }
+    let rounds = passes.max(1);
+    for round in 0..rounds {
+        for k in 0..SIZES.len() {
+            let i = (k + round) % SIZES.len();
+            run_size(
+                SIZES[i],
+                &mut cpu_ns[i],
+                &mut wall_ns[i],
+                &mut counted[i],
+                &mut per_call_wall[i],
+            )?;
+        }
+    }
+    println!(
+        "\n[batched inference, 1 thread, {rounds} interleaved rounds of {} windows per size]",
+        windows.len()
+    );
+    println!(
+        "  {:>5} {:>16} {:>17} {:>15} {:>20}",
+        "batch", "CPU µs / window", "wall µs / window", "vs batch 1", "wall µs / call p50/p99"
+    );
+    let base = cpu_ns[0] as f64 / counted[0].max(1) as f64;
+    for (i, &batch) in SIZES.iter().enumerate() {
+        let cpu = cpu_ns[i] as f64 / counted[i].max(1) as f64 / 1e3;
+        let wall = wall_ns[i] as f64 / counted[i].max(1) as f64 / 1e3;
+        per_call_wall[i].sort_by(f64::total_cmp);
+        println!(
+            "  {batch:>5} {cpu:>16.1} {wall:>17.1} {:>14.2}x {:>9.0} / {:<9.0}",
+            cpu * 1e3 / base,
+            quantile(&per_call_wall[i], 0.5),
+            quantile(&per_call_wall[i], 0.99)
+        );
+    }
+    println!(
+        "  (CPU: the thread's schedstat time, so time preempted by other processes is not counted)"
+    );
     Ok(())
 }
 
@@ -277,6 +494,16 @@ async fn many_streams(vad: &SileroVad, audio: &AudioFrame, streams: usize) -> an
             (b - a) * 1e3,
             (b - a) / audio_total * 1e3
         );
+    }
+    match vad.batch_stats() {
+        Some(stats) => println!(
+            "  batching: {} windows in {} inferences (mean batch {:.1}, largest {})",
+            stats.windows,
+            stats.batches,
+            stats.mean_batch(),
+            stats.largest_batch
+        ),
+        None => println!("  batching off"),
     }
     Ok(())
 }

@@ -131,37 +131,44 @@ impl Resampler {
                 self.input_rate, self.num_channels, frame.sample_rate, frame.num_channels
             )));
         }
-        let channels = self.num_channels as usize;
-        if !frame.data.len().is_multiple_of(channels) {
-            return Err(AudioError::RaggedData {
-                len: frame.data.len(),
-                channels: self.num_channels,
-            });
-        }
-        let Some(inner) = self.inner.as_mut() else {
+        if self.inner.is_none() {
+            // Equal rates: the frame itself, without copying it twice.
+            self.check_ragged(&frame.data)?;
             return Ok(if frame.data.is_empty() {
                 Vec::new()
             } else {
                 vec![frame.clone()]
             });
+        }
+        let mut out = Vec::new();
+        self.push_samples(&frame.data, &mut out)?;
+        Ok(self.wrap(out))
+    }
+
+    /// Pushes interleaved samples at the input rate and channel count, appending the resampled
+    /// audio available so far (interleaved) to `out`: the allocation-free form of
+    /// [`Resampler::push`] for a caller that keeps its own buffers (a realtime stream).
+    pub fn push_samples(&mut self, data: &[i16], out: &mut Vec<i16>) -> Result<(), AudioError> {
+        self.check_ragged(data)?;
+        let channels = self.num_channels as usize;
+        let Some(inner) = self.inner.as_mut() else {
+            out.extend_from_slice(data);
+            return Ok(());
         };
         for (ch, buf) in inner.input.iter_mut().enumerate() {
             buf.extend(
-                frame
-                    .data
-                    .iter()
+                data.iter()
                     .skip(ch)
                     .step_by(channels)
                     .map(|&s| s as f32 / 32768.0),
             );
         }
-        inner.total_in += (frame.data.len() / channels) as u64;
-        let mut out = Vec::new();
+        inner.total_in += (data.len() / channels) as u64;
         // Consume whole blocks from an offset and drain once, so a long push stays linear.
         let mut offset = 0;
         let mut result = Ok(());
         while inner.input[0].len() - offset >= inner.chunk_in {
-            match inner.process_block(offset, &mut out, channels, u64::MAX) {
+            match inner.process_block(offset, out, channels, u64::MAX) {
                 Ok(0) => break,
                 Ok(used) => offset += used,
                 Err(e) => {
@@ -173,8 +180,18 @@ impl Resampler {
         for buf in &mut inner.input {
             buf.drain(..offset.min(buf.len()));
         }
-        result?;
-        Ok(self.wrap(out))
+        result
+    }
+
+    fn check_ragged(&self, data: &[i16]) -> Result<(), AudioError> {
+        if data.len().is_multiple_of(self.num_channels as usize) {
+            Ok(())
+        } else {
+            Err(AudioError::RaggedData {
+                len: data.len(),
+                channels: self.num_channels,
+            })
+        }
     }
 
     /// Ends the stream: drains the filter and returns the remaining audio, so the total output
@@ -239,11 +256,15 @@ impl Inner {
         channels: usize,
         limit: u64,
     ) -> Result<usize, AudioError> {
-        let input: Vec<&[f32]> = self.input.iter().map(|b| &b[offset..]).collect();
-        let (used, produced) = self
-            .fft
-            .process_into_buffer(&input, &mut self.output, None)
-            .map_err(|e| AudioError::Resample(e.to_string()))?;
+        let (used, produced) = if let [mono] = self.input.as_slice() {
+            // One channel (the usual case): no per-block vector of channel slices.
+            self.fft
+                .process_into_buffer(&[&mono[offset..]], &mut self.output, None)
+        } else {
+            let input: Vec<&[f32]> = self.input.iter().map(|b| &b[offset..]).collect();
+            self.fft.process_into_buffer(&input, &mut self.output, None)
+        }
+        .map_err(|e| AudioError::Resample(e.to_string()))?;
         let skipped = self.skip.min(produced);
         self.skip -= skipped;
         let room = limit.saturating_sub(self.total_out);
@@ -565,5 +586,30 @@ mod tests {
             resample_frame(&AudioFrame::sine(440.0, 0.5, 44_100, 2, 4410), 16_000).unwrap();
         assert_eq!(one_shot.samples_per_channel, 1600);
         assert_eq!(one_shot.sample_rate, 16_000);
+    }
+
+    #[test]
+    fn push_samples_appends_what_push_returns() {
+        for (from, to, channels) in [
+            (48_000, 16_000, 1u16),
+            (16_000, 16_000, 1),
+            (44_100, 24_000, 2),
+        ] {
+            let mut framed = Resampler::new(from, to, channels).unwrap();
+            let mut raw = Resampler::new(from, to, channels).unwrap();
+            let mut a = Vec::new();
+            let mut b = vec![7i16]; // appended to, not replaced
+            for size in [480usize, 333, 960, 1, 2000] {
+                let frame = AudioFrame::sine(300.0, 0.4, from, channels, size);
+                for part in framed.push(&frame).unwrap() {
+                    a.extend_from_slice(&part.data);
+                }
+                raw.push_samples(&frame.data, &mut b).unwrap();
+            }
+            assert_eq!(b[0], 7);
+            assert_eq!(&b[1..], &a[..], "{from} -> {to} Hz, {channels} ch");
+        }
+        let mut stereo = Resampler::new(48_000, 16_000, 2).unwrap();
+        assert!(stereo.push_samples(&[1, 2, 3], &mut Vec::new()).is_err());
     }
 }

@@ -92,5 +92,6 @@ async fn prometheus(State(inner): State<Arc<Inner>>) -> impl IntoResponse {
     );
     out.push_str(&super::metrics::render_stage_histograms());
     out.push_str(&super::metrics::render_overload_metrics());
+    out.push_str(&super::job_start::render_job_start_histograms());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

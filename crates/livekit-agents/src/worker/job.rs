@@ -320,6 +320,10 @@ pub(crate) struct JobContextInner {
     pub(crate) participant_entrypoints:
         super::participants::ParticipantEntrypoints<livekit::prelude::RemoteParticipant>,
     pub(crate) console: Option<crate::cli::console::ConsoleHandle>,
+    /// When the server's assignment of this job was received (dispatched jobs only).
+    pub(crate) assigned_at: std::sync::OnceLock<std::time::Instant>,
+    /// Whether the job-start metric has counted this job's first ready session.
+    pub(crate) session_ready_counted: AtomicBool,
 }
 
 tokio::task_local! {
@@ -390,7 +394,39 @@ impl JobContext {
                 #[cfg(feature = "room")]
                 participant_entrypoints: Default::default(),
                 console: params.console,
+                assigned_at: std::sync::OnceLock::new(),
+                session_ready_counted: AtomicBool::new(false),
             }),
+        }
+    }
+
+    /// When the server's assignment of this job reached this process; `None` for local jobs
+    /// (`console`, `connect`). The job-start metric ([`crate::worker::job_start`]) counts from
+    /// here.
+    pub fn assigned_at(&self) -> Option<std::time::Instant> {
+        self.inner.assigned_at.get().copied()
+    }
+
+    pub(crate) fn set_assigned_at(&self, at: std::time::Instant) {
+        let _ = self.inner.assigned_at.set(at);
+    }
+
+    /// Called when an [`AgentSession`](crate::voice::AgentSession) has started: if it runs in
+    /// a dispatched job's entrypoint and is the job's first, records the job's
+    /// `session_ready` start time.
+    pub(crate) fn note_session_started() {
+        let Some(ctx) = Self::current() else {
+            return;
+        };
+        let Some(at) = ctx.assigned_at() else {
+            return;
+        };
+        if !ctx
+            .inner
+            .session_ready_counted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            super::job_start::observe("session_ready", at.elapsed().as_secs_f64());
         }
     }
 
@@ -754,7 +790,14 @@ pub(crate) async fn run_job(
     entrypoint: super::options::Entrypoint,
     callback_timeout: Duration,
 ) -> JobOutcome {
-    let fut = ctx.clone().scope(entrypoint(ctx.clone()));
+    let assigned_at = ctx.assigned_at();
+    let user = entrypoint(ctx.clone());
+    let fut = ctx.clone().scope(async move {
+        if let Some(at) = assigned_at {
+            super::job_start::observe("entrypoint", at.elapsed().as_secs_f64());
+        }
+        user.await
+    });
     let mut handle = tokio::spawn(fut);
     let outcome = tokio::select! {
         res = &mut handle => match res {

@@ -25,6 +25,7 @@
 mod connection;
 mod http;
 mod job;
+pub mod job_start;
 pub mod load;
 pub mod metrics;
 mod options;
@@ -133,7 +134,9 @@ pub(crate) struct Inner {
     state: Mutex<ServerState>,
     out_tx: mpsc::UnboundedSender<proto::WorkerMessage>,
     out_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<proto::WorkerMessage>>,
-    pending_assignments: Mutex<HashMap<String, oneshot::Sender<proto::JobAssignment>>>,
+    /// Each with the instant its assignment was received (for the job-start metric).
+    pending_assignments:
+        Mutex<HashMap<String, oneshot::Sender<(proto::JobAssignment, std::time::Instant)>>>,
     job_count: watch::Sender<usize>,
     status_now: Notify,
     draining: AtomicBool,
@@ -366,7 +369,7 @@ impl AgentServer {
     /// [`AgentServer::drain`] shut it down like any other job.
     pub async fn run_local_job(&self, params: JobContextParams) -> Result<JobOutcome, WorkerError> {
         self.prewarm().await?;
-        let (ctx, done) = launch_job(&self.inner, params, false);
+        let (ctx, done) = launch_job(&self.inner, params, false, None);
         let _ = ctx;
         Ok(done
             .await
@@ -375,12 +378,18 @@ impl AgentServer {
 }
 
 /// Starts a job task; `report` sends job status updates to the server.
+/// `assigned_at`: when the server's assignment was received (dispatched jobs), for the
+/// job-start metric ([`job_start`]).
 fn launch_job(
     inner: &Arc<Inner>,
     params: JobContextParams,
     report: bool,
+    assigned_at: Option<std::time::Instant>,
 ) -> (JobContext, oneshot::Receiver<JobOutcome>) {
     let ctx = JobContext::new(params, inner.proc.clone());
+    if let Some(at) = assigned_at {
+        ctx.set_assigned_at(at);
+    }
     let job_id = ctx.job_id().to_owned();
     let (key, count) = {
         let mut st = inner.state.lock();
@@ -591,7 +600,7 @@ impl Inner {
         self.pending_assignments.lock().remove(&job_id);
         self.state.lock().reserved -= 1;
         match assignment {
-            Ok(Ok(assignment)) => {
+            Ok(Ok((assignment, assigned_at))) => {
                 let url = match assignment.url {
                     Some(u) if !u.is_empty() => u,
                     _ => self.opts.ws_url.clone(),
@@ -610,7 +619,7 @@ impl Inner {
                     fake_job: false,
                     console: None,
                 };
-                let _ = launch_job(&self, params, true);
+                let _ = launch_job(&self, params, true, Some(assigned_at));
             }
             _ => {
                 tracing::warn!(job_id, timeout = ?self.opts.assignment_timeout, "accepted job was not assigned in time");
@@ -635,13 +644,14 @@ impl Inner {
     }
 
     fn on_assignment(&self, assignment: proto::JobAssignment) {
+        let received = std::time::Instant::now();
         let Some(job_id) = assignment.job.as_ref().map(|j| j.id.clone()) else {
             tracing::warn!("job assignment without a job; ignored");
             return;
         };
         match self.pending_assignments.lock().remove(&job_id) {
             Some(tx) => {
-                let _ = tx.send(assignment);
+                let _ = tx.send((assignment, received));
             }
             None => tracing::warn!(
                 job_id,

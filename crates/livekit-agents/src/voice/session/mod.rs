@@ -271,6 +271,8 @@ impl AgentSession {
             }
         }
         self.set_agent_state(AgentState::Listening);
+        #[cfg(feature = "server")]
+        crate::worker::JobContext::note_session_started(); // job-start metric
         Ok(())
     }
 
