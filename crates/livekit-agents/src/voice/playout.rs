@@ -19,7 +19,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::activity::Activity;
 use super::agent::ModelSettings;
-use super::events::{AgentState, ErrorSource};
+use super::events::ErrorSource;
 use super::generation::TtftSlot;
 use super::nodes::{AudioFrameStream, SynthesizedStream, TextStream};
 use super::speech_handle::SpeechHandle;
@@ -28,7 +28,7 @@ use crate::audio::resample::Resampler;
 use crate::audio::AudioFrame;
 use crate::io::{AudioOutput, PlaybackEvent, PlaybackFinished, TextOutput};
 use crate::llm::chat_context::now_secs;
-use crate::metrics::{AgentMetrics, TtsMetrics, TurnMetrics};
+use crate::metrics::{AgentMetrics, TtsMetrics};
 use crate::tokenize::{TextTransform, TransformChain};
 use crate::tts::SynthesizedAudio;
 
@@ -530,19 +530,11 @@ fn on_playback_started(
     llm_ttft: Option<&TtftSlot>,
     tts_ttfb: Option<Duration>,
 ) {
-    let session = activity.session();
-    session.set_agent_state(AgentState::Speaking);
-    activity.on_agent_speaking();
-    let (user_stop, eou_delay) = activity.take_turn_timing();
-    if let Some(stop) = user_stop {
-        session.emit_metrics(AgentMetrics::Turn(TurnMetrics {
-            speech_id: handle.id().to_string(),
-            end_of_utterance_delay: eou_delay,
-            llm_ttft: llm_ttft.and_then(|t| *t.lock()),
-            tts_ttfb,
-            e2e_latency: Instant::now().saturating_duration_since(stop),
-        }));
-    }
+    activity.send(super::activity::ActivityEvent::PlaybackStarted {
+        handle: handle.clone(),
+        llm_ttft: llm_ttft.and_then(|t| *t.lock()),
+        tts_ttfb,
+    });
 }
 
 /// No audio output (or no TTS): the text goes straight to the text output.

@@ -240,12 +240,10 @@ impl SpeechHandle {
         ok
     }
 
-    /// Whether an authorized step is still running (the scheduler waits for it).
-    pub(crate) async fn wait_for_generation(&self) {
-        let mut rx = self.inner.flags.subscribe();
-        let _ = rx
-            .wait_for(|f| f.done || f.generations_done >= f.authorizations)
-            .await;
+    /// Whether the authorized steps finished playing (the speech gives the floor back).
+    pub(crate) fn generation_released(&self) -> bool {
+        let f = *self.inner.flags.borrow();
+        f.done || f.generations_done >= f.authorizations
     }
 
     /// Waits until generation step `step` (1-based) finished playing, or the speech is done.

@@ -23,6 +23,19 @@ use crate::stt::Stt;
 use crate::tts::Tts;
 use crate::vad::Vad;
 
+/// How [`AgentSession::activate`] brings an activity in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// The session starts with it.
+    Start,
+    /// A handoff (`update_agent`, a tool returning an agent).
+    Handoff,
+    /// An agent task takes over.
+    Task,
+    /// The paused agent resumes after its task.
+    Resume,
+}
+
 pub(crate) struct SessionState {
     pub started: bool,
     pub closed: bool,
@@ -231,8 +244,7 @@ impl AgentSession {
         }
         self.inner.mcp_servers.start_all(self).await;
         let activity = Activity::new(self.clone(), agent);
-        self.inner.state.lock().activity = Some(activity.clone());
-        activity.start(true);
+        self.activate(activity.clone(), Activation::Start).await;
         if let Some(input) = io.audio_input {
             // Input filters (noise suppression, AGC) run before VAD and STT.
             let input = match &self.inner.options.audio_filter {
@@ -432,7 +444,8 @@ impl AgentSession {
         let session = self.clone();
         self.inner.pending_updates.send_modify(|n| *n += 1);
         tokio::spawn(async move {
-            session.switch_agent(agent, true).await;
+            let activity = Activity::new(session.clone(), agent);
+            session.activate(activity, Activation::Handoff).await;
             session
                 .inner
                 .pending_updates
@@ -440,39 +453,68 @@ impl AgentSession {
         });
     }
 
-    /// Replaces the active agent: drains the old activity, records the handoff, starts the new
-    /// one. `enter` runs `on_enter` (false when resuming an agent after a task).
-    pub(crate) async fn switch_agent(&self, agent: Agent, enter: bool) -> Option<Agent> {
-        let _guard = self.inner.update_lock.lock().await;
+    /// The one code path that changes the active agent. Returns the agent it replaced.
+    ///
+    /// - `Start`: the first agent;
+    /// - `Handoff`: the old activity drains (`on_exit`, queued speech), an `AgentHandoff` item
+    ///   is recorded, the new activity starts (`on_enter`), the old one closes;
+    /// - `Task`: an [`AgentTask`](super::AgentTask)'s agent takes over; the old activity only
+    ///   stops scheduling;
+    /// - `Resume`: the task ended (its activity closed by the caller); the paused activity
+    ///   schedules again.
+    pub(crate) async fn activate(&self, activity: Activity, how: Activation) -> Option<Agent> {
+        let _guard = match how {
+            Activation::Handoff => Some(self.inner.update_lock.lock().await),
+            _ => None,
+        };
         let old = self.current_activity();
-        if let Some(old) = old.as_ref() {
-            old.drain_for_handoff().await;
+        match how {
+            Activation::Handoff => {
+                if let Some(old) = old.as_ref() {
+                    old.drain_for_handoff().await;
+                }
+            }
+            Activation::Task => {
+                if let Some(old) = old.as_ref() {
+                    old.pause_scheduling();
+                }
+            }
+            Activation::Start | Activation::Resume => {}
         }
-        if !self.is_running() {
-            return None;
-        }
-        let old_agent = old.as_ref().map(|a| a.agent().clone());
-        let handoff = ChatItem::AgentHandoff(crate::llm::AgentHandoff {
-            id: crate::llm::chat_context::new_item_id("item"),
-            old_agent_id: old_agent.as_ref().map(|a| a.id().to_string()),
-            new_agent_id: agent.id().to_string(),
-            created_at: crate::llm::chat_context::now_secs(),
-        });
-        let activity = Activity::new(self.clone(), agent.clone());
         {
             let mut st = self.inner.state.lock();
+            if st.closed || !st.started {
+                return None;
+            }
             st.activity = Some(activity.clone());
         }
-        if let Some(old) = old {
-            old.close();
+        let old_agent = old.as_ref().map(|a| a.agent().clone());
+        let agent = activity.agent().clone();
+        if matches!(how, Activation::Handoff | Activation::Task) {
+            let handoff = ChatItem::AgentHandoff(crate::llm::AgentHandoff {
+                id: crate::llm::chat_context::new_item_id("item"),
+                old_agent_id: old_agent.as_ref().map(|a| a.id().to_string()),
+                new_agent_id: agent.id().to_string(),
+                created_at: crate::llm::chat_context::now_secs(),
+            });
+            agent.push_chat_item(handoff.clone());
+            self.add_history_item(handoff);
         }
-        agent.push_chat_item(handoff.clone());
-        self.add_history_item(handoff);
-        activity.start(enter);
-        if let Some(r) = self.inner.state.lock().recognition.as_ref() {
-            let _ = r
-                .commands
-                .send(RecognitionCommand::AgentChanged(agent.clone()));
+        match how {
+            Activation::Start => activity.start(true),
+            Activation::Handoff => {
+                if let Some(old) = old.as_ref() {
+                    old.close();
+                }
+                activity.start(true);
+            }
+            Activation::Task => activity.start(true),
+            Activation::Resume => activity.resume_scheduling(),
+        }
+        if !matches!(how, Activation::Start) {
+            if let Some(r) = self.inner.state.lock().recognition.as_ref() {
+                let _ = r.commands.send(RecognitionCommand::AgentChanged(agent));
+            }
         }
         old_agent
     }
