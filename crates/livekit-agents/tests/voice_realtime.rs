@@ -226,8 +226,7 @@ async fn a_text_only_realtime_model_is_voiced_by_the_session_tts() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_realtime_handoff_with_a_value_is_answered_by_the_old_agent_before_the_new_one_enters()
-{
+async fn a_realtime_handoff_with_a_value_is_answered_by_the_old_agent_before_the_new_one_enters() {
     let transfer = FunctionTool::raw(
         "transfer",
         "Transfer to billing.",
@@ -262,7 +261,9 @@ async fn a_realtime_handoff_with_a_value_is_answered_by_the_old_agent_before_the
         .items()
         .iter()
         .map(|i| match i {
-            ChatItem::Message(m) => format!("{:?}:{}", m.role, m.text_content().unwrap_or_default()),
+            ChatItem::Message(m) => {
+                format!("{:?}:{}", m.role, m.text_content().unwrap_or_default())
+            }
             ChatItem::FunctionCall(c) => format!("call:{}", c.name),
             ChatItem::FunctionCallOutput(o) => format!("output:{}", o.output),
             ChatItem::AgentHandoff(h) => format!("handoff:{}", h.new_agent_id),

@@ -1079,3 +1079,80 @@ async fn a_failed_stt_stream_is_reported_and_reopened() {
     assert_eq!(user_turns, vec!["after the failure".to_string()]);
     assert!(session.is_running());
 }
+
+/// A streaming STT whose stream reports one non-streaming recognition's usage (as the stream
+/// adapter does after each utterance) and a provider's own streaming usage.
+struct UsageStt;
+
+#[async_trait]
+impl livekit_agents::stt::Stt for UsageStt {
+    fn label(&self) -> String {
+        "usage.STT".into()
+    }
+    fn capabilities(&self) -> livekit_agents::stt::SttCapabilities {
+        livekit_agents::stt::SttCapabilities {
+            streaming: true,
+            ..Default::default()
+        }
+    }
+    fn stream(
+        &self,
+        _language: Option<String>,
+        _conn: livekit_agents::types::ApiConnectOptions,
+    ) -> Result<livekit_agents::stt::SpeechStream, livekit_agents::types::ApiError> {
+        use livekit_agents::stt::{RecognitionUsage, SpeechEvent, SpeechEventType};
+        let (in_tx, _in_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let task = tokio::spawn(async move {
+            let _keep = _in_rx;
+            for request_duration in [Some(0.25), None] {
+                let mut ev = SpeechEvent::new(SpeechEventType::RecognitionUsage);
+                ev.recognition_usage = Some(RecognitionUsage {
+                    audio_duration: 1.5,
+                    request_duration,
+                });
+                let _ = tx.send(Ok(ev)).await;
+            }
+            std::future::pending::<()>().await;
+        });
+        Ok(livekit_agents::stt::SpeechStream::from_channels(
+            in_tx,
+            rx,
+            Some(task),
+        ))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stt_metrics_carry_the_recognition_request_time() {
+    let session = AgentSession::builder()
+        .stt(Arc::new(UsageStt) as Arc<dyn livekit_agents::stt::Stt>)
+        .llm(Arc::new(FakeLlm::new(vec![])))
+        .build();
+    let mut rx = session.subscribe();
+    let (_audio, input) = audio_input_channel();
+    session
+        .start(
+            Agent::new(""),
+            SessionIo {
+                audio_input: Some(input),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(ms(100)).await;
+    let mut stt = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let SessionEvent::MetricsCollected {
+            metrics: livekit_agents::metrics::AgentMetrics::Stt(m),
+        } = ev
+        {
+            stt.push((m.duration, m.audio_duration, m.streamed));
+        }
+    }
+    assert_eq!(
+        stt,
+        vec![(ms(250), ms(1500), false), (Duration::ZERO, ms(1500), true)]
+    );
+}

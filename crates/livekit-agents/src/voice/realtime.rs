@@ -67,7 +67,9 @@ async fn dispatch_events(session: AgentSession, mut events: mpsc::Receiver<Realt
                     activity.send(ActivityEvent::RealtimeGeneration(generation));
                 }
             }
-            RealtimeEvent::InputSpeechStarted => activity.send(ActivityEvent::RealtimeSpeechStarted),
+            RealtimeEvent::InputSpeechStarted => {
+                activity.send(ActivityEvent::RealtimeSpeechStarted)
+            }
             RealtimeEvent::InputSpeechStopped { .. } => activity.send(ActivityEvent::EndOfSpeech),
             RealtimeEvent::InputAudioTranscriptionCompleted {
                 transcript,
@@ -239,10 +241,7 @@ pub(crate) async fn play_generation(
             let truncate = model_audio && activity_caps_truncation(&session);
             if let (true, Some(played)) = (truncate, played) {
                 let ms = played.as_millis().min(u64::MAX as u128) as u64;
-                if let Err(e) = rt
-                    .truncate(&message.message_id, ms, Some(&text))
-                    .await
-                {
+                if let Err(e) = rt.truncate(&message.message_id, ms, Some(&text)).await {
                     session.report_error(ErrorSource::RealtimeModel, e.to_string(), true);
                 }
             }

@@ -329,9 +329,8 @@ impl ActivityLoop {
 
     fn publish(&self) {
         let current = self.current.as_ref().map(|c| c.handle.clone());
-        let queued = !self.closed
-            && !self.scheduling_paused
-            && self.queue.iter().any(|q| !q.handle.done());
+        let queued =
+            !self.closed && !self.scheduling_paused && self.queue.iter().any(|q| !q.handle.done());
         let idle = self.speeches.is_empty() && self.queue.is_empty() && current.is_none();
         let closed = self.closed;
         self.activity.inner.view.send_if_modified(|v| {
@@ -457,7 +456,8 @@ impl ActivityLoop {
     ) {
         let (reply_required, handoff) = self.record_tool_results(&handle, results);
         let session = self.session().clone();
-        let answer = reply_required && !handle.interrupted() && session.is_running() && !self.closed;
+        let answer =
+            reply_required && !handle.interrupted() && session.is_running() && !self.closed;
         match follow_up {
             FollowUp::Pipeline(tool_choice) => {
                 if answer {
@@ -608,9 +608,10 @@ impl ActivityLoop {
         let step = handle.new_step();
         let activity = self.activity.clone();
         let h = handle.clone();
-        let task = tokio::spawn(async move {
-            generation::pipeline_reply(activity, h, step, request).await
-        });
+        let task =
+            tokio::spawn(
+                async move { generation::pipeline_reply(activity, h, step, request).await },
+            );
         // Dropping the guard cancels the step: a preemptive generation holds it until the turn
         // is committed (or discarded); other callers `detach()` it.
         AbortOnDropHandle::new(task)

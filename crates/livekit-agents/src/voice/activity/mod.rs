@@ -79,7 +79,9 @@ pub(crate) enum ActivityEvent {
     },
     /// An agent task or a handoff took over: stop scheduling (and, when draining, drop the
     /// preemptive generation).
-    PauseScheduling { drain: bool },
+    PauseScheduling {
+        drain: bool,
+    },
     /// The agent task ended: schedule again.
     ResumeScheduling,
     // ---- recognition ----
@@ -91,7 +93,9 @@ pub(crate) enum ActivityEvent {
         stt_enabled: bool,
     },
     /// A transcript arrived and there is no VAD.
-    TranscriptActivity { words: usize },
+    TranscriptActivity {
+        words: usize,
+    },
     FinalTranscript(String),
     Preemptive {
         transcript: String,
@@ -114,7 +118,10 @@ pub(crate) enum ActivityEvent {
         tts_ttfb: Option<Duration>,
     },
     /// Words of `handle` were played (or shown): record them.
-    AssistantSpoken { handle: SpeechHandle, spoken: Spoken },
+    AssistantSpoken {
+        handle: SpeechHandle,
+        spoken: Spoken,
+    },
     /// The current generation step of `handle` finished playing; tools may still run.
     StepPlayed {
         handle: SpeechHandle,

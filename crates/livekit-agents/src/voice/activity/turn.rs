@@ -318,9 +318,9 @@ impl ActivityLoop {
         );
         let step = handle.new_step();
         let (activity, h, rt) = (self.activity.clone(), handle.clone(), link.session.clone());
-        tokio::spawn(async move {
-            realtime::play_generation(activity, h, step, rt, generation).await
-        });
+        tokio::spawn(
+            async move { realtime::play_generation(activity, h, step, rt, generation).await },
+        );
         self.schedule(&handle, true);
     }
 }

@@ -463,12 +463,15 @@ impl Recognition {
             }
             SpeechEventType::RecognitionUsage => {
                 if let Some(usage) = ev.recognition_usage {
+                    // A non-streaming recognition (through the stream adapter) reports how
+                    // long its request took; a stream's usage has no request time.
+                    let duration = usage.request_duration.map(provider_secs);
                     self.session.emit_metrics(AgentMetrics::Stt(SttMetrics {
                         label: self.session.stt().map(|s| s.label()).unwrap_or_default(),
                         request_id: ev.request_id,
-                        duration: Duration::ZERO,
+                        duration: duration.unwrap_or_default(),
                         audio_duration: provider_secs(usage.audio_duration),
-                        streamed: true,
+                        streamed: duration.is_none(),
                     }));
                 }
             }
