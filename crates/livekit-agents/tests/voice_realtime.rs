@@ -267,7 +267,6 @@ async fn a_realtime_handoff_with_a_value_is_answered_by_the_old_agent_before_the
             ChatItem::FunctionCall(c) => format!("call:{}", c.name),
             ChatItem::FunctionCallOutput(o) => format!("output:{}", o.output),
             ChatItem::AgentHandoff(h) => format!("handoff:{}", h.new_agent_id),
-            _ => "other".into(),
         })
         .collect();
     assert_eq!(

@@ -184,8 +184,12 @@ impl SpeechHandle {
     }
 
     /// Runs `fut` unless the speech gets interrupted first (`None` then). For long-running tools.
+    ///
+    /// Deterministic: when `fut` is ready in the same poll as the interruption, its output
+    /// wins (a result that exists is never discarded).
     pub async fn wait_if_not_interrupted<F: Future>(&self, fut: F) -> Option<F::Output> {
         tokio::select! {
+            biased;
             out = fut => Some(out),
             _ = self.wait_interrupted() => None,
         }
