@@ -149,6 +149,13 @@ fn no_preemption() -> SessionOptions {
     o
 }
 
+/// `no_preemption`, and user speech may interrupt the agent's first seconds (no AEC warm-up).
+fn no_warmup() -> SessionOptions {
+    let mut o = no_preemption();
+    o.aec_warmup_duration = None;
+    o
+}
+
 fn at(t: u64, s: &str) -> (u64, String) {
     (t, s.to_string())
 }
@@ -284,7 +291,7 @@ async fn new_speech_during_the_delay_cancels_the_commit() {
 
 #[tokio::test(start_paused = true)]
 async fn interruption_after_min_duration_keeps_only_heard_text() {
-    let mut opts = no_preemption();
+    let mut opts = no_warmup();
     opts.turn_handling.interruption.resume_false_interruption = false;
     let h = start_voice(
         vec![
@@ -340,7 +347,7 @@ async fn false_interruption_pauses_then_resumes_after_timeout() {
         ],
         FakeLlm::new(vec![FakeLlmResponse::text("Once upon a time.", ms(100))]),
         FakeTts::new(ms(100), ms(3000)),
-        no_preemption(),
+        no_warmup(),
         None,
         Agent::new(""),
     )
@@ -1011,7 +1018,7 @@ async fn the_transcript_clock_stops_while_the_output_is_paused() {
         ],
         FakeLlm::new(vec![FakeLlmResponse::text("one two three four", ms(100))]),
         FakeTts::new(ms(100), ms(2000)),
-        no_preemption(),
+        no_warmup(),
         None,
         Agent::new(""),
     )
@@ -1154,5 +1161,63 @@ async fn stt_metrics_carry_the_recognition_request_time() {
     assert_eq!(
         stt,
         vec![(ms(250), ms(1500), false), (Duration::ZERO, ms(1500), true)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn during_the_aec_warmup_user_speech_does_not_interrupt_then_it_does() {
+    // Default options: a 3 s AEC warm-up from the first `speaking` (1.7 s here) to 4.7 s.
+    let mut opts = no_preemption();
+    opts.turn_handling.interruption.resume_false_interruption = false;
+    assert_eq!(opts.aec_warmup_duration, Some(Duration::from_secs(3)));
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 1.0, "Tell me a story"),
+            // Echo of the agent during the warm-up: ignored.
+            UserSpeech::new(2.0, 3.0, ""),
+            // After the warm-up: interrupts.
+            UserSpeech::new(6.0, 7.0, "Stop"),
+        ],
+        FakeLlm::new(vec![
+            FakeLlmResponse::text("one two three four five six seven eight nine ten", ms(100)),
+            FakeLlmResponse::text("Okay.", ms(100)),
+        ]),
+        FakeTts::new(ms(100), ms(10_000)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    // User audio while the agent speaks in the warm-up (2.0 s .. 2.2 s) and after it (5.0 s ..
+    // 5.1 s): the STT gets silence for the first part only.
+    tokio::time::sleep(ms(2000)).await;
+    for _ in 0..10 {
+        h._audio.send(noise(20));
+        tokio::time::sleep(ms(20)).await;
+    }
+    tokio::time::sleep(ms(2800)).await;
+    for _ in 0..5 {
+        h._audio.send(noise(20));
+        tokio::time::sleep(ms(20)).await;
+    }
+    let received = h.stt.received();
+    assert_eq!(received.total, ms(300));
+    assert_eq!(received.non_silent, ms(100));
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let tl = h.timeline();
+    assert!(tl.contains(&at(1700, "agent:speaking")), "{tl:?}");
+    // Nothing happened to the speech during the echo; the interruption came at 6.512 (the
+    // first VAD inference 0.5 s into the second user speech).
+    let interrupted: Vec<_> = tl
+        .iter()
+        .filter(|(_, l)| l.ends_with("(interrupted)"))
+        .cloned()
+        .collect();
+    assert_eq!(interrupted.len(), 1, "{tl:?}");
+    assert_eq!(interrupted[0].0, 6510, "{tl:?}");
+    assert!(
+        !tl.iter()
+            .any(|(t, l)| *t > 1700 && *t < 6510 && l == "agent:listening"),
+        "{tl:?}"
     );
 }

@@ -196,6 +196,12 @@ pub struct SessionOptions {
     /// commit it to the history before the close event (default 2 s, the reference's
     /// `session_close_transcript_timeout`).
     pub session_close_transcript_timeout: Duration,
+    /// AEC warm-up: for this long after the agent first starts speaking (with an audio
+    /// output), user speech does not interrupt it and the STT gets silence while it speaks, so
+    /// an agent heard through a speakerphone does not cut itself off before echo cancellation
+    /// adapted (default 3 s, the reference's `aec_warmup_duration`; `None` disables it, as the
+    /// reference does for outbound SIP calls). Runs once per session, from the first `speaking`.
+    pub aec_warmup_duration: Option<Duration>,
 }
 
 impl Default for SessionOptions {
@@ -212,6 +218,7 @@ impl Default for SessionOptions {
             conn_options: crate::types::ApiConnectOptions::default(),
             audio_filter: None,
             session_close_transcript_timeout: Duration::from_secs(2),
+            aec_warmup_duration: Some(Duration::from_secs(3)),
         }
     }
 }

@@ -53,6 +53,10 @@ impl ActivityLoop {
         if !opts.enabled || matches!(session.turn_detection(), TurnDetection::RealtimeLlm) {
             return;
         }
+        if session.aec_warmup_active() {
+            // The agent may be hearing itself before echo cancellation adapted.
+            return;
+        }
         let Some(current) = self.current_speech() else {
             return;
         };

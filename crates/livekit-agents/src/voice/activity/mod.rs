@@ -341,9 +341,16 @@ impl Activity {
         self.inner.output_paused.send_replace(false);
     }
 
-    /// Whether user audio should be replaced by silence before the STT (uninterruptible speech).
+    /// Whether user audio should be replaced by silence before the STT: an uninterruptible
+    /// speech plays, or the agent speaks during the AEC warm-up (its echo is not transcribed).
     pub(crate) fn discard_stt_audio(&self) -> bool {
-        let opts = self.inner.session.options().turn_handling.interruption;
+        let session = &self.inner.session;
+        if session.agent_state() == super::events::AgentState::Speaking
+            && session.aec_warmup_active()
+        {
+            return true;
+        }
+        let opts = session.options().turn_handling.interruption;
         opts.discard_audio_if_uninterruptible
             && self
                 .current_speech()

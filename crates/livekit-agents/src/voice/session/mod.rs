@@ -55,6 +55,9 @@ pub(crate) struct SessionState {
     pub usage: UsageCollector,
     pub turn_detection: TurnDetection,
     pub realtime: Option<Arc<RealtimeLink>>,
+    /// The AEC warm-up not used yet, and when the running one ends.
+    pub aec_warmup_remaining: std::time::Duration,
+    pub aec_warmup_until: Option<tokio::time::Instant>,
 }
 
 pub(crate) struct SessionInner {
@@ -132,6 +135,7 @@ impl AgentSession {
         let (user_speaking, _) = watch::channel(false);
         let (pending_updates, _) = watch::channel(0);
         let (closed, _) = watch::channel(false);
+        let aec_warmup = options.aec_warmup_duration.unwrap_or_default();
         Self {
             inner: Arc::new(SessionInner {
                 options,
@@ -165,6 +169,8 @@ impl AgentSession {
                     usage: UsageCollector::default(),
                     turn_detection: TurnDetection::Auto,
                     realtime: None,
+                    aec_warmup_remaining: aec_warmup,
+                    aec_warmup_until: None,
                 }),
             }),
         }
