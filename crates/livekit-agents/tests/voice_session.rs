@@ -1221,3 +1221,54 @@ async fn during_the_aec_warmup_user_speech_does_not_interrupt_then_it_does() {
         "{tl:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn preemptive_tts_synthesizes_before_the_turn_is_committed() {
+    let mut opts = no_preemption();
+    opts.turn_handling.preemptive_generation.enabled = true;
+    opts.turn_handling.preemptive_generation.preemptive_tts = true;
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 2.5, "Hello")],
+        FakeLlm::new(vec![FakeLlmResponse::text("Hi.", ms(100))]),
+        FakeTts::new(ms(200), ms(500)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(h.llm.request_times().len(), 1);
+    // The LLM answered at 2.8 and the TTS had its audio at 3.0: speaking at the commit (3.0),
+    // not 0.2 s later as without preemptive TTS.
+    let tl = h.timeline();
+    assert!(tl.contains(&at(3000, "agent:speaking")), "{tl:?}");
+    assert!(tl.contains(&at(3500, "Assistant:Hi.")), "{tl:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_preemptive_tts_of_a_changed_turn_is_discarded_silently() {
+    let mut opts = no_preemption();
+    opts.turn_handling.preemptive_generation.enabled = true;
+    opts.turn_handling.preemptive_generation.preemptive_tts = true;
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 2.5, "Hello")],
+        FakeLlm::new(vec![
+            FakeLlmResponse::text("Preemptive.", ms(100)),
+            FakeLlmResponse::text("Fresh.", ms(100)),
+        ]),
+        FakeTts::new(ms(200), ms(500)),
+        opts,
+        None,
+        Agent::builder().behavior(AddsContext).build(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let said: Vec<_> = h
+        .timeline()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("Assistant:"))
+        .collect();
+    assert_eq!(said, vec![at(3800, "Assistant:Fresh.")]);
+    // Only the fresh reply's audio played.
+    assert_eq!(h.output.played_duration(), ms(500));
+}

@@ -20,7 +20,7 @@ use super::activity::{Activity, ActivityEvent, FollowUp};
 use super::agent::{AgentContext, ModelSettings};
 use super::events::ErrorSource;
 use super::nodes::{AudioFrameStream, TextStream};
-use super::playout::speak;
+use super::playout::{speak, start_tts, AudioSource};
 use super::session::SayText;
 use super::speech_handle::SpeechHandle;
 use super::tool_execution::ToolExecutor;
@@ -73,7 +73,7 @@ pub(crate) async fn say_task(
         &handle,
         text,
         ModelSettings::default(),
-        request.audio,
+        request.audio.map_or(AudioSource::Tts, AudioSource::Frames),
         None,
     )
     .await;
@@ -114,6 +114,35 @@ pub(crate) async fn pipeline_reply(
         handle.clone(),
     )));
 
+    // Preemptive TTS (`preemptive_tts`): synthesis starts on the LLM output before the speech
+    // has the floor; the text is teed to the TTS now and to the playout later. Dropped with
+    // this task when the speech is discarded.
+    let preemptive = session.options().turn_handling.preemptive_generation;
+    let mut text: TextStream = UnboundedReceiverStream::new(text_rx).boxed();
+    let mut source = AudioSource::Tts;
+    let mut _tee = None;
+    if preemptive.enabled && preemptive.preemptive_tts && session.audio_output().is_some() {
+        let (tts_tx, tts_rx) = mpsc::unbounded_channel::<String>();
+        let (play_tx, play_rx) = mpsc::unbounded_channel::<String>();
+        let mut llm_text = text;
+        _tee = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            while let Some(chunk) = llm_text.next().await {
+                let _ = tts_tx.send(chunk.clone());
+                let _ = play_tx.send(chunk);
+            }
+        })));
+        text = UnboundedReceiverStream::new(play_rx).boxed();
+        let tts_text = UnboundedReceiverStream::new(tts_rx).boxed();
+        let started = tokio::select! {
+            biased;
+            _ = handle.wait_interrupted() => None,
+            started = start_tts(&activity, tts_text, &settings) => started,
+        };
+        if let Some(started) = started {
+            source = AudioSource::Started(started);
+        }
+    }
+
     if !handle.wait_for_authorization(step).await {
         drop(llm_task);
         activity.send(ActivityEvent::SpeechFinished(handle));
@@ -127,8 +156,7 @@ pub(crate) async fn pipeline_reply(
         }
     }
 
-    let text = UnboundedReceiverStream::new(text_rx).boxed();
-    let spoken = speak(&activity, &handle, text, settings, None, Some(ttft)).await;
+    let spoken = speak(&activity, &handle, text, settings, source, Some(ttft)).await;
     activity.send(ActivityEvent::AssistantSpoken {
         handle: handle.clone(),
         spoken,

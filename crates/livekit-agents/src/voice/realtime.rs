@@ -18,7 +18,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::activity::{Activity, ActivityEvent, FollowUp};
 use super::agent::ModelSettings;
 use super::events::{ErrorSource, SessionEvent};
-use super::playout::speak;
+use super::playout::{speak, AudioSource};
 use super::session::AgentSession;
 use super::speech_handle::SpeechHandle;
 use super::tool_execution::ToolExecutor;
@@ -225,7 +225,7 @@ pub(crate) async fn play_generation(
             &handle,
             text,
             ModelSettings::default(),
-            audio,
+            audio.map_or(AudioSource::Tts, AudioSource::Frames),
             None,
         )
         .await;
