@@ -122,7 +122,10 @@ impl Default for InterruptionOptions {
 pub struct PreemptiveGenerationOptions {
     /// Default true.
     pub enabled: bool,
-    /// Also start TTS early (default false).
+    /// Also start TTS early (default false, the reference's): a reply's synthesis starts on
+    /// the LLM output before the speech has the floor (so before the turn is committed, for a
+    /// preemptive generation). A preemptive reply is reused under the same conditions as its
+    /// LLM output; otherwise its audio is dropped unheard. Needs an audio output.
     pub preemptive_tts: bool,
     /// Skip preemption when the user spoke longer than this (default 10 s).
     pub max_speech_duration: Duration,
