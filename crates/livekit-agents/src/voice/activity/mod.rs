@@ -232,10 +232,18 @@ impl Activity {
     /// until the loop handled it, so `wait_idle` does not return before it).
     fn command(&self, event: ActivityEvent) {
         self.inner.view.send_modify(|v| v.pending += 1);
-        if self.inner.events.send(event).is_err() {
+        if let Err(mpsc::error::SendError(event)) = self.inner.events.send(event) {
             self.inner
                 .view
                 .send_modify(|v| v.pending = v.pending.saturating_sub(1));
+            // The loop ended (the activity closed): a speech asked for now never plays, and
+            // its waiters must not hang.
+            if let ActivityEvent::Say { handle, .. } | ActivityEvent::GenerateReply { handle, .. } =
+                event
+            {
+                handle.interrupt_force();
+                handle.mark_done();
+            }
         }
     }
 
