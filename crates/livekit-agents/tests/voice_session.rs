@@ -1272,3 +1272,46 @@ async fn a_preemptive_tts_of_a_changed_turn_is_discarded_silently() {
     // Only the fresh reply's audio played.
     assert_eq!(h.output.played_duration(), ms(500));
 }
+
+#[tokio::test(start_paused = true)]
+async fn update_options_changes_endpointing_for_the_next_turns_and_survives_a_handoff() {
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 2.5, "Hello there"),
+            UserSpeech::new(8.0, 9.0, "And now"),
+        ],
+        FakeLlm::new(vec![
+            FakeLlmResponse::text("Hi!", ms(100)),
+            FakeLlmResponse::text("Sure.", ms(100)),
+        ]),
+        FakeTts::new(ms(200), ms(500)),
+        no_preemption(),
+        None,
+        Agent::new(""),
+    )
+    .await;
+    h.session
+        .update_options(UpdateOptions {
+            endpointing: Some(EndpointingOptions {
+                min_delay: Duration::from_millis(1500),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    h.session
+        .update_agent(Agent::builder().id("second").build());
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let users: Vec<_> = h
+        .timeline()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("User:"))
+        .collect();
+    // Committed 1.5 s after each speech ended (not the default 0.5 s), before and after the
+    // handoff.
+    assert_eq!(
+        users,
+        vec![at(4000, "User:Hello there"), at(10_500, "User:And now")]
+    );
+}

@@ -39,7 +39,7 @@ pub use options::{
 };
 pub use session::{
     AgentSession, AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText,
-    SessionError, SessionIo,
+    SessionError, SessionIo, UpdateOptions,
 };
 pub use speech_handle::{NotInterruptible, SpeechHandle, SpeechPriority, INTERRUPTION_TIMEOUT};
 pub use task::{AgentTask, TaskCompleter, TaskError};

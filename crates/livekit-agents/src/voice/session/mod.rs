@@ -223,7 +223,8 @@ impl AgentSession {
         {
             return Err(SessionError::Config(e));
         }
-        let turn_detection = self.resolve_turn_detection()?;
+        let turn_detection =
+            self.resolve_turn_detection(self.inner.options.turn_handling.turn_detection.clone())?;
         {
             let mut st = self.inner.state.lock();
             if st.started {
@@ -272,9 +273,8 @@ impl AgentSession {
         Ok(())
     }
 
-    fn resolve_turn_detection(&self) -> Result<TurnDetection, SessionError> {
+    fn resolve_turn_detection(&self, td: TurnDetection) -> Result<TurnDetection, SessionError> {
         let m = &self.inner.models;
-        let td = self.inner.options.turn_handling.turn_detection.clone();
         let server_td = m
             .realtime
             .as_ref()
@@ -525,6 +525,43 @@ impl AgentSession {
         old_agent
     }
 
+    /// Changes turn handling while the session runs (the reference's `update_options`):
+    /// endpointing delays and turn detection, for every agent from the next turn on (the
+    /// change survives handoffs: end-of-turn detection is session-level).
+    ///
+    /// ```no_run
+    /// # use livekit_agents::voice::{AgentSession, EndpointingOptions, UpdateOptions};
+    /// # use std::time::Duration;
+    /// # fn demo(session: &AgentSession) {
+    /// session
+    ///     .update_options(UpdateOptions {
+    ///         endpointing: Some(EndpointingOptions {
+    ///             min_delay: Duration::from_millis(800),
+    ///             ..Default::default()
+    ///         }),
+    ///         ..Default::default()
+    ///     })
+    ///     .unwrap();
+    /// # }
+    /// ```
+    pub fn update_options(&self, update: UpdateOptions) -> Result<(), SessionError> {
+        let turn_detection = match update.turn_detection {
+            Some(td) => Some(self.resolve_turn_detection(td)?),
+            None => None,
+        };
+        let mut st = self.inner.state.lock();
+        if let Some(td) = turn_detection.clone() {
+            st.turn_detection = td;
+        }
+        if let Some(r) = st.recognition.as_ref() {
+            let _ = r.commands.send(RecognitionCommand::UpdateOptions {
+                endpointing: update.endpointing,
+                turn_detection,
+            });
+        }
+        Ok(())
+    }
+
     /// The conversation so far (all agents).
     pub fn history(&self) -> ChatContext {
         self.inner.state.lock().history.clone()
@@ -599,4 +636,5 @@ mod types;
 pub(crate) use types::Models;
 pub use types::{
     AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText, SessionError, SessionIo,
+    UpdateOptions,
 };
