@@ -170,7 +170,28 @@ impl ActivityLoop {
             self.publish();
             if self.closed && self.speeches.is_empty() {
                 // Tasks still running report to nobody; their speeches are done.
+                self.end();
                 return;
+            }
+        }
+    }
+
+    /// The loop ends: later sends fail (`Activity::command` then finishes the speech it was
+    /// asked for), and speeches asked for before are finished here, never played.
+    fn end(&mut self) {
+        self.events.close();
+        while let Ok(ev) = self.events.try_recv() {
+            if is_command(&ev) {
+                self.activity
+                    .inner
+                    .view
+                    .send_modify(|v| v.pending = v.pending.saturating_sub(1));
+            }
+            if let ActivityEvent::Say { handle, .. } | ActivityEvent::GenerateReply { handle, .. } =
+                ev
+            {
+                handle.interrupt_force();
+                handle.mark_done();
             }
         }
     }
