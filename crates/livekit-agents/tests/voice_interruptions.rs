@@ -673,3 +673,42 @@ async fn an_interrupted_llm_request_reports_its_usage_as_cancelled() {
     assert!(llm[0].cancelled);
     assert_eq!(llm[0].ttft, ms(100));
 }
+
+#[test]
+fn close_on_the_priority_lane_wins_over_queued_commands_50_times() {
+    for i in 0..50u64 {
+        let (a, b, played, states, messages) = paused_runtime().block_on(async move {
+            let h = Harness::start(
+                vec![],
+                FakeLlm::new(vec![]),
+                FakeTts::new(ms(100), ms(2000)),
+                options(),
+                Agent::new(""),
+                MemoryAudioOutput::new(),
+            )
+            .await;
+            tokio::time::sleep(ms(i * 7)).await;
+            // Two commands on the main queue, then close on the priority lane, in one tick:
+            // the loop handles the close first, so neither speech ever gets the floor.
+            let a = h.session.say("first", SayOptions::default()).unwrap();
+            let b = h.session.say("second", SayOptions::default()).unwrap();
+            h.session.close().await;
+            a.wait_for_playout().await;
+            b.wait_for_playout().await;
+            (
+                a.interrupted(),
+                b.interrupted(),
+                h.output.played_duration(),
+                states(&h.log),
+                h.messages(),
+            )
+        });
+        assert!(a && b, "iteration {i}");
+        assert_eq!(played, Duration::ZERO, "iteration {i}");
+        assert!(
+            !states.contains(&AgentState::Speaking),
+            "iteration {i}: {states:?}"
+        );
+        assert!(messages.is_empty(), "iteration {i}: {messages:?}");
+    }
+}

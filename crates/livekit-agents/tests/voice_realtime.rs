@@ -224,3 +224,82 @@ async fn a_text_only_realtime_model_is_voiced_by_the_session_tts() {
         vec![("Hello there.".to_string(), false)]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_realtime_handoff_with_a_value_is_answered_by_the_old_agent_before_the_new_one_enters() {
+    let transfer = FunctionTool::raw(
+        "transfer",
+        "Transfer to billing.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        |_ctx: RunContext, _a: serde_json::Value| async move {
+            let billing = Agent::builder()
+                .id("billing")
+                .instructions("Billing.")
+                .build();
+            Ok::<_, ToolError>((billing, "Transferring you to billing."))
+        },
+    );
+    let model = FakeRealtimeModel::new(vec![
+        FakeRealtimeReply {
+            tool_calls: vec![("transfer".into(), "{}".into())],
+            ttft: ms(50),
+            ..Default::default()
+        },
+        reply("One moment, billing will take it from here.", 500),
+    ]);
+    let front = Agent::builder()
+        .id("front")
+        .instructions("Front.")
+        .tool(transfer)
+        .build();
+    let (session, _output, _tx) = start(&model, front).await;
+    let handle = session.generate_reply(ReplyOptions::default()).unwrap();
+    handle.wait_for_playout().await;
+    tokio::time::sleep(ms(100)).await;
+    let items: Vec<String> = session
+        .history()
+        .items()
+        .iter()
+        .map(|i| match i {
+            ChatItem::Message(m) => {
+                format!("{:?}:{}", m.role, m.text_content().unwrap_or_default())
+            }
+            ChatItem::FunctionCall(c) => format!("call:{}", c.name),
+            ChatItem::FunctionCallOutput(o) => format!("output:{}", o.output),
+            ChatItem::AgentHandoff(h) => format!("handoff:{}", h.new_agent_id),
+        })
+        .collect();
+    assert_eq!(
+        items,
+        vec![
+            "call:transfer".to_string(),
+            "output:Transferring you to billing.".into(),
+            "Assistant:One moment, billing will take it from here.".into(),
+            "handoff:billing".into(),
+        ]
+    );
+    assert_eq!(session.current_agent().unwrap().id(), "billing");
+    let calls = model.calls();
+    // The old agent answered (a second generation, without tools: it is being drained), then
+    // the new agent's instructions reached the model.
+    let answer = calls
+        .iter()
+        .rposition(|c| c.starts_with("generate_reply"))
+        .unwrap();
+    let restricted = calls
+        .iter()
+        .position(|c| c == "update_tool_choice:None")
+        .unwrap();
+    let billing = calls
+        .iter()
+        .position(|c| c == "update_instructions:Billing.")
+        .unwrap();
+    assert!(restricted < answer && answer < billing, "{calls:?}");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("generate_reply"))
+            .count(),
+        2
+    );
+}

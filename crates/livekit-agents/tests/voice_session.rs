@@ -149,6 +149,13 @@ fn no_preemption() -> SessionOptions {
     o
 }
 
+/// `no_preemption`, and user speech may interrupt the agent's first seconds (no AEC warm-up).
+fn no_warmup() -> SessionOptions {
+    let mut o = no_preemption();
+    o.aec_warmup_duration = None;
+    o
+}
+
 fn at(t: u64, s: &str) -> (u64, String) {
     (t, s.to_string())
 }
@@ -284,7 +291,7 @@ async fn new_speech_during_the_delay_cancels_the_commit() {
 
 #[tokio::test(start_paused = true)]
 async fn interruption_after_min_duration_keeps_only_heard_text() {
-    let mut opts = no_preemption();
+    let mut opts = no_warmup();
     opts.turn_handling.interruption.resume_false_interruption = false;
     let h = start_voice(
         vec![
@@ -340,7 +347,7 @@ async fn false_interruption_pauses_then_resumes_after_timeout() {
         ],
         FakeLlm::new(vec![FakeLlmResponse::text("Once upon a time.", ms(100))]),
         FakeTts::new(ms(100), ms(3000)),
-        no_preemption(),
+        no_warmup(),
         None,
         Agent::new(""),
     )
@@ -1011,7 +1018,7 @@ async fn the_transcript_clock_stops_while_the_output_is_paused() {
         ],
         FakeLlm::new(vec![FakeLlmResponse::text("one two three four", ms(100))]),
         FakeTts::new(ms(100), ms(2000)),
-        no_preemption(),
+        no_warmup(),
         None,
         Agent::new(""),
     )
@@ -1078,4 +1085,233 @@ async fn a_failed_stt_stream_is_reported_and_reopened() {
     assert_eq!(stt_errors, 1);
     assert_eq!(user_turns, vec!["after the failure".to_string()]);
     assert!(session.is_running());
+}
+
+/// A streaming STT whose stream reports one non-streaming recognition's usage (as the stream
+/// adapter does after each utterance) and a provider's own streaming usage.
+struct UsageStt;
+
+#[async_trait]
+impl livekit_agents::stt::Stt for UsageStt {
+    fn label(&self) -> String {
+        "usage.STT".into()
+    }
+    fn capabilities(&self) -> livekit_agents::stt::SttCapabilities {
+        livekit_agents::stt::SttCapabilities {
+            streaming: true,
+            ..Default::default()
+        }
+    }
+    fn stream(
+        &self,
+        _language: Option<String>,
+        _conn: livekit_agents::types::ApiConnectOptions,
+    ) -> Result<livekit_agents::stt::SpeechStream, livekit_agents::types::ApiError> {
+        use livekit_agents::stt::{RecognitionUsage, SpeechEvent, SpeechEventType};
+        let (in_tx, _in_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let task = tokio::spawn(async move {
+            let _keep = _in_rx;
+            for request_duration in [Some(0.25), None] {
+                let mut ev = SpeechEvent::new(SpeechEventType::RecognitionUsage);
+                ev.recognition_usage = Some(RecognitionUsage {
+                    audio_duration: 1.5,
+                    request_duration,
+                });
+                let _ = tx.send(Ok(ev)).await;
+            }
+            std::future::pending::<()>().await;
+        });
+        Ok(livekit_agents::stt::SpeechStream::from_channels(
+            in_tx,
+            rx,
+            Some(task),
+        ))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stt_metrics_carry_the_recognition_request_time() {
+    let session = AgentSession::builder()
+        .stt(Arc::new(UsageStt) as Arc<dyn livekit_agents::stt::Stt>)
+        .llm(Arc::new(FakeLlm::new(vec![])))
+        .build();
+    let mut rx = session.subscribe();
+    let (_audio, input) = audio_input_channel();
+    session
+        .start(
+            Agent::new(""),
+            SessionIo {
+                audio_input: Some(input),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(ms(100)).await;
+    let mut stt = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let SessionEvent::MetricsCollected {
+            metrics: livekit_agents::metrics::AgentMetrics::Stt(m),
+        } = ev
+        {
+            stt.push((m.duration, m.audio_duration, m.streamed));
+        }
+    }
+    assert_eq!(
+        stt,
+        vec![(ms(250), ms(1500), false), (Duration::ZERO, ms(1500), true)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn during_the_aec_warmup_user_speech_does_not_interrupt_then_it_does() {
+    // Default options: a 3 s AEC warm-up from the first `speaking` (1.7 s here) to 4.7 s.
+    let mut opts = no_preemption();
+    opts.turn_handling.interruption.resume_false_interruption = false;
+    assert_eq!(opts.aec_warmup_duration, Some(Duration::from_secs(3)));
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 1.0, "Tell me a story"),
+            // Echo of the agent during the warm-up: ignored.
+            UserSpeech::new(2.0, 3.0, ""),
+            // After the warm-up: interrupts.
+            UserSpeech::new(6.0, 7.0, "Stop"),
+        ],
+        FakeLlm::new(vec![
+            FakeLlmResponse::text("one two three four five six seven eight nine ten", ms(100)),
+            FakeLlmResponse::text("Okay.", ms(100)),
+        ]),
+        FakeTts::new(ms(100), ms(10_000)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    // User audio while the agent speaks in the warm-up (2.0 s .. 2.2 s) and after it (5.0 s ..
+    // 5.1 s): the STT gets silence for the first part only.
+    tokio::time::sleep(ms(2000)).await;
+    for _ in 0..10 {
+        h._audio.send(noise(20));
+        tokio::time::sleep(ms(20)).await;
+    }
+    tokio::time::sleep(ms(2800)).await;
+    for _ in 0..5 {
+        h._audio.send(noise(20));
+        tokio::time::sleep(ms(20)).await;
+    }
+    let received = h.stt.received();
+    assert_eq!(received.total, ms(300));
+    assert_eq!(received.non_silent, ms(100));
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let tl = h.timeline();
+    assert!(tl.contains(&at(1700, "agent:speaking")), "{tl:?}");
+    // Nothing happened to the speech during the echo; the interruption came at 6.512 (the
+    // first VAD inference 0.5 s into the second user speech).
+    let interrupted: Vec<_> = tl
+        .iter()
+        .filter(|(_, l)| l.ends_with("(interrupted)"))
+        .cloned()
+        .collect();
+    assert_eq!(interrupted.len(), 1, "{tl:?}");
+    assert_eq!(interrupted[0].0, 6510, "{tl:?}");
+    assert!(
+        !tl.iter()
+            .any(|(t, l)| *t > 1700 && *t < 6510 && l == "agent:listening"),
+        "{tl:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn preemptive_tts_synthesizes_before_the_turn_is_committed() {
+    let mut opts = no_preemption();
+    opts.turn_handling.preemptive_generation.enabled = true;
+    opts.turn_handling.preemptive_generation.preemptive_tts = true;
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 2.5, "Hello")],
+        FakeLlm::new(vec![FakeLlmResponse::text("Hi.", ms(100))]),
+        FakeTts::new(ms(200), ms(500)),
+        opts,
+        None,
+        Agent::new(""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(h.llm.request_times().len(), 1);
+    // The LLM answered at 2.8 and the TTS had its audio at 3.0: speaking at the commit (3.0),
+    // not 0.2 s later as without preemptive TTS.
+    let tl = h.timeline();
+    assert!(tl.contains(&at(3000, "agent:speaking")), "{tl:?}");
+    assert!(tl.contains(&at(3500, "Assistant:Hi.")), "{tl:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_preemptive_tts_of_a_changed_turn_is_discarded_silently() {
+    let mut opts = no_preemption();
+    opts.turn_handling.preemptive_generation.enabled = true;
+    opts.turn_handling.preemptive_generation.preemptive_tts = true;
+    let h = start_voice(
+        vec![UserSpeech::new(0.5, 2.5, "Hello")],
+        FakeLlm::new(vec![
+            FakeLlmResponse::text("Preemptive.", ms(100)),
+            FakeLlmResponse::text("Fresh.", ms(100)),
+        ]),
+        FakeTts::new(ms(200), ms(500)),
+        opts,
+        None,
+        Agent::builder().behavior(AddsContext).build(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let said: Vec<_> = h
+        .timeline()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("Assistant:"))
+        .collect();
+    assert_eq!(said, vec![at(3800, "Assistant:Fresh.")]);
+    // Only the fresh reply's audio played.
+    assert_eq!(h.output.played_duration(), ms(500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn update_options_changes_endpointing_for_the_next_turns_and_survives_a_handoff() {
+    let h = start_voice(
+        vec![
+            UserSpeech::new(0.5, 2.5, "Hello there"),
+            UserSpeech::new(8.0, 9.0, "And now"),
+        ],
+        FakeLlm::new(vec![
+            FakeLlmResponse::text("Hi!", ms(100)),
+            FakeLlmResponse::text("Sure.", ms(100)),
+        ]),
+        FakeTts::new(ms(200), ms(500)),
+        no_preemption(),
+        None,
+        Agent::new(""),
+    )
+    .await;
+    h.session
+        .update_options(UpdateOptions {
+            endpointing: Some(EndpointingOptions {
+                min_delay: Duration::from_millis(1500),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    h.session
+        .update_agent(Agent::builder().id("second").build());
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let users: Vec<_> = h
+        .timeline()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("User:"))
+        .collect();
+    // Committed 1.5 s after each speech ended (not the default 0.5 s), before and after the
+    // handoff.
+    assert_eq!(
+        users,
+        vec![at(4000, "User:Hello there"), at(10_500, "User:And now")]
+    );
 }

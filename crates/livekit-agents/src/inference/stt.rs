@@ -427,6 +427,7 @@ impl Session<'_> {
                     ev.request_id.clone_from(&self.request_id);
                     ev.recognition_usage = Some(RecognitionUsage {
                         audio_duration: self.speech_secs,
+                        ..Default::default()
                     });
                     self.speech_secs = 0.0;
                     ok = self.events.send(ev).await;

@@ -36,6 +36,7 @@ impl UsageMeter {
         ev.request_id = request_id.to_string();
         ev.recognition_usage = Some(RecognitionUsage {
             audio_duration: self.unreported,
+            ..Default::default()
         });
         self.unreported = 0.0;
         events.send(ev).await;

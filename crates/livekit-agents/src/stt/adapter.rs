@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{
-    recognize, SpeechEvent, SpeechEventType, SpeechStream, Stt, SttCapabilities, SttInput,
-    EVENT_BUFFER,
+    recognize, RecognitionUsage, SpeechEvent, SpeechEventType, SpeechStream, Stt, SttCapabilities,
+    SttInput, EVENT_BUFFER,
 };
 use crate::audio::AudioFrame;
 use crate::types::{ApiConnectOptions, ApiError};
@@ -155,8 +155,20 @@ async fn run_adapter(
                     if !send(&events, SpeechEvent::new(SpeechEventType::EndOfSpeech)).await {
                         return;
                     }
+                    let started = tokio::time::Instant::now();
                     match recognize(stt.as_ref(), &ev.frames, language.as_deref(), conn).await {
                         Ok(result) => {
+                            // As the reference's `recognize`: each request reports its time and
+                            // the audio it recognized (the session's `stt_duration`).
+                            let mut usage = SpeechEvent::new(SpeechEventType::RecognitionUsage);
+                            usage.request_id = result.request_id.clone();
+                            usage.recognition_usage = Some(RecognitionUsage {
+                                audio_duration: ev.frames.iter().map(|f| f.duration_secs()).sum(),
+                                request_duration: Some(started.elapsed().as_secs_f64()),
+                            });
+                            if !send(&events, usage).await {
+                                return;
+                            }
                             let Some(best) = result.alternatives.into_iter().next() else {
                                 continue;
                             };
@@ -291,6 +303,8 @@ pub(crate) mod tests {
         ) -> Result<SpeechEvent, ApiError> {
             let samples: usize = frames.iter().map(|f| f.samples_per_channel).sum();
             self.calls.lock().push(samples);
+            // The request takes 30 ms (reported as its `request_duration`).
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
             if let Some(Some(e)) = self.script.lock().pop_front() {
                 return Err(e);
             }
@@ -357,9 +371,11 @@ pub(crate) mod tests {
         let expected: Vec<Result<(SpeechEventType, String), ApiError>> = vec![
             Ok((StartOfSpeech, String::new())),
             Ok((EndOfSpeech, String::new())),
+            Ok((RecognitionUsage, String::new())),
             Ok((FinalTranscript, "480 samples".into())),
             Ok((StartOfSpeech, String::new())),
             Ok((EndOfSpeech, String::new())),
+            Ok((RecognitionUsage, String::new())),
             Ok((FinalTranscript, "480 samples".into())),
         ];
         assert_eq!(events.len(), expected.len());
@@ -383,7 +399,11 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(
             kinds,
-            [SpeechEventType::StartOfSpeech, SpeechEventType::EndOfSpeech]
+            [
+                SpeechEventType::StartOfSpeech,
+                SpeechEventType::EndOfSpeech,
+                SpeechEventType::RecognitionUsage
+            ]
         );
     }
 
@@ -417,6 +437,7 @@ pub(crate) mod tests {
             [
                 Some(StartOfSpeech),
                 Some(EndOfSpeech),
+                Some(RecognitionUsage),
                 Some(FinalTranscript),
                 Some(StartOfSpeech),
                 Some(EndOfSpeech),
@@ -428,5 +449,23 @@ pub(crate) mod tests {
             Some(Err(ApiError::Status { status: 401, .. }))
         ));
         assert_eq!(*stt.calls.lock(), [160, 160, 160]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_recognition_reports_its_request_time_and_audio() {
+        let (a, _) = adapter(vec![], false);
+        let mut stream = a.stream(None, ApiConnectOptions::default()).unwrap();
+        stream.push_frame(speech(1600));
+        stream.push_frame(silence(160));
+        stream.end_input();
+        let mut usage = Vec::new();
+        while let Some(ev) = stream.next_event().await {
+            if let Some(u) = ev.unwrap().recognition_usage {
+                usage.push(u);
+            }
+        }
+        assert_eq!(usage.len(), 1);
+        assert_eq!(usage[0].request_duration, Some(0.03));
+        assert!((usage[0].audio_duration - 0.1).abs() < 1e-9, "{usage:?}");
     }
 }

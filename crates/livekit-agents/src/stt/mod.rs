@@ -93,6 +93,9 @@ pub struct SpeechData {
 pub struct RecognitionUsage {
     /// Seconds of audio processed.
     pub audio_duration: f64,
+    /// Seconds the recognition request took, for a non-streaming recognition (the
+    /// reference's `STTMetrics.duration`, reported as `stt_duration`); `None` for a stream.
+    pub request_duration: Option<f64>,
 }
 
 /// An event from a [`SpeechStream`] or the result of [`recognize`].

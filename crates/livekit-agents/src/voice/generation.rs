@@ -16,16 +16,16 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::activity::Activity;
+use super::activity::{Activity, ActivityEvent, FollowUp};
 use super::agent::{AgentContext, ModelSettings};
-use super::events::{AgentState, ErrorSource, SessionEvent, SpeechSource};
+use super::events::ErrorSource;
 use super::nodes::{AudioFrameStream, TextStream};
-use super::playout::{speak, Spoken};
+use super::playout::{speak, start_tts, AudioSource};
 use super::session::SayText;
 use super::speech_handle::SpeechHandle;
 use super::tool_execution::ToolExecutor;
 use crate::llm::chat_context::{new_item_id, now_secs};
-use crate::llm::{ChatItem, ChatMessage, ChatRole, FunctionCall, FunctionTool, ToolChoice};
+use crate::llm::{FunctionCall, FunctionTool, ToolChoice};
 use crate::metrics::{AgentMetrics, LlmMetrics};
 
 /// One reply step's inputs.
@@ -55,7 +55,7 @@ pub(crate) async fn say_task(
     request: SayRequest,
 ) {
     if !handle.wait_for_authorization(step).await {
-        finish_speech(&activity, &handle);
+        activity.send(ActivityEvent::SpeechFinished(handle));
         return;
     }
     if handle.allow_interruptions() {
@@ -73,44 +73,20 @@ pub(crate) async fn say_task(
         &handle,
         text,
         ModelSettings::default(),
-        request.audio,
+        request.audio.map_or(AudioSource::Tts, AudioSource::Frames),
         None,
     )
     .await;
     if request.add_to_chat_ctx {
-        commit_assistant_message(&activity, &handle, &spoken);
+        activity.send(ActivityEvent::AssistantSpoken {
+            handle: handle.clone(),
+            spoken,
+        });
     }
-    finish_speech(&activity, &handle);
+    activity.send(ActivityEvent::SpeechFinished(handle));
 }
 
-pub(crate) fn finish_speech(activity: &Activity, handle: &SpeechHandle) {
-    handle.mark_generation_done();
-    handle.mark_done();
-    let session = activity.session();
-    // Not while another speech waits for the floor (e.g. the reply to text typed during this
-    // one): it sets `thinking` itself, and a transient `listening` would arm the away timer.
-    if activity.current_speech().is_none_or(|s| s == *handle) && !activity.has_queued_speech() {
-        session.set_agent_state(AgentState::Listening);
-    }
-}
-
-pub(crate) fn commit_assistant_message(
-    activity: &Activity,
-    handle: &SpeechHandle,
-    spoken: &Spoken,
-) {
-    if spoken.text.trim().is_empty() {
-        return;
-    }
-    let mut msg = ChatMessage::new(ChatRole::Assistant, spoken.text.clone()).at(spoken.started_at);
-    msg.interrupted = spoken.interrupted;
-    let item = ChatItem::Message(msg);
-    activity.agent().insert_chat_item(item.clone());
-    handle.push_chat_item(item.clone());
-    activity.session().insert_history_item(item);
-}
-
-/// One generation step of `handle`, and the tool loop after it.
+/// One generation step of `handle`; its tools' results go back to the loop.
 pub(crate) async fn pipeline_reply(
     activity: Activity,
     handle: SpeechHandle,
@@ -138,13 +114,41 @@ pub(crate) async fn pipeline_reply(
         handle.clone(),
     )));
 
+    // Preemptive TTS (`preemptive_tts`): synthesis starts on the LLM output before the speech
+    // has the floor; the text is teed to the TTS now and to the playout later. Dropped with
+    // this task when the speech is discarded.
+    let preemptive = session.options().turn_handling.preemptive_generation;
+    let mut text: TextStream = UnboundedReceiverStream::new(text_rx).boxed();
+    let mut source = AudioSource::Tts;
+    let mut _tee = None;
+    if preemptive.enabled && preemptive.preemptive_tts && session.audio_output().is_some() {
+        let (tts_tx, tts_rx) = mpsc::unbounded_channel::<String>();
+        let (play_tx, play_rx) = mpsc::unbounded_channel::<String>();
+        let mut llm_text = text;
+        _tee = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            while let Some(chunk) = llm_text.next().await {
+                let _ = tts_tx.send(chunk.clone());
+                let _ = play_tx.send(chunk);
+            }
+        })));
+        text = UnboundedReceiverStream::new(play_rx).boxed();
+        let tts_text = UnboundedReceiverStream::new(tts_rx).boxed();
+        let started = tokio::select! {
+            biased;
+            _ = handle.wait_interrupted() => None,
+            started = start_tts(&activity, handle.id(), tts_text, &settings) => started,
+        };
+        if let Some(started) = started {
+            source = AudioSource::Started(started);
+        }
+    }
+
     if !handle.wait_for_authorization(step).await {
         drop(llm_task);
-        finish_speech(&activity, &handle);
+        activity.send(ActivityEvent::SpeechFinished(handle));
         return;
     }
     let tools = ToolExecutor::start(&activity, &handle, request.tools.clone(), call_rx);
-    session.set_agent_state(AgentState::Thinking);
     if handle.allow_interruptions() {
         tokio::select! {
             _ = session.wait_user_silent() => {}
@@ -152,101 +156,28 @@ pub(crate) async fn pipeline_reply(
         }
     }
 
-    let text = UnboundedReceiverStream::new(text_rx).boxed();
-    let spoken = speak(&activity, &handle, text, settings, None, Some(ttft)).await;
-    commit_assistant_message(&activity, &handle, &spoken);
-    if !handle.interrupted() && tools.has_calls() {
-        // The words played; the agent is busy with tools until they answer.
-        session.set_agent_state(AgentState::Thinking);
-    }
-    handle.mark_generation_done();
+    let spoken = speak(&activity, &handle, text, settings, source, Some(ttft)).await;
+    activity.send(ActivityEvent::AssistantSpoken {
+        handle: handle.clone(),
+        spoken,
+    });
+    activity.send(ActivityEvent::StepPlayed {
+        handle: handle.clone(),
+        tools_running: tools.has_calls(),
+    });
 
     // An interrupted request stops at once (it reports its usage as cancelled).
     let _ = llm_task.await;
     let results = tools.finish(&handle).await;
     if results.is_empty() {
-        finish_speech(&activity, &handle);
+        activity.send(ActivityEvent::SpeechFinished(handle));
         return;
     }
-
-    let (reply_required, handoff) = record_tool_results(&activity, &handle, results);
-    if reply_required && !handle.interrupted() && session.is_running() {
-        // A handoff drains this agent first: its reply to the tool output (the value a tool
-        // returned with the new agent) plays before the new agent's `on_enter`, text only.
-        schedule_tool_reply(&activity, &handle, request.tool_choice, handoff.is_some());
-    } else {
-        finish_speech(&activity, &handle);
-    }
-    if let Some(agent) = handoff {
-        session.update_agent(agent);
-    }
-}
-
-/// Schedules the next generation step of `handle`, answering the tool outputs just recorded.
-pub(crate) fn schedule_tool_reply(
-    activity: &Activity,
-    handle: &SpeechHandle,
-    tool_choice: Option<ToolChoice>,
-    draining: bool,
-) {
-    let session = activity.session();
-    // Reference rule: with max_tool_steps = 3, the 4th consecutive tool step forces a text-only
-    // 5th generation.
-    let max_steps_reached = handle.num_steps() > session.options().max_tool_steps;
-    handle.increment_num_steps();
-    let tool_choice = activity.follow_up_tool_choice(tool_choice, max_steps_reached || draining);
-    let chat_ctx = activity.llm_context(&activity.agent().chat_ctx(), None);
-    session.emit(SessionEvent::SpeechCreated {
-        user_initiated: false,
-        source: SpeechSource::ToolResponse,
-        speech_handle: handle.clone(),
+    activity.send(ActivityEvent::ToolsExecuted {
+        handle,
+        results,
+        follow_up: FollowUp::Pipeline(request.tool_choice),
     });
-    activity
-        .spawn_reply(
-            handle,
-            ReplyRequest {
-                chat_ctx,
-                tools: activity.all_tools(),
-                tool_choice,
-            },
-        )
-        .detach();
-    activity.schedule(handle);
-}
-
-/// Adds calls and outputs to the history and emits `FunctionToolsExecuted`; returns whether a
-/// reply is needed and the agent to hand off to, if any.
-pub(crate) fn record_tool_results(
-    activity: &Activity,
-    handle: &SpeechHandle,
-    results: Vec<super::tool_execution::ToolResult>,
-) -> (bool, Option<super::agent::Agent>) {
-    let session = activity.session();
-    let mut calls = Vec::new();
-    let mut outputs = Vec::new();
-    let mut reply_required = false;
-    let mut handoff = None;
-    for r in results {
-        let call_item = ChatItem::FunctionCall(r.call.clone());
-        let out_item = ChatItem::FunctionCallOutput(r.output.clone());
-        // Placed by creation time: a call goes before what was said while its tool ran.
-        for item in [call_item, out_item] {
-            activity.agent().insert_chat_item(item.clone());
-            handle.push_chat_item(item.clone());
-            session.insert_history_item(item);
-        }
-        reply_required |= r.reply_required;
-        if r.handoff.is_some() {
-            handoff = r.handoff;
-        }
-        calls.push(r.call);
-        outputs.push(r.output);
-    }
-    session.emit(SessionEvent::FunctionToolsExecuted {
-        function_calls: calls,
-        function_call_outputs: outputs,
-    });
-    (reply_required, handoff)
 }
 
 /// Where one LLM step's output goes.

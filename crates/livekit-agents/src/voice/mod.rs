@@ -43,7 +43,7 @@ pub use options::{
 pub use report::{ReportHandle, SessionReport};
 pub use session::{
     AgentSession, AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText,
-    SessionError, SessionIo,
+    SessionError, SessionIo, UpdateOptions,
 };
 pub use speech_handle::{NotInterruptible, SpeechHandle, SpeechPriority, INTERRUPTION_TIMEOUT};
 pub use task::{AgentTask, TaskCompleter, TaskError};

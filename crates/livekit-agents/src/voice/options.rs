@@ -122,7 +122,10 @@ impl Default for InterruptionOptions {
 pub struct PreemptiveGenerationOptions {
     /// Default true.
     pub enabled: bool,
-    /// Also start TTS early (default false).
+    /// Also start TTS early (default false, the reference's): a reply's synthesis starts on
+    /// the LLM output before the speech has the floor (so before the turn is committed, for a
+    /// preemptive generation). A preemptive reply is reused under the same conditions as its
+    /// LLM output; otherwise its audio is dropped unheard. Needs an audio output.
     pub preemptive_tts: bool,
     /// Skip preemption when the user spoke longer than this (default 10 s).
     pub max_speech_duration: Duration,
@@ -200,6 +203,12 @@ pub struct SessionOptions {
     /// job's ports (`JobContext::session_io`), the agent gets the `send_dtmf_events` tool and
     /// silence and menu loops are handled (`telephony::IvrDetection`, feature `server`).
     pub ivr_detection: bool,
+    /// AEC warm-up: for this long after the agent first starts speaking (with an audio
+    /// output), user speech does not interrupt it and the STT gets silence while it speaks, so
+    /// an agent heard through a speakerphone does not cut itself off before echo cancellation
+    /// adapted (default 3 s, the reference's `aec_warmup_duration`; `None` disables it, as the
+    /// reference does for outbound SIP calls). Runs once per session, from the first `speaking`.
+    pub aec_warmup_duration: Option<Duration>,
 }
 
 impl Default for SessionOptions {
@@ -217,6 +226,7 @@ impl Default for SessionOptions {
             audio_filter: None,
             session_close_transcript_timeout: Duration::from_secs(2),
             ivr_detection: false,
+            aec_warmup_duration: Some(Duration::from_secs(3)),
         }
     }
 }

@@ -19,7 +19,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::activity::Activity;
 use super::agent::ModelSettings;
-use super::events::{AgentState, ErrorSource};
+use super::events::ErrorSource;
 use super::generation::TtftSlot;
 use super::nodes::{AudioFrameStream, SynthesizedStream, TextStream};
 use super::speech_handle::SpeechHandle;
@@ -28,7 +28,7 @@ use crate::audio::resample::Resampler;
 use crate::audio::AudioFrame;
 use crate::io::{AudioOutput, PlaybackEvent, PlaybackFinished, TextOutput};
 use crate::llm::chat_context::now_secs;
-use crate::metrics::{AgentMetrics, TtsMetrics, TurnMetrics};
+use crate::metrics::{AgentMetrics, TtsMetrics};
 use crate::tokenize::{TextTransform, TransformChain};
 use crate::tts::SynthesizedAudio;
 
@@ -44,20 +44,87 @@ pub(crate) struct Spoken {
     pub started_at: f64,
 }
 
+/// Where a segment's audio comes from.
+pub(crate) enum AudioSource {
+    /// The agent's (or the session's) TTS, fed with the segment's text.
+    Tts,
+    /// These frames (pre-synthesized `say` audio, a realtime model's audio).
+    Frames(AudioFrameStream),
+    /// A synthesis started before the speech had the floor (preemptive TTS).
+    Started(StartedTts),
+}
+
+/// A TTS synthesis in progress.
+pub(crate) struct StartedTts {
+    pub audio: SynthesizedStream,
+    pub label: String,
+    pub aligned: bool,
+    /// When its text started (the TTS metrics' request start).
+    pub started: Instant,
+}
+
+/// Opens the TTS node on `text` (through the session's TTS text transforms); `None` without a
+/// TTS or when it failed (reported).
+pub(crate) async fn start_tts(
+    activity: &Activity,
+    speech_id: &str,
+    text: TextStream,
+    settings: &ModelSettings,
+) -> Option<StartedTts> {
+    let session = activity.session();
+    let tts = activity.agent().tts().or_else(|| session.tts());
+    let label = tts.as_ref().map(|t| t.label()).unwrap_or_default();
+    if let Some(t) = &tts {
+        session
+            .inner
+            .telemetry
+            .tts_started(speech_id, &t.model(), &t.provider());
+    }
+    let aligned = tts
+        .as_ref()
+        .is_some_and(|t| t.capabilities().aligned_transcript);
+    let transforms = session.options().tts_text_transforms.clone();
+    let chain = Arc::new(Mutex::new(TransformChain::from_kinds(&transforms)));
+    let tail = chain.clone();
+    let tts_text = text
+        .map(move |t| chain.lock().push(&t))
+        .chain(futures::stream::once(async move { tail.lock().flush() }))
+        .filter(|t| futures::future::ready(!t.is_empty()))
+        .boxed();
+    let started = Instant::now();
+    match activity
+        .agent()
+        .behavior()
+        .tts_node(activity.context(), tts_text, settings.clone())
+        .await
+    {
+        Ok(Some(audio)) => Some(StartedTts {
+            audio,
+            label,
+            aligned,
+            started,
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            session.report_error(ErrorSource::Tts, e.to_string(), false);
+            None
+        }
+    }
+}
+
 /// Plays (or shows, without audio) one segment of text; returns what the user got.
 pub(crate) async fn speak(
     activity: &Activity,
     handle: &SpeechHandle,
     text: TextStream,
     settings: ModelSettings,
-    audio_override: Option<AudioFrameStream>,
+    source: AudioSource,
     llm_ttft: Option<TtftSlot>,
 ) -> Spoken {
     let spoken_at = now_secs();
     let session = activity.session().clone();
     let ctx = activity.context();
     let behavior = activity.agent().behavior();
-    let transforms = session.options().tts_text_transforms.clone();
     let text_output = session.text_output();
 
     // Unbounded, and bounded by what feeds them: the text of this one reply, which arrives
@@ -78,32 +145,30 @@ pub(crate) async fn speak(
     let mut audio: Option<SynthesizedStream> = None;
     let mut tts_label = String::new();
     let mut aligned = false;
+    let mut tts_started = Instant::now();
+    let mut tts_tx = Some(tts_tx);
     if output.is_some() {
-        if let Some(frames) = audio_override {
-            audio = Some(frames.map(|frame| Ok(synthesized(frame))).boxed());
-        } else {
-            let tts = activity.agent().tts().or_else(|| session.tts());
-            tts_label = tts.as_ref().map(|t| t.label()).unwrap_or_default();
-            if let Some(t) = &tts {
-                let telemetry = &session.inner.telemetry;
-                telemetry.tts_started(handle.id(), &t.model(), &t.provider());
+        match source {
+            AudioSource::Frames(frames) => {
+                audio = Some(frames.map(|frame| Ok(synthesized(frame))).boxed());
             }
-            aligned = tts
-                .as_ref()
-                .is_some_and(|t| t.capabilities().aligned_transcript);
-            let chain = Arc::new(Mutex::new(TransformChain::from_kinds(&transforms)));
-            let tail = chain.clone();
-            let tts_text = UnboundedReceiverStream::new(tts_rx)
-                .map(move |t| chain.lock().push(&t))
-                .chain(futures::stream::once(async move { tail.lock().flush() }))
-                .filter(|t| futures::future::ready(!t.is_empty()))
-                .boxed();
-            match behavior
-                .tts_node(ctx.clone(), tts_text, settings.clone())
+            AudioSource::Tts => {
+                if let Some(p) = start_tts(
+                    activity,
+                    handle.id(),
+                    UnboundedReceiverStream::new(tts_rx).boxed(),
+                    &settings,
+                )
                 .await
-            {
-                Ok(stream) => audio = stream,
-                Err(e) => session.report_error(ErrorSource::Tts, e.to_string(), false),
+                {
+                    (audio, tts_label, aligned) = (Some(p.audio), p.label, p.aligned);
+                }
+            }
+            AudioSource::Started(p) => {
+                // The TTS already has its text (preemptive TTS): only the transcript is fed.
+                tts_tx = None;
+                tts_started = p.started;
+                (audio, tts_label, aligned) = (Some(p.audio), p.label, p.aligned);
             }
         }
     }
@@ -135,7 +200,7 @@ pub(crate) async fn speak(
         immediate_text: text_output.clone().filter(|t| !t.synchronized()),
         text_output,
         sync: SegmentSync::new(use_timed),
-        tts_tx: Some(tts_tx),
+        tts_tx,
         tr_tx: Some(tr_tx),
         text_open: true,
         transcript_open: true,
@@ -151,7 +216,7 @@ pub(crate) async fn speak(
             speech_id: Some(handle.id().to_string()),
             ..Default::default()
         },
-        tts_started: Instant::now(),
+        tts_started,
         first_audio: false,
         interrupted: false,
         resampler: None,
@@ -534,19 +599,11 @@ fn on_playback_started(
     llm_ttft: Option<&TtftSlot>,
     tts_ttfb: Option<Duration>,
 ) {
-    let session = activity.session();
-    session.set_agent_state(AgentState::Speaking);
-    activity.on_agent_speaking();
-    let (user_stop, eou_delay) = activity.take_turn_timing();
-    if let Some(stop) = user_stop {
-        session.emit_metrics(AgentMetrics::Turn(TurnMetrics {
-            speech_id: handle.id().to_string(),
-            end_of_utterance_delay: eou_delay,
-            llm_ttft: llm_ttft.and_then(|t| *t.lock()),
-            tts_ttfb,
-            e2e_latency: Instant::now().saturating_duration_since(stop),
-        }));
-    }
+    activity.send(super::activity::ActivityEvent::PlaybackStarted {
+        handle: handle.clone(),
+        llm_ttft: llm_ttft.and_then(|t| *t.lock()),
+        tts_ttfb,
+    });
 }
 
 /// No audio output (or no TTS): the text goes straight to the text output.

@@ -15,18 +15,17 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::activity::Activity;
+use super::activity::{Activity, ActivityEvent, FollowUp};
 use super::agent::ModelSettings;
-use super::events::{AgentState, ErrorSource, SessionEvent, SpeechSource};
-use super::generation::{commit_assistant_message, finish_speech, record_tool_results};
-use super::playout::speak;
+use super::events::{ErrorSource, SessionEvent};
+use super::playout::{speak, AudioSource};
 use super::session::AgentSession;
 use super::speech_handle::SpeechHandle;
 use super::tool_execution::ToolExecutor;
 use crate::llm::realtime::{
     GenerationCreated, RealtimeCapabilities, RealtimeEvent, RealtimeModel, RealtimeSession,
 };
-use crate::llm::{ChatMessage, ChatRole, FunctionCall, ToolChoice};
+use crate::llm::{ChatMessage, ChatRole, FunctionCall};
 
 /// The open realtime session of an [`AgentSession`].
 pub(crate) struct RealtimeLink {
@@ -65,18 +64,13 @@ async fn dispatch_events(session: AgentSession, mut events: mpsc::Receiver<Realt
             RealtimeEvent::GenerationCreated(generation) => {
                 // Replies we asked for are handled by the caller of `generate_reply`.
                 if !generation.user_initiated {
-                    activity.on_realtime_generation(generation);
+                    activity.send(ActivityEvent::RealtimeGeneration(generation));
                 }
             }
             RealtimeEvent::InputSpeechStarted => {
-                activity.on_start_of_speech();
-                if let Some(current) = activity.current_speech() {
-                    if session.options().turn_handling.interruption.enabled {
-                        let _ = current.interrupt();
-                    }
-                }
+                activity.send(ActivityEvent::RealtimeSpeechStarted)
             }
-            RealtimeEvent::InputSpeechStopped { .. } => activity.on_end_of_speech(),
+            RealtimeEvent::InputSpeechStopped { .. } => activity.send(ActivityEvent::EndOfSpeech),
             RealtimeEvent::InputAudioTranscriptionCompleted {
                 transcript,
                 is_final,
@@ -89,7 +83,10 @@ async fn dispatch_events(session: AgentSession, mut events: mpsc::Receiver<Realt
                     language: None,
                 });
                 if is_final && !transcript.trim().is_empty() {
-                    activity.commit_user_message(ChatMessage::new(ChatRole::User, transcript));
+                    activity.send(ActivityEvent::CommitUserMessage(ChatMessage::new(
+                        ChatRole::User,
+                        transcript,
+                    )));
                 }
             }
             RealtimeEvent::Usage {
@@ -160,7 +157,7 @@ pub(crate) fn request_reply(
                 activity
                     .session()
                     .report_error(ErrorSource::RealtimeModel, e.to_string(), false);
-                finish_speech(&activity, &handle);
+                activity.send(ActivityEvent::SpeechFinished(handle));
             }
         }
     })
@@ -188,12 +185,11 @@ pub(crate) async fn play_generation(
     }));
     if !handle.wait_for_authorization(step).await {
         rt.interrupt();
-        finish_speech(&activity, &handle);
+        activity.send(ActivityEvent::SpeechFinished(handle));
         return;
     }
     let session = activity.session().clone();
     let tools = ToolExecutor::start(&activity, &handle, activity.all_tools(), call_rx);
-    session.set_agent_state(AgentState::Thinking);
     let ctx = activity.context();
     let behavior = activity.agent().behavior();
     // Half-cascade: a model that answers in text (no audio output) is voiced by the agent's
@@ -229,67 +225,48 @@ pub(crate) async fn play_generation(
             &handle,
             text,
             ModelSettings::default(),
-            audio,
+            audio.map_or(AudioSource::Tts, AudioSource::Frames),
             None,
         )
         .await;
-        commit_assistant_message(&activity, &handle, &spoken);
-        if spoken.interrupted {
+        let interrupted = spoken.interrupted;
+        let (played, text) = (spoken.played, spoken.text.clone());
+        activity.send(ActivityEvent::AssistantSpoken {
+            handle: handle.clone(),
+            spoken,
+        });
+        if interrupted {
             rt.interrupt();
             // Only the model's own audio can be truncated at the played position.
             let truncate = model_audio && activity_caps_truncation(&session);
-            if let (true, Some(played)) = (truncate, spoken.played) {
+            if let (true, Some(played)) = (truncate, played) {
                 let ms = played.as_millis().min(u64::MAX as u128) as u64;
-                if let Err(e) = rt
-                    .truncate(&message.message_id, ms, Some(&spoken.text))
-                    .await
-                {
+                if let Err(e) = rt.truncate(&message.message_id, ms, Some(&text)).await {
                     session.report_error(ErrorSource::RealtimeModel, e.to_string(), true);
                 }
             }
             break;
         }
     }
-    handle.mark_generation_done();
+    activity.send(ActivityEvent::StepPlayed {
+        handle: handle.clone(),
+        tools_running: tools.has_calls(),
+    });
     if !handle.interrupted() {
         // Let the remaining calls arrive.
         let _ = forward_calls.await;
     }
     let results = tools.finish(&handle).await;
     if results.is_empty() {
-        finish_speech(&activity, &handle);
+        activity.send(ActivityEvent::SpeechFinished(handle));
         return;
     }
-    let (reply_required, handoff) = record_tool_results(&activity, &handle, results);
-    if let Some(agent) = handoff {
-        finish_speech(&activity, &handle);
-        session.update_agent(agent);
-        return;
-    }
-    let auto_reply = session
-        .realtime_link()
-        .is_some_and(|l| l.capabilities.auto_tool_reply_generation);
-    if !reply_required || handle.interrupted() || auto_reply {
-        if let Err(e) = rt.update_chat_ctx(&activity.agent().chat_ctx()).await {
-            session.report_error(ErrorSource::RealtimeModel, e.to_string(), true);
-        }
-        finish_speech(&activity, &handle);
-        return;
-    }
-    let max_steps_reached = handle.num_steps() > session.options().max_tool_steps;
-    handle.increment_num_steps();
-    if max_steps_reached {
-        let _ = rt.update_tool_choice(ToolChoice::None).await;
-    }
-    session.emit(SessionEvent::SpeechCreated {
-        user_initiated: false,
-        source: SpeechSource::ToolResponse,
-        speech_handle: handle.clone(),
+    // The same tail as a pipeline step (in the activity loop): record, answer, hand off.
+    activity.send(ActivityEvent::ToolsExecuted {
+        handle,
+        results,
+        follow_up: FollowUp::Realtime(rt),
     });
-    let next_step = handle.new_step();
-    let (a, h) = (activity.clone(), handle.clone());
-    tokio::spawn(request_reply(a, h, next_step, rt, None, true));
-    activity.schedule(&handle);
 }
 
 fn activity_caps_truncation(session: &AgentSession) -> bool {

@@ -184,8 +184,12 @@ impl SpeechHandle {
     }
 
     /// Runs `fut` unless the speech gets interrupted first (`None` then). For long-running tools.
+    ///
+    /// Deterministic: when `fut` is ready in the same poll as the interruption, its output
+    /// wins (a result that exists is never discarded).
     pub async fn wait_if_not_interrupted<F: Future>(&self, fut: F) -> Option<F::Output> {
         tokio::select! {
+            biased;
             out = fut => Some(out),
             _ = self.wait_interrupted() => None,
         }
@@ -240,12 +244,10 @@ impl SpeechHandle {
         ok
     }
 
-    /// Whether an authorized step is still running (the scheduler waits for it).
-    pub(crate) async fn wait_for_generation(&self) {
-        let mut rx = self.inner.flags.subscribe();
-        let _ = rx
-            .wait_for(|f| f.done || f.generations_done >= f.authorizations)
-            .await;
+    /// Whether the authorized steps finished playing (the speech gives the floor back).
+    pub(crate) fn generation_released(&self) -> bool {
+        let f = *self.inner.flags.borrow();
+        f.done || f.generations_done >= f.authorizations
     }
 
     /// Waits until generation step `step` (1-based) finished playing, or the speech is done.

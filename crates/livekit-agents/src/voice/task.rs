@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::activity::Activity;
 use super::agent::Agent;
 use super::events::SessionEvent;
-use super::session::AgentSession;
+use super::session::{Activation, AgentSession};
 use crate::llm::ChatItem;
 
 /// Why a task ended without a value.
@@ -142,19 +142,14 @@ impl<T: Send + 'static> AgentTask<T> {
     pub async fn run(self, session: &AgentSession) -> Result<T, TaskError> {
         let parent = session.current_activity().ok_or(TaskError::NotRunning)?;
         let mut events = session.subscribe();
-        parent.pause_scheduling();
-
-        let handoff = ChatItem::AgentHandoff(crate::llm::AgentHandoff {
-            id: crate::llm::chat_context::new_item_id("item"),
-            old_agent_id: Some(parent.agent().id().to_string()),
-            new_agent_id: self.agent.id().to_string(),
-            created_at: crate::llm::chat_context::now_secs(),
-        });
         let activity = Activity::new(session.clone(), self.agent.clone());
-        session.inner.state.lock().activity = Some(activity.clone());
-        self.agent.push_chat_item(handoff.clone());
-        session.add_history_item(handoff);
-        activity.start(true);
+        if session
+            .activate(activity.clone(), Activation::Task)
+            .await
+            .is_none()
+        {
+            return Err(TaskError::NotRunning);
+        }
 
         let closed = async {
             loop {
@@ -213,13 +208,7 @@ impl<T: Send + 'static> AgentTask<T> {
                 parent_agent.push_chat_item(item.clone());
             }
         }
-        {
-            let mut st = session.inner.state.lock();
-            if !st.closed {
-                st.activity = Some(parent.clone());
-            }
-        }
-        parent.resume_scheduling();
+        session.activate(parent, Activation::Resume).await;
         result
     }
 }

@@ -1,64 +1,60 @@
-//! Recognition hooks: user speech pauses or interrupts the agent; false interruptions resume.
+//! Recognition events in the loop: user speech pauses or interrupts the agent; false
+//! interruptions resume.
 
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio_util::task::AbortOnDropHandle;
+use tokio::time::Instant;
 
-use super::super::events::{AgentState, SessionEvent};
+use super::super::events::{AgentState, SessionEvent, UserState};
 use super::super::options::TurnDetection;
-use super::{Activity, PausedSpeech};
+use super::event_loop::{ActivityLoop, PausedSpeech};
 
-impl Activity {
-    // ---- recognition hooks ----
-
-    pub(crate) fn on_start_of_speech(&self) {
-        self.inner
-            .session
-            .set_user_state(crate::voice::events::UserState::Speaking);
-        let mut st = self.inner.state.lock();
-        if let Some(p) = st.paused.as_mut() {
-            p.timer = None;
+impl ActivityLoop {
+    pub(super) fn on_start_of_speech(&mut self) {
+        self.session().set_user_state(UserState::Speaking);
+        if let Some(p) = self.paused.as_mut() {
+            p.resume_at = None;
         }
     }
 
-    pub(crate) fn on_end_of_speech(&self) {
-        self.inner
-            .session
-            .set_user_state(crate::voice::events::UserState::Listening);
+    pub(super) fn on_end_of_speech(&mut self) {
+        self.session().set_user_state(UserState::Listening);
         self.start_false_interruption_timer();
     }
 
     /// VAD says the user has spoken for `speech_duration`; `words` is the current transcript's
     /// word count.
-    pub(crate) fn on_vad_inference(
-        &self,
+    pub(super) fn on_vad_inference(
+        &mut self,
         speech_duration: Duration,
         words: usize,
         stt_enabled: bool,
     ) {
-        let opts = self.inner.session.options().turn_handling.interruption;
+        let opts = self.session().options().turn_handling.interruption;
         if speech_duration >= opts.min_duration {
             self.interrupt_by_audio(words, stt_enabled);
         }
     }
 
-    /// A transcript arrived and there is no VAD.
-    pub(crate) fn on_transcript_activity(&self, words: usize) {
-        if words > 0 {
-            self.interrupt_by_audio(words, true);
+    /// The realtime model heard the user: its own turn detection interrupts the agent.
+    pub(super) fn on_realtime_speech_started(&mut self) {
+        self.on_start_of_speech();
+        if let Some(current) = self.current_speech() {
+            if self.session().options().turn_handling.interruption.enabled {
+                let _ = current.interrupt();
+            }
         }
     }
 
-    pub(super) fn interrupt_by_audio(&self, words: usize, stt_enabled: bool) {
-        let opts = self.inner.session.options().turn_handling.interruption;
+    pub(super) fn interrupt_by_audio(&mut self, words: usize, stt_enabled: bool) {
+        let session = self.session().clone();
+        let opts = session.options().turn_handling.interruption;
         // With server-side turn detection the realtime model decides interruptions.
-        if !opts.enabled
-            || matches!(
-                self.inner.session.turn_detection(),
-                TurnDetection::RealtimeLlm
-            )
-        {
+        if !opts.enabled || matches!(session.turn_detection(), TurnDetection::RealtimeLlm) {
+            return;
+        }
+        if session.aec_warmup_active() {
+            // The agent may be hearing itself before echo cancellation adapted.
             return;
         }
         let Some(current) = self.current_speech() else {
@@ -70,34 +66,32 @@ impl Activity {
         if stt_enabled && opts.min_words > 0 && words < opts.min_words {
             return;
         }
-        let output = self.inner.session.audio_output();
+        let output = session.audio_output();
         let can_pause = opts.resume_false_interruption
             && opts.false_interruption_timeout.is_some()
             && output.as_ref().is_some_and(|o| o.can_pause());
         if can_pause {
-            let mut st = self.inner.state.lock();
-            if st.paused.as_ref().is_some_and(|p| p.handle == current) {
+            if self.paused.as_ref().is_some_and(|p| p.handle == current) {
                 return;
             }
-            st.paused = Some(PausedSpeech {
+            self.paused = Some(PausedSpeech {
                 handle: current,
-                timer: None,
+                resume_at: None,
             });
-            drop(st);
             if let Some(o) = output {
                 o.pause();
-                self.inner.output_paused.send_replace(true);
+                self.activity.inner.output_paused.send_replace(true);
             }
-            self.inner.session.set_agent_state(AgentState::Listening);
+            session.set_agent_state(AgentState::Listening);
         } else {
             let _ = current.interrupt();
         }
     }
 
-    pub(super) fn start_false_interruption_timer(&self) {
+    /// Arms the false-interruption timer of the paused speech (the user stopped speaking).
+    fn start_false_interruption_timer(&mut self) {
         let Some(timeout) = self
-            .inner
-            .session
+            .session()
             .options()
             .turn_handling
             .interruption
@@ -105,65 +99,31 @@ impl Activity {
         else {
             return;
         };
-        let this = self.clone();
-        let mut st = self.inner.state.lock();
-        let Some(paused) = st.paused.as_mut() else {
+        if let Some(paused) = self.paused.as_mut() {
+            paused.resume_at = Some(Instant::now() + timeout);
+        }
+    }
+
+    /// The user said nothing after pausing the agent: it resumes.
+    pub(super) fn on_false_interruption_timeout(&mut self) {
+        let Some(paused) = self.paused.take() else {
             return;
         };
-        let handle = paused.handle.clone();
-        paused.timer = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let resumed = {
-                let mut st = this.inner.state.lock();
-                match st.paused.as_ref() {
-                    Some(p) if p.handle == handle => {
-                        // The timer is this task: take it out without aborting ourselves.
-                        if let Some(mut p) = st.paused.take() {
-                            if let Some(t) = p.timer.take() {
-                                t.detach();
-                            }
-                        }
-                        true
-                    }
-                    _ => false,
-                }
-            };
-            if !resumed {
-                return;
-            }
-            if handle.done() || handle.interrupted() {
-                return;
-            }
-            this.resume_output();
-            this.inner.session.set_agent_state(AgentState::Speaking);
-            this.inner
-                .session
-                .emit(SessionEvent::AgentFalseInterruption { resumed: true });
-        })));
-    }
-
-    /// Resumes the audio output if this activity paused it.
-    pub(crate) fn resume_output(&self) {
-        if let Some(o) = self.inner.session.audio_output() {
-            o.resume();
+        if paused.handle.done() || paused.handle.interrupted() {
+            return;
         }
-        self.inner.output_paused.send_replace(false);
-    }
-
-    /// Whether the output is paused by a possible false interruption (the transcript clock
-    /// stops meanwhile).
-    pub(crate) fn output_paused(&self) -> watch::Receiver<bool> {
-        self.inner.output_paused.subscribe()
+        self.activity.resume_output();
+        self.session().set_agent_state(AgentState::Speaking);
+        self.session()
+            .emit(SessionEvent::AgentFalseInterruption { resumed: true });
     }
 
     /// Interrupts the paused speech for real (the user did say something).
     ///
     /// The output is cleared and resumed from here, not only by the speech's playout: a writer
     /// waiting in `capture_frame` on the paused output is released either way.
-    pub(super) fn cancel_pause_and_interrupt(&self) {
-        let paused = self.inner.state.lock().paused.take();
-        if let Some(p) = paused {
-            drop(p.timer);
+    pub(super) fn cancel_pause_and_interrupt(&mut self) {
+        if let Some(p) = self.paused.take() {
             p.handle.interrupt_force();
             self.release_paused_output();
         }
@@ -172,27 +132,12 @@ impl Activity {
     /// Clears and resumes the audio output if this activity paused it (the paused speech was
     /// interrupted, or the activity closes).
     pub(super) fn release_paused_output(&self) {
-        if !*self.inner.output_paused.borrow() {
+        if !*self.activity.inner.output_paused.borrow() {
             return;
         }
-        if let Some(o) = self.inner.session.audio_output() {
+        if let Some(o) = self.session().audio_output() {
             o.clear_buffer();
         }
-        self.resume_output();
-    }
-
-    pub(crate) fn on_final_transcript(&self, transcript: &str) {
-        if !transcript.trim().is_empty() {
-            self.cancel_pause_and_interrupt();
-        }
-    }
-
-    /// Whether user audio should be replaced by silence before the STT (uninterruptible speech).
-    pub(crate) fn discard_stt_audio(&self) -> bool {
-        let opts = self.inner.session.options().turn_handling.interruption;
-        opts.discard_audio_if_uninterruptible
-            && self
-                .current_speech()
-                .is_some_and(|s| !s.done() && !s.allow_interruptions())
+        self.activity.resume_output();
     }
 }

@@ -1,27 +1,38 @@
-//! The activity of the active agent: it receives recognition hooks (speech started, transcript,
-//! end of turn), decides interruptions, runs the user-turn hook, and schedules speeches one at a
-//! time by priority (FIFO within a priority).
+//! The activity of the active agent: one event loop per agent.
 //!
-//! - this module: the activity's state, the scheduler, start/close/drain, shared helpers;
-//! - `interruption`: recognition hooks deciding interruptions and false-interruption pauses;
+//! Everything that changes what the agent does arrives as an [`ActivityEvent`] on one queue:
+//! user commands (`say`, `generate_reply`, scheduling pauses around agent switches), recognition
+//! events (speech started/ended, VAD inference, transcripts, end of turn), realtime-model
+//! events, and what spawned tasks report back (the user-turn hook finished, playback started,
+//! words spoken, a generation step played, tools executed, a speech finished, a speech handle
+//! became done). Interruption and close travel on a priority lane ([`Control`]) that the loop
+//! polls first. The loop owns the activity's state ([`event_loop::ActivityLoop`]); the rest of
+//! the crate reads a published snapshot ([`ActivityView`]) and never decides on shared state.
+//!
+//! - this module: the [`Activity`] handle (sends events, reads the view), the event types;
+//! - `event_loop`: the loop, its state, the scheduler and the speech lifecycle;
+//! - `interruption`: recognition events deciding interruptions and false-interruption pauses;
 //! - `turn`: speech creation (`say`, `generate_reply`, user turns, preemptive generation,
-//!   realtime generations), all through [`Activity::new_speech`].
+//!   realtime generations), all through `ActivityLoop::new_speech`.
 
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::agent::{Agent, AgentContext};
+use super::events::SpeechSource;
+use super::generation::SayRequest;
+use super::playout::Spoken;
 use super::realtime;
-use super::session::AgentSession;
-use super::speech_handle::{SpeechHandle, SpeechPriority};
-use crate::llm::{ChatContext, ToolChoice};
+use super::session::{AgentSession, ReplyOptions, SayOptions, SayText};
+use super::speech_handle::SpeechHandle;
+use super::tool_execution::ToolResult;
+use crate::llm::realtime::{GenerationCreated, RealtimeSession};
+use crate::llm::{ChatContext, ChatItem, ChatMessage, ChatRole, FunctionTool, ToolChoice};
 
 /// What recognition knows when it ends a user turn.
 #[derive(Debug, Clone)]
@@ -35,79 +46,140 @@ pub(crate) struct EndOfTurnInfo {
     pub stopped_speaking_at: Option<Instant>,
 }
 
-struct Queued {
-    priority: SpeechPriority,
-    seq: u64,
-    handle: SpeechHandle,
+/// What the user-turn hook task reports back.
+pub(crate) struct TurnHookDone {
+    pub info: EndOfTurnInfo,
+    pub msg: ChatMessage,
+    pub turn_ctx: ChatContext,
+    pub stop_response: bool,
+    pub hook_delay: Duration,
 }
 
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        self.priority == other.priority && self.seq == other.seq
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    // Max-heap: higher priority first, then lower sequence number (FIFO).
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        self.priority
-            .cmp(&other.priority)
-            .then_with(|| other.seq.cmp(&self.seq))
-    }
+/// How a speech continues after its tools ran.
+pub(crate) enum FollowUp {
+    /// A pipeline (LLM) step with this tool choice.
+    Pipeline(Option<ToolChoice>),
+    /// A realtime-model generation.
+    Realtime(Arc<dyn RealtimeSession>),
 }
 
-struct Preemptive {
-    handle: SpeechHandle,
-    transcript: String,
-    turn_ctx: ChatContext,
-    tool_names: Vec<String>,
-    _task: AbortOnDropHandle<()>,
+/// Everything the activity loop reacts to, in the order it arrived (see [`Control`] for the
+/// priority lane).
+pub(crate) enum ActivityEvent {
+    // ---- user commands ----
+    /// `session.say`: the handle was created (and announced) by the caller.
+    Say {
+        handle: SpeechHandle,
+        request: SayRequest,
+    },
+    /// `session.generate_reply`.
+    GenerateReply {
+        handle: SpeechHandle,
+        options: ReplyOptions,
+    },
+    /// An agent task or a handoff took over: stop scheduling (and, when draining, drop the
+    /// preemptive generation).
+    PauseScheduling {
+        drain: bool,
+    },
+    /// The agent task ended: schedule again.
+    ResumeScheduling,
+    // ---- recognition ----
+    StartOfSpeech,
+    EndOfSpeech,
+    VadInference {
+        speech_duration: Duration,
+        words: usize,
+        stt_enabled: bool,
+    },
+    /// A transcript arrived and there is no VAD.
+    TranscriptActivity {
+        words: usize,
+    },
+    FinalTranscript(String),
+    Preemptive {
+        transcript: String,
+        speech_duration: Duration,
+    },
+    EndOfTurn(EndOfTurnInfo),
+    /// A message the user said that is already final (a realtime model's transcription).
+    CommitUserMessage(ChatMessage),
+    /// The realtime model heard the user start speaking.
+    RealtimeSpeechStarted,
+    /// The realtime model started a reply by itself.
+    RealtimeGeneration(GenerationCreated),
+    // ---- spawned tasks reporting back ----
+    TurnHookDone(Box<TurnHookDone>),
+    /// `on_user_turn_exceeded` returned.
+    TurnExceededDone,
+    PlaybackStarted {
+        handle: SpeechHandle,
+        llm_ttft: Option<Duration>,
+        tts_ttfb: Option<Duration>,
+    },
+    /// Words of `handle` were played (or shown): record them.
+    AssistantSpoken {
+        handle: SpeechHandle,
+        spoken: Spoken,
+    },
+    /// The current generation step of `handle` finished playing; tools may still run.
+    StepPlayed {
+        handle: SpeechHandle,
+        tools_running: bool,
+    },
+    /// The tools of a step returned.
+    ToolsExecuted {
+        handle: SpeechHandle,
+        results: Vec<ToolResult>,
+        follow_up: FollowUp,
+    },
+    /// The speech's task ended.
+    SpeechFinished(SpeechHandle),
+    /// A speech handle became done (its task, an interruption timeout, or a discard).
+    SpeechDone(SpeechHandle),
 }
 
-struct PausedSpeech {
-    handle: SpeechHandle,
-    timer: Option<AbortOnDropHandle<()>>,
+/// The priority lane: polled before the main queue.
+pub(crate) enum Control {
+    /// `session.interrupt()`: every speech, even uninterruptible ones.
+    InterruptAll,
+    /// The activity ends (session closed or the agent replaced).
+    Close,
 }
 
-#[derive(Default)]
-struct ActState {
-    queue: BinaryHeap<Queued>,
-    seq: u64,
-    current: Option<SpeechHandle>,
-    /// Scheduled speeches not done yet.
-    speeches: Vec<SpeechHandle>,
-    paused: Option<PausedSpeech>,
-    scheduling_paused: bool,
-    closed: bool,
-    preemptive: Option<Preemptive>,
-    preemptive_attempts: u32,
-    turn_words: usize,
-    turn_duration: Duration,
-    turn_transcript: String,
-    last_playout_end: Option<Instant>,
-    /// When the user stopped speaking in the turn being answered (e2e latency).
-    pending_user_stop: Option<Instant>,
-    pending_eou_delay: Option<Duration>,
+/// The loop's published state, for readers outside the loop.
+#[derive(Clone, Default)]
+pub(crate) struct ActivityView {
+    /// The speech holding the floor.
+    pub current: Option<SpeechHandle>,
+    /// A speech (other than the current one) waits for the floor.
+    pub queued: bool,
+    /// No speech queued, holding the floor or running tools.
+    pub idle: bool,
+    pub closed: bool,
+    /// Commands sent but not handled by the loop yet.
+    pub pending: usize,
 }
 
 pub(crate) struct ActivityInner {
     session: AgentSession,
     agent: Agent,
-    state: Mutex<ActState>,
-    wake: Notify,
-    changes: watch::Sender<u64>,
-    /// Whether this activity paused the audio output (false-interruption handling).
+    events: mpsc::UnboundedSender<ActivityEvent>,
+    control: mpsc::UnboundedSender<Control>,
+    receivers: Mutex<
+        Option<(
+            mpsc::UnboundedReceiver<ActivityEvent>,
+            mpsc::UnboundedReceiver<Control>,
+        )>,
+    >,
+    view: watch::Sender<ActivityView>,
+    /// Whether this activity paused the audio output (false-interruption handling); the
+    /// playout reads it to stop the transcript clock.
     output_paused: watch::Sender<bool>,
-    scheduler: Mutex<Option<AbortOnDropHandle<()>>>,
-    turn_lock: tokio::sync::Mutex<()>,
+    event_loop: Mutex<Option<AbortOnDropHandle<()>>>,
 }
 
-/// The running state of one agent. Cheap to clone.
+/// The handle of one agent's activity. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Activity {
     inner: Arc<ActivityInner>,
@@ -115,18 +187,23 @@ pub(crate) struct Activity {
 
 impl Activity {
     pub(crate) fn new(session: AgentSession, agent: Agent) -> Self {
-        let (changes, _) = watch::channel(0);
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let (view, _) = watch::channel(ActivityView {
+            idle: true,
+            ..Default::default()
+        });
         let (output_paused, _) = watch::channel(false);
         Self {
             inner: Arc::new(ActivityInner {
                 session,
                 agent,
-                state: Mutex::new(ActState::default()),
-                wake: Notify::new(),
-                changes,
+                events,
+                control,
+                receivers: Mutex::new(Some((events_rx, control_rx))),
+                view,
                 output_paused,
-                scheduler: Mutex::new(None),
-                turn_lock: tokio::sync::Mutex::new(()),
+                event_loop: Mutex::new(None),
             }),
         }
     }
@@ -146,13 +223,38 @@ impl Activity {
         }
     }
 
-    /// Starts the scheduler and (if `enter`) runs `on_enter`.
+    /// Sends an event to the loop (dropped once the loop ended).
+    pub(crate) fn send(&self, event: ActivityEvent) {
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Sends a command whose effect readers must see at once (the view counts it as pending
+    /// until the loop handled it, so `wait_idle` does not return before it).
+    fn command(&self, event: ActivityEvent) {
+        self.inner.view.send_modify(|v| v.pending += 1);
+        if let Err(mpsc::error::SendError(event)) = self.inner.events.send(event) {
+            self.inner
+                .view
+                .send_modify(|v| v.pending = v.pending.saturating_sub(1));
+            // The loop ended (the activity closed): a speech asked for now never plays, and
+            // its waiters must not hang.
+            if let ActivityEvent::Say { handle, .. } | ActivityEvent::GenerateReply { handle, .. } =
+                event
+            {
+                handle.interrupt_force();
+                handle.mark_done();
+            }
+        }
+    }
+
+    /// Starts the loop and (if `enter`) runs `on_enter`.
     pub(crate) fn start(&self, enter: bool) {
         self.inner.agent.attach(&self.inner.session);
-        let this = self.clone();
-        *self.inner.scheduler.lock() = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-            this.scheduling_loop().await;
-        })));
+        if let Some((events, control)) = self.inner.receivers.lock().take() {
+            let event_loop = event_loop::ActivityLoop::new(self.clone(), events, control);
+            *self.inner.event_loop.lock() =
+                Some(AbortOnDropHandle::new(tokio::spawn(event_loop.run())));
+        }
         if let Some(link) = self.inner.session.realtime_link() {
             let this = self.clone();
             tokio::spawn(async move { realtime::sync_agent(&this, &link.session).await });
@@ -173,168 +275,163 @@ impl Activity {
         }
     }
 
-    /// Stops everything: speeches are interrupted, the scheduler ends.
+    /// Ends the activity: speeches are interrupted, nothing new is scheduled (priority lane).
     pub(crate) fn close(&self) {
-        let speeches = {
-            let mut st = self.inner.state.lock();
-            st.closed = true;
-            st.queue.clear();
-            st.preemptive = None;
-            st.paused = None;
-            std::mem::take(&mut st.speeches)
-        };
-        for s in speeches {
-            s.interrupt_force();
-        }
-        self.release_paused_output();
-        self.inner.scheduler.lock().take();
-        self.inner.wake.notify_one();
-        self.bump();
+        self.inner.view.send_modify(|v| v.closed = true);
+        let _ = self.inner.control.send(Control::Close);
         let own_servers = self.inner.agent.mcp_servers().clone();
         if !own_servers.is_empty() {
             tokio::spawn(async move { own_servers.close_all().await });
         }
     }
 
+    /// Interrupts every speech (forced), as `session.interrupt()` (priority lane).
+    pub(crate) fn interrupt_all(&self) {
+        let _ = self.inner.control.send(Control::InterruptAll);
+    }
+
     /// Before a handoff: `on_exit` runs (it may still speak), then queued speech finishes.
     pub(crate) async fn drain_for_handoff(&self) {
         self.inner.agent.behavior().on_exit(self.context()).await;
         self.wait_idle().await;
-        let mut st = self.inner.state.lock();
-        st.scheduling_paused = true;
-        st.preemptive = None;
+        self.command(ActivityEvent::PauseScheduling { drain: true });
     }
 
     /// Stops scheduling new speeches (an [`AgentTask`](super::AgentTask) took over).
     pub(crate) fn pause_scheduling(&self) {
-        self.inner.state.lock().scheduling_paused = true;
+        self.command(ActivityEvent::PauseScheduling { drain: false });
     }
 
     /// Resumes scheduling after a task.
     pub(crate) fn resume_scheduling(&self) {
-        self.inner.state.lock().scheduling_paused = false;
-        self.inner.wake.notify_one();
+        self.command(ActivityEvent::ResumeScheduling);
+    }
+
+    // ---- the published view ----
+
+    fn view(&self) -> ActivityView {
+        self.inner.view.borrow().clone()
     }
 
     pub(crate) fn current_speech(&self) -> Option<SpeechHandle> {
-        self.inner.state.lock().current.clone()
+        self.view().current
     }
 
-    /// Whether a speech (other than the current one) waits for the floor.
-    pub(crate) fn has_queued_speech(&self) -> bool {
-        let st = self.inner.state.lock();
-        !st.closed && !st.scheduling_paused && st.queue.iter().any(|q| !q.handle.done())
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.view.borrow().closed
     }
 
     pub(crate) fn is_idle(&self) -> bool {
-        let mut st = self.inner.state.lock();
-        st.speeches.retain(|s| !s.done());
-        st.speeches.is_empty() && st.queue.is_empty() && st.current.is_none()
+        let v = self.inner.view.borrow();
+        v.idle && v.pending == 0
     }
 
-    /// Waits until no speech is queued or running.
+    /// Waits until no speech is queued or running (or the activity closed).
     pub(crate) async fn wait_idle(&self) {
-        let mut rx = self.inner.changes.subscribe();
-        loop {
-            if self.is_idle() || self.inner.state.lock().closed {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
+        let mut rx = self.inner.view.subscribe();
+        let _ = rx
+            .wait_for(|v| v.closed || (v.idle && v.pending == 0))
+            .await;
+    }
+
+    /// Whether the output is paused by a possible false interruption (the transcript clock
+    /// stops meanwhile).
+    pub(crate) fn output_paused(&self) -> watch::Receiver<bool> {
+        self.inner.output_paused.subscribe()
+    }
+
+    /// Resumes the audio output if it was paused (a playout interrupted while paused releases
+    /// its writer).
+    pub(crate) fn resume_output(&self) {
+        if let Some(o) = self.inner.session.audio_output() {
+            o.resume();
         }
+        self.inner.output_paused.send_replace(false);
     }
 
-    fn bump(&self) {
-        self.inner.changes.send_modify(|n| *n += 1);
-    }
-
-    /// Queues a speech (or a new step of it).
-    pub(crate) fn schedule(&self, handle: &SpeechHandle) {
+    /// Whether user audio should be replaced by silence before the STT: an uninterruptible
+    /// speech plays, or the agent speaks during the AEC warm-up (its echo is not transcribed).
+    pub(crate) fn discard_stt_audio(&self) -> bool {
+        let session = &self.inner.session;
+        if session.agent_state() == super::events::AgentState::Speaking
+            && session.aec_warmup_active()
         {
-            let mut st = self.inner.state.lock();
-            if st.closed {
-                drop(st);
-                handle.interrupt_force();
-                handle.mark_done();
-                return;
-            }
-            st.seq += 1;
-            let seq = st.seq;
-            st.queue.push(Queued {
-                priority: handle.priority(),
-                seq,
-                handle: handle.clone(),
-            });
-            st.speeches.retain(|s| !s.done());
-            if !st.speeches.contains(handle) {
-                st.speeches.push(handle.clone());
-                let this = self.clone();
-                handle.add_done_callback(move |_| this.bump());
-            }
+            return true;
         }
-        self.inner.wake.notify_one();
-        self.bump();
+        let opts = session.options().turn_handling.interruption;
+        opts.discard_audio_if_uninterruptible
+            && self
+                .current_speech()
+                .is_some_and(|s| !s.done() && !s.allow_interruptions())
     }
 
-    async fn scheduling_loop(&self) {
-        loop {
-            let next = {
-                let mut st = self.inner.state.lock();
-                if st.closed {
-                    return;
-                }
-                let mut found = None;
-                if !st.scheduling_paused {
-                    while let Some(q) = st.queue.pop() {
-                        if !q.handle.done() {
-                            found = Some(q.handle);
-                            break;
-                        }
-                    }
-                }
-                if let Some(h) = &found {
-                    st.current = Some(h.clone());
-                }
-                found.map(|h| (h, st.last_playout_end))
-            };
-            let Some((handle, last_end)) = next else {
-                self.inner.wake.notified().await;
-                continue;
-            };
-            let gap = self.inner.session.options().min_consecutive_speech_delay;
-            if let Some(last) = last_end {
-                tokio::time::sleep_until(last + gap).await;
-            }
-            handle.authorize();
-            handle.wait_for_generation().await;
-            {
-                let mut st = self.inner.state.lock();
-                if st.current.as_ref() == Some(&handle) {
-                    st.current = None;
-                }
-                st.last_playout_end = Some(Instant::now());
-            }
-            self.bump();
-        }
-    }
+    // ---- user commands ----
 
-    /// Interrupts every speech (forced), as `session.interrupt()`.
-    pub(crate) fn interrupt_all(&self) {
-        let speeches = {
-            let mut st = self.inner.state.lock();
-            if let Some(p) = st.paused.take() {
-                drop(p.timer);
-            }
-            st.speeches.clone()
+    pub(crate) fn say(&self, text: SayText, options: SayOptions) -> SpeechHandle {
+        let handle = self.new_speech(
+            options.allow_interruptions,
+            options.priority,
+            SpeechSource::Say,
+            true,
+        );
+        let request = SayRequest {
+            text,
+            audio: options.audio,
+            add_to_chat_ctx: options.add_to_chat_ctx,
         };
-        for s in speeches {
-            s.interrupt_force();
-        }
-        self.release_paused_output();
+        self.command(ActivityEvent::Say {
+            handle: handle.clone(),
+            request,
+        });
+        handle
     }
 
-    fn allow_interruptions(&self, requested: Option<bool>) -> bool {
+    pub(crate) fn generate_reply(
+        &self,
+        options: ReplyOptions,
+        source: SpeechSource,
+        user_initiated: bool,
+    ) -> SpeechHandle {
+        let mut options = options;
+        // The reference: a reply requested from inside a tool defaults to no tool calls.
+        if options.tool_choice.is_none() && crate::voice::tool_execution::in_tool() {
+            options.tool_choice = Some(ToolChoice::None);
+        }
+        let handle = self.new_speech(
+            options.allow_interruptions,
+            options.priority,
+            source,
+            user_initiated,
+        );
+        self.command(ActivityEvent::GenerateReply {
+            handle: handle.clone(),
+            options,
+        });
+        handle
+    }
+
+    /// Creates a speech and announces it (`SpeechCreated`): the one place speeches are made,
+    /// with the agent's (or the session's) interruption setting unless `allow_interruptions`
+    /// overrides it. (A preemptive generation's speech is announced when the turn uses it.)
+    pub(crate) fn new_speech(
+        &self,
+        allow_interruptions: Option<bool>,
+        priority: super::speech_handle::SpeechPriority,
+        source: SpeechSource,
+        user_initiated: bool,
+    ) -> SpeechHandle {
+        let handle = SpeechHandle::new(self.allow_interruptions(allow_interruptions), priority);
+        self.inner
+            .session
+            .emit(super::events::SessionEvent::SpeechCreated {
+                user_initiated,
+                source,
+                speech_handle: handle.clone(),
+            });
+        handle
+    }
+
+    pub(crate) fn allow_interruptions(&self, requested: Option<bool>) -> bool {
         requested
             .or(self.inner.agent.allow_interruptions())
             .unwrap_or(
@@ -347,32 +444,118 @@ impl Activity {
             )
     }
 
-    /// The agent started playing audio: the user-turn limit resets.
-    pub(crate) fn on_agent_speaking(&self) {
-        let mut st = self.inner.state.lock();
-        st.turn_words = 0;
-        st.turn_duration = Duration::ZERO;
-        st.turn_transcript.clear();
+    // ---- recognition (each hook is one event) ----
+
+    pub(crate) fn on_start_of_speech(&self) {
+        self.send(ActivityEvent::StartOfSpeech);
     }
 
-    /// Takes the "user stopped speaking" time of the turn being answered (for e2e latency).
-    pub(crate) fn take_turn_timing(&self) -> (Option<Instant>, Option<Duration>) {
-        let mut st = self.inner.state.lock();
-        (st.pending_user_stop.take(), st.pending_eou_delay.take())
+    pub(crate) fn on_end_of_speech(&self) {
+        self.send(ActivityEvent::EndOfSpeech);
     }
 
-    pub(crate) fn follow_up_tool_choice(
+    /// VAD says the user has spoken for `speech_duration`; `words` is the current transcript's
+    /// word count.
+    pub(crate) fn on_vad_inference(
         &self,
-        original: Option<ToolChoice>,
-        max_steps_reached: bool,
-    ) -> Option<ToolChoice> {
-        if max_steps_reached || original == Some(ToolChoice::None) {
-            Some(ToolChoice::None)
-        } else {
-            original
+        speech_duration: Duration,
+        words: usize,
+        stt_enabled: bool,
+    ) {
+        self.send(ActivityEvent::VadInference {
+            speech_duration,
+            words,
+            stt_enabled,
+        });
+    }
+
+    /// A transcript arrived and there is no VAD.
+    pub(crate) fn on_transcript_activity(&self, words: usize) {
+        self.send(ActivityEvent::TranscriptActivity { words });
+    }
+
+    pub(crate) fn on_final_transcript(&self, transcript: &str) {
+        self.send(ActivityEvent::FinalTranscript(transcript.to_string()));
+    }
+
+    /// A final (or preflight) transcript arrived before the turn ended: start the reply early.
+    pub(crate) fn on_preemptive_generation(&self, transcript: &str, speech_duration: Duration) {
+        self.send(ActivityEvent::Preemptive {
+            transcript: transcript.to_string(),
+            speech_duration,
+        });
+    }
+
+    /// Recognition ended the user's turn. Returns whether the turn is taken (the loop then
+    /// answers it): not when empty, when the activity closed, or when the user said fewer
+    /// than `min_words` words over the agent's speech.
+    pub(crate) fn on_end_of_turn(&self, info: EndOfTurnInfo) -> bool {
+        if info.transcript.trim().is_empty() || self.is_closed() {
+            return false;
         }
+        let opts = self.inner.session.options().turn_handling.interruption;
+        if opts.min_words > 0 {
+            let speaking = self.current_speech().is_some_and(|s| !s.done());
+            if speaking && info.transcript.split_whitespace().count() < opts.min_words {
+                return false;
+            }
+        }
+        self.command(ActivityEvent::EndOfTurn(info));
+        true
+    }
+
+    // ---- shared helpers (pure) ----
+
+    /// The tools of this agent plus the session's.
+    pub(crate) fn all_tools(&self) -> Vec<FunctionTool> {
+        let mut tools = self.inner.agent.tools();
+        for t in self.inner.session.tools() {
+            if !tools.iter().any(|x| x.name() == t.name()) {
+                tools.push(t);
+            }
+        }
+        self.mcp_servers().append_tools(&mut tools);
+        tools
+    }
+
+    /// The MCP servers in effect: the agent's if it has any, else the session's.
+    fn mcp_servers(&self) -> &crate::mcp::ServerList {
+        let own = self.inner.agent.mcp_servers();
+        if own.is_empty() {
+            &self.inner.session.inner.mcp_servers
+        } else {
+            own
+        }
+    }
+
+    /// The context sent to the LLM: instructions first, then `items`, then per-reply
+    /// instructions.
+    pub(crate) fn llm_context(
+        &self,
+        base: &ChatContext,
+        extra_instructions: Option<&str>,
+    ) -> ChatContext {
+        let mut ctx = ChatContext::new();
+        let instructions = self.inner.agent.instructions();
+        // Added only if missing (a caller-given context may already carry them).
+        let present = base.items().iter().any(|i| {
+            matches!(i, ChatItem::Message(m)
+                if matches!(m.role, ChatRole::System | ChatRole::Developer)
+                    && m.text_content().as_deref() == Some(instructions.as_str()))
+        });
+        if !instructions.is_empty() && !present {
+            ctx.add_message(ChatRole::System, instructions);
+        }
+        for item in base.items() {
+            ctx.push(item.clone());
+        }
+        if let Some(extra) = extra_instructions {
+            ctx.add_message(ChatRole::System, extra);
+        }
+        ctx
     }
 }
 
+mod event_loop;
 mod interruption;
 mod turn;

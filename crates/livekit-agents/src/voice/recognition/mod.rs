@@ -44,6 +44,11 @@ pub(crate) enum RecognitionCommand {
         reply: oneshot::Sender<String>,
     },
     Clear,
+    /// `AgentSession::update_options`: new endpointing and/or (resolved) turn detection.
+    UpdateOptions {
+        endpointing: Option<super::options::EndpointingOptions>,
+        turn_detection: Option<TurnDetection>,
+    },
     /// The active agent changed: reopen the STT if the new agent overrides it.
     AgentChanged(super::agent::Agent),
     /// The session closes: answer what the user was saying (waiting up to `timeout` for its
@@ -231,6 +236,14 @@ impl Recognition {
                     Some(RecognitionCommand::Commit { options, reply }) => self.start_commit(options, reply),
                     Some(RecognitionCommand::Clear) => self.clear_turn(),
                     Some(RecognitionCommand::AgentChanged(agent)) => self.on_agent_changed(agent).await,
+                    Some(RecognitionCommand::UpdateOptions { endpointing, turn_detection }) => {
+                        if let Some(opts) = endpointing {
+                            self.endpointing = Endpointing::new(opts);
+                        }
+                        if let Some(mode) = turn_detection {
+                            self.mode = mode;
+                        }
+                    }
                     Some(RecognitionCommand::TrailingTranscript { timeout, reply }) => self.start_trailing(timeout, reply),
                     None => break,
                 },
@@ -466,12 +479,15 @@ impl Recognition {
             }
             SpeechEventType::RecognitionUsage => {
                 if let Some(usage) = ev.recognition_usage {
+                    // A non-streaming recognition (through the stream adapter) reports how
+                    // long its request took; a stream's usage has no request time.
+                    let duration = usage.request_duration.map(provider_secs);
                     self.session.emit_metrics(AgentMetrics::Stt(SttMetrics {
                         label: self.session.stt().map(|s| s.label()).unwrap_or_default(),
                         request_id: ev.request_id,
-                        duration: Duration::ZERO,
+                        duration: duration.unwrap_or_default(),
                         audio_duration: provider_secs(usage.audio_duration),
-                        streamed: true,
+                        streamed: duration.is_none(),
                     }));
                 }
             }

@@ -123,6 +123,13 @@ impl AgentSession {
             let mut st = self.inner.state.lock();
             st.error_counts.remove(&ErrorSource::Llm);
             st.error_counts.remove(&ErrorSource::Tts);
+            // The AEC warm-up starts when the agent is first heard (once per session).
+            let audible = st.audio_output_enabled && st.audio_output.is_some();
+            if audible && st.aec_warmup_until.is_none() && !st.aec_warmup_remaining.is_zero() {
+                let remaining = std::mem::take(&mut st.aec_warmup_remaining);
+                tracing::debug!(?remaining, "aec warmup active, interruptions disabled");
+                st.aec_warmup_until = Some(tokio::time::Instant::now() + remaining);
+            }
         }
         self.emit(SessionEvent::AgentStateChanged {
             old_state,
@@ -161,6 +168,16 @@ impl AgentSession {
             at,
         );
         self.update_away_timer();
+    }
+
+    /// Whether the AEC warm-up is running (`SessionOptions::aec_warmup_duration`): user audio
+    /// does not interrupt the agent meanwhile.
+    pub(crate) fn aec_warmup_active(&self) -> bool {
+        let st = self.inner.state.lock();
+        !st.closed
+            && st
+                .aec_warmup_until
+                .is_some_and(|until| tokio::time::Instant::now() < until)
     }
 
     /// Waits until the user is not speaking.

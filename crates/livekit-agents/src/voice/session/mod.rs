@@ -23,6 +23,19 @@ use crate::stt::Stt;
 use crate::tts::Tts;
 use crate::vad::Vad;
 
+/// How [`AgentSession::activate`] brings an activity in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// The session starts with it.
+    Start,
+    /// A handoff (`update_agent`, a tool returning an agent).
+    Handoff,
+    /// An agent task takes over.
+    Task,
+    /// The paused agent resumes after its task.
+    Resume,
+}
+
 pub(crate) struct SessionState {
     pub started: bool,
     pub closed: bool,
@@ -45,6 +58,9 @@ pub(crate) struct SessionState {
     /// When the user last spoke (end of speech minus the VAD's silence): the time stamp of the
     /// next `user_state_changed(listening)`.
     pub user_last_spoke: Option<tokio::time::Instant>,
+    /// The AEC warm-up not used yet, and when the running one ends.
+    pub aec_warmup_remaining: std::time::Duration,
+    pub aec_warmup_until: Option<tokio::time::Instant>,
 }
 
 pub(crate) struct SessionInner {
@@ -127,6 +143,7 @@ impl AgentSession {
         let (user_speaking, _) = watch::channel(false);
         let (pending_updates, _) = watch::channel(0);
         let (closed, _) = watch::channel(false);
+        let aec_warmup = options.aec_warmup_duration.unwrap_or_default();
         Self {
             inner: Arc::new(SessionInner {
                 options,
@@ -163,6 +180,8 @@ impl AgentSession {
                     turn_detection: TurnDetection::Auto,
                     realtime: None,
                     user_last_spoke: None,
+                    aec_warmup_remaining: aec_warmup,
+                    aec_warmup_until: None,
                 }),
             }),
         }
@@ -221,7 +240,8 @@ impl AgentSession {
         {
             return Err(SessionError::Config(e));
         }
-        let turn_detection = self.resolve_turn_detection()?;
+        let turn_detection =
+            self.resolve_turn_detection(self.inner.options.turn_handling.turn_detection.clone())?;
         {
             let mut st = self.inner.state.lock();
             if st.started {
@@ -248,8 +268,7 @@ impl AgentSession {
         }
         self.inner.mcp_servers.start_all(self).await;
         let activity = Activity::new(self.clone(), agent);
-        self.inner.state.lock().activity = Some(activity.clone());
-        activity.start(true);
+        self.activate(activity.clone(), Activation::Start).await;
         if let Some(input) = io.audio_input {
             // Every input (room, console, WAV, user-built) behind the overload-shedding queue
             // (issue 15 item 8; a no-op for an input that is already bounded).
@@ -276,9 +295,8 @@ impl AgentSession {
         Ok(())
     }
 
-    fn resolve_turn_detection(&self) -> Result<TurnDetection, SessionError> {
+    fn resolve_turn_detection(&self, td: TurnDetection) -> Result<TurnDetection, SessionError> {
         let m = &self.inner.models;
-        let td = self.inner.options.turn_handling.turn_detection.clone();
         let server_td = m
             .realtime
             .as_ref()
@@ -454,7 +472,8 @@ impl AgentSession {
         let session = self.clone();
         self.inner.pending_updates.send_modify(|n| *n += 1);
         tokio::spawn(async move {
-            session.switch_agent(agent, true).await;
+            let activity = Activity::new(session.clone(), agent);
+            session.activate(activity, Activation::Handoff).await;
             session
                 .inner
                 .pending_updates
@@ -462,41 +481,107 @@ impl AgentSession {
         });
     }
 
-    /// Replaces the active agent: drains the old activity, records the handoff, starts the new
-    /// one. `enter` runs `on_enter` (false when resuming an agent after a task).
-    pub(crate) async fn switch_agent(&self, agent: Agent, enter: bool) -> Option<Agent> {
-        let _guard = self.inner.update_lock.lock().await;
+    /// The one code path that changes the active agent. Returns the agent it replaced.
+    ///
+    /// - `Start`: the first agent;
+    /// - `Handoff`: the old activity drains (`on_exit`, queued speech), an `AgentHandoff` item
+    ///   is recorded, the new activity starts (`on_enter`), the old one closes;
+    /// - `Task`: an [`AgentTask`](super::AgentTask)'s agent takes over; the old activity only
+    ///   stops scheduling;
+    /// - `Resume`: the task ended (its activity closed by the caller); the paused activity
+    ///   schedules again.
+    pub(crate) async fn activate(&self, activity: Activity, how: Activation) -> Option<Agent> {
+        let _guard = match how {
+            Activation::Handoff => Some(self.inner.update_lock.lock().await),
+            _ => None,
+        };
         let old = self.current_activity();
-        if let Some(old) = old.as_ref() {
-            old.drain_for_handoff().await;
+        match how {
+            Activation::Handoff => {
+                if let Some(old) = old.as_ref() {
+                    old.drain_for_handoff().await;
+                }
+            }
+            Activation::Task => {
+                if let Some(old) = old.as_ref() {
+                    old.pause_scheduling();
+                }
+            }
+            Activation::Start | Activation::Resume => {}
         }
-        if !self.is_running() {
-            return None;
-        }
-        let old_agent = old.as_ref().map(|a| a.agent().clone());
-        let handoff = ChatItem::AgentHandoff(crate::llm::AgentHandoff {
-            id: crate::llm::chat_context::new_item_id("item"),
-            old_agent_id: old_agent.as_ref().map(|a| a.id().to_string()),
-            new_agent_id: agent.id().to_string(),
-            created_at: crate::llm::chat_context::now_secs(),
-        });
-        let activity = Activity::new(self.clone(), agent.clone());
         {
             let mut st = self.inner.state.lock();
+            if st.closed || !st.started {
+                return None;
+            }
             st.activity = Some(activity.clone());
         }
-        if let Some(old) = old {
-            old.close();
+        let old_agent = old.as_ref().map(|a| a.agent().clone());
+        let agent = activity.agent().clone();
+        if matches!(how, Activation::Handoff | Activation::Task) {
+            let handoff = ChatItem::AgentHandoff(crate::llm::AgentHandoff {
+                id: crate::llm::chat_context::new_item_id("item"),
+                old_agent_id: old_agent.as_ref().map(|a| a.id().to_string()),
+                new_agent_id: agent.id().to_string(),
+                created_at: crate::llm::chat_context::now_secs(),
+            });
+            agent.push_chat_item(handoff.clone());
+            self.add_history_item(handoff);
         }
-        agent.push_chat_item(handoff.clone());
-        self.add_history_item(handoff);
-        activity.start(enter);
-        if let Some(r) = self.inner.state.lock().recognition.as_ref() {
-            let _ = r
-                .commands
-                .send(RecognitionCommand::AgentChanged(agent.clone()));
+        match how {
+            Activation::Start => activity.start(true),
+            Activation::Handoff => {
+                if let Some(old) = old.as_ref() {
+                    old.close();
+                }
+                activity.start(true);
+            }
+            Activation::Task => activity.start(true),
+            Activation::Resume => activity.resume_scheduling(),
+        }
+        if !matches!(how, Activation::Start) {
+            if let Some(r) = self.inner.state.lock().recognition.as_ref() {
+                let _ = r.commands.send(RecognitionCommand::AgentChanged(agent));
+            }
         }
         old_agent
+    }
+
+    /// Changes turn handling while the session runs (the reference's `update_options`):
+    /// endpointing delays and turn detection, for every agent from the next turn on (the
+    /// change survives handoffs: end-of-turn detection is session-level).
+    ///
+    /// ```no_run
+    /// # use livekit_agents::voice::{AgentSession, EndpointingOptions, UpdateOptions};
+    /// # use std::time::Duration;
+    /// # fn demo(session: &AgentSession) {
+    /// session
+    ///     .update_options(UpdateOptions {
+    ///         endpointing: Some(EndpointingOptions {
+    ///             min_delay: Duration::from_millis(800),
+    ///             ..Default::default()
+    ///         }),
+    ///         ..Default::default()
+    ///     })
+    ///     .unwrap();
+    /// # }
+    /// ```
+    pub fn update_options(&self, update: UpdateOptions) -> Result<(), SessionError> {
+        let turn_detection = match update.turn_detection {
+            Some(td) => Some(self.resolve_turn_detection(td)?),
+            None => None,
+        };
+        let mut st = self.inner.state.lock();
+        if let Some(td) = turn_detection.clone() {
+            st.turn_detection = td;
+        }
+        if let Some(r) = st.recognition.as_ref() {
+            let _ = r.commands.send(RecognitionCommand::UpdateOptions {
+                endpointing: update.endpointing,
+                turn_detection,
+            });
+        }
+        Ok(())
     }
 
     /// The conversation so far (all agents).
@@ -573,4 +658,5 @@ mod types;
 pub(crate) use types::Models;
 pub use types::{
     AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText, SessionError, SessionIo,
+    UpdateOptions,
 };

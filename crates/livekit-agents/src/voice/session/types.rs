@@ -126,6 +126,16 @@ pub struct ReplyOptions {
     pub priority: SpeechPriority,
 }
 
+/// What [`AgentSession::update_options`] changes (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    /// New endpointing delays (the learned state of dynamic endpointing starts over).
+    pub endpointing: Option<super::super::options::EndpointingOptions>,
+    /// New turn detection; [`TurnDetection::Auto`](super::super::options::TurnDetection::Auto)
+    /// goes back to the automatic choice.
+    pub turn_detection: Option<super::super::options::TurnDetection>,
+}
+
 /// Options of [`AgentSession::commit_user_turn`].
 #[derive(Debug, Clone, Copy)]
 pub struct CommitOptions {
