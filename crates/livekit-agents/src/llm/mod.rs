@@ -51,7 +51,8 @@ pub use fallback::FallbackAdapter;
 pub use livekit_agents_macros::function_tool;
 pub use tool::{
     FunctionTool, IntoToolOutput, IntoToolResult, RunContext, ToolCallResult, ToolChoice,
-    ToolDefinition, ToolError, ToolOutput, ToolSet, Userdata, INTERNAL_ERROR_MESSAGE,
+    ToolDefinition, ToolError, ToolFlags, ToolOutput, ToolSet, Toolset, Userdata,
+    INTERNAL_ERROR_MESSAGE,
 };
 
 use std::pin::Pin;

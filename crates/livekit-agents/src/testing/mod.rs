@@ -6,6 +6,7 @@
 //! on a paused clock (`#[tokio::test(start_paused = true)]`) asserts exact times.
 
 mod fakes;
+mod mock_tools;
 mod realtime;
 mod run_result;
 
@@ -14,4 +15,9 @@ pub use fakes::{
     UserSpeech, FAKE_LLM_REQUEST_RETENTION,
 };
 pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
-pub use run_result::{judge, EventAssert, JudgeError, RunAssert, RunEvent, RunResult};
+pub use mock_tools::{mock_tools, MockTools, MockToolsGuard};
+pub use run_result::{
+    judge, AgentHandoffAssert, ChatMessageAssert, EventAssert, EventRangeAssert,
+    FunctionCallAssert, FunctionCallOutputAssert, JudgeError, RunAssert, RunEvent, RunEventType,
+    RunResult,
+};

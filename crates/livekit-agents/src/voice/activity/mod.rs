@@ -167,7 +167,8 @@ impl Activity {
             tokio::spawn(async move {
                 own_servers.start_all(&session).await;
                 if enter {
-                    behavior.on_enter(ctx).await;
+                    let agent = ctx.agent.clone();
+                    super::agent::run_on_enter(&agent, behavior.on_enter(ctx)).await;
                 }
             });
         }

@@ -67,6 +67,7 @@ impl Activity {
             }
         }
         self.mcp_servers().append_tools(&mut tools);
+        crate::voice::agent::hide_on_enter_tools(&self.inner.agent, &mut tools);
         tools
     }
 
@@ -172,8 +173,9 @@ impl Activity {
         let step = handle.new_step();
         let this = self.clone();
         let h = handle.clone();
-        let task =
-            tokio::spawn(async move { generation::pipeline_reply(this, h, step, request).await });
+        let task = tokio::spawn(crate::voice::agent::keep_on_enter_scope(async move {
+            generation::pipeline_reply(this, h, step, request).await
+        }));
         // Dropping the guard cancels the step: a preemptive generation holds it until the turn
         // is committed (or discarded); other callers `detach()` it.
         AbortOnDropHandle::new(task)
