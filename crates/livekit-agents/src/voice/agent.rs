@@ -447,6 +447,12 @@ impl Agent {
         std::mem::replace(&mut *self.inner.tool_mocks.lock(), mocks)
     }
 
+    /// The agent's own tools: without its toolsets' (what [`update_tools`](Self::update_tools)
+    /// replaces).
+    pub fn own_tools(&self) -> Vec<FunctionTool> {
+        self.inner.tools.lock().clone()
+    }
+
     /// The ids of the agent's toolsets, each with whether it is enabled.
     pub fn toolsets(&self) -> Vec<(String, bool)> {
         self.inner
