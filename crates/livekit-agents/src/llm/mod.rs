@@ -5,6 +5,7 @@ pub mod chat_context;
 pub mod fallback;
 pub mod realtime;
 pub mod tool;
+mod tool_progress;
 
 pub use chat_context::{
     AgentHandoff, ChatContent, ChatContext, ChatItem, ChatMessage, ChatRole, FunctionCall,
@@ -54,6 +55,7 @@ pub use tool::{
     ToolDefinition, ToolError, ToolFlags, ToolOutput, ToolSet, Toolset, Userdata,
     INTERNAL_ERROR_MESSAGE,
 };
+pub use tool_progress::{Filler, ToolProgress, UPDATE_TEMPLATE};
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
