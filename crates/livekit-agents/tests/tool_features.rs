@@ -237,3 +237,46 @@ async fn skipping_more_events_than_there_are_panics() {
     let result = session.run("hello").await.unwrap();
     result.expect().skip_next(2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn stt_context_options_reach_stts_that_accept_them() {
+    use livekit_agents::testing::FakeStt;
+    for supported in [true, false] {
+        let mut stt = FakeStt::new(vec![]);
+        if supported {
+            stt = stt.with_keyterms_support().with_chat_context_support();
+        }
+        let mut options = SessionOptions::default();
+        options.stt_context_options.keyterms = vec!["LiveKit".into(), "Acme".into()];
+        let llm = FakeLlm::new(vec![FakeLlmResponse::text("Hello.", ms(10))]);
+        let session = AgentSession::builder()
+            .llm(Arc::new(llm))
+            .stt(Arc::new(stt.clone()))
+            .options(options)
+            .build();
+        session
+            .start(
+                Agent::new(""),
+                SessionIo {
+                    text_output: Some(Arc::new(MemoryTextOutput::new())),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        session.run("hi").await.unwrap();
+        tokio::time::sleep(ms(50)).await;
+        if supported {
+            assert_eq!(stt.session_keyterms(), vec!["LiveKit", "Acme"]);
+            let texts: Vec<String> = stt
+                .conversation_items()
+                .iter()
+                .filter_map(|i| i.as_message().and_then(|m| m.text_content()))
+                .collect();
+            assert_eq!(texts, vec!["hi", "Hello."]);
+        } else {
+            assert!(stt.session_keyterms().is_empty());
+            assert!(stt.conversation_items().is_empty());
+        }
+    }
+}

@@ -196,6 +196,9 @@ pub struct SessionOptions {
     /// commit it to the history before the close event (default 2 s, the reference's
     /// `session_close_transcript_timeout`).
     pub session_close_transcript_timeout: Duration,
+    /// Keyterms and conversation context for STTs that accept them (the reference's
+    /// `stt_context_options`; default: no keyterms, context forwarded).
+    pub stt_context_options: crate::stt::SttContextOptions,
 }
 
 impl Default for SessionOptions {
@@ -212,6 +215,7 @@ impl Default for SessionOptions {
             conn_options: crate::types::ApiConnectOptions::default(),
             audio_filter: None,
             session_close_transcript_timeout: Duration::from_secs(2),
+            stt_context_options: crate::stt::SttContextOptions::default(),
         }
     }
 }

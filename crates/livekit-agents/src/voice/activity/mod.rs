@@ -149,6 +149,7 @@ impl Activity {
     /// Starts the scheduler and (if `enter`) runs `on_enter`.
     pub(crate) fn start(&self, enter: bool) {
         self.inner.agent.attach(&self.inner.session);
+        crate::stt::context::bind(&self.inner.session, &self.inner.agent);
         let this = self.clone();
         *self.inner.scheduler.lock() = Some(AbortOnDropHandle::new(tokio::spawn(async move {
             this.scheduling_loop().await;
