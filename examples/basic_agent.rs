@@ -46,7 +46,8 @@ async fn lookup_weather(ctx: RunContext, location: String) -> String {
     // The doc comment above is what the model reads. A real agent would ask a weather service;
     // it can take a few seconds, so a filler keeps the user informed meanwhile.
     tracing::info!(%location, "looking up the weather");
-    let filler = Filler::text("Let me check the weather for you.").delay(Duration::from_millis(500));
+    let filler =
+        Filler::text("Let me check the weather for you.").delay(Duration::from_millis(500));
     ctx.with_filler(filler, async {
         tokio::time::sleep(WEATHER_SERVICE_LATENCY).await;
         format!("It is sunny with a temperature of 21 degrees Celsius in {location}.")

@@ -95,7 +95,11 @@ struct Receptionist;
 impl AgentBehavior for Receptionist {
     async fn on_enter(&self, ctx: AgentContext) {
         let results = TaskGroup::new()
-            .add("contact", "Collect the caller's name and email address", collect_contact)
+            .add(
+                "contact",
+                "Collect the caller's name and email address",
+                collect_contact,
+            )
             .add("address", "Collect the caller's postal address", || {
                 GetAddressTask::new().build()
             })
@@ -219,9 +223,9 @@ mod tests {
 
         let agent = session.current_agent().unwrap();
         assert_eq!(agent.id(), "receptionist");
-        assert!(agent
-            .instructions()
-            .contains("Ada Lovelace (ada@example.com), living at 1 Main St Springfield United States"));
+        assert!(agent.instructions().contains(
+            "Ada Lovelace (ada@example.com), living at 1 Main St Springfield United States"
+        ));
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,12 +12,18 @@ use livekit_agents::voice::AgentSession;
 #[test]
 fn sessions_without_a_vad_get_the_registered_default_unless_they_opt_out() {
     clear_default_vad();
-    assert!(AgentSession::builder().build().vad().is_none(), "nothing registered");
+    assert!(
+        AgentSession::builder().build().vad().is_none(),
+        "nothing registered"
+    );
 
     register_default_vad(|| Ok(Arc::new(FakeVad::new(vec![])) as Arc<dyn Vad>));
     let session = AgentSession::builder().build();
     assert_eq!(session.vad().unwrap().label(), FakeVad::new(vec![]).label());
-    assert!(AgentSession::builder().no_vad().build().vad().is_none(), "explicit none");
+    assert!(
+        AgentSession::builder().no_vad().build().vad().is_none(),
+        "explicit none"
+    );
 
     // An explicit VAD wins over the default.
     let mine: Arc<dyn Vad> = Arc::new(FakeVad::new(vec![]));

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livekit_agents::io::memory::MemoryTextOutput;
-use livekit_agents::llm::{
-    ChatItem, Filler, FunctionTool, RunContext, ToolChoice, ToolError,
-};
+use livekit_agents::llm::{ChatItem, Filler, FunctionTool, RunContext, ToolChoice, ToolError};
 use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
 use livekit_agents::voice::*;
 use parking_lot::Mutex;
@@ -74,12 +72,17 @@ fn script() -> FakeLlm {
 #[tokio::test(start_paused = true)]
 async fn a_filler_plays_while_a_slow_tool_runs() {
     let filler = Filler::text("One moment, searching.").delay(Duration::from_secs(1));
-    let agent = Agent::builder().tool(slow_tool(Duration::from_secs(5), filler)).build();
+    let agent = Agent::builder()
+        .tool(slow_tool(Duration::from_secs(5), filler))
+        .build();
     let (session, text) = text_session(script(), agent, None).await;
     session.run("search please").await.unwrap();
     assert_eq!(
         text.segments(),
-        vec!["One moment, searching.".to_string(), "I found 3 results.".to_string()]
+        vec![
+            "One moment, searching.".to_string(),
+            "I found 3 results.".to_string()
+        ]
     );
 }
 
@@ -98,7 +101,9 @@ async fn fillers_repeat_at_the_interval_up_to_max_steps() {
         .delay(ms(500))
         .interval(Duration::from_secs(2))
         .max_steps(3);
-    let agent = Agent::builder().tool(slow_tool(Duration::from_secs(20), filler)).build();
+    let agent = Agent::builder()
+        .tool(slow_tool(Duration::from_secs(20), filler))
+        .build();
     let (session, text) = text_session(script(), agent, None).await;
     session.run("search please").await.unwrap();
     assert_eq!(
@@ -125,12 +130,15 @@ async fn a_tool_finishing_in_the_background_reports_progress_and_its_result() {
         "Book the flight.",
         serde_json::json!({"type": "object", "properties": {}}),
         |ctx: RunContext, _a: serde_json::Value| async move {
-            Ok::<_, ToolError>(ctx.finish_in_background("Booking started.", |progress| async move {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                progress.update("Seats held.");
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                Ok::<_, ToolError>("Booked: ABC123.")
-            }))
+            Ok::<_, ToolError>(ctx.finish_in_background(
+                "Booking started.",
+                |progress| async move {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    progress.update("Seats held.");
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    Ok::<_, ToolError>("Booked: ABC123.")
+                },
+            ))
         },
     );
     let away: Arc<Mutex<Vec<tokio::time::Instant>>> = Arc::default();
@@ -158,7 +166,13 @@ async fn a_tool_finishing_in_the_background_reports_progress_and_its_result() {
     let mut expect = result.expect();
     expect.next_function_call();
     let first = expect.next_function_call_output();
-    assert!(first.output.contains("has updated, message: Booking started."), "{}", first.output);
+    assert!(
+        first
+            .output
+            .contains("has updated, message: Booking started."),
+        "{}",
+        first.output
+    );
     tokio::time::sleep(Duration::from_secs(10)).await;
 
     assert_eq!(
@@ -171,7 +185,11 @@ async fn a_tool_finishing_in_the_background_reports_progress_and_its_result() {
     );
     let reqs = llm.requests();
     assert_eq!(reqs.len(), 4);
-    assert_eq!(reqs[2].tool_choice, Some(ToolChoice::None), "an update's reply calls no tool");
+    assert_eq!(
+        reqs[2].tool_choice,
+        Some(ToolChoice::None),
+        "an update's reply calls no tool"
+    );
     let outputs: Vec<(String, String)> = session
         .history()
         .items()
@@ -185,10 +203,17 @@ async fn a_tool_finishing_in_the_background_reports_progress_and_its_result() {
     assert_eq!(outputs.len(), 3, "{outputs:?}");
     assert_eq!(outputs[1].0, format!("{call_id}_update_1"));
     assert!(outputs[1].1.contains("Seats held."));
-    assert_eq!(outputs[2], (format!("{call_id}_final"), "Booked: ABC123.".to_string()));
+    assert_eq!(
+        outputs[2],
+        (format!("{call_id}_final"), "Booked: ABC123.".to_string())
+    );
     // The user was not marked away while waiting for the result (6 s > the 2 s timeout),
     // only after the final reply.
     let away = away.lock().clone();
     assert!(!away.is_empty(), "the timer runs again after the reply");
-    assert!(away[0] - t0 >= Duration::from_secs(8), "away after {:?}", away[0] - t0);
+    assert!(
+        away[0] - t0 >= Duration::from_secs(8),
+        "away after {:?}",
+        away[0] - t0
+    );
 }

@@ -76,7 +76,11 @@ async fn ignore_on_enter_tools_are_hidden_from_the_greeting_only() {
     session.run("It is a@b.co").await.unwrap();
     let reqs = llm.requests();
     assert_eq!(reqs.len(), 2);
-    assert_eq!(tool_names(&reqs[0]), vec!["lookup"], "the greeting hides it");
+    assert_eq!(
+        tool_names(&reqs[0]),
+        vec!["lookup"],
+        "the greeting hides it"
+    );
     assert_eq!(
         tool_names(&reqs[1]),
         vec!["confirm_email", "lookup"],
@@ -198,7 +202,10 @@ async fn run_result_indexing_ranges_and_typed_next_event() {
     let expect = result.expect();
     // call, output, assistant message
     expect[0].is_function_call("lookup", Some(serde_json::json!({})));
-    assert_eq!(expect[1].is_function_call_output(None, Some(false)).output, "found");
+    assert_eq!(
+        expect[1].is_function_call_output(None, Some(false)).output,
+        "found"
+    );
     let last = expect.nth(-1).is_message(ChatRole::Assistant);
     assert_eq!(last.text_content().as_deref(), Some("It is found."));
     expect.range(1..).contains_message(ChatRole::Assistant);
@@ -215,7 +222,10 @@ async fn run_result_indexing_ranges_and_typed_next_event() {
     let call = cursor.skip_next_function_call_if("lookup").unwrap();
     assert_eq!(call.name, "lookup");
     assert_eq!(
-        cursor.next_event_of(RunEventType::Message).event().event_type(),
+        cursor
+            .next_event_of(RunEventType::Message)
+            .event()
+            .event_type(),
         RunEventType::Message
     );
 }

@@ -62,18 +62,29 @@ fn tool_names(req: &ChatRequest) -> Vec<String> {
 async fn task_group_runs_in_order_goes_back_on_request_and_summarizes() {
     let llm = FakeLlm::new(vec![
         FakeLlmResponse::text("What is your email?", ms(20)),
-        FakeLlmResponse::tool_call("update_email_address", r#"{"email":"jane@example.com"}"#, ms(20)),
+        FakeLlmResponse::tool_call(
+            "update_email_address",
+            r#"{"email":"jane@example.com"}"#,
+            ms(20),
+        ),
         FakeLlmResponse::text("What is your address?", ms(20)),
         FakeLlmResponse::tool_call("out_of_scope", r#"{"task_ids":["email"]}"#, ms(20)),
         FakeLlmResponse::text("Sure, what is the new email?", ms(20)),
-        FakeLlmResponse::tool_call("update_email_address", r#"{"email":"joe@example.org"}"#, ms(20)),
+        FakeLlmResponse::tool_call(
+            "update_email_address",
+            r#"{"email":"joe@example.org"}"#,
+            ms(20),
+        ),
         FakeLlmResponse::text("And your address?", ms(20)),
         FakeLlmResponse::tool_call(
             "update_address",
             r#"{"street_address":"1 Main St","unit_number":"","locality":"Springfield","country":"United States"}"#,
             ms(20),
         ),
-        FakeLlmResponse::text("Email joe@example.org, address 1 Main St Springfield United States.", ms(20)),
+        FakeLlmResponse::text(
+            "Email joe@example.org, address 1 Main St Springfield United States.",
+            ms(20),
+        ),
     ]);
     let outcome: Arc<Mutex<Option<Result<TaskGroupResult, TaskError>>>> = Arc::default();
     let completed: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -84,7 +95,9 @@ async fn task_group_runs_in_order_goes_back_on_request_and_summarizes() {
             let (out, done) = (out.clone(), done.clone());
             Box::pin(async move {
                 let r = TaskGroup::new()
-                    .add("email", "Collect the user's email", || GetEmailTask::new().build())
+                    .add("email", "Collect the user's email", || {
+                        GetEmailTask::new().build()
+                    })
                     .add("address", "Collect the user's address", || {
                         GetAddressTask::new().build()
                     })
@@ -103,12 +116,18 @@ async fn task_group_runs_in_order_goes_back_on_request_and_summarizes() {
     session.run("jane@example.com").await.unwrap();
     tokio::time::sleep(ms(200)).await;
     assert_eq!(session.current_agent().unwrap().id(), "get_address_task");
-    session.run("Wait, I want to change my email").await.unwrap();
+    session
+        .run("Wait, I want to change my email")
+        .await
+        .unwrap();
     tokio::time::sleep(ms(200)).await;
     assert_eq!(session.current_agent().unwrap().id(), "get_email_task");
     session.run("joe@example.org").await.unwrap();
     tokio::time::sleep(ms(200)).await;
-    session.run("1 Main St, Springfield, United States").await.unwrap();
+    session
+        .run("1 Main St, Springfield, United States")
+        .await
+        .unwrap();
     tokio::time::sleep(ms(500)).await;
 
     let result = outcome.lock().take().expect("the group finished").unwrap();
@@ -167,7 +186,9 @@ async fn task_group_stops_at_a_failure_or_records_it_with_return_exceptions() {
                 Box::pin(async move {
                     let r = TaskGroup::new()
                         .add("email", "Collect the email", || GetEmailTask::new().build())
-                        .add("address", "Collect the address", || GetAddressTask::new().build())
+                        .add("address", "Collect the address", || {
+                            GetAddressTask::new().build()
+                        })
                         .summarize_chat_ctx(false)
                         .return_exceptions(return_exceptions)
                         .run(&session)
@@ -196,9 +217,17 @@ async fn task_group_stops_at_a_failure_or_records_it_with_return_exceptions() {
 async fn get_email_task_refuses_invalid_addresses_and_confirms_when_required() {
     let llm = FakeLlm::new(vec![
         FakeLlmResponse::text("What is your email?", ms(20)),
-        FakeLlmResponse::tool_call("update_email_address", r#"{"email":"jane at example"}"#, ms(20)),
+        FakeLlmResponse::tool_call(
+            "update_email_address",
+            r#"{"email":"jane at example"}"#,
+            ms(20),
+        ),
         FakeLlmResponse::text("Could you repeat the domain?", ms(20)),
-        FakeLlmResponse::tool_call("update_email_address", r#"{"email":" jane@example.com "}"#, ms(20)),
+        FakeLlmResponse::tool_call(
+            "update_email_address",
+            r#"{"email":" jane@example.com "}"#,
+            ms(20),
+        ),
         FakeLlmResponse::text("That is jane@example.com, right?", ms(20)),
         FakeLlmResponse::tool_call("confirm_email_address", "{}", ms(20)),
     ]);
@@ -219,14 +248,23 @@ async fn get_email_task_refuses_invalid_addresses_and_confirms_when_required() {
     )
     .await;
     let run = session.run("jane at example").await.unwrap();
-    run.expect().next_function_call_output().is_error.then_some(()).unwrap();
+    run.expect()
+        .next_function_call_output()
+        .is_error
+        .then_some(())
+        .unwrap();
     assert_eq!(
         run.expect().contains_function_call_output().output,
         "Invalid email address provided: jane at example"
     );
     let run = session.run("jane@example.com").await.unwrap();
     let out = run.expect().contains_function_call_output();
-    assert!(out.output.contains("The email has been updated to jane@example.com"), "{}", out.output);
+    assert!(
+        out.output
+            .contains("The email has been updated to jane@example.com"),
+        "{}",
+        out.output
+    );
     assert!(outcome.lock().is_none(), "not before the user confirmed");
     session.run("Yes, that's right").await.unwrap();
     tokio::time::sleep(ms(200)).await;

@@ -139,7 +139,10 @@ impl std::fmt::Debug for SttOptions {
 }
 
 /// `configured` then the `session` terms not already in it.
-pub(crate) fn merged_keyterms<'a>(configured: &'a [String], session: &'a [String]) -> Vec<&'a String> {
+pub(crate) fn merged_keyterms<'a>(
+    configured: &'a [String],
+    session: &'a [String],
+) -> Vec<&'a String> {
     let mut out: Vec<&String> = Vec::with_capacity(configured.len() + session.len());
     for k in configured.iter().chain(session) {
         if !out.contains(&k) {

@@ -728,9 +728,11 @@ mod tests {
         });
         assert!(!old.supports_keyterms());
         old.update_session_keyterms(&["LiveKit".into()]);
-        assert!(old.transcription_session(None)["session"]["audio"]["input"]["transcription"]
-            .get("keywords")
-            .is_none());
+        assert!(
+            old.transcription_session(None)["session"]["audio"]["input"]["transcription"]
+                .get("keywords")
+                .is_none()
+        );
     }
 
     #[test]

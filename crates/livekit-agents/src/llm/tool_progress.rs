@@ -169,9 +169,8 @@ impl RunContext {
         let Some(session) = self.session().cloned() else {
             return work.await;
         };
-        let scheduler = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(filler_loop(
-            session, filler,
-        )));
+        let scheduler =
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(filler_loop(session, filler)));
         let out = work.await;
         drop(scheduler);
         out
@@ -224,13 +223,14 @@ impl RunContext {
         }
         tokio::spawn(async move {
             // A panic in the background work becomes an internal error, as in a handler.
-            let outcome = match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await {
-                Ok(r) => r.map(IntoToolOutput::into_tool_output),
-                Err(_) => {
-                    tracing::error!(tool = %call.name, "background tool work panicked");
-                    Err(ToolError::new(super::INTERNAL_ERROR_MESSAGE))
-                }
-            };
+            let outcome =
+                match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await {
+                    Ok(r) => r.map(IntoToolOutput::into_tool_output),
+                    Err(_) => {
+                        tracing::error!(tool = %call.name, "background tool work panicked");
+                        Err(ToolError::new(super::INTERNAL_ERROR_MESSAGE))
+                    }
+                };
             let Some(session) = session else { return };
             let (text, is_error, reply) = match outcome {
                 Ok(ToolOutput::Value(v)) => (value_text(v), false, true),
@@ -314,14 +314,23 @@ fn value_text(v: serde_json::Value) -> String {
 
 /// Adds a synthetic call (the original's name and arguments, call id `{call_id}{suffix}`) and
 /// its output to the active agent's conversation and the session history.
-fn record_pair(session: &AgentSession, call: &FunctionCall, suffix: &str, output: String, is_error: bool) {
+fn record_pair(
+    session: &AgentSession,
+    call: &FunctionCall,
+    suffix: &str,
+    output: String,
+    is_error: bool,
+) {
     let synthetic = FunctionCall::new(
         format!("{}{suffix}", call.call_id),
         call.name.clone(),
         call.arguments.clone(),
     );
     let out = FunctionCallOutput::for_call(&synthetic, output, is_error);
-    let items = [ChatItem::FunctionCall(synthetic), ChatItem::FunctionCallOutput(out)];
+    let items = [
+        ChatItem::FunctionCall(synthetic),
+        ChatItem::FunctionCallOutput(out),
+    ];
     if let Some(agent) = session.current_agent() {
         for item in &items {
             agent.push_chat_item(item.clone());

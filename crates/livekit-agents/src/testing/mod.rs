@@ -14,8 +14,8 @@ pub use fakes::{
     FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, ReceivedAudio,
     UserSpeech, FAKE_LLM_REQUEST_RETENTION,
 };
-pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
 pub use mock_tools::{mock_tools, MockTools, MockToolsGuard};
+pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
 pub use run_result::{
     judge, AgentHandoffAssert, ChatMessageAssert, EventAssert, EventRangeAssert,
     FunctionCallAssert, FunctionCallOutputAssert, JudgeError, RunAssert, RunEvent, RunEventType,

@@ -661,7 +661,10 @@ where
 /// Removes the tools flagged [`ToolFlags::IGNORE_ON_ENTER`] when the current task runs
 /// `agent`'s `on_enter` (or a reply it started).
 pub(crate) fn hide_on_enter_tools(agent: &Agent, tools: &mut Vec<FunctionTool>) {
-    if ON_ENTER_OF.try_with(|a| *a == agent.address()).unwrap_or(false) {
+    if ON_ENTER_OF
+        .try_with(|a| *a == agent.address())
+        .unwrap_or(false)
+    {
         tools.retain(|t| !t.flags().contains(ToolFlags::IGNORE_ON_ENTER));
     }
 }

@@ -346,7 +346,11 @@ mod tests {
 
     #[test]
     fn email_validation_follows_the_reference_pattern() {
-        for ok in ["a@b.co", "john.doe_1%x+y-z@sub-domain.example.org", "9@x9.io"] {
+        for ok in [
+            "a@b.co",
+            "john.doe_1%x+y-z@sub-domain.example.org",
+            "9@x9.io",
+        ] {
             assert!(is_valid_email(ok), "{ok}");
         }
         for bad in [

@@ -20,7 +20,10 @@ use crate::voice::AgentSession;
 /// the session listens to the user's voice (it has an STT and audio input is on). The
 /// reference decides by the modality of the reply's input; a session that hears the user is
 /// the same condition for its voice turns.
-fn confirmation_required(require_confirmation: Option<bool>, session: Option<&AgentSession>) -> bool {
+fn confirmation_required(
+    require_confirmation: Option<bool>,
+    session: Option<&AgentSession>,
+) -> bool {
     match require_confirmation {
         Some(required) => required,
         None => session.is_some_and(|s| s.stt().is_some() && s.audio_input_enabled()),

@@ -7,8 +7,8 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::llm::{
-    ChatContext, ChatItem, ChatMessage, ChatRequest, ChatRole, FunctionTool, RunContext,
-    ToolError, ToolFlags,
+    ChatContext, ChatItem, ChatMessage, ChatRequest, ChatRole, FunctionTool, RunContext, ToolError,
+    ToolFlags,
 };
 use crate::voice::agent::INSTRUCTIONS_ITEM_ID;
 use crate::voice::{Agent, AgentSession, AgentTask, TaskError};
@@ -17,7 +17,9 @@ use crate::voice::{Agent, AgentSession, AgentTask, TaskError};
 struct ErasedTask {
     agent: Agent,
     go_back: Arc<dyn Fn(Vec<String>) + Send + Sync>,
-    run: Box<dyn FnOnce(AgentSession) -> BoxFuture<'static, Result<serde_json::Value, TaskError>> + Send>,
+    run: Box<
+        dyn FnOnce(AgentSession) -> BoxFuture<'static, Result<serde_json::Value, TaskError>> + Send,
+    >,
 }
 
 type Factory = Arc<dyn Fn() -> ErasedTask + Send + Sync>;
@@ -96,7 +98,11 @@ impl std::fmt::Debug for TaskGroup {
         f.debug_struct("TaskGroup")
             .field(
                 "tasks",
-                &self.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+                &self
+                    .entries
+                    .iter()
+                    .map(|e| e.id.as_str())
+                    .collect::<Vec<_>>(),
             )
             .field("summarize_chat_ctx", &self.summarize_chat_ctx)
             .field("return_exceptions", &self.return_exceptions)
@@ -126,7 +132,12 @@ impl TaskGroup {
     /// Adds a task: `factory` makes a new instance each time the task runs (again), `id` names
     /// its result, `description` tells the model when to go back to it. A second task with
     /// the same id replaces the first (keeping its place).
-    pub fn add<T, F>(mut self, id: impl Into<String>, description: impl Into<String>, factory: F) -> Self
+    pub fn add<T, F>(
+        mut self,
+        id: impl Into<String>,
+        description: impl Into<String>,
+        factory: F,
+    ) -> Self
     where
         T: serde::Serialize + Send + 'static,
         F: Fn() -> AgentTask<T> + Send + Sync + 'static,
@@ -282,7 +293,12 @@ impl TaskGroup {
             .entries
             .iter()
             .filter(|e| ids.contains(&e.id))
-            .map(|e| (e.id.clone(), serde_json::Value::String(e.description.clone())))
+            .map(|e| {
+                (
+                    e.id.clone(),
+                    serde_json::Value::String(e.description.clone()),
+                )
+            })
             .collect();
         let description = format!(
             "Call to go back to earlier tasks when the user wants to change something they already gave; \
@@ -386,7 +402,11 @@ fn transcript(group_ctx: &ChatContext) -> String {
                 if text.is_empty() {
                     continue;
                 }
-                let tag = if m.role == ChatRole::User { "user" } else { "assistant" };
+                let tag = if m.role == ChatRole::User {
+                    "user"
+                } else {
+                    "assistant"
+                };
                 lines.push(format!("<{tag}>{text}</{tag}>"));
             }
             ChatItem::FunctionCall(c) => lines.push(format!(
