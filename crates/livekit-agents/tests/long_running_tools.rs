@@ -22,8 +22,10 @@ async fn text_session(
     agent: Agent,
     away: Option<Duration>,
 ) -> (AgentSession, MemoryTextOutput) {
-    let mut options = SessionOptions::default();
-    options.user_away_timeout = away;
+    let options = SessionOptions {
+        user_away_timeout: away,
+        ..Default::default()
+    };
     let session = AgentSession::builder()
         .llm(Arc::new(llm))
         .options(options)

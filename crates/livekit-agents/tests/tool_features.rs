@@ -185,6 +185,7 @@ async fn mock_tools_replace_execution_but_not_the_schema_and_restore_on_drop() {
     result
         .expect()
         .contains_function_call_output()
+        .is_function_call_output(None, None)
         .output
         .contains("real refund")
         .then_some(())
@@ -256,8 +257,13 @@ async fn stt_context_options_reach_stts_that_accept_them() {
         if supported {
             stt = stt.with_keyterms_support().with_chat_context_support();
         }
-        let mut options = SessionOptions::default();
-        options.stt_context_options.keyterms = vec!["LiveKit".into(), "Acme".into()];
+        let options = SessionOptions {
+            stt_context_options: livekit_agents::stt::SttContextOptions {
+                keyterms: vec!["LiveKit".into(), "Acme".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         let llm = FakeLlm::new(vec![FakeLlmResponse::text("Hello.", ms(10))]);
         let session = AgentSession::builder()
             .llm(Arc::new(llm))

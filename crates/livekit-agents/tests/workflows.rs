@@ -254,11 +254,17 @@ async fn get_email_task_refuses_invalid_addresses_and_confirms_when_required() {
         .then_some(())
         .unwrap();
     assert_eq!(
-        run.expect().contains_function_call_output().output,
+        run.expect()
+            .contains_function_call_output()
+            .is_function_call_output(None, None)
+            .output,
         "Invalid email address provided: jane at example"
     );
     let run = session.run("jane@example.com").await.unwrap();
-    let out = run.expect().contains_function_call_output();
+    let out = run
+        .expect()
+        .contains_function_call_output()
+        .is_function_call_output(None, None);
     assert!(
         out.output
             .contains("The email has been updated to jane@example.com"),

@@ -335,7 +335,7 @@ impl<'a> RunAssert<'a> {
     ///
     /// # Panics
     /// If there is none.
-    pub fn contains_function_call(&self, name: &str) -> FunctionCallAssert<'a> {
+    pub fn contains_function_call(&self, name: &str) -> EventAssert<'a> {
         self.range(..).contains_function_call(name)
     }
 
@@ -343,7 +343,7 @@ impl<'a> RunAssert<'a> {
     ///
     /// # Panics
     /// If there is none.
-    pub fn contains_message(&self, role: ChatRole) -> ChatMessageAssert<'a> {
+    pub fn contains_message(&self, role: ChatRole) -> EventAssert<'a> {
         self.range(..).contains_message(role)
     }
 
@@ -351,7 +351,7 @@ impl<'a> RunAssert<'a> {
     ///
     /// # Panics
     /// If there is none.
-    pub fn contains_function_call_output(&self) -> FunctionCallOutputAssert<'a> {
+    pub fn contains_function_call_output(&self) -> EventAssert<'a> {
         self.range(..).contains_function_call_output()
     }
 
@@ -359,7 +359,7 @@ impl<'a> RunAssert<'a> {
     ///
     /// # Panics
     /// If there is none.
-    pub fn contains_agent_handoff(&self) -> AgentHandoffAssert<'a> {
+    pub fn contains_agent_handoff(&self) -> EventAssert<'a> {
         self.range(..).contains_agent_handoff()
     }
 }
@@ -376,67 +376,56 @@ impl<'a> EventRangeAssert<'a> {
         self.events
     }
 
-    fn find(&self, pred: impl Fn(&RunEvent) -> bool, what: &str) -> &'a RunEvent {
+    fn find(&self, pred: impl Fn(&RunEvent) -> bool, what: &str) -> EventAssert<'a> {
         match self.events.iter().find(|e| pred(e)) {
-            Some(event) => event,
+            Some(event) => EventAssert { event },
             None => panic!("expected {what}; events: {:#?}", self.events),
         }
     }
 
-    /// The first function call named `name` in the span.
+    /// The first function call named `name` in the span (chain `is_function_call` for a
+    /// typed assertion).
     ///
     /// # Panics
     /// If there is none.
-    pub fn contains_function_call(&self, name: &str) -> FunctionCallAssert<'a> {
-        match self.find(
+    pub fn contains_function_call(&self, name: &str) -> EventAssert<'a> {
+        self.find(
             |e| matches!(e, RunEvent::FunctionCall(c) if c.name == name),
             &format!("a call of {name}"),
-        ) {
-            RunEvent::FunctionCall(c) => FunctionCallAssert { call: c },
-            _ => unreachable!("find matched a call"),
-        }
+        )
     }
 
     /// The first message from `role` in the span.
     ///
     /// # Panics
     /// If there is none.
-    pub fn contains_message(&self, role: ChatRole) -> ChatMessageAssert<'a> {
-        match self.find(
+    pub fn contains_message(&self, role: ChatRole) -> EventAssert<'a> {
+        self.find(
             |e| matches!(e, RunEvent::Message(m) if m.role == role),
             &format!("a {role:?} message"),
-        ) {
-            RunEvent::Message(m) => ChatMessageAssert { message: m },
-            _ => unreachable!("find matched a message"),
-        }
+        )
     }
 
     /// The first tool output in the span.
     ///
     /// # Panics
     /// If there is none.
-    pub fn contains_function_call_output(&self) -> FunctionCallOutputAssert<'a> {
-        match self.find(
+    pub fn contains_function_call_output(&self) -> EventAssert<'a> {
+        self.find(
             |e| matches!(e, RunEvent::FunctionCallOutput(_)),
             "a tool output",
-        ) {
-            RunEvent::FunctionCallOutput(o) => FunctionCallOutputAssert { output: o },
-            _ => unreachable!("find matched an output"),
-        }
+        )
     }
 
     /// The first handoff in the span.
     ///
     /// # Panics
     /// If there is none.
-    pub fn contains_agent_handoff(&self) -> AgentHandoffAssert<'a> {
-        match self.find(
+    pub fn contains_agent_handoff(&self) -> EventAssert<'a> {
+        self.find(
             |e| matches!(e, RunEvent::AgentHandoff(_)),
             "an agent handoff",
-        ) {
-            RunEvent::AgentHandoff(h) => AgentHandoffAssert { handoff: h },
-            _ => unreachable!("find matched a handoff"),
-        }
+        )
     }
 }
 
