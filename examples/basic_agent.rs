@@ -4,6 +4,8 @@
 //!   (sonic-3), Silero VAD (loaded once per process in prewarm) and LiveKit's English
 //!   end-of-turn model.
 //! - One tool, `lookup_weather`, with typed arguments (its JSON schema comes from the struct).
+//!   The weather service is slow (simulated: 2 s), so the tool says a filler ("Let me check
+//!   the weather…") if the answer takes more than half a second (`RunContext::with_filler`).
 //! - The agent greets the user when the session starts.
 //! - Background audio: a quiet office ambience throughout, and keyboard typing while the agent
 //!   thinks (e.g. during the tool call); built-in clips synthesised by the framework. In a room
@@ -22,10 +24,11 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use livekit_agents::background_audio::{AudioConfig, BackgroundAudioPlayer, BuiltinAudioClip};
 use livekit_agents::cli;
-use livekit_agents::llm::{function_tool, RunContext};
+use livekit_agents::llm::{function_tool, Filler, RunContext};
 use livekit_agents::voice::{Agent, AgentSession, ReplyOptions};
 use livekit_agents::worker::{JobContext, WorkerOptions};
 use livekit_plugins_cartesia as cartesia;
@@ -39,12 +42,23 @@ use livekit_plugins_turn_detector::EnglishModel;
 ///
 /// * `location` - The city or place to look up, e.g. "Paris".
 #[function_tool]
-async fn lookup_weather(_ctx: RunContext, location: String) -> String {
-    // The doc comment above is what the model reads. A real agent would ask a weather service.
+async fn lookup_weather(ctx: RunContext, location: String) -> String {
+    // The doc comment above is what the model reads. A real agent would ask a weather service;
+    // it can take a few seconds, so a filler keeps the user informed meanwhile.
     tracing::info!(%location, "looking up the weather");
-    format!("It is sunny with a temperature of 21 degrees Celsius in {location}.")
+    let filler =
+        Filler::text("Let me check the weather for you.").delay(Duration::from_millis(500));
+    ctx.with_filler(filler, async {
+        tokio::time::sleep(WEATHER_SERVICE_LATENCY).await;
+        format!("It is sunny with a temperature of 21 degrees Celsius in {location}.")
+    })
+    .await
 }
 
+/// How long the (simulated) weather service takes to answer.
+const WEATHER_SERVICE_LATENCY: Duration = Duration::from_secs(2);
+
+#[cfg_attr(test, allow(dead_code))]
 async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     // Provider clients first: a missing API key fails here with one line naming the variable.
     let stt = deepgram::Stt::new(deepgram::SttOptions::default())?;
@@ -95,9 +109,52 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn main() -> ExitCode {
     // So that `download-files` knows which model files these plugins need.
     livekit_plugins_silero::register_files();
     livekit_plugins_turn_detector::register_files();
     cli::run_app(WorkerOptions::new(entrypoint).with_prewarm(examples::prewarm_vad))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use livekit_agents::io::memory::MemoryTextOutput;
+    use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
+    use livekit_agents::voice::{Agent, AgentSession, SessionIo};
+
+    #[tokio::test(start_paused = true)]
+    async fn the_slow_weather_tool_says_a_filler_first() {
+        let ttft = Duration::from_millis(100);
+        let llm = FakeLlm::new(vec![
+            FakeLlmResponse::tool_call("lookup_weather", r#"{"location":"Paris"}"#, ttft),
+            FakeLlmResponse::text("It is sunny and 21 degrees in Paris.", ttft),
+        ]);
+        let session = AgentSession::builder().llm(Arc::new(llm)).build();
+        let text = MemoryTextOutput::new();
+        session
+            .start(
+                Agent::builder().tool(super::lookup_weather()).build(),
+                SessionIo {
+                    text_output: Some(Arc::new(text.clone())),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let result = session.run("What's the weather in Paris?").await.unwrap();
+        result.expect().contains_function_call("lookup_weather");
+        assert_eq!(
+            text.segments(),
+            vec![
+                "Let me check the weather for you.".to_string(),
+                "It is sunny and 21 degrees in Paris.".to_string()
+            ]
+        );
+    }
 }

@@ -1,13 +1,18 @@
-//! An `AgentTask` that collects structured information, then hands control back.
+//! `AgentTask`s that collect structured information, run in order by a `TaskGroup`, then hand
+//! control back.
 //!
-//! When the session starts, the receptionist agent runs the `collect_contact` task: a short-lived
-//! agent whose only job is to get the caller's name and email address. Its `record_contact`
-//! tool completes the task with a typed `Contact`; the receptionist then resumes, with the
-//! task's conversation merged into its own, and uses the value (here, to greet the caller by
-//! name and to look up their appointment).
+//! When the session starts, the receptionist agent runs a `TaskGroup` of two tasks:
+//! `collect_contact`, a short-lived agent whose only job is to get the caller's name and email
+//! address (its `record_contact` tool completes it with a typed `Contact`), then the prebuilt
+//! `GetAddressTask` for their postal address. While the second runs, the caller can go back
+//! ("actually, my email is wrong"): the group's `out_of_scope` tool reruns the contact task,
+//! then the address task. The receptionist then resumes, with a summary of the tasks'
+//! conversation in its own, and uses the values (here, to greet the caller by name and to
+//! look up their appointment).
 //!
 //! The tests at the bottom (`cargo test -p examples --example task_agent`) script the LLM with
-//! `FakeLlm` and check the task's value, the receptionist's resumption and a rejected email.
+//! `FakeLlm` and check the values, the receptionist's resumption, going back to the contact
+//! task, and a rejected email.
 //!
 //! Environment: `DEEPGRAM_API_KEY`, `OPENAI_API_KEY`, `CARTESIA_API_KEY`; for `dev`, `start` and
 //! `connect` also `LIVEKIT_URL`, `LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET` (and the `room` feature).
@@ -27,13 +32,14 @@ use livekit_agents::voice::{
     Agent, AgentBehavior, AgentContext, AgentSession, AgentTask, ReplyOptions,
 };
 use livekit_agents::worker::{JobContext, WorkerOptions};
+use livekit_agents::workflows::{GetAddressResult, GetAddressTask, TaskGroup};
 use livekit_plugins_cartesia as cartesia;
 use livekit_plugins_deepgram as deepgram;
 use livekit_plugins_openai as openai;
 
 /// What the task collects. The same struct is the tool's argument schema, so the model has
 /// to provide every field.
-#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 struct Contact {
     /// The caller's full name.
     name: String,
@@ -82,30 +88,50 @@ fn collect_contact() -> AgentTask<Contact> {
     })
 }
 
-/// The main agent: runs the task on entry, then helps the caller.
+/// The main agent: runs the task group on entry, then helps the caller.
 struct Receptionist;
 
 #[async_trait]
 impl AgentBehavior for Receptionist {
     async fn on_enter(&self, ctx: AgentContext) {
-        match collect_contact().run(&ctx.session).await {
-            Ok(contact) => {
-                tracing::info!(?contact, "contact collected");
-                ctx.agent.update_instructions(format!(
-                    "You are a dental clinic receptionist. The caller is {} ({}). Their next \
-                     appointment is on Tuesday at 10am. Help them with their appointment.",
-                    contact.name, contact.email
-                ));
-                let _ = ctx.session.generate_reply(ReplyOptions {
-                    instructions: Some(format!(
-                        "Thank {} and ask how you can help with their appointment.",
-                        contact.name
-                    )),
-                    ..Default::default()
-                });
+        let results = TaskGroup::new()
+            .add(
+                "contact",
+                "Collect the caller's name and email address",
+                collect_contact,
+            )
+            .add("address", "Collect the caller's postal address", || {
+                GetAddressTask::new().build()
+            })
+            .run(&ctx.session)
+            .await;
+        let results = match results {
+            Ok(results) => results,
+            Err(e) => {
+                tracing::warn!(error = %e, "the intake tasks did not complete");
+                return;
             }
-            Err(e) => tracing::warn!(error = %e, "the contact task did not complete"),
-        }
+        };
+        let (Some(contact), Some(address)) = (
+            results.get::<Contact>("contact"),
+            results.get::<GetAddressResult>("address"),
+        ) else {
+            tracing::warn!(?results, "the intake tasks returned no values");
+            return;
+        };
+        tracing::info!(?contact, ?address, "intake done");
+        ctx.agent.update_instructions(format!(
+            "You are a dental clinic receptionist. The caller is {} ({}), living at {}. Their \
+             next appointment is on Tuesday at 10am. Help them with their appointment.",
+            contact.name, contact.email, address.address
+        ));
+        let _ = ctx.session.generate_reply(ReplyOptions {
+            instructions: Some(format!(
+                "Thank {} and ask how you can help with their appointment.",
+                contact.name
+            )),
+            ..Default::default()
+        });
     }
 }
 
@@ -167,8 +193,10 @@ mod tests {
         session
     }
 
+    const ADDRESS: &str = r#"{"street_address":"1 Main St","unit_number":"","locality":"Springfield","country":"United States"}"#;
+
     #[tokio::test(start_paused = true)]
-    async fn the_task_returns_the_contact_and_the_receptionist_resumes() {
+    async fn the_tasks_return_their_values_and_the_receptionist_resumes() {
         let session = start(vec![
             FakeLlmResponse::text("Hello! May I have your name and email?", TTFT),
             FakeLlmResponse::tool_call(
@@ -176,6 +204,8 @@ mod tests {
                 r#"{"name":"Ada Lovelace","email":"ada@example.com"}"#,
                 TTFT,
             ),
+            FakeLlmResponse::text("Thanks. What is your address?", TTFT),
+            FakeLlmResponse::tool_call("update_address", ADDRESS, TTFT),
         ])
         .await;
         assert_eq!(session.current_agent().unwrap().id(), "collect_contact");
@@ -183,12 +213,54 @@ mod tests {
         let result = session.run("Ada Lovelace, ada@example.com").await.unwrap();
         result.expect().contains_function_call("record_contact");
         tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(session.current_agent().unwrap().id(), "get_address_task");
+
+        session
+            .run("1 Main St, Springfield, United States")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
 
         let agent = session.current_agent().unwrap();
         assert_eq!(agent.id(), "receptionist");
-        assert!(agent
-            .instructions()
-            .contains("Ada Lovelace (ada@example.com)"));
+        assert!(agent.instructions().contains(
+            "Ada Lovelace (ada@example.com), living at 1 Main St Springfield United States"
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_caller_can_go_back_to_the_contact_task() {
+        let session = start(vec![
+            FakeLlmResponse::text("Hello! May I have your name and email?", TTFT),
+            FakeLlmResponse::tool_call(
+                "record_contact",
+                r#"{"name":"Ada Lovelace","email":"ada@example.com"}"#,
+                TTFT,
+            ),
+            FakeLlmResponse::text("Thanks. What is your address?", TTFT),
+            FakeLlmResponse::tool_call("out_of_scope", r#"{"task_ids":["contact"]}"#, TTFT),
+            FakeLlmResponse::text("Sure, what is the right email?", TTFT),
+            FakeLlmResponse::tool_call(
+                "record_contact",
+                r#"{"name":"Ada Lovelace","email":"ada@lovelace.org"}"#,
+                TTFT,
+            ),
+            FakeLlmResponse::text("Thanks. What is your address?", TTFT),
+            FakeLlmResponse::tool_call("update_address", ADDRESS, TTFT),
+        ])
+        .await;
+        session.run("Ada Lovelace, ada@example.com").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        session.run("Wait, my email is wrong").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(session.current_agent().unwrap().id(), "collect_contact");
+        session.run("ada@lovelace.org").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        session.run("1 Main St, Springfield").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let agent = session.current_agent().unwrap();
+        assert_eq!(agent.id(), "receptionist");
+        assert!(agent.instructions().contains("(ada@lovelace.org)"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,6 +17,8 @@ use syn::{Attribute, Expr, ExprLit, FnArg, ItemFn, Lit, LitStr, Meta, Pat, Token
 ///   (`#[function_tool(description = "…")]` overrides it).
 /// - Each parameter becomes a property of the JSON schema; its description comes from the doc
 ///   comment's `# Arguments` section (lines such as ``* `city` - The city to look up.``).
+/// - `#[function_tool(flags = ToolFlags::IGNORE_ON_ENTER)]` sets the tool's flags (any
+///   expression of type `ToolFlags`).
 /// - A first parameter of type `RunContext` receives the call's context and is not part of the
 ///   schema.
 /// - The return type is anything `IntoToolResult`: `Result<T, E>` with any error type `E`
@@ -40,11 +42,12 @@ pub fn function_tool(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// `name = "…"`, `description = "…"`.
+/// `name = "…"`, `description = "…"`, `flags = <expression of type ToolFlags>`.
 #[derive(Default)]
 struct ToolOptions {
     name: Option<LitStr>,
     description: Option<LitStr>,
+    flags: Option<Expr>,
 }
 
 impl Parse for ToolOptions {
@@ -55,9 +58,13 @@ impl Parse for ToolOptions {
             let Meta::NameValue(nv) = &meta else {
                 return Err(syn::Error::new(
                     meta.span(),
-                    "expected `name = \"…\"` or `description = \"…\"`",
+                    "expected `name = \"…\"`, `description = \"…\"` or `flags = …`",
                 ));
             };
+            if nv.path.is_ident("flags") {
+                options.flags = Some(nv.value.clone());
+                continue;
+            }
             let Expr::Lit(ExprLit {
                 lit: Lit::Str(value),
                 ..
@@ -75,7 +82,7 @@ impl Parse for ToolOptions {
             } else {
                 return Err(syn::Error::new(
                     nv.path.span(),
-                    "unknown option: expected `name` or `description`",
+                    "unknown option: expected `name`, `description` or `flags`",
                 ));
             }
         }
@@ -212,6 +219,8 @@ fn expand(options: ToolOptions, item: ItemFn) -> syn::Result<TokenStream2> {
         .to_string()
         .replace(' ', "");
 
+    let with_flags = options.flags.as_ref().map(|f| quote!(.with_flags(#f)));
+
     Ok(quote! {
         #(#doc_attrs)*
         ///
@@ -234,6 +243,7 @@ fn expand(options: ToolOptions, item: ItemFn) -> syn::Result<TokenStream2> {
                     #krate::llm::IntoToolResult::into_tool_result(__tool_body(#call_args).await)
                 },
             )
+            #with_flags
         }
     })
 }

@@ -49,6 +49,7 @@ pub mod vad;
 pub mod voice;
 #[cfg(feature = "server")]
 pub mod worker;
+pub mod workflows;
 
 pub use types::{ApiConnectOptions, ApiError};
 

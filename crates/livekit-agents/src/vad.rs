@@ -1,6 +1,7 @@
 //! Voice activity detection: the [`Vad`] trait, its [`VadStream`] and [`VadEvent`]s.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -171,4 +172,46 @@ impl Stream for VadStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.poll_event(cx)
     }
+}
+
+/// Makes a default VAD (see [`register_default_vad`]).
+pub type DefaultVadFactory = Arc<dyn Fn() -> Result<Arc<dyn Vad>, String> + Send + Sync>;
+
+static DEFAULT_VAD: std::sync::RwLock<Option<DefaultVadFactory>> = std::sync::RwLock::new(None);
+
+/// Registers the VAD a session gets when it is built without one (the reference gives every
+/// session the bundled Silero VAD unless `vad=None`). VAD plugins provide the call, e.g.
+/// `livekit_plugins_silero::register_default_vad()`; a later registration replaces an earlier
+/// one. [`AgentSessionBuilder::no_vad`](crate::voice::AgentSessionBuilder::no_vad) opts a
+/// session out.
+///
+/// Why a registration and not a cargo feature of the core: the core cannot depend on the
+/// Silero plugin (the plugin depends on the core), and Rust runs no code when a crate is merely
+/// linked, so the plugin cannot register itself; an explicit call, as the plugins'
+/// `register_files()`, keeps it visible in `main`.
+pub fn register_default_vad(
+    factory: impl Fn() -> Result<Arc<dyn Vad>, String> + Send + Sync + 'static,
+) {
+    let mut slot = DEFAULT_VAD
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *slot = Some(Arc::new(factory));
+}
+
+/// Removes the registered default VAD (sessions built afterwards get none unless given one).
+pub fn clear_default_vad() {
+    let mut slot = DEFAULT_VAD
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *slot = None;
+}
+
+/// A VAD from the registered default factory: `None` when none is registered, else the
+/// factory's result.
+pub fn default_vad() -> Option<Result<Arc<dyn Vad>, String>> {
+    let factory = DEFAULT_VAD
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()?;
+    Some(factory())
 }

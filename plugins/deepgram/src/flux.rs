@@ -51,6 +51,9 @@ pub struct FluxOptions {
     pub eot_timeout_ms: Option<u32>,
     /// Key terms to boost (sent as repeated `keyterm`).
     pub keyterms: Vec<String>,
+    /// Key terms the agent session manages (its `stt_context_options.keyterms`), sent after
+    /// `keyterms` (duplicates dropped). Set through `Stt::update_session_keyterms`.
+    pub session_keyterms: Vec<String>,
     /// Language hints (`flux-general-multi` only).
     pub language_hints: Vec<String>,
     /// Tags for usage reporting.
@@ -69,6 +72,7 @@ impl Default for FluxOptions {
             eager_eot_threshold: None,
             eot_timeout_ms: None,
             keyterms: Vec::new(),
+            session_keyterms: Vec::new(),
             language_hints: Vec::new(),
             tags: Vec::new(),
             mip_opt_out: false,
@@ -85,6 +89,7 @@ impl std::fmt::Debug for FluxOptions {
             .field("eager_eot_threshold", &self.eager_eot_threshold)
             .field("eot_timeout_ms", &self.eot_timeout_ms)
             .field("keyterms", &self.keyterms)
+            .field("session_keyterms", &self.session_keyterms)
             .field("language_hints", &self.language_hints)
             .field("tags", &self.tags)
             .field("mip_opt_out", &self.mip_opt_out)
@@ -123,7 +128,7 @@ impl FluxOptions {
         if let Some(v) = self.eot_timeout_ms {
             q.push("eot_timeout_ms", v);
         }
-        for k in &self.keyterms {
+        for k in crate::stt::merged_keyterms(&self.keyterms, &self.session_keyterms) {
             q.push("keyterm", k);
         }
         for l in &self.language_hints {
@@ -221,6 +226,21 @@ impl core_stt::Stt for SttV2 {
 
     fn provider(&self) -> String {
         "deepgram".into()
+    }
+
+    /// Flux takes keyterms (the session's are merged with the configured ones).
+    fn supports_keyterms(&self) -> bool {
+        true
+    }
+
+    /// Live streams reconnect with the new terms once the current turn ended.
+    fn update_session_keyterms(&self, keyterms: &[String]) {
+        if self.options.borrow().session_keyterms == keyterms {
+            return;
+        }
+        let mut next = self.options();
+        next.session_keyterms = keyterms.to_vec();
+        self.options.send_replace(next);
     }
 
     fn capabilities(&self) -> SttCapabilities {
@@ -432,6 +452,28 @@ impl TurnInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_keyterms_are_merged_into_the_flux_url() {
+        use core_stt::Stt as _;
+        let stt = SttV2::new(FluxOptions {
+            keyterms: vec!["LiveKit".into()],
+            api_key: Some("k".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(stt.supports_keyterms());
+        stt.update_session_keyterms(&["LiveKit".into(), "Flux".into()]);
+        let url = stt
+            .options()
+            .stream_url(&Url::parse("https://api.deepgram.com").unwrap(), 16_000);
+        let keyterms: Vec<String> = url
+            .query_pairs()
+            .filter(|(k, _)| k == "keyterm")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert_eq!(keyterms, vec!["LiveKit", "Flux"]);
+    }
 
     #[test]
     fn eager_threshold_must_not_exceed_eot() {

@@ -61,6 +61,9 @@ pub struct SttOptions {
     pub filler_words: bool,
     /// Key terms to boost (nova-3 models only; sent as repeated `keyterm`).
     pub keyterms: Vec<String>,
+    /// Key terms the agent session manages (its `stt_context_options.keyterms`), sent after
+    /// `keyterms` (duplicates dropped). Set through `Stt::update_session_keyterms`.
+    pub session_keyterms: Vec<String>,
     /// Keywords with intensifiers (models other than nova-3; sent as `keywords=word:boost`).
     pub keywords: Vec<(String, f32)>,
     /// Mask profanity (default `false`).
@@ -94,6 +97,7 @@ impl Default for SttOptions {
             endpointing_ms: 25,
             filler_words: true,
             keyterms: Vec::new(),
+            session_keyterms: Vec::new(),
             keywords: Vec::new(),
             profanity_filter: false,
             numerals: false,
@@ -120,6 +124,7 @@ impl std::fmt::Debug for SttOptions {
             .field("endpointing_ms", &self.endpointing_ms)
             .field("filler_words", &self.filler_words)
             .field("keyterms", &self.keyterms)
+            .field("session_keyterms", &self.session_keyterms)
             .field("keywords", &self.keywords)
             .field("profanity_filter", &self.profanity_filter)
             .field("numerals", &self.numerals)
@@ -131,6 +136,20 @@ impl std::fmt::Debug for SttOptions {
             .field("api_key", &redacted(&self.api_key))
             .finish()
     }
+}
+
+/// `configured` then the `session` terms not already in it.
+pub(crate) fn merged_keyterms<'a>(
+    configured: &'a [String],
+    session: &'a [String],
+) -> Vec<&'a String> {
+    let mut out: Vec<&String> = Vec::with_capacity(configured.len() + session.len());
+    for k in configured.iter().chain(session) {
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
 }
 
 impl SttOptions {
@@ -157,7 +176,7 @@ impl SttOptions {
             .push("numerals", self.numerals)
             .push("mip_opt_out", self.mip_opt_out);
         if self.is_nova3() {
-            for k in &self.keyterms {
+            for k in merged_keyterms(&self.keyterms, &self.session_keyterms) {
                 q.push("keyterm", k);
             }
         } else {
@@ -351,6 +370,20 @@ impl core_stt::Stt for Stt {
 
     fn provider(&self) -> String {
         "deepgram".into()
+    }
+
+    /// nova-3 models take keyterms (the session's are merged with the configured ones).
+    fn supports_keyterms(&self) -> bool {
+        self.options.borrow().is_nova3()
+    }
+
+    /// Live streams reconnect with the new terms after the current utterance, as for
+    /// [`Stt::update_options`].
+    fn update_session_keyterms(&self, keyterms: &[String]) {
+        if self.options.borrow().session_keyterms == keyterms {
+            return;
+        }
+        self.update_options(|o| o.session_keyterms = keyterms.to_vec());
     }
 
     fn capabilities(&self) -> SttCapabilities {
@@ -801,6 +834,30 @@ mod tests {
         url.query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
+    }
+
+    #[test]
+    fn session_keyterms_follow_the_configured_ones_without_duplicates() {
+        use livekit_agents::stt::Stt as _;
+        let base = Url::parse("https://api.deepgram.com").unwrap();
+        let stt = Stt::new(SttOptions {
+            keyterms: vec!["LiveKit".into()],
+            api_key: Some("k".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(stt.supports_keyterms());
+        stt.update_session_keyterms(&["Acme".into(), "LiveKit".into()]);
+        let url = stt.options().stream_url(&base, 16_000, 1);
+        let keyterms: Vec<String> = pairs(&url)
+            .into_iter()
+            .filter(|(k, _)| k == "keyterm")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(keyterms, vec!["LiveKit", "Acme"]);
+        // A model without keyterm support does not claim it.
+        stt.update_options(|o| o.model = "nova-2".into());
+        assert!(!stt.supports_keyterms());
     }
 
     #[test]

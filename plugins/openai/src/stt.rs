@@ -113,6 +113,9 @@ pub struct Stt {
     opts: SttOptions,
     endpoint: Endpoint,
     http: reqwest::Client,
+    /// Keyterms the agent session manages (`stt_context_options.keyterms`), sent as
+    /// `keywords` to the models that take them.
+    session_keywords: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl std::fmt::Debug for Stt {
@@ -139,7 +142,19 @@ impl Stt {
             },
             endpoint,
             http: http_client(),
+            session_keywords: Default::default(),
         })
+    }
+
+    /// The session keyterms, for models that take `keywords` (none for others).
+    fn keywords(&self) -> Vec<String> {
+        if !takes_language_list(&self.opts.model) {
+            return Vec::new();
+        }
+        self.session_keywords
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Azure OpenAI transcription: `{azure_endpoint}/openai/deployments/{deployment}/audio/
@@ -157,6 +172,7 @@ impl Stt {
             },
             endpoint,
             http: http_client(),
+            session_keywords: Default::default(),
         })
     }
 
@@ -262,6 +278,21 @@ impl core_stt::Stt for Stt {
         "openai".to_string()
     }
 
+    /// `gpt-transcribe` and `gpt-live-transcribe` take keyterms (as `keywords`), as in the
+    /// reference.
+    fn supports_keyterms(&self) -> bool {
+        takes_language_list(&self.opts.model)
+    }
+
+    /// Used by requests and realtime sessions opened from now on (an open realtime session
+    /// keeps the keywords it started with).
+    fn update_session_keyterms(&self, keyterms: &[String]) {
+        *self
+            .session_keywords
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keyterms.to_vec();
+    }
+
     fn capabilities(&self) -> SttCapabilities {
         SttCapabilities {
             streaming: self.opts.use_realtime,
@@ -296,6 +327,9 @@ impl core_stt::Stt for Stt {
         }
         if let Some(prompt) = self.opts.prompt.as_deref().filter(|p| !p.is_empty()) {
             form.text("prompt", prompt);
+        }
+        for keyword in self.keywords() {
+            form.text("keywords[]", &keyword);
         }
         let (content_type, body) = form.finish();
         let provider = self.endpoint.provider.as_str();
@@ -385,6 +419,10 @@ impl Stt {
         };
         if let Some(prompt) = self.opts.prompt.as_deref().filter(|p| !p.is_empty()) {
             transcription["prompt"] = json!(prompt);
+        }
+        let keywords = self.keywords();
+        if !keywords.is_empty() {
+            transcription["keywords"] = json!(keywords);
         }
         let mut input = json!({
             "format": pcm_format(),
@@ -671,6 +709,30 @@ mod tests {
         assert_eq!(o.model, "gpt-transcribe");
         assert_eq!(o.language.as_deref(), Some("en"));
         assert!(!format!("{:?}", stt(o)).contains("sk-x"));
+    }
+
+    #[test]
+    fn session_keyterms_reach_the_models_that_take_keywords() {
+        use livekit_agents::stt::Stt as _;
+        let s = stt(SttOptions::default());
+        assert!(s.supports_keyterms());
+        s.update_session_keyterms(&["LiveKit".into(), "Acme".into()]);
+        let update = s.transcription_session(None);
+        assert_eq!(
+            update["session"]["audio"]["input"]["transcription"]["keywords"],
+            json!(["LiveKit", "Acme"])
+        );
+        let old = stt(SttOptions {
+            model: "gpt-4o-transcribe".into(),
+            ..Default::default()
+        });
+        assert!(!old.supports_keyterms());
+        old.update_session_keyterms(&["LiveKit".into()]);
+        assert!(
+            old.transcription_session(None)["session"]["audio"]["input"]["transcription"]
+                .get("keywords")
+                .is_none()
+        );
     }
 
     #[test]

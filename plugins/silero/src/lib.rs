@@ -51,3 +51,24 @@ pub fn download_files() -> Vec<livekit_agents::download::FileSpec> {
 pub fn register_files() {
     livekit_agents::download::register_files("silero", download_files());
 }
+
+/// Makes Silero (default [`VadOptions`]) the VAD of sessions built without one, as the
+/// reference's default VAD (see [`livekit_agents::vad::register_default_vad`]; a session opts
+/// out with `AgentSessionBuilder::no_vad`). The model is loaded once, on the first session
+/// that needs it, and shared.
+pub fn register_default_vad() {
+    let cache: std::sync::Mutex<Option<std::sync::Arc<dyn livekit_agents::vad::Vad>>> =
+        std::sync::Mutex::new(None);
+    livekit_agents::vad::register_default_vad(move || {
+        let mut slot = cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(vad) = slot.as_ref() {
+            return Ok(vad.clone());
+        }
+        let vad: std::sync::Arc<dyn livekit_agents::vad::Vad> =
+            std::sync::Arc::new(SileroVad::load(VadOptions::default()).map_err(|e| e.to_string())?);
+        *slot = Some(vad.clone());
+        Ok(vad)
+    });
+}

@@ -5,6 +5,7 @@ pub mod chat_context;
 pub mod fallback;
 pub mod realtime;
 pub mod tool;
+mod tool_progress;
 
 pub use chat_context::{
     AgentHandoff, ChatContent, ChatContext, ChatItem, ChatMessage, ChatRole, FunctionCall,
@@ -51,9 +52,10 @@ pub use fallback::FallbackAdapter;
 pub use livekit_agents_macros::function_tool;
 pub use tool::{
     FunctionTool, IntoToolOutput, IntoToolResult, RunContext, ToolCallResult, ToolChoice,
-    ToolDefinition, ToolError, ToolOutput, ToolSet, Userdata, UserdataError,
+    ToolDefinition, ToolError, ToolFlags, ToolOutput, ToolSet, Toolset, Userdata, UserdataError,
     INTERNAL_ERROR_MESSAGE,
 };
+pub use tool_progress::{Filler, ToolProgress, UPDATE_TEMPLATE};
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};

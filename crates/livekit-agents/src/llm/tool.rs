@@ -614,6 +614,80 @@ type ToolHandler = Arc<
         + Sync,
 >;
 
+/// Flags of a [`FunctionTool`] (the reference's `ToolFlag`); combine with `|`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ToolFlags(u8);
+
+impl ToolFlags {
+    /// No flag.
+    pub const NONE: ToolFlags = ToolFlags(0);
+    /// Hidden from the model during the replies an agent's `on_enter` starts (its greeting),
+    /// so a tool that needs the user's answer ("confirm the email") is not called before the
+    /// user said anything. The reference's `ToolFlag.IGNORE_ON_ENTER`.
+    pub const IGNORE_ON_ENTER: ToolFlags = ToolFlags(1);
+
+    /// Whether every flag of `other` is set.
+    pub fn contains(self, other: ToolFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for ToolFlags {
+    type Output = ToolFlags;
+    fn bitor(self, rhs: ToolFlags) -> ToolFlags {
+        ToolFlags(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitOrAssign for ToolFlags {
+    fn bitor_assign(&mut self, rhs: ToolFlags) {
+        self.0 |= rhs.0;
+    }
+}
+
+/// A named group of tools (the reference's `Toolset`), given to an agent with
+/// [`AgentBuilder::toolset`](crate::voice::AgentBuilder::toolset). The agent can disable and
+/// re-enable the whole group at run time by its id
+/// ([`Agent::disable_toolset`](crate::voice::Agent::disable_toolset)), e.g. payment tools only
+/// once the user is verified. (Not to be confused with [`ToolSet`], the tools of one
+/// generation by name.)
+///
+/// ```
+/// use livekit_agents::llm::{FunctionTool, RunContext, ToolError, Toolset};
+///
+/// let refund = FunctionTool::new("refund", "Refund the order.", |_: RunContext, _: ()| async {
+///     Ok::<_, ToolError>("refunded")
+/// });
+/// let payments = Toolset::new("payments", [refund]);
+/// assert_eq!(payments.id(), "payments");
+/// assert_eq!(payments.tools()[0].name(), "refund");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Toolset {
+    id: String,
+    tools: Vec<FunctionTool>,
+}
+
+impl Toolset {
+    /// A toolset named `id`.
+    pub fn new(id: impl Into<String>, tools: impl IntoIterator<Item = FunctionTool>) -> Self {
+        Self {
+            id: id.into(),
+            tools: tools.into_iter().collect(),
+        }
+    }
+
+    /// The toolset's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its tools.
+    pub fn tools(&self) -> &[FunctionTool] {
+        &self.tools
+    }
+}
+
 /// A tool the model can call: a definition plus an async handler.
 ///
 /// ```
@@ -639,6 +713,7 @@ type ToolHandler = Arc<
 pub struct FunctionTool {
     definition: ToolDefinition,
     handler: ToolHandler,
+    flags: ToolFlags,
 }
 
 impl std::fmt::Debug for FunctionTool {
@@ -684,6 +759,7 @@ impl FunctionTool {
                 parameters,
             },
             handler: erased,
+            flags: ToolFlags::NONE,
         }
     }
 
@@ -715,7 +791,56 @@ impl FunctionTool {
                 parameters,
             },
             handler: erased,
+            flags: ToolFlags::NONE,
         }
+    }
+
+    /// This tool with `flags` (the reference's `@function_tool(flags=…)`).
+    ///
+    /// ```
+    /// use livekit_agents::llm::{FunctionTool, RunContext, ToolError, ToolFlags};
+    ///
+    /// let tool = FunctionTool::new("confirm", "Confirm the order.", |_: RunContext, _: ()| async {
+    ///     Ok::<_, ToolError>("confirmed")
+    /// })
+    /// .with_flags(ToolFlags::IGNORE_ON_ENTER);
+    /// assert!(tool.flags().contains(ToolFlags::IGNORE_ON_ENTER));
+    /// ```
+    pub fn with_flags(mut self, flags: ToolFlags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// The tool's flags.
+    pub fn flags(&self) -> ToolFlags {
+        self.flags
+    }
+
+    /// This tool with another handler (same name, description, schema and flags): what
+    /// [`mock_tools`](crate::testing::mock_tools) uses to replace a tool's behaviour in tests.
+    /// The handler receives the raw JSON arguments object.
+    pub fn with_handler<F, Fut, R>(mut self, handler: F) -> Self
+    where
+        F: Fn(RunContext, serde_json::Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ToolError>> + Send + 'static,
+        R: IntoToolOutput,
+    {
+        let handler = Arc::new(handler);
+        self.handler = Arc::new(move |ctx, args| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                handler(ctx, args)
+                    .await
+                    .map(IntoToolOutput::into_tool_output)
+            })
+        });
+        self
+    }
+
+    /// This tool (its definition and flags) running `other`'s handler.
+    pub(crate) fn with_handler_of(mut self, other: &FunctionTool) -> Self {
+        self.handler = other.handler.clone();
+        self
     }
 
     /// The definition sent to the model.

@@ -84,6 +84,22 @@ impl Stt for StreamAdapter {
         }
     }
 
+    fn supports_keyterms(&self) -> bool {
+        self.stt.supports_keyterms()
+    }
+
+    fn update_session_keyterms(&self, keyterms: &[String]) {
+        self.stt.update_session_keyterms(keyterms);
+    }
+
+    fn supports_chat_context(&self) -> bool {
+        self.stt.supports_chat_context()
+    }
+
+    fn push_conversation_item(&self, item: &crate::llm::ChatItem) {
+        self.stt.push_conversation_item(item);
+    }
+
     async fn recognize_once(
         &self,
         frames: &[AudioFrame],

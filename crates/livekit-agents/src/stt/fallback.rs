@@ -243,6 +243,27 @@ impl Stt for FallbackAdapter {
         }
     }
 
+    /// Any provider accepts keyterms (the reference); each that does gets them.
+    fn supports_keyterms(&self) -> bool {
+        self.stts.iter().any(|s| s.supports_keyterms())
+    }
+
+    fn update_session_keyterms(&self, keyterms: &[String]) {
+        for stt in self.stts.iter().filter(|s| s.supports_keyterms()) {
+            stt.update_session_keyterms(keyterms);
+        }
+    }
+
+    fn supports_chat_context(&self) -> bool {
+        self.stts.iter().any(|s| s.supports_chat_context())
+    }
+
+    fn push_conversation_item(&self, item: &crate::llm::ChatItem) {
+        for stt in self.stts.iter().filter(|s| s.supports_chat_context()) {
+            stt.push_conversation_item(item);
+        }
+    }
+
     /// Recognizes with the first available provider, switching on failure. The caller's `conn`
     /// is not used: each provider gets the adapter's options. The final error ("all STTs
     /// failed") is not retryable, so [`super::recognize`] does not repeat the whole sweep.

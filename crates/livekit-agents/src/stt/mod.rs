@@ -19,6 +19,7 @@ use crate::audio::AudioFrame;
 use crate::types::{ApiConnectOptions, ApiError, TimedString};
 
 pub mod adapter;
+pub(crate) mod context;
 pub mod fallback;
 pub use adapter::StreamAdapter;
 pub use fallback::FallbackAdapter;
@@ -192,6 +193,59 @@ pub trait Stt: Send + Sync + 'static {
 
     /// Starts connection setup early (DNS, TLS) so the first request is faster.
     async fn prewarm(&self) {}
+
+    /// Whether the provider accepts a list of terms to favour (the reference's
+    /// `STTCapabilities.keyterms`): the session then gives it
+    /// [`SttContextOptions::keyterms`] through
+    /// [`update_session_keyterms`](Self::update_session_keyterms). Default false.
+    fn supports_keyterms(&self) -> bool {
+        false
+    }
+
+    /// Sets the keyterms the session manages, kept apart from (and merged with) the ones
+    /// configured on the STT itself; live streams apply them without cutting speech off where
+    /// the provider allows. Called only when [`supports_keyterms`](Self::supports_keyterms).
+    /// Default: nothing.
+    fn update_session_keyterms(&self, keyterms: &[String]) {
+        let _ = keyterms;
+    }
+
+    /// Whether the provider consumes the conversation to bias recognition (the reference's
+    /// `STTCapabilities.chat_context`): the session then forwards each conversation item with
+    /// [`push_conversation_item`](Self::push_conversation_item) when
+    /// [`SttContextOptions::forward_chat_context`] is on. Default false.
+    fn supports_chat_context(&self) -> bool {
+        false
+    }
+
+    /// A new conversation item (see [`supports_chat_context`](Self::supports_chat_context)).
+    /// Default: nothing.
+    fn push_conversation_item(&self, item: &crate::llm::ChatItem) {
+        let _ = item;
+    }
+}
+
+/// Conversation-aware context for the session's STT (the reference's `STTContextOptions`,
+/// `AgentSession(stt_context_options=…)`), in [`SessionOptions`](crate::voice::SessionOptions).
+/// Each option reaches only STTs that accept it; others ignore it with a warning.
+///
+/// (The reference's LLM-based `keyterm_detection` is not implemented: set the keyterms.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SttContextOptions {
+    /// Terms to favour, given to STTs that accept a term list (e.g. Deepgram nova-3 and Flux
+    /// `keyterm`, OpenAI `gpt-transcribe` `keywords`). Default: none.
+    pub keyterms: Vec<String>,
+    /// Forward conversation items to STTs that consume context directly. Default true.
+    pub forward_chat_context: bool,
+}
+
+impl Default for SttContextOptions {
+    fn default() -> Self {
+        Self {
+            keyterms: Vec::new(),
+            forward_chat_context: true,
+        }
+    }
 }
 
 /// Recognizes a buffer of audio, retrying retryable errors per `conn`.

@@ -141,6 +141,16 @@ pub struct FakeStt {
     origin: Arc<Mutex<Option<Instant>>>,
     fail_at: Option<f64>,
     fail_with: Option<ApiError>,
+    /// Whether it claims to accept keyterms / conversation context, and what it got.
+    context: Arc<Mutex<FakeSttContext>>,
+}
+
+#[derive(Debug, Default)]
+struct FakeSttContext {
+    keyterms_supported: bool,
+    chat_context_supported: bool,
+    keyterms: Vec<String>,
+    items: Vec<crate::llm::ChatItem>,
 }
 
 /// Audio an STT stream received.
@@ -163,7 +173,31 @@ impl FakeStt {
             origin: Arc::default(),
             fail_at: None,
             fail_with: None,
+            context: Arc::default(),
         }
+    }
+
+    /// Claims to accept session keyterms (see [`session_keyterms`](Self::session_keyterms)).
+    pub fn with_keyterms_support(self) -> Self {
+        self.context.lock().keyterms_supported = true;
+        self
+    }
+
+    /// Claims to consume conversation context (see
+    /// [`conversation_items`](Self::conversation_items)).
+    pub fn with_chat_context_support(self) -> Self {
+        self.context.lock().chat_context_supported = true;
+        self
+    }
+
+    /// The session keyterms last given.
+    pub fn session_keyterms(&self) -> Vec<String> {
+        self.context.lock().keyterms.clone()
+    }
+
+    /// The conversation items forwarded so far.
+    pub fn conversation_items(&self) -> Vec<crate::llm::ChatItem> {
+        self.context.lock().items.clone()
     }
 
     /// Makes the first stream fail (non-retryable) at `secs`; streams opened later follow the
@@ -195,6 +229,22 @@ impl FakeStt {
 impl Stt for FakeStt {
     fn label(&self) -> String {
         "fake.STT".into()
+    }
+    fn supports_keyterms(&self) -> bool {
+        self.context.lock().keyterms_supported
+    }
+    fn update_session_keyterms(&self, keyterms: &[String]) {
+        self.context.lock().keyterms = keyterms.to_vec();
+    }
+    fn supports_chat_context(&self) -> bool {
+        self.context.lock().chat_context_supported
+    }
+    fn push_conversation_item(&self, item: &crate::llm::ChatItem) {
+        let mut ctx = self.context.lock();
+        // Bounded: a test never needs more.
+        if ctx.items.len() < 1000 {
+            ctx.items.push(item.clone());
+        }
     }
     fn capabilities(&self) -> SttCapabilities {
         SttCapabilities {

@@ -6,6 +6,7 @@
 //! on a paused clock (`#[tokio::test(start_paused = true)]`) asserts exact times.
 
 mod fakes;
+mod mock_tools;
 mod realtime;
 mod run_result;
 
@@ -13,6 +14,11 @@ pub use fakes::{
     FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, ReceivedAudio,
     UserSpeech, FAKE_LLM_REQUEST_RETENTION,
 };
+pub use mock_tools::{mock_tools, MockTools, MockToolsGuard};
 pub mod replay;
 pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
-pub use run_result::{judge, EventAssert, JudgeError, RunAssert, RunEvent, RunResult};
+pub use run_result::{
+    judge, AgentHandoffAssert, ChatMessageAssert, EventAssert, EventRangeAssert,
+    FunctionCallAssert, FunctionCallOutputAssert, JudgeError, RunAssert, RunEvent, RunEventType,
+    RunResult,
+};

@@ -10,7 +10,7 @@ use super::nodes::{
     self, AudioFrameStream, LlmChunkStream, SpeechEventStream, SynthesizedStream, TextStream,
 };
 use super::session::{AgentSession, ReplyOptions};
-use crate::llm::{ChatContext, ChatMessage, FunctionTool, Llm, ToolChoice};
+use crate::llm::{ChatContext, ChatMessage, FunctionTool, Llm, ToolChoice, ToolFlags, Toolset};
 use crate::stt::Stt;
 use crate::tts::Tts;
 use crate::types::ApiError;
@@ -180,6 +180,11 @@ struct AgentInner {
     id: String,
     instructions: Mutex<String>,
     tools: Mutex<Vec<FunctionTool>>,
+    /// Named toolsets and whether each is enabled.
+    toolsets: Mutex<Vec<(Toolset, bool)>>,
+    /// Test doubles: a tool named like one of these runs its handler instead
+    /// ([`crate::testing::mock_tools`]).
+    tool_mocks: Mutex<Vec<FunctionTool>>,
     chat_ctx: Mutex<ChatContext>,
     stt: Option<Arc<dyn Stt>>,
     llm: Option<Arc<dyn Llm>>,
@@ -223,6 +228,7 @@ pub struct AgentBuilder {
     id: Option<String>,
     instructions: String,
     tools: Vec<FunctionTool>,
+    toolsets: Vec<(Toolset, bool)>,
     chat_ctx: ChatContext,
     stt: Option<Arc<dyn Stt>>,
     llm: Option<Arc<dyn Llm>>,
@@ -267,6 +273,20 @@ impl AgentBuilder {
     /// Adds tools.
     pub fn tools(mut self, tools: impl IntoIterator<Item = FunctionTool>) -> Self {
         self.tools.extend(tools);
+        self
+    }
+    /// Adds a named toolset, enabled. Its tools follow the agent's own tools; disable or
+    /// re-enable it at run time with [`Agent::disable_toolset`] / [`Agent::enable_toolset`].
+    /// A toolset with the id of one already added replaces it.
+    pub fn toolset(mut self, toolset: Toolset) -> Self {
+        self.toolsets.retain(|(t, _)| t.id() != toolset.id());
+        self.toolsets.push((toolset, true));
+        self
+    }
+    /// Adds a named toolset that starts disabled (see [`toolset`](Self::toolset)).
+    pub fn disabled_toolset(mut self, toolset: Toolset) -> Self {
+        self.toolsets.retain(|(t, _)| t.id() != toolset.id());
+        self.toolsets.push((toolset, false));
         self
     }
     /// The initial conversation (default: empty).
@@ -336,6 +356,8 @@ impl AgentBuilder {
                 }),
                 instructions: Mutex::new(self.instructions),
                 tools: Mutex::new(self.tools),
+                toolsets: Mutex::new(self.toolsets),
+                tool_mocks: Mutex::new(Vec::new()),
                 chat_ctx: Mutex::new(self.chat_ctx),
                 stt: self.stt,
                 llm: self.llm,
@@ -357,6 +379,7 @@ impl Agent {
             id: None,
             instructions: String::new(),
             tools: Vec::new(),
+            toolsets: Vec::new(),
             chat_ctx: ChatContext::new(),
             stt: None,
             llm: None,
@@ -393,9 +416,106 @@ impl Agent {
         self.inner.instructions.lock().clone()
     }
 
-    /// The tools.
+    /// The tools the model may call: the agent's own, then those of its enabled toolsets (a
+    /// toolset tool named like an earlier tool is left out).
     pub fn tools(&self) -> Vec<FunctionTool> {
+        let mut tools = self.inner.tools.lock().clone();
+        for (set, enabled) in self.inner.toolsets.lock().iter() {
+            if !enabled {
+                continue;
+            }
+            for t in set.tools() {
+                if !tools.iter().any(|x| x.name() == t.name()) {
+                    tools.push(t.clone());
+                }
+            }
+        }
+        let mocks = self.inner.tool_mocks.lock();
+        if !mocks.is_empty() {
+            for t in tools.iter_mut() {
+                if let Some(mock) = mocks.iter().find(|m| m.name() == t.name()) {
+                    *t = t.clone().with_handler_of(mock);
+                }
+            }
+        }
+        tools
+    }
+
+    /// Replaces the tool mocks, returning the previous ones (see
+    /// [`crate::testing::mock_tools`]).
+    pub(crate) fn replace_tool_mocks(&self, mocks: Vec<FunctionTool>) -> Vec<FunctionTool> {
+        std::mem::replace(&mut *self.inner.tool_mocks.lock(), mocks)
+    }
+
+    /// The agent's own tools: without its toolsets' (what [`update_tools`](Self::update_tools)
+    /// replaces).
+    pub fn own_tools(&self) -> Vec<FunctionTool> {
         self.inner.tools.lock().clone()
+    }
+
+    /// The ids of the agent's toolsets, each with whether it is enabled.
+    pub fn toolsets(&self) -> Vec<(String, bool)> {
+        self.inner
+            .toolsets
+            .lock()
+            .iter()
+            .map(|(t, on)| (t.id().to_owned(), *on))
+            .collect()
+    }
+
+    /// Enables the toolset `id` (its tools are offered from the next generation on, and pushed
+    /// to the realtime session when the agent is active on one). Returns whether the agent has
+    /// such a toolset.
+    pub fn enable_toolset(&self, id: &str) -> bool {
+        self.set_toolset_enabled(id, true)
+    }
+
+    /// Disables the toolset `id` (its tools are no longer offered). Returns whether the agent
+    /// has such a toolset.
+    pub fn disable_toolset(&self, id: &str) -> bool {
+        self.set_toolset_enabled(id, false)
+    }
+
+    fn set_toolset_enabled(&self, id: &str, enabled: bool) -> bool {
+        let changed = {
+            let mut sets = self.inner.toolsets.lock();
+            match sets.iter_mut().find(|(t, _)| t.id() == id) {
+                Some((_, on)) => {
+                    let changed = *on != enabled;
+                    *on = enabled;
+                    Some(changed)
+                }
+                None => None,
+            }
+        };
+        match changed {
+            None => {
+                tracing::warn!(toolset = id, "no toolset with this id on the agent");
+                false
+            }
+            Some(changed) => {
+                if changed {
+                    self.sync_realtime_tools();
+                }
+                true
+            }
+        }
+    }
+
+    fn sync_realtime_tools(&self) {
+        let mut definitions: Vec<_> = self
+            .tools()
+            .iter()
+            .map(|t| t.definition().clone())
+            .collect();
+        if let Some(session) = self.attached_session() {
+            for t in session.tools() {
+                if !definitions.iter().any(|d| d.name == t.name()) {
+                    definitions.push(t.definition().clone());
+                }
+            }
+        }
+        self.sync_realtime(move |rt| async move { rt.update_tools(&definitions).await });
     }
 
     /// A copy of the agent's conversation. As the reference's, it starts with the agent's
@@ -421,18 +541,10 @@ impl Agent {
         self.sync_realtime(move |rt| async move { rt.update_instructions(&instructions).await });
     }
 
-    /// Replaces all tools (the session's tools stay available).
+    /// Replaces the agent's own tools (its toolsets and the session's tools stay available).
     pub fn update_tools(&self, tools: Vec<FunctionTool>) {
-        let mut definitions: Vec<_> = tools.iter().map(|t| t.definition().clone()).collect();
         *self.inner.tools.lock() = tools;
-        if let Some(session) = self.attached_session() {
-            for t in session.tools() {
-                if !definitions.iter().any(|d| d.name == t.name()) {
-                    definitions.push(t.definition().clone());
-                }
-            }
-        }
-        self.sync_realtime(move |rt| async move { rt.update_tools(&definitions).await });
+        self.sync_realtime_tools();
     }
 
     /// Replaces the conversation.
@@ -510,5 +622,52 @@ impl Agent {
     /// Adds an item at its place in time (an item created earlier than the last ones).
     pub(crate) fn insert_chat_item(&self, item: crate::llm::ChatItem) {
         self.inner.chat_ctx.lock().insert(item);
+    }
+}
+
+tokio::task_local! {
+    /// Set while an agent's `on_enter` runs, and in the replies it starts: the agent's
+    /// address (the reference's `_OnEnterContextVar`).
+    static ON_ENTER_OF: usize;
+}
+
+impl Agent {
+    fn address(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+}
+
+/// Runs `on_enter` (`fut`) of `agent` so that the replies it starts hide the agent's
+/// [`ToolFlags::IGNORE_ON_ENTER`] tools.
+pub(crate) async fn run_on_enter<F: std::future::Future>(agent: &Agent, fut: F) -> F::Output {
+    ON_ENTER_OF.scope(agent.address(), fut).await
+}
+
+/// The on-enter scope of the current task: the address of the agent whose `on_enter` runs.
+pub(crate) fn current_on_enter_scope() -> Option<usize> {
+    ON_ENTER_OF.try_with(|a| *a).ok()
+}
+
+/// `fut` inside on-enter scope `scope` (if any): a reply started from `on_enter` (and its
+/// follow-up steps) keeps hiding the flagged tools although the activity loop spawns it.
+pub(crate) async fn in_on_enter_scope<F>(scope: Option<usize>, fut: F) -> F::Output
+where
+    F: std::future::Future,
+{
+    match scope {
+        Some(a) => ON_ENTER_OF.scope(a, fut).await,
+        None => fut.await,
+    }
+}
+
+/// Removes the tools flagged [`ToolFlags::IGNORE_ON_ENTER`] from a reply made in on-enter
+/// scope `scope` (see [`current_on_enter_scope`]) of `agent`.
+pub(crate) fn hide_on_enter_tools(
+    agent: &Agent,
+    scope: Option<usize>,
+    tools: &mut Vec<FunctionTool>,
+) {
+    if scope == Some(agent.address()) {
+        tools.retain(|t| !t.flags().contains(ToolFlags::IGNORE_ON_ENTER));
     }
 }

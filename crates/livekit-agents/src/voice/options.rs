@@ -209,6 +209,9 @@ pub struct SessionOptions {
     /// adapted (default 3 s, the reference's `aec_warmup_duration`; `None` disables it, as the
     /// reference does for outbound SIP calls). Runs once per session, from the first `speaking`.
     pub aec_warmup_duration: Option<Duration>,
+    /// Keyterms and conversation context for STTs that accept them (the reference's
+    /// `stt_context_options`; default: no keyterms, context forwarded).
+    pub stt_context_options: crate::stt::SttContextOptions,
 }
 
 impl Default for SessionOptions {
@@ -227,6 +230,7 @@ impl Default for SessionOptions {
             session_close_transcript_timeout: Duration::from_secs(2),
             ivr_detection: false,
             aec_warmup_duration: Some(Duration::from_secs(3)),
+            stt_context_options: crate::stt::SttContextOptions::default(),
         }
     }
 }

@@ -51,6 +51,10 @@ struct Inner {
     chat_items: Mutex<Vec<ChatItem>>,
     num_steps: AtomicU32,
     steps_created: AtomicU32,
+    /// Made inside an agent's `on_enter`: that agent's address. Its steps run in the on-enter
+    /// scope, which hides the agent's `IGNORE_ON_ENTER` tools (see `agent::run_on_enter`); the
+    /// loop spawns the steps, so the scope travels with the speech rather than the task.
+    on_enter_of: Option<usize>,
 }
 
 /// One agent utterance. Cheap to clone; all clones observe the same speech.
@@ -93,6 +97,7 @@ impl SpeechHandle {
                 callbacks: Mutex::new(Vec::new()),
                 chat_items: Mutex::new(Vec::new()),
                 num_steps: AtomicU32::new(1),
+                on_enter_of: super::agent::current_on_enter_scope(),
                 steps_created: AtomicU32::new(0),
             }),
         }
@@ -218,6 +223,11 @@ impl SpeechHandle {
 
     /// Reserves the next generation step; the step may run once authorization number `step`
     /// arrived.
+    /// The on-enter scope the speech was made in (see `Inner::on_enter_of`).
+    pub(crate) fn on_enter_of(&self) -> Option<usize> {
+        self.inner.on_enter_of
+    }
+
     pub(crate) fn new_step(&self) -> u32 {
         self.inner.steps_created.fetch_add(1, Ordering::SeqCst) + 1
     }

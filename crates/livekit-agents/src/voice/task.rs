@@ -28,6 +28,11 @@ pub enum TaskError {
     /// The session is not running.
     #[error("the session is not running")]
     NotRunning,
+    /// The user asked to go back to earlier tasks of a
+    /// [`TaskGroup`](crate::workflows::TaskGroup) (their ids, in the order asked); the group
+    /// runs them again, then this one.
+    #[error("the user asked to go back to the tasks {0:?}")]
+    OutOfScope(Vec<String>),
 }
 
 /// The result, and whether it was given from inside a tool handler.
@@ -68,11 +73,13 @@ impl<T> TaskCompleter<T> {
 
     /// Ends the task with an error.
     pub fn fail(&self, message: impl Into<String>) {
+        self.fail_with(TaskError::Failed(message.into()));
+    }
+
+    /// Ends the task with `error` (later calls are ignored).
+    pub fn fail_with(&self, error: TaskError) {
         if let Some(tx) = self.tx.lock().take() {
-            let _ = tx.send((
-                Err(TaskError::Failed(message.into())),
-                super::tool_execution::in_tool(),
-            ));
+            let _ = tx.send((Err(error), super::tool_execution::in_tool()));
         }
     }
 
@@ -109,6 +116,7 @@ impl<T> TaskCompleter<T> {
 /// ```
 pub struct AgentTask<T> {
     agent: Agent,
+    completer: TaskCompleter<T>,
     rx: oneshot::Receiver<(Result<T, TaskError>, bool)>,
 }
 
@@ -128,7 +136,8 @@ impl<T: Send + 'static> AgentTask<T> {
             tx: Arc::new(Mutex::new(Some(tx))),
         };
         Self {
-            agent: build(completer),
+            agent: build(completer.clone()),
+            completer,
             rx,
         }
     }
@@ -136,6 +145,12 @@ impl<T: Send + 'static> AgentTask<T> {
     /// The task's agent.
     pub fn agent(&self) -> &Agent {
         &self.agent
+    }
+
+    /// A completer of this task, for ending it from outside its tools (e.g. a
+    /// [`TaskGroup`](crate::workflows::TaskGroup) going back to an earlier task).
+    pub fn completer(&self) -> TaskCompleter<T> {
+        self.completer.clone()
     }
 
     /// Runs the task in `session` and returns its value; the previous agent resumes after.

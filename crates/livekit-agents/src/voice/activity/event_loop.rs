@@ -629,10 +629,12 @@ impl ActivityLoop {
         let step = handle.new_step();
         let activity = self.activity.clone();
         let h = handle.clone();
-        let task =
-            tokio::spawn(
-                async move { generation::pipeline_reply(activity, h, step, request).await },
-            );
+        let scope = handle.on_enter_of();
+        let mut request = request;
+        crate::voice::agent::hide_on_enter_tools(self.agent(), scope, &mut request.tools);
+        let task = tokio::spawn(crate::voice::agent::in_on_enter_scope(scope, async move {
+            generation::pipeline_reply(activity, h, step, request).await
+        }));
         // Dropping the guard cancels the step: a preemptive generation holds it until the turn
         // is committed (or discarded); other callers `detach()` it.
         AbortOnDropHandle::new(task)

@@ -250,6 +250,7 @@ impl Activity {
     /// Starts the loop and (if `enter`) runs `on_enter`.
     pub(crate) fn start(&self, enter: bool) {
         self.inner.agent.attach(&self.inner.session);
+        crate::stt::context::bind(&self.inner.session, &self.inner.agent);
         if let Some((events, control)) = self.inner.receivers.lock().take() {
             let event_loop = event_loop::ActivityLoop::new(self.clone(), events, control);
             *self.inner.event_loop.lock() =
@@ -269,7 +270,8 @@ impl Activity {
             tokio::spawn(async move {
                 own_servers.start_all(&session).await;
                 if enter {
-                    behavior.on_enter(ctx).await;
+                    let agent = ctx.agent.clone();
+                    super::agent::run_on_enter(&agent, behavior.on_enter(ctx)).await;
                 }
             });
         }

@@ -179,6 +179,8 @@ pub struct AgentSessionBuilder {
     /// Models that could not be resolved (bad LiveKit Inference descriptors, missing keys).
     model_errors: Vec<String>,
     video_sampler: Option<Box<dyn crate::room_logic::video::VideoSampler>>,
+    /// `no_vad()` was called: no default VAD.
+    vad_opted_out: bool,
 }
 
 impl AgentSessionBuilder {
@@ -203,9 +205,17 @@ impl AgentSessionBuilder {
         self.models.stt = self.resolve(stt.into(), |s| s.resolve());
         self
     }
-    /// Voice activity detection.
+    /// Voice activity detection. Without this call the session gets the registered default
+    /// VAD, if any ([`crate::vad::register_default_vad`]; the reference's default Silero VAD).
     pub fn vad(mut self, vad: Arc<dyn Vad>) -> Self {
         self.models.vad = Some(vad);
+        self.vad_opted_out = false;
+        self
+    }
+    /// No VAD, not even the registered default (the reference's `vad=None`).
+    pub fn no_vad(mut self) -> Self {
+        self.models.vad = None;
+        self.vad_opted_out = true;
         self
     }
     /// Language model: an instance or a LiveKit Inference descriptor (`"openai/gpt-4.1-mini"`).
@@ -276,7 +286,17 @@ impl AgentSessionBuilder {
     }
     /// The session. A model that could not be resolved (see [`try_build`](Self::try_build))
     /// is logged here and makes `start` fail with [`SessionError::Config`].
-    pub fn build(self) -> AgentSession {
+    pub fn build(mut self) -> AgentSession {
+        if self.models.vad.is_none() && !self.vad_opted_out {
+            match crate::vad::default_vad() {
+                Some(Ok(vad)) => {
+                    tracing::debug!(vad = %vad.label(), "using the default VAD");
+                    self.models.vad = Some(vad);
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "the default VAD could not be loaded"),
+                None => {}
+            }
+        }
         let config_error = (!self.model_errors.is_empty()).then(|| self.model_errors.join("; "));
         if let Some(e) = &config_error {
             tracing::error!("{e}");
