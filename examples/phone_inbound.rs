@@ -359,8 +359,8 @@ mod tests {
             Duration::from_secs(3),
         )
         .await;
-        // The line after the digits is read once the PIN task is done; its turn waits for
-        // the balance answer (the reply that ran the task), then ends the call.
+        // The line after the digits is read once the PIN task handed back to the front desk
+        // and its balance answer (the reply that ran the task) played; that turn ends the call.
         assert_eq!(
             conversation(&report),
             [
@@ -371,9 +371,9 @@ mod tests {
                 "agent: Please enter your 4-digit PIN.",
                 "user: 1 2 3 4",
                 r#"[tool] record_inputs({"inputs": ["1", "2", "3", "4"]}) -> "#,
-                "user: Great, that's all, bye.",
                 "[tool] verify_pin({}) -> PIN verified. The balance is $120, due on the 15th.",
                 "agent: Your balance is $120, due on the 15th.",
+                "user: Great, that's all, bye.",
                 "[tool] end_call({}) -> say goodbye to the user",
                 "agent: Goodbye!",
             ],

@@ -534,6 +534,9 @@ async fn text_input_task(
                     // only ends with the task, which needs the next lines.
                     _ = another_agent_listens(&session, &mut events, agent) => {}
                 }
+                // A task this reply completed is handing back to its parent agent: the next
+                // line goes to the agent that is active once that switch is done.
+                session.wait_idle().await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the session cannot reply");

@@ -42,15 +42,54 @@ type ResultSlot<T> = Arc<Mutex<Option<oneshot::Sender<(Result<T, TaskError>, boo
 /// before the task's agent is closed (closing interrupts the speech that runs the tool).
 const TOOL_RESULT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Marks the session's agent switch as pending from the moment a running task completes until
+/// the parent agent is back, so that `wait_idle` (the console, `RunResult`) does not see the
+/// closing task agent as idle and hand the next user turn to it.
+#[derive(Default)]
+struct SwitchMark {
+    /// The running session's pending-switch counter (set by `AgentTask::run`).
+    pending: Mutex<Option<tokio::sync::watch::Sender<u32>>>,
+    marked: std::sync::atomic::AtomicBool,
+}
+
+impl SwitchMark {
+    fn mark(&self) {
+        if let Some(pending) = self.pending.lock().as_ref() {
+            if !self.marked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                pending.send_modify(|n| *n += 1);
+            }
+        }
+    }
+
+    fn unmark(&self) {
+        if let Some(pending) = self.pending.lock().take() {
+            if self.marked.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                pending.send_modify(|n| *n = n.saturating_sub(1));
+            }
+        }
+    }
+}
+
+/// Ends the pending switch of a task when `AgentTask::run` returns, whichever way it returns.
+struct UnmarkOnDrop(Arc<SwitchMark>);
+
+impl Drop for UnmarkOnDrop {
+    fn drop(&mut self) {
+        self.0.unmark();
+    }
+}
+
 /// Completes an [`AgentTask`]; give it to the task's tools.
 pub struct TaskCompleter<T> {
     tx: ResultSlot<T>,
+    switch: Arc<SwitchMark>,
 }
 
 impl<T> Clone for TaskCompleter<T> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
+            switch: self.switch.clone(),
         }
     }
 }
@@ -67,6 +106,7 @@ impl<T> TaskCompleter<T> {
     /// Completes the task with `value` (later calls are ignored).
     pub fn complete(&self, value: T) {
         if let Some(tx) = self.tx.lock().take() {
+            self.switch.mark();
             let _ = tx.send((Ok(value), super::tool_execution::in_tool()));
         }
     }
@@ -79,6 +119,7 @@ impl<T> TaskCompleter<T> {
     /// Ends the task with `error` (later calls are ignored).
     pub fn fail_with(&self, error: TaskError) {
         if let Some(tx) = self.tx.lock().take() {
+            self.switch.mark();
             let _ = tx.send((Err(error), super::tool_execution::in_tool()));
         }
     }
@@ -134,6 +175,7 @@ impl<T: Send + 'static> AgentTask<T> {
         let (tx, rx) = oneshot::channel();
         let completer = TaskCompleter {
             tx: Arc::new(Mutex::new(Some(tx))),
+            switch: Arc::default(),
         };
         Self {
             agent: build(completer.clone()),
@@ -156,6 +198,8 @@ impl<T: Send + 'static> AgentTask<T> {
     /// Runs the task in `session` and returns its value; the previous agent resumes after.
     pub async fn run(self, session: &AgentSession) -> Result<T, TaskError> {
         let parent = session.current_activity().ok_or(TaskError::NotRunning)?;
+        *self.completer.switch.pending.lock() = Some(session.inner.pending_updates.clone());
+        let _unmark = UnmarkOnDrop(self.completer.switch.clone());
         let mut events = session.subscribe();
         let activity = Activity::new(session.clone(), self.agent.clone());
         if session

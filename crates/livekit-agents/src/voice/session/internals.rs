@@ -301,8 +301,12 @@ impl AgentSession {
             };
             activity.wait_idle().await;
             // An agent switch may have started while we waited.
+            // (A closed activity with no switch pending is as idle as it gets: a closed
+            // session's.)
             if *self.inner.pending_updates.borrow() == 0
-                && self.current_activity().is_some_and(|a| a.is_idle())
+                && self
+                    .current_activity()
+                    .is_some_and(|a| a.is_idle() || a.is_closed())
             {
                 return;
             }
