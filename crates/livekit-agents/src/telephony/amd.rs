@@ -3,7 +3,7 @@
 //!
 //! - [`Amd`] watches a session (speech start/end, final transcripts, committed user turns)
 //!   and returns an [`AmdPrediction`]; on a machine it interrupts the agent, on a phone menu
-//!   it starts [`IvrDetection`](super::IvrDetection).
+//!   it starts [`IvrDetection`].
 //! - [`AmdClassifier`] is its timing logic as a pure state machine (the reference's rules:
 //!   a short greeting followed by silence is a person; longer greetings go to the model and
 //!   the verdict waits for post-speech silence, and for a machine also for the end of the
@@ -286,7 +286,7 @@ pub struct AmdOptions {
     pub wait_until_finished: bool,
     /// Interrupt the agent's speech when a machine answered (default true).
     pub interrupt_on_machine: bool,
-    /// Start [`IvrDetection`](super::IvrDetection) on a phone menu (default true; needs a
+    /// Start [`IvrDetection`] on a phone menu (default true; needs a
     /// DTMF sender, see [`Amd::start`]).
     pub ivr_detection: bool,
 }

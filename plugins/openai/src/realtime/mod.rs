@@ -8,5 +8,6 @@ pub(crate) use config::{iso_639_1, pcm_format, rejects_turn_detection, takes_lan
 pub use config::{Eagerness, InputTranscription, NoiseReduction, TurnDetection};
 pub use model::{
     Modality, RealtimeModel, RealtimeOptions, RealtimeSession, DEFAULT_INPUT_TRANSCRIPTION_MODEL,
-    DEFAULT_MAX_SESSION_DURATION, DEFAULT_REALTIME_MODEL, DEFAULT_REALTIME_VOICE,
+    DEFAULT_MAX_SESSION_DURATION, DEFAULT_MAX_VIDEO_FRAMES, DEFAULT_REALTIME_MODEL,
+    DEFAULT_REALTIME_VOICE,
 };
