@@ -29,12 +29,9 @@ use livekit_plugins_openai as openai;
 
 /// The MCP server named by the environment (see the module docs).
 fn mcp_server() -> McpServer {
-    let options = McpServerOptions {
-        // Tool calls of the reference server are quick; `npx` may take a while to start.
-        timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
+    let options = McpServerOptions::default()
+// Tool calls of the reference server are quick; `npx` may take a while to start.
+.with_timeout(Duration::from_secs(10)).with_connect_timeout(Duration::from_secs(60));
     if let Ok(url) = std::env::var("MCP_SERVER_URL") {
         let mut server = McpServer::http(url);
         if let Ok(token) = std::env::var("MCP_SERVER_TOKEN") {
@@ -63,11 +60,13 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
         .llm(Arc::new(openai::Llm::new(openai::LlmOptions::default())?))
         .mcp_servers([mcp_server()])
         .build();
-    let mut events = session.subscribe();
+    let mut events = session.events();
     tokio::spawn(async move {
-        while let Ok(ev) = events.recv().await {
-            if let SessionEvent::Error { error, .. } = ev {
-                tracing::warn!("session error: {error}");
+        while let Some(item) = events.recv().await {
+            match item {
+                Ok(SessionEvent::Error { error, .. }) => tracing::warn!("session error: {error}"),
+                Ok(_) => {}
+                Err(lagged) => tracing::warn!("{lagged}"),
             }
         }
     });

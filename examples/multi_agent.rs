@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use livekit_agents::cli;
-use livekit_agents::llm::tool::Userdata;
+use livekit_agents::llm::Userdata;
 use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
 use livekit_agents::voice::{Agent, AgentBehavior, AgentContext, AgentSession, ReplyOptions};
 use livekit_agents::worker::{JobContext, WorkerOptions};
@@ -152,7 +152,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use livekit_agents::llm::tool::Userdata;
+    use livekit_agents::llm::Userdata;
     use livekit_agents::llm::ChatRole;
     use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
     use livekit_agents::voice::{AgentSession, SessionIo};

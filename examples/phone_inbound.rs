@@ -66,14 +66,7 @@ struct FrontDesk {
 impl AgentBehavior for FrontDesk {
     async fn on_enter(&self, ctx: AgentContext) {
         spawn_menu(ctx.session.clone(), ctx.agent.id().to_owned());
-        let _ = ctx.session.generate_reply(ReplyOptions {
-            instructions: Some(
-                "Greet the caller: 'Thanks for calling Acme Dental. Press 1 for appointments, \
-                 2 for billing, or tell me how I can help.'"
-                    .into(),
-            ),
-            ..Default::default()
-        });
+        let _ = ctx.session.generate_reply(ReplyOptions::default().with_instructions("Greet the caller: 'Thanks for calling Acme Dental. Press 1 for appointments, \ 2 for billing, or tell me how I can help.'" .into(),));
     }
 
     async fn llm_node(
@@ -115,16 +108,15 @@ const CONSOLE_KEYPAD: &str = "console";
 
 /// Menu keys pressed while the front desk is the active agent start a reply.
 fn spawn_menu(session: AgentSession, agent_id: String) {
-    let mut events = session.subscribe();
+    let mut events = session.events();
     tokio::spawn(async move {
-        use tokio::sync::broadcast::error::RecvError;
         loop {
             match events.recv().await {
-                Ok(SessionEvent::SipDtmfReceived {
+                Some(Ok(SessionEvent::SipDtmfReceived {
                     code,
                     digit,
                     participant_identity,
-                }) => {
+                })) => {
                     if participant_identity.as_deref() == Some(CONSOLE_KEYPAD) {
                         continue;
                     }
@@ -137,13 +129,10 @@ fn spawn_menu(session: AgentSession, agent_id: String) {
                     };
                     if let Some(instructions) = menu_choice(key) {
                         session.interrupt();
-                        let _ = session.generate_reply(ReplyOptions {
-                            instructions: Some(instructions.into()),
-                            ..Default::default()
-                        });
+                        let _ = session.generate_reply(ReplyOptions::default().with_instructions(instructions));
                     }
                 }
-                Ok(SessionEvent::Close { .. }) | Err(RecvError::Closed) => break,
+                Some(Ok(SessionEvent::Close { .. })) | None => break,
                 _ => {}
             }
         }
@@ -280,10 +269,7 @@ mod tests {
         assert!(format!("{:?}", llm.requests()[1].chat_ctx).contains("pressed 2"));
         // The caller asks about billing: the PIN task starts.
         // (Not `run`: the reply waits for the PIN, typed below.)
-        let _ = session.generate_reply(livekit_agents::voice::ReplyOptions {
-            user_input: Some("What's my balance?".into()),
-            ..Default::default()
-        });
+        let _ = session.generate_reply(livekit_agents::voice::ReplyOptions::default().with_user_input("What's my balance?"));
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(session.current_agent().unwrap().id(), "get_dtmf_task");
         for key in ["1", "2", "3", "4"] {
@@ -309,11 +295,11 @@ mod tests {
             FakeLlmResponse::text("Let's look at your appointment.", TTFT),
         ]);
         let (session, text) = start(llm.clone()).await;
-        let mut events = session.subscribe();
+        let mut events = session.events();
         // What the console does with a typed line: a user turn.
         let _ = session.run("press 1").await;
         let mut saw_key = false;
-        while let Ok(ev) = events.try_recv() {
+        while let Some(Ok(ev)) = events.try_recv() {
             if let livekit_agents::voice::SessionEvent::SipDtmfReceived { code, .. } = ev {
                 saw_key = code == 1;
             }

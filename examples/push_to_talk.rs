@@ -47,10 +47,7 @@ fn start_turn(session: &AgentSession) {
 async fn end_turn(session: &AgentSession) -> Result<String, livekit_agents::voice::SessionError> {
     session.set_audio_input_enabled(false);
     session
-        .commit_user_turn(CommitOptions {
-            transcript_timeout: Duration::from_secs(10),
-            ..Default::default()
-        })
+        .commit_user_turn(CommitOptions::default().with_transcript_timeout(Duration::from_secs(10)))
         .await
 }
 
@@ -137,10 +134,7 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
             cartesia::TtsOptions::default(),
         )?))
         .vad(examples::shared_vad(&ctx)?)
-        .turn_handling(TurnHandlingOptions {
-            turn_detection: TurnDetection::Manual,
-            ..Default::default()
-        })
+        .turn_handling(TurnHandlingOptions::default().with_turn_detection(TurnDetection::Manual))
         .build();
     let io = ctx.session_io(&session).await?;
     let has_audio_input = io.audio_input.is_some();
@@ -194,10 +188,7 @@ mod tests {
             .vad(Arc::new(FakeVad::new(speech.clone())))
             .stt(Arc::new(FakeStt::new(speech)))
             .llm(Arc::new(llm.clone()))
-            .turn_handling(TurnHandlingOptions {
-                turn_detection: TurnDetection::Manual,
-                ..Default::default()
-            })
+            .turn_handling(TurnHandlingOptions::default().with_turn_detection(TurnDetection::Manual))
             .build();
         let (_mic, audio_input) = audio_input_channel();
         session.set_audio_input_enabled(false);

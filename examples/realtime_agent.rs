@@ -45,10 +45,7 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
         .build();
     let io = ctx.session_io(&session).await?;
     session.start(agent, io).await?;
-    session.generate_reply(ReplyOptions {
-        instructions: Some("Greet the user and offer your help.".into()),
-        ..Default::default()
-    })?;
+    session.generate_reply(ReplyOptions::default().with_instructions("Greet the user and offer your help."))?;
     Ok(())
 }
 

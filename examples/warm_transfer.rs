@@ -194,10 +194,7 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
 async fn run(ctx: JobContext, session: AgentSession) -> anyhow::Result<()> {
     let io = ctx.session_io(&session).await?;
     session.start(support_agent(Some(&ctx)), io).await?;
-    let _ = session.generate_reply(ReplyOptions {
-        instructions: Some("Greet the caller and ask how you can help.".into()),
-        ..Default::default()
-    });
+    let _ = session.generate_reply(ReplyOptions::default().with_instructions("Greet the caller and ask how you can help."));
     Ok(())
 }
 
@@ -250,10 +247,7 @@ mod tests {
             .start(support_agent(None), SessionIo::default())
             .await
             .unwrap();
-        let _ = session.generate_reply(livekit_agents::voice::ReplyOptions {
-            user_input: Some("My invoice is wrong, I want a person.".into()),
-            ..Default::default()
-        });
+        let _ = session.generate_reply(livekit_agents::voice::ReplyOptions::default().with_user_input("My invoice is wrong, I want a person."));
         tokio::time::timeout(Duration::from_secs(60), session.wait_closed())
             .await
             .unwrap();

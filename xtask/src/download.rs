@@ -80,14 +80,7 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<()> {
         .filter(|f| args.only.is_empty() || args.only.contains(&f.plugin))
         .collect();
     let files: Vec<FileSpec> = selected.iter().map(|f| f.spec.clone()).collect();
-    let options = DownloadOptions {
-        cache_dir: args.cache_dir.clone(),
-        retries: args.retries,
-        progress: !args.no_progress,
-        force: args.force,
-        initial_backoff: Duration::from_millis(500),
-        ..DownloadOptions::default()
-    };
+    let options = DownloadOptions::default().with_cache_dir(args.cache_dir.clone()).with_retries(args.retries).with_progress(!args.no_progress).with_force(args.force).with_initial_backoff(Duration::from_millis(500));
     if args.list {
         let dir = options
             .cache_dir

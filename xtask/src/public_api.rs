@@ -96,8 +96,169 @@ pub fn collect(lib_rs: &Path, krate: &str) -> anyhow::Result<BTreeSet<String>> {
         visible: true,
         cfg: String::new(),
     };
+    out.insert(format!("{VISIBLE}{krate}"));
     walk_items(&file.items, &module, &mut out)?;
-    Ok(out)
+    Ok(resolve_reexports(out))
+}
+
+/// Markers of the walk's internal lines (never in the output): an item line of a module users
+/// cannot reach, a module users can reach, and a `pub use` name with its absolute target.
+const HIDDEN: &str = "\u{0}H";
+const VISIBLE: &str = "\u{0}V";
+const ALIAS: &str = "\u{0}A";
+
+/// Items declared in modules users cannot reach (`pub(crate) mod session;`) are part of the
+/// API through the `pub use` that re-exports them (`voice::AgentSession`): their lines are
+/// written under the path users name, following chains of re-exports.
+fn resolve_reexports(lines: BTreeSet<String>) -> BTreeSet<String> {
+    use std::collections::{HashMap, HashSet};
+    let mut out = BTreeSet::new();
+    let mut hidden: HashMap<String, Vec<String>> = HashMap::new();
+    let mut visible: HashSet<String> = HashSet::new();
+    let mut aliases: Vec<(String, String, String)> = Vec::new();
+    for line in lines {
+        if let Some(rest) = line.strip_prefix(HIDDEN) {
+            if let Some((module, text)) = rest.split_once('\u{0}') {
+                hidden
+                    .entry(module.to_owned())
+                    .or_default()
+                    .push(text.to_owned());
+            }
+        } else if let Some(module) = line.strip_prefix(VISIBLE) {
+            visible.insert(module.to_owned());
+        } else if let Some(rest) = line.strip_prefix(ALIAS) {
+            let mut parts = rest.splitn(3, '\u{0}');
+            if let (Some(m), Some(a), Some(t)) = (parts.next(), parts.next(), parts.next()) {
+                aliases.push((m.to_owned(), a.to_owned(), t.to_owned()));
+            }
+        } else {
+            out.insert(line);
+        }
+    }
+    let by_name: HashMap<String, String> = aliases
+        .iter()
+        .filter(|(_, a, _)| a != "*")
+        .map(|(m, a, t)| (format!("{m}::{a}"), t.clone()))
+        .collect();
+    // The hidden definition a path names (module, item), through re-export chains.
+    let resolve = |mut path: String| -> Option<(String, String)> {
+        for _ in 0..16 {
+            if let Some((module, name)) = path.rsplit_once("::") {
+                if hidden.get(module).is_some_and(|ls| {
+                    ls.iter().any(|l| mentions(l, &format!("{module}::{name}")))
+                }) {
+                    return Some((module.to_owned(), name.to_owned()));
+                }
+            }
+            path = by_name.get(&path)?.clone();
+        }
+        None
+    };
+    for (module, alias, target) in &aliases {
+        if !visible.contains(module) {
+            continue;
+        }
+        if alias == "*" {
+            for line in hidden.get(target).into_iter().flatten() {
+                out.insert(line.replace(&format!("{target}::"), &format!("{module}::")));
+            }
+            continue;
+        }
+        let Some((def_module, name)) = resolve(target.clone()) else {
+            continue;
+        };
+        let from = format!("{def_module}::{name}");
+        let to = format!("{module}::{alias}");
+        for line in hidden.get(&def_module).into_iter().flatten() {
+            if mentions(line, &from) {
+                out.insert(replace_path(line, &from, &to));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `line` names `path` (not a longer name that starts with it).
+fn mentions(line: &str, path: &str) -> bool {
+    line.match_indices(path).any(|(i, _)| {
+        !line[i + path.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+/// `line` with each whole occurrence of `from` replaced by `to`.
+fn replace_path(line: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find(from) {
+        let after = &rest[i + from.len()..];
+        let whole = !after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        out.push_str(&rest[..i]);
+        out.push_str(if whole { to } else { from });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The names a `use` tree brings in, with their targets as path segments (relative to the
+/// module, or starting with `crate`, `self` or `super`); a glob is named `*`.
+fn expand_use(tree: &syn::UseTree, prefix: &mut Vec<String>, out: &mut Vec<(String, Vec<String>)>) {
+    match tree {
+        syn::UseTree::Path(p) => {
+            prefix.push(p.ident.to_string());
+            expand_use(&p.tree, prefix, out);
+            prefix.pop();
+        }
+        syn::UseTree::Name(n) if n.ident == "self" => {
+            if let Some(last) = prefix.last() {
+                out.push((last.clone(), prefix.clone()));
+            }
+        }
+        syn::UseTree::Name(n) => {
+            let mut target = prefix.clone();
+            target.push(n.ident.to_string());
+            out.push((n.ident.to_string(), target));
+        }
+        syn::UseTree::Rename(r) => {
+            let mut target = prefix.clone();
+            target.push(r.ident.to_string());
+            out.push((r.rename.to_string(), target));
+        }
+        syn::UseTree::Glob(_) => out.push(("*".to_owned(), prefix.clone())),
+        syn::UseTree::Group(g) => {
+            for t in &g.items {
+                expand_use(t, prefix, out);
+            }
+        }
+    }
+}
+
+/// `segments` (a `use` path written in `module`) as an absolute path.
+fn absolute(module: &str, segments: &[String]) -> String {
+    let krate = module.split("::").next().unwrap_or_default();
+    let mut base: Vec<&str> = module.split("::").collect();
+    let mut rest = segments;
+    match rest.first().map(String::as_str) {
+        Some("crate") => {
+            base = vec![krate];
+            rest = &rest[1..];
+        }
+        Some("self") => rest = &rest[1..],
+        _ => {}
+    }
+    while rest.first().map(String::as_str) == Some("super") {
+        base.pop();
+        rest = &rest[1..];
+    }
+    let mut parts: Vec<String> = base.into_iter().map(str::to_owned).collect();
+    parts.extend(rest.iter().cloned());
+    parts.join("::")
 }
 
 fn parse(path: &Path) -> anyhow::Result<syn::File> {
@@ -200,11 +361,32 @@ fn walk_items(items: &[syn::Item], m: &Module, out: &mut BTreeSet<String>) -> an
 fn walk_item(item: &syn::Item, m: &Module, out: &mut BTreeSet<String>) -> anyhow::Result<()> {
     use syn::Item;
     let path = &m.path;
+    // Items of a module users cannot reach are kept aside, for the `pub use`s that re-export
+    // them (`resolve_reexports`).
+    let hidden = if m.visible {
+        String::new()
+    } else {
+        format!("{HIDDEN}{path}\u{0}")
+    };
     let emit = |out: &mut BTreeSet<String>, attrs: &[syn::Attribute], text: String| {
         if !doc_hidden(attrs) {
-            out.insert(format!("{}{}{}", m.cfg, api_attrs(attrs), text.trim_end()));
+            out.insert(format!(
+                "{hidden}{}{}{}",
+                m.cfg,
+                api_attrs(attrs),
+                text.trim_end()
+            ));
         }
     };
+    if let Item::Use(u) = item {
+        if is_pub(&u.vis) && !doc_hidden(&u.attrs) {
+            let mut names = Vec::new();
+            expand_use(&u.tree, &mut Vec::new(), &mut names);
+            for (alias, target) in names {
+                out.insert(format!("{ALIAS}{path}\u{0}{alias}\u{0}{}", absolute(path, &target)));
+            }
+        }
+    }
     match item {
         Item::Mod(md) => {
             if doc_hidden(&md.attrs) || has_path_attr(&md.attrs, "test") || is_cfg_test(&md.attrs) {
@@ -220,6 +402,7 @@ fn walk_item(item: &syn::Item, m: &Module, out: &mut BTreeSet<String>) -> anyhow
             };
             if visible {
                 out.insert(format!("{}pub mod {}", child.cfg, child.path));
+                out.insert(format!("{VISIBLE}{}", child.path));
             }
             match &md.content {
                 Some((_, items)) => walk_items(items, &child, out)?,
@@ -252,7 +435,6 @@ fn walk_item(item: &syn::Item, m: &Module, out: &mut BTreeSet<String>) -> anyhow
                 emit(out, &mac.attrs, format!("macro {krate}::{ident}!"));
             }
         }
-        _ if !m.visible => {}
         Item::Struct(s) if is_pub(&s.vis) => {
             let name = format!("{path}::{}", s.ident);
             emit(
@@ -279,7 +461,7 @@ fn walk_item(item: &syn::Item, m: &Module, out: &mut BTreeSet<String>) -> anyhow
                 } else if tuple || f.ident.is_some() {
                     // Private fields make the struct unconstructible with a literal, which is
                     // part of its API.
-                    out.insert(format!("{}struct {name} has private fields", m.cfg));
+                    out.insert(format!("{hidden}{}struct {name} has private fields", m.cfg));
                 }
             }
         }
@@ -372,7 +554,7 @@ fn walk_item(item: &syn::Item, m: &Module, out: &mut BTreeSet<String>) -> anyhow
             &s.attrs,
             format!("pub static {path}::{}: {}", s.ident, tokens(&s.ty)),
         ),
-        Item::Use(u) if is_pub(&u.vis) => {
+        Item::Use(u) if is_pub(&u.vis) && m.visible => {
             emit(
                 out,
                 &u.attrs,
@@ -471,9 +653,18 @@ mod tests {
             #[doc(hidden)]
             pub mod __private { pub fn secret() {} }
             pub use a::Thing;
+            pub(crate) mod inner;
+            pub use inner::{Deep, Inner as Renamed};
             "#,
         )
         .unwrap();
+        std::fs::create_dir(dir.join("inner")).unwrap();
+        std::fs::write(
+            dir.join("inner.rs"),
+            "pub struct Inner { pub f: u8 } pub struct Unexported; mod deep; pub use deep::Deep;",
+        )
+        .unwrap();
+        std::fs::write(dir.join("inner/deep.rs"), "pub enum Deep { V }").unwrap();
         std::fs::write(
             dir.join("a.rs"),
             r#"
@@ -518,5 +709,11 @@ mod tests {
         assert!(!has("fn private"));
         assert!(!has("NotReachable"));
         assert!(!has("secret"));
+        // Items of unreachable modules are listed under the path of their re-export.
+        assert!(has("pub struct k::Renamed"), "{text:#?}");
+        assert!(has("pub field k::Renamed.f: u8"));
+        assert!(has("variant k::Deep::V"));
+        assert!(!has("k::inner::"), "{text:#?}");
+        assert!(!has("Unexported"));
     }
 }

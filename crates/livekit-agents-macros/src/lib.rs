@@ -444,3 +444,134 @@ mod tests {
         assert_eq!(to_camel("_x__y"), "XY");
     }
 }
+
+/// Derives a `with_<field>(self, value) -> Self` setter for every `pub` field of a struct with
+/// named fields: the one builder style of the crate's option structs, which are
+/// `#[non_exhaustive]` (so a new field is not a breaking change) and built as
+/// `Options::default().with_x(..).with_y(..)`.
+///
+/// A setter takes `impl Into<T>`; for an `Option<T>` field it takes `impl Into<T>` and sets
+/// `Some` (to clear such a field, assign `None` to the public field).
+///
+/// Each setter's doc is the field's first doc line; `#[cfg]` attributes of a field are carried
+/// over to its setter, and `#[setters(skip)]` on a field leaves it out.
+#[proc_macro_derive(Setters, attributes(setters))]
+pub fn derive_setters(item: TokenStream) -> TokenStream {
+    let input = match syn::parse::<syn::DeriveInput>(item) {
+        Ok(input) => input,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    match expand_setters(input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn expand_setters(input: syn::DeriveInput) -> syn::Result<TokenStream2> {
+    let syn::Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new(
+            input.ident.span(),
+            "Setters: only structs with named fields",
+        ));
+    };
+    let syn::Fields::Named(fields) = &data.fields else {
+        return Err(syn::Error::new(
+            input.ident.span(),
+            "Setters: only structs with named fields",
+        ));
+    };
+    let mut setters = Vec::new();
+    for field in &fields.named {
+        if !matches!(field.vis, syn::Visibility::Public(_)) || skipped(&field.attrs)? {
+            continue;
+        }
+        let Some(ident) = &field.ident else { continue };
+        let name = ident.to_string();
+        let name = name.trim_start_matches("r#");
+        let setter = format_ident!("with_{}", name);
+        let ty = &field.ty;
+        let summary = first_doc_line(&field.attrs);
+        let doc = if summary.is_empty() {
+            format!("Sets `{name}`.")
+        } else {
+            format!("Sets `{name}`: {summary}")
+        };
+        let cfgs = field.attrs.iter().filter(|a| a.path().is_ident("cfg"));
+        let body = match option_inner(ty) {
+            Some(inner) => quote! {
+                pub fn #setter(mut self, #ident: impl Into<#inner>) -> Self {
+                    self.#ident = Some(#ident.into());
+                    self
+                }
+            },
+            None => quote! {
+                pub fn #setter(mut self, #ident: impl Into<#ty>) -> Self {
+                    self.#ident = #ident.into();
+                    self
+                }
+            },
+        };
+        setters.push(quote! {
+            #(#cfgs)*
+            #[doc = #doc]
+            #[must_use]
+            #body
+        });
+    }
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    Ok(quote! {
+        impl #impl_generics #name #ty_generics #where_clause {
+            #(#setters)*
+        }
+    })
+}
+
+/// `T` of an `Option<T>` field (its setter takes the value and sets `Some`).
+fn option_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Option" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(inner) if args.args.len() == 1 => Some(inner),
+        _ => None,
+    }
+}
+
+fn skipped(attrs: &[Attribute]) -> syn::Result<bool> {
+    let mut skip = false;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("setters")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("skip") {
+                skip = true;
+                Ok(())
+            } else {
+                Err(meta.error("expected `skip`"))
+            }
+        })?;
+    }
+    Ok(skip)
+}
+
+fn first_doc_line(attrs: &[Attribute]) -> String {
+    for attr in attrs.iter().filter(|a| a.path().is_ident("doc")) {
+        if let Meta::NameValue(nv) = &attr.meta {
+            if let Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) = &nv.value
+            {
+                let line = s.value();
+                let line = line.trim();
+                if !line.is_empty() {
+                    return line.to_string();
+                }
+            }
+        }
+    }
+    String::new()
+}

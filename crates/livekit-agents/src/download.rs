@@ -223,10 +223,10 @@ impl FileSpec {
         if plain {
             Ok(())
         } else {
-            Err(FileError::InvalidSpec(format!(
+            Err(FileError::InvalidSpec { reason: format!(
                 "file name `{}` must be a relative path without `..`",
                 self.file_name
-            )))
+            ) })
         }
     }
 
@@ -309,6 +309,8 @@ pub fn registered_files_by_plugin() -> Vec<(String, FileSpec)> {
 
 /// How [`download_all`] behaves.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct DownloadOptions {
     /// Cache directory; `None` means [`cache_dir()`].
     pub cache_dir: Option<PathBuf>,
@@ -348,8 +350,11 @@ impl Default for DownloadOptions {
 #[non_exhaustive]
 pub enum FileError {
     /// The spec itself is unusable.
-    #[error("invalid file spec: {0}")]
-    InvalidSpec(String),
+    #[error("invalid file spec: {reason}")]
+    InvalidSpec {
+        /// What is unusable.
+        reason: String,
+    },
     /// The server answered with an error status.
     #[error("GET {url}: HTTP {status}")]
     Http {
@@ -684,7 +689,7 @@ impl TempFile {
 
     fn persist(mut self, target: &Path) -> Result<(), FileError> {
         let Some(path) = self.path.take() else {
-            return Err(FileError::InvalidSpec("temporary file already used".into()));
+            return Err(FileError::InvalidSpec { reason: "temporary file already used".into() });
         };
         std::fs::rename(&path, target).map_err(|e| {
             let _ = std::fs::remove_file(&path);

@@ -11,6 +11,7 @@
 //! - [`tokenize`]: sentence/word tokenizers and TTS text transforms.
 //! - [`voice`]: `AgentSession`, `Agent`, turn handling, speech generation.
 //! - [`metrics`], [`testing`], [`io`].
+//! - [`model_input`]: the bounded input queues of model streams and their policy.
 //! - `worker`, `cli` (feature `server`, default): the agent server and the command line;
 //!   `download` (feature `download`, part of `server`): the model-file registry.
 //!
@@ -32,6 +33,7 @@ pub mod io;
 pub mod llm;
 pub mod mcp;
 pub mod metrics;
+pub mod model_input;
 pub mod plugin_support;
 #[cfg(feature = "room")]
 pub mod room;
@@ -50,8 +52,6 @@ pub mod voice;
 #[cfg(feature = "server")]
 pub mod worker;
 pub mod workflows;
-
-pub use types::{ApiConnectOptions, ApiError};
 
 // Lets the crate's own code use its macros, whose output names `::livekit_agents`.
 extern crate self as livekit_agents;

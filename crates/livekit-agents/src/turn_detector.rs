@@ -16,8 +16,11 @@ pub enum TurnDetectorError {
     #[error("end-of-turn prediction timed out after {0:?}")]
     Timeout(std::time::Duration),
     /// The model failed.
-    #[error("end-of-turn prediction failed: {0}")]
-    Inference(String),
+    #[error("end-of-turn prediction failed: {reason}")]
+    Inference {
+        /// The model's error.
+        reason: String,
+    },
 }
 
 /// An end-of-turn model.

@@ -22,6 +22,8 @@ use std::time::Duration;
 /// assert_eq!(opts.interval_for_retry(1), Duration::from_secs(2));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct ApiConnectOptions {
     /// How many times a failed attempt is retried (so `max_retry + 1` attempts at most).
     pub max_retry: u32,
@@ -92,16 +94,25 @@ pub enum ApiError {
     Timeout(Duration),
     /// The provider sent something this client could not understand (malformed frame, truncated
     /// stream). Not retried: the same request would likely fail the same way.
-    #[error("protocol error: {0}")]
-    Protocol(String),
+    #[error("protocol error: {message}")]
+    Protocol {
+        /// What was wrong with it.
+        message: String,
+    },
     /// Anything else (configuration, unsupported operation). Not retried.
-    #[error("{0}")]
-    Other(String),
+    #[error("{message}")]
+    Other {
+        /// What went wrong.
+        message: String,
+    },
     /// The provider's stream task panicked (a bug, or input it did not expect). The stream
     /// driver treats it as a failed attempt: retried within the same budget as a dropped
     /// connection, then delivered as an error — never as a clean end of the stream.
-    #[error("provider task panicked: {0}")]
-    TaskPanicked(String),
+    #[error("provider task panicked: {message}")]
+    TaskPanicked {
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -113,6 +124,27 @@ impl ApiError {
             message: message.into(),
             request_id: None,
             retryable,
+        }
+    }
+
+    /// A [`Protocol`](Self::Protocol) error: the provider sent something unexpected.
+    pub fn protocol(message: impl Into<String>) -> Self {
+        ApiError::Protocol {
+            message: message.into(),
+        }
+    }
+
+    /// An [`Other`](Self::Other) error (configuration, unsupported operation).
+    pub fn other(message: impl Into<String>) -> Self {
+        ApiError::Other {
+            message: message.into(),
+        }
+    }
+
+    /// A [`TaskPanicked`](Self::TaskPanicked) error with the panic's message.
+    pub fn task_panicked(message: impl Into<String>) -> Self {
+        ApiError::TaskPanicked {
+            message: message.into(),
         }
     }
 
@@ -130,8 +162,8 @@ impl ApiError {
             ApiError::Status { retryable, .. } | ApiError::Connection { retryable, .. } => {
                 *retryable
             }
-            ApiError::Timeout(_) | ApiError::TaskPanicked(_) => true,
-            ApiError::Protocol(_) | ApiError::Other(_) => false,
+            ApiError::Timeout(_) | ApiError::TaskPanicked { .. } => true,
+            ApiError::Protocol { .. } | ApiError::Other { .. } => false,
         }
     }
 }
@@ -145,7 +177,7 @@ where
     use futures::FutureExt as _;
     match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
         Ok(result) => result,
-        Err(payload) => Err(ApiError::TaskPanicked(panic_message(payload.as_ref()))),
+        Err(payload) => Err(ApiError::task_panicked(panic_message(payload.as_ref()))),
     }
 }
 
@@ -200,7 +232,7 @@ impl ProducerTask {
             Err(e) if e.is_panic() => {
                 let message = panic_message(e.into_panic().as_ref());
                 tracing::error!(panic = %message, "a model stream's task panicked");
-                Some(ApiError::TaskPanicked(message))
+                Some(ApiError::task_panicked(message))
             }
             _ => None,
         })
@@ -265,4 +297,111 @@ pub mod names {
     pub const ATTRIBUTE_TRANSCRIBED_TRACK_ID: &str = "lk.transcribed_track_id";
     /// Transcription stream attribute: whether the segment is final.
     pub const ATTRIBUTE_TRANSCRIPTION_FINAL: &str = "lk.transcription_final";
+}
+
+/// Events that a receiver missed because it read too slowly: the item an [`EventStream`]
+/// yields in their place, so a gap is never silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the receiver lagged behind and missed {missed} events")]
+#[non_exhaustive]
+pub struct Lagged {
+    /// How many events were lost.
+    pub missed: u64,
+}
+
+/// A stream of events from a broadcast source (e.g. [`AgentSession::events`]).
+///
+/// Each receiver has a bounded backlog; one that reads too slowly loses the oldest events and
+/// gets `Err(Lagged { missed })` in their place, then the events that follow. It ends (`None`)
+/// when the source is gone. It implements [`futures::Stream`], and [`recv`](Self::recv) is
+/// the same as `StreamExt::next`.
+///
+/// [`AgentSession::events`]: crate::voice::AgentSession::events
+///
+/// ```
+/// use livekit_agents::voice::{AgentSession, SessionEvent};
+///
+/// # async fn demo(session: AgentSession) {
+/// let mut events = session.events();
+/// while let Some(item) = events.recv().await {
+///     match item {
+///         Ok(SessionEvent::Close { .. }) => break,
+///         Ok(ev) => println!("{}", ev.name()),
+///         Err(lagged) => eprintln!("{lagged}"),
+///     }
+/// }
+/// # }
+/// ```
+pub struct EventStream<T> {
+    next: tokio_util::sync::ReusableBoxFuture<'static, Received<T>>,
+    ended: bool,
+}
+
+type Received<T> = (
+    Result<T, tokio::sync::broadcast::error::RecvError>,
+    tokio::sync::broadcast::Receiver<T>,
+);
+
+async fn receive<T: Clone + Send + 'static>(
+    mut rx: tokio::sync::broadcast::Receiver<T>,
+) -> Received<T> {
+    let result = rx.recv().await;
+    (result, rx)
+}
+
+impl<T: Clone + Send + 'static> EventStream<T> {
+    pub(crate) fn new(rx: tokio::sync::broadcast::Receiver<T>) -> Self {
+        Self {
+            next: tokio_util::sync::ReusableBoxFuture::new(receive(rx)),
+            ended: false,
+        }
+    }
+
+    /// The next event, `Err(Lagged)` for events lost since the last one, or `None` once the
+    /// source is gone.
+    pub async fn recv(&mut self) -> Option<Result<T, Lagged>> {
+        futures::StreamExt::next(self).await
+    }
+
+    /// The next event if one is ready now (`None` if none is, or the source is gone).
+    pub fn try_recv(&mut self) -> Option<Result<T, Lagged>> {
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        match futures::Stream::poll_next(std::pin::Pin::new(self), &mut cx) {
+            std::task::Poll::Ready(item) => item,
+            std::task::Poll::Pending => None,
+        }
+    }
+}
+
+impl<T: Clone + Send + 'static> futures::Stream for EventStream<T> {
+    type Item = Result<T, Lagged>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use tokio::sync::broadcast::error::RecvError;
+        if self.ended {
+            return std::task::Poll::Ready(None);
+        }
+        let (result, rx) = std::task::ready!(self.next.poll(cx));
+        let item = match result {
+            Ok(event) => Ok(event),
+            Err(RecvError::Lagged(missed)) => Err(Lagged { missed }),
+            Err(RecvError::Closed) => {
+                self.ended = true;
+                return std::task::Poll::Ready(None);
+            }
+        };
+        self.next.set(receive(rx));
+        std::task::Poll::Ready(Some(item))
+    }
+}
+
+impl<T> std::fmt::Debug for EventStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
 }

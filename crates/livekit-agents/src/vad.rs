@@ -8,6 +8,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use crate::audio::AudioFrame;
+use crate::model_input::InputSender;
 
 /// What a VAD can do.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,9 +96,18 @@ pub enum VadInput {
     Flush,
 }
 
+impl crate::model_input::ModelInput for VadInput {
+    fn audio_duration(&self) -> Option<std::time::Duration> {
+        match self {
+            VadInput::Frame(frame) => Some(crate::model_input::frame_duration(frame)),
+            VadInput::Flush => None,
+        }
+    }
+}
+
 /// A stream of VAD events for one audio input.
 pub struct VadStream {
-    input: mpsc::UnboundedSender<VadInput>,
+    input: InputSender<VadInput>,
     events: mpsc::Receiver<VadEvent>,
     task: crate::types::ProducerTask,
     failure: Option<crate::types::ApiError>,
@@ -106,7 +116,7 @@ pub struct VadStream {
 impl VadStream {
     /// Builds a stream from raw channels whose producer the caller runs (the VAD plugin's task).
     pub fn from_channels(
-        input: mpsc::UnboundedSender<VadInput>,
+        input: InputSender<VadInput>,
         events: mpsc::Receiver<VadEvent>,
         task: Option<tokio::task::JoinHandle<()>>,
     ) -> Self {
@@ -118,7 +128,9 @@ impl VadStream {
         }
     }
 
-    /// Pushes audio (any size, any rate: the VAD converts).
+    /// Pushes audio (any size, any rate: the VAD converts). While the detector is more than
+    /// [`MAX_QUEUED_AUDIO`](crate::model_input::MAX_QUEUED_AUDIO) behind, the oldest queued
+    /// audio is dropped (counted and logged; see [`model_input`](crate::model_input)).
     pub fn push_frame(&self, frame: AudioFrame) {
         let _ = self.input.send(VadInput::Frame(frame));
     }
@@ -130,12 +142,11 @@ impl VadStream {
 
     /// Ends the input; the stream ends after the remaining audio is processed.
     pub fn end_input(&mut self) {
-        let (closed, _) = mpsc::unbounded_channel();
-        self.input = closed;
+        self.input = InputSender::closed();
     }
 
     /// A cloneable handle pushing audio from another task.
-    pub fn input_handle(&self) -> mpsc::UnboundedSender<VadInput> {
+    pub fn input_handle(&self) -> InputSender<VadInput> {
         self.input.clone()
     }
 

@@ -56,10 +56,10 @@ async fn run(player: Option<BackgroundAudioPlayer>) -> Run {
         .build();
     let t0 = Instant::now();
     let states: Arc<Mutex<Vec<(Duration, AgentState)>>> = Arc::default();
-    let mut events = session.subscribe();
+    let mut events = session.events();
     let log = states.clone();
     tokio::spawn(async move {
-        while let Ok(ev) = events.recv().await {
+        while let Some(Ok(ev)) = events.recv().await {
             if let SessionEvent::AgentStateChanged { new_state, .. } = ev {
                 log.lock().push((t0.elapsed(), new_state));
             }
@@ -217,13 +217,7 @@ async fn console_output_wav_carries_the_background_mix() {
     });
     run_console(
         opts,
-        ConsoleOptions {
-            text: true,
-            output_wav: Some(out.clone()),
-            text_input: Some(Box::new(std::io::Cursor::new(b"hello\n".to_vec()))),
-            display: Some(Box::new(std::io::sink())),
-            ..Default::default()
-        },
+        ConsoleOptions::default().with_text(true).with_output_wav(out.clone()).with_text_input(Box::new(std::io::Cursor::new(b"hello\n".to_vec()))).with_display(Box::new(std::io::sink())),
     )
     .await
     .unwrap();

@@ -95,15 +95,7 @@ async fn text_mode_runs_turns_in_order_and_writes_the_reply_audio() {
     let (_tmp_out, out) = temp_path("text-out.wav");
     let report = run_console(
         agent(llm.clone(), tts, None),
-        ConsoleOptions {
-            text: true,
-            output_wav: Some(out.clone()),
-            text_input: Some(Box::new(std::io::Cursor::new(
-                b"hello\n\nwhat's the weather?\n".to_vec(),
-            ))),
-            display: Some(Box::new(display.clone())),
-            ..Default::default()
-        },
+        ConsoleOptions::default().with_text(true).with_output_wav(out.clone()).with_text_input(Box::new(std::io::Cursor::new( b"hello\n\nwhat's the weather?\n".to_vec(), ))).with_display(Box::new(display.clone())),
     )
     .await
     .unwrap();
@@ -165,12 +157,7 @@ async fn wav_input_mode_answers_and_closes_at_end_of_input() {
     let (_tmp_out, out) = temp_path("wav-out.wav");
     let report = run_console(
         agent(llm, tts, Some(vec![UserSpeech::new(0.5, 1.5, "hello")])),
-        ConsoleOptions {
-            input_wav: Some(input.clone()),
-            output_wav: Some(out.clone()),
-            display: Some(Box::new(Captured::default())),
-            ..Default::default()
-        },
+        ConsoleOptions::default().with_input_wav(input.clone()).with_output_wav(out.clone()).with_display(Box::new(Captured::default())),
     )
     .await
     .unwrap();
@@ -206,14 +193,11 @@ async fn console_input_is_validated() {
     };
     let err = run_console(
         opts(),
-        ConsoleOptions {
-            input_wav: Some(temp_path("does-not-exist.wav").1),
-            ..Default::default()
-        },
+        ConsoleOptions::default().with_input_wav(temp_path("does-not-exist.wav").1),
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, CliError::Usage(_)), "{err:?}");
+    assert!(matches!(err, CliError::Usage { .. }), "{err:?}");
     assert!(err.to_string().contains("no such file"), "{err}");
 
     #[cfg(not(feature = "console-audio"))]
@@ -232,17 +216,12 @@ async fn entrypoint_failure_in_console_is_reported() {
         WorkerOptions::new(|_ctx: JobContext| async { anyhow::bail!("no API key for the LLM") });
     let err = run_console(
         opts,
-        ConsoleOptions {
-            text: true,
-            text_input: Some(Box::new(std::io::Cursor::new(Vec::new()))),
-            display: Some(Box::new(Captured::default())),
-            ..Default::default()
-        },
+        ConsoleOptions::default().with_text(true).with_text_input(Box::new(std::io::Cursor::new(Vec::new()))).with_display(Box::new(Captured::default())),
     )
     .await
     .unwrap_err();
     assert!(
-        matches!(err, CliError::JobFailed(ref e) if e.contains("no API key")),
+        matches!(err, CliError::JobFailed { reason: ref e } if e.contains("no API key")),
         "{err:?}"
     );
 }

@@ -36,7 +36,7 @@ async fn usage_errors_are_reported() {
     let err = run_with_args(opts(), ["agent", "start", "--log-level", "LOUD"])
         .await
         .unwrap_err();
-    assert!(matches!(err, CliError::Usage(_)), "{err:?}");
+    assert!(matches!(err, CliError::Usage { .. }), "{err:?}");
     assert!(err.to_string().contains("--log-level"));
 
     let err = run_with_args(opts(), ["agent", "fly"]).await.unwrap_err();

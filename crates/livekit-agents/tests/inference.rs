@@ -410,7 +410,7 @@ async fn a_session_built_with_a_bad_descriptor_does_not_start() {
         .start(Agent::new("hi"), SessionIo::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, SessionError::Config(_)), "{err}");
+    assert!(matches!(err, SessionError::Config { .. }), "{err}");
     let agent = Agent::builder().llm("openai").build();
     let session = AgentSession::builder().build();
     assert!(session.start(agent, SessionIo::default()).await.is_err());

@@ -22,10 +22,7 @@ async fn text_session(
     agent: Agent,
     away: Option<Duration>,
 ) -> (AgentSession, MemoryTextOutput) {
-    let options = SessionOptions {
-        user_away_timeout: away,
-        ..Default::default()
-    };
+    let options = SessionOptions::default().with_user_away_timeout(away);
     let session = AgentSession::builder()
         .llm(Arc::new(llm))
         .options(options)
@@ -150,10 +147,10 @@ async fn a_tool_finishing_in_the_background_reports_progress_and_its_result() {
         Some(Duration::from_secs(2)),
     )
     .await;
-    let mut events = session.subscribe();
+    let mut events = session.events();
     let away2 = away.clone();
     tokio::spawn(async move {
-        while let Ok(ev) = events.recv().await {
+        while let Some(Ok(ev)) = events.recv().await {
             if let SessionEvent::UserStateChanged {
                 new_state: UserState::Away,
                 ..

@@ -27,10 +27,7 @@ struct Scripted {
 /// One user turn "Hello there" (0.5 s to 1.5 s), a reply "Hi! How can I help?".
 async fn scripted_session() -> Scripted {
     let speeches = vec![UserSpeech::new(0.5, 1.5, "Hello there")];
-    let mut options = SessionOptions {
-        user_away_timeout: None,
-        ..Default::default()
-    };
+    let mut options = SessionOptions::default().with_user_away_timeout(None);
     options.turn_handling.preemptive_generation.enabled = false;
     let session = AgentSession::builder()
         .vad(Arc::new(FakeVad::new(speeches.clone())))
@@ -43,10 +40,10 @@ async fn scripted_session() -> Scripted {
         .options(options)
         .build();
     let timed: Arc<Mutex<Vec<TimedSessionEvent>>> = Arc::default();
-    let mut rx = session.subscribe_timed();
+    let mut rx = session.timed_events();
     let sink = timed.clone();
     tokio::spawn(async move {
-        while let Ok(ev) = rx.recv().await {
+        while let Some(Ok(ev)) = rx.recv().await {
             sink.lock().push(ev);
         }
     });
@@ -366,10 +363,7 @@ async fn tool_session(
         UserSpeech::new(0.5, 1.5, "What's the weather?"),
         UserSpeech::new(6.0, 7.0, "Thanks"),
     ];
-    let mut options = SessionOptions {
-        user_away_timeout: None,
-        ..Default::default()
-    };
+    let mut options = SessionOptions::default().with_user_away_timeout(None);
     options.turn_handling.preemptive_generation.enabled = false;
     let weather = FunctionTool::raw(
         "get_weather",
@@ -585,13 +579,7 @@ async fn console_writes_the_session_report_to_a_file() {
     });
     run_console(
         opts,
-        ConsoleOptions {
-            text: true,
-            text_input: Some(Box::new(std::io::Cursor::new(b"hello\n".to_vec()))),
-            display: Some(Box::new(Sink)),
-            report: Some(path.clone()),
-            ..Default::default()
-        },
+        ConsoleOptions::default().with_text(true).with_text_input(Box::new(std::io::Cursor::new(b"hello\n".to_vec()))).with_display(Box::new(Sink)).with_report(path.clone()),
     )
     .await
     .unwrap();
@@ -651,12 +639,9 @@ async fn recording_has_the_user_and_what_the_agent_actually_played() {
         UserSpeech::new(0.5, 1.5, "Hello there"),
         UserSpeech::new(3.0, 4.5, "Wait, stop"),
     ];
-    let mut options = SessionOptions {
-        user_away_timeout: None,
-        // The interruption at 3.0 s falls inside the default 3 s AEC warm-up.
-        aec_warmup_duration: None,
-        ..Default::default()
-    };
+    let mut options = SessionOptions::default().with_user_away_timeout(None)
+// The interruption at 3.0 s falls inside the default 3 s AEC warm-up.
+.with_aec_warmup_duration(None);
     options.turn_handling.preemptive_generation.enabled = false;
     let session = AgentSession::builder()
         .vad(Arc::new(FakeVad::new(speeches.clone())))
@@ -866,10 +851,7 @@ async fn a_recorded_session_replays_to_the_same_history_and_events() {
         UserSpeech::new(0.5, 1.5, "What's the weather?"),
         UserSpeech::new(4.0, 5.0, "Stop, thanks"),
     ];
-    let mut options = SessionOptions {
-        user_away_timeout: None,
-        ..Default::default()
-    };
+    let mut options = SessionOptions::default().with_user_away_timeout(None);
     options.turn_handling.preemptive_generation.enabled = false;
     let make_agent = || {
         let weather = FunctionTool::raw(
@@ -901,10 +883,10 @@ async fn a_recorded_session_replays_to_the_same_history_and_events() {
         .options(options.clone())
         .build();
     let recorded: Arc<Mutex<Vec<TimedSessionEvent>>> = Arc::default();
-    let mut rx = session.subscribe_timed();
+    let mut rx = session.timed_events();
     let sink = recorded.clone();
     tokio::spawn(async move {
-        while let Ok(ev) = rx.recv().await {
+        while let Some(Ok(ev)) = rx.recv().await {
             sink.lock().push(ev);
         }
     });

@@ -22,11 +22,7 @@ use livekit_agents::tts::{
 use livekit_agents::types::{ApiConnectOptions, ApiError};
 
 fn opts(max_retry: u32, retry_interval_secs: u64) -> ApiConnectOptions {
-    ApiConnectOptions {
-        max_retry,
-        retry_interval: Duration::from_secs(retry_interval_secs),
-        timeout: Duration::from_secs(10),
-    }
+    ApiConnectOptions::default().with_max_retry(max_retry).with_retry_interval(Duration::from_secs(retry_interval_secs)).with_timeout(Duration::from_secs(10))
 }
 
 fn retryable() -> ApiError {
@@ -155,7 +151,7 @@ async fn recognize_does_not_retry_non_retryable_errors() {
     // Protocol errors are not retried either.
     let stt = FlakyRecognizer {
         attempts: Attempts::new(),
-        errors: Mutex::new([ApiError::Protocol("garbled".into())].into()),
+        errors: Mutex::new([ApiError::protocol("garbled".into())].into()),
     };
     assert!(stt::recognize(&stt, &[], None, opts(3, 2)).await.is_err());
     assert_eq!(stt.attempts.count(), 1);
@@ -323,7 +319,7 @@ async fn speech_stream_ends_with_an_error_when_attempts_keep_panicking() {
     let mut stream = SpeechStream::spawn("fake.STT", opts(1, 2), task);
     let (_, err) = drain_stt(&mut stream).await;
     assert!(
-        matches!(&err, Some(ApiError::TaskPanicked(m)) if m.contains("absurd final window")),
+        matches!(&err, Some(ApiError::TaskPanicked { message: m }) if m.contains("absurd final window")),
         "{err:?}"
     );
     assert_eq!(attempts.count(), 2);
@@ -440,7 +436,7 @@ async fn llm_panic_after_content_is_an_error() {
     assert!(stream.next_chunk().await.unwrap().unwrap().has_content());
     assert!(matches!(
         stream.next_chunk().await,
-        Some(Err(ApiError::TaskPanicked(_)))
+        Some(Err(ApiError::TaskPanicked { .. }))
     ));
     assert!(stream.next_chunk().await.is_none());
     assert_eq!(attempts.count(), 1);
@@ -644,7 +640,7 @@ async fn chunked_tts_panic_is_an_error() {
         .collect()
         .await;
     assert!(
-        matches!(result, Err(ApiError::TaskPanicked(_))),
+        matches!(result, Err(ApiError::TaskPanicked { .. })),
         "{result:?}"
     );
 }

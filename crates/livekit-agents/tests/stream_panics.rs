@@ -25,7 +25,7 @@ fn audio() -> SynthesizedAudio {
 }
 
 fn panicked(item: Option<Result<impl std::fmt::Debug, ApiError>>) -> bool {
-    matches!(item, Some(Err(ApiError::TaskPanicked(ref m))) if m == "producer bug")
+    matches!(item, Some(Err(ApiError::TaskPanicked { message: ref m })) if m == "producer bug")
 }
 
 #[tokio::test]
@@ -53,13 +53,13 @@ async fn llm_stream_from_channel() {
         .collect()
         .await
         .unwrap_err();
-    assert!(matches!(err, ApiError::TaskPanicked(_)), "{err:?}");
+    assert!(matches!(err, ApiError::TaskPanicked { .. }), "{err:?}");
 }
 
 #[tokio::test]
 async fn speech_stream_from_channels() {
     for panics in [true, false] {
-        let (in_tx, _in_rx) = mpsc::unbounded_channel();
+        let (in_tx, _in_rx) = livekit_agents::model_input::channel();
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(async move {
             tx.send(Ok(SpeechEvent::new(SpeechEventType::StartOfSpeech)))
@@ -80,7 +80,7 @@ async fn speech_stream_from_channels() {
 #[tokio::test]
 async fn synthesize_and_chunked_streams_from_channels() {
     for panics in [true, false] {
-        let (in_tx, _in_rx) = mpsc::unbounded_channel();
+        let (in_tx, _in_rx) = livekit_agents::model_input::channel();
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(async move {
             tx.send(Ok(audio())).await.unwrap();
@@ -100,7 +100,7 @@ async fn synthesize_and_chunked_streams_from_channels() {
         });
         let collected = ChunkedStream::from_channel(rx, Some(task)).collect().await;
         match collected {
-            Err(ApiError::TaskPanicked(m)) => assert!(panics && m == "producer bug"),
+            Err(ApiError::TaskPanicked { message: m }) => assert!(panics && m == "producer bug"),
             Ok(frame) => assert!(!panics && frame.samples_per_channel == 240),
             Err(e) => panic!("{e:?}"),
         }
@@ -110,7 +110,7 @@ async fn synthesize_and_chunked_streams_from_channels() {
 #[tokio::test]
 async fn vad_stream_reports_a_panicked_detector() {
     for panics in [true, false] {
-        let (in_tx, _in_rx) = mpsc::unbounded_channel();
+        let (in_tx, _in_rx) = livekit_agents::model_input::channel();
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(async move {
             tx.send(VadEvent::new(VadEventType::StartOfSpeech))
@@ -122,7 +122,7 @@ async fn vad_stream_reports_a_panicked_detector() {
         assert!(stream.next_event().await.is_some());
         assert!(stream.next_event().await.is_none());
         match stream.failure() {
-            Some(ApiError::TaskPanicked(m)) => assert!(panics && m == "producer bug"),
+            Some(ApiError::TaskPanicked { message: m }) => assert!(panics && m == "producer bug"),
             None => assert!(!panics),
             Some(e) => panic!("{e:?}"),
         }

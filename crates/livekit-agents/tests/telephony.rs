@@ -153,10 +153,10 @@ async fn text_session(llm: FakeLlm, agent: Agent) -> (AgentSession, MemoryTextOu
 
 /// The reason of the `Close` event among the events received so far.
 fn close_reason(
-    events: &mut tokio::sync::broadcast::Receiver<SessionEvent>,
+    events: &mut livekit_agents::types::EventStream<SessionEvent>,
 ) -> Option<CloseReason> {
     let mut reason = None;
-    while let Ok(ev) = events.try_recv() {
+    while let Some(Ok(ev)) = events.try_recv() {
         if let SessionEvent::Close { reason: r, .. } = ev {
             reason = Some(r);
         }
@@ -312,7 +312,7 @@ async fn a_failed_transfer_keeps_the_session() {
         .unwrap_err();
     assert!(matches!(
         err,
-        TelephonyError::Sip(SipError::InvalidRequest(_))
+        TelephonyError::Sip(SipError::InvalidRequest { .. })
     ));
 }
 
@@ -321,7 +321,7 @@ async fn hang_up_says_goodbye_closes_and_deletes_the_room() {
     let fake = Fake::default();
     let ctx = job(&serve(fake.clone()).await);
     let (session, text) = text_session(FakeLlm::new(vec![]), Agent::new("Hi.")).await;
-    let mut events = session.subscribe();
+    let mut events = session.events();
     ctx.hang_up(
         Some(&session),
         HangupOptions {
@@ -390,11 +390,8 @@ async fn end_call_tool_lets_the_goodbye_play_then_deletes_the_room() {
         .tool(EndCallTool::new(Some(ctx.clone())).build())
         .build();
     let (session, text) = text_session(llm.clone(), agent).await;
-    let mut events = session.subscribe();
-    let _ = session.generate_reply(ReplyOptions {
-        user_input: Some("That's all, bye.".into()),
-        ..Default::default()
-    });
+    let mut events = session.events();
+    let _ = session.generate_reply(ReplyOptions::default().with_user_input("That's all, bye."));
     tokio::time::timeout(Duration::from_secs(10), session.wait_closed())
         .await
         .unwrap();
@@ -426,7 +423,7 @@ async fn end_call_without_a_job_closes_the_session_after_the_reply() {
         .starts_with("Ends the current call"));
     let agent = Agent::builder().instructions("Hi.").tool(tool).build();
     let (session, text) = text_session(llm, agent).await;
-    let mut events = session.subscribe();
+    let mut events = session.events();
     let result = session.run("bye").await.unwrap();
     result.expect().contains_function_call("end_call");
     session.wait_closed().await;
@@ -498,11 +495,8 @@ async fn hang_up_from_a_tool_lets_the_goodbye_of_its_step_play_first() {
         )
         .await
         .unwrap();
-    let mut events = session.subscribe();
-    let _ = session.generate_reply(ReplyOptions {
-        user_input: Some("Thanks, bye.".into()),
-        ..Default::default()
-    });
+    let mut events = session.events();
+    let _ = session.generate_reply(ReplyOptions::default().with_user_input("Thanks, bye."));
     session.wait_closed().await;
     assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
     assert_eq!(job.wait_for_shutdown().await, "call ended by the agent");
@@ -536,11 +530,8 @@ async fn hang_up_from_a_tool_with_a_goodbye_ends_after_it_played() {
         )
         .await
         .unwrap();
-    let mut events = session.subscribe();
-    let _ = session.generate_reply(ReplyOptions {
-        user_input: Some("Thanks, bye.".into()),
-        ..Default::default()
-    });
+    let mut events = session.events();
+    let _ = session.generate_reply(ReplyOptions::default().with_user_input("Thanks, bye."));
     session.wait_closed().await;
     // The tool returned before the goodbye (it plays after the tool's speech), the session
     // closed once it had played.
@@ -607,10 +598,7 @@ async fn voicemail_tool_leaves_the_message_then_hangs_up() {
         )
         .build();
     let (session, text) = text_session(llm, agent).await;
-    let _ = session.generate_reply(ReplyOptions {
-        user_input: Some("You've reached Sam, leave a message after the beep.".into()),
-        ..Default::default()
-    });
+    let _ = session.generate_reply(ReplyOptions::default().with_user_input("You've reached Sam, leave a message after the beep."));
     tokio::time::timeout(Duration::from_secs(10), session.wait_closed())
         .await
         .unwrap();
@@ -708,9 +696,7 @@ async fn get_dtmf_pound_ends_input_and_short_input_fails() {
     let r = result.lock().take().unwrap();
     assert_eq!(
         r,
-        Err(TaskError::Failed(
-            "Digits input not fully received. Expect 4 digits, got 1".into()
-        ))
+        Err(TaskError::Failed { reason: "Digits input not fully received. Expect 4 digits, got 1".into() })
     );
 }
 
@@ -751,10 +737,10 @@ async fn get_dtmf_confirms_then_records_the_confirmed_digits() {
 #[tokio::test(start_paused = true)]
 async fn dtmf_events_reach_session_subscribers() {
     let (session, _text) = text_session(FakeLlm::new(vec![]), Agent::new("Hi.")).await;
-    let mut events = session.subscribe();
+    let mut events = session.events();
     session.push_sip_dtmf(10, "*", Some("caller".into()));
     loop {
-        let ev = events.recv().await.unwrap();
+        let ev = events.recv().await.unwrap().unwrap();
         if let SessionEvent::SipDtmfReceived {
             code,
             digit,
@@ -788,7 +774,7 @@ async fn ivr_detection_adds_the_dtmf_tool_and_replies_after_silence() {
     let (session, text) = text_session(llm, Agent::new("Navigate the phone menu.")).await;
     let sender = MemoryDtmfSender::new();
     let ivr = IvrDetection::start(&session, Arc::new(sender), IvrOptions::default(), None);
-    let mut events = ivr.subscribe();
+    let mut events = ivr.events();
     let names: Vec<String> = session
         .current_agent()
         .unwrap()
@@ -805,19 +791,19 @@ async fn ivr_detection_adds_the_dtmf_tool_and_replies_after_silence() {
         IvrOptions::default(),
         None,
     );
-    let mut again_events = again.subscribe();
+    let mut again_events = again.events();
     assert_eq!(session.current_agent().unwrap().tools().len(), 1);
     let start = tokio::time::Instant::now();
-    assert_eq!(events.recv().await.unwrap(), IvrEvent::SilenceDetected);
+    assert_eq!(events.recv().await.unwrap().unwrap(), IvrEvent::SilenceDetected);
     assert_eq!(start.elapsed(), Duration::from_secs(5));
     tokio::time::sleep(ms(100)).await;
     assert_eq!(text.segments(), ["I'd like to speak to billing."]);
     assert_eq!(
-        again_events.recv().await.unwrap(),
+        again_events.recv().await.unwrap().unwrap(),
         IvrEvent::SilenceDetected
     );
     // After the reply the line is silent again: one more nudge 5 s later.
-    assert_eq!(events.recv().await.unwrap(), IvrEvent::SilenceDetected);
+    assert_eq!(events.recv().await.unwrap().unwrap(), IvrEvent::SilenceDetected);
     ivr.stop();
     assert!(!again.is_running());
     assert!(IvrDetection::of(&session).is_none());
@@ -929,10 +915,7 @@ async fn warm_transfer_summarises_for_the_human_then_merges() {
     .with_fallback(FakeLlmResponse::text("You're now connected.", ms(10)));
     let (session, _text, handle) =
         caller_with_transfer(consultation.clone(), human_llm, caller_llm).await;
-    let _ = session.generate_reply(ReplyOptions {
-        user_input: Some("Get me a person.".into()),
-        ..Default::default()
-    });
+    let _ = session.generate_reply(ReplyOptions::default().with_user_input("Get me a person."));
     tokio::time::sleep(ms(500)).await;
     // On hold while the human's phone rings.
     assert_eq!(handle.state().caller, CallerState::Escalated);
@@ -946,10 +929,7 @@ async fn warm_transfer_summarises_for_the_human_then_merges() {
         consultation.human_text.segments(),
         ["Hi Sam, the caller says their invoice is wrong."]
     );
-    let _ = human.generate_reply(ReplyOptions {
-        user_input: Some("OK, put them through.".into()),
-        ..Default::default()
-    });
+    let _ = human.generate_reply(ReplyOptions::default().with_user_input("OK, put them through."));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(*consultation.moved.lock());
     assert!(*consultation.left.lock());
@@ -994,10 +974,7 @@ async fn a_busy_human_returns_the_caller_with_the_reason() {
     ));
     let (session, text, handle) =
         caller_with_transfer(consultation.clone(), FakeLlm::new(vec![]), caller_llm).await;
-    let _ = session.generate_reply(ReplyOptions {
-        user_input: Some("Get me a person.".into()),
-        ..Default::default()
-    });
+    let _ = session.generate_reply(ReplyOptions::default().with_user_input("Get me a person."));
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(handle.state().human, HumanState::Failed);
     assert_eq!(handle.state().caller, CallerState::Active);
@@ -1038,10 +1015,7 @@ async fn the_human_hanging_up_returns_the_caller() {
     let human_llm = FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::text("Hi.", ms(10)));
     let (session, _text, handle) =
         caller_with_transfer(consultation.clone(), human_llm, caller_llm).await;
-    let _ = session.generate_reply(ReplyOptions {
-        user_input: Some("Get me a person.".into()),
-        ..Default::default()
-    });
+    let _ = session.generate_reply(ReplyOptions::default().with_user_input("Get me a person."));
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(handle.state().human, HumanState::Summarizing);
     consultation.closed.cancel();
@@ -1147,12 +1121,7 @@ async fn the_ivr_detection_option_gives_the_agent_the_keypad() {
     });
     let report = run_console(
         worker,
-        ConsoleOptions {
-            text: true,
-            text_input: Some(Box::new(tokio::io::BufReader::new(input))),
-            display: Some(Box::new(Discard)),
-            ..Default::default()
-        },
+        ConsoleOptions::default().with_text(true).with_text_input(Box::new(tokio::io::BufReader::new(input))).with_display(Box::new(Discard)),
     )
     .await
     .unwrap();

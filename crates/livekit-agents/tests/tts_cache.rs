@@ -54,10 +54,7 @@ async fn a_cached_phrase_costs_no_provider_request() {
     let handle = session
         .say(
             "One moment, please.",
-            SayOptions {
-                audio: Some(audio.boxed()),
-                ..Default::default()
-            },
+            SayOptions::default().with_audio(audio.boxed()),
         )
         .unwrap();
     handle.wait_for_playout().await;

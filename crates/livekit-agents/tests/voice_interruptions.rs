@@ -49,11 +49,11 @@ impl Harness {
             .options(options)
             .build();
         let log: Arc<Mutex<Vec<(f64, SessionEvent)>>> = Arc::default();
-        let mut rx = session.subscribe();
+        let mut rx = session.events();
         let t0 = Instant::now();
         let sink = log.clone();
         tokio::spawn(async move {
-            while let Ok(ev) = rx.recv().await {
+            while let Some(Ok(ev)) = rx.recv().await {
                 sink.lock().push((t0.elapsed().as_secs_f64(), ev));
             }
         });
@@ -411,10 +411,7 @@ fn text_typed_during_a_speech_goes_after_the_interrupted_message_without_a_liste
             // What a room's text input does: interrupt, then reply to the typed text.
             h.session.interrupt();
             h.session
-                .generate_reply(ReplyOptions {
-                    user_input: Some("Actually, something else".into()),
-                    ..Default::default()
-                })
+                .generate_reply(ReplyOptions::default().with_user_input("Actually, something else"))
                 .unwrap();
             tokio::time::sleep(Duration::from_secs(6)).await;
             (items(&h.session), states(&h.log))
@@ -500,7 +497,7 @@ fn the_agent_thinks_while_a_tool_runs_after_its_words_then_listens_50_times() {
 async fn three_unrecoverable_errors_are_tolerated_and_the_fourth_closes_the_session() {
     let llm = FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::error("boom", ms(50)));
     let session = AgentSession::builder().llm(Arc::new(llm)).build();
-    let mut events = session.subscribe();
+    let mut events = session.events();
     session
         .start(Agent::new(""), SessionIo::default())
         .await
@@ -518,7 +515,7 @@ async fn three_unrecoverable_errors_are_tolerated_and_the_fourth_closes_the_sess
         .expect("the 4th error closes the session");
     let mut errors = 0;
     let mut close = None;
-    while let Ok(ev) = events.try_recv() {
+    while let Some(Ok(ev)) = events.try_recv() {
         match ev {
             SessionEvent::Error {
                 source: ErrorSource::Llm,
@@ -545,7 +542,7 @@ async fn an_stt_error_other_than_a_lost_connection_is_counted_and_not_reopened()
         .llm(Arc::new(FakeLlm::new(vec![])))
         .options(options())
         .build();
-    let mut events = session.subscribe();
+    let mut events = session.events();
     let (_audio, input) = audio_input_channel();
     session
         .start(
@@ -560,7 +557,7 @@ async fn an_stt_error_other_than_a_lost_connection_is_counted_and_not_reopened()
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(stt.streams_opened(), 1);
     let mut stt_errors = 0;
-    while let Ok(ev) = events.try_recv() {
+    while let Some(Ok(ev)) = events.try_recv() {
         if let SessionEvent::Error {
             source: ErrorSource::Stt,
             recoverable,

@@ -110,11 +110,11 @@ async fn start_voice_with_text(
     }
     let session = builder.build();
     let log: Arc<Mutex<Vec<(f64, SessionEvent)>>> = Arc::default();
-    let mut rx = session.subscribe();
+    let mut rx = session.events();
     let t0 = Instant::now();
     let sink = log.clone();
     tokio::spawn(async move {
-        while let Ok(ev) = rx.recv().await {
+        while let Some(Ok(ev)) = rx.recv().await {
             sink.lock().push((t0.elapsed().as_secs_f64(), ev));
         }
     });
@@ -385,10 +385,7 @@ async fn uninterruptible_say_is_not_interrupted_by_speech() {
         .session
         .say(
             "Please listen carefully.",
-            SayOptions {
-                allow_interruptions: Some(false),
-                ..Default::default()
-            },
+            SayOptions::default().with_allow_interruptions(false),
         )
         .unwrap();
     assert!(handle.interrupt().is_err());
@@ -669,10 +666,7 @@ async fn uninterruptible_speech_replaces_user_audio_with_silence_for_the_stt() {
         .session
         .say(
             "Please hold.",
-            SayOptions {
-                allow_interruptions: Some(false),
-                ..Default::default()
-            },
+            SayOptions::default().with_allow_interruptions(false),
         )
         .unwrap();
     tokio::time::sleep(ms(500)).await;
@@ -817,10 +811,7 @@ async fn say_with_pre_synthesized_audio_plays_it_and_records_the_text() {
         .session
         .say(
             "Welcome!",
-            SayOptions {
-                audio: Some(futures::stream::iter(frames).boxed()),
-                ..Default::default()
-            },
+            SayOptions::default().with_audio(futures::stream::iter(frames).boxed()),
         )
         .unwrap();
     handle.wait_for_playout().await;
@@ -918,10 +909,7 @@ async fn manual_commit_with_skip_reply_records_the_turn_without_replying() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let transcript = h
         .session
-        .commit_user_turn(CommitOptions {
-            skip_reply: true,
-            ..Default::default()
-        })
+        .commit_user_turn(CommitOptions::default().with_skip_reply(true))
         .await
         .unwrap();
     assert_eq!(transcript, "just noting this");
@@ -1047,7 +1035,7 @@ async fn a_failed_stt_stream_is_reported_and_reopened() {
         .tts(Arc::new(FakeTts::new(ms(100), ms(500))))
         .options(opts)
         .build();
-    let mut events = session.subscribe();
+    let mut events = session.events();
     let (_audio, input) = audio_input_channel();
     session
         .start(
@@ -1064,7 +1052,7 @@ async fn a_failed_stt_stream_is_reported_and_reopened() {
     assert_eq!(stt.streams_opened(), 2);
     let mut stt_errors = 0;
     let mut user_turns = Vec::new();
-    while let Ok(ev) = events.try_recv() {
+    while let Some(Ok(ev)) = events.try_recv() {
         match ev {
             SessionEvent::Error {
                 source: ErrorSource::Stt,
@@ -1108,7 +1096,7 @@ impl livekit_agents::stt::Stt for UsageStt {
         _conn: livekit_agents::types::ApiConnectOptions,
     ) -> Result<livekit_agents::stt::SpeechStream, livekit_agents::types::ApiError> {
         use livekit_agents::stt::{RecognitionUsage, SpeechEvent, SpeechEventType};
-        let (in_tx, _in_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (in_tx, _in_rx) = livekit_agents::model_input::channel();
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         let task = tokio::spawn(async move {
             let _keep = _in_rx;
@@ -1136,7 +1124,7 @@ async fn stt_metrics_carry_the_recognition_request_time() {
         .stt(Arc::new(UsageStt) as Arc<dyn livekit_agents::stt::Stt>)
         .llm(Arc::new(FakeLlm::new(vec![])))
         .build();
-    let mut rx = session.subscribe();
+    let mut rx = session.events();
     let (_audio, input) = audio_input_channel();
     session
         .start(
@@ -1150,7 +1138,7 @@ async fn stt_metrics_carry_the_recognition_request_time() {
         .unwrap();
     tokio::time::sleep(ms(100)).await;
     let mut stt = Vec::new();
-    while let Ok(ev) = rx.try_recv() {
+    while let Some(Ok(ev)) = rx.try_recv() {
         if let SessionEvent::MetricsCollected {
             metrics: livekit_agents::metrics::AgentMetrics::Stt(m),
         } = ev
@@ -1291,13 +1279,7 @@ async fn update_options_changes_endpointing_for_the_next_turns_and_survives_a_ha
     )
     .await;
     h.session
-        .update_options(UpdateOptions {
-            endpointing: Some(EndpointingOptions {
-                min_delay: Duration::from_millis(1500),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        .update_options(UpdateOptions::default().with_endpointing(EndpointingOptions::default().with_min_delay(Duration::from_millis(1500))))
         .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     h.session

@@ -277,7 +277,7 @@ async fn repeated_unrecoverable_llm_errors_close_the_session() {
     let llm =
         FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::error("model overloaded", ms(10)));
     let (session, _) = text_session(llm, Agent::new("")).await;
-    let mut events = session.subscribe();
+    let mut events = session.events();
     // max_unrecoverable_errors = 3 tolerates three: the fourth closes the session.
     for _ in 0..4 {
         if let Ok(h) = session.generate_reply(ReplyOptions::default()) {
@@ -287,7 +287,7 @@ async fn repeated_unrecoverable_llm_errors_close_the_session() {
     tokio::time::sleep(ms(10)).await;
     let mut errors = 0;
     let mut close = None;
-    while let Ok(ev) = events.try_recv() {
+    while let Some(Ok(ev)) = events.try_recv() {
         match ev {
             SessionEvent::Error {
                 source,
@@ -343,10 +343,7 @@ async fn speeches_play_one_at_a_time_by_priority_then_fifo() {
         session
             .say(
                 t,
-                SayOptions {
-                    priority,
-                    ..Default::default()
-                },
+                SayOptions::default().with_priority(priority),
             )
             .unwrap()
     };
@@ -490,6 +487,6 @@ fn an_agents_chat_ctx_starts_with_its_instructions() {
     let first = ctx.items()[0].as_message().unwrap();
     assert_eq!(first.role, ChatRole::System);
     assert_eq!(first.text_content().as_deref(), Some("Be brief."));
-    assert_eq!(first.id, livekit_agents::voice::agent::INSTRUCTIONS_ITEM_ID);
+    assert_eq!(first.id, livekit_agents::voice::INSTRUCTIONS_ITEM_ID);
     assert!(Agent::new("").chat_ctx().items().is_empty());
 }

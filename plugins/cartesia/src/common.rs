@@ -75,7 +75,7 @@ pub(crate) fn request_headers(
 ) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
     let key = key.header_value("", "Cartesia API key")?;
     let version = HeaderValue::from_str(api_version)
-        .map_err(|_| ApiError::Other(format!("invalid Cartesia API version {api_version:?}")))?;
+        .map_err(|_| ApiError::other(format!("invalid Cartesia API version {api_version:?}")))?;
     Ok(vec![
         (HeaderName::from_static("x-api-key"), key),
         (HeaderName::from_static("cartesia-version"), version),

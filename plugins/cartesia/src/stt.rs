@@ -268,7 +268,7 @@ impl SttTask {
     /// Takes a frame (downmixed to mono: Cartesia transcribes one channel per connection).
     fn accept_frame(&mut self, frame: &AudioFrame) -> Result<(), ApiError> {
         if frame.sample_rate == 0 || frame.num_channels == 0 {
-            return Err(ApiError::Other(format!("invalid audio frame: {frame:?}")));
+            return Err(ApiError::other(format!("invalid audio frame: {frame:?}")));
         }
         let audio = self.audio.get_or_insert_with(|| AudioState {
             chunker: Chunker::new(frame.sample_rate, 1, CHUNK_MS),
@@ -276,7 +276,7 @@ impl SttTask {
             chunk_len: (frame.sample_rate as usize * CHUNK_MS as usize / 1000).max(1),
         });
         if frame.sample_rate != audio.replay.sample_rate() {
-            return Err(ApiError::Other(format!(
+            return Err(ApiError::other(format!(
                 "sample rate changed mid-stream: {} Hz after {} Hz; resample before pushing",
                 frame.sample_rate,
                 audio.replay.sample_rate()

@@ -580,7 +580,7 @@ impl WebSocketTask {
             let pcm = base64::engine::general_purpose::STANDARD
                 .decode(data)
                 .map_err(|e| {
-                    ApiError::Protocol(format!("Cartesia sent invalid base64 audio: {e}"))
+                    ApiError::protocol(format!("Cartesia sent invalid base64 audio: {e}"))
                 })?;
             if !emitter.push_pcm_bytes(&pcm).await {
                 return Ok(Step::Stop);
@@ -592,7 +592,7 @@ impl WebSocketTask {
         if message.done == Some(true) || message.kind.as_deref() == Some("done") {
             if !ctx.closed {
                 // Text sent after this would be lost.
-                return Err(ApiError::Protocol(
+                return Err(ApiError::protocol(
                     "Cartesia ended the context before all text was sent".into(),
                 ));
             }

@@ -215,7 +215,7 @@ impl<A: ListenApi> ListenTask<A> {
     /// Takes a frame into the chunker, checking it matches the stream's format.
     fn accept_frame(&mut self, frame: &AudioFrame) -> Result<(), ApiError> {
         if frame.sample_rate == 0 || frame.num_channels == 0 {
-            return Err(ApiError::Other(format!("invalid audio frame: {frame:?}")));
+            return Err(ApiError::other(format!("invalid audio frame: {frame:?}")));
         }
         let mono;
         let frame = if A::MONO_ONLY && frame.num_channels > 1 {
@@ -236,7 +236,7 @@ impl<A: ListenApi> ListenTask<A> {
         });
         let (rate, channels) = (audio.replay.sample_rate(), audio.replay.channels());
         if frame.sample_rate != rate || frame.num_channels != channels {
-            return Err(ApiError::Other(format!(
+            return Err(ApiError::other(format!(
                 "audio format changed mid-stream: {} Hz x{} after {} Hz x{}; resample before pushing",
                 frame.sample_rate, frame.num_channels, rate, channels
             )));

@@ -353,7 +353,7 @@ impl Stt {
         )
         .await?;
         let parsed: PrerecordedResponse = serde_json::from_slice(&text)
-            .map_err(|e| ApiError::Protocol(format!("unexpected Deepgram response: {e}")))?;
+            .map_err(|e| ApiError::protocol(format!("unexpected Deepgram response: {e}")))?;
         Ok(prerecorded_to_event(parsed, &opts, request_id))
     }
 }
@@ -782,16 +782,16 @@ fn prerecorded_to_event(
 /// Concatenates frames that share one format.
 fn merge_frames(frames: &[AudioFrame]) -> Result<(Vec<i16>, u32, u16), ApiError> {
     let Some(first) = frames.iter().find(|f| !f.is_empty()) else {
-        return Err(ApiError::Other("no audio to recognize".into()));
+        return Err(ApiError::other("no audio to recognize".into()));
     };
     let (rate, channels) = (first.sample_rate, first.num_channels);
     if rate == 0 || channels == 0 {
-        return Err(ApiError::Other(format!("invalid audio frame: {first:?}")));
+        return Err(ApiError::other(format!("invalid audio frame: {first:?}")));
     }
     let mut samples = Vec::new();
     for f in frames.iter().filter(|f| !f.is_empty()) {
         if f.sample_rate != rate || f.num_channels != channels {
-            return Err(ApiError::Other(format!(
+            return Err(ApiError::other(format!(
                 "frames mix formats ({} Hz x{} and {} Hz x{}); resample before recognizing",
                 rate, channels, f.sample_rate, f.num_channels
             )));

@@ -501,10 +501,7 @@ mod stream_tests {
         let mut server = FakeServer::start_memory()
             .refusing(livekit_plugin_test_support::models::deepgram_handshake);
         let tts = client(&server);
-        let conn_opts = ApiConnectOptions {
-            max_retry: 0,
-            ..Default::default()
-        };
+        let conn_opts = ApiConnectOptions::default().with_max_retry(0);
         let mut stream = tts.stream(conn_opts).unwrap();
         stream.push_text("Anyone?");
         stream.end_input();

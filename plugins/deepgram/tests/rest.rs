@@ -122,10 +122,7 @@ async fn recognize_retries_server_errors() {
     .unwrap();
     let frames = vec![AudioFrame::new(vec![0; 160], 16_000, 1).unwrap()];
     // Real sockets on a real clock: keep the retry wait to a millisecond.
-    let conn = ApiConnectOptions {
-        retry_interval: std::time::Duration::from_millis(1),
-        ..Default::default()
-    };
+    let conn = ApiConnectOptions::default().with_retry_interval(std::time::Duration::from_millis(1));
     let ev = stt::recognize(&stt, &frames, None, conn).await.unwrap();
     assert_eq!(ev.text(), "hello world");
     assert_eq!(seen.0.lock().unwrap().len(), 2);
@@ -147,7 +144,7 @@ async fn recognize_rejects_mixed_formats() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ApiError::Other(ref m) if m.contains("mix formats")),
+        matches!(err, ApiError::Other { message: ref m } if m.contains("mix formats")),
         "{err:?}"
     );
 }

@@ -226,10 +226,7 @@ async fn error_message_fails_the_stream_after_retries() {
         .await
         .refusing(models::deepgram_handshake);
     let stt = client(&server, SttOptions::default());
-    let conn_opts = ApiConnectOptions {
-        max_retry: 0,
-        ..Default::default()
-    };
+    let conn_opts = ApiConnectOptions::default().with_max_retry(0);
     let mut stream = stt.stream(None, conn_opts).unwrap();
     push_audio(&stream, 0, 0.05);
     let mut conn = server.next_conn().await;

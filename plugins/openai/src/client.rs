@@ -150,9 +150,9 @@ impl Endpoint {
         }
         for (name, value) in &self.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ApiError::Other(format!("invalid header name {name:?}")))?;
+                .map_err(|_| ApiError::other(format!("invalid header name {name:?}")))?;
             let value = HeaderValue::from_str(value)
-                .map_err(|_| ApiError::Other(format!("invalid value for header {name}")))?;
+                .map_err(|_| ApiError::other(format!("invalid value for header {name}")))?;
             out.push((name, value));
         }
         Ok(out)

@@ -807,7 +807,7 @@ impl LlmStreamTask for CompletionTask {
             let events = match next {
                 Some(Ok(bytes)) => decoder
                     .push(&bytes)
-                    .map_err(|e| ApiError::Protocol(format!("{provider}: {e}")))?,
+                    .map_err(|e| ApiError::protocol(format!("{provider}: {e}")))?,
                 Some(Err(e)) => {
                     return Err(ApiError::connection(format!(
                         "{provider} stream interrupted: {e}"
@@ -816,7 +816,7 @@ impl LlmStreamTask for CompletionTask {
                 None => {
                     let last = decoder
                         .finish()
-                        .map_err(|e| ApiError::Protocol(format!("{provider}: {e}")))?;
+                        .map_err(|e| ApiError::protocol(format!("{provider}: {e}")))?;
                     for chunk in last
                         .map(|ev| parser.event(&ev.data))
                         .transpose()?
@@ -962,7 +962,7 @@ impl ChunkParser {
             return Ok(Vec::new());
         }
         let chunk: StreamChunk = serde_json::from_str(data).map_err(|e| {
-            ApiError::Protocol(format!(
+            ApiError::protocol(format!(
                 "malformed completion chunk ({e}): {}",
                 crate::client::truncate(data, 200)
             ))
@@ -1334,7 +1334,7 @@ mod tests {
     #[test]
     fn parser_rejects_malformed_json() {
         let mut p = ChunkParser::default();
-        assert!(matches!(p.event("{not json"), Err(ApiError::Protocol(_))));
+        assert!(matches!(p.event("{not json"), Err(ApiError::Protocol { .. })));
         assert!(p
             .event(r#"{"error":{"message":"overloaded"}}"#)
             .unwrap_err()

@@ -310,7 +310,7 @@ impl core_stt::Stt for Stt {
         conn: &ApiConnectOptions,
     ) -> Result<SpeechEvent, ApiError> {
         let wav = encode_wav(frames)
-            .map_err(|e| ApiError::Other(format!("cannot encode audio as WAV: {e}")))?;
+            .map_err(|e| ApiError::other(format!("cannot encode audio as WAV: {e}")))?;
         let duration: f64 = frames.iter().map(AudioFrame::duration_secs).sum();
         let language = self.language(language);
         let mut form = Multipart::new();
@@ -356,11 +356,11 @@ impl core_stt::Stt for Stt {
         )
         .await?;
         let value: Value = serde_json::from_slice(&text)
-            .map_err(|e| ApiError::Protocol(format!("malformed transcription response ({e})")))?;
+            .map_err(|e| ApiError::protocol(format!("malformed transcription response ({e})")))?;
         let transcript = value
             .get("text")
             .and_then(|t| t.as_str())
-            .ok_or_else(|| ApiError::Protocol("transcription response without `text`".into()))?;
+            .ok_or_else(|| ApiError::protocol("transcription response without `text`".into()))?;
         let mut event = SpeechEvent::transcript(
             SpeechEventType::FinalTranscript,
             SpeechData {
@@ -383,7 +383,7 @@ impl core_stt::Stt for Stt {
         conn: ApiConnectOptions,
     ) -> Result<SpeechStream, ApiError> {
         if !self.opts.use_realtime {
-            return Err(ApiError::Other(
+            return Err(ApiError::other(
                 "openai.STT streams only with `use_realtime: true`; otherwise wrap it in stt::StreamAdapter with a VAD"
                     .into(),
             ));

@@ -300,7 +300,7 @@ impl ChunkedTtsTask for SpeechTask {
             .unwrap_or("")
             .to_string();
         if content_type.starts_with("application/json") || content_type.starts_with("text/") {
-            return Err(ApiError::Protocol(format!(
+            return Err(ApiError::protocol(format!(
                 "{provider} answered {content_type} instead of PCM audio"
             )));
         }

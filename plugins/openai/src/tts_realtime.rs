@@ -229,7 +229,7 @@ impl ChunkedTtsTask for RealtimeSpeechTask {
                     let pcm = base64::engine::general_purpose::STANDARD
                         .decode(str_field(&ev, "delta"))
                         .map_err(|e| {
-                            ApiError::Protocol(format!("{provider} sent undecodable audio: {e}"))
+                            ApiError::protocol(format!("{provider} sent undecodable audio: {e}"))
                         })?;
                     if !emitter.push_pcm_bytes(&pcm).await {
                         let _ = socket.close(None).await;

@@ -27,7 +27,7 @@ pub(crate) async fn connect(
     let mut request = url
         .as_str()
         .into_client_request()
-        .map_err(|e| ApiError::Other(format!("invalid {provider} URL: {e}")))?;
+        .map_err(|e| ApiError::other(format!("invalid {provider} URL: {e}")))?;
     for (name, value) in endpoint.headers()? {
         request.headers_mut().insert(name, value);
     }
@@ -85,7 +85,7 @@ pub(crate) async fn next_event(ws: &mut WsStream) -> Result<Incoming, ApiError> 
                 return serde_json::from_str(text.as_str())
                     .map(Incoming::Event)
                     .map_err(|e| {
-                        ApiError::Protocol(format!(
+                        ApiError::protocol(format!(
                             "malformed server event ({e}): {}",
                             crate::client::truncate(text.as_str(), 200)
                         ))
@@ -125,6 +125,6 @@ pub(crate) fn server_error(provider: &str, ev: &serde_json::Value) -> ApiError {
     if kind == "server_error" {
         ApiError::connection(text)
     } else {
-        ApiError::Other(text)
+        ApiError::other(text)
     }
 }

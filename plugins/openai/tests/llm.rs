@@ -16,11 +16,7 @@ use livekit_plugins_openai::{AzureOptions, CompatibleOptions, Llm, LlmOptions};
 use serde_json::json;
 
 fn fast_retries() -> ApiConnectOptions {
-    ApiConnectOptions {
-        max_retry: 3,
-        retry_interval: Duration::from_millis(10),
-        timeout: Duration::from_secs(5),
-    }
+    ApiConnectOptions::default().with_max_retry(3).with_retry_interval(Duration::from_millis(10)).with_timeout(Duration::from_secs(5))
 }
 
 fn llm(server: &Server) -> Llm {
@@ -230,7 +226,7 @@ async fn malformed_sse_is_a_protocol_error() {
     ])
     .await;
     let err = llm(&server).chat(request()).collect().await.unwrap_err();
-    assert!(matches!(err, ApiError::Protocol(_)), "{err:?}");
+    assert!(matches!(err, ApiError::Protocol { .. }), "{err:?}");
     assert_eq!(
         server.requests().await.len(),
         1,

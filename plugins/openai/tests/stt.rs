@@ -18,11 +18,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 fn conn() -> ApiConnectOptions {
-    ApiConnectOptions {
-        max_retry: 2,
-        retry_interval: Duration::from_millis(10),
-        timeout: Duration::from_secs(5),
-    }
+    ApiConnectOptions::default().with_max_retry(2).with_retry_interval(Duration::from_millis(10)).with_timeout(Duration::from_secs(5))
 }
 
 fn speech(ms: usize, rate: u32) -> Vec<AudioFrame> {
@@ -361,7 +357,7 @@ impl livekit_agents::vad::Vad for ThresholdVad {
 
     fn stream(&self) -> livekit_agents::vad::VadStream {
         use livekit_agents::vad::{VadEvent, VadEventType, VadInput, VadStream};
-        let (in_tx, mut in_rx) = tokio::sync::mpsc::unbounded_channel::<VadInput>();
+        let (in_tx, mut in_rx) = livekit_agents::model_input::channel::<VadInput>();
         let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(64);
         let task = tokio::spawn(async move {
             let mut utterance: Option<Vec<AudioFrame>> = None;

@@ -16,11 +16,7 @@ use livekit_plugins_openai::{Tts, TtsOptions, REALTIME_TTS_MODEL};
 use serde_json::{json, Value};
 
 fn conn() -> ApiConnectOptions {
-    ApiConnectOptions {
-        max_retry: 2,
-        retry_interval: Duration::from_millis(10),
-        timeout: Duration::from_secs(5),
-    }
+    ApiConnectOptions::default().with_max_retry(2).with_retry_interval(Duration::from_millis(10)).with_timeout(Duration::from_secs(5))
 }
 
 /// `ms` of a ramp at 24 kHz as little-endian bytes, split into `parts` pieces of odd sizes

@@ -200,7 +200,7 @@ fn spawn_stream<P: SpeechProbability>(
     detector: Detector<P>,
     control: Arc<StreamControl>,
 ) -> VadStream {
-    let (input_tx, input_rx) = mpsc::unbounded_channel();
+    let (input_tx, input_rx) = livekit_agents::model_input::channel();
     let (event_tx, event_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
     let task = tokio::spawn(run_stream(detector, control, input_rx, event_tx));
     VadStream::from_channels(input_tx, event_rx, Some(task))
@@ -209,7 +209,7 @@ fn spawn_stream<P: SpeechProbability>(
 async fn run_stream<P: SpeechProbability>(
     mut detector: Detector<P>,
     control: Arc<StreamControl>,
-    mut input: mpsc::UnboundedReceiver<VadInput>,
+    mut input: livekit_agents::model_input::InputReceiver<VadInput>,
     events: mpsc::Sender<VadEvent>,
 ) {
     // Kept across wake-ups: no allocation per frame in steady state.

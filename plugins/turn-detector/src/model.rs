@@ -282,7 +282,7 @@ macro_rules! detector_type {
                     .model
                     .engine
                     .run(&turns_from_chat_ctx(chat_ctx))
-                    .map_err(TurnDetectorError::Inference)
+                    .map_err(|e| TurnDetectorError::Inference { reason: e })
             }
 
             /// Whether two detectors share the same loaded model (and inference pool).

@@ -43,7 +43,7 @@ impl TurnDetector for OnBlockingPool {
         let chat_ctx = chat_ctx.clone();
         tokio::task::spawn_blocking(move || model.predict_blocking(&chat_ctx))
             .await
-            .map_err(|e| TurnDetectorError::Inference(e.to_string()))?
+            .map_err(|e| TurnDetectorError::Inference { reason: e.to_string() })?
             .map(|p| p.probability)
     }
 
@@ -84,7 +84,7 @@ async fn commit_time(transcript: &str) -> Option<f64> {
         .turn_detector(Arc::new(OnBlockingPool(model)))
         .options(options)
         .build();
-    let mut events = session.subscribe();
+    let mut events = session.events();
     let (_audio, input) = audio_input_channel();
     let t0 = Instant::now();
     session
@@ -105,7 +105,7 @@ async fn commit_time(transcript: &str) -> Option<f64> {
         tokio::select! {
             _ = &mut deadline => return None,
             event = events.recv() => {
-                if let Ok(SessionEvent::ConversationItemAdded { item: ChatItem::Message(m) }) = event {
+                if let Some(Ok(SessionEvent::ConversationItemAdded { item: ChatItem::Message(m) })) = event {
                     if m.role == ChatRole::User {
                         return Some(t0.elapsed().as_secs_f64());
                     }

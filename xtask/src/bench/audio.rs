@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use livekit_agents::audio::filter::AudioFilter;
+use livekit_agents::audio::AudioFilter;
 use livekit_agents::audio::{
     AudioFrame, AudioMixer, AutoGainControl, FilterChain, NoiseSuppressor, SourceOptions,
 };
@@ -124,10 +124,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let b = mixer.play_clip(
             ambient.clone(),
             true,
-            SourceOptions {
-                volume: 0.5,
-                ..Default::default()
-            },
+            SourceOptions::default().with_volume(0.5),
         );
         let mut speech = vec![0i16; blocks];
         for _ in 0..seconds * 50 {

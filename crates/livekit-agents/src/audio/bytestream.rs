@@ -86,10 +86,10 @@ impl AudioByteStream {
     /// Pushes a frame, checking that its format matches the stream's.
     pub fn push_frame(&mut self, frame: &AudioFrame) -> Result<Vec<AudioFrame>, AudioError> {
         if frame.sample_rate != self.sample_rate || frame.num_channels != self.num_channels {
-            return Err(AudioError::FormatMismatch(format!(
+            return Err(AudioError::FormatMismatch { reason: format!(
                 "AudioByteStream is {} Hz / {} ch, frame is {} Hz / {} ch",
                 self.sample_rate, self.num_channels, frame.sample_rate, frame.num_channels
-            )));
+            ) });
         }
         Ok(self.push_samples(&frame.data))
     }
@@ -177,7 +177,7 @@ mod tests {
         let wrong = AudioFrame::silence(16_000, 1, 10);
         assert!(matches!(
             s.push_frame(&wrong),
-            Err(AudioError::FormatMismatch(_))
+            Err(AudioError::FormatMismatch { .. })
         ));
         let right = AudioFrame::silence(8_000, 1, 140);
         assert_eq!(s.push_frame(&right).unwrap().len(), 1);

@@ -33,20 +33,32 @@ const RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
 #[non_exhaustive]
 pub enum DecodeErrorKind {
     /// The file could not be read.
-    #[error("cannot read: {0}")]
-    Io(String),
+    #[error("cannot read: {reason}")]
+    Io {
+        /// The OS error.
+        reason: String,
+    },
     /// The format or codec is not one this build decodes.
-    #[error("unsupported format: {0}")]
-    Unsupported(String),
+    #[error("unsupported format: {format}")]
+    Unsupported {
+        /// The format or codec.
+        format: String,
+    },
     /// The data is invalid.
-    #[error("corrupt data: {0}")]
-    Malformed(String),
+    #[error("corrupt data: {reason}")]
+    Malformed {
+        /// What is wrong with the data.
+        reason: String,
+    },
     /// The file holds no audio track, or no packet of it could be decoded.
     #[error("no audio")]
     NoAudio,
     /// The file or its decoded audio exceeds the limits.
-    #[error("too large: {0}")]
-    TooLarge(String),
+    #[error("too large: {limit}")]
+    TooLarge {
+        /// Which limit was exceeded.
+        limit: String,
+    },
 }
 
 /// An audio file that could not be decoded, with the file's path.
@@ -67,14 +79,14 @@ pub fn decode_file(path: impl AsRef<Path>) -> Result<AudioFrame, DecodeError> {
         path: path.to_owned(),
         kind,
     };
-    let meta = std::fs::metadata(path).map_err(|e| err(DecodeErrorKind::Io(e.to_string())))?;
+    let meta = std::fs::metadata(path).map_err(|e| err(DecodeErrorKind::Io { reason: e.to_string() }))?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(err(DecodeErrorKind::TooLarge(format!(
+        return Err(err(DecodeErrorKind::TooLarge { limit: format!(
             "{} bytes (at most {MAX_FILE_BYTES})",
             meta.len()
-        ))));
+        ) }));
     }
-    let bytes = std::fs::read(path).map_err(|e| err(DecodeErrorKind::Io(e.to_string())))?;
+    let bytes = std::fs::read(path).map_err(|e| err(DecodeErrorKind::Io { reason: e.to_string() }))?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -103,7 +115,7 @@ pub(crate) fn convert_clip(
     num_channels: u16,
 ) -> Result<Arc<[i16]>, DecodeErrorKind> {
     let resampled = resample_frame(frame, sample_rate)
-        .map_err(|e| DecodeErrorKind::Malformed(e.to_string()))?;
+        .map_err(|e| DecodeErrorKind::Malformed { reason: e.to_string() })?;
     Ok(super::mixer::remap_channels(&resampled.data, resampled.num_channels, num_channels).into())
 }
 
@@ -118,9 +130,7 @@ pub fn decode_bytes(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame,
     }
     // The decoders are large ports of C code: a malformed file must not take the job down.
     std::panic::catch_unwind(|| decode_any(bytes, extension)).unwrap_or_else(|_| {
-        Err(DecodeErrorKind::Malformed(
-            "the decoder failed on this data".into(),
-        ))
+        Err(DecodeErrorKind::Malformed { reason: "the decoder failed on this data".into(), })
     })
 }
 
@@ -135,35 +145,31 @@ fn is_ogg_opus(bytes: &[u8]) -> bool {
 #[cfg(feature = "pre-connect-opus")]
 fn decode_opus(bytes: &[u8]) -> Result<AudioFrame, DecodeErrorKind> {
     let audio = crate::room_logic::decode_opus(bytes, 48_000, 2)
-        .map_err(|e| DecodeErrorKind::Malformed(e.to_string()))?;
+        .map_err(|e| DecodeErrorKind::Malformed { reason: e.to_string() })?;
     if audio.samples.is_empty() {
         return Err(DecodeErrorKind::NoAudio);
     }
     AudioFrame::new(audio.samples, audio.sample_rate, audio.num_channels)
-        .map_err(|e| DecodeErrorKind::Malformed(e.to_string()))
+        .map_err(|e| DecodeErrorKind::Malformed { reason: e.to_string() })
 }
 
 #[cfg(not(feature = "pre-connect-opus"))]
 fn decode_opus(_bytes: &[u8]) -> Result<AudioFrame, DecodeErrorKind> {
-    Err(DecodeErrorKind::Unsupported(
-        "Ogg Opus needs the `pre-connect-opus` feature".into(),
-    ))
+    Err(DecodeErrorKind::Unsupported { format: "Ogg Opus needs the `pre-connect-opus` feature".into(), })
 }
 
 #[cfg(not(feature = "audio-decode"))]
 fn decode_any(bytes: &[u8], _extension: Option<&str>) -> Result<AudioFrame, DecodeErrorKind> {
     if !bytes.starts_with(b"RIFF") {
-        return Err(DecodeErrorKind::Unsupported(
-            "only WAV without the `audio-decode` feature".into(),
-        ));
+        return Err(DecodeErrorKind::Unsupported { format: "only WAV without the `audio-decode` feature".into(), });
     }
     let frame =
-        super::wav::decode_wav(bytes).map_err(|e| DecodeErrorKind::Malformed(e.to_string()))?;
+        super::wav::decode_wav(bytes).map_err(|e| DecodeErrorKind::Malformed { reason: e.to_string() })?;
     if !RATES.contains(&frame.sample_rate) {
-        return Err(DecodeErrorKind::Unsupported(format!(
+        return Err(DecodeErrorKind::Unsupported { format: format!(
             "{} Hz",
             frame.sample_rate
-        )));
+        ) });
     }
     Ok(frame)
 }
@@ -192,8 +198,8 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
             &MetadataOptions::default(),
         )
         .map_err(|e| match e {
-            Error::Unsupported(what) => DecodeErrorKind::Unsupported(what.to_owned()),
-            other => DecodeErrorKind::Malformed(other.to_string()),
+            Error::Unsupported(what) => DecodeErrorKind::Unsupported { format: what.to_owned() },
+            other => DecodeErrorKind::Malformed { reason: other.to_string() },
         })?;
     let mut format = probed.format;
     let track = format
@@ -205,8 +211,8 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| match e {
-            Error::Unsupported(what) => DecodeErrorKind::Unsupported(what.to_owned()),
-            other => DecodeErrorKind::Malformed(other.to_string()),
+            Error::Unsupported(what) => DecodeErrorKind::Unsupported { format: what.to_owned() },
+            other => DecodeErrorKind::Malformed { reason: other.to_string() },
         })?;
 
     let mut samples: Vec<i16> = Vec::new();
@@ -221,7 +227,7 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
             Err(e) => {
                 // A broken container after some audio: keep what was decoded.
                 if samples.is_empty() {
-                    return Err(DecodeErrorKind::Malformed(e.to_string()));
+                    return Err(DecodeErrorKind::Malformed { reason: e.to_string() });
                 }
                 truncated = true;
                 break;
@@ -237,26 +243,24 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
                 match spec {
                     None => {
                         if !RATES.contains(&s.rate) || channels == 0 {
-                            return Err(DecodeErrorKind::Unsupported(format!(
+                            return Err(DecodeErrorKind::Unsupported { format: format!(
                                 "{} Hz, {channels} channels",
                                 s.rate
-                            )));
+                            ) });
                         }
                         spec = Some((s.rate, channels));
                     }
                     Some(prev) if prev != (s.rate, channels) => {
-                        return Err(DecodeErrorKind::Unsupported(
-                            "the format changes in the middle of the file".into(),
-                        ));
+                        return Err(DecodeErrorKind::Unsupported { format: "the format changes in the middle of the file".into(), });
                     }
                     Some(_) => {}
                 }
                 let limit = (MAX_DECODED_SECONDS * s.rate as u64 * channels as u64)
                     .min(MAX_DECODED_SAMPLES);
                 if samples.len() as u64 + (buf.frames() * channels as usize) as u64 > limit {
-                    return Err(DecodeErrorKind::TooLarge(format!(
+                    return Err(DecodeErrorKind::TooLarge { limit: format!(
                         "more than {MAX_DECODED_SECONDS} s of audio"
-                    )));
+                    ) });
                 }
                 let mut out = SampleBuffer::<i16>::new(buf.capacity() as u64, s);
                 out.copy_interleaved_ref(buf);
@@ -267,12 +271,12 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
                 truncated = true;
                 break;
             }
-            Err(e) => return Err(DecodeErrorKind::Malformed(e.to_string())),
+            Err(e) => return Err(DecodeErrorKind::Malformed { reason: e.to_string() }),
         }
     }
     let Some((rate, channels)) = spec else {
         return Err(if bad_packets > 0 {
-            DecodeErrorKind::Malformed(format!("none of {bad_packets} packets could be decoded"))
+            DecodeErrorKind::Malformed { reason: format!("none of {bad_packets} packets could be decoded") }
         } else {
             DecodeErrorKind::NoAudio
         });
@@ -289,7 +293,7 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
     }
     let usable = samples.len() - samples.len() % channels as usize;
     samples.truncate(usable);
-    AudioFrame::new(samples, rate, channels).map_err(|e| DecodeErrorKind::Malformed(e.to_string()))
+    AudioFrame::new(samples, rate, channels).map_err(|e| DecodeErrorKind::Malformed { reason: e.to_string() })
 }
 
 #[cfg(test)]
@@ -343,7 +347,7 @@ mod tests {
             assert!(err.to_string().contains(name), "{err}");
         }
         let missing = decode_file(fixture("missing.wav")).unwrap_err();
-        assert!(matches!(missing.kind, DecodeErrorKind::Io(_)));
+        assert!(matches!(missing.kind, DecodeErrorKind::Io { .. }));
     }
 
     #[test]
@@ -370,7 +374,7 @@ mod tests {
         let bytes = crate::audio::wav::encode_wav(&[frame]).unwrap();
         assert!(matches!(
             decode_bytes(&bytes, Some("wav")),
-            Err(DecodeErrorKind::Unsupported(_))
+            Err(DecodeErrorKind::Unsupported { .. })
         ));
     }
 

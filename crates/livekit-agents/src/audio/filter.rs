@@ -104,7 +104,7 @@ type FactoryFn = dyn Fn(&FilterParams) -> Option<Box<dyn AudioFilter>> + Send + 
 /// Builds the filter for an input's participant (`None`: leave that audio unfiltered).
 ///
 /// ```
-/// use livekit_agents::audio::filter::AudioFilterFactory;
+/// use livekit_agents::audio::AudioFilterFactory;
 /// use livekit_agents::audio::{AutoGainControl, AudioFilter, FilterChain};
 /// use livekit_agents::room_logic::ParticipantKind;
 ///
@@ -235,6 +235,8 @@ impl AudioInput {
 
 /// Settings of [`AutoGainControl`].
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct AgcOptions {
     /// The speech level aimed at, RMS in dBFS (default -20).
     pub target_dbfs: f32,

@@ -38,6 +38,8 @@ const MIX_BLOCK: Duration = Duration::from_millis(10);
 /// How a source is played: volume and fades (the reference's `AudioConfig` fields other than the
 /// source and the probability).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct SourceOptions {
     /// Linear gain (0.0-1.0 typically; default 1.0).
     pub volume: f32,
@@ -278,7 +280,7 @@ struct MixerShared {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let mixer = AudioMixer::new(8_000, 1);
 /// let clip: Arc<[i16]> = vec![100i16; 4].into();
-/// let half = SourceOptions { volume: 0.5, ..Default::default() };
+/// let half = SourceOptions::default().with_volume(0.5);
 /// let handle = mixer.play_clip(clip, false, half);
 /// let mut speech = [1000i16; 6];
 /// mixer.mix_into(&mut speech);

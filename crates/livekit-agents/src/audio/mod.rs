@@ -1,7 +1,7 @@
 //! Audio primitives: [`AudioFrame`], re-chunking ([`AudioByteStream`]), resampling
 //! ([`resample::Resampler`]), WAV files ([`wav`]) and level helpers; decoding audio files
-//! ([`decode`]), mixing background sounds ([`mixer`]), click-free gain ([`GainRamp`],
-//! [`GainAudioOutput`]) and filters on the user's audio ([`filter`]: noise suppression and
+//! (`decode`), mixing background sounds (`mixer`), click-free gain ([`GainRamp`],
+//! [`GainAudioOutput`]) and filters on the user's audio (`filter`: noise suppression and
 //! automatic gain control).
 //!
 //! All audio in the framework is interleaved signed 16-bit PCM. Frames carry their own sample
@@ -22,17 +22,19 @@
 //! ```
 
 mod bytestream;
-pub mod decode;
-pub mod filter;
+pub(crate) mod decode;
+pub(crate) mod filter;
 mod gain;
-pub mod mixer;
+pub(crate) mod mixer;
 mod ops;
 pub mod resample;
 pub mod wav;
 
 pub use bytestream::AudioByteStream;
+pub use decode::{MAX_FILE_BYTES, MAX_DECODED_SECONDS, MAX_DECODED_SAMPLES, decode_file_to, decode_bytes};
 pub use decode::{decode_file, DecodeError, DecodeErrorKind};
 #[cfg(feature = "noise-suppression")]
+pub use filter::{FilterParams, AudioFilterFactory, AgcOptions};
 pub use filter::NoiseSuppressor;
 pub use filter::{AudioFilter, AutoGainControl, FilterChain};
 pub use gain::{GainAudioOutput, GainControl, GainRamp, DEFAULT_GAIN_RAMP};
@@ -91,8 +93,11 @@ pub enum AudioError {
         channels: u16,
     },
     /// Two frames that must share a format do not.
-    #[error("format mismatch: {0}")]
-    FormatMismatch(String),
+    #[error("format mismatch: {reason}")]
+    FormatMismatch {
+        /// The two formats.
+        reason: String,
+    },
     /// A byte buffer does not hold a whole number of 16-bit samples.
     #[error("{0} bytes is not a whole number of 16-bit samples")]
     OddByteCount(usize),
@@ -100,8 +105,11 @@ pub enum AudioError {
     #[error("no audio frames given")]
     NoFrames,
     /// The resampler could not be built or failed.
-    #[error("resampler error: {0}")]
-    Resample(String),
+    #[error("resampler error: {reason}")]
+    Resample {
+        /// The resampler's error.
+        reason: String,
+    },
     /// A sample rate outside [`SUPPORTED_SAMPLE_RATES`] (from a file, a participant or a
     /// provider); refused so it cannot drive a huge allocation.
     #[error("unsupported sample rate: {0} Hz (supported: 8000 to 192000 Hz)")]

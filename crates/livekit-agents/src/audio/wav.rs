@@ -13,7 +13,7 @@
 //! let frame = AudioFrame::sine(440.0, 0.5, 24_000, 1, 2_400);
 //! let bytes = wav::encode_wav(&[frame.clone()]).unwrap();
 //! assert_eq!(wav::decode_wav(&bytes).unwrap(), frame);
-//! assert!(matches!(wav::decode_wav(&bytes[..30]), Err(wav::WavError::TruncatedHeader(_))));
+//! assert!(matches!(wav::decode_wav(&bytes[..30]), Err(wav::WavError::TruncatedHeader { .. })));
 //! ```
 
 use std::io::{Read, Seek, Write};
@@ -32,11 +32,17 @@ pub enum WavError {
     #[error("empty WAV input")]
     Empty,
     /// The input is not a RIFF/WAVE file.
-    #[error("not a WAV file: {0}")]
-    NotWav(String),
+    #[error("not a WAV file: {reason}")]
+    NotWav {
+        /// What was found instead.
+        reason: String,
+    },
     /// The header ends early (which part is named).
-    #[error("truncated WAV header: {0}")]
-    TruncatedHeader(String),
+    #[error("truncated WAV header: {part}")]
+    TruncatedHeader {
+        /// The part of the header that is missing.
+        part: String,
+    },
     /// A required chunk (`fmt ` or `data`) is missing.
     #[error("WAV file has no {0:?} chunk")]
     MissingChunk(&'static str),
@@ -73,14 +79,20 @@ pub enum WavError {
         kind: &'static str,
     },
     /// The header is internally inconsistent.
-    #[error("malformed WAV file: {0}")]
-    Malformed(String),
+    #[error("malformed WAV file: {reason}")]
+    Malformed {
+        /// What is inconsistent.
+        reason: String,
+    },
     /// The frames to write are not usable (none, or mixed formats).
     #[error("cannot write WAV: {0}")]
     Audio(#[from] AudioError),
     /// The encoder failed.
-    #[error("WAV encoding failed: {0}")]
-    Encode(String),
+    #[error("WAV encoding failed: {reason}")]
+    Encode {
+        /// The encoder's error.
+        reason: String,
+    },
 }
 
 /// Reads a WAV file into one frame of interleaved 16-bit samples.
@@ -147,10 +159,10 @@ pub fn write_wav<W: Write + Seek>(writer: W, frames: &[AudioFrame]) -> Result<()
     let all = combine_frames(frames)?;
     // The RIFF data size is a u32 byte count.
     if all.data.len() > (u32::MAX / 2) as usize {
-        return Err(WavError::Encode(format!(
+        return Err(WavError::Encode { reason: format!(
             "{} samples do not fit in a WAV file",
             all.data.len()
-        )));
+        ) });
     }
     let spec = hound::WavSpec {
         channels: all.num_channels,
@@ -158,7 +170,7 @@ pub fn write_wav<W: Write + Seek>(writer: W, frames: &[AudioFrame]) -> Result<()
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let encode = |e: hound::Error| WavError::Encode(e.to_string());
+    let encode = |e: hound::Error| WavError::Encode { reason: e.to_string() };
     let mut w = hound::WavWriter::new(writer, spec).map_err(encode)?;
     {
         let mut samples = w.get_i16_writer(all.data.len() as u32);
@@ -213,19 +225,19 @@ fn parse_layout(bytes: &[u8]) -> Result<Layout, WavError> {
         return Err(WavError::Empty);
     }
     if bytes.len() < 12 {
-        return Err(WavError::TruncatedHeader(format!(
+        return Err(WavError::TruncatedHeader { part: format!(
             "{} bytes, the RIFF header needs 12",
             bytes.len()
-        )));
+        ) });
     }
     if &bytes[0..4] != b"RIFF" {
-        return Err(WavError::NotWav(format!(
+        return Err(WavError::NotWav { reason: format!(
             "starts with {:?}, not \"RIFF\"",
             String::from_utf8_lossy(&bytes[0..4])
-        )));
+        ) });
     }
     if &bytes[8..12] != b"WAVE" {
-        return Err(WavError::NotWav("RIFF type is not \"WAVE\"".into()));
+        return Err(WavError::NotWav { reason: "RIFF type is not \"WAVE\"".into() });
     }
     let mut fmt: Option<Fmt> = None;
     let mut pos = 12usize;
@@ -235,9 +247,9 @@ fn parse_layout(bytes: &[u8]) -> Result<Layout, WavError> {
             return if pos == bytes.len() {
                 Err(WavError::MissingChunk(what))
             } else {
-                Err(WavError::TruncatedHeader(format!(
+                Err(WavError::TruncatedHeader { part: format!(
                     "chunk header at byte {pos} is cut off"
-                )))
+                ) })
             };
         }
         let id = &bytes[pos..pos + 4];
@@ -273,17 +285,15 @@ fn parse_layout(bytes: &[u8]) -> Result<Layout, WavError> {
 
 fn parse_fmt(body: &[u8], size: usize) -> Result<Fmt, WavError> {
     if size < 16 || body.len() < 16 {
-        return Err(WavError::TruncatedHeader(format!(
+        return Err(WavError::TruncatedHeader { part: format!(
             "fmt chunk has {} bytes, needs 16",
             size.min(body.len())
-        )));
+        ) });
     }
     let mut format_tag = u16_at(body, 0);
     if format_tag == WAVE_FORMAT_EXTENSIBLE {
         if size < 40 || body.len() < 40 {
-            return Err(WavError::TruncatedHeader(
-                "WAVE_FORMAT_EXTENSIBLE fmt chunk needs 40 bytes".into(),
-            ));
+            return Err(WavError::TruncatedHeader { part: "WAVE_FORMAT_EXTENSIBLE fmt chunk needs 40 bytes".into(), });
         }
         // The first two bytes of the sub-format GUID are the actual format tag.
         format_tag = u16_at(body, 24);
@@ -325,10 +335,10 @@ fn finish_layout(fmt: Fmt, data_start: usize, data_len: usize) -> Result<Layout,
     }
     let frame_bytes = fmt.channels as usize * (fmt.bits as usize / 8);
     if fmt.block_align as usize != frame_bytes {
-        return Err(WavError::Malformed(format!(
+        return Err(WavError::Malformed { reason: format!(
             "block align {} does not match {} channels x {} bits",
             fmt.block_align, fmt.channels, fmt.bits
-        )));
+        ) });
     }
     if !data_len.is_multiple_of(frame_bytes) {
         return Err(WavError::TruncatedData {
@@ -404,7 +414,7 @@ mod tests {
         let b = AudioFrame::silence(8_000, 1, 10);
         assert!(matches!(
             encode_wav(&[a, b]),
-            Err(WavError::Audio(AudioError::FormatMismatch(_)))
+            Err(WavError::Audio(AudioError::FormatMismatch { .. }))
         ));
     }
 
@@ -471,7 +481,7 @@ mod tests {
         assert!(matches!(decode_wav(&[]), Err(WavError::Empty)));
         for cut in [1, 4, 11] {
             assert!(
-                matches!(decode_wav(&good[..cut]), Err(WavError::TruncatedHeader(_))),
+                matches!(decode_wav(&good[..cut]), Err(WavError::TruncatedHeader { .. })),
                 "cut {cut}"
             );
         }
@@ -481,7 +491,7 @@ mod tests {
         ));
         for cut in [15, 20, 30, 38, 42] {
             assert!(
-                matches!(decode_wav(&good[..cut]), Err(WavError::TruncatedHeader(_))),
+                matches!(decode_wav(&good[..cut]), Err(WavError::TruncatedHeader { .. })),
                 "cut {cut}: {:?}",
                 decode_wav(&good[..cut])
             );
@@ -544,20 +554,20 @@ mod tests {
         bad_align[12] = 3;
         assert!(matches!(
             decode_wav(&wav_bytes(&bad_align, &[0; 6], None)),
-            Err(WavError::Malformed(_))
+            Err(WavError::Malformed { .. })
         ));
         assert!(matches!(
             decode_wav(b"RIFX\0\0\0\0WAVE"),
-            Err(WavError::NotWav(_))
+            Err(WavError::NotWav { .. })
         ));
         assert!(matches!(
             decode_wav(b"RIFF\0\0\0\0AVI "),
-            Err(WavError::NotWav(_))
+            Err(WavError::NotWav { .. })
         ));
         let mut short_fmt = wav_bytes(&fmt(1, 1, 16_000, 16)[..14], &[], None);
         assert!(matches!(
             decode_wav(&short_fmt),
-            Err(WavError::TruncatedHeader(_))
+            Err(WavError::TruncatedHeader { .. })
         ));
         // Data before fmt.
         short_fmt.clear();

@@ -255,11 +255,17 @@ pub enum BackgroundAudioError {
     #[error("a stream source cannot be looped: make the stream endless and play it once")]
     CannotLoopStream,
     /// Publishing the background track failed.
-    #[error("cannot publish the background audio track: {0}")]
-    Publish(String),
+    #[error("cannot publish the background audio track: {reason}")]
+    Publish {
+        /// The room's error.
+        reason: String,
+    },
     /// The job has no way to play audio (no room feature, no console output).
-    #[error("background audio has nowhere to play: {0}")]
-    NoOutput(String),
+    #[error("background audio has nowhere to play: {reason}")]
+    NoOutput {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Where the player's sound goes.
@@ -444,14 +450,12 @@ impl BackgroundAudioPlayer {
             let room = ctx
                 .connect()
                 .await
-                .map_err(|e| BackgroundAudioError::NoOutput(e.to_string()))?;
+                .map_err(|e| BackgroundAudioError::NoOutput { reason: e.to_string() })?;
             self.start(BackgroundTarget::Room(room), Some(session))
                 .await
         }
         #[cfg(not(feature = "room"))]
-        Err(BackgroundAudioError::NoOutput(
-            "a room needs the `room` cargo feature".into(),
-        ))
+        Err(BackgroundAudioError::NoOutput { reason: "a room needs the `room` cargo feature".into(), })
     }
 
     /// Plays a sound once or looped. Returns a handle to await or stop; a weighted choice that

@@ -41,6 +41,8 @@ use crate::worker::{
 pub const CONSOLE_OUTPUT_SAMPLE_RATE: u32 = 24_000;
 
 /// How console mode gets input and shows output.
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct ConsoleOptions {
     /// Read user audio from this WAV file.
     pub input_wav: Option<PathBuf>,
@@ -246,16 +248,14 @@ pub async fn run_console(
     console: ConsoleOptions,
 ) -> Result<ConsoleReport, CliError> {
     if !console.text && console.input_wav.is_none() && !cfg!(feature = "console-audio") {
-        return Err(CliError::Usage(
-            "console needs --text or --input-wav FILE (microphone and speaker need the `console-audio` cargo feature)".into(),
-        ));
+        return Err(CliError::Usage { message: "console needs --text or --input-wav FILE (microphone and speaker need the `console-audio` cargo feature)".into(), });
     }
     if let Some(path) = &console.input_wav {
         if !path.is_file() {
-            return Err(CliError::Usage(format!(
+            return Err(CliError::Usage { message: format!(
                 "--input-wav {}: no such file",
                 path.display()
-            )));
+            ) });
         }
     }
     let handle = ConsoleHandle::new(console);
@@ -300,7 +300,7 @@ pub async fn run_console(
     handle.write_session_report().await;
     match outcome? {
         JobOutcome::Success => Ok(handle.report()),
-        JobOutcome::Failed(e) => Err(CliError::JobFailed(e)),
+        JobOutcome::Failed(e) => Err(CliError::JobFailed { reason: e }),
     }
 }
 
@@ -315,7 +315,7 @@ pub(crate) fn console_session_io(
         .lock()
         .options
         .take()
-        .ok_or_else(|| JobError::NoIo("the console ports were already taken".into()))?;
+        .ok_or_else(|| JobError::NoIo { reason: "the console ports were already taken".into() })?;
     ctx.keep_alive();
 
     let audio_input: Option<AudioInput> = match &options.input_wav {
@@ -327,7 +327,7 @@ pub(crate) fn console_session_io(
                     ..Default::default()
                 },
             )
-            .map_err(|e| JobError::NoIo(e.to_string()))?,
+            .map_err(|e| JobError::NoIo { reason: e.to_string() })?,
         ),
         None => default_microphone(&options)?,
     };
@@ -590,7 +590,7 @@ fn default_microphone(options: &ConsoleOptions) -> Result<Option<AudioInput>, Jo
     }
     super::audio_device::microphone()
         .map(Some)
-        .map_err(JobError::NoIo)
+        .map_err(|e| JobError::NoIo { reason: e })
 }
 
 #[cfg(feature = "console-audio")]
@@ -601,7 +601,7 @@ fn default_speaker(
     if options.text {
         return Ok(None);
     }
-    let speaker = super::audio_device::speaker().map_err(JobError::NoIo)?;
+    let speaker = super::audio_device::speaker().map_err(|e| JobError::NoIo { reason: e })?;
     handle.state.lock().background_mixer = Some(speaker.mixer.clone());
     Ok(Some(Arc::new(speaker) as Arc<dyn AudioOutput>))
 }

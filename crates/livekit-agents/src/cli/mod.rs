@@ -35,8 +35,9 @@ use crate::worker::{AgentServer, WorkerError, WorkerOptions};
 
 #[cfg(feature = "console-audio")]
 mod audio_device;
-pub mod console;
+pub(crate) mod console;
 
+pub use console::{CONSOLE_OUTPUT_SAMPLE_RATE, ConsoleHandle};
 pub use console::{run_console, ConsoleOptions, ConsoleReport};
 
 /// Why the program stopped.
@@ -55,8 +56,11 @@ pub enum CliError {
     #[error("{0}")]
     Args(#[from] clap::Error),
     /// An argument value is invalid.
-    #[error("{0}")]
-    Usage(String),
+    #[error("{message}")]
+    Usage {
+        /// What is wrong with the arguments.
+        message: String,
+    },
     /// A required setting is missing.
     #[error("missing {0}: pass it as a flag or set it in the environment")]
     MissingConfig(&'static str),
@@ -67,8 +71,11 @@ pub enum CliError {
     #[error(transparent)]
     Download(#[from] crate::download::DownloadError),
     /// The job failed (connect mode).
-    #[error("job failed: {0}")]
-    JobFailed(String),
+    #[error("job failed: {reason}")]
+    JobFailed {
+        /// Why.
+        reason: String,
+    },
     /// The async runtime could not start.
     #[error("could not start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -180,9 +187,9 @@ pub fn parse_log_level(level: &str) -> Result<&'static str, CliError> {
         "WARN" | "WARNING" => "warn",
         "ERROR" | "CRITICAL" => "error",
         other => {
-            return Err(CliError::Usage(format!(
+            return Err(CliError::Usage { message: format!(
                 "invalid --log-level {other:?} (use DEBUG, INFO, WARNING, ERROR or CRITICAL)"
-            )))
+            ) })
         }
     })
 }
@@ -334,7 +341,7 @@ pub async fn run_app_async(opts: WorkerOptions) -> ExitCode {
             let _ = e.print();
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
         }
-        Err(e @ CliError::Usage(_)) => {
+        Err(e @ CliError::Usage { .. }) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
@@ -516,7 +523,7 @@ fn connect_token(
             ..Default::default()
         })
         .to_jwt()
-        .map_err(|e| CliError::Worker(WorkerError::Token(e.to_string())))
+        .map_err(|e| CliError::Worker(WorkerError::Token { reason: e.to_string() }))
 }
 
 /// The job a `connect` run executes: a simulated dispatch into `room`.
@@ -583,7 +590,7 @@ async fn run_connect(opts: WorkerOptions, args: ConnectArgs) -> Result<(), CliEr
     signals.abort();
     match outcome {
         crate::worker::JobOutcome::Success => Ok(()),
-        crate::worker::JobOutcome::Failed(e) => Err(CliError::JobFailed(e)),
+        crate::worker::JobOutcome::Failed(e) => Err(CliError::JobFailed { reason: e }),
     }
 }
 

@@ -432,7 +432,7 @@ async fn file_names_escaping_the_cache_are_refused() {
     let report = download_all(&[spec], &options(&dir)).await;
     assert!(matches!(
         report.outcomes[0].status,
-        FileStatus::Failed(FileError::InvalidSpec(_))
+        FileStatus::Failed(FileError::InvalidSpec { .. })
     ));
 }
 

@@ -22,6 +22,8 @@ const MAX_LINE: usize = 1 << 20;
 
 /// Options of [`Llm`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct LlmOptions {
     /// `provider/model`, e.g. `openai/gpt-4.1-mini`.
     pub model: String,
@@ -68,7 +70,7 @@ impl Llm {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .build()
-            .map_err(|e| InferenceError::InvalidUrl(e.to_string()))?;
+            .map_err(|e| InferenceError::InvalidUrl { url: e.to_string() })?;
         Ok(Self {
             opts,
             gateway,
@@ -294,7 +296,7 @@ impl LlmStreamTask for ChatTask {
                     return flush_calls(&mut calls, out).await;
                 }
                 let v: Value = serde_json::from_str(&data).map_err(|e| {
-                    ApiError::Other(format!("LiveKit Inference sent an invalid chunk: {e}"))
+                    ApiError::other(format!("LiveKit Inference sent an invalid chunk: {e}"))
                 })?;
                 if !handle_chunk(&v, &mut calls, out).await {
                     return Ok(());
@@ -409,7 +411,7 @@ impl SseParser {
         for &b in bytes {
             if b != b'\n' {
                 if self.line.len() >= MAX_LINE {
-                    return Err(ApiError::Other(
+                    return Err(ApiError::other(
                         "LiveKit Inference sent an event line over 1 MiB".into(),
                     ));
                 }
@@ -429,7 +431,7 @@ impl SseParser {
                     self.data.push('\n');
                 }
                 if self.data.len() + rest.len() > MAX_LINE {
-                    return Err(ApiError::Other(
+                    return Err(ApiError::other(
                         "LiveKit Inference sent an event over 1 MiB".into(),
                     ));
                 }

@@ -95,8 +95,11 @@ pub enum InferenceError {
     #[error("LiveKit Inference needs an API {0}: pass it in the options or set LIVEKIT_API_{1} (or LIVEKIT_INFERENCE_API_{1})")]
     MissingCredentials(&'static str, &'static str),
     /// The base URL is invalid.
-    #[error("invalid LiveKit Inference URL {0:?}")]
-    InvalidUrl(String),
+    #[error("invalid LiveKit Inference URL {url:?}")]
+    InvalidUrl {
+        /// The URL, or why it is invalid.
+        url: String,
+    },
 }
 
 const LLM_FORMS: &str = "\"provider/model\" (e.g. \"openai/gpt-4.1-mini\")";
@@ -187,6 +190,8 @@ impl Descriptor {
 
 /// Where and as whom to reach the gateway (shared by the three model kinds).
 #[derive(Clone, Default)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct GatewayOptions {
     /// Gateway URL; default: `LIVEKIT_INFERENCE_URL`, else the staging gateway for staging
     /// projects (`LIVEKIT_URL` containing `.staging.livekit.cloud`), else
@@ -245,7 +250,7 @@ impl Gateway {
                 }
             });
         let base_url = crate::plugin_support::parse_base_url(&base)
-            .map_err(|_| InferenceError::InvalidUrl(base.clone()))?;
+            .map_err(|_| InferenceError::InvalidUrl { url: base.clone() })?;
         let api_key = opts
             .api_key
             .clone()
@@ -295,7 +300,7 @@ impl Gateway {
 
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| ApiError::Other(format!("the system clock is before 1970: {e}")))?
+            .map_err(|e| ApiError::other(format!("the system clock is before 1970: {e}")))?
             .as_secs();
         let header = serde_json::json!({"alg": "HS256", "typ": "JWT"});
         let claims = serde_json::json!({
@@ -312,7 +317,7 @@ impl Gateway {
         );
         let mut mac =
             Hmac::<sha2::Sha256>::new_from_slice(self.api_secret.as_bytes()).map_err(|_| {
-                ApiError::Other("could not sign the LiveKit Inference token".to_owned())
+                ApiError::other("could not sign the LiveKit Inference token".to_owned())
             })?;
         mac.update(signing_input.as_bytes());
         let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
@@ -352,7 +357,7 @@ impl Gateway {
     /// Authentication and identification headers for one request or connection.
     pub(crate) fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.token()?))
-            .map_err(|_| ApiError::Other("invalid LiveKit Inference token".into()))?;
+            .map_err(|_| ApiError::other("invalid LiveKit Inference token".into()))?;
         auth.set_sensitive(true);
         let mut headers = vec![
             (http::header::AUTHORIZATION, auth),

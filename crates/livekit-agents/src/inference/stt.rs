@@ -100,6 +100,8 @@ fn keyterms_entry(
 
 /// Options of [`Stt`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct SttOptions {
     /// `provider/model` or `auto`.
     pub model: String,

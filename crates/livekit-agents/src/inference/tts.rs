@@ -59,6 +59,8 @@ impl TtsFallbackModel {
 
 /// Options of [`Tts`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct TtsOptions {
     /// `provider/model`, e.g. `cartesia/sonic-3`.
     pub model: String,
@@ -404,7 +406,7 @@ impl TtsStreamTask for TtsTask {
                                     let Some(b64) = data["audio"].as_str() else { continue };
                                     let pcm = base64::engine::general_purpose::STANDARD
                                         .decode(b64)
-                                        .map_err(|e| ApiError::Protocol(format!("LiveKit Inference TTS sent invalid audio: {e}")))?;
+                                        .map_err(|e| ApiError::protocol(format!("LiveKit Inference TTS sent invalid audio: {e}")))?;
                                     if !emitter.push_pcm_bytes(&pcm).await {
                                         return Ok(());
                                     }

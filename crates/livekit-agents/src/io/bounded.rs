@@ -88,6 +88,19 @@ static TOTALS: Totals = Totals {
     shedding: AtomicU64::new(0),
 };
 
+/// Adds audio that a model stream's input queue dropped (`crate::model_input`) to the
+/// process totals; `new_episode` when that queue started shedding.
+pub(crate) fn record_model_input_drop(frames: u64, audio: Duration, new_episode: bool) {
+    TOTALS.dropped_frames.fetch_add(frames, Ordering::Relaxed);
+    TOTALS.dropped_audio_us.fetch_add(
+        u64::try_from(audio.as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    if new_episode {
+        TOTALS.episodes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The sums of every bounded input's [`OverloadStats`] in this process.
 pub fn overload_totals() -> OverloadTotals {
     OverloadTotals {

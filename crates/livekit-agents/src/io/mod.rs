@@ -14,7 +14,7 @@
 
 pub mod bounded;
 pub mod memory;
-pub mod paced;
+pub(crate) mod paced;
 pub mod wav;
 
 use std::pin::Pin;
@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 
 use crate::audio::AudioFrame;
 
+pub use paced::{DEFAULT_OUTPUT_QUEUE};
 pub use paced::{FrameSink, PacedAudioOutput};
 
 /// A source of user audio: a stream of frames (any sample rate; the stages convert).

@@ -27,6 +27,8 @@ pub struct WavIoError {
 
 /// How a WAV input delivers its frames.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct WavInputOptions {
     /// Frame length.
     pub frame_duration: Duration,

@@ -376,7 +376,7 @@ impl From<AgentHandoff> for ChatItem {
 /// everything.
 ///
 /// ```
-/// use livekit_agents::llm::chat_context::ItemFilter;
+/// use livekit_agents::llm::ItemFilter;
 ///
 /// let filter = ItemFilter::default()
 ///     .exclude_function_calls()
@@ -604,7 +604,7 @@ impl ChatContext {
     /// `copy(exclude_function_call=…, exclude_instructions=…, …)`).
     ///
     /// ```
-    /// use livekit_agents::llm::chat_context::{ChatContext, ChatRole, FunctionCall, ItemFilter};
+    /// use livekit_agents::llm::{ChatContext, ChatRole, FunctionCall, ItemFilter};
     ///
     /// let mut ctx = ChatContext::new();
     /// ctx.add_message(ChatRole::System, "Be brief.");

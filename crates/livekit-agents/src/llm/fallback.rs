@@ -152,6 +152,8 @@ impl ProviderHealth {
 
 /// Options of an LLM [`FallbackAdapter`]. Defaults match the reference.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct LlmFallbackOptions {
     /// Timeout of one attempt on one provider (passed as its `conn.timeout`; also the longest
     /// wait for the next chunk before the adapter gives up on the provider). Default 5 s.

@@ -1,16 +1,17 @@
 //! Language models: the [`Llm`] trait and its chunk stream, the [`ChatContext`] conversation,
 //! function tools, and the realtime (speech-to-speech) model traits.
 
-pub mod chat_context;
-pub mod fallback;
+pub(crate) mod chat_context;
+pub(crate) mod fallback;
 pub mod realtime;
-pub mod tool;
+pub(crate) mod tool;
 mod tool_progress;
 
 pub use chat_context::{
     AgentHandoff, ChatContent, ChatContext, ChatItem, ChatMessage, ChatRole, FunctionCall,
     FunctionCallOutput, ImageContent, ImageSource, ItemFilter,
 };
+pub use fallback::{AvailabilityChanged, NoProviders, LlmFallbackOptions};
 pub use fallback::FallbackAdapter;
 
 /// Turns a documented `async fn` into a function returning its [`FunctionTool`]: the doc
@@ -50,6 +51,7 @@ pub use fallback::FallbackAdapter;
 /// assert_eq!(schema["required"], serde_json::json!(["location"]));
 /// ```
 pub use livekit_agents_macros::function_tool;
+pub use tool::{to_strict_schema, InvalidToolDefinition, StrictSchemaError};
 pub use tool::{
     FunctionTool, IntoToolOutput, IntoToolResult, RunContext, ToolCallResult, ToolChoice,
     ToolDefinition, ToolError, ToolFlags, ToolOutput, ToolSet, Toolset, Userdata, UserdataError,
@@ -169,6 +171,8 @@ pub enum ReasoningEffort {
 
 /// Per-request generation options. Unset fields use the provider's defaults.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct ChatOptions {
     /// Sampling temperature.
     pub temperature: Option<f32>,

@@ -306,7 +306,7 @@ impl<T: IntoToolOutput> IntoToolResult for T {
 /// a prewarm function fills is a different thing: `worker::ProcessUserdata`.
 ///
 /// ```
-/// use livekit_agents::llm::tool::{Userdata, UserdataError};
+/// use livekit_agents::llm::{Userdata, UserdataError};
 /// use std::sync::Mutex;
 ///
 /// #[derive(Default)]
@@ -917,7 +917,7 @@ fn parse_arguments<A: DeserializeOwned>(
 /// ```
 /// # tokio_test_block_on(async {
 /// use livekit_agents::llm::{FunctionCall, RunContext, ToolError, ToolSet};
-/// use livekit_agents::llm::tool::FunctionTool;
+/// use livekit_agents::llm::FunctionTool;
 ///
 /// let tools = ToolSet::new().with(FunctionTool::raw(
 ///     "ping",
@@ -1201,7 +1201,7 @@ const STRICT_FORMATS: &[&str] = &[
 /// strict mode.
 ///
 /// ```
-/// use livekit_agents::llm::tool::to_strict_schema;
+/// use livekit_agents::llm::to_strict_schema;
 /// use serde_json::json;
 ///
 /// let schema = json!({

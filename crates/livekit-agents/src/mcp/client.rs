@@ -72,6 +72,8 @@ impl std::fmt::Debug for McpTransport {
 
 /// Options of an [`McpServer`].
 #[derive(Clone)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct McpServerOptions {
     /// Longest wait for one request (tool list, tool call). Default 5 s (the reference's
     /// `client_session_timeout_seconds`).
@@ -120,17 +122,26 @@ pub enum McpError {
         source: std::io::Error,
     },
     /// The HTTP client could not be built or a header is invalid.
-    #[error("invalid HTTP configuration: {0}")]
-    Http(String),
+    #[error("invalid HTTP configuration: {reason}")]
+    Http {
+        /// What is invalid.
+        reason: String,
+    },
     /// The `initialize` handshake failed.
-    #[error("MCP handshake failed: {0}")]
-    Initialize(String),
+    #[error("MCP handshake failed: {reason}")]
+    Initialize {
+        /// Why.
+        reason: String,
+    },
     /// No answer within the timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// A request failed (transport closed, protocol error, server error).
-    #[error("request failed: {0}")]
-    Request(String),
+    #[error("request failed: {reason}")]
+    Request {
+        /// Why.
+        reason: String,
+    },
     /// The server is not connected.
     #[error("not connected")]
     NotConnected,
@@ -371,7 +382,7 @@ impl McpServer {
                 handler
                     .serve(transport)
                     .await
-                    .map_err(|e| McpError::Initialize(e.to_string()))
+                    .map_err(|e| McpError::Initialize { reason: e.to_string() })
             }
             McpTransport::StreamableHttp { url, headers } => {
                 let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
@@ -383,9 +394,9 @@ impl McpServer {
                         continue;
                     }
                     let name = http::HeaderName::from_bytes(name.as_bytes())
-                        .map_err(|_| McpError::Http(format!("invalid header name {name:?}")))?;
+                        .map_err(|_| McpError::Http { reason: format!("invalid header name {name:?}") })?;
                     let mut value = http::HeaderValue::from_str(value)
-                        .map_err(|_| McpError::Http(format!("invalid value for header {name}")))?;
+                        .map_err(|_| McpError::Http { reason: format!("invalid value for header {name}") })?;
                     value.set_sensitive(true);
                     custom.insert(name, value);
                 }
@@ -394,7 +405,7 @@ impl McpServer {
                 handler
                     .serve(transport)
                     .await
-                    .map_err(|e| McpError::Initialize(e.to_string()))
+                    .map_err(|e| McpError::Initialize { reason: e.to_string() })
             }
         }
     }
@@ -411,7 +422,7 @@ impl McpServer {
         let listed = tokio::time::timeout(timeout, conn.peer.list_all_tools())
             .await
             .map_err(|_| McpError::Timeout(timeout))?
-            .map_err(|e| McpError::Request(e.to_string()))?;
+            .map_err(|e| McpError::Request { reason: e.to_string() })?;
         let mut tools = Vec::with_capacity(listed.len());
         for tool in listed {
             let name = tool.name.to_string();
@@ -505,7 +516,7 @@ impl McpServer {
         let result = tokio::time::timeout(timeout, conn.peer.call_tool(params))
             .await
             .map_err(|_| McpError::Timeout(timeout))?
-            .map_err(|e| McpError::Request(e.to_string()))?;
+            .map_err(|e| McpError::Request { reason: e.to_string() })?;
         let content = result
             .content
             .into_iter()
@@ -587,11 +598,11 @@ fn http_client() -> Result<reqwest_013::Client, McpError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| McpError::Http(e.to_string()))?
+        .map_err(|e| McpError::Http { reason: e.to_string() })?
         .with_root_certificates(roots)
         .with_no_client_auth();
     reqwest_013::Client::builder()
         .tls_backend_preconfigured(tls)
         .build()
-        .map_err(|e| McpError::Http(e.to_string()))
+        .map_err(|e| McpError::Http { reason: e.to_string() })
 }

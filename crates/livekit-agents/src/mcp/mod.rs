@@ -108,9 +108,12 @@ impl ServerList {
             for (server, result) in results {
                 if let Err(e) = result {
                     tracing::error!(server = %server.label(), error = %e, "MCP server failed to start; going on without its tools");
-                    session.report_error(
+                    session.report_component_error(
                         crate::voice::ErrorSource::Mcp,
-                        format!("MCP server {}: {e}", server.label()),
+                        crate::voice::ComponentError::Mcp {
+                            server: server.label().to_string(),
+                            error: Arc::new(e),
+                        },
                         true,
                     );
                 }
@@ -162,7 +165,7 @@ impl ServerList {
                 if let Err(e) = link.session.update_tools(&tools).await {
                     session.report_error(
                         crate::voice::ErrorSource::RealtimeModel,
-                        e.to_string(),
+                        e,
                         true,
                     );
                 }

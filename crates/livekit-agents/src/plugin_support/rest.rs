@@ -55,7 +55,7 @@ pub async fn read_body_limited(
                 ApiError::connection(format!("{provider} response failed: {}", e.without_url()))
             })?;
             if buf.len().saturating_add(chunk.len()) > limit {
-                return Err(ApiError::Protocol(format!(
+                return Err(ApiError::protocol(format!(
                     "{provider} response body larger than {limit} bytes"
                 )));
             }
@@ -240,7 +240,7 @@ mod tests {
         let err = read_body_limited("Acme", response, 1024 * 1024, timeout)
             .await
             .unwrap_err();
-        assert!(matches!(err, ApiError::Protocol(_)), "{err}");
+        assert!(matches!(err, ApiError::Protocol { .. }), "{err}");
         let response = ACME
             .send_http(http.post(format!("{base}/big")), timeout)
             .await

@@ -38,7 +38,7 @@ impl ApiKey {
     /// characters`; the key itself is never part of the error).
     pub fn header_value(&self, prefix: &str, what: &str) -> Result<HeaderValue, ApiError> {
         let mut value = HeaderValue::from_str(&format!("{prefix}{}", self.0))
-            .map_err(|_| ApiError::Other(format!("the {what} contains invalid characters")))?;
+            .map_err(|_| ApiError::other(format!("the {what} contains invalid characters")))?;
         value.set_sensitive(true);
         Ok(value)
     }
@@ -88,7 +88,7 @@ mod tests {
         let err = key.header_value("Bearer ", "Acme API key").unwrap_err();
         assert_eq!(
             err.to_string(),
-            ApiError::Other("the Acme API key contains invalid characters".into()).to_string()
+            ApiError::other("the Acme API key contains invalid characters".into()).to_string()
         );
         assert!(!err.to_string().contains("secret"));
         assert!(!format!("{err:?}").contains("secret"));

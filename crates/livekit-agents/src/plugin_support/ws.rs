@@ -49,7 +49,7 @@ impl Dialer {
             Dialer::Tcp => {
                 let host = url
                     .host_str()
-                    .ok_or_else(|| ApiError::Other(format!("{provider} URL has no host")))?;
+                    .ok_or_else(|| ApiError::other(format!("{provider} URL has no host")))?;
                 let port = url.port_or_known_default().unwrap_or(443);
                 let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
                     ApiError::connection(format!(
@@ -147,7 +147,7 @@ impl Provider {
         let mut request = url
             .as_str()
             .into_client_request()
-            .map_err(|e| ApiError::Other(format!("invalid {name} URL: {e}")))?;
+            .map_err(|e| ApiError::other(format!("invalid {name} URL: {e}")))?;
         for (header, value) in headers {
             request.headers_mut().insert(header, value);
         }

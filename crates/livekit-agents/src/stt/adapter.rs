@@ -29,7 +29,7 @@ use crate::vad::{Vad, VadEventType, VadInput};
 /// # use std::sync::Arc;
 /// # use livekit_agents::stt::{Stt, StreamAdapter};
 /// # use livekit_agents::vad::Vad;
-/// # fn demo(whisper: Arc<dyn Stt>, silero: Arc<dyn Vad>) -> Result<(), livekit_agents::ApiError> {
+/// # fn demo(whisper: Arc<dyn Stt>, silero: Arc<dyn Vad>) -> Result<(), livekit_agents::types::ApiError> {
 /// let stt = StreamAdapter::new(whisper, silero);
 /// let _stream = stt.stream(Some("en".into()), Default::default())?;
 /// # Ok(()) }
@@ -114,7 +114,7 @@ impl Stt for StreamAdapter {
         language: Option<String>,
         conn: ApiConnectOptions,
     ) -> Result<SpeechStream, ApiError> {
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = crate::model_input::channel();
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);
         let task = tokio::spawn(run_adapter(
             self.stt.clone(),
@@ -137,7 +137,7 @@ async fn run_adapter(
     vad: Arc<dyn Vad>,
     language: Option<String>,
     conn: ApiConnectOptions,
-    mut input: mpsc::UnboundedReceiver<SttInput>,
+    mut input: crate::model_input::InputReceiver<SttInput>,
     events: mpsc::Sender<Result<SpeechEvent, ApiError>>,
 ) {
     let mut vad_stream = vad.stream();
@@ -249,7 +249,7 @@ pub(crate) mod tests {
         }
 
         fn stream(&self) -> VadStream {
-            let (in_tx, mut in_rx) = mpsc::unbounded_channel::<VadInput>();
+            let (in_tx, mut in_rx) = crate::model_input::channel::<VadInput>();
             let (ev_tx, ev_rx) = mpsc::channel(64);
             let task = tokio::spawn(async move {
                 let mut utterance: Option<Vec<AudioFrame>> = None;

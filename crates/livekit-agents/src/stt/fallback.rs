@@ -25,6 +25,8 @@ use crate::vad::Vad;
 
 /// Options of an STT [`FallbackAdapter`]. Defaults match the reference.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct SttFallbackOptions {
     /// Timeout of one attempt on one provider (its `conn.timeout`; for
     /// [`Stt::recognize_once`] also enforced by the adapter). Default 10 s.
@@ -301,7 +303,7 @@ impl Stt for FallbackAdapter {
         language: Option<String>,
         _conn: ApiConnectOptions,
     ) -> Result<SpeechStream, ApiError> {
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = crate::model_input::channel();
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);
         let adapter = self.clone();
         let task = tokio::spawn(async move { adapter.run_stream(language, in_rx, ev_tx).await });
@@ -354,7 +356,7 @@ impl FallbackAdapter {
     async fn run_stream(
         &self,
         language: Option<String>,
-        mut input: mpsc::UnboundedReceiver<SttInput>,
+        mut input: crate::model_input::InputReceiver<SttInput>,
         events: mpsc::Sender<Result<SpeechEvent, ApiError>>,
     ) {
         let mirrors: Arc<Mutex<Vec<SttInputHandle>>> = Arc::default();
@@ -551,7 +553,7 @@ mod tests {
                 return Err(ApiError::status(401, "bad key"));
             }
             let name = self.name;
-            let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+            let (in_tx, mut in_rx) = crate::model_input::channel();
             let (ev_tx, ev_rx) = mpsc::channel(16);
             let task = tokio::spawn(async move {
                 let mut n = 0;

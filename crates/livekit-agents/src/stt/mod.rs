@@ -15,13 +15,16 @@ use async_trait::async_trait;
 use futures::Stream;
 use tokio::sync::mpsc;
 
+use crate::model_input::{InputReceiver, InputSender};
+
 use crate::audio::AudioFrame;
 use crate::types::{ApiConnectOptions, ApiError, TimedString};
 
-pub mod adapter;
+pub(crate) mod adapter;
 pub(crate) mod context;
-pub mod fallback;
+pub(crate) mod fallback;
 pub use adapter::StreamAdapter;
+pub use fallback::{SttFallbackOptions};
 pub use fallback::FallbackAdapter;
 
 /// How many events a stream buffers before its producer waits for the consumer.
@@ -171,7 +174,7 @@ pub trait Stt: Send + Sync + 'static {
         conn: &ApiConnectOptions,
     ) -> Result<SpeechEvent, ApiError> {
         let _ = (frames, language, conn);
-        Err(ApiError::Other(format!(
+        Err(ApiError::other(format!(
             "{} does not support non-streaming recognition",
             self.label()
         )))
@@ -185,7 +188,7 @@ pub trait Stt: Send + Sync + 'static {
         conn: ApiConnectOptions,
     ) -> Result<SpeechStream, ApiError> {
         let _ = (language, conn);
-        Err(ApiError::Other(format!(
+        Err(ApiError::other(format!(
             "{} does not support streaming; wrap it in stt::StreamAdapter with a VAD",
             self.label()
         )))
@@ -231,6 +234,8 @@ pub trait Stt: Send + Sync + 'static {
 ///
 /// (The reference's LLM-based `keyterm_detection` is not implemented: set the keyterms.)
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct SttContextOptions {
     /// Terms to favour, given to STTs that accept a term list (e.g. Deepgram nova-3 and Flux
     /// `keyterm`, OpenAI `gpt-transcribe` `keywords`). Default: none.
@@ -278,28 +283,43 @@ pub enum SttInput {
     Flush,
 }
 
+impl crate::model_input::ModelInput for SttInput {
+    fn audio_duration(&self) -> Option<std::time::Duration> {
+        match self {
+            SttInput::Frame(frame) => Some(crate::model_input::frame_duration(frame)),
+            SttInput::Flush => None,
+        }
+    }
+}
+
 /// The receiving end of a [`SpeechStream`]'s input, handed to [`SttStreamTask::run`].
 ///
-/// It survives reconnection attempts: audio pushed while the provider reconnects is kept.
+/// It survives reconnection attempts: audio pushed while the provider reconnects is kept (up
+/// to [`MAX_QUEUED_AUDIO`](crate::model_input::MAX_QUEUED_AUDIO); see
+/// [`model_input`](crate::model_input)).
 pub struct SttInputReceiver {
-    rx: mpsc::UnboundedReceiver<SttInput>,
+    rx: InputReceiver<SttInput>,
     consumed_samples: u64,
     sample_rate: Option<u32>,
+    dropped: std::time::Duration,
 }
 
 impl SttInputReceiver {
     /// Wraps a channel receiver (used by adapters and tests).
-    pub fn new(rx: mpsc::UnboundedReceiver<SttInput>) -> Self {
+    pub fn new(rx: InputReceiver<SttInput>) -> Self {
         Self {
             rx,
             consumed_samples: 0,
             sample_rate: None,
+            dropped: std::time::Duration::ZERO,
         }
     }
 
     /// The next input, or `None` once the caller ended input (or dropped the stream).
     pub async fn recv(&mut self) -> Option<SttInput> {
-        let item = self.rx.recv().await?;
+        let item = self.rx.recv().await;
+        self.dropped += self.rx.take_dropped();
+        let item = item?;
         if let SttInput::Frame(frame) = &item {
             self.consumed_samples += frame.samples_per_channel as u64;
             if self.sample_rate.is_none() {
@@ -309,13 +329,15 @@ impl SttInputReceiver {
         Some(item)
     }
 
-    /// Seconds of audio received so far over all attempts. A reconnecting plugin adds this to
-    /// the provider's timestamps so they stay monotonic across connections.
+    /// Seconds of audio received so far over all attempts (audio the full input queue
+    /// dropped included). A reconnecting plugin adds this to the provider's timestamps so they
+    /// stay monotonic across connections.
     pub fn consumed_secs(&self) -> f64 {
-        match self.sample_rate {
+        let received = match self.sample_rate {
             Some(rate) if rate > 0 => self.consumed_samples as f64 / rate as f64,
             _ => 0.0,
-        }
+        };
+        received + self.dropped.as_secs_f64()
     }
 
     /// The sample rate of the first frame received, if any.
@@ -388,7 +410,7 @@ pub trait SttStreamTask: Send + 'static {
 ///
 /// Dropping the stream stops its task and closes the provider connection.
 pub struct SpeechStream {
-    input: mpsc::UnboundedSender<SttInput>,
+    input: InputSender<SttInput>,
     events: mpsc::Receiver<Result<SpeechEvent, ApiError>>,
     task: crate::types::ProducerTask,
 }
@@ -403,7 +425,7 @@ impl SpeechStream {
         mut task: impl SttStreamTask,
     ) -> Self {
         let label = label.into();
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = crate::model_input::channel();
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);
         let handle = tokio::spawn(async move {
             let mut input = SttInputReceiver::new(in_rx);
@@ -439,7 +461,7 @@ impl SpeechStream {
 
     /// Builds a stream from raw channels whose producer the caller runs (adapters, fakes).
     pub fn from_channels(
-        input: mpsc::UnboundedSender<SttInput>,
+        input: InputSender<SttInput>,
         events: mpsc::Receiver<Result<SpeechEvent, ApiError>>,
         task: Option<tokio::task::JoinHandle<()>>,
     ) -> Self {
@@ -450,7 +472,9 @@ impl SpeechStream {
         }
     }
 
-    /// Pushes audio. Ignored after [`end_input`](Self::end_input).
+    /// Pushes audio. Ignored after [`end_input`](Self::end_input). While the provider is
+    /// more than [`MAX_QUEUED_AUDIO`](crate::model_input::MAX_QUEUED_AUDIO) behind, the oldest
+    /// queued audio is dropped (counted and logged; see [`model_input`](crate::model_input)).
     pub fn push_frame(&self, frame: AudioFrame) {
         let _ = self.input.send(SttInput::Frame(frame));
     }
@@ -462,8 +486,7 @@ impl SpeechStream {
 
     /// Ends the input; the stream ends once the provider delivered its last results.
     pub fn end_input(&mut self) {
-        let (closed, _) = mpsc::unbounded_channel();
-        self.input = closed;
+        self.input = InputSender::closed();
     }
 
     /// A handle that can push audio from another task.
@@ -479,7 +502,7 @@ impl SpeechStream {
 
 /// A cloneable handle pushing input into a [`SpeechStream`].
 #[derive(Clone)]
-pub struct SttInputHandle(mpsc::UnboundedSender<SttInput>);
+pub struct SttInputHandle(InputSender<SttInput>);
 
 impl SttInputHandle {
     /// Pushes audio.

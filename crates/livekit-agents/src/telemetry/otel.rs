@@ -70,8 +70,11 @@ pub enum OtelError {
         message: String,
     },
     /// `OTEL_EXPORTER_OTLP_PROTOCOL` names a protocol this exporter does not speak.
-    #[error("unsupported OTLP protocol {0:?} (use grpc or http/protobuf)")]
-    Protocol(String),
+    #[error("unsupported OTLP protocol {protocol:?} (use grpc or http/protobuf)")]
+    Protocol {
+        /// The protocol named.
+        protocol: String,
+    },
 }
 
 /// How to export: protocol, endpoint, resource. Defaults follow the OTLP specification.
@@ -156,7 +159,7 @@ impl OtelConfig {
     /// Builds the exporter and its batch processor (call inside a tokio runtime for gRPC).
     pub fn install(self) -> Result<OtelExporter, OtelError> {
         if let Some(v) = self.protocol_error {
-            return Err(OtelError::Protocol(v));
+            return Err(OtelError::Protocol { protocol: v });
         }
         let protocol = self.protocol.unwrap_or(OtlpProtocol::HttpProtobuf);
         let build_err = |e: opentelemetry_otlp::ExporterBuildError| OtelError::Build {

@@ -36,6 +36,8 @@ use crate::voice::SessionIo;
 
 /// How to record.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct RecordingOptions {
     /// Sample rate of the file (default 16 kHz).
     pub sample_rate: u32,

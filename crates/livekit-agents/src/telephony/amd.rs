@@ -13,8 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use super::ivr::{IvrDetection, IvrOptions};
@@ -89,11 +87,17 @@ const MAX_GREETING_CHARS: usize = 4000;
 #[non_exhaustive]
 pub enum AmdError {
     /// The model request failed.
-    #[error("answering-machine detection failed: {0}")]
-    Llm(String),
+    #[error("answering-machine detection failed: {reason}")]
+    Llm {
+        /// The LLM's error.
+        reason: String,
+    },
     /// The detector cannot run (e.g. no LLM).
-    #[error("answering-machine detection: {0}")]
-    Config(String),
+    #[error("answering-machine detection: {reason}")]
+    Config {
+        /// What is missing.
+        reason: String,
+    },
     /// The detector stopped before a verdict.
     #[error("answering-machine detection ended before a verdict")]
     Closed,
@@ -166,7 +170,7 @@ async fn ask_model(
         .chat(amd_request(prompt, transcript, allow_postpone))
         .collect()
         .await
-        .map_err(|e| AmdError::Llm(e.to_string()))?;
+        .map_err(|e| AmdError::Llm { reason: e.to_string() })?;
     #[derive(serde::Deserialize)]
     struct Label {
         label: AmdCategory,
@@ -772,7 +776,7 @@ impl Amd {
     ) -> Result<Self, AmdError> {
         let llm = llm
             .or_else(|| session.llm())
-            .ok_or_else(|| AmdError::Config("no LLM to classify the greeting with".into()))?;
+            .ok_or_else(|| AmdError::Config { reason: "no LLM to classify the greeting with".into() })?;
         if let Some(ivr) = IvrDetection::of(session) {
             tracing::warn!("IVR detection was already started; AMD manages it now");
             ivr.stop();
@@ -786,7 +790,7 @@ impl Amd {
         let (tx, result) = tokio::sync::watch::channel(None);
         let task = tokio::spawn(detect(
             session.clone(),
-            session.subscribe(),
+            session.events(),
             llm,
             AmdClassifier::new(classifier_options),
             tx,
@@ -843,7 +847,7 @@ type Classification = std::pin::Pin<
 
 async fn detect(
     session: AgentSession,
-    mut events: broadcast::Receiver<SessionEvent>,
+    mut events: crate::types::EventStream<SessionEvent>,
     llm: Arc<dyn Llm>,
     mut classifier: AmdClassifier,
     result: tokio::sync::watch::Sender<Option<Result<AmdPrediction, AmdError>>>,
@@ -907,7 +911,7 @@ async fn detect(
             ev = events.recv() => {
                 let now = Instant::now();
                 match ev {
-                    Ok(SessionEvent::UserStateChanged { old_state, new_state }) => {
+                    Some(Ok(SessionEvent::UserStateChanged { old_state, new_state })) => {
                         if new_state == UserState::Speaking {
                             classifier.on_speech_started(now);
                         } else if old_state == UserState::Speaking {
@@ -915,22 +919,23 @@ async fn detect(
                             classifier.on_speech_ended(now, Duration::ZERO);
                         }
                     }
-                    Ok(SessionEvent::UserInputTranscribed { transcript, is_final: true, .. }) => {
+                    Some(Ok(SessionEvent::UserInputTranscribed { transcript, is_final: true, .. })) => {
                         classifier.push_text(now, &transcript);
                     }
-                    Ok(SessionEvent::ConversationItemAdded { item: ChatItem::Message(m) })
+                    Some(Ok(SessionEvent::ConversationItemAdded { item: ChatItem::Message(m) }))
                         if m.role == ChatRole::User =>
                     {
                         classifier.on_end_of_turn();
                     }
-                    Ok(SessionEvent::Close { .. }) | Err(RecvError::Closed) => {
+                    Some(Ok(SessionEvent::Close { .. })) | None => {
                         classifier.settle_call_ended(now);
                         if classifier.verdict().is_none() {
                             let _ = result.send(Some(Err(AmdError::Closed)));
                             return;
                         }
                     }
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    // Lost events (a lagging receiver) only delay a verdict.
+                    Some(Ok(_)) | Some(Err(_)) => {}
                 }
             }
         }

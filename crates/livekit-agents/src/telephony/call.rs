@@ -120,8 +120,11 @@ pub struct OutboundCall {
 #[non_exhaustive]
 pub enum OutboundCallError {
     /// The metadata is not a JSON object.
-    #[error("dispatch metadata is not a JSON object: {0}")]
-    Metadata(String),
+    #[error("dispatch metadata is not a JSON object: {reason}")]
+    Metadata {
+        /// Why the metadata cannot be used.
+        reason: String,
+    },
     /// No `phone_number`.
     #[error("dispatch metadata has no phone_number")]
     NoPhoneNumber,
@@ -129,8 +132,11 @@ pub enum OutboundCallError {
     #[error("no outbound SIP trunk: set sip_trunk_id in the metadata or {OUTBOUND_TRUNK_ENV}")]
     NoTrunk,
     /// The number or URI is malformed.
-    #[error("invalid phone number or SIP URI: {0}")]
-    InvalidDestination(String),
+    #[error("invalid phone number or SIP URI: {destination}")]
+    InvalidDestination {
+        /// The destination (shortened).
+        destination: String,
+    },
 }
 
 #[derive(serde::Deserialize)]
@@ -165,7 +171,7 @@ impl OutboundCall {
         default_trunk: Option<&str>,
     ) -> Result<Self, OutboundCallError> {
         let meta: DispatchMetadata = serde_json::from_str(metadata)
-            .map_err(|e| OutboundCallError::Metadata(e.to_string()))?;
+            .map_err(|e| OutboundCallError::Metadata { reason: e.to_string() })?;
         let phone = meta
             .phone_number
             .filter(|p| !p.trim().is_empty())
@@ -195,7 +201,7 @@ fn has_bad_chars(s: &str) -> bool {
 /// Checks a number to dial: an E.164-like number (`+` and digits, separators allowed) or a
 /// `sip:`/`sips:`/`tel:` URI.
 pub fn validate_phone_destination(dest: &str) -> Result<String, OutboundCallError> {
-    let bad = || OutboundCallError::InvalidDestination(truncate_for_error(dest));
+    let bad = || OutboundCallError::InvalidDestination { destination: truncate_for_error(dest) };
     let lower = dest.to_ascii_lowercase();
     if lower.starts_with("sip:") || lower.starts_with("sips:") || lower.starts_with("tel:") {
         return if has_bad_chars(dest) || dest.len() <= 4 {
@@ -510,7 +516,7 @@ impl CallControl for JobContext {
         options: &TransferOptions,
     ) -> Result<(), TelephonyError> {
         let to = transfer_destination(transfer_to)
-            .map_err(|e| SipError::InvalidRequest(e.to_string()))?;
+            .map_err(|e| SipError::InvalidRequest { reason: e.to_string() })?;
         if self.is_fake_job() {
             return Err(TelephonyError::Console("cannot transfer a call"));
         }
@@ -540,7 +546,7 @@ impl CallControl for JobContext {
         options: TransferOptions,
     ) -> Result<(), TelephonyError> {
         // Check the destination before announcing anything.
-        transfer_destination(transfer_to).map_err(|e| SipError::InvalidRequest(e.to_string()))?;
+        transfer_destination(transfer_to).map_err(|e| SipError::InvalidRequest { reason: e.to_string() })?;
         if let Some(session) = session.filter(|s| s.is_running()) {
             if crate::voice::in_tool() {
                 // The tool's own speech (and anything said after it) plays only once the tool
@@ -570,9 +576,9 @@ impl CallControl for JobContext {
 
     async fn dial(&self, call: &OutboundCall) -> Result<proto::SipParticipantInfo, TelephonyError> {
         validate_phone_destination(&call.phone_number)
-            .map_err(|e| SipError::InvalidRequest(e.to_string()))?;
+            .map_err(|e| SipError::InvalidRequest { reason: e.to_string() })?;
         if call.sip_trunk_id.is_empty() {
-            return Err(SipError::InvalidRequest(OutboundCallError::NoTrunk.to_string()).into());
+            return Err(SipError::InvalidRequest { reason: OutboundCallError::NoTrunk.to_string() }.into());
         }
         if self.is_fake_job() {
             return Err(TelephonyError::Console("cannot place a phone call"));
@@ -626,15 +632,15 @@ mod tests {
         );
         assert!(matches!(
             OutboundCall::from_metadata("not json", None),
-            Err(OutboundCallError::Metadata(_))
+            Err(OutboundCallError::Metadata { .. })
         ));
         assert!(matches!(
             OutboundCall::from_metadata(r#"{"phone_number": "+1; rm -rf"}"#, Some("ST")),
-            Err(OutboundCallError::InvalidDestination(_))
+            Err(OutboundCallError::InvalidDestination { .. })
         ));
         let long = format!(r#"{{"phone_number": "+{}"}}"#, "1".repeat(10_000));
         match OutboundCall::from_metadata(&long, Some("ST")) {
-            Err(OutboundCallError::InvalidDestination(shown)) => assert!(shown.len() < 60),
+            Err(OutboundCallError::InvalidDestination { destination: shown }) => assert!(shown.len() < 60),
             other => panic!("{other:?}"),
         }
     }

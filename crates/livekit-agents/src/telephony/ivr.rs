@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -343,7 +342,7 @@ impl IvrDetection {
             .push((session_key(session), Arc::downgrade(&inner)));
         tokio::spawn(run(
             session.clone(),
-            session.subscribe(),
+            session.events(),
             sender,
             detector,
             SilenceWatch::new(options.max_silence_duration),
@@ -377,9 +376,10 @@ impl IvrDetection {
         running_for(session).map(|inner| Self { inner })
     }
 
-    /// Events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<IvrEvent> {
-        self.inner.events.subscribe()
+    /// Events from now on (a receiver that reads too slowly gets `Err(Lagged)` for what it
+    /// missed).
+    pub fn events(&self) -> crate::types::EventStream<IvrEvent> {
+        crate::types::EventStream::new(self.inner.events.subscribe())
     }
 
     /// Stops watching (the DTMF tool stays with the agent).
@@ -406,15 +406,15 @@ pub(crate) fn start_for_session_option(ctx: &JobContext, session: &AgentSession)
     };
     let ctx = ctx.clone();
     let session = session.clone();
-    let mut rx = session.subscribe();
+    let mut rx = session.events();
     tokio::spawn(async move {
         // The session is usually started right after its ports were made.
         while session.current_agent().is_none() {
             tokio::select! {
                 _ = ctx.wait_for_shutdown() => return,
                 ev = rx.recv() => match ev {
-                    Ok(SessionEvent::Close { .. }) | Err(RecvError::Closed) => return,
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Some(Ok(SessionEvent::Close { .. })) | None => return,
+                    Some(Ok(_)) | Some(Err(_)) => {}
                 }
             }
         }
@@ -428,7 +428,7 @@ pub(crate) fn start_for_session_option(ctx: &JobContext, session: &AgentSession)
 
 async fn run(
     session: AgentSession,
-    mut rx: broadcast::Receiver<SessionEvent>,
+    mut rx: crate::types::EventStream<SessionEvent>,
     sender: Arc<dyn DtmfSender>,
     mut detector: TfidfLoopDetector,
     mut silence: SilenceWatch,
@@ -455,15 +455,15 @@ async fn run(
                 }
             }
             ev = rx.recv() => match ev {
-                Ok(SessionEvent::UserStateChanged { new_state, .. }) => {
+                Some(Ok(SessionEvent::UserStateChanged { new_state, .. })) => {
                     silence.on_user_state(new_state, Instant::now());
                 }
-                Ok(SessionEvent::AgentStateChanged { new_state, .. }) => {
+                Some(Ok(SessionEvent::AgentStateChanged { new_state, .. })) => {
                     // A handoff brings a new agent: it gets the DTMF tool too.
                     ensure_dtmf_tool(&session, &sender);
                     silence.on_agent_state(new_state, Instant::now());
                 }
-                Ok(SessionEvent::UserInputTranscribed { transcript, is_final: true, .. }) => {
+                Some(Ok(SessionEvent::UserInputTranscribed { transcript, is_final: true, .. })) => {
                     detector.add_chunk(&transcript);
                     if detector.check_loop_detection() {
                         tracing::debug!("IVR: speech loop detected; asking for a reply");
@@ -475,11 +475,12 @@ async fn run(
                         detector.reset();
                     }
                 }
-                Ok(SessionEvent::Close { .. }) | Err(RecvError::Closed) => {
+                Some(Ok(SessionEvent::Close { .. })) | None => {
                     stop.cancel();
                     return;
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                // Lost events (a lagging receiver) only delay a detection.
+                Some(Ok(_)) | Some(Err(_)) => {}
             }
         }
     }

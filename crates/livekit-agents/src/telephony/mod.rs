@@ -4,7 +4,7 @@
 //! - Call control through the server API ([`CallControl`] on
 //!   [`JobContext`](crate::worker::JobContext)): hang up, cold transfer, outbound dialing, a
 //!   SIP participant's `sip.*` attributes; SIP failures as typed [`SipError`]s.
-//! - DTMF ([`dtmf`]): keys and their RFC 4733 codes, received tones as
+//! - DTMF (`dtmf`): keys and their RFC 4733 codes, received tones as
 //!   [`SessionEvent::SipDtmfReceived`](crate::voice::SessionEvent::SipDtmfReceived), digit
 //!   collection ([`DtmfCollector`], [`GetDtmfTask`]), sending keys ([`send_dtmf_events_tool`]).
 //! - Ready tools: [`EndCallTool`] (`end_call`), [`VoicemailTool`]
@@ -16,17 +16,18 @@
 //!
 //! See `docs/guides/telephony.md`.
 
-pub mod amd;
+pub(crate) mod amd;
 mod call;
-pub mod dtmf;
+pub(crate) mod dtmf;
 mod get_dtmf;
-pub mod ivr;
+pub(crate) mod ivr;
 #[cfg(feature = "room")]
 pub mod room;
-pub mod sip;
+pub(crate) mod sip;
 mod tools;
-pub mod warm_transfer;
+pub(crate) mod warm_transfer;
 
+pub use amd::{AMD_PROMPT, MAX_EXTENSIONS, MAX_EXTENSION};
 pub use amd::{
     classify_greeting, Amd, AmdCategory, AmdClassifier, AmdError, AmdOptions, AmdPrediction,
     AmdReason,
@@ -35,6 +36,7 @@ pub use call::{
     transfer_destination, validate_phone_destination, CallControl, HangupOptions, HangupTarget,
     OutboundCall, OutboundCallError, TelephonyError, TransferOptions, OUTBOUND_TRUNK_ENV,
 };
+pub use dtmf::{MAX_COLLECTED_KEYS};
 pub use dtmf::{
     format_dtmf, parse_dtmf, DtmfCollectOptions, DtmfCollector, DtmfEvent, DtmfOutcome, InvalidDtmf,
 };
@@ -46,6 +48,7 @@ pub use tools::{
     VoicemailMessage, VoicemailTool, DTMF_PUBLISH_DELAY, END_CALL_DESCRIPTION,
     MAX_DTMF_EVENTS_PER_CALL, VOICEMAIL_HANGUP_DELAY,
 };
+pub use warm_transfer::{WARM_TRANSFER_PERSONA, warm_transfer_instructions};
 pub use warm_transfer::{
     format_conversation_history, CallerState, Consultation, HoldAudio, HumanState, PlayerHoldAudio,
     SipConsultation, TransferState, WarmTransferHandle, WarmTransferResult, WarmTransferTask,

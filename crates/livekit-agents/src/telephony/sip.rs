@@ -215,8 +215,11 @@ pub enum SipError {
         message: String,
     },
     /// The request was invalid before it was sent.
-    #[error("invalid SIP request: {0}")]
-    InvalidRequest(String),
+    #[error("invalid SIP request: {reason}")]
+    InvalidRequest {
+        /// What is invalid.
+        reason: String,
+    },
 }
 
 impl SipError {

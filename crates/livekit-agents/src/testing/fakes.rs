@@ -84,7 +84,7 @@ impl Vad for FakeVad {
         }
     }
     fn stream(&self) -> VadStream {
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+        let (in_tx, mut in_rx) = crate::model_input::channel();
         let (tx, rx) = mpsc::channel(1024);
         let speeches = self.speeches.clone();
         let min_silence = self.min_silence;
@@ -265,7 +265,7 @@ impl Stt for FakeStt {
         let t0 = *self.origin.lock().get_or_insert_with(Instant::now);
         let fail_at = if first { self.fail_at } else { None };
         let fail_with = self.fail_with.clone();
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+        let (in_tx, mut in_rx) = crate::model_input::channel();
         let (tx, rx) = mpsc::channel(1024);
         let speeches = self.speeches.clone();
         let language = self.language.clone();
@@ -498,7 +498,7 @@ impl Llm for FakeLlm {
         let task = tokio::spawn(async move {
             tokio::time::sleep(response.ttft).await;
             if let Some(message) = response.error {
-                let _ = tx.send(Err(ApiError::Other(message))).await;
+                let _ = tx.send(Err(ApiError::other(message))).await;
                 return;
             }
             let words: Vec<String> = split_keep_space(&response.text);
@@ -660,7 +660,7 @@ impl Tts for FakeTts {
     fn stream(&self, _conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel::<TtsInput>();
+        let (in_tx, mut in_rx) = crate::model_input::channel::<TtsInput>();
         let (tx, rx) = mpsc::channel(4096);
         let frames = self.frames();
         let ttfb = self.ttfb;

@@ -208,7 +208,7 @@ impl Stt for RecordingStt {
             t.stt.len() - 1
         };
         let tape = self.tape.clone();
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel::<SttInput>();
+        let (in_tx, mut in_rx) = crate::model_input::channel::<SttInput>();
         let (tx, rx) = mpsc::channel(1024);
         let task = tokio::spawn(async move {
             let input = inner.input_handle();
@@ -330,7 +330,7 @@ impl Tts for RecordingTts {
         let index = self.new_take();
         let tape = self.tape.clone();
         let first_text: Arc<Mutex<Option<Instant>>> = Arc::default();
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel::<TtsInput>();
+        let (in_tx, mut in_rx) = crate::model_input::channel::<TtsInput>();
         let (tx, rx) = mpsc::channel(4096);
         let task = tokio::spawn(async move {
             let mut input_open = true;
@@ -404,7 +404,7 @@ impl Stt for ReplayStt {
     fn stream(&self, _: Option<String>, _: ApiConnectOptions) -> Result<SpeechStream, ApiError> {
         let take = self.takes.next();
         let opened = Instant::now();
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+        let (in_tx, mut in_rx) = crate::model_input::channel();
         let (tx, rx) = mpsc::channel(1024);
         let task = tokio::spawn(async move {
             let drain = tokio::spawn(async move { while in_rx.recv().await.is_some() {} });
@@ -495,7 +495,7 @@ impl Tts for ReplayTts {
     }
     fn stream(&self, _conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
         let take = self.takes.next();
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel::<TtsInput>();
+        let (in_tx, mut in_rx) = crate::model_input::channel::<TtsInput>();
         let (tx, rx) = mpsc::channel(4096);
         let task = tokio::spawn(async move {
             // Audio is timed from the first text, as it was recorded.

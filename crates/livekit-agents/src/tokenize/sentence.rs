@@ -5,6 +5,8 @@ use super::{SentenceTokenizer, TokenStream};
 /// Options of [`BasicSentenceTokenizer`]. Defaults match the reference: `min_sentence_len = 20`,
 /// `stream_context_len = 10`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct SentenceTokenizerOptions {
     /// Sentences shorter than this many characters are merged with the next ones.
     pub min_sentence_len: usize,

@@ -26,7 +26,7 @@ use crate::types::{ApiConnectOptions, ApiError, TimedString};
 /// ```no_run
 /// # use std::sync::Arc;
 /// # use livekit_agents::tts::{Tts, StreamAdapter};
-/// # fn demo(openai_tts: Arc<dyn Tts>) -> Result<(), livekit_agents::ApiError> {
+/// # fn demo(openai_tts: Arc<dyn Tts>) -> Result<(), livekit_agents::types::ApiError> {
 /// let tts = StreamAdapter::new(openai_tts);
 /// let mut stream = tts.stream(Default::default())?;
 /// stream.push_text("Hello! How can I help you today?");
@@ -98,7 +98,7 @@ impl Tts for StreamAdapter {
     }
 
     fn stream(&self, conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = crate::model_input::channel();
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);
         let emitter = AudioEmitter::new(
             ev_tx.clone(),
@@ -132,7 +132,7 @@ async fn run_adapter(
     tts: Arc<dyn Tts>,
     tokenizer: Arc<dyn SentenceTokenizer>,
     conn: ApiConnectOptions,
-    mut input: mpsc::UnboundedReceiver<TtsInput>,
+    mut input: crate::model_input::InputReceiver<TtsInput>,
     emitter: AudioEmitter,
     errors: mpsc::Sender<Result<super::SynthesizedAudio, ApiError>>,
 ) {

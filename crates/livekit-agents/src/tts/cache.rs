@@ -34,6 +34,8 @@ use crate::types::{ApiConnectOptions, ApiError};
 
 /// Settings of a [`CachedTts`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct TtsCacheOptions {
     /// The voice the provider was configured with (part of the key).
     pub voice: String,

@@ -30,6 +30,8 @@ use crate::types::{ApiConnectOptions, ApiError};
 
 /// Options of a TTS [`FallbackAdapter`]. Defaults match the reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct TtsFallbackOptions {
     /// Retries on the same provider before switching (while it produced no audio). Default 2.
     pub max_retry_per_tts: u32,
@@ -167,7 +169,7 @@ impl FallbackAdapter {
             self.sample_rate,
             self.num_channels,
         )
-        .map_err(|e| ApiError::Other(format!("cannot resample {}: {e}", self.ttss[index].label())))
+        .map_err(|e| ApiError::other(format!("cannot resample {}: {e}", self.ttss[index].label())))
     }
 
     fn start_probe(&self, index: usize, text: &str, conn: ApiConnectOptions) {
@@ -248,7 +250,7 @@ impl Tts for FallbackAdapter {
     }
 
     fn stream(&self, conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = crate::model_input::channel();
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let adapter = self.clone();
         let task = tokio::spawn(async move { adapter.run_stream(conn, in_rx, tx).await });
@@ -278,7 +280,7 @@ async fn forward_audio(
     }
     let frames = resampler
         .push(&audio.frame)
-        .map_err(|e| ApiError::Protocol(format!("unexpected TTS audio format: {e}")))?;
+        .map_err(|e| ApiError::protocol(format!("unexpected TTS audio format: {e}")))?;
     for f in frames {
         if !emitter.push_samples(&f.data).await {
             return Ok(false);
@@ -362,7 +364,7 @@ impl FallbackAdapter {
     async fn run_stream(
         &self,
         conn: ApiConnectOptions,
-        mut input: mpsc::UnboundedReceiver<TtsInput>,
+        mut input: crate::model_input::InputReceiver<TtsInput>,
         tx: mpsc::Sender<Result<SynthesizedAudio, ApiError>>,
     ) {
         let emitter = AudioEmitter::new(
@@ -459,7 +461,7 @@ impl FallbackAdapter {
                             if text.input_ended && text.segments.is_empty() {
                                 return;
                             }
-                            break ApiError::Protocol("the TTS stream ended before its text was spoken".into());
+                            break ApiError::protocol("the TTS stream ended before its text was spoken".into());
                         }
                         Err(_) => break ApiError::Timeout(deadline),
                     },
@@ -682,7 +684,7 @@ mod tests {
         }
         fn stream(&self, _conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
             self.streams.fetch_add(1, Ordering::SeqCst);
-            let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+            let (in_tx, mut in_rx) = crate::model_input::channel();
             let (tx, rx) = mpsc::channel(64);
             let rate = self.rate;
             let texts = self.texts.clone();

@@ -17,14 +17,16 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::audio::AudioFrame;
+use crate::model_input::{InputReceiver, InputSender};
 use crate::stt::EVENT_BUFFER;
 use crate::types::{ApiConnectOptions, ApiError, TimedString};
 
-pub mod adapter;
-pub mod cache;
-pub mod fallback;
+pub(crate) mod adapter;
+pub(crate) mod cache;
+pub(crate) mod fallback;
 pub use adapter::StreamAdapter;
 pub use cache::{CachedTts, TtsCacheOptions, TtsCacheStats};
+pub use fallback::{TtsFallbackOptions, TtsFallbackError};
 pub use fallback::FallbackAdapter;
 
 /// What a TTS provider can do.
@@ -82,7 +84,7 @@ pub trait Tts: Send + Sync + 'static {
     /// provider in [`StreamAdapter`] instead.
     fn stream(&self, conn: ApiConnectOptions) -> Result<SynthesizeStream, ApiError> {
         let _ = conn;
-        Err(ApiError::Other(format!(
+        Err(ApiError::other(format!(
             "{} does not support streaming; wrap it in tts::StreamAdapter",
             self.label()
         )))
@@ -363,7 +365,7 @@ impl ChunkedStream {
                 }
             }
         }
-        out.ok_or_else(|| ApiError::Other("synthesis ended without audio".into()))
+        out.ok_or_else(|| ApiError::other("synthesis ended without audio".into()))
     }
 }
 
@@ -385,19 +387,31 @@ pub enum TtsInput {
     Flush,
 }
 
+impl crate::model_input::ModelInput for TtsInput {
+    fn audio_duration(&self) -> Option<std::time::Duration> {
+        None
+    }
+    fn text_len(&self) -> usize {
+        match self {
+            TtsInput::Text(text) => text.len(),
+            TtsInput::Flush => 0,
+        }
+    }
+}
+
 /// The receiving end of a [`SynthesizeStream`]'s text, handed to [`TtsStreamTask::run`].
 ///
 /// Everything received is recorded, so a retried attempt sees the same text again from the
 /// start.
 pub struct TtsInputReceiver {
-    rx: mpsc::UnboundedReceiver<TtsInput>,
+    rx: InputReceiver<TtsInput>,
     history: Vec<TtsInput>,
     replay: VecDeque<TtsInput>,
 }
 
 impl TtsInputReceiver {
     /// Wraps a channel receiver.
-    pub fn new(rx: mpsc::UnboundedReceiver<TtsInput>) -> Self {
+    pub fn new(rx: InputReceiver<TtsInput>) -> Self {
         Self {
             rx,
             history: Vec::new(),
@@ -436,9 +450,12 @@ pub trait TtsStreamTask: Send + 'static {
 
 /// A streaming synthesis: push text in, read audio out.
 pub struct SynthesizeStream {
-    input: mpsc::UnboundedSender<TtsInput>,
+    input: InputSender<TtsInput>,
     events: mpsc::Receiver<Result<SynthesizedAudio, ApiError>>,
     task: crate::types::ProducerTask,
+    /// Set when a text push was refused: the stream then ends with an error, never cleanly.
+    overflow: crate::model_input::OverflowFlag,
+    overflow_reported: bool,
 }
 
 impl SynthesizeStream {
@@ -452,7 +469,7 @@ impl SynthesizeStream {
         mut task: impl TtsStreamTask,
     ) -> Self {
         let label = label.into();
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = crate::model_input::channel();
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let handle = tokio::spawn(async move {
             let mut input = TtsInputReceiver::new(in_rx);
@@ -481,29 +498,39 @@ impl SynthesizeStream {
                 }
             }
         });
-        Self {
-            input: in_tx,
-            events: rx,
-            task: crate::types::ProducerTask::new(Some(handle)),
-        }
+        Self::from_channels(in_tx, rx, Some(handle))
     }
 
     /// Builds a stream from raw channels whose producer the caller runs (adapters, fakes).
     pub fn from_channels(
-        input: mpsc::UnboundedSender<TtsInput>,
+        input: InputSender<TtsInput>,
         events: mpsc::Receiver<Result<SynthesizedAudio, ApiError>>,
         task: Option<tokio::task::JoinHandle<()>>,
     ) -> Self {
         Self {
+            overflow: input.overflow_flag(),
             input,
             events,
             task: crate::types::ProducerTask::new(task),
+            overflow_reported: false,
         }
     }
 
-    /// Pushes text (any chunking, e.g. LLM tokens).
+    /// Pushes text (any chunking, e.g. LLM tokens). Text is never dropped: if the provider
+    /// has [`MAX_QUEUED_TEXT`](crate::model_input::MAX_QUEUED_TEXT) unread, the push is
+    /// refused and the stream ends with an error item (see
+    /// [`try_push_text`](Self::try_push_text) to learn it at once).
     pub fn push_text(&self, text: impl Into<String>) {
-        let _ = self.input.send(TtsInput::Text(text.into()));
+        let _ = self.try_push_text(text);
+    }
+
+    /// Pushes text, or says why it was refused: the provider is too far behind (the stream
+    /// then ends with an error) or the input ended.
+    pub fn try_push_text(
+        &self,
+        text: impl Into<String>,
+    ) -> Result<(), crate::model_input::InputError> {
+        self.input.send(TtsInput::Text(text.into()))
     }
 
     /// Marks the end of a segment.
@@ -514,13 +541,12 @@ impl SynthesizeStream {
     /// Ends the input (implies a flush of pending text).
     pub fn end_input(&mut self) {
         let _ = self.input.send(TtsInput::Flush);
-        let (closed, _) = mpsc::unbounded_channel();
-        self.input = closed;
+        self.input = InputSender::closed();
     }
 
     /// The next audio frame, `None` at the end.
     pub async fn next_audio(&mut self) -> Option<Result<SynthesizedAudio, ApiError>> {
-        std::future::poll_fn(|cx| self.task.poll_recv(&mut self.events, cx)).await
+        futures::StreamExt::next(self).await
     }
 }
 
@@ -529,6 +555,15 @@ impl Stream for SynthesizeStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        this.task.poll_recv(&mut this.events, cx)
+        match std::task::ready!(this.task.poll_recv(&mut this.events, cx)) {
+            None if this.overflow.get() && !this.overflow_reported => {
+                this.overflow_reported = true;
+                Poll::Ready(Some(Err(ApiError::other(format!(
+                    "the TTS did not read its text input ({} bytes queued at most)",
+                    crate::model_input::MAX_QUEUED_TEXT
+                )))))
+            }
+            item => Poll::Ready(item),
+        }
     }
 }

@@ -583,7 +583,7 @@ impl Agent {
             if let Err(e) = update(realtime).await {
                 session.report_error(
                     super::events::ErrorSource::RealtimeModel,
-                    e.to_string(),
+                    e,
                     true,
                 );
             }

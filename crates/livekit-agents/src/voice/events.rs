@@ -74,6 +74,47 @@ pub enum ErrorSource {
     Mcp,
 }
 
+/// The error of a [`SessionEvent::Error`]: the reference's `LLMError`, `STTError`, `TTSError`
+/// and `RealtimeModelError` (which model failed, and its typed error), or a failed MCP server.
+/// Which kind of component failed, and whether the session goes on, are the event's `source`
+/// and `recoverable`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ComponentError {
+    /// A model provider failed: an STT, LLM, TTS or realtime model (its stream already retried
+    /// what could be retried).
+    #[error("{label}: {error}")]
+    Provider {
+        /// The model's label (`Stt::label`, `Llm::label`, ...), e.g. `deepgram.STT`; empty
+        /// when the session has no such model (a node overridden by the agent).
+        label: String,
+        /// The provider's error.
+        #[source]
+        error: crate::types::ApiError,
+    },
+    /// An MCP server failed to start (the session goes on without its tools). Feature `mcp`.
+    #[cfg(feature = "mcp")]
+    #[error("MCP server {server}: {error}")]
+    Mcp {
+        /// The server's label.
+        server: String,
+        /// Why.
+        #[source]
+        error: std::sync::Arc<crate::mcp::McpError>,
+    },
+}
+
+impl ComponentError {
+    /// The provider error, when a model failed.
+    pub fn api_error(&self) -> Option<&crate::types::ApiError> {
+        match self {
+            ComponentError::Provider { error, .. } => Some(error),
+            #[cfg(feature = "mcp")]
+            ComponentError::Mcp { .. } => None,
+        }
+    }
+}
+
 /// Why the session closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseReason {
@@ -88,7 +129,7 @@ pub enum CloseReason {
     CallEnded,
 }
 
-/// An event of a session; subscribe with [`AgentSession::subscribe`](super::AgentSession::subscribe).
+/// An event of a session; receive them with [`AgentSession::events`](super::AgentSession::events).
 #[derive(Debug, Clone)]
 pub enum SessionEvent {
     /// The agent state changed.
@@ -151,8 +192,8 @@ pub enum SessionEvent {
     Error {
         /// Which one.
         source: ErrorSource,
-        /// The error text.
-        error: String,
+        /// The typed error, naming the model or server that failed.
+        error: ComponentError,
         /// Whether the session retries or goes on.
         recoverable: bool,
     },
@@ -196,7 +237,7 @@ impl SessionEvent {
 }
 
 /// A [`SessionEvent`] with the time it was created: the reference's `created_at` on every event.
-/// Subscribe with [`AgentSession::subscribe_timed`](super::AgentSession::subscribe_timed).
+/// Receive them with [`AgentSession::timed_events`](super::AgentSession::timed_events).
 ///
 /// `user_state_changed` to `listening` is stamped with the time the user last spoke (the end of
 /// their speech as the VAD measured it, not the moment the VAD noticed the silence), as the

@@ -223,7 +223,7 @@ async fn run_llm(
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {
-            session.report_error(ErrorSource::Llm, e.to_string(), false);
+            session.report_error(ErrorSource::Llm, e, false);
             return;
         }
     };
@@ -278,7 +278,7 @@ async fn run_llm(
             }
             Err(e) => {
                 failed = true;
-                session.report_error(ErrorSource::Llm, e.to_string(), false);
+                session.report_error(ErrorSource::Llm, e, false);
                 break;
             }
         }

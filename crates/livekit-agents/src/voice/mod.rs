@@ -2,44 +2,47 @@
 //!
 //! A turn flows through these modules (see "A turn, step by step" in `docs/ARCHITECTURE.md`):
 //!
-//! - [`session`]: the conversation: models, ports, history, events, the active agent.
+//! - `session`: the conversation: models, ports, history, events, the active agent.
 //! - `recognition`: user audio → VAD + STT → transcript; end of turn (with `endpointing`).
 //! - `activity`: the active agent's turn handling and speech scheduling.
 //! - `generation`: LLM → TTS → audio output, transcript sync (`transcription`), tool loop
 //!   (`tool_execution`).
-//! - [`agent`], [`nodes`]: what users customize (hooks and pipeline nodes).
-//! - [`task`]: [`AgentTask`], an agent that completes with a value.
-//! - [`events`], [`options`], [`speech_handle`].
+//! - `agent`, [`nodes`]: what users customize (hooks and pipeline nodes).
+//! - `task`: [`AgentTask`], an agent that completes with a value.
+//! - `events`, `options`, `speech_handle`, `report`.
 
 mod activity;
-pub mod agent;
+pub(crate) mod agent;
 mod endpointing;
-pub mod events;
+pub(crate) mod events;
 mod generation;
 pub mod nodes;
-pub mod options;
+pub(crate) mod options;
 mod playout;
 mod realtime;
 mod recognition;
-pub mod report;
-pub mod session;
-pub mod speech_handle;
-pub mod task;
+pub(crate) mod report;
+pub(crate) mod session;
+pub(crate) mod speech_handle;
+pub(crate) mod task;
 mod tool_execution;
 mod transcription;
 
+pub use agent::{INSTRUCTIONS_ITEM_ID};
 pub use agent::{
     Agent, AgentBehavior, AgentBuilder, AgentContext, DefaultBehavior, ModelSettings, StopResponse,
     UserTurnExceeded,
 };
 pub use events::{
-    AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, TimedSessionEvent, UserState,
+    AgentState, CloseReason, ComponentError, ErrorSource, SessionEvent, SpeechSource,
+    TimedSessionEvent, UserState,
 };
 pub use options::{
     EndpointingMode, EndpointingOptions, InterruptionMode, InterruptionOptions,
     PreemptiveGenerationOptions, SessionOptions, TurnDetection, TurnHandlingOptions,
     UserTurnLimitOptions,
 };
+pub use report::{AgentInfo, ModelUsage, ReportBuilder, ReportEvent, TurnReport, MAX_REPORT_EVENTS};
 pub use report::{ReportHandle, SessionReport};
 pub use session::{
     AgentSession, AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText,

@@ -50,6 +50,8 @@ pub enum EndpointingMode {
 
 /// How long to wait after the user stops speaking before ending the turn.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct EndpointingOptions {
     /// Fixed or dynamic.
     pub mode: EndpointingMode,
@@ -85,6 +87,8 @@ pub enum InterruptionMode {
 
 /// Interruption settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct InterruptionOptions {
     /// Whether the user can interrupt the agent (default true).
     pub enabled: bool,
@@ -119,6 +123,8 @@ impl Default for InterruptionOptions {
 
 /// Start the LLM on a final transcript before the turn is committed.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct PreemptiveGenerationOptions {
     /// Default true.
     pub enabled: bool,
@@ -146,6 +152,8 @@ impl Default for PreemptiveGenerationOptions {
 
 /// Limits on consecutive user turns without an agent reply (both off by default).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct UserTurnLimitOptions {
     /// Words across consecutive user turns.
     pub max_words: Option<usize>,
@@ -155,6 +163,8 @@ pub struct UserTurnLimitOptions {
 
 /// Everything about turns.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct TurnHandlingOptions {
     /// End-of-turn mode.
     pub turn_detection: TurnDetection,
@@ -170,6 +180,8 @@ pub struct TurnHandlingOptions {
 
 /// Session-wide settings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct SessionOptions {
     /// Turn handling.
     pub turn_handling: TurnHandlingOptions,

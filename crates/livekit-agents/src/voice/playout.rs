@@ -106,7 +106,7 @@ pub(crate) async fn start_tts(
         }),
         Ok(None) => None,
         Err(e) => {
-            session.report_error(ErrorSource::Tts, e.to_string(), false);
+            session.report_error(ErrorSource::Tts, e, false);
             None
         }
     }
@@ -432,7 +432,7 @@ impl Playout<'_> {
             Some(Err(e)) => {
                 self.activity
                     .session()
-                    .report_error(ErrorSource::Tts, e.to_string(), false);
+                    .report_error(ErrorSource::Tts, e, false);
                 self.audio_open = false;
                 self.sync.end_audio();
                 self.output.flush();

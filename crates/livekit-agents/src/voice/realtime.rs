@@ -106,7 +106,7 @@ async fn dispatch_events(session: AgentSession, mut events: mpsc::Receiver<Realt
                 ));
             }
             RealtimeEvent::Error { error, recoverable } => {
-                session.report_error(ErrorSource::RealtimeModel, error.to_string(), recoverable);
+                session.report_error(ErrorSource::RealtimeModel, error, recoverable);
             }
         }
     }
@@ -128,7 +128,7 @@ pub(crate) async fn sync_agent(activity: &Activity, rt: &Arc<dyn RealtimeSession
     ];
     for r in results {
         if let Err(e) = r {
-            session.report_error(ErrorSource::RealtimeModel, e.to_string(), true);
+            session.report_error(ErrorSource::RealtimeModel, e, true);
         }
     }
 }
@@ -148,7 +148,7 @@ pub(crate) fn request_reply(
             if let Err(e) = rt.update_chat_ctx(&activity.agent().chat_ctx()).await {
                 activity
                     .session()
-                    .report_error(ErrorSource::RealtimeModel, e.to_string(), true);
+                    .report_error(ErrorSource::RealtimeModel, e, true);
             }
         }
         match rt.generate_reply(instructions.as_deref()).await {
@@ -156,7 +156,7 @@ pub(crate) fn request_reply(
             Err(e) => {
                 activity
                     .session()
-                    .report_error(ErrorSource::RealtimeModel, e.to_string(), false);
+                    .report_error(ErrorSource::RealtimeModel, e, false);
                 activity.send(ActivityEvent::SpeechFinished(handle));
             }
         }
@@ -242,7 +242,7 @@ pub(crate) async fn play_generation(
             if let (true, Some(played)) = (truncate, played) {
                 let ms = played.as_millis().min(u64::MAX as u128) as u64;
                 if let Err(e) = rt.truncate(&message.message_id, ms, Some(&text)).await {
-                    session.report_error(ErrorSource::RealtimeModel, e.to_string(), true);
+                    session.report_error(ErrorSource::RealtimeModel, e, true);
                 }
             }
             break;

@@ -242,7 +242,7 @@ pub fn event_json(event: &SessionEvent) -> Option<Value> {
             error,
             recoverable,
         } => json!({
-            "source": format!("{source:?}"), "error": error, "recoverable": recoverable,
+            "source": format!("{source:?}"), "error": error.to_string(), "recoverable": recoverable,
         }),
         SessionEvent::SipDtmfReceived {
             code,

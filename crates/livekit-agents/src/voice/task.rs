@@ -20,8 +20,11 @@ use crate::llm::ChatItem;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     /// The task failed (set by [`TaskCompleter::fail`]).
-    #[error("task failed: {0}")]
-    Failed(String),
+    #[error("task failed: {reason}")]
+    Failed {
+        /// Why the task failed.
+        reason: String,
+    },
     /// The session closed before the task completed.
     #[error("the session closed before the task completed")]
     SessionClosed,
@@ -113,7 +116,7 @@ impl<T> TaskCompleter<T> {
 
     /// Ends the task with an error.
     pub fn fail(&self, message: impl Into<String>) {
-        self.fail_with(TaskError::Failed(message.into()));
+        self.fail_with(TaskError::Failed { reason: message.into() });
     }
 
     /// Ends the task with `error` (later calls are ignored).
@@ -224,7 +227,7 @@ impl<T: Send + 'static> AgentTask<T> {
         // below instead of being drained here.
         let (result, from_tool) = tokio::select! {
             biased;
-            r = self.rx => r.unwrap_or_else(|_| (Err(TaskError::Failed("the task was dropped".into())), false)),
+            r = self.rx => r.unwrap_or_else(|_| (Err(TaskError::Failed { reason: "the task was dropped".into() }), false)),
             _ = closed => (Err(TaskError::SessionClosed), false),
         };
         if !session.is_running() {

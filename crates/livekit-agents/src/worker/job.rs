@@ -65,7 +65,7 @@ impl JobProcess {
 
 /// The process's store of shared values (the reference's `proc.userdata` dict): what a
 /// prewarm function loads once (models) for every job of the process. Not the session's
-/// [`Userdata`](crate::llm::tool::Userdata), which holds one conversation's state.
+/// [`Userdata`](crate::llm::Userdata), which holds one conversation's state.
 ///
 /// Values are reached by a typed [`UserdataKey`] (the type is checked at compile time) or by a
 /// string key and a type; a missing value or another type is a typed
@@ -620,7 +620,7 @@ impl JobContext {
                 options.auto_subscribe = true;
                 let (room, mut events) = livekit::Room::connect(self.url(), self.token(), options)
                     .await
-                    .map_err(|e| JobError::Connect(e.to_string()))?;
+                    .map_err(|e| JobError::Connect { reason: e.to_string() })?;
                 tracing::info!(
                     room = self.room_name(),
                     job_id = self.job_id(),
@@ -732,9 +732,7 @@ impl JobContext {
                 }
             }
         }
-        Err(JobError::Connect(
-            "the room closed before a participant joined".into(),
-        ))
+        Err(JobError::Connect { reason: "the room closed before a participant joined".into(), })
     }
 
     /// The room, once [`JobContext::connect`] succeeded.
@@ -749,8 +747,11 @@ impl JobContext {
 #[non_exhaustive]
 pub enum JobError {
     /// Connecting to the room failed.
-    #[error("could not connect to the room: {0}")]
-    Connect(String),
+    #[error("could not connect to the room: {reason}")]
+    Connect {
+        /// The room's error.
+        reason: String,
+    },
     /// A server API call failed.
     #[error("server API call {call} failed: {message}")]
     Api {
@@ -760,8 +761,11 @@ pub enum JobError {
         message: String,
     },
     /// The session's ports cannot be created in this mode.
-    #[error("{0}")]
-    NoIo(String),
+    #[error("{reason}")]
+    NoIo {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Outcome of one job run.

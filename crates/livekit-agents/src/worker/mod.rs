@@ -72,11 +72,17 @@ pub enum WorkerError {
         reason: String,
     },
     /// The access token could not be created.
-    #[error("could not create the access token: {0}")]
-    Token(String),
+    #[error("could not create the access token: {reason}")]
+    Token {
+        /// Why.
+        reason: String,
+    },
     /// The prewarm function failed.
-    #[error("prewarm failed: {0}")]
-    Prewarm(String),
+    #[error("prewarm failed: {reason}")]
+    Prewarm {
+        /// The prewarm function's error.
+        reason: String,
+    },
     /// The health/metrics HTTP server could not bind.
     #[error("health server could not bind {addr}: {source}")]
     Http {
@@ -253,7 +259,7 @@ impl AgentServer {
                     let started = Instant::now();
                     prewarm(inner.proc.clone())
                         .await
-                        .map_err(|e| WorkerError::Prewarm(format!("{e:#}")))?;
+                        .map_err(|e| WorkerError::Prewarm { reason: format!("{e:#}") })?;
                     tracing::info!(elapsed = ?started.elapsed(), "prewarm done");
                 }
                 Ok(())

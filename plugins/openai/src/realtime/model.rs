@@ -321,7 +321,20 @@ const STREAM_BUFFER: usize = 64;
 
 enum Outgoing {
     Event(Value),
+    /// An `input_audio_buffer.append` of this much audio: the one kind of message that is
+    /// dropped (oldest first) when the socket falls more than
+    /// [`MAX_QUEUED_AUDIO`](livekit_agents::model_input::MAX_QUEUED_AUDIO) behind.
+    Audio(Value, Duration),
     Close,
+}
+
+impl livekit_agents::model_input::ModelInput for Outgoing {
+    fn audio_duration(&self) -> Option<Duration> {
+        match self {
+            Outgoing::Audio(_, d) => Some(*d),
+            Outgoing::Event(_) | Outgoing::Close => None,
+        }
+    }
 }
 
 type Ack = oneshot::Sender<Result<(), ApiError>>;
@@ -468,7 +481,7 @@ struct Shared {
 pub struct RealtimeSession {
     events: Option<mpsc::Receiver<RealtimeEvent>>,
     max_video_frames: usize,
-    out: mpsc::UnboundedSender<Outgoing>,
+    out: livekit_agents::model_input::InputSender<Outgoing>,
     shared: Arc<Mutex<Shared>>,
     audio_in: Mutex<RealtimeAudioInput>,
     timeout: Duration,
@@ -511,7 +524,7 @@ impl RealtimeSession {
         ws::send_json(&mut socket, &model.session_update()).await?;
 
         let (events_tx, events_rx) = forwarder();
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = livekit_agents::model_input::channel();
         let shared = Arc::new(Mutex::new(Shared::default()));
         let io = IoTask {
             socket,
@@ -768,9 +781,11 @@ impl core_rt::RealtimeSession for RealtimeSession {
             .map(|mut a| a.push(frame))
             .unwrap_or_default();
         for chunk in chunks {
-            let _ = self.send(
-                json!({"type": "input_audio_buffer.append", "audio": samples_to_base64(&chunk)}),
-            );
+            let duration =
+                Duration::from_secs_f64(chunk.len() as f64 / f64::from(REALTIME_SAMPLE_RATE));
+            let append =
+                json!({"type": "input_audio_buffer.append", "audio": samples_to_base64(&chunk)});
+            let _ = self.out.send(Outgoing::Audio(append, duration));
         }
     }
 
@@ -947,7 +962,7 @@ struct IoTask {
     /// Connections lost since the server last sent anything (a server that accepts and drops
     /// every connection must not be retried forever).
     unstable: u32,
-    out: mpsc::UnboundedReceiver<Outgoing>,
+    out: livekit_agents::model_input::InputReceiver<Outgoing>,
     events: mpsc::UnboundedSender<RealtimeEvent>,
     shared: Arc<Mutex<Shared>>,
     transcription: bool,
@@ -972,7 +987,7 @@ impl IoTask {
                     continue;
                 }
                 outgoing = self.out.recv() => match outgoing {
-                    Some(Outgoing::Event(ev)) => {
+                    Some(Outgoing::Event(ev) | Outgoing::Audio(ev, _)) => {
                         if event_type(&ev) == "session.update" {
                             self.remember_config(&ev);
                         }
@@ -999,7 +1014,7 @@ impl IoTask {
             };
             let Some(error) = lost else { continue };
             self.unstable += 1;
-            if matches!(error, ApiError::Protocol(_)) || self.unstable > self.reconnect.attempts {
+            if matches!(error, ApiError::Protocol { .. }) || self.unstable > self.reconnect.attempts {
                 break Some(error);
             }
             tracing::warn!(%error, "realtime connection lost, reconnecting");
@@ -1326,7 +1341,7 @@ impl IoTask {
                 if str_field(response, "status") == "failed" {
                     let detail = response.get("status_details").cloned().unwrap_or_default();
                     self.emit(RealtimeEvent::Error {
-                        error: ApiError::Other(format!(
+                        error: ApiError::other(format!(
                             "{} response failed: {detail}",
                             self.provider
                         )),

@@ -503,7 +503,7 @@ impl ActivityLoop {
                         if let Err(e) = rt.update_chat_ctx(&chat_ctx).await {
                             s.report_error(
                                 super::super::events::ErrorSource::RealtimeModel,
-                                e.to_string(),
+                                e,
                                 true,
                             );
                         }

@@ -47,7 +47,7 @@ pub(super) async fn open_stt(
         Ok(Some(events)) => (Some(tx), Some(events)),
         Ok(None) => (None, None),
         Err(e) => {
-            session.report_error(ErrorSource::Stt, e.to_string(), false);
+            session.report_error(ErrorSource::Stt, e, false);
             (None, None)
         }
     }

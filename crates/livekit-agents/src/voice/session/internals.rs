@@ -257,9 +257,53 @@ impl AgentSession {
         })));
     }
 
+    /// Reports a provider error of the model behind `source` (the active agent's override, else
+    /// the session's); see [`report_component_error`](Self::report_component_error).
+    pub(crate) fn report_error(
+        &self,
+        source: ErrorSource,
+        error: crate::types::ApiError,
+        recoverable: bool,
+    ) {
+        let label = self.model_label(source).unwrap_or_default();
+        self.report_component_error(
+            source,
+            super::super::events::ComponentError::Provider { label, error },
+            recoverable,
+        );
+    }
+
+    /// The label of the model that `source` names, if the session or the active agent has one.
+    fn model_label(&self, source: ErrorSource) -> Option<String> {
+        let agent = self.current_agent();
+        let models = &self.inner.models;
+        match source {
+            ErrorSource::Stt => agent
+                .and_then(|a| a.stt())
+                .or_else(|| models.stt.clone())
+                .map(|m| m.label()),
+            ErrorSource::Llm => agent
+                .and_then(|a| a.llm())
+                .or_else(|| models.llm.clone())
+                .map(|m| m.label()),
+            ErrorSource::Tts => agent
+                .and_then(|a| a.tts())
+                .or_else(|| models.tts.clone())
+                .map(|m| m.label()),
+            ErrorSource::RealtimeModel => models.realtime.as_ref().map(|m| m.label()),
+            ErrorSource::Vad => models.vad.as_ref().map(|m| m.label()),
+            ErrorSource::Mcp => None,
+        }
+    }
+
     /// Reports a component error; after `max_unrecoverable_errors` unrecoverable errors of one
     /// kind the session closes.
-    pub(crate) fn report_error(&self, source: ErrorSource, error: String, recoverable: bool) {
+    pub(crate) fn report_component_error(
+        &self,
+        source: ErrorSource,
+        error: super::super::events::ComponentError,
+        recoverable: bool,
+    ) {
         if self.inner.state.lock().closed {
             return;
         }
@@ -323,7 +367,7 @@ impl AgentSession {
         user_input: impl Into<String>,
     ) -> Result<crate::testing::RunResult, SessionError> {
         let user_input = user_input.into();
-        let mut events = self.subscribe();
+        let mut events = self.events();
         let handle = self.generate_reply(ReplyOptions {
             user_input: Some(user_input.clone()),
             ..Default::default()
@@ -332,7 +376,16 @@ impl AgentSession {
         self.wait_idle().await;
         let mut out = Vec::new();
         let mut skipped_input = false;
-        while let Ok(ev) = events.try_recv() {
+        while let Some(ev) = events.try_recv() {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(lagged) => {
+                    // A run longer than the event backlog: the result misses the oldest
+                    // items, the rest is still read.
+                    tracing::warn!(missed = lagged.missed, "AgentSession::run: {lagged}");
+                    continue;
+                }
+            };
             if let SessionEvent::ConversationItemAdded { item } = ev {
                 if !skipped_input {
                     if let ChatItem::Message(m) = &item {

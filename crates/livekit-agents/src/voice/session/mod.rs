@@ -99,11 +99,11 @@ pub(crate) struct SessionInner {
 ///
 /// # async fn demo(llm: std::sync::Arc<dyn livekit_agents::llm::Llm>) {
 /// let session = AgentSession::builder().llm(llm).build();
-/// let mut events = session.subscribe();
+/// let mut events = session.events();
 /// session.start(Agent::new("You are a helpful assistant."), SessionIo::default()).await.unwrap();
 /// let reply = session.generate_reply(Default::default()).unwrap();
 /// reply.wait_for_playout().await;
-/// while let Ok(ev) = events.try_recv() {
+/// while let Some(Ok(ev)) = events.try_recv() {
 ///     println!("{}", ev.name());
 /// }
 /// # }
@@ -187,14 +187,26 @@ impl AgentSession {
         }
     }
 
-    /// Events from now on. Slow receivers lose the oldest events (`RecvError::Lagged`).
-    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+    /// The session's events from now on, as a [`Stream`](futures::Stream). A receiver that
+    /// reads too slowly (more than 1,024 events behind) loses the oldest ones and gets
+    /// `Err(Lagged { missed })` in their place; the stream ends when the session is dropped.
+    pub fn events(&self) -> crate::types::EventStream<SessionEvent> {
+        crate::types::EventStream::new(self.inner.events.subscribe())
+    }
+
+    /// The same events as [`events`](Self::events) with their creation time (the reference's
+    /// `created_at`).
+    pub fn timed_events(&self) -> crate::types::EventStream<super::events::TimedSessionEvent> {
+        crate::types::EventStream::new(self.inner.timed_events.subscribe())
+    }
+
+    /// The crate's own raw subscription (a receiver handles `Lagged` itself).
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
         self.inner.events.subscribe()
     }
 
-    /// Events from now on with their creation time (the reference's `created_at`). Slow
-    /// receivers lose the oldest events (`RecvError::Lagged`).
-    pub fn subscribe_timed(&self) -> broadcast::Receiver<super::events::TimedSessionEvent> {
+    /// The crate's own raw subscription to the timed events.
+    pub(crate) fn subscribe_timed(&self) -> broadcast::Receiver<super::events::TimedSessionEvent> {
         self.inner.timed_events.subscribe()
     }
 
@@ -238,7 +250,7 @@ impl AgentSession {
             .clone()
             .or_else(|| agent.config_error())
         {
-            return Err(SessionError::Config(e));
+            return Err(SessionError::Config { reason: e });
         }
         let turn_detection =
             self.resolve_turn_detection(self.inner.options.turn_handling.turn_detection.clone())?;
@@ -257,7 +269,9 @@ impl AgentSession {
                 Ok(link) => self.inner.state.lock().realtime = Some(Arc::new(link)),
                 Err(e) => {
                     self.inner.state.lock().started = false;
-                    return Err(SessionError::Realtime(e.to_string()));
+                    return Err(SessionError::Realtime {
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
@@ -302,11 +316,9 @@ impl AgentSession {
             .as_ref()
             .is_some_and(|r| r.capabilities().turn_detection);
         if server_td && !self.inner.options.turn_handling.interruption.enabled {
-            return Err(SessionError::Config(
-                "a realtime model with server-side turn detection needs interruptions enabled; \
+            return Err(SessionError::Config { reason: "a realtime model with server-side turn detection needs interruptions enabled; \
                  disable the model's turn detection and use VAD to turn interruptions off"
-                    .into(),
-            ));
+                    .into(), });
         }
         Ok(match td {
             TurnDetection::Auto if server_td => TurnDetection::RealtimeLlm,
@@ -331,9 +343,7 @@ impl AgentSession {
                 TurnDetection::Stt
             }
             TurnDetection::RealtimeLlm => {
-                return Err(SessionError::Config(
-                    "realtime_llm turn detection needs a realtime model with server-side turn detection".into(),
-                ))
+                return Err(SessionError::Config { reason: "realtime_llm turn detection needs a realtime model with server-side turn detection".into(), })
             }
             other => other,
         })
@@ -449,12 +459,12 @@ impl AgentSession {
             st.recognition.as_ref().map(|r| r.commands.clone())
         };
         let cmd =
-            cmd.ok_or_else(|| SessionError::Commit("no audio recognition is running".into()))?;
+            cmd.ok_or_else(|| SessionError::Commit { reason: "no audio recognition is running".into() })?;
         let (tx, rx) = oneshot::channel();
         cmd.send(RecognitionCommand::Commit { options, reply: tx })
-            .map_err(|_| SessionError::Commit("recognition stopped".into()))?;
+            .map_err(|_| SessionError::Commit { reason: "recognition stopped".into() })?;
         rx.await
-            .map_err(|_| SessionError::Commit("recognition stopped".into()))
+            .map_err(|_| SessionError::Commit { reason: "recognition stopped".into() })
     }
 
     /// Discards the user's buffered turn (transcript and pending end of turn).
@@ -556,13 +566,9 @@ impl AgentSession {
     /// # use std::time::Duration;
     /// # fn demo(session: &AgentSession) {
     /// session
-    ///     .update_options(UpdateOptions {
-    ///         endpointing: Some(EndpointingOptions {
-    ///             min_delay: Duration::from_millis(800),
-    ///             ..Default::default()
-    ///         }),
-    ///         ..Default::default()
-    ///     })
+    ///     .update_options(UpdateOptions::default().with_endpointing(
+    ///         EndpointingOptions::default().with_min_delay(Duration::from_millis(800)),
+    ///     ))
     ///     .unwrap();
     /// # }
     /// ```

@@ -26,14 +26,23 @@ pub enum SessionError {
     #[error("the session is already started")]
     AlreadyStarted,
     /// The configuration cannot work.
-    #[error("invalid session configuration: {0}")]
-    Config(String),
+    #[error("invalid session configuration: {reason}")]
+    Config {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The user turn could not be committed (no recognition running).
-    #[error("cannot commit the user turn: {0}")]
-    Commit(String),
+    #[error("cannot commit the user turn: {reason}")]
+    Commit {
+        /// Why.
+        reason: String,
+    },
     /// The realtime model session could not be opened.
-    #[error("cannot open the realtime session: {0}")]
-    Realtime(String),
+    #[error("cannot open the realtime session: {reason}")]
+    Realtime {
+        /// The model's error.
+        reason: String,
+    },
 }
 
 /// The session's ports. Any may be absent: without audio the session is text-only.
@@ -84,6 +93,8 @@ impl From<String> for SayText {
 }
 
 /// Options of [`AgentSession::say`].
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct SayOptions {
     /// Pre-synthesized audio to play instead of running TTS (the text is then only the
     /// transcript).
@@ -109,6 +120,8 @@ impl Default for SayOptions {
 
 /// Options of [`AgentSession::generate_reply`].
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct ReplyOptions {
     /// A user message added to the history before replying.
     pub user_input: Option<String>,
@@ -128,6 +141,8 @@ pub struct ReplyOptions {
 
 /// What [`AgentSession::update_options`] changes (`None`: unchanged).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct UpdateOptions {
     /// New endpointing delays (the learned state of dynamic endpointing starts over).
     pub endpointing: Option<super::super::options::EndpointingOptions>,
@@ -138,6 +153,8 @@ pub struct UpdateOptions {
 
 /// Options of [`AgentSession::commit_user_turn`].
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+#[derive(livekit_agents_macros::Setters)]
 pub struct CommitOptions {
     /// How long to wait for the final transcript (default 2 s).
     pub transcript_timeout: Duration,
@@ -319,7 +336,7 @@ impl AgentSessionBuilder {
     /// LiveKit Inference descriptor, missing credentials).
     pub fn try_build(self) -> Result<AgentSession, SessionError> {
         if let Some(e) = self.model_errors.first() {
-            return Err(SessionError::Config(e.clone()));
+            return Err(SessionError::Config { reason: e.clone() });
         }
         Ok(self.build())
     }
