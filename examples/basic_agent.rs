@@ -102,7 +102,9 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
     background.start_in_job(&ctx, &session).await?;
     // Stop it (and unpublish its track) when the job ends.
     ctx.add_shutdown_callback(move |_reason| async move { background.close().await });
-    session.generate_reply(ReplyOptions::default().with_instructions("Greet the user and offer your help."))?;
+    session.generate_reply(
+        ReplyOptions::default().with_instructions("Greet the user and offer your help."),
+    )?;
     Ok(())
 }
 

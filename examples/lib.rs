@@ -99,7 +99,10 @@ pub mod console_test {
             std::future::pending::<()>().await;
         });
         let display = Captured::default();
-        let options = ConsoleOptions::default().with_text(true).with_text_input(Box::new(tokio::io::BufReader::new(reader))).with_display(Box::new(display.clone()));
+        let options = ConsoleOptions::default()
+            .with_text(true)
+            .with_text_input(Box::new(tokio::io::BufReader::new(reader)))
+            .with_display(Box::new(display.clone()));
         let run = tokio::time::timeout(SCRIPT_TIMEOUT, run_console(worker, options)).await;
         typist.abort();
         match run {

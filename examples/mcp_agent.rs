@@ -30,8 +30,9 @@ use livekit_plugins_openai as openai;
 /// The MCP server named by the environment (see the module docs).
 fn mcp_server() -> McpServer {
     let options = McpServerOptions::default()
-// Tool calls of the reference server are quick; `npx` may take a while to start.
-.with_timeout(Duration::from_secs(10)).with_connect_timeout(Duration::from_secs(60));
+        // Tool calls of the reference server are quick; `npx` may take a while to start.
+        .with_timeout(Duration::from_secs(10))
+        .with_connect_timeout(Duration::from_secs(60));
     if let Ok(url) = std::env::var("MCP_SERVER_URL") {
         let mut server = McpServer::http(url);
         if let Ok(token) = std::env::var("MCP_SERVER_TOKEN") {

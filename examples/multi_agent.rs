@@ -152,8 +152,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use livekit_agents::llm::Userdata;
     use livekit_agents::llm::ChatRole;
+    use livekit_agents::llm::Userdata;
     use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
     use livekit_agents::voice::{AgentSession, SessionIo};
 

@@ -66,7 +66,12 @@ struct FrontDesk {
 impl AgentBehavior for FrontDesk {
     async fn on_enter(&self, ctx: AgentContext) {
         spawn_menu(ctx.session.clone(), ctx.agent.id().to_owned());
-        let _ = ctx.session.generate_reply(ReplyOptions::default().with_instructions("Greet the caller: 'Thanks for calling Acme Dental. Press 1 for appointments, \ 2 for billing, or tell me how I can help.'" .into(),));
+        let _ = ctx
+            .session
+            .generate_reply(ReplyOptions::default().with_instructions(
+                "Greet the caller: 'Thanks for calling Acme Dental. Press 1 for appointments, \
+             2 for billing, or tell me how I can help.'",
+            ));
     }
 
     async fn llm_node(
@@ -129,7 +134,9 @@ fn spawn_menu(session: AgentSession, agent_id: String) {
                     };
                     if let Some(instructions) = menu_choice(key) {
                         session.interrupt();
-                        let _ = session.generate_reply(ReplyOptions::default().with_instructions(instructions));
+                        let _ = session.generate_reply(
+                            ReplyOptions::default().with_instructions(instructions),
+                        );
                     }
                 }
                 Some(Ok(SessionEvent::Close { .. })) | None => break,
@@ -269,7 +276,9 @@ mod tests {
         assert!(format!("{:?}", llm.requests()[1].chat_ctx).contains("pressed 2"));
         // The caller asks about billing: the PIN task starts.
         // (Not `run`: the reply waits for the PIN, typed below.)
-        let _ = session.generate_reply(livekit_agents::voice::ReplyOptions::default().with_user_input("What's my balance?"));
+        let _ = session.generate_reply(
+            livekit_agents::voice::ReplyOptions::default().with_user_input("What's my balance?"),
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(session.current_agent().unwrap().id(), "get_dtmf_task");
         for key in ["1", "2", "3", "4"] {

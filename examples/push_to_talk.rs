@@ -188,7 +188,9 @@ mod tests {
             .vad(Arc::new(FakeVad::new(speech.clone())))
             .stt(Arc::new(FakeStt::new(speech)))
             .llm(Arc::new(llm.clone()))
-            .turn_handling(TurnHandlingOptions::default().with_turn_detection(TurnDetection::Manual))
+            .turn_handling(
+                TurnHandlingOptions::default().with_turn_detection(TurnDetection::Manual),
+            )
             .build();
         let (_mic, audio_input) = audio_input_channel();
         session.set_audio_input_enabled(false);

@@ -45,7 +45,9 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
         .build();
     let io = ctx.session_io(&session).await?;
     session.start(agent, io).await?;
-    session.generate_reply(ReplyOptions::default().with_instructions("Greet the user and offer your help."))?;
+    session.generate_reply(
+        ReplyOptions::default().with_instructions("Greet the user and offer your help."),
+    )?;
     Ok(())
 }
 

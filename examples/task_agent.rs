@@ -125,7 +125,12 @@ impl AgentBehavior for Receptionist {
              next appointment is on Tuesday at 10am. Help them with their appointment.",
             contact.name, contact.email, address.address
         ));
-        let _ = ctx.session.generate_reply(ReplyOptions::default().with_instructions(format!( "Thank {} and ask how you can help with their appointment.", contact.name )));
+        let _ = ctx
+            .session
+            .generate_reply(ReplyOptions::default().with_instructions(format!(
+                "Thank {} and ask how you can help with their appointment.",
+                contact.name
+            )));
     }
 }
 

@@ -89,10 +89,7 @@ fn simulate_human(handle: WarmTransferHandle) {
         tokio::time::sleep(Duration::from_secs(2)).await;
         for line in ["Hi, this is Sam from billing.", "OK, put them through."] {
             tracing::info!("[consultation] human: {line}");
-            match human.generate_reply(ReplyOptions {
-                user_input: Some(line.into()),
-                ..Default::default()
-            }) {
+            match human.generate_reply(ReplyOptions::default().with_user_input(line)) {
                 Ok(speech) => speech.wait_for_playout().await,
                 Err(_) => return,
             }
@@ -194,7 +191,9 @@ async fn entrypoint(ctx: JobContext) -> anyhow::Result<()> {
 async fn run(ctx: JobContext, session: AgentSession) -> anyhow::Result<()> {
     let io = ctx.session_io(&session).await?;
     session.start(support_agent(Some(&ctx)), io).await?;
-    let _ = session.generate_reply(ReplyOptions::default().with_instructions("Greet the caller and ask how you can help."));
+    let _ = session.generate_reply(
+        ReplyOptions::default().with_instructions("Greet the caller and ask how you can help."),
+    );
     Ok(())
 }
 
@@ -247,7 +246,10 @@ mod tests {
             .start(support_agent(None), SessionIo::default())
             .await
             .unwrap();
-        let _ = session.generate_reply(livekit_agents::voice::ReplyOptions::default().with_user_input("My invoice is wrong, I want a person."));
+        let _ = session.generate_reply(
+            livekit_agents::voice::ReplyOptions::default()
+                .with_user_input("My invoice is wrong, I want a person."),
+        );
         tokio::time::timeout(Duration::from_secs(60), session.wait_closed())
             .await
             .unwrap();

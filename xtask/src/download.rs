@@ -80,7 +80,12 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<()> {
         .filter(|f| args.only.is_empty() || args.only.contains(&f.plugin))
         .collect();
     let files: Vec<FileSpec> = selected.iter().map(|f| f.spec.clone()).collect();
-    let options = DownloadOptions::default().with_cache_dir(args.cache_dir.clone()).with_retries(args.retries).with_progress(!args.no_progress).with_force(args.force).with_initial_backoff(Duration::from_millis(500));
+    let mut options = DownloadOptions::default()
+        .with_retries(args.retries)
+        .with_progress(!args.no_progress)
+        .with_force(args.force)
+        .with_initial_backoff(Duration::from_millis(500));
+    options.cache_dir = args.cache_dir.clone();
     if args.list {
         let dir = options
             .cache_dir

@@ -144,9 +144,10 @@ fn resolve_reexports(lines: BTreeSet<String>) -> BTreeSet<String> {
     let resolve = |mut path: String| -> Option<(String, String)> {
         for _ in 0..16 {
             if let Some((module, name)) = path.rsplit_once("::") {
-                if hidden.get(module).is_some_and(|ls| {
-                    ls.iter().any(|l| mentions(l, &format!("{module}::{name}")))
-                }) {
+                if hidden
+                    .get(module)
+                    .is_some_and(|ls| ls.iter().any(|l| mentions(l, &format!("{module}::{name}"))))
+                {
                     return Some((module.to_owned(), name.to_owned()));
                 }
             }
@@ -383,7 +384,10 @@ fn walk_item(item: &syn::Item, m: &Module, out: &mut BTreeSet<String>) -> anyhow
             let mut names = Vec::new();
             expand_use(&u.tree, &mut Vec::new(), &mut names);
             for (alias, target) in names {
-                out.insert(format!("{ALIAS}{path}\u{0}{alias}\u{0}{}", absolute(path, &target)));
+                out.insert(format!(
+                    "{ALIAS}{path}\u{0}{alias}\u{0}{}",
+                    absolute(path, &target)
+                ));
             }
         }
     }

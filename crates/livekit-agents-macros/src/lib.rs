@@ -450,11 +450,13 @@ mod tests {
 /// `#[non_exhaustive]` (so a new field is not a breaking change) and built as
 /// `Options::default().with_x(..).with_y(..)`.
 ///
-/// A setter takes `impl Into<T>`; for an `Option<T>` field it takes `impl Into<T>` and sets
-/// `Some` (to clear such a field, assign `None` to the public field).
+/// A setter takes the field's type (`impl Into<String>` / `impl Into<PathBuf>` for text and
+/// paths); for an `Option<T>` field it takes the `T` and sets `Some`, and a
+/// `without_<field>(self)` sets `None`.
 ///
 /// Each setter's doc is the field's first doc line; `#[cfg]` attributes of a field are carried
-/// over to its setter, and `#[setters(skip)]` on a field leaves it out.
+/// over to its setter, `#[setters(skip)]` on a field leaves it out, and `#[setters(as_is)]`
+/// takes a `String` or `PathBuf` field's type without `Into`.
 #[proc_macro_derive(Setters, attributes(setters))]
 pub fn derive_setters(item: TokenStream) -> TokenStream {
     let input = match syn::parse::<syn::DeriveInput>(item) {
@@ -482,7 +484,8 @@ fn expand_setters(input: syn::DeriveInput) -> syn::Result<TokenStream2> {
     };
     let mut setters = Vec::new();
     for field in &fields.named {
-        if !matches!(field.vis, syn::Visibility::Public(_)) || skipped(&field.attrs)? {
+        let (skip, as_is) = setter_flags(&field.attrs)?;
+        if !matches!(field.vis, syn::Visibility::Public(_)) || skip {
             continue;
         }
         let Some(ident) = &field.ident else { continue };
@@ -497,26 +500,54 @@ fn expand_setters(input: syn::DeriveInput) -> syn::Result<TokenStream2> {
             format!("Sets `{name}`: {summary}")
         };
         let cfgs = field.attrs.iter().filter(|a| a.path().is_ident("cfg"));
+        // Text and paths through `Into` (`&str` for a `String`); anything else as it is, so
+        // integer literals and `Arc::new(x)` for an `Arc<dyn ..>` need no annotation.
         let body = match option_inner(ty) {
-            Some(inner) => quote! {
+            Some(inner) if !as_is && wants_into(inner) => quote! {
                 pub fn #setter(mut self, #ident: impl Into<#inner>) -> Self {
                     self.#ident = Some(#ident.into());
                     self
                 }
             },
-            None => quote! {
+            Some(inner) => quote! {
+                pub fn #setter(mut self, #ident: #inner) -> Self {
+                    self.#ident = Some(#ident);
+                    self
+                }
+            },
+            None if !as_is && wants_into(ty) => quote! {
                 pub fn #setter(mut self, #ident: impl Into<#ty>) -> Self {
                     self.#ident = #ident.into();
                     self
                 }
             },
+            None => quote! {
+                pub fn #setter(mut self, #ident: #ty) -> Self {
+                    self.#ident = #ident;
+                    self
+                }
+            },
         };
+        let cfgs: Vec<_> = cfgs.collect();
         setters.push(quote! {
             #(#cfgs)*
             #[doc = #doc]
             #[must_use]
             #body
         });
+        if option_inner(ty).is_some() {
+            let clear = format_ident!("without_{}", name);
+            let doc = format!("Sets `{name}` to `None`.");
+            setters.push(quote! {
+                #(#cfgs)*
+                #[doc = #doc]
+                #[must_use]
+                pub fn #clear(mut self) -> Self {
+                    self.#ident = None;
+                    self
+                }
+            });
+        }
     }
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
@@ -525,6 +556,15 @@ fn expand_setters(input: syn::DeriveInput) -> syn::Result<TokenStream2> {
             #(#setters)*
         }
     })
+}
+
+/// Whether a setter of `ty` takes `impl Into<ty>`: `String` and `PathBuf`.
+fn wants_into(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    path.path
+        .segments
+        .last()
+        .is_some_and(|s| s.arguments.is_empty() && (s.ident == "String" || s.ident == "PathBuf"))
 }
 
 /// `T` of an `Option<T>` field (its setter takes the value and sets `Some`).
@@ -543,19 +583,23 @@ fn option_inner(ty: &Type) -> Option<&Type> {
     }
 }
 
-fn skipped(attrs: &[Attribute]) -> syn::Result<bool> {
-    let mut skip = false;
+/// `#[setters(skip)]` and `#[setters(as_is)]` (a `String` or `PathBuf` taken without `Into`).
+fn setter_flags(attrs: &[Attribute]) -> syn::Result<(bool, bool)> {
+    let (mut skip, mut as_is) = (false, false);
     for attr in attrs.iter().filter(|a| a.path().is_ident("setters")) {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("skip") {
                 skip = true;
                 Ok(())
+            } else if meta.path.is_ident("as_is") {
+                as_is = true;
+                Ok(())
             } else {
-                Err(meta.error("expected `skip`"))
+                Err(meta.error("expected `skip` or `as_is`"))
             }
         })?;
     }
-    Ok(skip)
+    Ok((skip, as_is))
 }
 
 fn first_doc_line(attrs: &[Attribute]) -> String {

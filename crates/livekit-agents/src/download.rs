@@ -223,10 +223,12 @@ impl FileSpec {
         if plain {
             Ok(())
         } else {
-            Err(FileError::InvalidSpec { reason: format!(
-                "file name `{}` must be a relative path without `..`",
-                self.file_name
-            ) })
+            Err(FileError::InvalidSpec {
+                reason: format!(
+                    "file name `{}` must be a relative path without `..`",
+                    self.file_name
+                ),
+            })
         }
     }
 
@@ -689,7 +691,9 @@ impl TempFile {
 
     fn persist(mut self, target: &Path) -> Result<(), FileError> {
         let Some(path) = self.path.take() else {
-            return Err(FileError::InvalidSpec { reason: "temporary file already used".into() });
+            return Err(FileError::InvalidSpec {
+                reason: "temporary file already used".into(),
+            });
         };
         std::fs::rename(&path, target).map_err(|e| {
             let _ = std::fs::remove_file(&path);

@@ -165,6 +165,16 @@ impl<T> Drop for InputSender<T> {
     }
 }
 
+impl<T> InputSender<T> {
+    /// Whether the input ended or the receiver is gone.
+    pub fn is_closed(&self) -> bool {
+        match &self.shared {
+            None => true,
+            Some(shared) => shared.state.lock().receiver_gone,
+        }
+    }
+}
+
 impl<T> std::fmt::Debug for InputSender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InputSender")
@@ -227,14 +237,6 @@ impl<T: ModelInput> InputSender<T> {
         drop(st);
         shared.ready.notify_one();
         Ok(())
-    }
-
-    /// Whether the input ended or the receiver is gone.
-    pub fn is_closed(&self) -> bool {
-        match &self.shared {
-            None => true,
-            Some(shared) => shared.state.lock().receiver_gone,
-        }
     }
 
     /// Shares the overflow flag with a stream that outlives this sender (`end_input`).
@@ -330,7 +332,7 @@ impl<T: ModelInput> InputReceiver<T> {
     }
 
     /// `Some(item)`, `Some(None)` at the end, `None` when nothing is queued yet.
-    fn try_recv_inner(&mut self) -> Option<Option<T>> {
+    fn try_recv_inner(&self) -> Option<Option<T>> {
         if self.shared.overflowed.load(Ordering::Acquire) {
             return Some(None);
         }
@@ -384,7 +386,11 @@ mod tests {
         assert!(matches!(items[0], SttInput::Flush));
         assert_eq!(items.len(), 1 + 5);
         // Dropped audio still counts: provider timestamps stay on the session's timeline.
-        assert!((rx.consumed_secs() - 0.8).abs() < 1e-9, "{}", rx.consumed_secs());
+        assert!(
+            (rx.consumed_secs() - 0.8).abs() < 1e-9,
+            "{}",
+            rx.consumed_secs()
+        );
     }
 
     #[tokio::test]

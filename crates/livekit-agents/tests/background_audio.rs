@@ -217,7 +217,11 @@ async fn console_output_wav_carries_the_background_mix() {
     });
     run_console(
         opts,
-        ConsoleOptions::default().with_text(true).with_output_wav(out.clone()).with_text_input(Box::new(std::io::Cursor::new(b"hello\n".to_vec()))).with_display(Box::new(std::io::sink())),
+        ConsoleOptions::default()
+            .with_text(true)
+            .with_output_wav(out.clone())
+            .with_text_input(Box::new(std::io::Cursor::new(b"hello\n".to_vec())))
+            .with_display(Box::new(std::io::sink())),
     )
     .await
     .unwrap();

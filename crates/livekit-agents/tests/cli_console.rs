@@ -95,7 +95,13 @@ async fn text_mode_runs_turns_in_order_and_writes_the_reply_audio() {
     let (_tmp_out, out) = temp_path("text-out.wav");
     let report = run_console(
         agent(llm.clone(), tts, None),
-        ConsoleOptions::default().with_text(true).with_output_wav(out.clone()).with_text_input(Box::new(std::io::Cursor::new( b"hello\n\nwhat's the weather?\n".to_vec(), ))).with_display(Box::new(display.clone())),
+        ConsoleOptions::default()
+            .with_text(true)
+            .with_output_wav(out.clone())
+            .with_text_input(Box::new(std::io::Cursor::new(
+                b"hello\n\nwhat's the weather?\n".to_vec(),
+            )))
+            .with_display(Box::new(display.clone())),
     )
     .await
     .unwrap();
@@ -157,7 +163,10 @@ async fn wav_input_mode_answers_and_closes_at_end_of_input() {
     let (_tmp_out, out) = temp_path("wav-out.wav");
     let report = run_console(
         agent(llm, tts, Some(vec![UserSpeech::new(0.5, 1.5, "hello")])),
-        ConsoleOptions::default().with_input_wav(input.clone()).with_output_wav(out.clone()).with_display(Box::new(Captured::default())),
+        ConsoleOptions::default()
+            .with_input_wav(input.clone())
+            .with_output_wav(out.clone())
+            .with_display(Box::new(Captured::default())),
     )
     .await
     .unwrap();
@@ -216,7 +225,10 @@ async fn entrypoint_failure_in_console_is_reported() {
         WorkerOptions::new(|_ctx: JobContext| async { anyhow::bail!("no API key for the LLM") });
     let err = run_console(
         opts,
-        ConsoleOptions::default().with_text(true).with_text_input(Box::new(std::io::Cursor::new(Vec::new()))).with_display(Box::new(Captured::default())),
+        ConsoleOptions::default()
+            .with_text(true)
+            .with_text_input(Box::new(std::io::Cursor::new(Vec::new())))
+            .with_display(Box::new(Captured::default())),
     )
     .await
     .unwrap_err();

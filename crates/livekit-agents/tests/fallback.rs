@@ -113,7 +113,7 @@ async fn llm_fallback_retries_per_provider_then_switches() {
         healthy: true,
         log: log.clone(),
     });
-    let options = llm::fallback::LlmFallbackOptions::default().with_max_retry_per_llm(1);
+    let options = llm::LlmFallbackOptions::default().with_max_retry_per_llm(1);
     let adapter = llm::FallbackAdapter::with_options(vec![a, b], options).unwrap();
     let mut ctx = ChatContext::new();
     ctx.add_message(llm::ChatRole::User, "hi");

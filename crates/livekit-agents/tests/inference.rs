@@ -26,19 +26,15 @@ const KEY: &str = "APIkey123";
 const SECRET: &str = "a-secret-long-enough-to-sign-livekit-tokens";
 
 fn gateway(port: u16) -> GatewayOptions {
-    GatewayOptions {
-        base_url: Some(format!("http://127.0.0.1:{port}/v1")),
-        api_key: Some(KEY.into()),
-        api_secret: Some(SECRET.into()),
-        inference_class: None,
-    }
+    GatewayOptions::default()
+        .with_base_url(format!("http://127.0.0.1:{port}/v1"))
+        .with_api_key(KEY)
+        .with_api_secret(SECRET)
+        .without_inference_class()
 }
 
 fn no_retry() -> ApiConnectOptions {
-    ApiConnectOptions {
-        max_retry: 0,
-        ..Default::default()
-    }
+    ApiConnectOptions::default().with_max_retry(0)
 }
 
 /// Checks a `Bearer` token: signed with the secret, with the inference grant.
@@ -610,11 +606,9 @@ async fn a_pooled_connection_the_gateway_closed_is_not_reused() {
     // utterance looks at the pool (then the connection is discarded) or not (then the attempt
     // fails and the retry policy connects again), the utterance gets its audio on a fresh
     // connection.
-    let retry_once = ApiConnectOptions {
-        max_retry: 1,
-        retry_interval: Duration::from_millis(10),
-        ..Default::default()
-    };
+    let retry_once = ApiConnectOptions::default()
+        .with_max_retry(1)
+        .with_retry_interval(Duration::from_millis(10));
     let second = tokio::time::timeout(
         Duration::from_secs(10),
         tts.synthesize("Two.", retry_once).collect(),

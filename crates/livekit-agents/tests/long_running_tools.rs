@@ -22,7 +22,8 @@ async fn text_session(
     agent: Agent,
     away: Option<Duration>,
 ) -> (AgentSession, MemoryTextOutput) {
-    let options = SessionOptions::default().with_user_away_timeout(away);
+    let mut options = SessionOptions::default();
+    options.user_away_timeout = away;
     let session = AgentSession::builder()
         .llm(Arc::new(llm))
         .options(options)

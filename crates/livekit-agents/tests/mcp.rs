@@ -75,7 +75,9 @@ fn text(out: ToolOutput) -> String {
 }
 
 fn short(timeout_ms: u64) -> McpServerOptions {
-    McpServerOptions::default().with_timeout(Duration::from_millis(timeout_ms)).with_connect_timeout(Duration::from_secs(10))
+    McpServerOptions::default()
+        .with_timeout(Duration::from_millis(timeout_ms))
+        .with_connect_timeout(Duration::from_secs(10))
 }
 
 #[tokio::test]
@@ -296,7 +298,8 @@ async fn servers_that_cannot_start_fail_clearly() {
     let Some(server) = misbehaving(&["--garbage-init"]) else {
         return;
     };
-    let server = server.with_options(McpServerOptions::default().with_connect_timeout(Duration::from_millis(500)));
+    let server = server
+        .with_options(McpServerOptions::default().with_connect_timeout(Duration::from_millis(500)));
     let err = server.initialize().await.unwrap_err();
     assert!(
         matches!(err, McpError::Initialize { .. } | McpError::Timeout(_)),
@@ -348,7 +351,10 @@ async fn session_uses_mcp_tools_and_survives_a_failed_server() {
                 matches!(error, livekit_agents::voice::ComponentError::Mcp { .. }),
                 "{error:?}"
             );
-            assert!(error.to_string().contains("/nonexistent/mcp-server"), "{error}");
+            assert!(
+                error.to_string().contains("/nonexistent/mcp-server"),
+                "{error}"
+            );
             saw_error = true;
         }
     }
@@ -376,7 +382,8 @@ async fn agent_servers_replace_the_sessions_while_active() {
     let (Some(session_server), Some(agent_server)) = (misbehaving(&[]), misbehaving(&[])) else {
         return;
     };
-    let agent_server = agent_server.with_options(short(5_000).with_allowed_tools(Some(vec!["ok".into()])));
+    let agent_server =
+        agent_server.with_options(short(5_000).with_allowed_tools(vec!["ok".into()]));
     let llm = FakeLlm::new(vec![FakeLlmResponse::text("Hi.", Duration::from_millis(1))]);
     let session = AgentSession::builder()
         .llm(Arc::new(llm.clone()))

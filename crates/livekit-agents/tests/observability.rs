@@ -27,7 +27,7 @@ struct Scripted {
 /// One user turn "Hello there" (0.5 s to 1.5 s), a reply "Hi! How can I help?".
 async fn scripted_session() -> Scripted {
     let speeches = vec![UserSpeech::new(0.5, 1.5, "Hello there")];
-    let mut options = SessionOptions::default().with_user_away_timeout(None);
+    let mut options = SessionOptions::default().without_user_away_timeout();
     options.turn_handling.preemptive_generation.enabled = false;
     let session = AgentSession::builder()
         .vad(Arc::new(FakeVad::new(speeches.clone())))
@@ -363,7 +363,7 @@ async fn tool_session(
         UserSpeech::new(0.5, 1.5, "What's the weather?"),
         UserSpeech::new(6.0, 7.0, "Thanks"),
     ];
-    let mut options = SessionOptions::default().with_user_away_timeout(None);
+    let mut options = SessionOptions::default().without_user_away_timeout();
     options.turn_handling.preemptive_generation.enabled = false;
     let weather = FunctionTool::raw(
         "get_weather",
@@ -579,7 +579,11 @@ async fn console_writes_the_session_report_to_a_file() {
     });
     run_console(
         opts,
-        ConsoleOptions::default().with_text(true).with_text_input(Box::new(std::io::Cursor::new(b"hello\n".to_vec()))).with_display(Box::new(Sink)).with_report(path.clone()),
+        ConsoleOptions::default()
+            .with_text(true)
+            .with_text_input(Box::new(std::io::Cursor::new(b"hello\n".to_vec())))
+            .with_display(Box::new(Sink))
+            .with_report(path.clone()),
     )
     .await
     .unwrap();
@@ -639,9 +643,10 @@ async fn recording_has_the_user_and_what_the_agent_actually_played() {
         UserSpeech::new(0.5, 1.5, "Hello there"),
         UserSpeech::new(3.0, 4.5, "Wait, stop"),
     ];
-    let mut options = SessionOptions::default().with_user_away_timeout(None)
-// The interruption at 3.0 s falls inside the default 3 s AEC warm-up.
-.with_aec_warmup_duration(None);
+    let mut options = SessionOptions::default()
+        .without_user_away_timeout()
+        // The interruption at 3.0 s falls inside the default 3 s AEC warm-up.
+        .without_aec_warmup_duration();
     options.turn_handling.preemptive_generation.enabled = false;
     let session = AgentSession::builder()
         .vad(Arc::new(FakeVad::new(speeches.clone())))
@@ -851,7 +856,7 @@ async fn a_recorded_session_replays_to_the_same_history_and_events() {
         UserSpeech::new(0.5, 1.5, "What's the weather?"),
         UserSpeech::new(4.0, 5.0, "Stop, thanks"),
     ];
-    let mut options = SessionOptions::default().with_user_away_timeout(None);
+    let mut options = SessionOptions::default().without_user_away_timeout();
     options.turn_handling.preemptive_generation.enabled = false;
     let make_agent = || {
         let weather = FunctionTool::raw(

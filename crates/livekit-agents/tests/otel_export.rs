@@ -76,7 +76,7 @@ async fn grpc_receiver() -> (String, Received) {
 /// One user turn and one reply on the paused clock, then the clock resumes (for the network).
 async fn run_scripted_session() {
     let speeches = vec![UserSpeech::new(0.5, 1.5, "Hello there")];
-    let mut options = SessionOptions::default().with_user_away_timeout(None);
+    let mut options = SessionOptions::default().without_user_away_timeout();
     options.turn_handling.preemptive_generation.enabled = false;
     let session = AgentSession::builder()
         .vad(Arc::new(FakeVad::new(speeches.clone())))

@@ -22,7 +22,10 @@ use livekit_agents::tts::{
 use livekit_agents::types::{ApiConnectOptions, ApiError};
 
 fn opts(max_retry: u32, retry_interval_secs: u64) -> ApiConnectOptions {
-    ApiConnectOptions::default().with_max_retry(max_retry).with_retry_interval(Duration::from_secs(retry_interval_secs)).with_timeout(Duration::from_secs(10))
+    ApiConnectOptions::default()
+        .with_max_retry(max_retry)
+        .with_retry_interval(Duration::from_secs(retry_interval_secs))
+        .with_timeout(Duration::from_secs(10))
 }
 
 fn retryable() -> ApiError {
@@ -151,7 +154,7 @@ async fn recognize_does_not_retry_non_retryable_errors() {
     // Protocol errors are not retried either.
     let stt = FlakyRecognizer {
         attempts: Attempts::new(),
-        errors: Mutex::new([ApiError::protocol("garbled".into())].into()),
+        errors: Mutex::new([ApiError::protocol("garbled")].into()),
     };
     assert!(stt::recognize(&stt, &[], None, opts(3, 2)).await.is_err());
     assert_eq!(stt.attempts.count(), 1);

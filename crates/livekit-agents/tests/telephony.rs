@@ -598,7 +598,10 @@ async fn voicemail_tool_leaves_the_message_then_hangs_up() {
         )
         .build();
     let (session, text) = text_session(llm, agent).await;
-    let _ = session.generate_reply(ReplyOptions::default().with_user_input("You've reached Sam, leave a message after the beep."));
+    let _ = session.generate_reply(
+        ReplyOptions::default()
+            .with_user_input("You've reached Sam, leave a message after the beep."),
+    );
     tokio::time::timeout(Duration::from_secs(10), session.wait_closed())
         .await
         .unwrap();
@@ -696,7 +699,9 @@ async fn get_dtmf_pound_ends_input_and_short_input_fails() {
     let r = result.lock().take().unwrap();
     assert_eq!(
         r,
-        Err(TaskError::Failed { reason: "Digits input not fully received. Expect 4 digits, got 1".into() })
+        Err(TaskError::Failed {
+            reason: "Digits input not fully received. Expect 4 digits, got 1".into()
+        })
     );
 }
 
@@ -794,7 +799,10 @@ async fn ivr_detection_adds_the_dtmf_tool_and_replies_after_silence() {
     let mut again_events = again.events();
     assert_eq!(session.current_agent().unwrap().tools().len(), 1);
     let start = tokio::time::Instant::now();
-    assert_eq!(events.recv().await.unwrap().unwrap(), IvrEvent::SilenceDetected);
+    assert_eq!(
+        events.recv().await.unwrap().unwrap(),
+        IvrEvent::SilenceDetected
+    );
     assert_eq!(start.elapsed(), Duration::from_secs(5));
     tokio::time::sleep(ms(100)).await;
     assert_eq!(text.segments(), ["I'd like to speak to billing."]);
@@ -803,7 +811,10 @@ async fn ivr_detection_adds_the_dtmf_tool_and_replies_after_silence() {
         IvrEvent::SilenceDetected
     );
     // After the reply the line is silent again: one more nudge 5 s later.
-    assert_eq!(events.recv().await.unwrap().unwrap(), IvrEvent::SilenceDetected);
+    assert_eq!(
+        events.recv().await.unwrap().unwrap(),
+        IvrEvent::SilenceDetected
+    );
     ivr.stop();
     assert!(!again.is_running());
     assert!(IvrDetection::of(&session).is_none());
@@ -1121,7 +1132,10 @@ async fn the_ivr_detection_option_gives_the_agent_the_keypad() {
     });
     let report = run_console(
         worker,
-        ConsoleOptions::default().with_text(true).with_text_input(Box::new(tokio::io::BufReader::new(input))).with_display(Box::new(Discard)),
+        ConsoleOptions::default()
+            .with_text(true)
+            .with_text_input(Box::new(tokio::io::BufReader::new(input)))
+            .with_display(Box::new(Discard)),
     )
     .await
     .unwrap();

@@ -53,7 +53,9 @@ struct Greets;
 #[async_trait]
 impl AgentBehavior for Greets {
     async fn on_enter(&self, ctx: AgentContext) {
-        let _ = ctx.session.generate_reply(ReplyOptions::default().with_instructions("Greet the user."));
+        let _ = ctx
+            .session
+            .generate_reply(ReplyOptions::default().with_instructions("Greet the user."));
     }
 }
 
@@ -254,7 +256,10 @@ async fn stt_context_options_reach_stts_that_accept_them() {
         if supported {
             stt = stt.with_keyterms_support().with_chat_context_support();
         }
-        let options = SessionOptions::default().with_stt_context_options(livekit_agents::stt::SttContextOptions::default().with_keyterms(vec!["LiveKit".into(), "Acme".into()]));
+        let options = SessionOptions::default().with_stt_context_options(
+            livekit_agents::stt::SttContextOptions::default()
+                .with_keyterms(vec!["LiveKit".into(), "Acme".into()]),
+        );
         let llm = FakeLlm::new(vec![FakeLlmResponse::text("Hello.", ms(10))]);
         let session = AgentSession::builder()
             .llm(Arc::new(llm))

@@ -1279,7 +1279,9 @@ async fn update_options_changes_endpointing_for_the_next_turns_and_survives_a_ha
     )
     .await;
     h.session
-        .update_options(UpdateOptions::default().with_endpointing(EndpointingOptions::default().with_min_delay(Duration::from_millis(1500))))
+        .update_options(UpdateOptions::default().with_endpointing(
+            EndpointingOptions::default().with_min_delay(Duration::from_millis(1500)),
+        ))
         .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     h.session

@@ -341,10 +341,7 @@ async fn speeches_play_one_at_a_time_by_priority_then_fifo() {
     let (session, text) = text_session(FakeLlm::new(vec![]), Agent::new("")).await;
     let say = |t: &str, priority: SpeechPriority| {
         session
-            .say(
-                t,
-                SayOptions::default().with_priority(priority),
-            )
+            .say(t, SayOptions::default().with_priority(priority))
             .unwrap()
     };
     // The first one takes the floor and holds it until its text stream ends; the rest queue.

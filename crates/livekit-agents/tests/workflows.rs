@@ -200,7 +200,9 @@ async fn task_group_stops_at_a_failure_or_records_it_with_return_exceptions() {
         .await;
         session.run("I'd rather not say").await.unwrap();
         tokio::time::sleep(ms(300)).await;
-        let failed = TaskError::Failed { reason: "couldn't get the email address: private".into() };
+        let failed = TaskError::Failed {
+            reason: "couldn't get the email address: private".into(),
+        };
         if return_exceptions {
             assert_eq!(session.current_agent().unwrap().id(), "get_address_task");
             session.close().await;

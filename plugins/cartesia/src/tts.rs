@@ -593,7 +593,7 @@ impl WebSocketTask {
             if !ctx.closed {
                 // Text sent after this would be lost.
                 return Err(ApiError::protocol(
-                    "Cartesia ended the context before all text was sent".into(),
+                    "Cartesia ended the context before all text was sent",
                 ));
             }
             return Ok(Step::ContextDone);

@@ -253,7 +253,9 @@ async fn silent_server_times_out() {
     let mut server = FakeServer::start_memory()
         .refusing(livekit_plugin_test_support::models::cartesia_handshake);
     let tts = client(&server);
-    let conn_opts = ApiConnectOptions::default().with_max_retry(0).with_timeout(Duration::from_secs(3));
+    let conn_opts = ApiConnectOptions::default()
+        .with_max_retry(0)
+        .with_timeout(Duration::from_secs(3));
     let mut stream = tts.stream(conn_opts).unwrap();
     stream.push_text("Is anybody out there?");
     stream.end_input();

@@ -782,7 +782,7 @@ fn prerecorded_to_event(
 /// Concatenates frames that share one format.
 fn merge_frames(frames: &[AudioFrame]) -> Result<(Vec<i16>, u32, u16), ApiError> {
     let Some(first) = frames.iter().find(|f| !f.is_empty()) else {
-        return Err(ApiError::other("no audio to recognize".into()));
+        return Err(ApiError::other("no audio to recognize"));
     };
     let (rate, channels) = (first.sample_rate, first.num_channels);
     if rate == 0 || channels == 0 {

@@ -122,7 +122,8 @@ async fn recognize_retries_server_errors() {
     .unwrap();
     let frames = vec![AudioFrame::new(vec![0; 160], 16_000, 1).unwrap()];
     // Real sockets on a real clock: keep the retry wait to a millisecond.
-    let conn = ApiConnectOptions::default().with_retry_interval(std::time::Duration::from_millis(1));
+    let conn =
+        ApiConnectOptions::default().with_retry_interval(std::time::Duration::from_millis(1));
     let ev = stt::recognize(&stt, &frames, None, conn).await.unwrap();
     assert_eq!(ev.text(), "hello world");
     assert_eq!(seen.0.lock().unwrap().len(), 2);

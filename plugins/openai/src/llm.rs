@@ -1334,7 +1334,10 @@ mod tests {
     #[test]
     fn parser_rejects_malformed_json() {
         let mut p = ChunkParser::default();
-        assert!(matches!(p.event("{not json"), Err(ApiError::Protocol { .. })));
+        assert!(matches!(
+            p.event("{not json"),
+            Err(ApiError::Protocol { .. })
+        ));
         assert!(p
             .event(r#"{"error":{"message":"overloaded"}}"#)
             .unwrap_err()

@@ -360,7 +360,7 @@ impl core_stt::Stt for Stt {
         let transcript = value
             .get("text")
             .and_then(|t| t.as_str())
-            .ok_or_else(|| ApiError::protocol("transcription response without `text`".into()))?;
+            .ok_or_else(|| ApiError::protocol("transcription response without `text`"))?;
         let mut event = SpeechEvent::transcript(
             SpeechEventType::FinalTranscript,
             SpeechData {
@@ -385,7 +385,6 @@ impl core_stt::Stt for Stt {
         if !self.opts.use_realtime {
             return Err(ApiError::other(
                 "openai.STT streams only with `use_realtime: true`; otherwise wrap it in stt::StreamAdapter with a VAD"
-                    .into(),
             ));
         }
         let task = TranscriptionTask {

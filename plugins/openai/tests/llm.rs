@@ -16,7 +16,10 @@ use livekit_plugins_openai::{AzureOptions, CompatibleOptions, Llm, LlmOptions};
 use serde_json::json;
 
 fn fast_retries() -> ApiConnectOptions {
-    ApiConnectOptions::default().with_max_retry(3).with_retry_interval(Duration::from_millis(10)).with_timeout(Duration::from_secs(5))
+    ApiConnectOptions::default()
+        .with_max_retry(3)
+        .with_retry_interval(Duration::from_millis(10))
+        .with_timeout(Duration::from_secs(5))
 }
 
 fn llm(server: &Server) -> Llm {

@@ -19,7 +19,10 @@ use livekit_plugins_openai as openai;
 use serde_json::json;
 
 fn conn() -> ApiConnectOptions {
-    ApiConnectOptions::default().with_max_retry(0).with_retry_interval(Duration::from_millis(10)).with_timeout(Duration::from_secs(5))
+    ApiConnectOptions::default()
+        .with_max_retry(0)
+        .with_retry_interval(Duration::from_millis(10))
+        .with_timeout(Duration::from_secs(5))
 }
 
 #[tokio::test]

@@ -18,7 +18,10 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 fn conn() -> ApiConnectOptions {
-    ApiConnectOptions::default().with_max_retry(2).with_retry_interval(Duration::from_millis(10)).with_timeout(Duration::from_secs(5))
+    ApiConnectOptions::default()
+        .with_max_retry(2)
+        .with_retry_interval(Duration::from_millis(10))
+        .with_timeout(Duration::from_secs(5))
 }
 
 fn speech(ms: usize, rate: u32) -> Vec<AudioFrame> {

@@ -16,7 +16,10 @@ use livekit_plugins_openai::{Tts, TtsOptions, REALTIME_TTS_MODEL};
 use serde_json::{json, Value};
 
 fn conn() -> ApiConnectOptions {
-    ApiConnectOptions::default().with_max_retry(2).with_retry_interval(Duration::from_millis(10)).with_timeout(Duration::from_secs(5))
+    ApiConnectOptions::default()
+        .with_max_retry(2)
+        .with_retry_interval(Duration::from_millis(10))
+        .with_timeout(Duration::from_secs(5))
 }
 
 /// `ms` of a ramp at 24 kHz as little-endian bytes, split into `parts` pieces of odd sizes

@@ -165,24 +165,24 @@ impl InferencePool {
         match self.queue.try_send(Job { turns, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                return Err(TurnDetectorError::Inference { reason: format!(
-                    "{} is overloaded: {} requests already queued",
-                    self.label, self.capacity
-                ) })
+                return Err(TurnDetectorError::Inference {
+                    reason: format!(
+                        "{} is overloaded: {} requests already queued",
+                        self.label, self.capacity
+                    ),
+                })
             }
             Err(TrySendError::Disconnected(_)) => {
-                return Err(TurnDetectorError::Inference { reason: format!(
-                    "{} inference threads have stopped",
-                    self.label
-                ) })
+                return Err(TurnDetectorError::Inference {
+                    reason: format!("{} inference threads have stopped", self.label),
+                })
             }
         }
         match tokio::time::timeout(timeout, answer).await {
             Err(_) => Err(TurnDetectorError::Timeout(timeout)),
-            Ok(Err(_)) => Err(TurnDetectorError::Inference { reason: format!(
-                "{} dropped the request",
-                self.label
-            ) }),
+            Ok(Err(_)) => Err(TurnDetectorError::Inference {
+                reason: format!("{} dropped the request", self.label),
+            }),
             Ok(Ok(result)) => result.map_err(|e| TurnDetectorError::Inference { reason: e }),
         }
     }
@@ -399,7 +399,9 @@ mod tests {
             .predict(user("a b"), Duration::from_secs(60))
             .await
             .unwrap_err();
-        assert!(matches!(err, TurnDetectorError::Inference { reason: ref m } if m.contains("panicked")));
+        assert!(
+            matches!(err, TurnDetectorError::Inference { reason: ref m } if m.contains("panicked"))
+        );
         let p = pool
             .predict(user("a"), Duration::from_secs(60))
             .await

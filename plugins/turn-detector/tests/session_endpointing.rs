@@ -43,7 +43,9 @@ impl TurnDetector for OnBlockingPool {
         let chat_ctx = chat_ctx.clone();
         tokio::task::spawn_blocking(move || model.predict_blocking(&chat_ctx))
             .await
-            .map_err(|e| TurnDetectorError::Inference { reason: e.to_string() })?
+            .map_err(|e| TurnDetectorError::Inference {
+                reason: e.to_string(),
+            })?
             .map(|p| p.probability)
     }
 

@@ -1017,7 +1017,8 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let reply = Arc::new(reply_samples());
     let mut options = SessionOptions::default();
     options.turn_handling.turn_detection = TurnDetection::Vad;
-    options.turn_handling.preemptive_generation = PreemptiveGenerationOptions::default().with_enabled(false);
+    options.turn_handling.preemptive_generation =
+        PreemptiveGenerationOptions::default().with_enabled(false);
     let min_delay = options.turn_handling.endpointing.min_delay.as_secs_f64();
 
     let (rss_start_kb, _) = rss_kb();

@@ -86,10 +86,12 @@ impl AudioByteStream {
     /// Pushes a frame, checking that its format matches the stream's.
     pub fn push_frame(&mut self, frame: &AudioFrame) -> Result<Vec<AudioFrame>, AudioError> {
         if frame.sample_rate != self.sample_rate || frame.num_channels != self.num_channels {
-            return Err(AudioError::FormatMismatch { reason: format!(
-                "AudioByteStream is {} Hz / {} ch, frame is {} Hz / {} ch",
-                self.sample_rate, self.num_channels, frame.sample_rate, frame.num_channels
-            ) });
+            return Err(AudioError::FormatMismatch {
+                reason: format!(
+                    "AudioByteStream is {} Hz / {} ch, frame is {} Hz / {} ch",
+                    self.sample_rate, self.num_channels, frame.sample_rate, frame.num_channels
+                ),
+            });
         }
         Ok(self.push_samples(&frame.data))
     }

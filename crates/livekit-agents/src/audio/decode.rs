@@ -79,14 +79,21 @@ pub fn decode_file(path: impl AsRef<Path>) -> Result<AudioFrame, DecodeError> {
         path: path.to_owned(),
         kind,
     };
-    let meta = std::fs::metadata(path).map_err(|e| err(DecodeErrorKind::Io { reason: e.to_string() }))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        err(DecodeErrorKind::Io {
+            reason: e.to_string(),
+        })
+    })?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(err(DecodeErrorKind::TooLarge { limit: format!(
-            "{} bytes (at most {MAX_FILE_BYTES})",
-            meta.len()
-        ) }));
+        return Err(err(DecodeErrorKind::TooLarge {
+            limit: format!("{} bytes (at most {MAX_FILE_BYTES})", meta.len()),
+        }));
     }
-    let bytes = std::fs::read(path).map_err(|e| err(DecodeErrorKind::Io { reason: e.to_string() }))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        err(DecodeErrorKind::Io {
+            reason: e.to_string(),
+        })
+    })?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -114,8 +121,9 @@ pub(crate) fn convert_clip(
     sample_rate: u32,
     num_channels: u16,
 ) -> Result<Arc<[i16]>, DecodeErrorKind> {
-    let resampled = resample_frame(frame, sample_rate)
-        .map_err(|e| DecodeErrorKind::Malformed { reason: e.to_string() })?;
+    let resampled = resample_frame(frame, sample_rate).map_err(|e| DecodeErrorKind::Malformed {
+        reason: e.to_string(),
+    })?;
     Ok(super::mixer::remap_channels(&resampled.data, resampled.num_channels, num_channels).into())
 }
 
@@ -130,7 +138,9 @@ pub fn decode_bytes(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame,
     }
     // The decoders are large ports of C code: a malformed file must not take the job down.
     std::panic::catch_unwind(|| decode_any(bytes, extension)).unwrap_or_else(|_| {
-        Err(DecodeErrorKind::Malformed { reason: "the decoder failed on this data".into(), })
+        Err(DecodeErrorKind::Malformed {
+            reason: "the decoder failed on this data".into(),
+        })
     })
 }
 
@@ -144,32 +154,42 @@ fn is_ogg_opus(bytes: &[u8]) -> bool {
 
 #[cfg(feature = "pre-connect-opus")]
 fn decode_opus(bytes: &[u8]) -> Result<AudioFrame, DecodeErrorKind> {
-    let audio = crate::room_logic::decode_opus(bytes, 48_000, 2)
-        .map_err(|e| DecodeErrorKind::Malformed { reason: e.to_string() })?;
+    let audio = crate::room_logic::decode_opus(bytes, 48_000, 2).map_err(|e| {
+        DecodeErrorKind::Malformed {
+            reason: e.to_string(),
+        }
+    })?;
     if audio.samples.is_empty() {
         return Err(DecodeErrorKind::NoAudio);
     }
-    AudioFrame::new(audio.samples, audio.sample_rate, audio.num_channels)
-        .map_err(|e| DecodeErrorKind::Malformed { reason: e.to_string() })
+    AudioFrame::new(audio.samples, audio.sample_rate, audio.num_channels).map_err(|e| {
+        DecodeErrorKind::Malformed {
+            reason: e.to_string(),
+        }
+    })
 }
 
 #[cfg(not(feature = "pre-connect-opus"))]
 fn decode_opus(_bytes: &[u8]) -> Result<AudioFrame, DecodeErrorKind> {
-    Err(DecodeErrorKind::Unsupported { format: "Ogg Opus needs the `pre-connect-opus` feature".into(), })
+    Err(DecodeErrorKind::Unsupported {
+        format: "Ogg Opus needs the `pre-connect-opus` feature".into(),
+    })
 }
 
 #[cfg(not(feature = "audio-decode"))]
 fn decode_any(bytes: &[u8], _extension: Option<&str>) -> Result<AudioFrame, DecodeErrorKind> {
     if !bytes.starts_with(b"RIFF") {
-        return Err(DecodeErrorKind::Unsupported { format: "only WAV without the `audio-decode` feature".into(), });
+        return Err(DecodeErrorKind::Unsupported {
+            format: "only WAV without the `audio-decode` feature".into(),
+        });
     }
-    let frame =
-        super::wav::decode_wav(bytes).map_err(|e| DecodeErrorKind::Malformed { reason: e.to_string() })?;
+    let frame = super::wav::decode_wav(bytes).map_err(|e| DecodeErrorKind::Malformed {
+        reason: e.to_string(),
+    })?;
     if !RATES.contains(&frame.sample_rate) {
-        return Err(DecodeErrorKind::Unsupported { format: format!(
-            "{} Hz",
-            frame.sample_rate
-        ) });
+        return Err(DecodeErrorKind::Unsupported {
+            format: format!("{} Hz", frame.sample_rate),
+        });
     }
     Ok(frame)
 }
@@ -198,8 +218,12 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
             &MetadataOptions::default(),
         )
         .map_err(|e| match e {
-            Error::Unsupported(what) => DecodeErrorKind::Unsupported { format: what.to_owned() },
-            other => DecodeErrorKind::Malformed { reason: other.to_string() },
+            Error::Unsupported(what) => DecodeErrorKind::Unsupported {
+                format: what.to_owned(),
+            },
+            other => DecodeErrorKind::Malformed {
+                reason: other.to_string(),
+            },
         })?;
     let mut format = probed.format;
     let track = format
@@ -211,8 +235,12 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| match e {
-            Error::Unsupported(what) => DecodeErrorKind::Unsupported { format: what.to_owned() },
-            other => DecodeErrorKind::Malformed { reason: other.to_string() },
+            Error::Unsupported(what) => DecodeErrorKind::Unsupported {
+                format: what.to_owned(),
+            },
+            other => DecodeErrorKind::Malformed {
+                reason: other.to_string(),
+            },
         })?;
 
     let mut samples: Vec<i16> = Vec::new();
@@ -227,7 +255,9 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
             Err(e) => {
                 // A broken container after some audio: keep what was decoded.
                 if samples.is_empty() {
-                    return Err(DecodeErrorKind::Malformed { reason: e.to_string() });
+                    return Err(DecodeErrorKind::Malformed {
+                        reason: e.to_string(),
+                    });
                 }
                 truncated = true;
                 break;
@@ -243,24 +273,25 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
                 match spec {
                     None => {
                         if !RATES.contains(&s.rate) || channels == 0 {
-                            return Err(DecodeErrorKind::Unsupported { format: format!(
-                                "{} Hz, {channels} channels",
-                                s.rate
-                            ) });
+                            return Err(DecodeErrorKind::Unsupported {
+                                format: format!("{} Hz, {channels} channels", s.rate),
+                            });
                         }
                         spec = Some((s.rate, channels));
                     }
                     Some(prev) if prev != (s.rate, channels) => {
-                        return Err(DecodeErrorKind::Unsupported { format: "the format changes in the middle of the file".into(), });
+                        return Err(DecodeErrorKind::Unsupported {
+                            format: "the format changes in the middle of the file".into(),
+                        });
                     }
                     Some(_) => {}
                 }
                 let limit = (MAX_DECODED_SECONDS * s.rate as u64 * channels as u64)
                     .min(MAX_DECODED_SAMPLES);
                 if samples.len() as u64 + (buf.frames() * channels as usize) as u64 > limit {
-                    return Err(DecodeErrorKind::TooLarge { limit: format!(
-                        "more than {MAX_DECODED_SECONDS} s of audio"
-                    ) });
+                    return Err(DecodeErrorKind::TooLarge {
+                        limit: format!("more than {MAX_DECODED_SECONDS} s of audio"),
+                    });
                 }
                 let mut out = SampleBuffer::<i16>::new(buf.capacity() as u64, s);
                 out.copy_interleaved_ref(buf);
@@ -271,12 +302,18 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
                 truncated = true;
                 break;
             }
-            Err(e) => return Err(DecodeErrorKind::Malformed { reason: e.to_string() }),
+            Err(e) => {
+                return Err(DecodeErrorKind::Malformed {
+                    reason: e.to_string(),
+                })
+            }
         }
     }
     let Some((rate, channels)) = spec else {
         return Err(if bad_packets > 0 {
-            DecodeErrorKind::Malformed { reason: format!("none of {bad_packets} packets could be decoded") }
+            DecodeErrorKind::Malformed {
+                reason: format!("none of {bad_packets} packets could be decoded"),
+            }
         } else {
             DecodeErrorKind::NoAudio
         });
@@ -293,7 +330,9 @@ fn decode_any(bytes: &[u8], extension: Option<&str>) -> Result<AudioFrame, Decod
     }
     let usable = samples.len() - samples.len() % channels as usize;
     samples.truncate(usable);
-    AudioFrame::new(samples, rate, channels).map_err(|e| DecodeErrorKind::Malformed { reason: e.to_string() })
+    AudioFrame::new(samples, rate, channels).map_err(|e| DecodeErrorKind::Malformed {
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

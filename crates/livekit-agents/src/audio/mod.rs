@@ -31,11 +31,13 @@ pub mod resample;
 pub mod wav;
 
 pub use bytestream::AudioByteStream;
-pub use decode::{MAX_FILE_BYTES, MAX_DECODED_SECONDS, MAX_DECODED_SAMPLES, decode_file_to, decode_bytes};
+pub use decode::{
+    decode_bytes, decode_file_to, MAX_DECODED_SAMPLES, MAX_DECODED_SECONDS, MAX_FILE_BYTES,
+};
 pub use decode::{decode_file, DecodeError, DecodeErrorKind};
-#[cfg(feature = "noise-suppression")]
-pub use filter::{FilterParams, AudioFilterFactory, AgcOptions};
 pub use filter::NoiseSuppressor;
+#[cfg(feature = "noise-suppression")]
+pub use filter::{AgcOptions, AudioFilterFactory, FilterParams};
 pub use filter::{AudioFilter, AutoGainControl, FilterChain};
 pub use gain::{GainAudioOutput, GainControl, GainRamp, DEFAULT_GAIN_RAMP};
 pub use mixer::{AudioMixer, MixingSink, PlayHandle, SourceOptions};

@@ -21,10 +21,12 @@ pub fn combine_frames(frames: &[AudioFrame]) -> Result<AudioFrame, AudioError> {
     let mut data = Vec::with_capacity(frames.iter().map(|f| f.data.len()).sum());
     for (i, f) in frames.iter().enumerate() {
         if f.sample_rate != first.sample_rate || f.num_channels != first.num_channels {
-            return Err(AudioError::FormatMismatch { reason: format!(
-                "frame {i} is {} Hz / {} ch, frame 0 is {} Hz / {} ch",
-                f.sample_rate, f.num_channels, first.sample_rate, first.num_channels
-            ) });
+            return Err(AudioError::FormatMismatch {
+                reason: format!(
+                    "frame {i} is {} Hz / {} ch, frame 0 is {} Hz / {} ch",
+                    f.sample_rate, f.num_channels, first.sample_rate, first.num_channels
+                ),
+            });
         }
         data.extend_from_slice(&f.data);
     }
@@ -153,10 +155,12 @@ impl AudioFrame {
     /// padded with silence.
     pub fn mix(&self, other: &AudioFrame) -> Result<AudioFrame, AudioError> {
         if self.sample_rate != other.sample_rate || self.num_channels != other.num_channels {
-            return Err(AudioError::FormatMismatch { reason: format!(
-                "cannot mix {} Hz / {} ch with {} Hz / {} ch",
-                self.sample_rate, self.num_channels, other.sample_rate, other.num_channels
-            ) });
+            return Err(AudioError::FormatMismatch {
+                reason: format!(
+                    "cannot mix {} Hz / {} ch with {} Hz / {} ch",
+                    self.sample_rate, self.num_channels, other.sample_rate, other.num_channels
+                ),
+            });
         }
         let len = self.data.len().max(other.data.len());
         let data = (0..len)

@@ -85,7 +85,9 @@ impl Resampler {
                 block,
                 channels,
             )
-            .map_err(|e| AudioError::Resample { reason: e.to_string() })?;
+            .map_err(|e| AudioError::Resample {
+                reason: e.to_string(),
+            })?;
             let chunk_in = fft.input_frames_next();
             let output = fft.output_buffer_allocate(true);
             let skip = fft.output_delay();
@@ -126,10 +128,12 @@ impl Resampler {
     /// frame). Fails when the frame's rate or channel count is not the resampler's.
     pub fn push(&mut self, frame: &AudioFrame) -> Result<Vec<AudioFrame>, AudioError> {
         if frame.sample_rate != self.input_rate || frame.num_channels != self.num_channels {
-            return Err(AudioError::FormatMismatch { reason: format!(
-                "resampler expects {} Hz / {} ch, got {} Hz / {} ch",
-                self.input_rate, self.num_channels, frame.sample_rate, frame.num_channels
-            ) });
+            return Err(AudioError::FormatMismatch {
+                reason: format!(
+                    "resampler expects {} Hz / {} ch, got {} Hz / {} ch",
+                    self.input_rate, self.num_channels, frame.sample_rate, frame.num_channels
+                ),
+            });
         }
         if self.inner.is_none() {
             // Equal rates: the frame itself, without copying it twice.
@@ -264,7 +268,9 @@ impl Inner {
             let input: Vec<&[f32]> = self.input.iter().map(|b| &b[offset..]).collect();
             self.fft.process_into_buffer(&input, &mut self.output, None)
         }
-        .map_err(|e| AudioError::Resample { reason: e.to_string() })?;
+        .map_err(|e| AudioError::Resample {
+            reason: e.to_string(),
+        })?;
         let skipped = self.skip.min(produced);
         self.skip -= skipped;
         let room = limit.saturating_sub(self.total_out);

@@ -159,10 +159,9 @@ pub fn write_wav<W: Write + Seek>(writer: W, frames: &[AudioFrame]) -> Result<()
     let all = combine_frames(frames)?;
     // The RIFF data size is a u32 byte count.
     if all.data.len() > (u32::MAX / 2) as usize {
-        return Err(WavError::Encode { reason: format!(
-            "{} samples do not fit in a WAV file",
-            all.data.len()
-        ) });
+        return Err(WavError::Encode {
+            reason: format!("{} samples do not fit in a WAV file", all.data.len()),
+        });
     }
     let spec = hound::WavSpec {
         channels: all.num_channels,
@@ -170,7 +169,9 @@ pub fn write_wav<W: Write + Seek>(writer: W, frames: &[AudioFrame]) -> Result<()
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let encode = |e: hound::Error| WavError::Encode { reason: e.to_string() };
+    let encode = |e: hound::Error| WavError::Encode {
+        reason: e.to_string(),
+    };
     let mut w = hound::WavWriter::new(writer, spec).map_err(encode)?;
     {
         let mut samples = w.get_i16_writer(all.data.len() as u32);
@@ -225,19 +226,22 @@ fn parse_layout(bytes: &[u8]) -> Result<Layout, WavError> {
         return Err(WavError::Empty);
     }
     if bytes.len() < 12 {
-        return Err(WavError::TruncatedHeader { part: format!(
-            "{} bytes, the RIFF header needs 12",
-            bytes.len()
-        ) });
+        return Err(WavError::TruncatedHeader {
+            part: format!("{} bytes, the RIFF header needs 12", bytes.len()),
+        });
     }
     if &bytes[0..4] != b"RIFF" {
-        return Err(WavError::NotWav { reason: format!(
-            "starts with {:?}, not \"RIFF\"",
-            String::from_utf8_lossy(&bytes[0..4])
-        ) });
+        return Err(WavError::NotWav {
+            reason: format!(
+                "starts with {:?}, not \"RIFF\"",
+                String::from_utf8_lossy(&bytes[0..4])
+            ),
+        });
     }
     if &bytes[8..12] != b"WAVE" {
-        return Err(WavError::NotWav { reason: "RIFF type is not \"WAVE\"".into() });
+        return Err(WavError::NotWav {
+            reason: "RIFF type is not \"WAVE\"".into(),
+        });
     }
     let mut fmt: Option<Fmt> = None;
     let mut pos = 12usize;
@@ -247,9 +251,9 @@ fn parse_layout(bytes: &[u8]) -> Result<Layout, WavError> {
             return if pos == bytes.len() {
                 Err(WavError::MissingChunk(what))
             } else {
-                Err(WavError::TruncatedHeader { part: format!(
-                    "chunk header at byte {pos} is cut off"
-                ) })
+                Err(WavError::TruncatedHeader {
+                    part: format!("chunk header at byte {pos} is cut off"),
+                })
             };
         }
         let id = &bytes[pos..pos + 4];
@@ -285,15 +289,16 @@ fn parse_layout(bytes: &[u8]) -> Result<Layout, WavError> {
 
 fn parse_fmt(body: &[u8], size: usize) -> Result<Fmt, WavError> {
     if size < 16 || body.len() < 16 {
-        return Err(WavError::TruncatedHeader { part: format!(
-            "fmt chunk has {} bytes, needs 16",
-            size.min(body.len())
-        ) });
+        return Err(WavError::TruncatedHeader {
+            part: format!("fmt chunk has {} bytes, needs 16", size.min(body.len())),
+        });
     }
     let mut format_tag = u16_at(body, 0);
     if format_tag == WAVE_FORMAT_EXTENSIBLE {
         if size < 40 || body.len() < 40 {
-            return Err(WavError::TruncatedHeader { part: "WAVE_FORMAT_EXTENSIBLE fmt chunk needs 40 bytes".into(), });
+            return Err(WavError::TruncatedHeader {
+                part: "WAVE_FORMAT_EXTENSIBLE fmt chunk needs 40 bytes".into(),
+            });
         }
         // The first two bytes of the sub-format GUID are the actual format tag.
         format_tag = u16_at(body, 24);
@@ -335,10 +340,12 @@ fn finish_layout(fmt: Fmt, data_start: usize, data_len: usize) -> Result<Layout,
     }
     let frame_bytes = fmt.channels as usize * (fmt.bits as usize / 8);
     if fmt.block_align as usize != frame_bytes {
-        return Err(WavError::Malformed { reason: format!(
-            "block align {} does not match {} channels x {} bits",
-            fmt.block_align, fmt.channels, fmt.bits
-        ) });
+        return Err(WavError::Malformed {
+            reason: format!(
+                "block align {} does not match {} channels x {} bits",
+                fmt.block_align, fmt.channels, fmt.bits
+            ),
+        });
     }
     if !data_len.is_multiple_of(frame_bytes) {
         return Err(WavError::TruncatedData {
@@ -481,7 +488,10 @@ mod tests {
         assert!(matches!(decode_wav(&[]), Err(WavError::Empty)));
         for cut in [1, 4, 11] {
             assert!(
-                matches!(decode_wav(&good[..cut]), Err(WavError::TruncatedHeader { .. })),
+                matches!(
+                    decode_wav(&good[..cut]),
+                    Err(WavError::TruncatedHeader { .. })
+                ),
                 "cut {cut}"
             );
         }
@@ -491,7 +501,10 @@ mod tests {
         ));
         for cut in [15, 20, 30, 38, 42] {
             assert!(
-                matches!(decode_wav(&good[..cut]), Err(WavError::TruncatedHeader { .. })),
+                matches!(
+                    decode_wav(&good[..cut]),
+                    Err(WavError::TruncatedHeader { .. })
+                ),
                 "cut {cut}: {:?}",
                 decode_wav(&good[..cut])
             );

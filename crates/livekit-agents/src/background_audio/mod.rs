@@ -450,12 +450,16 @@ impl BackgroundAudioPlayer {
             let room = ctx
                 .connect()
                 .await
-                .map_err(|e| BackgroundAudioError::NoOutput { reason: e.to_string() })?;
+                .map_err(|e| BackgroundAudioError::NoOutput {
+                    reason: e.to_string(),
+                })?;
             self.start(BackgroundTarget::Room(room), Some(session))
                 .await
         }
         #[cfg(not(feature = "room"))]
-        Err(BackgroundAudioError::NoOutput { reason: "a room needs the `room` cargo feature".into(), })
+        Err(BackgroundAudioError::NoOutput {
+            reason: "a room needs the `room` cargo feature".into(),
+        })
     }
 
     /// Plays a sound once or looped. Returns a handle to await or stop; a weighted choice that

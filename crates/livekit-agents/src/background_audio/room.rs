@@ -46,7 +46,9 @@ pub(super) async fn publish(
     room.local_participant()
         .publish_track(LocalTrack::Audio(track), TrackPublishOptions::default())
         .await
-        .map_err(|e| BackgroundAudioError::Publish { reason: e.to_string() })?;
+        .map_err(|e| BackgroundAudioError::Publish {
+            reason: e.to_string(),
+        })?;
     let pump = tokio::spawn(async move {
         loop {
             let data = match mixer.next_block(BLOCK) {

@@ -252,10 +252,9 @@ pub async fn run_console(
     }
     if let Some(path) = &console.input_wav {
         if !path.is_file() {
-            return Err(CliError::Usage { message: format!(
-                "--input-wav {}: no such file",
-                path.display()
-            ) });
+            return Err(CliError::Usage {
+                message: format!("--input-wav {}: no such file", path.display()),
+            });
         }
     }
     let handle = ConsoleHandle::new(console);
@@ -315,7 +314,9 @@ pub(crate) fn console_session_io(
         .lock()
         .options
         .take()
-        .ok_or_else(|| JobError::NoIo { reason: "the console ports were already taken".into() })?;
+        .ok_or_else(|| JobError::NoIo {
+            reason: "the console ports were already taken".into(),
+        })?;
     ctx.keep_alive();
 
     let audio_input: Option<AudioInput> = match &options.input_wav {
@@ -327,7 +328,9 @@ pub(crate) fn console_session_io(
                     ..Default::default()
                 },
             )
-            .map_err(|e| JobError::NoIo { reason: e.to_string() })?,
+            .map_err(|e| JobError::NoIo {
+                reason: e.to_string(),
+            })?,
         ),
         None => default_microphone(&options)?,
     };

@@ -37,8 +37,8 @@ use crate::worker::{AgentServer, WorkerError, WorkerOptions};
 mod audio_device;
 pub(crate) mod console;
 
-pub use console::{CONSOLE_OUTPUT_SAMPLE_RATE, ConsoleHandle};
 pub use console::{run_console, ConsoleOptions, ConsoleReport};
+pub use console::{ConsoleHandle, CONSOLE_OUTPUT_SAMPLE_RATE};
 
 /// Why the program stopped.
 #[derive(Debug, thiserror::Error)]
@@ -187,9 +187,11 @@ pub fn parse_log_level(level: &str) -> Result<&'static str, CliError> {
         "WARN" | "WARNING" => "warn",
         "ERROR" | "CRITICAL" => "error",
         other => {
-            return Err(CliError::Usage { message: format!(
-                "invalid --log-level {other:?} (use DEBUG, INFO, WARNING, ERROR or CRITICAL)"
-            ) })
+            return Err(CliError::Usage {
+                message: format!(
+                    "invalid --log-level {other:?} (use DEBUG, INFO, WARNING, ERROR or CRITICAL)"
+                ),
+            })
         }
     })
 }
@@ -523,7 +525,11 @@ fn connect_token(
             ..Default::default()
         })
         .to_jwt()
-        .map_err(|e| CliError::Worker(WorkerError::Token { reason: e.to_string() }))
+        .map_err(|e| {
+            CliError::Worker(WorkerError::Token {
+                reason: e.to_string(),
+            })
+        })
 }
 
 /// The job a `connect` run executes: a simulated dispatch into `room`.

@@ -412,7 +412,7 @@ impl SseParser {
             if b != b'\n' {
                 if self.line.len() >= MAX_LINE {
                     return Err(ApiError::other(
-                        "LiveKit Inference sent an event line over 1 MiB".into(),
+                        "LiveKit Inference sent an event line over 1 MiB",
                     ));
                 }
                 self.line.push(b);
@@ -432,7 +432,7 @@ impl SseParser {
                 }
                 if self.data.len() + rest.len() > MAX_LINE {
                     return Err(ApiError::other(
-                        "LiveKit Inference sent an event over 1 MiB".into(),
+                        "LiveKit Inference sent an event over 1 MiB",
                     ));
                 }
                 self.data.push_str(rest.strip_prefix(' ').unwrap_or(rest));

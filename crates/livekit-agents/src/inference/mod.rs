@@ -315,10 +315,8 @@ impl Gateway {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let mut mac =
-            Hmac::<sha2::Sha256>::new_from_slice(self.api_secret.as_bytes()).map_err(|_| {
-                ApiError::other("could not sign the LiveKit Inference token".to_owned())
-            })?;
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.api_secret.as_bytes())
+            .map_err(|_| ApiError::other("could not sign the LiveKit Inference token"))?;
         mac.update(signing_input.as_bytes());
         let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
         Ok(format!("{signing_input}.{signature}"))
@@ -357,7 +355,7 @@ impl Gateway {
     /// Authentication and identification headers for one request or connection.
     pub(crate) fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.token()?))
-            .map_err(|_| ApiError::other("invalid LiveKit Inference token".into()))?;
+            .map_err(|_| ApiError::other("invalid LiveKit Inference token"))?;
         auth.set_sensitive(true);
         let mut headers = vec![
             (http::header::AUTHORIZATION, auth),

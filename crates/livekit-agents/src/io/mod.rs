@@ -26,7 +26,7 @@ use tokio::sync::broadcast;
 
 use crate::audio::AudioFrame;
 
-pub use paced::{DEFAULT_OUTPUT_QUEUE};
+pub use paced::DEFAULT_OUTPUT_QUEUE;
 pub use paced::{FrameSink, PacedAudioOutput};
 
 /// A source of user audio: a stream of frames (any sample rate; the stages convert).

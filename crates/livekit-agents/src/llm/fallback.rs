@@ -201,12 +201,12 @@ impl LlmFallbackOptions {
 ///
 /// ```no_run
 /// # use std::sync::Arc;
-/// # use livekit_agents::llm::{Llm, fallback::FallbackAdapter};
+/// # use livekit_agents::llm::{FallbackAdapter, Llm};
 /// # fn demo(primary: Arc<dyn Llm>, backup: Arc<dyn Llm>) {
 /// let llm = FallbackAdapter::new(vec![primary, backup]).expect("two providers");
-/// let mut changes = llm.subscribe();
+/// let mut changes = llm.events();
 /// tokio::spawn(async move {
-///     while let Ok(ev) = changes.recv().await {
+///     while let Some(Ok(ev)) = changes.recv().await {
 ///         println!("{} available: {}", ev.label, ev.available);
 ///     }
 /// });
@@ -251,9 +251,10 @@ impl FallbackAdapter {
         })
     }
 
-    /// Availability changes of the providers.
-    pub fn subscribe(&self) -> broadcast::Receiver<AvailabilityChanged> {
-        self.health.subscribe()
+    /// Availability changes of the providers (a slow reader gets `Err(Lagged)` for what it
+    /// missed).
+    pub fn events(&self) -> crate::types::EventStream<AvailabilityChanged> {
+        crate::types::EventStream::new(self.health.subscribe())
     }
 
     /// Current availability of each provider, in order.
@@ -521,13 +522,13 @@ mod tests {
         let a = FakeLlm::new("a", vec![], Reply::Fail(err()));
         let b = FakeLlm::new("b", vec![], Reply::Text("from b"));
         let llm = adapter(&[&a, &b], LlmFallbackOptions::default());
-        let mut events = llm.subscribe();
+        let mut events = llm.events();
         assert_eq!(llm.model(), "a-model");
 
         let resp = llm.chat(request()).collect().await.unwrap();
         assert_eq!(resp.text, "from b");
         assert_eq!(
-            events.recv().await.unwrap(),
+            events.recv().await.unwrap().unwrap(),
             AvailabilityChanged {
                 index: 0,
                 label: "a".into(),
@@ -549,11 +550,11 @@ mod tests {
         let a = FakeLlm::new("a", vec![Reply::Fail(err())], Reply::Text("from a"));
         let b = FakeLlm::new("b", vec![], Reply::Text("from b"));
         let llm = adapter(&[&a, &b], LlmFallbackOptions::default());
-        let mut events = llm.subscribe();
+        let mut events = llm.events();
 
         assert_eq!(llm.chat(request()).collect().await.unwrap().text, "from b");
-        assert!(!events.recv().await.unwrap().available);
-        let recovered = events.recv().await.unwrap();
+        assert!(!events.recv().await.unwrap().unwrap().available);
+        let recovered = events.recv().await.unwrap().unwrap();
         assert_eq!((recovered.index, recovered.available), (0, true));
         assert_eq!(a.calls(), 2);
         assert_eq!(llm.availability(), [true, true]);

@@ -11,8 +11,8 @@ pub use chat_context::{
     AgentHandoff, ChatContent, ChatContext, ChatItem, ChatMessage, ChatRole, FunctionCall,
     FunctionCallOutput, ImageContent, ImageSource, ItemFilter,
 };
-pub use fallback::{AvailabilityChanged, NoProviders, LlmFallbackOptions};
 pub use fallback::FallbackAdapter;
+pub use fallback::{AvailabilityChanged, LlmFallbackOptions, NoProviders};
 
 /// Turns a documented `async fn` into a function returning its [`FunctionTool`]: the doc
 /// comment is the description the model reads, the `# Arguments` section describes the

@@ -382,7 +382,9 @@ impl McpServer {
                 handler
                     .serve(transport)
                     .await
-                    .map_err(|e| McpError::Initialize { reason: e.to_string() })
+                    .map_err(|e| McpError::Initialize {
+                        reason: e.to_string(),
+                    })
             }
             McpTransport::StreamableHttp { url, headers } => {
                 let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
@@ -393,10 +395,15 @@ impl McpServer {
                         config = config.auth_header(token.to_owned());
                         continue;
                     }
-                    let name = http::HeaderName::from_bytes(name.as_bytes())
-                        .map_err(|_| McpError::Http { reason: format!("invalid header name {name:?}") })?;
-                    let mut value = http::HeaderValue::from_str(value)
-                        .map_err(|_| McpError::Http { reason: format!("invalid value for header {name}") })?;
+                    let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        McpError::Http {
+                            reason: format!("invalid header name {name:?}"),
+                        }
+                    })?;
+                    let mut value =
+                        http::HeaderValue::from_str(value).map_err(|_| McpError::Http {
+                            reason: format!("invalid value for header {name}"),
+                        })?;
                     value.set_sensitive(true);
                     custom.insert(name, value);
                 }
@@ -405,7 +412,9 @@ impl McpServer {
                 handler
                     .serve(transport)
                     .await
-                    .map_err(|e| McpError::Initialize { reason: e.to_string() })
+                    .map_err(|e| McpError::Initialize {
+                        reason: e.to_string(),
+                    })
             }
         }
     }
@@ -422,7 +431,9 @@ impl McpServer {
         let listed = tokio::time::timeout(timeout, conn.peer.list_all_tools())
             .await
             .map_err(|_| McpError::Timeout(timeout))?
-            .map_err(|e| McpError::Request { reason: e.to_string() })?;
+            .map_err(|e| McpError::Request {
+                reason: e.to_string(),
+            })?;
         let mut tools = Vec::with_capacity(listed.len());
         for tool in listed {
             let name = tool.name.to_string();
@@ -516,7 +527,9 @@ impl McpServer {
         let result = tokio::time::timeout(timeout, conn.peer.call_tool(params))
             .await
             .map_err(|_| McpError::Timeout(timeout))?
-            .map_err(|e| McpError::Request { reason: e.to_string() })?;
+            .map_err(|e| McpError::Request {
+                reason: e.to_string(),
+            })?;
         let content = result
             .content
             .into_iter()
@@ -598,11 +611,15 @@ fn http_client() -> Result<reqwest_013::Client, McpError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| McpError::Http { reason: e.to_string() })?
+        .map_err(|e| McpError::Http {
+            reason: e.to_string(),
+        })?
         .with_root_certificates(roots)
         .with_no_client_auth();
     reqwest_013::Client::builder()
         .tls_backend_preconfigured(tls)
         .build()
-        .map_err(|e| McpError::Http { reason: e.to_string() })
+        .map_err(|e| McpError::Http {
+            reason: e.to_string(),
+        })
 }

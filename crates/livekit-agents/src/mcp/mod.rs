@@ -163,11 +163,7 @@ impl ServerList {
                     .map(|t| t.definition().clone())
                     .collect();
                 if let Err(e) = link.session.update_tools(&tools).await {
-                    session.report_error(
-                        crate::voice::ErrorSource::RealtimeModel,
-                        e,
-                        true,
-                    );
+                    session.report_error(crate::voice::ErrorSource::RealtimeModel, e, true);
                 }
             }
         });

@@ -88,7 +88,7 @@ mod tests {
         let err = key.header_value("Bearer ", "Acme API key").unwrap_err();
         assert_eq!(
             err.to_string(),
-            ApiError::other("the Acme API key contains invalid characters".into()).to_string()
+            ApiError::other("the Acme API key contains invalid characters").to_string()
         );
         assert!(!err.to_string().contains("secret"));
         assert!(!format!("{err:?}").contains("secret"));

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::{
     SpeechEvent, SpeechEventType, SpeechStream, StreamAdapter, Stt, SttCapabilities, SttInput,
@@ -69,7 +69,7 @@ impl SttFallbackOptions {
 ///
 /// ```no_run
 /// # use std::sync::Arc;
-/// # use livekit_agents::stt::{Stt, fallback::FallbackAdapter};
+/// # use livekit_agents::stt::{FallbackAdapter, Stt};
 /// # fn demo(deepgram: Arc<dyn Stt>, assemblyai: Arc<dyn Stt>) {
 /// let stt = FallbackAdapter::new(vec![deepgram, assemblyai]).expect("providers");
 /// assert_eq!(stt.availability(), [true, true]);
@@ -134,9 +134,10 @@ impl FallbackAdapter {
         }
     }
 
-    /// Availability changes of the providers.
-    pub fn subscribe(&self) -> broadcast::Receiver<AvailabilityChanged> {
-        self.health.subscribe()
+    /// Availability changes of the providers (a slow reader gets `Err(Lagged)` for what it
+    /// missed).
+    pub fn events(&self) -> crate::types::EventStream<AvailabilityChanged> {
+        crate::types::EventStream::new(self.health.subscribe())
     }
 
     /// Current availability of each provider, in order.
@@ -611,7 +612,7 @@ mod tests {
         let a = FakeStt::new("a", vec![Behavior::FailOnFrame(2)], Behavior::Echo);
         let b = FakeStt::new("b", vec![], Behavior::Echo);
         let stt = adapter(&[&a, &b]);
-        let mut changes = stt.subscribe();
+        let mut changes = stt.events();
         let mut stream = stt.stream(None, ApiConnectOptions::default()).unwrap();
 
         stream.push_frame(frame(1));
@@ -619,7 +620,7 @@ mod tests {
         stream.push_frame(frame(2));
         // a fails on frame 2; b gets frame 2 again (nothing final since) and goes on.
         assert_eq!(next_text(&mut stream).await, "b:2");
-        let down = changes.recv().await.unwrap();
+        let down = changes.recv().await.unwrap().unwrap();
         assert_eq!((down.label.as_str(), down.available), ("a", false));
         assert_eq!(stt.availability(), [false, true]);
 
@@ -627,7 +628,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         stream.push_frame(frame(3));
         assert_eq!(next_text(&mut stream).await, "b:3");
-        let up = changes.recv().await.unwrap();
+        let up = changes.recv().await.unwrap().unwrap();
         assert_eq!((up.label.as_str(), up.available), ("a", true));
         assert_eq!(a.streams.load(Ordering::SeqCst), 2);
 
@@ -698,12 +699,12 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(a.recognizes.load(Ordering::SeqCst), 3);
         assert_eq!(stt.availability(), [false, true]);
-        let mut changes = stt.subscribe();
+        let mut changes = stt.events();
         let ev = stt
             .recognize_once(&[frame(1)], None, &ApiConnectOptions::default())
             .await;
         assert_eq!(ev.unwrap().text(), "b");
-        let up = changes.recv().await.unwrap();
+        let up = changes.recv().await.unwrap().unwrap();
         assert_eq!((up.index, up.available), (0, true));
         let ev = stt
             .recognize_once(&[frame(1)], None, &ApiConnectOptions::default())

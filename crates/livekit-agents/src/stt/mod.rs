@@ -24,8 +24,8 @@ pub(crate) mod adapter;
 pub(crate) mod context;
 pub(crate) mod fallback;
 pub use adapter::StreamAdapter;
-pub use fallback::{SttFallbackOptions};
 pub use fallback::FallbackAdapter;
+pub use fallback::SttFallbackOptions;
 
 /// How many events a stream buffers before its producer waits for the consumer.
 pub(crate) const EVENT_BUFFER: usize = 128;

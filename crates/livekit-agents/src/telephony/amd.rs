@@ -170,7 +170,9 @@ async fn ask_model(
         .chat(amd_request(prompt, transcript, allow_postpone))
         .collect()
         .await
-        .map_err(|e| AmdError::Llm { reason: e.to_string() })?;
+        .map_err(|e| AmdError::Llm {
+            reason: e.to_string(),
+        })?;
     #[derive(serde::Deserialize)]
     struct Label {
         label: AmdCategory,
@@ -776,7 +778,9 @@ impl Amd {
     ) -> Result<Self, AmdError> {
         let llm = llm
             .or_else(|| session.llm())
-            .ok_or_else(|| AmdError::Config { reason: "no LLM to classify the greeting with".into() })?;
+            .ok_or_else(|| AmdError::Config {
+                reason: "no LLM to classify the greeting with".into(),
+            })?;
         if let Some(ivr) = IvrDetection::of(session) {
             tracing::warn!("IVR detection was already started; AMD manages it now");
             ivr.stop();

@@ -170,8 +170,10 @@ impl OutboundCall {
         metadata: &str,
         default_trunk: Option<&str>,
     ) -> Result<Self, OutboundCallError> {
-        let meta: DispatchMetadata = serde_json::from_str(metadata)
-            .map_err(|e| OutboundCallError::Metadata { reason: e.to_string() })?;
+        let meta: DispatchMetadata =
+            serde_json::from_str(metadata).map_err(|e| OutboundCallError::Metadata {
+                reason: e.to_string(),
+            })?;
         let phone = meta
             .phone_number
             .filter(|p| !p.trim().is_empty())
@@ -201,7 +203,9 @@ fn has_bad_chars(s: &str) -> bool {
 /// Checks a number to dial: an E.164-like number (`+` and digits, separators allowed) or a
 /// `sip:`/`sips:`/`tel:` URI.
 pub fn validate_phone_destination(dest: &str) -> Result<String, OutboundCallError> {
-    let bad = || OutboundCallError::InvalidDestination { destination: truncate_for_error(dest) };
+    let bad = || OutboundCallError::InvalidDestination {
+        destination: truncate_for_error(dest),
+    };
     let lower = dest.to_ascii_lowercase();
     if lower.starts_with("sip:") || lower.starts_with("sips:") || lower.starts_with("tel:") {
         return if has_bad_chars(dest) || dest.len() <= 4 {
@@ -515,8 +519,9 @@ impl CallControl for JobContext {
         transfer_to: &str,
         options: &TransferOptions,
     ) -> Result<(), TelephonyError> {
-        let to = transfer_destination(transfer_to)
-            .map_err(|e| SipError::InvalidRequest { reason: e.to_string() })?;
+        let to = transfer_destination(transfer_to).map_err(|e| SipError::InvalidRequest {
+            reason: e.to_string(),
+        })?;
         if self.is_fake_job() {
             return Err(TelephonyError::Console("cannot transfer a call"));
         }
@@ -546,7 +551,9 @@ impl CallControl for JobContext {
         options: TransferOptions,
     ) -> Result<(), TelephonyError> {
         // Check the destination before announcing anything.
-        transfer_destination(transfer_to).map_err(|e| SipError::InvalidRequest { reason: e.to_string() })?;
+        transfer_destination(transfer_to).map_err(|e| SipError::InvalidRequest {
+            reason: e.to_string(),
+        })?;
         if let Some(session) = session.filter(|s| s.is_running()) {
             if crate::voice::in_tool() {
                 // The tool's own speech (and anything said after it) plays only once the tool
@@ -575,10 +582,14 @@ impl CallControl for JobContext {
     }
 
     async fn dial(&self, call: &OutboundCall) -> Result<proto::SipParticipantInfo, TelephonyError> {
-        validate_phone_destination(&call.phone_number)
-            .map_err(|e| SipError::InvalidRequest { reason: e.to_string() })?;
+        validate_phone_destination(&call.phone_number).map_err(|e| SipError::InvalidRequest {
+            reason: e.to_string(),
+        })?;
         if call.sip_trunk_id.is_empty() {
-            return Err(SipError::InvalidRequest { reason: OutboundCallError::NoTrunk.to_string() }.into());
+            return Err(SipError::InvalidRequest {
+                reason: OutboundCallError::NoTrunk.to_string(),
+            }
+            .into());
         }
         if self.is_fake_job() {
             return Err(TelephonyError::Console("cannot place a phone call"));
@@ -640,7 +651,9 @@ mod tests {
         ));
         let long = format!(r#"{{"phone_number": "+{}"}}"#, "1".repeat(10_000));
         match OutboundCall::from_metadata(&long, Some("ST")) {
-            Err(OutboundCallError::InvalidDestination { destination: shown }) => assert!(shown.len() < 60),
+            Err(OutboundCallError::InvalidDestination { destination: shown }) => {
+                assert!(shown.len() < 60)
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -27,16 +27,16 @@ pub(crate) mod sip;
 mod tools;
 pub(crate) mod warm_transfer;
 
-pub use amd::{AMD_PROMPT, MAX_EXTENSIONS, MAX_EXTENSION};
 pub use amd::{
     classify_greeting, Amd, AmdCategory, AmdClassifier, AmdError, AmdOptions, AmdPrediction,
     AmdReason,
 };
+pub use amd::{AMD_PROMPT, MAX_EXTENSION, MAX_EXTENSIONS};
 pub use call::{
     transfer_destination, validate_phone_destination, CallControl, HangupOptions, HangupTarget,
     OutboundCall, OutboundCallError, TelephonyError, TransferOptions, OUTBOUND_TRUNK_ENV,
 };
-pub use dtmf::{MAX_COLLECTED_KEYS};
+pub use dtmf::MAX_COLLECTED_KEYS;
 pub use dtmf::{
     format_dtmf, parse_dtmf, DtmfCollectOptions, DtmfCollector, DtmfEvent, DtmfOutcome, InvalidDtmf,
 };
@@ -48,8 +48,8 @@ pub use tools::{
     VoicemailMessage, VoicemailTool, DTMF_PUBLISH_DELAY, END_CALL_DESCRIPTION,
     MAX_DTMF_EVENTS_PER_CALL, VOICEMAIL_HANGUP_DELAY,
 };
-pub use warm_transfer::{WARM_TRANSFER_PERSONA, warm_transfer_instructions};
 pub use warm_transfer::{
     format_conversation_history, CallerState, Consultation, HoldAudio, HumanState, PlayerHoldAudio,
     SipConsultation, TransferState, WarmTransferHandle, WarmTransferResult, WarmTransferTask,
 };
+pub use warm_transfer::{warm_transfer_instructions, WARM_TRANSFER_PERSONA};

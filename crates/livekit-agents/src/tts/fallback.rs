@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::{
     AudioEmitter, ChunkedStream, StreamAdapter, SynthesizeStream, SynthesizedAudio, Tts,
@@ -70,7 +70,7 @@ const PROBE_TEXT: &str = "Hello.";
 ///
 /// ```no_run
 /// # use std::sync::Arc;
-/// # use livekit_agents::tts::{Tts, fallback::FallbackAdapter};
+/// # use livekit_agents::tts::{FallbackAdapter, Tts};
 /// # fn demo(cartesia: Arc<dyn Tts>, openai: Arc<dyn Tts>) {
 /// let tts = FallbackAdapter::new(vec![cartesia, openai]).expect("same channel count");
 /// println!("speaking at {} Hz", tts.sample_rate());
@@ -134,9 +134,10 @@ impl FallbackAdapter {
         })
     }
 
-    /// Availability changes of the providers.
-    pub fn subscribe(&self) -> broadcast::Receiver<AvailabilityChanged> {
-        self.health.subscribe()
+    /// Availability changes of the providers (a slow reader gets `Err(Lagged)` for what it
+    /// missed).
+    pub fn events(&self) -> crate::types::EventStream<AvailabilityChanged> {
+        crate::types::EventStream::new(self.health.subscribe())
     }
 
     /// Current availability of each provider, in order.
@@ -461,7 +462,7 @@ impl FallbackAdapter {
                             if text.input_ended && text.segments.is_empty() {
                                 return;
                             }
-                            break ApiError::protocol("the TTS stream ended before its text was spoken".into());
+                            break ApiError::protocol("the TTS stream ended before its text was spoken");
                         }
                         Err(_) => break ApiError::Timeout(deadline),
                     },
@@ -815,14 +816,14 @@ mod tests {
         let a = FakeTts::new("a", 24_000, false, vec![], Mode::FailBefore);
         let b = FakeTts::new("b", 16_000, false, vec![], Mode::Speak);
         let tts = adapter(&[&a, &b]);
-        let mut changes = tts.subscribe();
+        let mut changes = tts.events();
         let (frames, error) =
             collect_chunked(tts.synthesize("Hello world", ApiConnectOptions::default())).await;
         assert!(error.is_none(), "{error:?}");
         // 110 ms at 16 kHz from b, delivered at 24 kHz.
         assert_eq!(segments(&frames), [2640]);
         assert!(frames.iter().all(|f| f.frame.sample_rate == 24_000));
-        let down = changes.recv().await.unwrap();
+        let down = changes.recv().await.unwrap().unwrap();
         assert_eq!((down.label.as_str(), down.available), ("a", false));
         assert_eq!(b.texts(), ["Hello world"]);
     }
@@ -844,12 +845,12 @@ mod tests {
         let a = FakeTts::new("a", 24_000, false, vec![Mode::FailBefore], Mode::Speak);
         let b = FakeTts::new("b", 24_000, false, vec![], Mode::Speak);
         let tts = adapter(&[&a, &b]);
-        let mut changes = tts.subscribe();
+        let mut changes = tts.events();
         let (_, error) =
             collect_chunked(tts.synthesize("Hi there", ApiConnectOptions::default())).await;
         assert!(error.is_none());
-        assert!(!changes.recv().await.unwrap().available);
-        let up = changes.recv().await.unwrap();
+        assert!(!changes.recv().await.unwrap().unwrap().available);
+        let up = changes.recv().await.unwrap().unwrap();
         assert_eq!((up.index, up.available), (0, true));
         // The probe re-synthesized the failed text.
         assert_eq!(a.texts(), ["Hi there", "Hi there"]);

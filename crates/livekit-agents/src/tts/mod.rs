@@ -26,8 +26,8 @@ pub(crate) mod cache;
 pub(crate) mod fallback;
 pub use adapter::StreamAdapter;
 pub use cache::{CachedTts, TtsCacheOptions, TtsCacheStats};
-pub use fallback::{TtsFallbackOptions, TtsFallbackError};
 pub use fallback::FallbackAdapter;
+pub use fallback::{TtsFallbackError, TtsFallbackOptions};
 
 /// What a TTS provider can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -365,7 +365,7 @@ impl ChunkedStream {
                 }
             }
         }
-        out.ok_or_else(|| ApiError::other("synthesis ended without audio".into()))
+        out.ok_or_else(|| ApiError::other("synthesis ended without audio"))
     }
 }
 

@@ -581,11 +581,7 @@ impl Agent {
         let realtime = link.session.clone();
         rt.spawn(async move {
             if let Err(e) = update(realtime).await {
-                session.report_error(
-                    super::events::ErrorSource::RealtimeModel,
-                    e,
-                    true,
-                );
+                session.report_error(super::events::ErrorSource::RealtimeModel, e, true);
             }
         });
     }

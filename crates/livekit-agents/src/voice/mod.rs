@@ -28,7 +28,7 @@ pub(crate) mod task;
 mod tool_execution;
 mod transcription;
 
-pub use agent::{INSTRUCTIONS_ITEM_ID};
+pub use agent::INSTRUCTIONS_ITEM_ID;
 pub use agent::{
     Agent, AgentBehavior, AgentBuilder, AgentContext, DefaultBehavior, ModelSettings, StopResponse,
     UserTurnExceeded,
@@ -42,7 +42,9 @@ pub use options::{
     PreemptiveGenerationOptions, SessionOptions, TurnDetection, TurnHandlingOptions,
     UserTurnLimitOptions,
 };
-pub use report::{AgentInfo, ModelUsage, ReportBuilder, ReportEvent, TurnReport, MAX_REPORT_EVENTS};
+pub use report::{
+    AgentInfo, ModelUsage, ReportBuilder, ReportEvent, TurnReport, MAX_REPORT_EVENTS,
+};
 pub use report::{ReportHandle, SessionReport};
 pub use session::{
     AgentSession, AgentSessionBuilder, CommitOptions, ReplyOptions, SayOptions, SayText,

@@ -116,7 +116,9 @@ impl<T> TaskCompleter<T> {
 
     /// Ends the task with an error.
     pub fn fail(&self, message: impl Into<String>) {
-        self.fail_with(TaskError::Failed { reason: message.into() });
+        self.fail_with(TaskError::Failed {
+            reason: message.into(),
+        });
     }
 
     /// Ends the task with `error` (later calls are ignored).

@@ -76,7 +76,9 @@ impl Endpoint {
                 ..Default::default()
             })
             .to_jwt()
-            .map_err(|e| WorkerError::Token { reason: e.to_string() })
+            .map_err(|e| WorkerError::Token {
+                reason: e.to_string(),
+            })
     }
 }
 

@@ -620,7 +620,9 @@ impl JobContext {
                 options.auto_subscribe = true;
                 let (room, mut events) = livekit::Room::connect(self.url(), self.token(), options)
                     .await
-                    .map_err(|e| JobError::Connect { reason: e.to_string() })?;
+                    .map_err(|e| JobError::Connect {
+                        reason: e.to_string(),
+                    })?;
                 tracing::info!(
                     room = self.room_name(),
                     job_id = self.job_id(),
@@ -732,7 +734,9 @@ impl JobContext {
                 }
             }
         }
-        Err(JobError::Connect { reason: "the room closed before a participant joined".into(), })
+        Err(JobError::Connect {
+            reason: "the room closed before a participant joined".into(),
+        })
     }
 
     /// The room, once [`JobContext::connect`] succeeded.

@@ -259,7 +259,9 @@ impl AgentServer {
                     let started = Instant::now();
                     prewarm(inner.proc.clone())
                         .await
-                        .map_err(|e| WorkerError::Prewarm { reason: format!("{e:#}") })?;
+                        .map_err(|e| WorkerError::Prewarm {
+                            reason: format!("{e:#}"),
+                        })?;
                     tracing::info!(elapsed = ?started.elapsed(), "prewarm done");
                 }
                 Ok(())

@@ -54,7 +54,10 @@ impl JobContext {
         _session: &AgentSession,
         _options: RoomOptions,
     ) -> Result<SessionIo, JobError> {
-        Err(JobError::NoIo { reason: "joining a LiveKit room needs the `room` cargo feature (livekit-agents/room)".into(), })
+        Err(JobError::NoIo {
+            reason: "joining a LiveKit room needs the `room` cargo feature (livekit-agents/room)"
+                .into(),
+        })
     }
 
     #[cfg(feature = "room")]
@@ -73,7 +76,9 @@ impl JobContext {
         let delete_room_on_close = options.delete_room_on_close;
         let (room_io, ports) = RoomIo::start(room, options)
             .await
-            .map_err(|e| JobError::NoIo { reason: e.to_string() })?;
+            .map_err(|e| JobError::NoIo {
+                reason: e.to_string(),
+            })?;
 
         // As the reference: the user cannot be "away" before they can hear the agent.
         let io = room_io.clone();

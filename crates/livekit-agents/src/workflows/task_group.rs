@@ -151,8 +151,8 @@ impl TaskGroup {
                 run: Box::new(move |session: AgentSession| {
                     Box::pin(async move {
                         let value = task.run(&session).await?;
-                        serde_json::to_value(value).map_err(|e| {
-                            TaskError::Failed { reason: format!("the task's result is not serializable: {e}") }
+                        serde_json::to_value(value).map_err(|e| TaskError::Failed {
+                            reason: format!("the task's result is not serializable: {e}"),
                         })
                     })
                 }),
@@ -443,7 +443,9 @@ async fn summarize_into(
     let llm = caller
         .llm()
         .or_else(|| session.llm())
-        .ok_or_else(|| TaskError::Failed { reason: "summarizing the task group needs an LLM".into() })?;
+        .ok_or_else(|| TaskError::Failed {
+            reason: "summarizing the task group needs an LLM".into(),
+        })?;
     let mut ctx = ChatContext::new();
     ctx.add_message(ChatRole::System, SUMMARY_PROMPT);
     ctx.add_message(
@@ -454,7 +456,9 @@ async fn summarize_into(
         .chat(ChatRequest::new(ctx))
         .collect()
         .await
-        .map_err(|e| TaskError::Failed { reason: format!("summarizing the task group failed: {e}") })?;
+        .map_err(|e| TaskError::Failed {
+            reason: format!("summarizing the task group failed: {e}"),
+        })?;
     let summary = response.text.trim();
     if summary.is_empty() {
         return Ok(());

@@ -1014,7 +1014,8 @@ impl IoTask {
             };
             let Some(error) = lost else { continue };
             self.unstable += 1;
-            if matches!(error, ApiError::Protocol { .. }) || self.unstable > self.reconnect.attempts {
+            if matches!(error, ApiError::Protocol { .. }) || self.unstable > self.reconnect.attempts
+            {
                 break Some(error);
             }
             tracing::warn!(%error, "realtime connection lost, reconnecting");

@@ -108,7 +108,10 @@ pub fn temp_cache(name: &str) -> TempPath {
 }
 
 pub fn download_options(cache: &Path) -> DownloadOptions {
-    DownloadOptions::default().with_cache_dir(cache.to_owned()).with_progress(false).with_retries(0)
+    DownloadOptions::default()
+        .with_cache_dir(cache.to_owned())
+        .with_progress(false)
+        .with_retries(0)
 }
 
 /// Downloads `kind`'s files from a fresh local server into a fresh cache; returns the model

@@ -218,7 +218,7 @@ impl Recognition {
                         // counts toward the unrecoverable budget (the session closes past it);
                         // as the reference, only a lost connection opens a new stream shortly.
                         let reopen = matches!(e, ApiError::Connection { .. } | ApiError::Timeout(_));
-                        self.session.report_error(ErrorSource::Stt, e, false);
+                        self.session.report_error(ErrorSource::Stt, e.clone(), false);
                         self.stt_events = None;
                         self.stt_audio = None;
                         if reopen {

@@ -316,9 +316,12 @@ impl AgentSession {
             .as_ref()
             .is_some_and(|r| r.capabilities().turn_detection);
         if server_td && !self.inner.options.turn_handling.interruption.enabled {
-            return Err(SessionError::Config { reason: "a realtime model with server-side turn detection needs interruptions enabled; \
+            return Err(SessionError::Config {
+                reason:
+                    "a realtime model with server-side turn detection needs interruptions enabled; \
                  disable the model's turn detection and use VAD to turn interruptions off"
-                    .into(), });
+                        .into(),
+            });
         }
         Ok(match td {
             TurnDetection::Auto if server_td => TurnDetection::RealtimeLlm,
@@ -458,13 +461,17 @@ impl AgentSession {
             let st = self.inner.state.lock();
             st.recognition.as_ref().map(|r| r.commands.clone())
         };
-        let cmd =
-            cmd.ok_or_else(|| SessionError::Commit { reason: "no audio recognition is running".into() })?;
+        let cmd = cmd.ok_or_else(|| SessionError::Commit {
+            reason: "no audio recognition is running".into(),
+        })?;
         let (tx, rx) = oneshot::channel();
         cmd.send(RecognitionCommand::Commit { options, reply: tx })
-            .map_err(|_| SessionError::Commit { reason: "recognition stopped".into() })?;
-        rx.await
-            .map_err(|_| SessionError::Commit { reason: "recognition stopped".into() })
+            .map_err(|_| SessionError::Commit {
+                reason: "recognition stopped".into(),
+            })?;
+        rx.await.map_err(|_| SessionError::Commit {
+            reason: "recognition stopped".into(),
+        })
     }
 
     /// Discards the user's buffered turn (transcript and pending end of turn).
