@@ -345,7 +345,9 @@ type Received<T> = (
 async fn receive<T: Clone + Send + 'static>(
     mut rx: tokio::sync::broadcast::Receiver<T>,
 ) -> Received<T> {
-    let result = rx.recv().await;
+    // Outside tokio's cooperative budget: `try_recv` must see every queued event, not stop
+    // after the budget's 128 (`recv` still waits when nothing is queued).
+    let result = tokio::task::unconstrained(rx.recv()).await;
     (result, rx)
 }
 
