@@ -388,63 +388,6 @@ fn argument_item(line: &str) -> Option<(String, String)> {
     Some((name.to_owned(), text.to_owned()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(text: &str) -> Vec<String> {
-        text.lines().map(str::to_owned).collect()
-    }
-
-    #[test]
-    fn rustdoc_arguments_section() {
-        let docs = parse_docs(&lines(
-            "Look up the weather.\n\nUse it for current conditions.\n\n# Arguments\n\n\
-             * `city` - The city to look up.\n* `days` - How many days\n  of forecast.\n\n\
-             # Errors\n\nWhen the service is down.",
-        ));
-        assert_eq!(
-            docs.description,
-            "Look up the weather.\n\nUse it for current conditions."
-        );
-        assert_eq!(
-            docs.arguments,
-            vec![
-                ("city".to_owned(), "The city to look up.".to_owned()),
-                ("days".to_owned(), "How many days of forecast.".to_owned()),
-            ]
-        );
-    }
-
-    #[test]
-    fn docstring_style_arguments() {
-        let docs = parse_docs(&lines(
-            "Book a table.\nArgs:\n    guests (int): Number of guests.\n    time: When, e.g. 19:00.",
-        ));
-        assert_eq!(docs.description, "Book a table.");
-        assert_eq!(
-            docs.arguments,
-            vec![
-                ("guests".to_owned(), "Number of guests.".to_owned()),
-                ("time".to_owned(), "When, e.g. 19:00.".to_owned()),
-            ]
-        );
-    }
-
-    #[test]
-    fn no_arguments_section() {
-        let docs = parse_docs(&lines("Hang up.\n"));
-        assert_eq!(docs.description, "Hang up.");
-        assert!(docs.arguments.is_empty());
-    }
-
-    #[test]
-    fn camel_case_struct_names() {
-        assert_eq!(to_camel("lookup_weather"), "LookupWeather");
-        assert_eq!(to_camel("_x__y"), "XY");
-    }
-}
-
 /// Derives a `with_<field>(self, value) -> Self` setter for every `pub` field of a struct with
 /// named fields: the one builder style of the crate's option structs, which are
 /// `#[non_exhaustive]` (so a new field is not a breaking change) and built as
@@ -618,4 +561,61 @@ fn first_doc_line(attrs: &[Attribute]) -> String {
         }
     }
     String::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn rustdoc_arguments_section() {
+        let docs = parse_docs(&lines(
+            "Look up the weather.\n\nUse it for current conditions.\n\n# Arguments\n\n\
+             * `city` - The city to look up.\n* `days` - How many days\n  of forecast.\n\n\
+             # Errors\n\nWhen the service is down.",
+        ));
+        assert_eq!(
+            docs.description,
+            "Look up the weather.\n\nUse it for current conditions."
+        );
+        assert_eq!(
+            docs.arguments,
+            vec![
+                ("city".to_owned(), "The city to look up.".to_owned()),
+                ("days".to_owned(), "How many days of forecast.".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn docstring_style_arguments() {
+        let docs = parse_docs(&lines(
+            "Book a table.\nArgs:\n    guests (int): Number of guests.\n    time: When, e.g. 19:00.",
+        ));
+        assert_eq!(docs.description, "Book a table.");
+        assert_eq!(
+            docs.arguments,
+            vec![
+                ("guests".to_owned(), "Number of guests.".to_owned()),
+                ("time".to_owned(), "When, e.g. 19:00.".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_arguments_section() {
+        let docs = parse_docs(&lines("Hang up.\n"));
+        assert_eq!(docs.description, "Hang up.");
+        assert!(docs.arguments.is_empty());
+    }
+
+    #[test]
+    fn camel_case_struct_names() {
+        assert_eq!(to_camel("lookup_weather"), "LookupWeather");
+        assert_eq!(to_camel("_x__y"), "XY");
+    }
 }

@@ -108,7 +108,7 @@ async fn run_does_not_stop_at_a_lag() {
         serde_json::json!({"type": "object", "properties": {}}),
         |ctx: RunContext, _a: serde_json::Value| async move {
             if let Some(session) = ctx.session() {
-                flood(&session, 2000);
+                flood(session, 2000);
             }
             Ok::<_, ToolError>("done")
         },

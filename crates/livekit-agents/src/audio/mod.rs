@@ -35,8 +35,8 @@ pub use decode::{
     decode_bytes, decode_file_to, MAX_DECODED_SAMPLES, MAX_DECODED_SECONDS, MAX_FILE_BYTES,
 };
 pub use decode::{decode_file, DecodeError, DecodeErrorKind};
-pub use filter::NoiseSuppressor;
 #[cfg(feature = "noise-suppression")]
+pub use filter::NoiseSuppressor;
 pub use filter::{AgcOptions, AudioFilterFactory, FilterParams};
 pub use filter::{AudioFilter, AutoGainControl, FilterChain};
 pub use gain::{GainAudioOutput, GainControl, GainRamp, DEFAULT_GAIN_RAMP};
