@@ -36,7 +36,7 @@ use livekit::prelude::{
 use livekit::webrtc::audio_frame::AudioFrame as RtcAudioFrame;
 use livekit::webrtc::audio_source::native::NativeAudioSource;
 use livekit::webrtc::audio_source::{AudioSourceOptions, RtcAudioSource};
-use livekit::webrtc::audio_stream::native::NativeAudioStream;
+use livekit::webrtc::audio_stream::native::{NativeAudioStream, NativeAudioStreamOptions};
 
 use crate::audio::AudioFrame;
 use crate::room_logic::{
@@ -411,13 +411,15 @@ impl RoomBackend for LiveKitRoom {
         else {
             return Err(unknown());
         };
-        // WebRTC delivers 10 ms frames in the requested format, keeping at most 5 s unread
-        // (RoomIO reads at once; the session's own input is bounded by age).
-        let stream = NativeAudioStream::new(
+        // WebRTC delivers 10 ms frames in the requested format, keeping at most 1 s unread
+        // (the oldest go first); RoomIO reads at once, the session's input is bounded by age.
+        let stream = NativeAudioStream::with_options(
             track.rtc_track(),
             sample_rate as i32,
             num_channels as i32,
-            Some(500),
+            NativeAudioStreamOptions {
+                queue_size_frames: Some(100),
+            },
         );
         Ok(Box::pin(stream.filter_map(move |f| {
             futures::future::ready(

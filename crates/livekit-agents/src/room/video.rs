@@ -52,8 +52,9 @@ fn convert(frame: &BoxVideoFrame) -> Option<VideoFrame> {
 }
 
 /// The frames of `track`, converted when read. WebRTC keeps only the latest frame while the
-/// reader is busy, so a slow reader skips frames instead of queueing them.
+/// reader is busy (the default queue of one frame), so a slow reader skips frames instead of
+/// queueing them.
 pub(super) fn frames(track: RemoteVideoTrack) -> VideoFrames {
-    let stream = NativeVideoStream::new(track.rtc_track(), Some(1));
+    let stream = NativeVideoStream::new(track.rtc_track());
     Box::pin(stream.filter_map(|frame| futures::future::ready(convert(&frame))))
 }
