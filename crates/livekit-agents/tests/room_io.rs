@@ -458,23 +458,19 @@ async fn dtmf_reaches_the_session() {
     let (session, _io) = text_session(&room, RoomOptions::default(), FakeLlm::new(vec![])).await;
     let mut rx = session.subscribe();
     room.dtmf_from("caller", 11, "#");
-    let ev = loop {
-        match tokio::time::timeout(Duration::from_secs(5), rx.recv())
+    let (code, digit, participant_identity) = loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .unwrap()
-            .unwrap()
+            .unwrap();
+        if let SessionEvent::SipDtmfReceived {
+            code,
+            digit,
+            participant_identity,
+        } = ev
         {
-            ev @ SessionEvent::SipDtmfReceived { .. } => break ev,
-            _ => {}
+            break (code, digit, participant_identity);
         }
-    };
-    let SessionEvent::SipDtmfReceived {
-        code,
-        digit,
-        participant_identity,
-    } = ev
-    else {
-        unreachable!()
     };
     assert_eq!((code, digit.as_str()), (11, "#"));
     assert_eq!(participant_identity.as_deref(), Some("caller"));
