@@ -676,3 +676,45 @@ async fn chat_text_is_capped_and_only_taken_from_the_linked_participant() {
     assert_eq!(text.len(), 64 * 1024);
     assert!(text.chars().all(|c| c == 'é'));
 }
+
+#[tokio::test(start_paused = true)]
+async fn video_input_follows_the_linked_participants_latest_camera() {
+    use livekit_agents::room_logic::video::VideoFrame;
+    let frame = |v: u8| VideoFrame::Rgb8 {
+        width: 2,
+        height: 2,
+        data: vec![v; 12],
+    };
+    let room = MemoryRoom::new("r", "agent");
+    let mut alice = with_mic("alice", ParticipantKind::Standard);
+    alice.tracks.push(TrackInfo::camera("TR_alice_cam"));
+    room.join(alice);
+    let mut bob = with_mic("bob", ParticipantKind::Standard);
+    bob.tracks.push(TrackInfo::camera("TR_bob_cam"));
+    room.join(bob);
+    let options = RoomOptions {
+        video_input: true,
+        ..Default::default()
+    };
+    let (_io, ports) = RoomIo::start(Arc::new(room.clone()), options)
+        .await
+        .unwrap();
+    let mut video = ports.video_input.unwrap();
+    settle().await;
+    assert_eq!(room.push_video("bob", "TR_bob_cam", frame(9)), 0);
+    assert_eq!(room.push_video("alice", "TR_alice_cam", frame(1)), 1);
+    assert_eq!(video.next().await, Some(frame(1)));
+
+    // A newer camera (or screen share) of the linked participant replaces the first.
+    room.publish_track("alice", TrackInfo::camera("TR_alice_cam_2"));
+    settle().await;
+    assert_eq!(room.push_video("alice", "TR_alice_cam", frame(2)), 0);
+    assert_eq!(room.push_video("alice", "TR_alice_cam_2", frame(3)), 1);
+    assert_eq!(video.next().await, Some(frame(3)));
+
+    // It goes away: the remaining camera is taken again.
+    room.unpublish_track("alice", "TR_alice_cam_2");
+    settle().await;
+    assert_eq!(room.push_video("alice", "TR_alice_cam", frame(4)), 1);
+    assert_eq!(video.next().await, Some(frame(4)));
+}
