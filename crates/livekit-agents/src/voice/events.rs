@@ -86,6 +86,8 @@ pub enum CloseReason {
     /// The agent ended the phone call: the `end_call` tool, a hang-up, a voicemail left, or a
     /// cold transfer (the `telephony` module, feature `server`).
     CallEnded,
+    /// The linked room participant left for good (RoomIO's `close_on_disconnect`).
+    ParticipantDisconnected,
 }
 
 /// An event of a session; subscribe with [`AgentSession::subscribe`](super::AgentSession::subscribe).

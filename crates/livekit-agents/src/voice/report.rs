@@ -263,6 +263,7 @@ fn close_reason_name(r: super::CloseReason) -> &'static str {
         super::CloseReason::Error => "error",
         super::CloseReason::InputEnded => "input_ended",
         super::CloseReason::CallEnded => "call_ended",
+        super::CloseReason::ParticipantDisconnected => "participant_disconnected",
     }
 }
 
