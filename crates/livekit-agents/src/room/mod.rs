@@ -678,18 +678,20 @@ impl RoomIo {
         let track_id = track.sid().to_string();
         *self.shared.linked_track.lock() = Some(track_id.clone());
         let identity = self.linked_participant();
-        let kind = identity.as_ref().and_then(|id| {
+        let participant = identity.as_ref().and_then(|id| {
             self.shared
                 .room
                 .remote_participants()
                 .get(&ParticipantIdentity::from(id.clone()))
-                .map(|p| kind_of(p.kind()))
+                .map(|p| (kind_of(p.kind()), p.attributes()))
         });
+        let (kind, attributes) = participant.unzip();
         self.shared
             .participant
             .send_replace(crate::audio::filter::FilterParams {
                 participant_identity: identity,
                 participant_kind: kind,
+                participant_attributes: attributes.unwrap_or_default(),
             });
         let opts = &self.shared.options;
         let (rate, channels) = (opts.input_sample_rate, opts.input_num_channels);
