@@ -118,7 +118,7 @@ async fn start(
     tts: FakeTts,
     options: SessionOptions,
     agent: Agent,
-    input: Option<fn(AudioInput) -> AudioInput>,
+    input: Option<Box<dyn FnOnce(AudioInput) -> AudioInput>>,
 ) -> Harness {
     let stt = FakeStt::new(speeches.clone());
     let session = AgentSession::builder()
@@ -573,7 +573,7 @@ fn inbound_sip(input: AudioInput) -> AudioInput {
 /// from 1.7 s), if any.
 async fn interruption_during_the_first_seconds(
     warmup: AecWarmup,
-    input: fn(AudioInput) -> AudioInput,
+    input: impl FnOnce(AudioInput) -> AudioInput + 'static,
 ) -> Option<u64> {
     let mut opts = options();
     opts.aec_warmup_duration = warmup;
@@ -589,7 +589,7 @@ async fn interruption_during_the_first_seconds(
         FakeTts::new(ms(100), ms(10_000)),
         opts,
         Agent::new(""),
-        Some(input),
+        Some(Box::new(input)),
     )
     .await;
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -716,4 +716,25 @@ async fn a_task_hands_back_after_its_completing_tool_is_recorded_whatever_the_br
     assert_eq!(outputs, vec![("recorded".to_string(), false)]);
     let next = session.run("hello again").await.unwrap();
     next.expect().next_event().is_message(ChatRole::Assistant);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_participant_linked_later_decides_the_aec_warmup_of_its_call() {
+    // The room links the callee after the session started (before the agent speaks).
+    let (tx, rx) = tokio::sync::watch::channel(FilterParams::default());
+    tokio::spawn(async move {
+        tokio::time::sleep(ms(200)).await;
+        let _ = tx.send(FilterParams {
+            participant_identity: Some("callee".into()),
+            participant_kind: Some(ParticipantKind::Sip),
+            ..Default::default()
+        });
+        // Kept until the test ends.
+        std::future::pending::<()>().await;
+    });
+    let at = interruption_during_the_first_seconds(AecWarmup::Auto, move |input| {
+        input.with_participant_updates(rx)
+    })
+    .await;
+    assert_eq!(at, Some(2510));
 }
