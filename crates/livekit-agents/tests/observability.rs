@@ -654,7 +654,7 @@ async fn recording_has_the_user_and_what_the_agent_actually_played() {
     let mut options = SessionOptions {
         user_away_timeout: None,
         // The interruption at 3.0 s falls inside the default 3 s AEC warm-up.
-        aec_warmup_duration: None,
+        aec_warmup_duration: livekit_agents::voice::AecWarmup::Off,
         ..Default::default()
     };
     options.turn_handling.preemptive_generation.enabled = false;

@@ -100,7 +100,9 @@ struct ConsoleState {
     report: ConsoleReport,
     wav_writer: Option<Arc<Mutex<WavSink>>>,
     /// The session report being collected and where to write it (`--report`).
-    session_report: Option<(crate::voice::ReportHandle, PathBuf)>,
+    /// The session is held until the report is written: the report reads its history when it
+    /// sees the close, which the job's teardown could otherwise outrun.
+    session_report: Option<(crate::voice::ReportHandle, PathBuf, AgentSession)>,
     /// Background audio (`background_audio`) is mixed into the audio output through this.
     background_mixer: Option<crate::audio::AudioMixer>,
 }
@@ -154,7 +156,7 @@ impl ConsoleHandle {
     /// Finishes the output WAV file (its header needs the final length).
     /// Writes the session report (`--report`), waiting up to 5 s for the session's end.
     async fn write_session_report(&self) {
-        let Some((report, path)) = self.state.lock().session_report.take() else {
+        let Some((report, path, _session)) = self.state.lock().session_report.take() else {
             return;
         };
         let report = tokio::time::timeout(Duration::from_secs(5), report.wait())
@@ -352,7 +354,7 @@ pub(crate) fn console_session_io(
     let has_audio_output = audio_output.is_some();
     if let Some(path) = options.report.clone() {
         let report = session.record_report();
-        handle.state.lock().session_report = Some((report, path));
+        handle.state.lock().session_report = Some((report, path, session.clone()));
     }
 
     // Subscribe before the session starts so no event is missed.

@@ -876,16 +876,18 @@ impl RoomIo {
                 return;
             }
         };
-        let kind = self
+        let (kind, attributes) = self
             .shared
             .room
             .remote_participants()
             .into_iter()
             .find(|p| p.identity == participant)
-            .map(|p| p.kind);
+            .map(|p| (p.kind, p.attributes))
+            .unzip();
         self.shared.participant.send_replace(FilterParams {
             participant_identity: Some(participant.to_owned()),
             participant_kind: kind,
+            participant_attributes: attributes.unwrap_or_default(),
         });
         let first_time = self
             .shared

@@ -169,6 +169,17 @@ pub enum SessionEvent {
         /// The participant that pressed the key, if known.
         participant_identity: Option<String>,
     },
+    /// The VAD heard the user during their turn but no non-empty final transcript arrived
+    /// within [`SessionOptions::transcription_timeout`](super::SessionOptions::transcription_timeout)
+    /// after that speech ended (the reference's `user_transcription_timeout`): the STT failed,
+    /// or the audio was withheld from it. Ask the user to repeat.
+    UserTranscriptionTimeout {
+        /// VAD-detected speech in the turn that produced no transcript.
+        speech_duration: std::time::Duration,
+        /// When the VAD first detected speech in this turn (wall clock; the reference's
+        /// `vad_speech_started_at`).
+        vad_speech_started_at: std::time::SystemTime,
+    },
     /// The session closed.
     Close {
         /// Why.
@@ -192,6 +203,7 @@ impl SessionEvent {
             SessionEvent::AgentFalseInterruption { .. } => "agent_false_interruption",
             SessionEvent::Error { .. } => "error",
             SessionEvent::SipDtmfReceived { .. } => "sip_dtmf_received",
+            SessionEvent::UserTranscriptionTimeout { .. } => "user_transcription_timeout",
             SessionEvent::Close { .. } => "close",
         }
     }

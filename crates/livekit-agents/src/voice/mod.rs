@@ -22,6 +22,7 @@ mod playout;
 mod realtime;
 mod recognition;
 pub mod report;
+mod segments;
 pub mod session;
 pub mod speech_handle;
 pub mod task;
@@ -36,9 +37,9 @@ pub use events::{
     AgentState, CloseReason, ErrorSource, SessionEvent, SpeechSource, TimedSessionEvent, UserState,
 };
 pub use options::{
-    EndpointingMode, EndpointingOptions, InterruptionMode, InterruptionOptions,
-    PreemptiveGenerationOptions, SessionOptions, TurnDetection, TurnHandlingOptions,
-    UserTurnLimitOptions,
+    AecWarmup, AgentTurnHandling, EndpointingMode, EndpointingOptions, InterruptionMode,
+    InterruptionOptions, PreemptiveGenerationOptions, SessionOptions, TurnDetection,
+    TurnHandlingOptions, UserTurnLimitOptions,
 };
 pub use report::{ReportHandle, SessionReport};
 pub use session::{

@@ -72,7 +72,7 @@ impl ActivityLoop {
 
     /// A final transcript arrived before the turn ended: start the reply early.
     pub(super) fn on_preemptive_generation(&mut self, transcript: &str, speech_duration: Duration) {
-        let opts = self.session().options().turn_handling.preemptive_generation;
+        let opts = self.activity.preemptive_options();
         if !opts.enabled || transcript.trim().is_empty() {
             return;
         }
