@@ -51,9 +51,12 @@ impl SessionHooks {
     pub(crate) fn takes_user_turn(&self, transcript: &str) -> bool {
         let hooks: Vec<Arc<dyn SessionHook>> =
             self.list.lock().iter().map(|(_, h)| h.clone()).collect();
-        hooks
-            .iter()
-            .fold(false, |taken, h| h.takes_user_turn(transcript) || taken)
+        // Every hook hears the turn (no short-circuit).
+        let mut taken = false;
+        for hook in &hooks {
+            taken |= hook.takes_user_turn(transcript);
+        }
+        taken
     }
 
     /// Appends the hooks' tools missing from `tools` (by name).
