@@ -324,7 +324,7 @@ mod tests {
     fn label(category: &str) -> Arc<dyn livekit_agents::llm::Llm> {
         let answer = FakeLlmResponse::tool_call(
             "save_prediction",
-            &format!(r#"{{"label": "{category}"}}"#),
+            format!(r#"{{"label": "{category}"}}"#),
             Duration::from_millis(200),
         );
         Arc::new(FakeLlm::new(vec![]).with_fallback(answer))
