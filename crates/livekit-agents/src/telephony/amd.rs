@@ -735,7 +735,7 @@ impl AmdClassifier {
 /// verdict. Then:
 /// - on a machine (with [`AmdOptions::interrupt_on_machine`]) every held or playing speech is
 ///   interrupted, and while this `Amd` lives the callee's turns get no automatic reply (they
-///   are recorded in the history): the machine flow (e.g. [`leave_voicemail`]) speaks
+///   are recorded in the history): the machine flow (e.g. [`leave_voicemail`](super::leave_voicemail)) speaks
 ///   instead. A phone menu navigated by IVR (`ivr_detection` with a DTMF sender) keeps its
 ///   replies: the navigation needs them;
 /// - on a phone menu (with [`AmdOptions::ivr_detection`] and a DTMF sender) IVR navigation
