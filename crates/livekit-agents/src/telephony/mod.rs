@@ -11,7 +11,9 @@
 //!   (`detected_answering_machine`).
 //! - Warm transfer ([`WarmTransferTask`]): hold, consult a human, merge or come back.
 //! - Answering-machine detection ([`Amd`]: the reference's timing rules around an LLM
-//!   classification of the greeting; [`classify_greeting`] for the model call alone).
+//!   classification of the greeting, holding the agent's speech until the verdict;
+//!   [`classify_greeting`] for the model call alone; [`leave_voicemail`] for the voicemail
+//!   flow).
 //! - IVR navigation ([`IvrDetection`]): DTMF tool, silence and menu-loop handling.
 //!
 //! See `docs/guides/telephony.md`.
@@ -32,8 +34,9 @@ pub use amd::{
     AmdReason,
 };
 pub use call::{
-    transfer_destination, validate_phone_destination, CallControl, HangupOptions, HangupTarget,
-    OutboundCall, OutboundCallError, TelephonyError, TransferOptions, OUTBOUND_TRUNK_ENV,
+    close_call_session, transfer_destination, validate_phone_destination, CallControl,
+    HangupOptions, HangupTarget, OutboundCall, OutboundCallError, TelephonyError, TransferOptions,
+    OUTBOUND_TRUNK_ENV,
 };
 pub use dtmf::{
     format_dtmf, parse_dtmf, DtmfCollectOptions, DtmfCollector, DtmfEvent, DtmfOutcome, InvalidDtmf,
@@ -42,8 +45,8 @@ pub use get_dtmf::{GetDtmfResult, GetDtmfTask};
 pub use ivr::{IvrDetection, IvrEvent, IvrOptions, LoopDetectorOptions, TfidfLoopDetector};
 pub use sip::{SipCallStatus, SipError, SipFailure, SipParticipantInfo};
 pub use tools::{
-    dtmf_sender_for, send_dtmf_events_tool, DtmfSender, EndCallTool, MemoryDtmfSender,
-    VoicemailMessage, VoicemailTool, DTMF_PUBLISH_DELAY, END_CALL_DESCRIPTION,
+    dtmf_sender_for, leave_voicemail, send_dtmf_events_tool, DtmfSender, EndCallTool,
+    MemoryDtmfSender, VoicemailMessage, VoicemailTool, DTMF_PUBLISH_DELAY, END_CALL_DESCRIPTION,
     MAX_DTMF_EVENTS_PER_CALL, VOICEMAIL_HANGUP_DELAY,
 };
 pub use warm_transfer::{

@@ -16,6 +16,7 @@ pub mod agent;
 mod endpointing;
 pub mod events;
 mod generation;
+pub(crate) mod hooks;
 pub mod nodes;
 pub mod options;
 mod playout;

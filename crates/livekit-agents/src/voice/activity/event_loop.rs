@@ -274,6 +274,7 @@ impl ActivityLoop {
             ActivityEvent::SpeechDone(handle) => {
                 tracing::trace!(speech_id = %handle.id(), "speech done");
             }
+            ActivityEvent::HoldReleased => {}
         }
     }
 
@@ -317,6 +318,10 @@ impl ActivityLoop {
             }
         }
         if self.current.is_some() || self.scheduling_paused || self.closed {
+            return;
+        }
+        // A session hook (telephony's AMD while it listens) holds speech: nothing plays.
+        if !self.queue.is_empty() && self.session().inner.hooks.holds_speech() {
             return;
         }
         while let Some(q) = self.queue.pop() {

@@ -144,6 +144,8 @@ pub(crate) enum ActivityEvent {
     SpeechFinished(SpeechHandle),
     /// A speech handle became done (its task, an interruption timeout, or a discard).
     SpeechDone(SpeechHandle),
+    /// A session hook stopped holding speech (`voice::hooks`): the floor may be given.
+    HoldReleased,
 }
 
 /// The priority lane: polled before the main queue.
@@ -282,6 +284,11 @@ impl Activity {
                 }
             });
         }
+    }
+
+    /// Wakes the loop after a session hook released held speech.
+    pub(crate) fn wake(&self) {
+        self.send(ActivityEvent::HoldReleased);
     }
 
     /// Ends the activity: speeches are interrupted, nothing new is scheduled (priority lane).
@@ -549,6 +556,7 @@ impl Activity {
             }
         }
         self.mcp_servers().append_tools(&mut tools);
+        self.inner.session.inner.hooks.append_tools(&mut tools);
         tools
     }
 

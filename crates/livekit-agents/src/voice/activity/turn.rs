@@ -133,6 +133,12 @@ impl ActivityLoop {
         if self.closed {
             return;
         }
+        // A session hook (telephony's AMD on a machine) takes the turn: recorded, not answered.
+        if self.session().inner.hooks.takes_user_turn(&info.transcript) {
+            self.discard_preemptive();
+            self.commit_user_message(ChatMessage::new(ChatRole::User, info.transcript));
+            return;
+        }
         if let Some(p) = self.paused.as_mut() {
             p.resume_at = None;
         }

@@ -95,6 +95,8 @@ pub(crate) struct SessionInner {
     pub close_emitted: std::sync::atomic::AtomicBool,
     /// Spans of this session (`crate::telemetry`), fed by the events.
     pub telemetry: Arc<crate::telemetry::SessionTelemetry>,
+    /// Hooks of features outside `voice` (telephony), consulted by the activity loop.
+    pub hooks: super::hooks::SessionHooks,
 }
 
 /// One conversation between a user and agents. Cheap to clone (a handle).
@@ -171,6 +173,7 @@ impl AgentSession {
                 closed,
                 close_emitted: std::sync::atomic::AtomicBool::new(false),
                 telemetry: Arc::default(),
+                hooks: Default::default(),
                 state: Mutex::new(SessionState {
                     started: false,
                     closed: false,
