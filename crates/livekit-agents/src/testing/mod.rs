@@ -16,6 +16,7 @@ pub use fakes::{
 };
 pub use mock_tools::{mock_tools, MockTools, MockToolsGuard};
 pub mod replay;
+mod replay_file;
 pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
 pub use run_result::{
     judge, AgentHandoffAssert, ChatMessageAssert, EventAssert, EventRangeAssert,
