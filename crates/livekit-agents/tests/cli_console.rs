@@ -273,10 +273,12 @@ async fn console_tape_records_a_replayable_call_and_latency_comes_from_the_spans
     )]);
     let tts = FakeTts::new(Duration::from_millis(150), Duration::from_millis(800));
     let (_tmp_tape, tape_path) = temp_path("call.lktape");
+    let (_tmp_out, out) = temp_path("out.wav");
     let report = run_console(
         agent(llm, tts, Some(speech.clone())),
         ConsoleOptions {
             input_wav: Some(input),
+            output_wav: Some(out),
             tape: Some(tape_path.clone()),
             display: Some(Box::new(Captured::default())),
             ..Default::default()
@@ -309,7 +311,8 @@ async fn console_tape_records_a_replayable_call_and_latency_comes_from_the_spans
         .find(|l| l.starts_with("[latency]"))
         .unwrap();
     assert!(
-        line.starts_with("[latency] eou ") && line.contains(" | llm ttft 0.250 s | tts ttfb 0.150 s | first frame "),
+        line.starts_with("[latency] eou ")
+            && line.contains(" | llm ttft 0.250 s | tts ttfb 0.150 s | first frame "),
         "{line}"
     );
 

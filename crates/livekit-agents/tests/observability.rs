@@ -244,8 +244,13 @@ mod spans {
         pub fn install(&self) -> Installed {
             static GLOBAL: std::sync::Once = std::sync::Once::new();
             GLOBAL.call_once(|| {
-                let subscriber = tracing_subscriber::registry().with(Router);
-                tracing::subscriber::set_global_default(subscriber).unwrap();
+                // With the latency layer too: the console (which installs it when no
+                // subscriber is) and the latency test run in this process.
+                let subscriber = tracing_subscriber::registry()
+                    .with(Router)
+                    .with(livekit_agents::telemetry::latency::layer());
+                tracing::subscriber::set_global_default(subscriber)
+                    .expect("the span recorder must be the first global subscriber");
             });
             routes()
                 .lock()
@@ -550,6 +555,10 @@ async fn transcripts_are_on_spans_only_when_enabled() {
 async fn console_writes_the_session_report_to_a_file() {
     use livekit_agents::cli::{run_console, ConsoleOptions};
     use livekit_agents::worker::{JobContext, WorkerOptions};
+
+    // The process's global subscriber is the span recorder's (else the console would install
+    // one first).
+    let _spans = spans::Recorder::default().install();
 
     #[derive(Clone, Default)]
     struct Sink;
@@ -1129,7 +1138,11 @@ async fn a_full_tape_is_marked_truncated() {
     }
     let recorded = tape.tape();
     assert!(recorded.truncated);
-    assert!(recorded.user_audio.len() < 100, "{}", recorded.user_audio.len());
+    assert!(
+        recorded.user_audio.len() < 100,
+        "{}",
+        recorded.user_audio.len()
+    );
     let mut bytes = Vec::new();
     recorded.write_to(&mut bytes).unwrap();
     assert!(SessionTape::read_from(bytes.as_slice()).unwrap().truncated);
@@ -1141,16 +1154,36 @@ async fn a_full_tape_is_marked_truncated() {
 #[tokio::test(start_paused = true)]
 async fn the_latency_layer_times_each_turn_from_the_spans() {
     use livekit_agents::telemetry::latency;
-    use tracing_subscriber::layer::SubscriberExt as _;
 
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(latency::layer()));
+    // The global subscriber (the span recorder's) has the latency layer; other tests' sessions
+    // publish their turns too: this session's are picked by speech id.
+    let _spans = spans::Recorder::default().install();
     let mut turns = latency::subscribe();
     let s = scripted_session().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     s.session.close().await;
-    let turn = turns.try_recv().unwrap();
-    assert!(turns.try_recv().is_err(), "one agent turn");
+    tokio::task::yield_now().await;
+    let speeches: Vec<String> = s
+        .timed
+        .lock()
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::SpeechCreated { speech_handle, .. } => {
+                Some(speech_handle.id().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    let mut mine = Vec::new();
+    loop {
+        match turns.try_recv() {
+            Ok(turn) if speeches.contains(&turn.speech_id) => mine.push(turn),
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(mine.len(), 1, "one agent turn: {mine:#?}");
+    let turn = mine.remove(0);
     assert!(turn.from_user_speech, "{turn:?}");
     assert!(!turn.interrupted);
     // The scripted LLM answers after 200 ms, the TTS after 100 ms.
@@ -1163,9 +1196,24 @@ async fn the_latency_layer_times_each_turn_from_the_spans() {
     // Preemptive generation is off here: each stage follows the previous one.
     assert!(eou <= llm && llm <= tts && tts <= frame, "{turn:?}");
     assert!(llm >= ms(200) && tts >= llm + ms(100), "{turn:?}");
+    // Measured from when the user stopped speaking, the first frame is the Turn metrics'
+    // end-to-end latency.
+    let e2e: Vec<Duration> = s
+        .timed
+        .lock()
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::MetricsCollected {
+                metrics: livekit_agents::metrics::AgentMetrics::Turn(m),
+            } => Some(m.e2e_latency),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(e2e, [frame], "{turn:?}");
     let line = turn.summary();
     assert!(
-        line.starts_with("eou ") && line.contains("| llm ttft 0.200 s | tts ttfb 0.100 s | first frame "),
+        line.starts_with("eou ")
+            && line.contains("| llm ttft 0.200 s | tts ttfb 0.100 s | first frame "),
         "{line}"
     );
 }

@@ -245,11 +245,7 @@ impl NotifyChanges {
                 ) {
                     return;
                 }
-                let paths: Vec<PathBuf> = event
-                    .paths
-                    .into_iter()
-                    .filter(|p| relevant(p))
-                    .collect();
+                let paths: Vec<PathBuf> = event.paths.into_iter().filter(|p| relevant(p)).collect();
                 if !paths.is_empty() {
                     let _ = tx.try_send(paths);
                 }
@@ -302,7 +298,11 @@ impl Builder for CommandBuilder {
         if status.success() {
             Ok(())
         } else {
-            Err(BuildError(format!("{} {} failed ({status})", self.program, self.args.join(" "))))
+            Err(BuildError(format!(
+                "{} {} failed ({status})",
+                self.program,
+                self.args.join(" ")
+            )))
         }
     }
 }
@@ -315,7 +315,8 @@ pub(crate) fn cargo_build_args(package: &str, exe: &Path) -> Vec<String> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let parent = exe.parent();
-    let is_example = parent.and_then(|p| p.file_name()).and_then(|n| n.to_str()) == Some("examples");
+    let is_example =
+        parent.and_then(|p| p.file_name()).and_then(|n| n.to_str()) == Some("examples");
     let profile_dir = if is_example {
         parent.and_then(Path::parent)
     } else {
@@ -324,7 +325,11 @@ pub(crate) fn cargo_build_args(package: &str, exe: &Path) -> Vec<String> {
     let mut args = vec!["build".to_owned(), "-p".to_owned(), package.to_owned()];
     args.push(if is_example { "--example" } else { "--bin" }.to_owned());
     args.push(name);
-    if profile_dir.and_then(|p| p.file_name()).and_then(|n| n.to_str()) == Some("release") {
+    if profile_dir
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        == Some("release")
+    {
         args.push("--release".to_owned());
     }
     args

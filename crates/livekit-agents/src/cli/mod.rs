@@ -560,7 +560,9 @@ async fn run_dev_supervisor(
         dev_reload::ReloadOptions::default(),
         async {
             shutdown_signal().await;
-            tracing::info!("shutdown signal received, draining the agent server (signal again to kill it)");
+            tracing::info!(
+                "shutdown signal received, draining the agent server (signal again to kill it)"
+            );
         },
     )
     .await

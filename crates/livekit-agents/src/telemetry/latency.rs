@@ -3,9 +3,12 @@
 //! turn's stages as a [`TurnLatency`] to [`subscribe`]rs. The console shows them
 //! (`[latency] eou … | llm ttft … | tts ttfb … | first frame …`).
 //!
-//! Stages are offsets from the turn's start: the end of the user's speech (when the VAD reported
-//! it: the `eou_detection` span opens), or, for a turn without user speech (typed text, `say`),
-//! the creation of the speech (the `agent_turn` span opens).
+//! Stages are offsets from the turn's start: when the user stopped speaking (the end-of-turn
+//! decision less `lk.end_of_turn_delay`, the decision being when `eou_detection`'s attributes
+//! were recorded less `lk.on_user_turn_completed_delay`; the VAD's end-of-speech report when
+//! those are missing), or, for a turn without user speech (typed text, `say`), the creation of
+//! the speech (the `agent_turn` span opens). `first_frame` of a user turn is therefore the
+//! end-to-end latency of the `Turn` metrics, measured from the spans.
 //!
 //! ```no_run
 //! use tracing_subscriber::layer::SubscriberExt as _;
@@ -63,7 +66,8 @@ pub struct TurnLatency {
     pub llm_first_token: Option<Duration>,
     /// The TTS's time to first byte (`lk.response.ttfb`).
     pub tts_ttfb: Option<Duration>,
-    /// When the TTS's first audio came, from the turn's start.
+    /// When the TTS's first audio came, from the turn's start (its ttfb after its first text:
+    /// the LLM's first token, or the TTS request's start when later).
     pub tts_first_byte: Option<Duration>,
     /// When the first frame played (`agent_speaking` opens), from the turn's start: the
     /// end-to-end latency for a turn that started with the user's speech.
@@ -151,16 +155,26 @@ pub struct TurnLatencyLayer {
     _private: (),
 }
 
-/// Kept on the `agent_session` span: the user's last end of speech, not yet claimed by a turn,
-/// and the LLM requests started before their turn (preemptive generation).
+/// The user's end of turn as the spans tell it.
+#[derive(Default, Clone)]
+struct UserEnd {
+    /// When the VAD reported the end of speech (`eou_detection` opened).
+    reported: Option<Instant>,
+    /// `lk.end_of_turn_delay`: from the user's last speech to the decision.
+    end_of_turn_delay: Option<Duration>,
+    /// When the decision was made (the end-of-turn metrics' time less the
+    /// `on_user_turn_completed` hook's delay).
+    decided: Option<Instant>,
+}
+
+/// Kept on the `agent_session` span: the user's last end of turn, not yet claimed by an agent
+/// turn, and the LLM requests started before their turn (preemptive generation).
 #[derive(Default)]
 struct SessionData {
-    end_of_speech: Option<Instant>,
-    end_of_turn: Option<Duration>,
-    /// The `agent_turn` that took the last end of speech (a late `lk.end_of_turn_delay` goes
-    /// to it).
+    user: Option<UserEnd>,
+    /// The `agent_turn` that took the last end of turn (late end-of-turn attributes go to it).
     claimed_by: Option<Id>,
-    /// Open `llm_request`s whose speech had no `agent_turn` yet (at most `MAX_EARLY_LLM`).
+    /// `llm_request`s whose speech had no `agent_turn` yet (at most `MAX_EARLY_LLM`).
     early_llm: Vec<EarlyLlm>,
 }
 
@@ -173,16 +187,20 @@ struct EarlyLlm {
     turn: Option<Id>,
 }
 
-/// Most early LLM requests kept per session (cancelled preemptive generations are dropped
-/// with their span; this bounds the rest).
+/// Most early LLM requests kept per session (one a turn takes over is dropped when its span
+/// closes; this bounds the others, e.g. discarded preemptive generations).
 const MAX_EARLY_LLM: usize = 64;
 
-/// Kept on `eou_detection`, `llm_request` and `tts_request`: when it opened, and its speech.
+/// Kept on `llm_request` and `tts_request`: when it opened, and its speech.
 struct Opened(Instant, Option<String>);
 
-/// Kept on `agent_turn`.
+/// Kept on `agent_turn`: the raw times; the stages are computed when it closes.
 struct TurnData {
-    start: Instant,
+    created: Instant,
+    user: Option<UserEnd>,
+    llm: Option<(Instant, Duration)>,
+    tts: Option<(Instant, Duration)>,
+    first_frame: Option<Instant>,
     latency: TurnLatency,
 }
 
@@ -224,25 +242,54 @@ fn since(start: Instant, at: Instant) -> Duration {
     at.saturating_duration_since(start)
 }
 
-impl TurnData {
-    /// The turn's LLM request opened at `opened` and its first token came `ttft` later.
-    fn llm_started(&mut self, opened: Instant, ttft: Duration) {
-        self.latency.llm_ttft.get_or_insert(ttft);
-        if let Some(at) = opened.checked_add(ttft) {
-            self.latency
-                .llm_first_token
-                .get_or_insert(since(self.start, at));
+impl UserEnd {
+    /// Applies end-of-turn attributes recorded at `now`.
+    fn record(&mut self, fields: &Fields, now: Instant) {
+        if let Some(d) = fields.f64("lk.end_of_turn_delay") {
+            self.end_of_turn_delay = Some(d);
+            self.decided.get_or_insert(now);
+        }
+        if let Some(hook) = fields.f64("lk.on_user_turn_completed_delay") {
+            // The metrics come after the hook ran: the decision was that much earlier.
+            self.decided = Some(now.checked_sub(hook).unwrap_or(now));
         }
     }
 
-    /// The turn's TTS request opened at `opened` and its first audio came `ttfb` later.
-    fn tts_started(&mut self, opened: Instant, ttfb: Duration) {
-        self.latency.tts_ttfb.get_or_insert(ttfb);
-        if let Some(at) = opened.checked_add(ttfb) {
-            self.latency
-                .tts_first_byte
-                .get_or_insert(since(self.start, at));
+    /// When the user stopped speaking: the decision less the end-of-turn delay, or the VAD's
+    /// report when those are not known.
+    fn stopped(&self) -> Option<Instant> {
+        match (self.decided, self.end_of_turn_delay) {
+            (Some(decided), Some(delay)) => decided.checked_sub(delay).or(self.reported),
+            _ => self.reported,
         }
+    }
+}
+
+impl TurnData {
+    /// The stages, once the turn is over, from the user's end of speech (or the speech's
+    /// creation). The TTS's first text is the LLM's first token, or the TTS request's start
+    /// when later.
+    fn finish(self) -> TurnLatency {
+        let mut latency = self.latency;
+        let stopped = self.user.as_ref().and_then(UserEnd::stopped);
+        let start = stopped.unwrap_or(self.created);
+        latency.from_user_speech = stopped.is_some();
+        latency.end_of_turn = self
+            .user
+            .as_ref()
+            .and_then(|u| u.decided)
+            .filter(|_| stopped.is_some())
+            .map(|d| since(start, d));
+        let llm_token = self.llm.and_then(|(opened, ttft)| opened.checked_add(ttft));
+        latency.llm_ttft = self.llm.map(|(_, ttft)| ttft);
+        latency.llm_first_token = llm_token.map(|t| since(start, t));
+        latency.tts_ttfb = self.tts.map(|(_, ttfb)| ttfb);
+        latency.tts_first_byte = self.tts.and_then(|(opened, ttfb)| {
+            let first_text = llm_token.map_or(opened, |t| t.max(opened));
+            first_text.checked_add(ttfb).map(|t| since(start, t))
+        });
+        latency.first_frame = self.first_frame.map(|t| since(start, t));
+        latency
     }
 }
 
@@ -263,54 +310,53 @@ where
                 span.extensions_mut().insert(SessionData::default());
             }
             "eou_detection" => {
-                span.extensions_mut().insert(Opened(now, None));
                 if let Some(root) = root {
                     if let Some(data) = root.extensions_mut().get_mut::<SessionData>() {
-                        *data = SessionData {
-                            end_of_speech: Some(now),
+                        data.user = Some(UserEnd {
+                            reported: Some(now),
                             ..Default::default()
-                        };
+                        });
+                        data.claimed_by = None;
                     }
                 }
             }
             "agent_turn" => {
                 let mut fields = Fields::default();
                 attrs.record(&mut fields);
-                let mut start = now;
-                let mut latency = TurnLatency {
-                    session_span: root.as_ref().map(|r| r.id().into_u64()),
-                    speech_id: fields.speech_id.unwrap_or_default(),
-                    from_user_speech: false,
-                    end_of_turn: None,
-                    llm_ttft: None,
-                    llm_first_token: None,
-                    tts_ttfb: None,
-                    tts_first_byte: None,
+                let mut turn = TurnData {
+                    created: now,
+                    user: None,
+                    llm: None,
+                    tts: None,
                     first_frame: None,
-                    interrupted: false,
+                    latency: TurnLatency {
+                        session_span: root.as_ref().map(|r| r.id().into_u64()),
+                        speech_id: fields.speech_id.unwrap_or_default(),
+                        from_user_speech: false,
+                        end_of_turn: None,
+                        llm_ttft: None,
+                        llm_first_token: None,
+                        tts_ttfb: None,
+                        tts_first_byte: None,
+                        first_frame: None,
+                        interrupted: false,
+                    },
                 };
-                let mut early = None;
                 if let Some(root) = root {
                     if let Some(data) = root.extensions_mut().get_mut::<SessionData>() {
-                        if let Some(eos) = data.end_of_speech.take() {
-                            start = eos;
-                            latency.from_user_speech = true;
-                            latency.end_of_turn = data.end_of_turn.take();
+                        if let Some(user) = data.user.take() {
+                            turn.user = Some(user);
                             data.claimed_by = Some(id.clone());
                         }
                         if let Some(e) = data
                             .early_llm
                             .iter_mut()
-                            .find(|e| e.speech_id == latency.speech_id && e.turn.is_none())
+                            .find(|e| e.speech_id == turn.latency.speech_id && e.turn.is_none())
                         {
                             e.turn = Some(id.clone());
-                            early = Some((e.opened, e.ttft));
+                            turn.llm = e.ttft.map(|ttft| (e.opened, ttft));
                         }
                     }
-                }
-                let mut turn = TurnData { start, latency };
-                if let Some((opened, Some(ttft))) = early {
-                    turn.llm_started(opened, ttft);
                 }
                 span.extensions_mut().insert(turn);
             }
@@ -341,8 +387,7 @@ where
             "agent_speaking" => {
                 if let Some(parent) = span.parent() {
                     if let Some(turn) = parent.extensions_mut().get_mut::<TurnData>() {
-                        let at = since(turn.start, now);
-                        turn.latency.first_frame.get_or_insert(at);
+                        turn.first_frame.get_or_insert(now);
                     }
                 }
             }
@@ -354,11 +399,9 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut fields = Fields::default();
         values.record(&mut fields);
+        let now = Instant::now();
         match span.name() {
             "eou_detection" => {
-                let Some(delay) = fields.f64("lk.end_of_turn_delay") else {
-                    return;
-                };
                 let Some(root) = span.scope().from_root().next() else {
                     return;
                 };
@@ -367,16 +410,19 @@ where
                     let Some(data) = ext.get_mut::<SessionData>() else {
                         return;
                     };
-                    if data.end_of_speech.is_some() {
-                        data.end_of_turn = Some(delay);
-                        None
-                    } else {
-                        data.claimed_by.clone()
+                    match data.user.as_mut() {
+                        Some(user) => {
+                            user.record(&fields, now);
+                            None
+                        }
+                        None => data.claimed_by.clone(),
                     }
                 };
                 if let Some(turn) = claimed.and_then(|t| ctx.span(&t)) {
                     if let Some(turn) = turn.extensions_mut().get_mut::<TurnData>() {
-                        turn.latency.end_of_turn.get_or_insert(delay);
+                        if let Some(user) = turn.user.as_mut() {
+                            user.record(&fields, now);
+                        }
                     }
                 }
             }
@@ -401,9 +447,9 @@ where
                 let mut ext = parent.extensions_mut();
                 if let Some(turn) = ext.get_mut::<TurnData>() {
                     if llm {
-                        turn.llm_started(opened, first);
+                        turn.llm.get_or_insert((opened, first));
                     } else {
-                        turn.tts_started(opened, first);
+                        turn.tts.get_or_insert((opened, first));
                     }
                     return;
                 }
@@ -424,7 +470,7 @@ where
                 drop(ext);
                 if let Some(turn) = owner.and_then(|t| ctx.span(&t)) {
                     if let Some(turn) = turn.extensions_mut().get_mut::<TurnData>() {
-                        turn.llm_started(opened, first);
+                        turn.llm.get_or_insert((opened, first));
                     }
                 }
             }
@@ -445,7 +491,7 @@ where
             "agent_turn" => {
                 let turn = span.extensions_mut().remove::<TurnData>();
                 if let Some(turn) = turn {
-                    let _ = hub().send(turn.latency);
+                    let _ = hub().send(turn.finish());
                 }
             }
             "llm_request" => {

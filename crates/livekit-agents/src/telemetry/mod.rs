@@ -94,7 +94,10 @@ impl SessionTelemetry {
     /// (what [`latency::TurnLatency::session_span`] holds).
     pub(crate) fn root_span_id(&self) -> Option<u64> {
         let st = self.state.lock();
-        st.session.as_ref().and_then(|s| s.id()).map(|id| id.into_u64())
+        st.session
+            .as_ref()
+            .and_then(|s| s.id())
+            .map(|id| id.into_u64())
     }
 
     /// Records the session on `tape` (set once, when the session is built).

@@ -119,7 +119,10 @@ pub struct SessionTape {
 
 impl PartialEq for SessionTape {
     fn eq(&self, other: &Self) -> bool {
-        fn same<T: PartialEq>(a: &[Timed<Result<T, ApiError>>], b: &[Timed<Result<T, ApiError>>]) -> bool {
+        fn same<T: PartialEq>(
+            a: &[Timed<Result<T, ApiError>>],
+            b: &[Timed<Result<T, ApiError>>],
+        ) -> bool {
             a.len() == b.len()
                 && a.iter().zip(b).all(|(x, y)| {
                     x.len() == y.len()
@@ -219,7 +222,11 @@ impl TapeCost for SpeechEvent {
     fn cost(&self) -> usize {
         self.alternatives
             .iter()
-            .map(|a| a.text.len().saturating_add(a.words.len().saturating_mul(48)))
+            .map(|a| {
+                a.text
+                    .len()
+                    .saturating_add(a.words.len().saturating_mul(48))
+            })
             .fold(64, usize::saturating_add)
     }
 }

@@ -16,8 +16,7 @@ use super::replay::{ModelInfo, SessionTape, Timed};
 use crate::audio::AudioFrame;
 use crate::llm::{ChatChunk, ChatRole, ChoiceDelta, CompletionUsage, FunctionToolCall};
 use crate::stt::{
-    AlignedTranscript, RecognitionUsage, SpeechData, SpeechEvent, SpeechEventType,
-    SttCapabilities,
+    AlignedTranscript, RecognitionUsage, SpeechData, SpeechEvent, SpeechEventType, SttCapabilities,
 };
 use crate::tts::{SynthesizedAudio, TtsCapabilities};
 use crate::types::{ApiError, TimedString};
@@ -130,7 +129,10 @@ enum Record {
         event: Outcome<SpeechEventRec>,
     },
     /// One LLM chunk of the current LLM take.
-    Llm { at_ns: u64, chunk: Outcome<ChunkRec> },
+    Llm {
+        at_ns: u64,
+        chunk: Outcome<ChunkRec>,
+    },
     /// One TTS frame of the current TTS take (PCM follows when it is `ok`).
     Tts {
         at_ns: u64,
@@ -306,9 +308,7 @@ fn api_error(e: ErrorRec) -> ApiError {
             request_id,
             retryable,
         },
-        ErrorRec::Connection { message, retryable } => {
-            ApiError::Connection { message, retryable }
-        }
+        ErrorRec::Connection { message, retryable } => ApiError::Connection { message, retryable },
         ErrorRec::Timeout { ns } => ApiError::Timeout(Duration::from_nanos(ns)),
         ErrorRec::Protocol { message } => ApiError::Protocol(message),
         ErrorRec::Other { message } => ApiError::Other(message),
@@ -650,7 +650,10 @@ impl SessionTape {
 
     /// Reads a tape within `limits`: a cut, corrupt or oversized input is an error, never a
     /// panic or an unbounded allocation.
-    pub fn read_with_limits(input: impl Read, limits: TapeLimits) -> Result<SessionTape, TapeError> {
+    pub fn read_with_limits(
+        input: impl Read,
+        limits: TapeLimits,
+    ) -> Result<SessionTape, TapeError> {
         Reader {
             input,
             limits,
@@ -862,8 +865,7 @@ impl<R: Read> Reader<R> {
                 Record::Header { .. } => return Err(self.corrupt("a second header")),
                 Record::UserAudio { at_ns, format } => {
                     let frame = self.frame(format, pcm)?;
-                    tape.user_audio
-                        .push((Duration::from_nanos(at_ns), frame));
+                    tape.user_audio.push((Duration::from_nanos(at_ns), frame));
                 }
                 Record::SttTake => tape.stt.push(Vec::new()),
                 Record::LlmTake => tape.llm.push(Vec::new()),
@@ -1128,7 +1130,10 @@ mod tests {
         assert!(matches!(back.llm[1][0].1, Err(ApiError::Timeout(d)) if d == ms(10_000)));
         // An empty tape too.
         let empty = SessionTape::default();
-        assert_eq!(SessionTape::read_from(bytes(&empty).as_slice()).unwrap(), empty);
+        assert_eq!(
+            SessionTape::read_from(bytes(&empty).as_slice()).unwrap(),
+            empty
+        );
     }
 
     #[test]
@@ -1215,32 +1220,90 @@ mod tests {
         let end = |n: u64| serde_json::json!({"type": "end", "records": n});
         let cases: Vec<(&str, Vec<(serde_json::Value, Vec<u8>)>)> = vec![
             ("no header first", vec![(end(0), vec![])]),
-            ("two headers", vec![(header.clone(), vec![]), (header.clone(), vec![]), (end(2), vec![])]),
-            ("not JSON", vec![(header.clone(), vec![]), (serde_json::json!("garbage"), vec![])]),
-            ("unknown type", vec![(header.clone(), vec![]), (serde_json::json!({"type": "video"}), vec![])]),
-            ("an item before its take", vec![
-                (header.clone(), vec![]),
-                (serde_json::json!({"type": "llm", "at_ns": 1, "chunk": {"ok": {"id": "", "delta": null, "usage": null}}}), vec![]),
-            ]),
-            ("zero sample rate", vec![
-                (header.clone(), vec![]),
-                (serde_json::json!({"type": "user_audio", "at_ns": 1, "sample_rate": 0, "num_channels": 1}), vec![0, 0]),
-            ]),
-            ("odd audio bytes", vec![
-                (header.clone(), vec![]),
-                (serde_json::json!({"type": "user_audio", "at_ns": 1, "sample_rate": 16000, "num_channels": 1}), vec![0, 0, 0]),
-            ]),
-            ("half a stereo frame", vec![
-                (header.clone(), vec![]),
-                (serde_json::json!({"type": "user_audio", "at_ns": 1, "sample_rate": 16000, "num_channels": 2}), vec![0, 0]),
-            ]),
-            ("audio on a take", vec![(header.clone(), vec![]), (serde_json::json!({"type": "stt_take"}), vec![1, 0])]),
-            ("unknown STT event", vec![
-                (header.clone(), vec![]),
-                (serde_json::json!({"type": "stt_take"}), vec![]),
-                (serde_json::json!({"type": "stt", "at_ns": 1, "event": {"ok": {"kind": "shout", "request_id": "", "alternatives": [], "usage": null}}}), vec![]),
-            ]),
-            ("a wrong end count", vec![(header.clone(), vec![]), (end(7), vec![])]),
+            (
+                "two headers",
+                vec![
+                    (header.clone(), vec![]),
+                    (header.clone(), vec![]),
+                    (end(2), vec![]),
+                ],
+            ),
+            (
+                "not JSON",
+                vec![
+                    (header.clone(), vec![]),
+                    (serde_json::json!("garbage"), vec![]),
+                ],
+            ),
+            (
+                "unknown type",
+                vec![
+                    (header.clone(), vec![]),
+                    (serde_json::json!({"type": "video"}), vec![]),
+                ],
+            ),
+            (
+                "an item before its take",
+                vec![
+                    (header.clone(), vec![]),
+                    (
+                        serde_json::json!({"type": "llm", "at_ns": 1, "chunk": {"ok": {"id": "", "delta": null, "usage": null}}}),
+                        vec![],
+                    ),
+                ],
+            ),
+            (
+                "zero sample rate",
+                vec![
+                    (header.clone(), vec![]),
+                    (
+                        serde_json::json!({"type": "user_audio", "at_ns": 1, "sample_rate": 0, "num_channels": 1}),
+                        vec![0, 0],
+                    ),
+                ],
+            ),
+            (
+                "odd audio bytes",
+                vec![
+                    (header.clone(), vec![]),
+                    (
+                        serde_json::json!({"type": "user_audio", "at_ns": 1, "sample_rate": 16000, "num_channels": 1}),
+                        vec![0, 0, 0],
+                    ),
+                ],
+            ),
+            (
+                "half a stereo frame",
+                vec![
+                    (header.clone(), vec![]),
+                    (
+                        serde_json::json!({"type": "user_audio", "at_ns": 1, "sample_rate": 16000, "num_channels": 2}),
+                        vec![0, 0],
+                    ),
+                ],
+            ),
+            (
+                "audio on a take",
+                vec![
+                    (header.clone(), vec![]),
+                    (serde_json::json!({"type": "stt_take"}), vec![1, 0]),
+                ],
+            ),
+            (
+                "unknown STT event",
+                vec![
+                    (header.clone(), vec![]),
+                    (serde_json::json!({"type": "stt_take"}), vec![]),
+                    (
+                        serde_json::json!({"type": "stt", "at_ns": 1, "event": {"ok": {"kind": "shout", "request_id": "", "alternatives": [], "usage": null}}}),
+                        vec![],
+                    ),
+                ],
+            ),
+            (
+                "a wrong end count",
+                vec![(header.clone(), vec![]), (end(7), vec![])],
+            ),
         ];
         for (what, records) in cases {
             match SessionTape::read_from(tape_of(&records).as_slice()) {

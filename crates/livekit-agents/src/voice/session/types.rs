@@ -296,7 +296,10 @@ impl AgentSessionBuilder {
     /// The session. A model that could not be resolved (see [`try_build`](Self::try_build))
     /// is logged here and makes `start` fail with [`SessionError::Config`].
     pub fn build(mut self) -> AgentSession {
-        let tape = self.tape.take().or_else(crate::telemetry::job_tape_recorder);
+        let tape = self
+            .tape
+            .take()
+            .or_else(crate::telemetry::job_tape_recorder);
         if let Some(tape) = &tape {
             self.models.stt = self.models.stt.take().map(|m| tape.stt(m));
             self.models.llm = self.models.llm.take().map(|m| tape.llm(m));
