@@ -91,7 +91,8 @@ struct SpeechSpans {
 
 impl SessionTelemetry {
     /// The id of the session's root span, while it is open and some subscriber records it
-    /// (what [`latency::TurnLatency::session_span`] holds).
+    /// (what [`latency::TurnLatency::session_span`] holds; the console picks its turns by it).
+    #[cfg(feature = "server")]
     pub(crate) fn root_span_id(&self) -> Option<u64> {
         let st = self.state.lock();
         st.session

@@ -737,7 +737,7 @@ impl<R: Read> Reader<R> {
             self.limits.max_record_audio,
             "record audio",
         )?;
-        if pcm_len % 2 != 0 {
+        if !pcm_len.is_multiple_of(2) {
             return Err(self.corrupt("odd number of audio bytes"));
         }
         let mut pcm = vec![0u8; pcm_len];
@@ -766,7 +766,7 @@ impl<R: Read> Reader<R> {
             return Err(self.corrupt(format!("invalid channel count {}", format.num_channels)));
         }
         let channels = usize::from(format.num_channels);
-        if data.len() % channels != 0 {
+        if !data.len().is_multiple_of(channels) {
             return Err(self.corrupt("audio length is not a whole number of frames"));
         }
         Ok(AudioFrame {
@@ -1200,10 +1200,13 @@ mod tests {
         ));
     }
 
+    /// A record written by hand: its JSON and its audio bytes.
+    type RawRecord = (serde_json::Value, Vec<u8>);
+
     /// Records rewritten by hand: each wrong one is a typed error naming the record.
     #[test]
     fn corrupt_records_are_typed_errors() {
-        fn tape_of(records: &[(serde_json::Value, Vec<u8>)]) -> Vec<u8> {
+        fn tape_of(records: &[RawRecord]) -> Vec<u8> {
             let mut data = TAPE_MAGIC.to_vec();
             data.extend_from_slice(&TAPE_FORMAT_VERSION.to_le_bytes());
             for (json, pcm) in records {
@@ -1218,7 +1221,7 @@ mod tests {
         let header = serde_json::json!({"type": "header", "writer": "x", "duration_ns": 1,
             "truncated": false, "stt": null, "llm": null, "tts": null});
         let end = |n: u64| serde_json::json!({"type": "end", "records": n});
-        let cases: Vec<(&str, Vec<(serde_json::Value, Vec<u8>)>)> = vec![
+        let cases: Vec<(&str, Vec<RawRecord>)> = vec![
             ("no header first", vec![(end(0), vec![])]),
             (
                 "two headers",

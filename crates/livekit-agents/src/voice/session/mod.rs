@@ -270,9 +270,10 @@ impl AgentSession {
         let activity = Activity::new(self.clone(), agent);
         self.activate(activity.clone(), Activation::Start).await;
         if let Some(input) = io.audio_input {
-            let input = self.inner.telemetry.tape_input(input); // `record_tape`
-                                                                // Every input (room, console, WAV, user-built) behind the overload-shedding queue
-                                                                // (issue 15 item 8; a no-op for an input that is already bounded).
+            // Recorded as read, when the session records a tape (`record_tape`).
+            let input = self.inner.telemetry.tape_input(input);
+            // Every input (room, console, WAV, user-built) behind the overload-shedding queue
+            // (issue 15 item 8; a no-op for an input that is already bounded).
             let input = input.bounded(crate::io::bounded::DEFAULT_MAX_BUFFERED_INPUT);
             // Input filters (noise suppression, AGC) run before VAD and STT.
             let input = match &self.inner.options.audio_filter {
