@@ -18,6 +18,7 @@ pub use fakes::{
 pub use memory_room::{ByteStreamSender, MemoryRoom, PublishedTrack, SentTextStream};
 pub use mock_tools::{mock_tools, MockTools, MockToolsGuard};
 pub mod replay;
+mod replay_file;
 pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
 pub use run_result::{
     judge, AgentHandoffAssert, ChatMessageAssert, EventAssert, EventRangeAssert,

@@ -285,6 +285,8 @@ impl AgentSession {
         let activity = Activity::new(self.clone(), agent);
         self.activate(activity.clone(), Activation::Start).await;
         if let Some(input) = io.audio_input {
+            // Recorded as read, when the session records a tape (`record_tape`).
+            let input = self.inner.telemetry.tape_input(input);
             // The AEC warm-up depends on who the input comes from (none for outbound SIP).
             self.watch_participant(input.participant_updates());
             // Every input (room, console, WAV, user-built) behind the overload-shedding queue
