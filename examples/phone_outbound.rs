@@ -11,13 +11,21 @@
 //! The agent places the call with `CreateSIPParticipant(wait_until_answered)` through the trunk
 //! in `LIVEKIT_SIP_OUTBOUND_TRUNK` (or `sip_trunk_id` in the metadata). If the callee is busy,
 //! declines or does not answer, the typed SIP error is logged and the job ends. Once answered,
-//! the agent waits for the callee to speak first (outbound agents don't greet first). If the
-//! model hears a voicemail greeting it calls `detected_answering_machine`: the agent leaves its
-//! message, waits 0.5 s and hangs up. With a person, it delivers the reminder and ends the call
-//! with `end_call`.
+//! the agent waits for the callee to speak first (outbound agents don't greet first), and
+//! answering-machine detection (`Amd`) listens to the greeting, holding the agent's speech
+//! meanwhile:
+//! - a voicemail greeting: the agent's held reply is dropped, the rest of the greeting gets no
+//!   reply, and once the line is silent the agent leaves its message and hangs up
+//!   (`leave_voicemail`);
+//! - a mailbox that takes no message: the agent hangs up;
+//! - a person: the held reply plays; the agent delivers the reminder and ends the call with
+//!   `end_call`;
+//! - not sure: the model decides; it can still call `detected_answering_machine`.
 //!
 //! In `console` mode nothing is dialed: you play the callee (type "Hello?" or a voicemail
-//! greeting such as "You've reached Sam, leave a message after the beep").
+//! greeting such as "You've reached Sam, leave a message after the beep"). Typed lines are not
+//! heard by the detector (it listens to speech and transcripts), so there the model's
+//! `detected_answering_machine` tool handles voicemail.
 //!
 //! ```text
 //! cargo run --example phone_outbound -- console --text
@@ -28,8 +36,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use livekit_agents::cli;
+use livekit_agents::llm::Llm;
 use livekit_agents::telephony::{
-    CallControl, EndCallTool, OutboundCall, TelephonyError, VoicemailMessage, VoicemailTool,
+    close_call_session, dtmf_sender_for, leave_voicemail, Amd, AmdCategory, AmdOptions,
+    CallControl, EndCallTool, HangupOptions, OutboundCall, TelephonyError, VoicemailMessage,
+    VoicemailTool,
 };
 use livekit_agents::voice::{Agent, AgentSession};
 use livekit_agents::worker::{JobContext, WorkerOptions};
@@ -56,10 +67,6 @@ fn caller_agent(ctx: Option<&JobContext>) -> Agent {
 
 /// Places the call; `Ok(false)` when the callee could not be reached (the job ends).
 async fn place_call(ctx: &JobContext) -> anyhow::Result<bool> {
-    if ctx.is_fake_job() {
-        tracing::info!("console mode: no call is placed; you play the callee");
-        return Ok(true);
-    }
     let call = OutboundCall::from_metadata(ctx.metadata(), None)?;
     match ctx.dial(&call).await {
         Ok(info) => {
@@ -99,11 +106,63 @@ async fn run(ctx: JobContext, session: AgentSession) -> anyhow::Result<()> {
     // Join the room and start listening before dialing, so the first words are heard.
     let io = ctx.session_io(&session).await?;
     session.start(caller_agent(Some(&ctx)), io).await?;
+    if ctx.is_fake_job() {
+        tracing::info!("console mode: no call is placed; you play the callee");
+        return Ok(());
+    }
     if !place_call(&ctx).await? {
         session.close().await;
+        return Ok(());
     }
     // No greeting: the callee speaks first.
+    screen_call(&session, Some(&ctx), None).await;
     Ok(())
+}
+
+/// Answering-machine detection on the answered call (`llm`: the classifier, default the
+/// session's), then what the verdict calls for. The agent's speech is held until the verdict.
+async fn screen_call(session: &AgentSession, ctx: Option<&JobContext>, llm: Option<Arc<dyn Llm>>) {
+    let dtmf = ctx.and_then(dtmf_sender_for);
+    let amd = match Amd::start(session, llm, AmdOptions::default(), dtmf) {
+        Ok(amd) => amd,
+        Err(e) => {
+            tracing::warn!(error = %e, "no answering-machine detection");
+            return;
+        }
+    };
+    let verdict = match amd.execute().await {
+        Ok(verdict) => verdict,
+        Err(e) => {
+            tracing::info!(error = %e, "no answering-machine verdict");
+            return;
+        }
+    };
+    tracing::info!(category = ?verdict.category, "who answered");
+    let ended = match verdict.category {
+        // `amd` lives on meanwhile: the rest of the greeting gets no reply.
+        AmdCategory::MachineVm => {
+            leave_voicemail(session, ctx, &VoicemailMessage::Text(VOICEMAIL.into())).await
+        }
+        AmdCategory::MachineUnavailable => match ctx {
+            Some(ctx) => {
+                let options = HangupOptions {
+                    reason: "mailbox unavailable".into(),
+                    ..Default::default()
+                };
+                ctx.hang_up(Some(session), options).await
+            }
+            None => {
+                close_call_session(session).await;
+                Ok(())
+            }
+        },
+        // A person: the reply held during detection plays now. A phone menu: IVR navigation
+        // runs. Not sure: the model decides.
+        _ => Ok(()),
+    };
+    if let Err(e) = ended {
+        tracing::warn!(error = %e, "cannot end the call");
+    }
 }
 
 #[cfg_attr(test, allow(dead_code))]
@@ -124,11 +183,12 @@ mod tests {
     use std::time::Duration;
 
     use examples::console_test::{close_line, conversation, run_script, text_session};
-    use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
-    use livekit_agents::voice::AgentSession;
+    use livekit_agents::io::memory::{audio_input_channel, AudioInputSender, MemoryTextOutput};
+    use livekit_agents::testing::{FakeLlm, FakeLlmResponse, FakeStt, FakeVad, UserSpeech};
+    use livekit_agents::voice::{AgentSession, CloseReason, SessionEvent, SessionIo};
     use livekit_agents::worker::{JobContext, WorkerOptions};
 
-    use super::{caller_agent, run, VOICEMAIL};
+    use super::{caller_agent, run, screen_call, VOICEMAIL};
 
     const TTFT: Duration = Duration::from_millis(100);
 
@@ -237,5 +297,73 @@ mod tests {
             report.lines
         );
         assert_eq!(close_line(&report), Some("[session closed] CallEnded"));
+    }
+
+    /// The answered call as the detector hears it: `speech` through a fake VAD and STT, the
+    /// agent on `llm`, what it says on the returned text output.
+    async fn answered_call(
+        speech: Vec<UserSpeech>,
+        llm: FakeLlm,
+    ) -> (AgentSession, MemoryTextOutput, AudioInputSender) {
+        let session = AgentSession::builder()
+            .vad(Arc::new(FakeVad::new(speech.clone())))
+            .stt(Arc::new(FakeStt::new(speech)))
+            .llm(Arc::new(llm))
+            .build();
+        let (audio, input) = audio_input_channel();
+        let text = MemoryTextOutput::new();
+        let io = SessionIo {
+            audio_input: Some(input),
+            text_output: Some(Arc::new(text.clone())),
+            ..Default::default()
+        };
+        session.start(caller_agent(None), io).await.unwrap();
+        (session, text, audio)
+    }
+
+    fn label(category: &str) -> Arc<dyn livekit_agents::llm::Llm> {
+        let answer = FakeLlmResponse::tool_call(
+            "save_prediction",
+            format!(r#"{{"label": "{category}"}}"#),
+            Duration::from_millis(200),
+        );
+        Arc::new(FakeLlm::new(vec![]).with_fallback(answer))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn detection_hears_a_voicemail_and_the_message_is_left() {
+        let agent =
+            FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::text("Hi Sam, how are you?", TTFT));
+        let (session, text, _audio) = answered_call(
+            vec![
+                UserSpeech::new(0.5, 6.0, "Hi, you've reached Sam."),
+                UserSpeech::new(6.8, 8.0, "Leave a message after the tone."),
+            ],
+            agent,
+        )
+        .await;
+        let mut events = session.events();
+        screen_call(&session, None, Some(label("machine-vm"))).await;
+        assert_eq!(text.segments(), [VOICEMAIL]);
+        let mut closed = None;
+        while let Some(ev) = events.try_recv() {
+            if let Ok(SessionEvent::Close { reason, .. }) = ev {
+                closed = Some(reason);
+            }
+        }
+        assert_eq!(closed, Some(CloseReason::CallEnded));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn detection_hears_a_person_and_the_held_reply_plays() {
+        let reminder = "Hi, this is Acme Dental: your appointment is tomorrow at 10am.";
+        let agent = FakeLlm::new(vec![FakeLlmResponse::text(reminder, TTFT)]);
+        let (session, text, _audio) =
+            answered_call(vec![UserSpeech::new(0.5, 1.2, "Hello?")], agent).await;
+        screen_call(&session, None, Some(label("human"))).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(text.segments(), [reminder]);
+        assert!(session.is_running());
+        session.close().await;
     }
 }

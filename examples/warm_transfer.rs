@@ -25,8 +25,8 @@ use livekit_agents::cli;
 use livekit_agents::io::memory::MemoryTextOutput;
 use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
 use livekit_agents::telephony::{
-    Consultation, EndCallTool, OutboundCall, SipConsultation, TelephonyError, WarmTransferHandle,
-    WarmTransferTask, OUTBOUND_TRUNK_ENV,
+    close_call_session, CallControl, Consultation, EndCallTool, OutboundCall, SipConsultation,
+    TelephonyError, WarmTransferHandle, WarmTransferTask, OUTBOUND_TRUNK_ENV,
 };
 use livekit_agents::voice::{Agent, AgentSession, ReplyOptions, SessionIo};
 use livekit_agents::worker::{JobContext, WorkerOptions};
@@ -138,14 +138,18 @@ fn transfer_tool(ctx: Option<JobContext>) -> FunctionTool {
                     Ok(result) => {
                         tracing::info!(human = %result.human_agent_identity, "transfer completed");
                         // The caller and the human talk now; the agent leaves once this
-                        // turn is over (closing now would cancel this tool's output).
+                        // turn is over (closing now would cancel this tool's output). The
+                        // session closes with `CallEnded`; the room stays.
                         let leave = session.clone();
                         let job = ctx.clone();
                         let go = move || {
                             tokio::spawn(async move {
-                                leave.drain().await;
-                                if let Some(job) = job {
-                                    job.shutdown("warm transfer completed");
+                                match job {
+                                    Some(job) => {
+                                        job.leave_call(Some(&leave), "warm transfer completed")
+                                            .await
+                                    }
+                                    None => close_call_session(&leave).await,
                                 }
                             });
                         };
@@ -242,6 +246,7 @@ mod tests {
     async fn the_simulated_human_is_briefed_and_connected() {
         let llm = script(false);
         let session = AgentSession::builder().llm(Arc::new(llm.clone())).build();
+        let mut events = session.events();
         session
             .start(support_agent(None), SessionIo::default())
             .await
@@ -253,6 +258,14 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(60), session.wait_closed())
             .await
             .unwrap();
+        // The agent left the call: the session ended with the call.
+        let mut reason = None;
+        while let Some(ev) = events.try_recv() {
+            if let Ok(livekit_agents::voice::SessionEvent::Close { reason: r, .. }) = ev {
+                reason = Some(r)
+            }
+        }
+        assert_eq!(reason, Some(livekit_agents::voice::CloseReason::CallEnded));
         let briefing = format!("{:?}", llm.requests()[1].chat_ctx);
         assert!(
             briefing.contains("Caller: My invoice is wrong, I want a person."),
@@ -303,6 +316,6 @@ mod tests {
             briefing.contains("Caller: My invoice is wrong, I want a person."),
             "{briefing}"
         );
-        assert_eq!(close_line(&report), Some("[session closed] UserInitiated"));
+        assert_eq!(close_line(&report), Some("[session closed] CallEnded"));
     }
 }

@@ -3,8 +3,10 @@
 //! segment ids and stream attributes, the `lk.agent.state` attribute, routing of incoming
 //! text/byte streams by topic, and parsing of the pre-connect audio buffer.
 //!
-//! The `room` feature's `RoomIO` is a thin layer that feeds `livekit` room events into these
-//! types and carries out what they decide.
+//! [`RoomIo`] (the reference's `RoomIO`) carries these decisions out on a [`RoomBackend`], a
+//! small trait over a connected room: the `room` feature maps it onto the `livekit` crate
+//! (`room::LiveKitRoom`, WebRTC), and [`crate::testing::MemoryRoom`] is an in-memory room with
+//! the same event order, so RoomIO runs in tests.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,9 +18,21 @@ mod opus;
 // Ogg Opus files for background audio (`audio::decode`) use the same decoder.
 #[cfg(feature = "pre-connect-opus")]
 pub(crate) use opus::decode as decode_opus;
+mod backend;
+mod room_io;
 mod subscription;
 mod track_forward;
 pub mod video;
+
+pub use backend::{
+    AudioFrames, IncomingStream, LocalAudioTrack, ParticipantInfo, RoomBackend, RoomError,
+    RoomEvent, RoomEvents, StreamChunks, StreamInfo, TextStreamOptions, TextStreamWriter,
+    TrackInfo, TrackKind, TrackSource, VideoFrames,
+};
+pub use room_io::{
+    RoomInputEvent, RoomInputEvents, RoomIo, RoomIoError, RoomPorts, AGENT_TRACK_NAME,
+    CHAT_TEXT_MAX_BYTES,
+};
 
 pub use subscription::{
     AudioSubscription, AudioSubscriptionGate, AudioSubscriptionState, SubscriptionGatedOutput,
@@ -106,6 +120,15 @@ pub enum DepartureAction {
 
 /// Chooses and tracks the linked participant: the one whose audio and text the agent takes.
 ///
+/// The reference's rules (`RoomIO._on_participant_connected`):
+/// - a participant is linked only if its kind is one of `kinds` (empty:
+///   [`DEFAULT_PARTICIPANT_KINDS`]), even when it is the identity asked for;
+/// - with an identity asked for (`wanted`), only that participant is linked; otherwise the
+///   first one present or joining, skipping participants that publish on behalf of the local
+///   participant (avatar workers: attribute [`ATTR_PUBLISH_ON_BEHALF`]);
+/// - once linked, the identity sticks: when it leaves, only the same identity is linked again
+///   when it comes back ([`set_participant`](Self::set_participant) changes it).
+///
 /// ```
 /// use livekit_agents::room_logic::{LinkSelector, ParticipantKind};
 ///
@@ -120,16 +143,31 @@ pub struct LinkSelector {
     wanted: Option<String>,
     kinds: Vec<ParticipantKind>,
     linked: Option<String>,
+    local_identity: Option<String>,
 }
 
 impl LinkSelector {
-    /// Links `wanted` if given, else the first participant of one of `kinds`.
+    /// Links `wanted` if given, else the first participant of one of `kinds` (empty:
+    /// [`DEFAULT_PARTICIPANT_KINDS`]).
     pub fn new(wanted: Option<String>, kinds: Vec<ParticipantKind>) -> Self {
+        let kinds = if kinds.is_empty() {
+            DEFAULT_PARTICIPANT_KINDS.to_vec()
+        } else {
+            kinds
+        };
         Self {
             wanted,
             kinds,
             linked: None,
+            local_identity: None,
         }
+    }
+
+    /// Skips participants publishing on behalf of `identity` (the local participant) when
+    /// choosing automatically.
+    pub fn with_local_identity(mut self, identity: impl Into<String>) -> Self {
+        self.local_identity = Some(identity.into());
+        self
     }
 
     /// The linked participant's identity.
@@ -142,22 +180,46 @@ impl LinkSelector {
         self.linked.as_deref() == Some(identity)
     }
 
+    /// Whom input is expected from: the linked participant, else the identity asked for (or
+    /// linked before and gone); `None`: anyone.
+    pub fn expected(&self) -> Option<&str> {
+        self.linked.as_deref().or(self.wanted.as_deref())
+    }
+
     /// A participant is present (joined, or found at start). Returns the identity if it
     /// becomes the linked participant.
     pub fn on_participant(&mut self, identity: &str, kind: ParticipantKind) -> Option<String> {
+        self.offer(identity, kind, None)
+    }
+
+    /// Like [`on_participant`](Self::on_participant), with the participant's
+    /// [`ATTR_PUBLISH_ON_BEHALF`] attribute.
+    pub fn offer(
+        &mut self,
+        identity: &str,
+        kind: ParticipantKind,
+        publish_on_behalf: Option<&str>,
+    ) -> Option<String> {
         if self.linked.is_some() {
             return None;
         }
-        let matches = match &self.wanted {
-            Some(w) => w == identity,
-            None => self.kinds.contains(&kind),
-        };
-        if matches {
-            self.linked = Some(identity.to_owned());
-            self.linked.clone()
-        } else {
-            None
+        match &self.wanted {
+            Some(w) if w != identity => return None,
+            Some(_) => {}
+            None => {
+                if publish_on_behalf.is_some()
+                    && publish_on_behalf == self.local_identity.as_deref()
+                {
+                    return None;
+                }
+            }
         }
+        if !self.kinds.contains(&kind) {
+            return None;
+        }
+        self.linked = Some(identity.to_owned());
+        self.wanted = Some(identity.to_owned());
+        self.linked.clone()
     }
 
     /// Picks among participants already in the room (in join order).
@@ -170,11 +232,14 @@ impl LinkSelector {
             .find_map(|(id, kind)| self.on_participant(id, kind))
     }
 
-    /// Links `identity` from now on (the reference's `set_participant`); `None` unlinks and
-    /// goes back to automatic selection. Returns the previous linked identity.
-    pub fn set_participant(&mut self, identity: Option<String>) -> Option<String> {
+    /// Links `identity` from now on (the reference's `set_participant`, whatever its kind):
+    /// at once if it is `present`, else when it joins. `None` unlinks and goes back to
+    /// automatic selection among the participants joining next. Returns the previous linked
+    /// identity.
+    pub fn set_participant(&mut self, identity: Option<String>, present: bool) -> Option<String> {
         self.wanted = identity.clone();
-        std::mem::replace(&mut self.linked, identity)
+        let linked = if present { identity } else { None };
+        std::mem::replace(&mut self.linked, linked)
     }
 
     /// A participant left.
@@ -271,9 +336,13 @@ impl TranscriptionSegmenter {
         self.open_segment.as_deref()
     }
 
-    /// Steps for capturing `text`.
+    /// Steps for capturing `text`. The stream opens with the first non-empty text, as the
+    /// reference's (an empty capture writes nothing).
     pub fn capture(&mut self, text: &str) -> Vec<TranscriptionStep> {
         let mut steps = Vec::new();
+        if text.is_empty() {
+            return steps;
+        }
         if self.open_segment.is_none() {
             let id = new_segment_id();
             steps.push(TranscriptionStep::Open {
@@ -281,9 +350,7 @@ impl TranscriptionSegmenter {
             });
             self.open_segment = Some(id);
         }
-        if !text.is_empty() {
-            steps.push(TranscriptionStep::Write(text.to_owned()));
-        }
+        steps.push(TranscriptionStep::Write(text.to_owned()));
         steps
     }
 
@@ -351,9 +418,10 @@ pub enum StreamRoute {
     Ignore,
 }
 
-/// Routes a text stream by topic and sender.
-pub fn route_text_stream(topic: &str, sender: &str, linked: Option<&str>) -> StreamRoute {
-    if topic == TOPIC_CHAT && linked == Some(sender) {
+/// Routes a text stream by topic and sender: `lk.chat` from the `expected` participant (see
+/// [`LinkSelector::expected`]; `None`: from anyone).
+pub fn route_text_stream(topic: &str, sender: &str, expected: Option<&str>) -> StreamRoute {
+    if topic == TOPIC_CHAT && expected.is_none_or(|e| e == sender) {
         StreamRoute::ChatInput
     } else {
         StreamRoute::Ignore
@@ -631,14 +699,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn explicit_identity_wins_over_kinds() {
+    fn explicit_identity_still_needs_an_accepted_kind() {
         let mut sel = LinkSelector::new(Some("caller".into()), vec![ParticipantKind::Standard]);
         assert_eq!(
             sel.select_initial([
                 ("alice", ParticipantKind::Standard),
                 ("caller", ParticipantKind::Sip)
             ]),
+            None
+        );
+        let mut sel = LinkSelector::new(Some("caller".into()), vec![]);
+        assert_eq!(
+            sel.select_initial([
+                ("alice", ParticipantKind::Standard),
+                ("caller", ParticipantKind::Sip)
+            ]),
             Some("caller".into())
+        );
+    }
+
+    #[test]
+    fn avatars_publishing_for_the_agent_are_skipped() {
+        let mut sel = LinkSelector::new(None, vec![]).with_local_identity("agent");
+        assert_eq!(
+            sel.offer("avatar", ParticipantKind::Standard, Some("agent")),
+            None
+        );
+        assert_eq!(
+            sel.offer("alice", ParticipantKind::Standard, Some("other-agent")),
+            Some("alice".into())
+        );
+    }
+
+    #[test]
+    fn a_linked_identity_sticks_after_it_left() {
+        let mut sel = LinkSelector::new(None, vec![]);
+        sel.on_participant("alice", ParticipantKind::Standard);
+        sel.on_departure("alice", LeaveReason::Other, true);
+        assert_eq!(sel.expected(), Some("alice"));
+        assert_eq!(sel.on_participant("bob", ParticipantKind::Standard), None);
+        assert_eq!(
+            sel.on_participant("alice", ParticipantKind::Standard),
+            Some("alice".into())
         );
     }
 
@@ -677,9 +779,18 @@ mod tests {
     fn set_participant_relinks() {
         let mut sel = LinkSelector::new(None, vec![ParticipantKind::Standard]);
         sel.on_participant("a", ParticipantKind::Standard);
-        assert_eq!(sel.set_participant(Some("b".into())), Some("a".into()));
+        assert_eq!(
+            sel.set_participant(Some("b".into()), true),
+            Some("a".into())
+        );
         assert!(sel.is_linked("b"));
-        assert_eq!(sel.set_participant(None), Some("b".into()));
+        assert_eq!(
+            sel.set_participant(Some("c".into()), false),
+            Some("b".into())
+        );
+        assert_eq!(sel.linked(), None);
+        assert_eq!(sel.expected(), Some("c"));
+        assert_eq!(sel.set_participant(None, false), None);
         assert_eq!(
             sel.on_participant("c", ParticipantKind::Standard),
             Some("c".into())
@@ -750,6 +861,10 @@ mod tests {
         assert_eq!(
             route_text_stream("other", "alice", Some("alice")),
             StreamRoute::Ignore
+        );
+        assert_eq!(
+            route_text_stream(TOPIC_CHAT, "anyone", None),
+            StreamRoute::ChatInput
         );
         assert_eq!(
             route_byte_stream(TOPIC_PRE_CONNECT_AUDIO),

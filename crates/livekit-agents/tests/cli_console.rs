@@ -237,3 +237,103 @@ async fn entrypoint_failure_in_console_is_reported() {
         "{err:?}"
     );
 }
+
+/// `--tape FILE`: the console records the call (the session built in the entrypoint records
+/// itself), and the saved tape replays to the same conversation. The `[latency]` lines come
+/// from the session's spans, one per turn, with every stage in order.
+#[tokio::test(start_paused = true)]
+async fn console_tape_records_a_replayable_call_and_latency_comes_from_the_spans() {
+    use livekit_agents::testing::replay::{replay, ReplaySetup, SessionTape};
+
+    let (_tmp_in, input) = temp_path("in.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&input, spec).unwrap();
+    for i in 0..48_000 {
+        w.write_sample(((i % 100) as i16 - 50) * 100).unwrap();
+    }
+    w.finalize().unwrap();
+    let speech = vec![UserSpeech::new(0.5, 1.5, "hello")];
+    let llm = FakeLlm::new(vec![FakeLlmResponse::text(
+        "Hello, human.",
+        Duration::from_millis(250),
+    )]);
+    let tts = FakeTts::new(Duration::from_millis(150), Duration::from_millis(800));
+    let (_tmp_tape, tape_path) = temp_path("call.lktape");
+    let (_tmp_out, out) = temp_path("out.wav");
+    let report = run_console(
+        agent(llm, tts, Some(speech.clone())),
+        ConsoleOptions::default()
+            .with_input_wav(input)
+            .with_output_wav(out)
+            .with_tape(tape_path.clone())
+            .with_display(Box::new(Captured::default())),
+    )
+    .await
+    .unwrap();
+    let conversation = conversation_lines(&report.lines);
+    assert_eq!(conversation, ["user: hello", "agent: Hello, human."]);
+
+    // Latency per turn, from the spans.
+    assert_eq!(report.turns.len(), 1, "{:#?}", report.lines);
+    let turn = &report.turns[0];
+    assert!(turn.from_user_speech, "{turn:?}");
+    assert_eq!(turn.llm_ttft, Some(Duration::from_millis(250)), "{turn:?}");
+    assert_eq!(turn.tts_ttfb, Some(Duration::from_millis(150)), "{turn:?}");
+    // The TTS starts once the turn is decided; the LLM may have answered before (preemptive
+    // generation is on by default).
+    let (eou, llm, tts, frame) = (
+        turn.end_of_turn.unwrap(),
+        turn.llm_first_token.unwrap(),
+        turn.tts_first_byte.unwrap(),
+        turn.first_frame.unwrap(),
+    );
+    assert!(eou <= tts && llm <= tts && tts <= frame, "{turn:?}");
+    assert_eq!(report.turn_latencies, [turn.first_frame.unwrap()]);
+    let line = report
+        .lines
+        .iter()
+        .find(|l| l.starts_with("[latency]"))
+        .unwrap();
+    assert!(
+        line.starts_with("[latency] eou ")
+            && line.contains(" | llm ttft 0.250 s | tts ttfb 0.150 s | first frame "),
+        "{line}"
+    );
+
+    // The tape: the user's audio and the providers' answers.
+    let tape = SessionTape::load(&tape_path).unwrap();
+    assert!(!tape.user_audio.is_empty());
+    assert_eq!(tape.stt.len(), 1);
+    assert_eq!(tape.llm.len(), 1);
+    assert!(!tape.tts.is_empty());
+    assert!(!tape.truncated);
+    let mut setup = ReplaySetup::for_tape(
+        &tape,
+        Some(Arc::new(FakeVad::new(speech)) as Arc<dyn livekit_agents::vad::Vad>),
+    );
+    setup.duration += Duration::from_secs(1);
+    let again = replay(&tape, Agent::new("You are a test agent."), setup).await;
+    let replayed: Vec<String> = again
+        .history
+        .items()
+        .iter()
+        .filter_map(|i| match i {
+            livekit_agents::llm::ChatItem::Message(m) => Some(format!(
+                "{}: {}",
+                if m.role == livekit_agents::llm::ChatRole::User {
+                    "user"
+                } else {
+                    "agent"
+                },
+                m.text_content().unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replayed, conversation);
+}

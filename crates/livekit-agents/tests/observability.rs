@@ -241,8 +241,13 @@ mod spans {
         pub fn install(&self) -> Installed {
             static GLOBAL: std::sync::Once = std::sync::Once::new();
             GLOBAL.call_once(|| {
-                let subscriber = tracing_subscriber::registry().with(Router);
-                tracing::subscriber::set_global_default(subscriber).unwrap();
+                // With the latency layer too: the console (which installs it when no
+                // subscriber is) and the latency test run in this process.
+                let subscriber = tracing_subscriber::registry()
+                    .with(Router)
+                    .with(livekit_agents::telemetry::latency::layer());
+                tracing::subscriber::set_global_default(subscriber)
+                    .expect("the span recorder must be the first global subscriber");
             });
             routes()
                 .lock()
@@ -545,6 +550,10 @@ async fn console_writes_the_session_report_to_a_file() {
     use livekit_agents::cli::{run_console, ConsoleOptions};
     use livekit_agents::worker::{JobContext, WorkerOptions};
 
+    // The process's global subscriber is the span recorder's (else the console would install
+    // one first).
+    let _spans = spans::Recorder::default().install();
+
     #[derive(Clone, Default)]
     struct Sink;
     impl std::io::Write for Sink {
@@ -646,7 +655,7 @@ async fn recording_has_the_user_and_what_the_agent_actually_played() {
     let mut options = SessionOptions::default()
         .without_user_away_timeout()
         // The interruption at 3.0 s falls inside the default 3 s AEC warm-up.
-        .without_aec_warmup_duration();
+        .with_aec_warmup_duration(livekit_agents::voice::AecWarmup::Off);
     options.turn_handling.preemptive_generation.enabled = false;
     let session = AgentSession::builder()
         .vad(Arc::new(FakeVad::new(speeches.clone())))
@@ -942,4 +951,253 @@ async fn a_recorded_session_replays_to_the_same_history_and_events() {
     assert_eq!(history_trace(&again.history), recorded_history);
     assert_eq!(event_trace(&again.events, again.origin), recorded_events);
     assert_eq!(again.output.played_duration(), output.played_duration());
+}
+
+/// What a recorded or replayed run is compared on.
+type Traces = (Vec<String>, Vec<(u128, String, String)>, Duration);
+
+/// The weather scenario of the replay test, recorded through `AgentSessionBuilder::record_tape`
+/// (as production does) and saved to `path`; returns what it did.
+async fn record_weather_call_to(path: &std::path::Path) -> Traces {
+    use livekit_agents::audio::AudioFrame;
+    use livekit_agents::testing::replay::TapeRecorder;
+
+    let speeches = weather_speeches();
+    let tape = TapeRecorder::new();
+    let session = AgentSession::builder()
+        .vad(Arc::new(FakeVad::new(speeches.clone())))
+        .stt(Arc::new(FakeStt::new(speeches.clone())))
+        .llm(Arc::new(FakeLlm::new(vec![
+            FakeLlmResponse::tool_call("get_weather", "{}", ms(150)),
+            FakeLlmResponse::text("It is sunny and warm all day long by the sea.", ms(200)),
+            FakeLlmResponse::text("You're welcome.", ms(250)),
+        ])))
+        .tts(Arc::new(
+            FakeTts::new(ms(100), Duration::from_secs(4)).with_amplitude(500),
+        ))
+        .options(weather_options())
+        .record_tape(&tape)
+        .build();
+    let recorded: Arc<Mutex<Vec<TimedSessionEvent>>> = Arc::default();
+    let mut rx = session.timed_events();
+    let sink = recorded.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            sink.lock().push(ev.expect("the test reads every event"));
+        }
+    });
+    let (saved_tx, saved) = tokio::sync::oneshot::channel();
+    {
+        let tape = tape.clone();
+        let path = path.to_owned();
+        session.on_session_end(move |_report| {
+            tape.tape().save(path).unwrap();
+            let _ = saved_tx.send(());
+        });
+    }
+    let origin = Instant::now();
+    let (audio, input) = audio_input_channel();
+    let output = MemoryAudioOutput::new();
+    session
+        .start(
+            weather_agent(),
+            SessionIo {
+                // Not wrapped here: the session records its input itself.
+                audio_input: Some(input),
+                audio_output: Some(Arc::new(output.clone())),
+                text_output: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mic = tokio::spawn(async move {
+        for i in 0..1200u32 {
+            let t = f64::from(i) * 0.01;
+            let mut frame = AudioFrame::silence(16_000, 1, 160);
+            if speeches.iter().any(|s| t >= s.start && t < s.end) {
+                frame.data.fill(2000);
+            }
+            tokio::time::sleep_until(origin + Duration::from_secs_f64(t + 0.01)).await;
+            if !audio.send(frame) {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep_until(origin + Duration::from_secs(12)).await;
+    session.close().await;
+    mic.abort();
+    // The report hook (which saves the tape) runs on the close event.
+    saved.await.unwrap();
+    tokio::task::yield_now().await;
+    let events = recorded.lock().clone();
+    (
+        history_trace(&session.history()),
+        event_trace(&events, origin),
+        output.played_duration(),
+    )
+}
+
+fn weather_speeches() -> Vec<UserSpeech> {
+    vec![
+        UserSpeech::new(0.5, 1.5, "What's the weather?"),
+        UserSpeech::new(4.0, 5.0, "Stop, thanks"),
+    ]
+}
+
+fn weather_options() -> SessionOptions {
+    let mut options = SessionOptions::default().without_user_away_timeout();
+    options.turn_handling.preemptive_generation.enabled = false;
+    options
+}
+
+fn weather_agent() -> Agent {
+    use livekit_agents::llm::{FunctionTool, RunContext, ToolError};
+    let weather = FunctionTool::raw(
+        "get_weather",
+        "The weather.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        |_ctx: RunContext, _a: serde_json::Value| async move { Ok::<_, ToolError>("sunny") },
+    );
+    Agent::builder()
+        .instructions("You are a weather bot.")
+        .id("weather_agent")
+        .tool(weather)
+        .build()
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+/// A production-style recording (the session records itself) saved to a file, loaded by a
+/// fresh runtime that shares nothing with the recording one, replays to the same history,
+/// events and played audio.
+#[test]
+fn a_tape_saved_to_a_file_replays_the_same_call_in_a_fresh_runtime() {
+    use livekit_agents::testing::replay::{replay, ReplaySetup, SessionTape};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weather.lktape");
+    let (history, events, played) = paused_runtime().block_on(record_weather_call_to(&path));
+    assert!(
+        history.iter().any(|h| h.ends_with(":true")),
+        "the scenario has an interrupted reply: {history:#?}"
+    );
+
+    let again = paused_runtime().block_on(async {
+        let tape = SessionTape::load(&path).unwrap();
+        assert!(!tape.truncated);
+        assert_eq!(tape.llm.len(), 3);
+        assert_eq!(tape.llm_info.as_ref().unwrap().label, "fake.LLM");
+        // The call lasted until its close, 12 s after the start.
+        assert_eq!(tape.duration, Duration::from_secs(12));
+        let mut setup = ReplaySetup::for_tape(
+            &tape,
+            Some(Arc::new(FakeVad::new(weather_speeches())) as Arc<dyn livekit_agents::vad::Vad>),
+        );
+        setup.options = weather_options();
+        replay(&tape, weather_agent(), setup).await
+    });
+    assert_eq!(history_trace(&again.history), history);
+    assert_eq!(event_trace(&again.events, again.origin), events);
+    assert_eq!(again.output.played_duration(), played);
+}
+
+/// A recorder with a small budget stops growing and says so; the saved tape keeps the flag.
+#[tokio::test(start_paused = true)]
+async fn a_full_tape_is_marked_truncated() {
+    use livekit_agents::audio::AudioFrame;
+    use livekit_agents::testing::replay::{SessionTape, TapeRecorder};
+
+    let tape = TapeRecorder::with_max_bytes(10_000);
+    let (audio, input) = audio_input_channel();
+    let mut input = tape.wrap_input(input).into_stream();
+    for _ in 0..100 {
+        audio.send(AudioFrame::silence(16_000, 1, 160));
+        futures::StreamExt::next(&mut input).await.unwrap();
+    }
+    let recorded = tape.tape();
+    assert!(recorded.truncated);
+    assert!(
+        recorded.user_audio.len() < 100,
+        "{}",
+        recorded.user_audio.len()
+    );
+    let mut bytes = Vec::new();
+    recorded.write_to(&mut bytes).unwrap();
+    assert!(SessionTape::read_from(bytes.as_slice()).unwrap().truncated);
+}
+
+/// The latency layer turns a session's spans into one `TurnLatency` per agent turn: the user
+/// turn's end-of-turn delay, the LLM's ttft and the TTS's ttfb as the spans recorded them, and
+/// the first frame after them.
+#[tokio::test(start_paused = true)]
+async fn the_latency_layer_times_each_turn_from_the_spans() {
+    use livekit_agents::telemetry::latency;
+
+    // The global subscriber (the span recorder's) has the latency layer; other tests' sessions
+    // publish their turns too: this session's are picked by speech id.
+    let _spans = spans::Recorder::default().install();
+    let mut turns = latency::subscribe();
+    let s = scripted_session().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    s.session.close().await;
+    tokio::task::yield_now().await;
+    let speeches: Vec<String> = s
+        .timed
+        .lock()
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::SpeechCreated { speech_handle, .. } => {
+                Some(speech_handle.id().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    let mut mine = Vec::new();
+    loop {
+        match turns.try_recv() {
+            Ok(turn) if speeches.contains(&turn.speech_id) => mine.push(turn),
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(mine.len(), 1, "one agent turn: {mine:#?}");
+    let turn = mine.remove(0);
+    assert!(turn.from_user_speech, "{turn:?}");
+    assert!(!turn.interrupted);
+    // The scripted LLM answers after 200 ms, the TTS after 100 ms.
+    assert_eq!(turn.llm_ttft, Some(ms(200)), "{turn:?}");
+    assert_eq!(turn.tts_ttfb, Some(ms(100)), "{turn:?}");
+    let eou = turn.end_of_turn.unwrap();
+    let llm = turn.llm_first_token.unwrap();
+    let tts = turn.tts_first_byte.unwrap();
+    let frame = turn.first_frame.unwrap();
+    // Preemptive generation is off here: each stage follows the previous one.
+    assert!(eou <= llm && llm <= tts && tts <= frame, "{turn:?}");
+    assert!(llm >= ms(200) && tts >= llm + ms(100), "{turn:?}");
+    // Measured from when the user stopped speaking, the first frame is the Turn metrics'
+    // end-to-end latency.
+    let e2e: Vec<Duration> = s
+        .timed
+        .lock()
+        .iter()
+        .filter_map(|e| match &e.event {
+            SessionEvent::MetricsCollected {
+                metrics: livekit_agents::metrics::AgentMetrics::Turn(m),
+            } => Some(m.e2e_latency),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(e2e, [frame], "{turn:?}");
+    let line = turn.summary();
+    assert!(
+        line.starts_with("eou ")
+            && line.contains("| llm ttft 0.200 s | tts ttfb 0.100 s | first frame "),
+        "{line}"
+    );
 }

@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use livekit_agents::io::memory::MemoryTextOutput;
+use livekit_agents::llm::ChatRole;
 use livekit_agents::telephony::*;
 use livekit_agents::testing::{FakeLlm, FakeLlmResponse};
 use livekit_agents::voice::*;
@@ -1161,32 +1162,227 @@ async fn the_ivr_detection_option_gives_the_agent_the_keypad() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn with_the_ivr_option_the_first_reply_already_has_the_keypad() {
+    use livekit_agents::cli::{run_console, ConsoleOptions};
+    use livekit_agents::worker::WorkerOptions;
+
+    let llm = FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::text("", ms(100)));
+    let worker = {
+        let llm = llm.clone();
+        WorkerOptions::new(move |ctx: JobContext| {
+            let llm = llm.clone();
+            async move {
+                let session = AgentSession::builder()
+                    .llm(Arc::new(llm))
+                    .ivr_detection(true)
+                    .build();
+                let io = ctx.session_io(&session).await?;
+                session.start(Agent::new("Reach billing."), io).await?;
+                // A turn at the very instant the session starts.
+                let _ = session.generate_reply(
+                    ReplyOptions::default().with_user_input("For billing, press 2."),
+                );
+                Ok(())
+            }
+        })
+    };
+    let (_menu, input) = tokio::io::duplex(64);
+    let run = run_console(
+        worker,
+        ConsoleOptions::default()
+            .with_text(true)
+            .with_text_input(Box::new(tokio::io::BufReader::new(input)))
+            .with_display(Box::new(Discard)),
+    );
+    // The console ends with its input: stop once the reply was asked for.
+    tokio::select! {
+        _ = run => {}
+        _ = async {
+            while llm.requests().is_empty() {
+                tokio::time::sleep(ms(10)).await;
+            }
+        } => {}
+    }
+    let tools: Vec<String> = llm.requests()[0]
+        .tools
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(tools, ["send_dtmf_events"]);
+}
+
 // ---------- answering-machine detection on a session ----------
 
-/// A session hearing `speech` on its audio input (fake VAD and STT), replying with `reply`.
-async fn listening_session(
+/// A session hearing `speech` on its audio input (fake VAD and STT), replying with `llm`,
+/// showing what the agent says on the returned text output.
+async fn amd_session(
     speech: Vec<livekit_agents::testing::UserSpeech>,
-) -> (AgentSession, livekit_agents::io::memory::AudioInputSender) {
+    llm: FakeLlm,
+) -> (
+    AgentSession,
+    MemoryTextOutput,
+    livekit_agents::io::memory::AudioInputSender,
+) {
     use livekit_agents::testing::{FakeStt, FakeVad};
     let session = AgentSession::builder()
         .vad(Arc::new(FakeVad::new(speech.clone())))
         .stt(Arc::new(FakeStt::new(speech)))
-        .llm(Arc::new(FakeLlm::new(vec![]).with_fallback(
-            FakeLlmResponse::text("Hi, this is Acme Dental.", ms(100)),
-        )))
+        .llm(Arc::new(llm))
         .build();
     let (audio, input) = livekit_agents::io::memory::audio_input_channel();
+    let text = MemoryTextOutput::new();
     session
         .start(
             Agent::new("Call the customer."),
             SessionIo {
                 audio_input: Some(input),
+                text_output: Some(Arc::new(text.clone())),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
+    (session, text, audio)
+}
+
+/// [`amd_session`] replying "Hi, this is Acme Dental." to everything.
+async fn listening_session(
+    speech: Vec<livekit_agents::testing::UserSpeech>,
+) -> (AgentSession, livekit_agents::io::memory::AudioInputSender) {
+    let llm = FakeLlm::new(vec![])
+        .with_fallback(FakeLlmResponse::text("Hi, this is Acme Dental.", ms(100)));
+    let (session, _text, audio) = amd_session(speech, llm).await;
     (session, audio)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[tokio::test(start_paused = true)]
+async fn amd_holds_the_agent_until_a_person_answers_then_the_held_speech_plays() {
+    use livekit_agents::testing::UserSpeech;
+    // "Hello?" from 0.5 s to 1.2 s; no transcript before the short-greeting silence ran out.
+    let (session, text, _audio) = amd_session(
+        vec![UserSpeech::new(0.5, 1.2, "Hello?").stt_delay(3.0)],
+        FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::text("Fine, thanks.", ms(100))),
+    )
+    .await;
+    let amd = Amd::start(
+        &session,
+        Some(Arc::new(FakeLlm::new(vec![]))),
+        AmdOptions::default(),
+        None,
+    )
+    .unwrap();
+    assert!(amd.is_holding_speech());
+    // The agent greets at once: held while AMD listens (the verdict comes at 1.7 s).
+    let greeting = session
+        .say("Hi, this is Acme Dental.", SayOptions::default())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert!(amd.result().is_none() && amd.is_holding_speech());
+    assert!(
+        text.segments().is_empty(),
+        "nothing plays before the verdict: {:?}",
+        text.segments()
+    );
+    assert!(!greeting.done());
+    let verdict = amd.execute().await.unwrap();
+    assert_eq!(
+        (verdict.category, verdict.reason),
+        (AmdCategory::Human, AmdReason::ShortGreeting)
+    );
+    assert!(!amd.is_holding_speech());
+    // The VAD's silence counts: the greeting ended at 1.2 s (its end of speech came 0.3 s
+    // later), so it lasted 0.7 s and the verdict came 0.5 s after its end.
+    assert!(
+        (secs(verdict.speech_duration) - 0.7).abs() < 0.01,
+        "{verdict:?}"
+    );
+    assert!((secs(verdict.delay) - 0.5).abs() < 0.01, "{verdict:?}");
+    // Then the held greeting plays.
+    greeting.wait_for_playout().await;
+    assert_eq!(text.segments()[0], "Hi, this is Acme Dental.");
+    session.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn amd_on_a_voicemail_drops_the_held_reply_takes_the_machine_turns_and_leaves_a_message() {
+    use livekit_agents::testing::UserSpeech;
+    let greeting = "Hi, you've reached Sam.";
+    let beep = "Please leave a message after the tone.";
+    let message = "Hi Sam, this is Acme Dental: call us back at 555-0100.";
+    let reply = FakeLlm::new(vec![]).with_fallback(FakeLlmResponse::text("Hello Sam!", ms(100)));
+    let (session, text, _audio) = amd_session(
+        vec![
+            UserSpeech::new(0.5, 6.5, greeting),
+            UserSpeech::new(9.0, 11.0, beep),
+        ],
+        reply.clone(),
+    )
+    .await;
+    let mut events = session.events();
+    let amd = Amd::start(
+        &session,
+        Some(Arc::new(FakeLlm::new(vec![FakeLlmResponse::tool_call(
+            "save_prediction",
+            r#"{"label": "machine-vm"}"#,
+            ms(200),
+        )]))),
+        AmdOptions::default(),
+        None,
+    )
+    .unwrap();
+    let verdict = amd.execute().await.unwrap();
+    assert_eq!(verdict.category, AmdCategory::MachineVm);
+    // The greeting's turn ended before the verdict: its reply was generated, held, and
+    // interrupted by the verdict.
+    assert_eq!(reply.requests().len(), 1);
+    // The rest of the greeting (until after the tone) is a machine's turn: no reply (its
+    // preemptive generation, if any, is dropped), though speech is not held any more.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!amd.is_holding_speech());
+    assert!(text.segments().is_empty(), "{:?}", text.segments());
+    let said: Vec<(ChatRole, String)> = session
+        .history()
+        .messages()
+        .map(|m| (m.role, m.text_content().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (ChatRole::User, greeting.to_owned()),
+            (ChatRole::User, beep.to_owned())
+        ]
+    );
+    // The voicemail flow: the message, then the call ends.
+    leave_voicemail(&session, None, &VoicemailMessage::Text(message.into()))
+        .await
+        .unwrap();
+    assert_eq!(text.segments(), [message]);
+    assert_eq!(close_reason(&mut events), Some(CloseReason::CallEnded));
+    drop(amd);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_amd_releases_the_held_speech() {
+    let (session, text, _audio) = amd_session(vec![], FakeLlm::new(vec![])).await;
+    let amd = Amd::start(
+        &session,
+        Some(Arc::new(FakeLlm::new(vec![]))),
+        AmdOptions::default(),
+        None,
+    )
+    .unwrap();
+    let hello = session.say("Hello?", SayOptions::default()).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(text.segments().is_empty());
+    drop(amd);
+    hello.wait_for_playout().await;
+    assert_eq!(text.segments(), ["Hello?"]);
+    session.close().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1211,8 +1407,12 @@ async fn amd_hears_a_voicemail_greeting_and_waits_for_its_end() {
     assert_eq!(verdict.category, AmdCategory::MachineVm);
     assert_eq!(verdict.reason, AmdReason::Llm);
     assert_eq!(verdict.transcript, greeting);
-    // Not before the greeting ended and the line stayed silent.
-    assert!(t0.elapsed() >= Duration::from_secs(8), "{:?}", t0.elapsed());
+    // Not before the greeting ended (6.5 s) and the line stayed silent (1.5 s).
+    assert!(
+        t0.elapsed() >= Duration::from_millis(7900),
+        "{:?}",
+        t0.elapsed()
+    );
     let request = &classifier.requests()[0];
     assert_eq!(
         request.tool_choice,

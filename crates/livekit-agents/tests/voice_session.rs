@@ -152,7 +152,7 @@ fn no_preemption() -> SessionOptions {
 /// `no_preemption`, and user speech may interrupt the agent's first seconds (no AEC warm-up).
 fn no_warmup() -> SessionOptions {
     let mut o = no_preemption();
-    o.aec_warmup_duration = None;
+    o.aec_warmup_duration = AecWarmup::Off;
     o
 }
 
@@ -1157,7 +1157,7 @@ async fn during_the_aec_warmup_user_speech_does_not_interrupt_then_it_does() {
     // Default options: a 3 s AEC warm-up from the first `speaking` (1.7 s here) to 4.7 s.
     let mut opts = no_preemption();
     opts.turn_handling.interruption.resume_false_interruption = false;
-    assert_eq!(opts.aec_warmup_duration, Some(Duration::from_secs(3)));
+    assert_eq!(opts.aec_warmup_duration, AecWarmup::Auto);
     let h = start_voice(
         vec![
             UserSpeech::new(0.5, 1.0, "Tell me a story"),

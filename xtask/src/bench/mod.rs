@@ -67,6 +67,11 @@ pub struct BenchArgs {
     /// `--seconds 3600`, one per minute).
     #[arg(long, default_value_t = 60)]
     pub rss_sample_secs: u64,
+    /// `info`: run under a real `tracing` subscriber at INFO with the session spans and the
+    /// telemetry latency layer, no exporter (what the spans cost); `off` (default): none
+    /// (sessions).
+    #[arg(long, default_value = "off")]
+    pub tracing: String,
 }
 
 /// Runs a benchmark.

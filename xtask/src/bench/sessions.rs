@@ -252,6 +252,7 @@ fn spawn_child(args: &BenchArgs, sessions: usize) -> anyhow::Result<RunResult> {
     }
     cmd.arg("--rss-sample-secs")
         .arg(args.rss_sample_secs.to_string());
+    cmd.arg("--tracing").arg(&args.tracing);
     let mut child = cmd
         .env(CHILD_ENV, "1")
         .env("XTASK_BENCH_IN_RELEASE", "1")
@@ -978,6 +979,7 @@ fn rss_kb() -> (u64, u64) {
 }
 
 fn run_child(args: &BenchArgs) -> anyhow::Result<RunResult> {
+    install_tracing(&args.tracing)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1359,4 +1361,26 @@ fn framework_steps(
         (tts_text - llm_reply) * 1e3,
         (first_frame - tts_audio) * 1e3,
     ])
+}
+
+/// `--tracing`: `off` runs without a subscriber (span macros cost a level check); `info`
+/// installs a real one at INFO: the session spans on (`agent_session`, `user_turn`,
+/// `agent_turn`, `llm_request`, ...) with the telemetry latency layer timing them, and no
+/// exporter. Comparing the two runs' CPU-s per session-minute gives what the spans cost.
+fn install_tracing(mode: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    match mode {
+        "off" => Ok(()),
+        "info" => {
+            tracing_subscriber::registry()
+                .with(livekit_agents::telemetry::latency::layer())
+                .with(tracing_subscriber::EnvFilter::new("info"))
+                .try_init()
+                .context("cannot install the tracing subscriber")?;
+            eprintln!("tracing: INFO subscriber with the session spans and the latency layer, no exporter");
+            Ok(())
+        }
+        other => anyhow::bail!("unknown --tracing {other:?} (use off or info)"),
+    }
 }

@@ -97,6 +97,9 @@ pub struct FilterParams {
     pub participant_identity: Option<String>,
     /// The participant's kind (e.g. [`ParticipantKind::Sip`] for a phone caller), when known.
     pub participant_kind: Option<ParticipantKind>,
+    /// The participant's attributes when known (a phone call's `sip.*` attributes tell an
+    /// inbound call from an outbound one: the session's AEC warm-up depends on it).
+    pub participant_attributes: std::collections::HashMap<String, String>,
 }
 
 type FactoryFn = dyn Fn(&FilterParams) -> Option<Box<dyn AudioFilter>> + Send + Sync;
@@ -602,6 +605,7 @@ mod tests {
         let sip = AudioInput::from_stream("room", frames()).with_participant(FilterParams {
             participant_identity: Some("caller".into()),
             participant_kind: Some(ParticipantKind::Sip),
+            ..Default::default()
         });
         let out: Vec<AudioFrame> = sip.filtered_by(&factory).into_stream().collect().await;
         assert_eq!(out.len(), 1);
@@ -624,6 +628,7 @@ mod tests {
         tx.send_replace(FilterParams {
             participant_identity: Some("caller".into()),
             participant_kind: Some(ParticipantKind::Sip),
+            ..Default::default()
         });
         frames_tx.send(AudioFrame::new(vec![4], 8_000, 1).unwrap());
         frames_tx.send(AudioFrame::new(vec![5], 8_000, 1).unwrap());

@@ -13,10 +13,12 @@
 //!   and speaker when no file or `--text` is given.
 //!
 //! The terminal shows the conversation (`user:` / `agent:` lines from the session history, so
-//! an interrupted reply shows what was heard), agent state changes, tool calls and the latency
-//! of each turn (end of the user's turn to the first agent audio, or to the reply text when
-//! there is no audio output). The session's own metrics also reach
-//! [`crate::worker::metrics`] as in every mode.
+//! an interrupted reply shows what was heard), agent state changes, tool calls and each turn's
+//! stages, computed from the session's spans by [`crate::telemetry::latency`]: `[latency] eou
+//! 0.500 s | llm ttft 0.300 s | tts ttfb 0.150 s | first frame 1.102 s` (end of the user's
+//! speech to the end-of-turn decision, the LLM's time to first token, the TTS's time to first
+//! byte, end of speech to the first frame played). The session's own metrics also reach
+//! [`crate::worker::metrics`]'s histograms as in every mode.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,14 +27,14 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
-use tokio::time::Instant;
 
 use super::CliError;
 use crate::audio::AudioFrame;
 use crate::io::wav::{wav_file_input, WavInputOptions};
 use crate::io::{AudioInput, AudioOutput, PacedAudioOutput};
 use crate::llm::{ChatItem, ChatRole};
-use crate::voice::{AgentSession, AgentState, ReplyOptions, SessionEvent, SessionIo, UserState};
+use crate::telemetry::latency::TurnLatency;
+use crate::voice::{AgentSession, AgentState, ReplyOptions, SessionEvent, SessionIo};
 use crate::worker::{
     AgentServer, ApiCredentials, JobContext, JobContextParams, JobError, JobOutcome, WorkerOptions,
 };
@@ -59,6 +61,10 @@ pub struct ConsoleOptions {
     /// Write the session's [`SessionReport`](crate::voice::SessionReport) as JSON to this file
     /// when it ends (`--report FILE`).
     pub report: Option<PathBuf>,
+    /// Record the session's provider answers and audio input on a
+    /// [`SessionTape`](crate::testing::replay::SessionTape) and save it to this file when it
+    /// ends (`--tape FILE`), for [`replay`](crate::testing::replay::replay).
+    pub tape: Option<PathBuf>,
 }
 
 impl Default for ConsoleOptions {
@@ -71,6 +77,7 @@ impl Default for ConsoleOptions {
             text_input: None,
             display: None,
             report: None,
+            tape: None,
         }
     }
 }
@@ -91,8 +98,12 @@ impl std::fmt::Debug for ConsoleOptions {
 pub struct ConsoleReport {
     /// Every line shown, in order.
     pub lines: Vec<String>,
-    /// Latency of each agent turn.
+    /// Latency of each agent turn that played (end of the user's turn, or the reply's start
+    /// for a typed turn, to the first frame played; to the first LLM token without audio
+    /// output), from the session's spans.
     pub turn_latencies: Vec<Duration>,
+    /// Each agent turn's stages, from the session's spans ([`TurnLatency`]).
+    pub turns: Vec<TurnLatency>,
 }
 
 /// The console's shared state: options not yet consumed, and what was shown.
@@ -102,9 +113,13 @@ struct ConsoleState {
     report: ConsoleReport,
     wav_writer: Option<Arc<Mutex<WavSink>>>,
     /// The session report being collected and where to write it (`--report`).
-    session_report: Option<(crate::voice::ReportHandle, PathBuf)>,
+    /// The session is held until the report is written: the report reads its history when it
+    /// sees the close, which the job's teardown could otherwise outrun.
+    session_report: Option<(crate::voice::ReportHandle, PathBuf, AgentSession)>,
     /// Background audio (`background_audio`) is mixed into the audio output through this.
     background_mixer: Option<crate::audio::AudioMixer>,
+    /// The session tape being recorded and where to save it (`--tape`).
+    tape: Option<(crate::testing::replay::TapeRecorder, PathBuf)>,
 }
 
 /// A handle on the console of a console-mode job (carried by its [`JobContextParams`]).
@@ -125,6 +140,10 @@ impl ConsoleHandle {
             .display
             .take()
             .unwrap_or_else(|| Box::new(std::io::stdout()));
+        let tape = options
+            .tape
+            .clone()
+            .map(|path| (crate::testing::replay::TapeRecorder::new(), path));
         Self {
             state: Arc::new(Mutex::new(ConsoleState {
                 options: Some(options),
@@ -133,6 +152,7 @@ impl ConsoleHandle {
                 wav_writer: None,
                 session_report: None,
                 background_mixer: None,
+                tape,
             })),
         }
     }
@@ -149,6 +169,20 @@ impl ConsoleHandle {
         self.state.lock().background_mixer.clone()
     }
 
+    /// The recorder of `--tape`, if given.
+    pub(crate) fn tape_recorder(&self) -> Option<crate::testing::replay::TapeRecorder> {
+        self.state.lock().tape.as_ref().map(|(t, _)| t.clone())
+    }
+
+    /// Saves the session tape (`--tape`).
+    fn write_tape(&self) -> Result<(), CliError> {
+        let Some((tape, path)) = self.state.lock().tape.take() else {
+            return Ok(());
+        };
+        tape.tape().save(&path)?;
+        Ok(())
+    }
+
     fn report(&self) -> ConsoleReport {
         self.state.lock().report.clone()
     }
@@ -156,7 +190,7 @@ impl ConsoleHandle {
     /// Finishes the output WAV file (its header needs the final length).
     /// Writes the session report (`--report`), waiting up to 5 s for the session's end.
     async fn write_session_report(&self) {
-        let Some((report, path)) = self.state.lock().session_report.take() else {
+        let Some((report, path, _session)) = self.state.lock().session_report.take() else {
             return;
         };
         let report = tokio::time::timeout(Duration::from_secs(5), report.wait())
@@ -297,7 +331,10 @@ pub async fn run_console(
     signals.abort();
     handle.finish_wav();
     handle.write_session_report().await;
-    match outcome? {
+    let tape = handle.write_tape();
+    let outcome = outcome?;
+    tape?;
+    match outcome {
         JobOutcome::Success => Ok(handle.report()),
         JobOutcome::Failed(e) => Err(CliError::JobFailed { reason: e }),
     }
@@ -355,16 +392,22 @@ pub(crate) fn console_session_io(
     let has_audio_output = audio_output.is_some();
     if let Some(path) = options.report.clone() {
         let report = session.record_report();
-        handle.state.lock().session_report = Some((report, path));
+        handle.state.lock().session_report = Some((report, path, session.clone()));
     }
 
-    // Subscribe before the session starts so no event is missed.
-    let turn_end: Arc<Mutex<Option<Instant>>> = Arc::default();
+    // Subscribe before the session starts so no event is missed. Turn latencies come from
+    // the session's spans (`telemetry::latency`).
+    if !crate::telemetry::latency::ensure_installed() {
+        tracing::warn!(
+            "the console shows no turn latencies: add livekit_agents::telemetry::latency::layer() to your tracing subscriber"
+        );
+    }
     tokio::spawn(display_task(
         ctx.clone(),
         handle.clone(),
+        session.clone(),
         session.subscribe(),
-        turn_end.clone(),
+        crate::telemetry::latency::subscribe(),
         has_audio_output,
     ));
     if options.text {
@@ -376,7 +419,6 @@ pub(crate) fn console_session_io(
             ctx.clone(),
             session.clone(),
             reader,
-            turn_end,
             session.subscribe(),
         ));
     }
@@ -392,22 +434,46 @@ pub(crate) fn console_session_io(
 async fn display_task(
     ctx: JobContext,
     handle: ConsoleHandle,
+    session: AgentSession,
     mut events: tokio::sync::broadcast::Receiver<SessionEvent>,
-    turn_end: Arc<Mutex<Option<Instant>>>,
+    mut turns: tokio::sync::broadcast::Receiver<TurnLatency>,
     has_audio_output: bool,
 ) {
-    use tokio::sync::broadcast::error::RecvError;
-    let report_latency = |handle: &ConsoleHandle| {
-        if let Some(start) = turn_end.lock().take() {
-            let latency = start.elapsed();
-            handle.state.lock().report.turn_latencies.push(latency);
-            handle.show(format!("[latency] {:.3} s", latency.as_secs_f64()));
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    // The session's root span, to pick its turns among the process's.
+    let mut root: Option<u64> = None;
+    let mut show_turn = |turn: TurnLatency| {
+        if root.is_none() {
+            root = session.inner.telemetry.root_span_id();
         }
+        if root.is_none() || turn.session_span != root {
+            return;
+        }
+        let latency = if has_audio_output {
+            turn.first_frame
+        } else {
+            turn.llm_first_token
+        };
+        if let Some(latency) = latency {
+            handle.state.lock().report.turn_latencies.push(latency);
+        }
+        handle.show(format!("[latency] {}", turn.summary()));
+        handle.state.lock().report.turns.push(turn);
     };
     loop {
         let ev = tokio::select! {
             // What happened before the shutdown (the last reply, the close) is shown first.
             biased;
+            turn = turns.recv() => {
+                match turn {
+                    Ok(turn) => show_turn(turn),
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "console latency display fell behind");
+                    }
+                    Err(RecvError::Closed) => {}
+                }
+                continue;
+            }
             ev = events.recv() => match ev {
                 Ok(ev) => ev,
                 Err(RecvError::Lagged(n)) => {
@@ -418,18 +484,19 @@ async fn display_task(
             },
             _ = ctx.wait_for_shutdown() => return,
         };
+        if matches!(ev, SessionEvent::Close { .. }) {
+            // The last turns' spans closed with the session, before its close event.
+            loop {
+                match turns.try_recv() {
+                    Ok(turn) => show_turn(turn),
+                    Err(TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
         match ev {
             SessionEvent::AgentStateChanged { new_state, .. } => {
-                if new_state == AgentState::Speaking && has_audio_output {
-                    report_latency(&handle);
-                }
                 handle.show(format!("[state] {}", new_state.as_str()));
-            }
-            SessionEvent::UserStateChanged {
-                old_state,
-                new_state,
-            } if old_state == UserState::Speaking && new_state != UserState::Speaking => {
-                *turn_end.lock() = Some(Instant::now());
             }
             SessionEvent::ConversationItemAdded {
                 item: ChatItem::Message(msg),
@@ -438,9 +505,6 @@ async fn display_task(
                 match msg.role {
                     ChatRole::User => handle.show(format!("user: {text}")),
                     ChatRole::Assistant => {
-                        if !has_audio_output {
-                            report_latency(&handle);
-                        }
                         let cut = if msg.interrupted {
                             " [interrupted]"
                         } else {
@@ -487,7 +551,6 @@ async fn text_input_task(
     ctx: JobContext,
     session: AgentSession,
     reader: Box<dyn AsyncBufRead + Send + Unpin>,
-    turn_end: Arc<Mutex<Option<Instant>>>,
     mut events: tokio::sync::broadcast::Receiver<SessionEvent>,
 ) {
     let mut lines = reader.lines();
@@ -523,7 +586,6 @@ async fn text_input_task(
         }
         // Not interrupting: a reply still running (one that waits for a task, see below) or
         // started by something else answers first; this turn queues behind it.
-        *turn_end.lock() = Some(Instant::now());
         let mut events = session.subscribe();
         let agent = session.current_agent().map(|a| a.id().to_owned());
         match session.generate_reply(ReplyOptions {

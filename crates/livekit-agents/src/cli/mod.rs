@@ -17,12 +17,11 @@
 //! `dev`, `start` and `connect` join LiveKit rooms and need the `room` cargo feature; without it
 //! they stop at once with a one-line error naming the feature.
 //!
-//! Restart on source change: `dev` does not rebuild or restart itself. A Rust agent has to be
-//! recompiled before it can be restarted, which is the job of a file watcher driving cargo, e.g.
-//! `cargo watch -x 'run -- dev'` or `watchexec -r -e rs -- cargo run -- dev`; doing it in-process
-//! would mean re-implementing cargo's change detection and a supervisor for little gain (the
-//! Python reference also removed its in-process reloader in favour of an external watcher).
-//! On restart, running jobs are drained like on SIGTERM.
+//! Restart on source change: `cargo run -- dev` watches the package's sources, rebuilds the
+//! binary with cargo when they change, drains the running agent server's jobs and starts the
+//! new build (the server runs in a child process; see `dev_reload.rs` for the design and its
+//! limits). `dev --no-reload` turns it off; `--build "cargo build …"` gives the exact build
+//! command (e.g. with features), `--watch DIR` what to watch.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -36,6 +35,7 @@ use crate::worker::{AgentServer, WorkerError, WorkerOptions};
 #[cfg(feature = "console-audio")]
 mod audio_device;
 pub(crate) mod console;
+mod dev_reload;
 
 pub use console::{run_console, ConsoleOptions, ConsoleReport};
 pub use console::{ConsoleHandle, CONSOLE_OUTPUT_SAMPLE_RATE};
@@ -79,6 +79,9 @@ pub enum CliError {
     /// The async runtime could not start.
     #[error("could not start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The session tape (`console --tape`) could not be saved.
+    #[error(transparent)]
+    Tape(#[from] crate::testing::replay::TapeError),
 }
 
 /// Realtime voice agent
@@ -118,8 +121,8 @@ enum Command {
     Console(ConsoleArgs),
     /// Production mode: register with the LiveKit server, JSON logs
     Start(ServerArgs),
-    /// Development mode: debug logs, no load threshold
-    Dev(ServerArgs),
+    /// Development mode: debug logs, no load threshold, rebuild and restart on source change
+    Dev(DevArgs),
     /// Run one job directly in a room (no dispatch)
     Connect(ConnectArgs),
     /// Download the model files registered by plugins
@@ -137,6 +140,21 @@ struct ServerArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+struct DevArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Do not watch the sources, rebuild and restart on change
+    #[arg(long)]
+    no_reload: bool,
+    /// Directory to watch (repeatable; default: the package's, from `cargo run`)
+    #[arg(long, value_name = "DIR")]
+    watch: Vec<std::path::PathBuf>,
+    /// Build command run on change (default: `cargo build` of this binary, without features)
+    #[arg(long, value_name = "COMMAND")]
+    build: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
 struct ConsoleArgs {
     /// Read user audio from a WAV file (16-bit PCM)
     #[arg(long, value_name = "FILE")]
@@ -150,6 +168,10 @@ struct ConsoleArgs {
     /// Write the session report (history, events, metrics, usage) as JSON to FILE
     #[arg(long, value_name = "FILE")]
     report: Option<std::path::PathBuf>,
+    /// Record the session (user audio, STT/LLM/TTS answers with their timing) to FILE, for
+    /// testing::replay
+    #[arg(long, value_name = "FILE")]
+    tape: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -250,6 +272,22 @@ pub fn logging_subscriber<W>(
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
+    logging_subscriber_with(level, format, rust_log, writer, false)
+}
+
+/// [`logging_subscriber`], plus the per-turn latency layer ([`crate::telemetry::latency`])
+/// when `turn_latency` is set. Each layer has its own filter: the log filter does not hide the
+/// session spans from the latency layer.
+fn logging_subscriber_with<W>(
+    level: &str,
+    format: LogFormat,
+    rust_log: Option<&str>,
+    writer: W,
+    turn_latency: bool,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::{fmt, EnvFilter, Layer as _, Registry};
     let filter = rust_log
@@ -267,21 +305,32 @@ where
             .with_writer(writer)
             .boxed(),
     };
-    Box::new(
-        tracing_subscriber::registry()
-            .with(layer)
-            .with(filter)
-            .with(cap),
-    )
+    let logs = tracing_subscriber::registry().with(layer.with_filter(filter).with_filter(cap));
+    if turn_latency {
+        Box::new(logs.with(crate::telemetry::latency::layer()))
+    } else {
+        Box::new(logs)
+    }
 }
 
 /// Installs the global `tracing` subscriber (ignored if one is already installed), writing to
 /// stderr. `RUST_LOG`, when set, overrides `level`; either way the dependencies that log
 /// credentials ([`SECRET_LOGGING_TARGETS`]) stay at INFO and above.
 pub fn init_logging(level: &str, format: LogFormat) {
+    init_logging_with(level, format, false);
+}
+
+fn init_logging_with(level: &str, format: LogFormat, turn_latency: bool) {
     use tracing_subscriber::util::SubscriberInitExt as _;
     let rust_log = std::env::var("RUST_LOG").ok();
-    let _ = logging_subscriber(level, format, rust_log.as_deref(), std::io::stderr).try_init();
+    let _ = logging_subscriber_with(
+        level,
+        format,
+        rust_log.as_deref(),
+        std::io::stderr,
+        turn_latency,
+    )
+    .try_init();
 }
 
 /// Loads `.env.local` then `.env` from `dir`. Variables already in the environment are kept, so
@@ -380,8 +429,9 @@ where
     };
     match cli.command {
         Command::Console(args) => {
-            // Logs go to stderr below the conversation; keep them to warnings by default.
-            init_logging(level("warn")?, LogFormat::Pretty);
+            // Logs go to stderr below the conversation; keep them to warnings by default. The
+            // latency layer times the session spans for the per-turn stages shown.
+            init_logging_with(level("warn")?, LogFormat::Pretty, true);
             let report = run_console(
                 opts,
                 ConsoleOptions {
@@ -389,6 +439,7 @@ where
                     output_wav: args.output_wav,
                     text: args.text,
                     report: args.report,
+                    tape: args.tape,
                     ..Default::default()
                 },
             )
@@ -417,7 +468,15 @@ where
             require_room_feature("dev")?;
             init_logging(level, LogFormat::Pretty);
             opts = opts.dev_mode();
-            apply_server_args(&mut opts, &args, true);
+            apply_server_args(&mut opts, &args.server, true);
+            if !args.no_reload && std::env::var_os(dev_reload::CHILD_ENV).is_none() {
+                match dev_reload::ReloadPlan::from_env(args.build.as_deref(), &args.watch) {
+                    Some(plan) => return run_dev_supervisor(plan, opts.drain_timeout).await,
+                    None => tracing::info!(
+                        "dev: not started by `cargo run` and no --build: no reload on source change"
+                    ),
+                }
+            }
             run_server(opts).await
         }
         Command::Connect(args) => {
@@ -482,6 +541,50 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `dev` with reload: this process watches and rebuilds; the server runs in a child process
+/// (see [`dev_reload`]).
+async fn run_dev_supervisor(
+    plan: dev_reload::ReloadPlan,
+    drain_timeout: Duration,
+) -> Result<(), CliError> {
+    let reload = |e: dev_reload::ReloadError| CliError::Usage {
+        message: format!("dev reload: {e}"),
+    };
+    let mut changes = dev_reload::NotifyChanges::new(&plan.watch).map_err(reload)?;
+    let mut builder = plan.builder;
+    let mut launcher = dev_reload::ChildLauncher {
+        exe: plan.exe,
+        args: std::env::args_os().skip(1).collect(),
+        drain_timeout,
+    };
+    tracing::info!(
+        watch = ?plan.watch,
+        build = %format!("{} {}", builder.program, builder.args.join(" ")),
+        "dev: rebuilding and restarting on source change (--no-reload to turn off)"
+    );
+    let summary = dev_reload::supervise(
+        &mut changes,
+        &mut builder,
+        &mut launcher,
+        dev_reload::ReloadOptions::default(),
+        async {
+            shutdown_signal().await;
+            tracing::info!(
+                "shutdown signal received, draining the agent server (signal again to kill it)"
+            );
+        },
+    )
+    .await
+    .map_err(reload)?;
+    tracing::debug!(
+        builds = summary.builds,
+        failed_builds = summary.failed_builds,
+        launches = summary.launches,
+        "dev supervisor stopped"
+    );
+    Ok(())
 }
 
 /// Runs the server; the first SIGINT/SIGTERM drains then stops it (exit 0), a second one exits
@@ -676,8 +779,12 @@ mod tests {
         let cli = Cli::try_parse_from(["agent", "dev", "--http-port", "9000"]).unwrap();
         assert!(matches!(
             cli.command,
-            Command::Dev(ServerArgs {
-                http_port: Some(9000),
+            Command::Dev(DevArgs {
+                server: ServerArgs {
+                    http_port: Some(9000),
+                    ..
+                },
+                no_reload: false,
                 ..
             })
         ));

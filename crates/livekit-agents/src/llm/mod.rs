@@ -150,7 +150,41 @@ impl ChatChunk {
             d.content.as_deref().is_some_and(|c| !c.is_empty()) || !d.tool_calls.is_empty()
         })
     }
+
+    /// A segment break (the reference's `FlushSentinel`): an `llm_node` yields it between two
+    /// pieces of a reply that must be spoken as separate segments. The text before it is
+    /// synthesized and played as one segment (its own TTS stream), the text after it as the
+    /// next, in order; the reply is still one assistant message, and an interruption keeps only
+    /// what was heard. It carries no content (models never send it; [`has_content`] is false).
+    ///
+    /// ```
+    /// use livekit_agents::llm::ChatChunk;
+    ///
+    /// let reply = vec![
+    ///     ChatChunk::text("r1", "Let me check that."),
+    ///     ChatChunk::flush(),
+    ///     ChatChunk::text("r1", " Your order ships tomorrow."),
+    /// ];
+    /// assert!(reply[1].is_flush() && !reply[0].is_flush());
+    /// ```
+    ///
+    /// [`has_content`]: Self::has_content
+    pub fn flush() -> Self {
+        Self {
+            id: FLUSH_CHUNK_ID.to_string(),
+            delta: None,
+            usage: None,
+        }
+    }
+
+    /// Whether this is a segment break made by [`ChatChunk::flush`].
+    pub fn is_flush(&self) -> bool {
+        self.id == FLUSH_CHUNK_ID && self.delta.is_none() && self.usage.is_none()
+    }
 }
+
+/// The id of a [`ChatChunk::flush`] segment break.
+pub const FLUSH_CHUNK_ID: &str = "lk.flush_sentinel";
 
 /// Reasoning effort for reasoning models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,167 +1,133 @@
-//! `RoomIO`: a LiveKit room (the `livekit` crate, WebRTC) as the session's ports.
+//! The `livekit` crate (WebRTC) as a [`RoomBackend`]: [`LiveKitRoom`].
 //!
-//! - Audio in: the linked participant's microphone track at 24 kHz mono in 50 ms frames, with
-//!   the pre-connect audio buffer (`lk.agent.pre-connect-audio-buffer`) replayed first. The
-//!   buffer is decoded from 16-bit PCM (native SDKs) or, with the default `pre-connect-opus`
-//!   feature, from the Opus WebM/Ogg recordings browsers send; Safari's `video/mp4` is not
-//!   decoded (logged and skipped). See [`crate::room_logic::PreConnectEncoding`].
-//! - Audio out: a published track (`roomio_audio`) fed at real-time pace, with pause, resume,
-//!   clear and playback events ([`crate::io::PacedAudioOutput`] over a WebRTC audio source).
-//!   Nothing is played before someone subscribed to the track (the `LocalTrackSubscribed`
-//!   event), so the start of the first reply is not lost; see
-//!   [`crate::room_logic::AudioSubscriptionGate`] and
-//!   [`RoomOptions::audio_subscription_timeout`].
-//! - Text in: `lk.chat` text streams from the linked participant, as [`RoomInputEvent::UserText`].
-//! - Text out: agent transcriptions as `lk.transcription` text streams (one per segment, delta
-//!   mode, with `lk.segment_id`, `lk.transcribed_track_id`, `lk.transcription_final`); the voice
-//!   pipeline paces the text to playout. User transcripts via [`RoomIo::publish_user_transcript`].
-//! - Agent state in the `lk.agent.state` attribute via [`RoomIo::set_agent_state`].
+//! This is a mapping and nothing else: every decision (who is linked, when to close,
+//! transcription segments, pre-connect audio, the subscription gate, ...) is
+//! [`RoomIo`]'s, which is written against [`RoomBackend`] and tested on
+//! [`crate::testing::MemoryRoom`]. This module converts `livekit` types and events into the
+//! trait's plain types, in the order the `livekit` crate emits them.
 //!
-//! The decisions (who is linked, when to close, segment ids, topic routing, pre-connect
-//! parsing) live in [`crate::room_logic`], which is compiled and tested without WebRTC; this
-//! module only carries them out on the room.
+//! ```no_run
+//! use std::sync::Arc;
+//! use livekit_agents::room::LiveKitRoom;
+//! use livekit_agents::room_logic::{RoomIo, RoomOptions};
+//!
+//! # async fn demo(room: Arc<livekit::Room>) -> anyhow::Result<()> {
+//! let (io, ports) = RoomIo::start(Arc::new(LiveKitRoom::new(room)), RoomOptions::default()).await?;
+//! # Ok(()) }
+//! ```
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use livekit::data_stream::api::{
-    ByteStreamReader, SendTextOptions, StreamReader, StreamTextOptions, StreamWriter,
-    TextStreamWriter,
+    SendTextOptions, StreamReader, StreamTextOptions, StreamWriter, TextStreamWriter as LkWriter,
 };
 use livekit::options::TrackPublishOptions;
-use livekit::prelude::*;
+use livekit::prelude::{
+    AudioTrackFeature, LocalAudioTrack as LkLocalAudioTrack, LocalTrack, ParticipantIdentity,
+    RemoteParticipant, RemoteTrack, RemoteTrackPublication, Room, TrackKind as LkTrackKind,
+    TrackSource as LkTrackSource,
+};
 use livekit::webrtc::audio_frame::AudioFrame as RtcAudioFrame;
 use livekit::webrtc::audio_source::native::NativeAudioSource;
 use livekit::webrtc::audio_source::{AudioSourceOptions, RtcAudioSource};
-use livekit::webrtc::audio_stream::native::NativeAudioStream;
-use parking_lot::Mutex;
-use tokio::sync::{broadcast, mpsc};
-use tokio_util::sync::CancellationToken;
+use livekit::webrtc::audio_stream::native::{NativeAudioStream, NativeAudioStreamOptions};
 
 use crate::audio::AudioFrame;
-use crate::io::{AudioInput, AudioOutput, PacedAudioOutput, PlaybackEvent, TextOutput};
 use crate::room_logic::{
-    self, AgentStateAttribute, AudioSubscriptionGate, AudioSubscriptionState, DepartureAction,
-    LeaveReason, LinkSelector, ParticipantKind, PreConnectBuffer, PreConnectHeader,
-    PreConnectStore, StreamRoute, SubscriptionGatedOutput, TranscriptionSegmenter,
-    TranscriptionStep, UserTranscriptSegments,
+    AudioFrames, IncomingStream, LeaveReason, LocalAudioTrack, ParticipantInfo, ParticipantKind,
+    RoomBackend, RoomError, RoomEvent, RoomEvents, StreamChunks, StreamInfo, TextStreamOptions,
+    TextStreamWriter, TrackInfo, TrackKind, TrackSource, VideoFrames,
 };
 
-pub use crate::room_logic::RoomOptions;
+// The names RoomIO had here before it moved to `room_logic` (it needs no WebRTC).
+pub use crate::room_logic::{RoomInputEvent, RoomIo, RoomIoError, RoomOptions, RoomPorts};
 
 mod video;
 
-/// Errors of room I/O.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RoomIoError {
-    /// Publishing the agent's audio track failed.
-    #[error("could not publish the agent audio track: {0}")]
-    Publish(String),
-    /// Setting participant attributes failed.
-    #[error("could not set participant attributes: {0}")]
-    Attributes(String),
-    /// Sending a text stream failed.
-    #[error("could not send a text stream: {0}")]
-    Stream(String),
+type DeleteRoom = dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync;
+
+/// A connected `livekit::Room` as a [`RoomBackend`] (cheap to clone).
+///
+/// Deleting the room is a server API call, not something the room connection can do: give
+/// it with [`with_room_deletion`](Self::with_room_deletion) (`JobContext::session_io` uses
+/// `JobContext::delete_room`); without it, [`RoomBackend::delete_room`] fails with
+/// [`RoomError::Unsupported`].
+#[derive(Clone)]
+pub struct LiveKitRoom {
+    room: Arc<Room>,
+    delete: Option<Arc<DeleteRoom>>,
 }
 
-/// What happens in the room that the session must act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RoomInputEvent {
-    /// The linked participant sent chat text (`lk.chat`).
-    UserText {
-        /// The text.
-        text: String,
-        /// Sender identity.
-        participant_identity: String,
-    },
-    /// The linked participant changed (`None`: nobody linked).
-    LinkedParticipantChanged(Option<String>),
-    /// A SIP participant pressed a key (the room's `sip_dtmf_received`).
-    SipDtmf {
-        /// RFC 4733 event code.
-        code: u32,
-        /// The key as text (may be empty).
-        digit: String,
-        /// Who pressed it, if known.
-        participant_identity: Option<String>,
-    },
-    /// The session should close (linked participant left for good, or the room disconnected).
-    CloseRequested {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// The ports RoomIO gives the session, plus its event stream.
-pub struct RoomPorts {
-    /// User audio (if `audio_input`).
-    pub audio_input: Option<AudioInput>,
-    /// Agent audio (if `audio_output`).
-    pub audio_output: Option<Arc<dyn AudioOutput>>,
-    /// Agent transcriptions (if `text_output`).
-    pub text_output: Option<Arc<dyn TextOutput>>,
-    /// Frames of the linked participant's latest camera or screen-share track (if
-    /// `video_input`); give them to the session with
-    /// [`AgentSession::forward_video`](crate::voice::AgentSession::forward_video).
-    pub video_input: Option<mpsc::Receiver<crate::room_logic::video::VideoFrame>>,
-    /// Room events for the session.
-    pub events: mpsc::UnboundedReceiver<RoomInputEvent>,
-}
-
-impl std::fmt::Debug for RoomPorts {
+impl std::fmt::Debug for LiveKitRoom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomPorts")
-            .field("audio_input", &self.audio_input.is_some())
-            .field("audio_output", &self.audio_output.is_some())
-            .field("text_output", &self.text_output.is_some())
+        f.debug_struct("LiveKitRoom")
+            .field("room", &self.room.name())
+            .field("can_delete", &self.delete.is_some())
             .finish()
     }
 }
 
-struct Shared {
-    room: Arc<Room>,
-    options: RoomOptions,
-    selector: Mutex<LinkSelector>,
-    /// Sender of the session's audio input; frames from the linked track go here.
-    audio_tx: Option<mpsc::UnboundedSender<AudioFrame>>,
-    /// The linked participant, as the session input's filter factory sees it.
-    participant: tokio::sync::watch::Sender<crate::audio::filter::FilterParams>,
-    /// Forwarder of the linked participant's track.
-    forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Pre-connect audio by track id, with its arrival time.
-    pre_connect: PreConnectStore,
-    events: mpsc::UnboundedSender<RoomInputEvent>,
-    state_attr: tokio::sync::Mutex<AgentStateAttribute>,
-    user_segments: Mutex<UserTranscriptSegments>,
-    linked_track: Mutex<Option<String>>,
-    /// Holds the agent's audio until its track has a subscriber.
-    audio_gate: AudioSubscriptionGate,
-    /// The transcription output, told the new track id when the agent track is republished.
-    text_output: Mutex<Option<Arc<RoomTextOutput>>>,
-    /// Sender of the session's video input (if `video_input`).
-    video_tx: Option<mpsc::Sender<crate::room_logic::video::VideoFrame>>,
-    /// The linked video track's sid and its forwarder.
-    video: Mutex<Option<(String, tokio::task::JoinHandle<()>)>>,
-    close: CancellationToken,
+impl LiveKitRoom {
+    /// The backend of a connected room.
+    pub fn new(room: Arc<Room>) -> Self {
+        Self { room, delete: None }
+    }
+
+    /// Deletes the room with `delete` (a server API call) when asked to.
+    pub fn with_room_deletion<F, Fut>(mut self, delete: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.delete = Some(Arc::new(move || Box::pin(delete())));
+        self
+    }
+
+    /// The `livekit` room.
+    pub fn room(&self) -> &Arc<Room> {
+        &self.room
+    }
+
+    fn remote(&self, identity: &str) -> Option<RemoteParticipant> {
+        self.room
+            .remote_participants()
+            .get(&ParticipantIdentity::from(identity.to_owned()))
+            .cloned()
+    }
+
+    fn publication(&self, identity: &str, sid: &str) -> Result<RemoteTrackPublication, RoomError> {
+        self.remote(identity)
+            .and_then(|p| {
+                p.track_publications()
+                    .into_values()
+                    .find(|t| t.sid().as_str() == sid)
+            })
+            .ok_or_else(|| RoomError::UnknownTrack {
+                participant: identity.to_owned(),
+                track_sid: sid.to_owned(),
+            })
+    }
 }
 
-/// Room I/O for one session. Dropping it does not stop it: call [`RoomIo::close`].
-#[derive(Clone)]
-pub struct RoomIo {
-    shared: Arc<Shared>,
+fn failed(operation: &'static str) -> impl Fn(livekit::RoomError) -> RoomError {
+    move |e| RoomError::Operation {
+        operation,
+        message: e.to_string(),
+    }
 }
 
-impl std::fmt::Debug for RoomIo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomIo")
-            .field("room", &self.shared.room.name())
-            .field("linked", &self.linked_participant())
-            .finish()
+fn stream_failed(
+    operation: &'static str,
+) -> impl Fn(livekit::data_stream::api::StreamError) -> RoomError {
+    move |e| RoomError::Operation {
+        operation,
+        message: e.to_string(),
     }
 }
 
@@ -177,14 +143,173 @@ pub(crate) fn kind_of(kind: livekit::ParticipantKind) -> ParticipantKind {
     }
 }
 
-fn leave_reason(p: &RemoteParticipant) -> LeaveReason {
+fn leave_reason(reason: livekit::participant::DisconnectReason) -> LeaveReason {
     use livekit::participant::DisconnectReason as R;
-    match p.disconnect_reason() {
+    match reason {
         R::ClientInitiated => LeaveReason::ClientInitiated,
         R::RoomDeleted => LeaveReason::RoomDeleted,
         R::UserRejected => LeaveReason::UserRejected,
         _ => LeaveReason::Other,
     }
+}
+
+fn track_info(publication: &RemoteTrackPublication, subscribed: bool) -> TrackInfo {
+    TrackInfo {
+        sid: publication.sid().to_string(),
+        name: publication.name(),
+        kind: match publication.kind() {
+            LkTrackKind::Audio => TrackKind::Audio,
+            LkTrackKind::Video => TrackKind::Video,
+        },
+        source: match publication.source() {
+            LkTrackSource::Microphone => TrackSource::Microphone,
+            LkTrackSource::Camera => TrackSource::Camera,
+            LkTrackSource::Screenshare => TrackSource::ScreenShare,
+            LkTrackSource::ScreenshareAudio => TrackSource::ScreenShareAudio,
+            LkTrackSource::Unknown => TrackSource::Unknown,
+        },
+        subscribed,
+        pre_connect_buffer: publication
+            .audio_features()
+            .contains(&AudioTrackFeature::TfPreconnectBuffer),
+    }
+}
+
+fn participant_info(p: &RemoteParticipant) -> ParticipantInfo {
+    let mut tracks: Vec<_> = p.track_publications().into_values().collect();
+    tracks.sort_by_key(|t| t.sid().to_string());
+    ParticipantInfo {
+        identity: p.identity().to_string(),
+        sid: p.sid().to_string(),
+        name: p.name(),
+        kind: kind_of(p.kind()),
+        attributes: p.attributes(),
+        tracks: tracks
+            .iter()
+            .map(|t| track_info(t, t.track().is_some()))
+            .collect(),
+    }
+}
+
+/// A `livekit` event as the trait's, `None` for those RoomIO does not use.
+fn map_event(ev: livekit::RoomEvent) -> Option<RoomEvent> {
+    use livekit::RoomEvent as E;
+    Some(match ev {
+        E::ParticipantConnected(p) => RoomEvent::ParticipantConnected(participant_info(&p)),
+        E::ParticipantDisconnected(p) => RoomEvent::ParticipantDisconnected {
+            reason: leave_reason(p.disconnect_reason()),
+            participant: participant_info(&p),
+        },
+        E::TrackPublished {
+            publication,
+            participant,
+        } => RoomEvent::TrackPublished {
+            participant: participant.identity().to_string(),
+            track: track_info(&publication, false),
+        },
+        E::TrackUnpublished {
+            publication,
+            participant,
+        } => RoomEvent::TrackUnpublished {
+            participant: participant.identity().to_string(),
+            track: track_info(&publication, false),
+        },
+        E::TrackSubscribed {
+            publication,
+            participant,
+            ..
+        } => RoomEvent::TrackSubscribed {
+            participant: participant.identity().to_string(),
+            track: track_info(&publication, true),
+        },
+        E::TrackUnsubscribed {
+            publication,
+            participant,
+            ..
+        } => RoomEvent::TrackUnsubscribed {
+            participant: participant.identity().to_string(),
+            track: track_info(&publication, false),
+        },
+        E::LocalTrackSubscribed { track } => RoomEvent::LocalTrackSubscribed {
+            track_sid: track.sid().to_string(),
+        },
+        E::LocalTrackRepublished {
+            previous_sid,
+            publication,
+            ..
+        } => RoomEvent::LocalTrackRepublished {
+            previous_sid: previous_sid.to_string(),
+            track_sid: publication.sid().to_string(),
+        },
+        E::ParticipantAttributesChanged {
+            participant,
+            changed_attributes,
+        } => RoomEvent::ParticipantAttributesChanged {
+            participant: participant.identity().to_string(),
+            changed: changed_attributes,
+        },
+        E::TextStreamOpened {
+            reader,
+            topic,
+            participant_identity,
+        } => RoomEvent::TextStreamReceived(IncomingStream::lazy(
+            topic,
+            participant_identity.to_string(),
+            move || {
+                let reader = reader.take()?;
+                let info = reader.info();
+                let info = StreamInfo {
+                    id: info.id.clone(),
+                    topic: info.topic.clone(),
+                    sender_identity: participant_identity.to_string(),
+                    mime_type: info.mime_type.clone(),
+                    attributes: info.attributes(),
+                    total_length: info.total_length,
+                };
+                let chunks: StreamChunks<String> =
+                    Box::pin(reader.map(|c| c.map_err(stream_failed("read_text_stream"))));
+                Some((info, chunks))
+            },
+        )),
+        E::ByteStreamOpened {
+            reader,
+            topic,
+            participant_identity,
+        } => RoomEvent::ByteStreamReceived(IncomingStream::lazy(
+            topic,
+            participant_identity.to_string(),
+            move || {
+                let reader = reader.take()?;
+                let info = reader.info();
+                let info = StreamInfo {
+                    id: info.id.clone(),
+                    topic: info.topic.clone(),
+                    sender_identity: participant_identity.to_string(),
+                    mime_type: info.mime_type.clone(),
+                    attributes: info.attributes(),
+                    total_length: info.total_length,
+                };
+                let chunks: StreamChunks<Vec<u8>> = Box::pin(reader.map(|c| {
+                    c.map(|b| b.to_vec())
+                        .map_err(stream_failed("read_byte_stream"))
+                }));
+                Some((info, chunks))
+            },
+        )),
+        E::SipDTMFReceived {
+            code,
+            digit,
+            participant,
+        } => RoomEvent::SipDtmfReceived {
+            code,
+            digit: digit.unwrap_or_default(),
+            participant: participant.map(|p| p.identity().to_string()),
+        },
+        E::Disconnected { reason } => RoomEvent::Disconnected {
+            reason: format!("{reason:?}"),
+        },
+        _ => return None,
+    })
 }
 
 fn to_rtc(frame: &AudioFrame) -> RtcAudioFrame<'static> {
@@ -196,690 +321,204 @@ fn to_rtc(frame: &AudioFrame) -> RtcAudioFrame<'static> {
     }
 }
 
-/// Agent audio queued ahead of playback in the room output (the reference's 200 ms).
-const ROOM_OUTPUT_QUEUE: std::time::Duration = std::time::Duration::from_millis(200);
+/// The agent's published track: a WebRTC audio source with a 200 ms queue.
+struct PublishedAudio {
+    sid: String,
+    source: NativeAudioSource,
+}
 
-/// Frames between the paced room output and WebRTC's capture (about 1 s of 10-20 ms frames).
-const ROOM_OUTPUT_PUMP_FRAMES: usize = 64;
+#[async_trait]
+impl LocalAudioTrack for PublishedAudio {
+    fn sid(&self) -> String {
+        self.sid.clone()
+    }
+    async fn capture_frame(&self, frame: &AudioFrame) -> Result<(), RoomError> {
+        self.source
+            .capture_frame(&to_rtc(frame))
+            .await
+            .map_err(|e| RoomError::Operation {
+                operation: "capture_frame",
+                message: e.to_string(),
+            })
+    }
+    fn clear_queue(&self) {
+        self.source.clear_buffer();
+    }
+}
 
-impl RoomIo {
-    /// Starts room I/O on a connected room: publishes the agent track, links a participant,
-    /// and routes room events. Returns the ports for the session.
-    pub async fn start(
-        room: Arc<Room>,
-        options: RoomOptions,
-    ) -> Result<(RoomIo, RoomPorts), RoomIoError> {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        // Who the input's audio comes from, for per-participant filters (`audio::filter`).
-        let (participant_tx, participant_rx) = tokio::sync::watch::channel(Default::default());
-        let (audio_tx, audio_input) = if options.audio_input {
-            let (tx, rx) = mpsc::unbounded_channel::<AudioFrame>();
-            let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-            (
-                Some(tx),
-                Some(
-                    AudioInput::from_stream("room", stream)
-                        .with_participant_updates(participant_rx),
-                ),
-            )
-        } else {
-            (None, None)
-        };
-        let (video_tx, video_input) = if options.video_input {
-            let (tx, rx) = mpsc::channel(1);
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let shared = Arc::new(Shared {
-            selector: Mutex::new(LinkSelector::new(
-                options.participant_identity.clone(),
-                options.participant_kinds.clone(),
-            )),
-            room: room.clone(),
-            options: options.clone(),
-            audio_tx,
-            participant: participant_tx,
-            forwarder: Mutex::new(None),
-            pre_connect: PreConnectStore::new(),
-            events: events_tx,
-            state_attr: tokio::sync::Mutex::new(AgentStateAttribute::default()),
-            user_segments: Mutex::new(UserTranscriptSegments::default()),
-            linked_track: Mutex::new(None),
-            audio_gate: if options.audio_output {
-                AudioSubscriptionGate::new(options.audio_subscription_timeout)
-            } else {
-                AudioSubscriptionGate::open()
-            },
-            text_output: Mutex::new(None),
-            video_tx,
-            video: Mutex::new(None),
-            close: CancellationToken::new(),
-        });
-        let io = RoomIo { shared };
+struct Writer(LkWriter);
 
-        // Subscribe before publishing and before looking at who is present, so neither the
-        // first subscription to the agent track nor a join is missed in between.
-        let room_events = room.subscribe();
+#[async_trait]
+impl TextStreamWriter for Writer {
+    async fn write(&mut self, text: &str) -> Result<(), RoomError> {
+        self.0
+            .write(text)
+            .await
+            .map_err(stream_failed("write_text_stream"))
+    }
+    async fn close(self: Box<Self>, attributes: HashMap<String, String>) -> Result<(), RoomError> {
+        self.0
+            .close_with_options(None, Some(attributes))
+            .await
+            .map_err(stream_failed("close_text_stream"))
+    }
+}
 
-        let audio_output = if options.audio_output {
-            Some(io.publish_audio_output().await?)
-        } else {
-            None
-        };
-        let text_output: Option<Arc<dyn TextOutput>> = if options.text_output {
-            let track_id = audio_output.as_ref().map(|(_, sid)| sid.clone());
-            let output = Arc::new(RoomTextOutput::new(
-                room.clone(),
-                track_id,
-                options.sync_transcription,
-            ));
-            *io.shared.text_output.lock() = Some(output.clone());
-            Some(output)
-        } else {
-            None
-        };
-
-        let present: Vec<RemoteParticipant> = room.remote_participants().into_values().collect();
-        for p in present {
-            io.on_participant(&p);
-        }
-        tokio::spawn(io.clone().event_loop(room_events));
-
-        let ports = RoomPorts {
-            audio_input,
-            audio_output: audio_output.map(|(o, _)| o),
-            text_output,
-            video_input,
-            events: events_rx,
-        };
-        Ok((io, ports))
+#[async_trait]
+impl RoomBackend for LiveKitRoom {
+    fn name(&self) -> String {
+        self.room.name()
     }
 
-    /// The linked participant's identity.
-    pub fn linked_participant(&self) -> Option<String> {
-        self.shared.selector.lock().linked().map(str::to_owned)
+    fn local_identity(&self) -> String {
+        self.room.local_participant().identity().to_string()
     }
 
-    /// Links `identity` (or, with `None`, the next suitable participant).
-    pub fn set_participant(&self, identity: Option<String>) {
-        self.unlink_audio();
-        self.unlink_video(None);
-        self.shared
-            .selector
-            .lock()
-            .set_participant(identity.clone());
-        let _ = self
-            .shared
-            .events
-            .send(RoomInputEvent::LinkedParticipantChanged(identity.clone()));
-        if let Some(id) = identity {
-            let participant = self
-                .shared
-                .room
-                .remote_participants()
-                .into_values()
-                .find(|p| p.identity().as_str() == id);
-            if let Some(p) = participant {
-                self.link_existing_tracks(&p);
-            }
-        }
+    fn remote_participants(&self) -> Vec<ParticipantInfo> {
+        let mut present: Vec<_> = self.room.remote_participants().into_values().collect();
+        present.sort_by_key(|p| (p.joined_at(), p.identity().to_string()));
+        present.iter().map(participant_info).collect()
     }
 
-    /// Whether the agent's audio may flow yet (see [`RoomOptions::audio_subscription_timeout`]).
-    pub fn audio_subscription(&self) -> AudioSubscriptionState {
-        self.shared.audio_gate.state()
+    fn subscribe(&self) -> RoomEvents {
+        let events = tokio_stream::wrappers::UnboundedReceiverStream::new(self.room.subscribe());
+        RoomEvents::new(events.filter_map(|ev| futures::future::ready(map_event(ev))))
     }
 
-    /// Resolves once the agent's audio track has a subscriber (or the subscription timeout
-    /// passed, or audio output is off).
-    pub async fn wait_for_audio_subscription(&self) -> AudioSubscriptionState {
-        self.shared.audio_gate.wait().await
-    }
-
-    /// Publishes the agent state in the `lk.agent.state` attribute (no-op when unchanged).
-    pub async fn set_agent_state(&self, state: &str) -> Result<(), RoomIoError> {
-        let mut attr = self.shared.state_attr.lock().await;
-        if let Some(attrs) = attr.update(state) {
-            self.shared
-                .room
-                .local_participant()
-                .set_attributes(attrs)
-                .await
-                .map_err(|e| RoomIoError::Attributes(e.to_string()))?;
-        }
+    async fn set_subscribed(
+        &self,
+        participant: &str,
+        track_sid: &str,
+        subscribed: bool,
+    ) -> Result<(), RoomError> {
+        self.publication(participant, track_sid)?
+            .set_subscribed(subscribed);
         Ok(())
     }
 
-    /// Publishes a user transcript (interim or final) on `lk.transcription`, attributed to the
-    /// linked participant and its track.
-    pub async fn publish_user_transcript(
+    fn audio_frames(
         &self,
-        text: &str,
-        is_final: bool,
-    ) -> Result<(), RoomIoError> {
-        let Some(identity) = self.linked_participant() else {
-            return Ok(());
+        participant: &str,
+        track_sid: &str,
+        sample_rate: u32,
+        num_channels: u16,
+    ) -> Result<AudioFrames, RoomError> {
+        let unknown = || RoomError::UnknownTrack {
+            participant: participant.to_owned(),
+            track_sid: track_sid.to_owned(),
         };
-        let track = self.shared.linked_track.lock().clone();
-        let attrs = self
-            .shared
-            .user_segments
-            .lock()
-            .update(track.as_deref(), is_final);
-        let options = SendTextOptions::new_with_topic(room_logic::TOPIC_TRANSCRIPTION)
-            .with_attributes(attrs)
-            .with_sender_identity(identity);
-        self.shared
-            .room
-            .local_participant()
-            .send_text(text, options)
-            .await
-            .map(|_| ())
-            .map_err(|e| RoomIoError::Stream(e.to_string()))
+        let Some(RemoteTrack::Audio(track)) = self.publication(participant, track_sid)?.track()
+        else {
+            return Err(unknown());
+        };
+        // WebRTC delivers 10 ms frames in the requested format, keeping at most 1 s unread
+        // (the oldest go first); RoomIO reads at once, the session's input is bounded by age.
+        let stream = NativeAudioStream::with_options(
+            track.rtc_track(),
+            sample_rate as i32,
+            num_channels as i32,
+            NativeAudioStreamOptions {
+                queue_size_frames: Some(100),
+            },
+        );
+        Ok(Box::pin(stream.filter_map(move |f| {
+            futures::future::ready(
+                AudioFrame::new(f.data.into_owned(), sample_rate, num_channels).ok(),
+            )
+        })))
     }
 
-    /// Deletes nothing and closes nothing in the room; stops forwarding and event handling.
-    pub fn close(&self) {
-        self.shared.close.cancel();
-        self.unlink_audio();
-        self.unlink_video(None);
+    fn video_frames(&self, participant: &str, track_sid: &str) -> Result<VideoFrames, RoomError> {
+        match self.publication(participant, track_sid)?.track() {
+            Some(RemoteTrack::Video(track)) => Ok(video::frames(track)),
+            _ => Err(RoomError::UnknownTrack {
+                participant: participant.to_owned(),
+                track_sid: track_sid.to_owned(),
+            }),
+        }
     }
 
-    async fn publish_audio_output(&self) -> Result<(Arc<dyn AudioOutput>, String), RoomIoError> {
-        let opts = &self.shared.options;
+    async fn publish_audio(
+        &self,
+        name: &str,
+        sample_rate: u32,
+        num_channels: u16,
+    ) -> Result<Arc<dyn LocalAudioTrack>, RoomError> {
+        // WebRTC's own queue: 200 ms, as the reference's.
         let source = NativeAudioSource::new(
             AudioSourceOptions::default(),
-            opts.output_sample_rate,
-            opts.output_num_channels as u32,
+            sample_rate,
+            num_channels as u32,
             200,
         );
-        let track = LocalAudioTrack::create_audio_track(
-            "roomio_audio",
-            RtcAudioSource::Native(source.clone()),
-        );
+        let track =
+            LkLocalAudioTrack::create_audio_track(name, RtcAudioSource::Native(source.clone()));
         let publication = self
-            .shared
             .room
             .local_participant()
             .publish_track(
                 LocalTrack::Audio(track),
                 TrackPublishOptions {
-                    source: TrackSource::Microphone,
+                    source: LkTrackSource::Microphone,
                     ..Default::default()
                 },
             )
             .await
-            .map_err(|e| RoomIoError::Publish(e.to_string()))?;
-        let sid = publication.sid().to_string();
-        self.shared.audio_gate.published(&sid);
-
-        // The paced output decides when each frame plays; a pump hands frames to WebRTC.
-        // Bounded: the paced output hands over one frame as it starts playing, so this holds
-        // more than a frame or two only while WebRTC's capture stalls; past 1 s the frames
-        // are dropped (they would play late anyway).
-        let (tx, mut rx) = mpsc::channel::<AudioFrame>(ROOM_OUTPUT_PUMP_FRAMES);
-        let pump_source = source.clone();
-        let close = self.shared.close.clone();
-        tokio::spawn(async move {
-            loop {
-                let frame = tokio::select! {
-                    _ = close.cancelled() => break,
-                    f = rx.recv() => match f { Some(f) => f, None => break },
-                };
-                if let Err(e) = pump_source.capture_frame(&to_rtc(&frame)).await {
-                    tracing::warn!(error = %e, "could not capture agent audio");
-                }
-            }
-        });
-        // The reference's room output queues 200 ms ahead of playback: the writer (the TTS)
-        // waits when it is full, and while the output is paused.
-        let paced = PacedAudioOutput::bounded(
-            "room",
-            Some(opts.output_sample_rate),
-            ROOM_OUTPUT_QUEUE,
-            move |frame: &AudioFrame| {
-                if tx.try_send(frame.clone()).is_err() {
-                    tracing::debug!("room audio capture is behind; dropping a frame");
-                }
-            },
-        );
-        let output = SubscriptionGatedOutput::new(
-            RoomAudioOutput { paced, source },
-            self.shared.audio_gate.clone(),
-        );
-        Ok((Arc::new(output), sid))
+            .map_err(failed("publish_audio"))?;
+        Ok(Arc::new(PublishedAudio {
+            sid: publication.sid().to_string(),
+            source,
+        }))
     }
 
-    async fn event_loop(self, mut events: mpsc::UnboundedReceiver<RoomEvent>) {
-        loop {
-            let ev = tokio::select! {
-                _ = self.shared.close.cancelled() => return,
-                ev = events.recv() => match ev { Some(ev) => ev, None => return },
-            };
-            match ev {
-                RoomEvent::ParticipantConnected(p) => self.on_participant(&p),
-                RoomEvent::SipDTMFReceived {
-                    code,
-                    digit,
-                    participant,
-                } => {
-                    let _ = self.shared.events.send(RoomInputEvent::SipDtmf {
-                        code,
-                        digit: digit.unwrap_or_default(),
-                        participant_identity: participant.map(|p| p.identity().to_string()),
-                    });
-                }
-                RoomEvent::LocalTrackSubscribed { track } => {
-                    self.shared
-                        .audio_gate
-                        .local_track_subscribed(track.sid().as_str());
-                }
-                RoomEvent::LocalTrackRepublished {
-                    previous_sid,
-                    publication,
-                    ..
-                } => {
-                    let (previous, sid) = (previous_sid.to_string(), publication.sid().to_string());
-                    if self.shared.audio_gate.state() != AudioSubscriptionState::Unpublished {
-                        self.shared.audio_gate.republished(&previous, &sid);
-                    }
-                    if let Some(text) = self.shared.text_output.lock().as_ref() {
-                        text.republished(&previous, &sid);
-                    }
-                }
-                RoomEvent::ParticipantDisconnected(p) => {
-                    let action = self.shared.selector.lock().on_departure(
-                        p.identity().as_str(),
-                        leave_reason(&p),
-                        self.shared.options.close_on_disconnect,
-                    );
-                    match action {
-                        DepartureAction::Ignore => {}
-                        DepartureAction::Unlink => {
-                            self.unlink_audio();
-                            self.unlink_video(None);
-                            let _ = self
-                                .shared
-                                .events
-                                .send(RoomInputEvent::LinkedParticipantChanged(None));
-                        }
-                        DepartureAction::CloseSession => {
-                            self.unlink_audio();
-                            self.unlink_video(None);
-                            let _ = self.shared.events.send(RoomInputEvent::CloseRequested {
-                                reason: format!("participant {} disconnected", p.identity()),
-                            });
-                        }
-                    }
-                }
-                RoomEvent::TrackSubscribed {
-                    track: RemoteTrack::Audio(track),
-                    publication,
-                    participant,
-                } => {
-                    let linked = self
-                        .shared
-                        .selector
-                        .lock()
-                        .is_linked(participant.identity().as_str());
-                    if linked && publication.source() == TrackSource::Microphone {
-                        self.link_audio(track, &publication);
-                    }
-                }
-                RoomEvent::TrackSubscribed {
-                    track: RemoteTrack::Video(track),
-                    publication,
-                    participant,
-                } => {
-                    let linked = self
-                        .shared
-                        .selector
-                        .lock()
-                        .is_linked(participant.identity().as_str());
-                    // The most recently published camera or screen share wins.
-                    if linked && video::is_video_source(publication.source()) {
-                        self.link_video(track);
-                    }
-                }
-                RoomEvent::TrackUnsubscribed {
-                    track: RemoteTrack::Video(track),
-                    ..
-                } => self.unlink_video(Some(track.sid().as_str())),
-                RoomEvent::TrackUnsubscribed {
-                    track: RemoteTrack::Audio(track),
-                    ..
-                } => {
-                    let current = self.shared.linked_track.lock().clone();
-                    if current.as_deref() == Some(track.sid().as_str()) {
-                        self.unlink_audio();
-                    }
-                }
-                RoomEvent::TextStreamOpened {
-                    reader,
-                    topic,
-                    participant_identity,
-                } => {
-                    let linked = self.linked_participant();
-                    let route = room_logic::route_text_stream(
-                        &topic,
-                        participant_identity.as_str(),
-                        linked.as_deref(),
-                    );
-                    if route == StreamRoute::ChatInput && self.shared.options.text_input {
-                        if let Some(reader) = reader.take() {
-                            let events = self.shared.events.clone();
-                            let identity = participant_identity.to_string();
-                            tokio::spawn(async move {
-                                match reader.read_all().await {
-                                    Ok(text) => {
-                                        let _ = events.send(RoomInputEvent::UserText {
-                                            text,
-                                            participant_identity: identity,
-                                        });
-                                    }
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, "could not read chat text")
-                                    }
-                                }
-                            });
-                        }
-                    }
-                }
-                RoomEvent::ByteStreamOpened { reader, topic, .. }
-                    if room_logic::route_byte_stream(&topic) == StreamRoute::PreConnectAudio
-                        && self.shared.options.pre_connect_audio =>
-                {
-                    if let Some(reader) = reader.take() {
-                        tokio::spawn(self.clone().read_pre_connect(reader));
-                    }
-                }
-                RoomEvent::Disconnected { reason } => {
-                    let _ = self.shared.events.send(RoomInputEvent::CloseRequested {
-                        reason: format!("room disconnected: {reason:?}"),
-                    });
-                    return;
-                }
-                _ => {}
-            }
-        }
+    async fn set_attributes(&self, attributes: HashMap<String, String>) -> Result<(), RoomError> {
+        self.room
+            .local_participant()
+            .set_attributes(attributes)
+            .await
+            .map_err(failed("set_attributes"))
     }
 
-    fn on_participant(&self, p: &RemoteParticipant) {
-        let linked = self
-            .shared
-            .selector
-            .lock()
-            .on_participant(p.identity().as_str(), kind_of(p.kind()));
-        if let Some(identity) = linked {
-            tracing::info!(participant = identity, "linked participant");
-            let _ = self
-                .shared
-                .events
-                .send(RoomInputEvent::LinkedParticipantChanged(Some(identity)));
-            self.link_existing_tracks(p);
-        }
+    async fn send_text(&self, text: &str, options: TextStreamOptions) -> Result<(), RoomError> {
+        let mut lk = SendTextOptions::new_with_topic(options.topic);
+        lk.attributes = options.attributes;
+        lk.sender_identity = options.sender_identity.map(ParticipantIdentity::from);
+        self.room
+            .local_participant()
+            .send_text(text, lk)
+            .await
+            .map(|_| ())
+            .map_err(stream_failed("send_text"))
     }
 
-    fn link_existing_tracks(&self, p: &RemoteParticipant) {
-        for publication in p.track_publications().into_values() {
-            if video::is_video_source(publication.source()) {
-                if let Some(RemoteTrack::Video(track)) = publication.track() {
-                    self.link_video(track);
-                }
-            }
-        }
-        for publication in p.track_publications().into_values() {
-            if publication.source() != TrackSource::Microphone {
-                continue;
-            }
-            if let Some(RemoteTrack::Audio(track)) = publication.track() {
-                self.link_audio(track, &publication);
-                return;
-            }
-        }
+    async fn stream_text(
+        &self,
+        options: TextStreamOptions,
+    ) -> Result<Box<dyn TextStreamWriter>, RoomError> {
+        let mut lk = StreamTextOptions::new_with_topic(options.topic);
+        lk.attributes = options.attributes;
+        lk.sender_identity = options.sender_identity.map(ParticipantIdentity::from);
+        let writer = self
+            .room
+            .local_participant()
+            .stream_text(lk)
+            .await
+            .map_err(stream_failed("stream_text"))?;
+        Ok(Box::new(Writer(writer)))
     }
 
-    /// Forwards `track` as the session's video input (replacing the previous video track).
-    fn link_video(&self, track: RemoteVideoTrack) {
-        let Some(tx) = self.shared.video_tx.clone() else {
-            return;
-        };
-        self.unlink_video(None);
-        let sid = track.sid().to_string();
-        tracing::debug!(track = %sid, "linked video track");
-        *self.shared.video.lock() = Some((sid, video::forward(track, tx)));
+    async fn delete_room(&self) -> Result<(), RoomError> {
+        let delete = self
+            .delete
+            .as_ref()
+            .ok_or(RoomError::Unsupported("deleting the room"))?;
+        delete().await.map_err(|message| RoomError::Operation {
+            operation: "delete_room",
+            message,
+        })
     }
 
-    /// Stops the video forwarder (only if it forwards `sid`, when given).
-    fn unlink_video(&self, sid: Option<&str>) {
-        let mut current = self.shared.video.lock();
-        if sid.is_none() || current.as_ref().map(|(s, _)| s.as_str()) == sid {
-            if let Some((_, handle)) = current.take() {
-                handle.abort();
-            }
-        }
-    }
-
-    fn unlink_audio(&self) {
-        if let Some(handle) = self.shared.forwarder.lock().take() {
-            handle.abort();
-        }
-        *self.shared.linked_track.lock() = None;
-    }
-
-    /// Forwards `track` into the session input; if its publication announces a pre-connect
-    /// buffer, that recording goes first (see [`room_logic::forward_track_audio`]).
-    fn link_audio(&self, track: RemoteAudioTrack, publication: &RemoteTrackPublication) {
-        let Some(tx) = self.shared.audio_tx.clone() else {
-            return;
-        };
-        self.unlink_audio();
-        let track_id = track.sid().to_string();
-        *self.shared.linked_track.lock() = Some(track_id.clone());
-        let identity = self.linked_participant();
-        let kind = identity.as_ref().and_then(|id| {
-            self.shared
-                .room
-                .remote_participants()
-                .get(&ParticipantIdentity::from(id.clone()))
-                .map(|p| kind_of(p.kind()))
-        });
-        self.shared
-            .participant
-            .send_replace(crate::audio::filter::FilterParams {
-                participant_identity: identity,
-                participant_kind: kind,
-            });
-        let opts = &self.shared.options;
-        let (rate, channels) = (opts.input_sample_rate, opts.input_num_channels);
-        let expects_pre_connect = opts.pre_connect_audio
-            && publication
-                .audio_features()
-                .contains(&AudioTrackFeature::TfPreconnectBuffer);
-        let pre_connect = expects_pre_connect.then(|| {
-            (
-                self.shared.pre_connect.clone(),
-                track_id,
-                opts.pre_connect_audio_timeout,
-            )
-        });
-        // WebRTC delivers 10 ms frames at the requested format; the forwarder makes 50 ms ones.
-        let live = NativeAudioStream::new(track.rtc_track(), rate as i32, channels as i32)
-            .filter_map(move |f| {
-                futures::future::ready(AudioFrame::new(f.data.into_owned(), rate, channels).ok())
-            });
-        let handle = tokio::spawn(room_logic::forward_track_audio(
-            live,
-            pre_connect,
-            tx,
-            rate,
-            channels,
-            room_logic::INPUT_FRAME_MS,
-        ));
-        *self.shared.forwarder.lock() = Some(handle);
-    }
-
-    async fn read_pre_connect(self, mut reader: ByteStreamReader) {
-        let info = reader.info().clone();
-        let header = match PreConnectHeader::parse(&info.attributes(), &info.mime_type) {
-            Ok(h) if h.track_id.is_empty() => {
-                tracing::warn!("ignoring pre-connect audio without a trackId");
-                return;
-            }
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring pre-connect audio");
-                return;
-            }
-        };
-        let track_id = header.track_id.clone();
-        let mut buffer = PreConnectBuffer::new(header);
-        while let Some(chunk) = reader.next().await {
-            match chunk {
-                Ok(bytes) => buffer.push(&bytes),
-                Err(e) => {
-                    tracing::warn!(track_id, error = %e, "pre-connect audio stream failed");
-                    // Stop the track's wait; its live audio goes on.
-                    self.shared.pre_connect.insert(&track_id, Vec::new());
-                    return;
-                }
-            }
-        }
-        let bytes = buffer.received_bytes();
-        // Decoding Opus is CPU work: keep it off the async workers.
-        let frames = match tokio::task::spawn_blocking(move || buffer.into_frames()).await {
-            Ok(Ok(frames)) => frames,
-            Ok(Err(e)) => {
-                tracing::warn!(track_id, error = %e, "ignoring pre-connect audio");
-                Vec::new()
-            }
-            Err(e) => {
-                tracing::warn!(track_id, error = %e, "pre-connect audio decoding failed");
-                Vec::new()
-            }
-        };
-        let duration: std::time::Duration = frames.iter().map(AudioFrame::duration).sum();
-        tracing::debug!(track_id, bytes, ?duration, "pre-connect audio received");
-        self.shared.pre_connect.insert(&track_id, frames);
-    }
-}
-
-/// The agent's published audio: paced playout plus WebRTC's own queue, which is cleared too.
-struct RoomAudioOutput {
-    paced: PacedAudioOutput,
-    source: NativeAudioSource,
-}
-
-#[async_trait]
-impl AudioOutput for RoomAudioOutput {
-    fn label(&self) -> String {
-        "room".to_owned()
-    }
-    fn sample_rate(&self) -> Option<u32> {
-        self.paced.sample_rate()
-    }
-    fn can_pause(&self) -> bool {
-        true
-    }
-    async fn capture_frame(&self, frame: AudioFrame) {
-        self.paced.capture_frame(frame).await
-    }
-    fn flush(&self) {
-        self.paced.flush()
-    }
-    fn clear_buffer(&self) {
-        self.paced.clear_buffer();
-        self.source.clear_buffer();
-    }
-    fn pause(&self) {
-        self.paced.pause();
-        // What WebRTC already queued (up to 200 ms) still plays.
-    }
-    fn resume(&self) {
-        self.paced.resume()
-    }
-    fn subscribe(&self) -> broadcast::Receiver<PlaybackEvent> {
-        self.paced.subscribe()
-    }
-}
-
-/// Agent transcriptions as `lk.transcription` text streams; operations run in order on a task.
-struct RoomTextOutput {
-    segmenter: Mutex<TranscriptionSegmenter>,
-    steps: mpsc::UnboundedSender<TranscriptionStep>,
-    synchronized: bool,
-}
-
-impl RoomTextOutput {
-    /// The transcribed agent track got a new id (republished after a reconnect).
-    fn republished(&self, previous: &str, track_id: &str) {
-        let mut segmenter = self.segmenter.lock();
-        if segmenter.track_id() == Some(previous) {
-            segmenter.set_track_id(Some(track_id.to_owned()));
-        }
-    }
-
-    fn new(room: Arc<Room>, track_id: Option<String>, synchronized: bool) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<TranscriptionStep>();
-        tokio::spawn(async move {
-            let mut writer: Option<TextStreamWriter> = None;
-            while let Some(step) = rx.recv().await {
-                match step {
-                    TranscriptionStep::Open { attributes } => {
-                        let options =
-                            StreamTextOptions::new_with_topic(room_logic::TOPIC_TRANSCRIPTION)
-                                .with_attributes(attributes);
-                        match room.local_participant().stream_text(options).await {
-                            Ok(w) => writer = Some(w),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "could not open a transcription stream")
-                            }
-                        }
-                    }
-                    TranscriptionStep::Write(text) => {
-                        if let Some(w) = &writer {
-                            if let Err(e) = w.write(&text).await {
-                                tracing::warn!(error = %e, "could not write a transcription");
-                            }
-                        }
-                    }
-                    TranscriptionStep::Close { attributes } => {
-                        if let Some(w) = writer.take() {
-                            if let Err(e) = w.close_with_options(None, Some(attributes)).await {
-                                tracing::debug!(error = %e, "could not close a transcription stream");
-                            }
-                        }
-                    }
-                }
-            }
-        });
-        Self {
-            segmenter: Mutex::new(TranscriptionSegmenter::new(track_id)),
-            steps: tx,
-            synchronized,
-        }
-    }
-}
-
-#[async_trait]
-impl TextOutput for RoomTextOutput {
-    fn label(&self) -> String {
-        "room".to_owned()
-    }
-    async fn capture_text(&self, text: &str) {
-        let steps = self.segmenter.lock().capture(text);
-        for s in steps {
-            let _ = self.steps.send(s);
-        }
-    }
-    fn flush(&self) {
-        let steps = self.segmenter.lock().flush();
-        for s in steps {
-            let _ = self.steps.send(s);
-        }
-    }
-    fn synchronized(&self) -> bool {
-        self.synchronized
+    async fn disconnect(&self) -> Result<(), RoomError> {
+        self.room.close().await.map_err(failed("disconnect"))
     }
 }

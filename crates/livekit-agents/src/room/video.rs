@@ -1,19 +1,13 @@
-//! The linked participant's camera or screen-share track as session video input (the logic:
-//! [`crate::room_logic::video`]).
+//! A remote video track's frames as [`VideoFrame`]s (I420, planes copied).
 
 use futures::StreamExt;
 use livekit::prelude::*;
 use livekit::webrtc::video_frame::native::VideoFrameBufferExt;
 use livekit::webrtc::video_frame::{BoxVideoFrame, I420Buffer, VideoBuffer};
 use livekit::webrtc::video_stream::native::NativeVideoStream;
-use tokio::sync::mpsc;
 
 use crate::room_logic::video::VideoFrame;
-
-/// Whether a track of this source is video input (camera or screen share).
-pub(crate) fn is_video_source(source: TrackSource) -> bool {
-    matches!(source, TrackSource::Camera | TrackSource::Screenshare)
-}
+use crate::room_logic::VideoFrames;
 
 fn to_i420(buffer: &dyn VideoBuffer) -> Option<I420Buffer> {
     if let Some(b) = buffer.as_native() {
@@ -57,26 +51,10 @@ fn convert(frame: &BoxVideoFrame) -> Option<VideoFrame> {
     })
 }
 
-/// Forwards `track`'s frames to `tx` until the track ends. Frames are dropped (not queued)
-/// while the session is still handling the previous one: WebRTC keeps one frame, the channel
-/// one more, so memory stays bounded whatever the frame rate.
-pub(crate) fn forward(
-    track: RemoteVideoTrack,
-    tx: mpsc::Sender<VideoFrame>,
-) -> tokio::task::JoinHandle<()> {
-    let mut stream = NativeVideoStream::new(track.rtc_track());
-    tokio::spawn(async move {
-        while let Some(frame) = stream.next().await {
-            if tx.is_closed() {
-                return;
-            }
-            // Only convert what the session can take now.
-            if tx.capacity() == 0 {
-                continue;
-            }
-            if let Some(frame) = convert(&frame) {
-                let _ = tx.try_send(frame);
-            }
-        }
-    })
+/// The frames of `track`, converted when read. WebRTC keeps only the latest frame while the
+/// reader is busy (the default queue of one frame), so a slow reader skips frames instead of
+/// queueing them.
+pub(super) fn frames(track: RemoteVideoTrack) -> VideoFrames {
+    let stream = NativeVideoStream::new(track.rtc_track());
+    Box::pin(stream.filter_map(|frame| futures::future::ready(convert(&frame))))
 }

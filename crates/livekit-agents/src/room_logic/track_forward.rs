@@ -64,10 +64,16 @@ impl PreConnectStore {
     /// A recording for `track_id` was received completely (an empty one when it could not be
     /// read, so a waiter stops waiting). A newer recording replaces an older one.
     pub fn insert(&self, track_id: &str, frames: Vec<AudioFrame>) {
+        self.insert_at(track_id, frames, Instant::now());
+    }
+
+    /// Like [`insert`](Self::insert), dated `received_at` (the reference dates a recording by
+    /// when its stream opened; its age is measured from then).
+    pub fn insert_at(&self, track_id: &str, frames: Vec<AudioFrame>, received_at: Instant) {
         self.inner
             .recordings
             .lock()
-            .insert(track_id.to_owned(), (Instant::now(), frames));
+            .insert(track_id.to_owned(), (received_at, frames));
         self.inner.arrived.notify_waiters();
     }
 

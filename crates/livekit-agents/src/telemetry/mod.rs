@@ -11,7 +11,7 @@
 //! | `user_turn` | the user starts speaking | the user's message is committed | `lk.pii.user_transcript` (only with [`AgentSession::set_trace_content`]) |
 //! | `eou_detection` (in `user_turn`) | the user stops speaking | the end of turn is decided | `lk.end_of_turn_delay`, `lk.transcription_delay`, `lk.on_user_turn_completed_delay` |
 //! | `agent_turn` | a speech is created | its playout is done | `lk.speech_id`, `lk.interrupted` |
-//! | `llm_request` (in `agent_turn`) | the LLM request starts | its metrics are in | `gen_ai.request.model`, `gen_ai.provider.name`, `lk.response.ttft`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `lk.cancelled` |
+//! | `llm_request` (in `agent_turn`; in `agent_session` when a preemptive generation starts it before the turn exists) | the LLM request starts | its metrics are in | `gen_ai.request.model`, `gen_ai.provider.name`, `lk.response.ttft`, `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `lk.cancelled` |
 //! | `tts_request` (in `agent_turn`) | the text goes to the TTS | its metrics are in | `gen_ai.request.model`, `gen_ai.provider.name`, `lk.response.ttfb`, `lk.tts.characters`, `lk.cancelled` |
 //! | `function_tool` (in `agent_turn`) | a tool call starts | it returns | `lk.function_tool.name`, `lk.function_tool.id`, `lk.function_tool.is_error` |
 //! | `agent_speaking` (in `agent_turn`) | the agent starts speaking | it stops | `lk.speech_id` |
@@ -20,6 +20,7 @@
 //! when turned on. They are at `INFO` level under the target `livekit_agents::telemetry`; with
 //! no subscriber interested they cost a level check.
 
+pub mod latency;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod recording;
@@ -48,6 +49,21 @@ pub(crate) struct SessionTelemetry {
     record_content: AtomicBool,
     /// Cancelled when the session closes: the speech waiters stop.
     closed: tokio_util::sync::CancellationToken,
+    /// The session's tape recorder (`AgentSessionBuilder::record_tape`), which also records
+    /// the audio input at `start`.
+    tape: std::sync::OnceLock<crate::testing::replay::TapeRecorder>,
+}
+
+/// The tape recorder of the job running on this task (`console --tape FILE`), if any.
+pub(crate) fn job_tape_recorder() -> Option<crate::testing::replay::TapeRecorder> {
+    #[cfg(feature = "server")]
+    {
+        crate::worker::JobContext::current().and_then(|ctx| ctx.tape_recorder())
+    }
+    #[cfg(not(feature = "server"))]
+    {
+        None
+    }
 }
 
 #[derive(Default)]
@@ -62,6 +78,9 @@ struct TraceState {
     /// The speech whose audio was synthesized last (the one `agent_speaking` belongs to).
     last_tts_speech: Option<String>,
     speaking: Option<Span>,
+    /// `llm_request` spans of speeches not created yet (a preemptive generation starts its LLM
+    /// before the turn ends), by speech id, oldest first (at most `MAX_OPEN_SPEECHES`).
+    pending_llm: Vec<(String, Span)>,
 }
 
 struct SpeechSpans {
@@ -71,6 +90,30 @@ struct SpeechSpans {
 }
 
 impl SessionTelemetry {
+    /// The id of the session's root span, while it is open and some subscriber records it
+    /// (what [`latency::TurnLatency::session_span`] holds; the console picks its turns by it).
+    #[cfg(feature = "server")]
+    pub(crate) fn root_span_id(&self) -> Option<u64> {
+        let st = self.state.lock();
+        st.session
+            .as_ref()
+            .and_then(|s| s.id())
+            .map(|id| id.into_u64())
+    }
+
+    /// Records the session on `tape` (set once, when the session is built).
+    pub(crate) fn set_tape(&self, tape: crate::testing::replay::TapeRecorder) {
+        let _ = self.tape.set(tape);
+    }
+
+    /// `input`, recorded on the session's tape if it has one.
+    pub(crate) fn tape_input(&self, input: crate::io::AudioInput) -> crate::io::AudioInput {
+        match self.tape.get() {
+            Some(tape) => tape.wrap_input(input),
+            None => input,
+        }
+    }
+
     fn session_span(&self, st: &mut TraceState) -> Option<Span> {
         if st.closed {
             return None;
@@ -183,6 +226,9 @@ impl SessionTelemetry {
                 }
             }
             SessionEvent::Close { reason, error } => {
+                if let Some(tape) = self.tape.get() {
+                    tape.finish();
+                }
                 session.record("lk.close_reason", format!("{reason:?}").as_str());
                 if let Some(e) = error {
                     session.record("error.type", e.as_str());
@@ -192,6 +238,7 @@ impl SessionTelemetry {
                 st.speaking = None;
                 st.speeches.clear();
                 st.order.clear();
+                st.pending_llm.clear();
                 st.session = None;
                 st.closed = true;
                 self.closed.cancel();
@@ -222,11 +269,16 @@ impl SessionTelemetry {
             st.speeches.remove(&oldest);
         }
         st.order.push(id.clone());
+        let llm = st
+            .pending_llm
+            .iter()
+            .position(|(p, _)| *p == id)
+            .map(|i| st.pending_llm.remove(i).1);
         st.speeches.insert(
             id.clone(),
             SpeechSpans {
                 turn,
-                llm: None,
+                llm,
                 tts: None,
             },
         );
@@ -275,7 +327,15 @@ impl SessionTelemetry {
             }
             AgentMetrics::Llm(m) => {
                 let id = m.speech_id.clone().unwrap_or_default();
-                if let Some(span) = st.speeches.get_mut(&id).and_then(|s| s.llm.take()) {
+                let pending = |st: &mut TraceState| {
+                    let i = st.pending_llm.iter().position(|(p, _)| *p == id)?;
+                    Some(st.pending_llm.remove(i).1)
+                };
+                let span = match st.speeches.get_mut(&id) {
+                    Some(s) => s.llm.take(),
+                    None => pending(st),
+                };
+                if let Some(span) = span {
                     span.record("lk.response.ttft", m.ttft.as_secs_f64());
                     span.record("gen_ai.usage.input_tokens", m.prompt_tokens);
                     span.record("gen_ai.usage.output_tokens", m.completion_tokens);
@@ -300,15 +360,21 @@ impl SessionTelemetry {
         }
     }
 
-    /// An LLM request of speech `speech_id` starts (closes with its metrics).
+    /// An LLM request of speech `speech_id` starts (closes with its metrics). A speech not
+    /// created yet (a preemptive generation) gets its span under the session's; the speech's
+    /// turn takes it over when it is created.
     pub(crate) fn llm_started(&self, speech_id: &str, model: &str, provider: &str) {
         let mut st = self.state.lock();
-        let Some(s) = st.speeches.get_mut(speech_id) else {
-            return;
+        let parent = match st.speeches.get(speech_id) {
+            Some(s) => s.turn.clone(),
+            None => match self.session_span(&mut st) {
+                Some(session) => session,
+                None => return,
+            },
         };
-        s.llm = Some(tracing::info_span!(
+        let span = tracing::info_span!(
             target: "livekit_agents::telemetry",
-            parent: &s.turn,
+            parent: &parent,
             "llm_request",
             gen_ai.operation.name = "chat",
             gen_ai.request.model = model,
@@ -320,7 +386,16 @@ impl SessionTelemetry {
             gen_ai.usage.cache_read.input_tokens = Empty,
             gen_ai.response.id = Empty,
             lk.cancelled = Empty,
-        ));
+        );
+        match st.speeches.get_mut(speech_id) {
+            Some(s) => s.llm = Some(span),
+            None => {
+                if st.pending_llm.len() >= MAX_OPEN_SPEECHES {
+                    st.pending_llm.remove(0);
+                }
+                st.pending_llm.push((speech_id.to_owned(), span));
+            }
+        }
     }
 
     /// A TTS request of speech `speech_id` starts (closes with its metrics).

@@ -2,14 +2,16 @@
 //! call, a person, a phone menu, a voicemail box, or a mailbox that takes no message.
 //!
 //! - [`Amd`] watches a session (speech start/end, final transcripts, committed user turns)
-//!   and returns an [`AmdPrediction`]; on a machine it interrupts the agent, on a phone menu
-//!   it starts [`IvrDetection`].
+//!   and returns an [`AmdPrediction`]. Meanwhile the agent's speech is held; on a machine the
+//!   held speech is interrupted and the machine's turns get no automatic reply, on a phone menu
+//!   it starts [`IvrDetection`]; a person's held reply then plays.
 //! - [`AmdClassifier`] is its timing logic as a pure state machine (the reference's rules:
 //!   a short greeting followed by silence is a person; longer greetings go to the model and
 //!   the verdict waits for post-speech silence, and for a machine also for the end of the
 //!   turn; no speech or a too long detection ends `uncertain`; the model may postpone).
 //! - [`classify_greeting`] is the one-shot model call on a transcript.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +19,9 @@ use tokio::time::Instant;
 
 use super::ivr::{IvrDetection, IvrOptions};
 use super::tools::DtmfSender;
-use crate::llm::{ChatContext, ChatItem, ChatRequest, ChatRole, Llm, ToolChoice, ToolDefinition};
-use crate::voice::{AgentSession, SessionEvent, UserState};
+use crate::llm::{ChatContext, ChatRequest, ChatRole, Llm, ToolChoice, ToolDefinition};
+use crate::voice::hooks::SessionHook;
+use crate::voice::{AgentSession, SessionEvent, TimedSessionEvent, UserState};
 
 /// What answered the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -728,12 +731,31 @@ impl AmdClassifier {
 /// is answered (right after [`CallControl::dial`](super::CallControl::dial) returned), then
 /// [`execute`](Self::execute) gives the verdict.
 ///
-/// It listens to the session's events: the user's speech start and end (VAD), final
-/// transcripts, and committed user turns (end of turn). The model is the one given, else the
+/// It listens to the session's events: the user's speech start and end (the end stamped with
+/// when the VAD heard the speech stop, so its silence counts), final transcripts, and the
+/// session's committed user turns (end of turn). The model is the one given, else the
 /// session's LLM.
 ///
+/// While it detects, the agent's speech is held, as the reference's: replies (to the
+/// callee's turns, `say`, `generate_reply`) are generated but nothing plays until the
+/// verdict. Then:
+/// - on a machine (with [`AmdOptions::interrupt_on_machine`]) every held or playing speech is
+///   interrupted, and while this `Amd` lives the callee's turns get no automatic reply (they
+///   are recorded in the history): the machine flow (e.g. [`leave_voicemail`](super::leave_voicemail)) speaks
+///   instead. A phone menu navigated by IVR (`ivr_detection` with a DTMF sender) keeps its
+///   replies: the navigation needs them;
+/// - on a phone menu (with [`AmdOptions::ivr_detection`] and a DTMF sender) IVR navigation
+///   starts with the greeting as its first transcript, for as long as the session runs;
+/// - then the held speech (a person's or an uncertain call's reply) plays.
+///
+/// These happen when the verdict lands, whether or not [`execute`](Self::execute) is awaited.
+/// Dropping the `Amd` stops detecting and releases held speech.
+///
 /// ```no_run
-/// use livekit_agents::telephony::{dtmf_sender_for, Amd, AmdCategory, AmdOptions, CallControl, OutboundCall};
+/// use livekit_agents::telephony::{
+///     dtmf_sender_for, leave_voicemail, Amd, AmdCategory, AmdOptions, CallControl, OutboundCall,
+///     VoicemailMessage,
+/// };
 /// use livekit_agents::voice::AgentSession;
 /// use livekit_agents::worker::JobContext;
 ///
@@ -742,7 +764,10 @@ impl AmdClassifier {
 ///     let amd = Amd::start(session, None, AmdOptions::default(), dtmf_sender_for(ctx))?;
 ///     let verdict = amd.execute().await?;
 ///     match verdict.category {
-///         AmdCategory::MachineVm => { /* leave a message */ }
+///         AmdCategory::MachineVm => {
+///             let message = VoicemailMessage::Text("Hi, this is Acme. Call us back.".into());
+///             leave_voicemail(session, Some(ctx), &message).await?;
+///         }
 ///         AmdCategory::MachineUnavailable => { /* hang up */ }
 ///         _ => {} // a person, or a menu being navigated
 ///     }
@@ -753,7 +778,8 @@ pub struct Amd {
     result: tokio::sync::watch::Receiver<Option<Result<AmdPrediction, AmdError>>>,
     session: AgentSession,
     options: AmdOptions,
-    dtmf: Option<Arc<dyn DtmfSender>>,
+    shared: Arc<AmdShared>,
+    hook: u64,
     _task: tokio_util::task::AbortOnDropHandle<()>,
 }
 
@@ -766,10 +792,66 @@ impl std::fmt::Debug for Amd {
     }
 }
 
+/// What the detector shares with its session hook.
+struct AmdShared {
+    classifier: parking_lot::Mutex<AmdClassifier>,
+    /// The hook fed the classifier (an end of turn): the detector looks again.
+    changed: tokio::sync::Notify,
+    /// The agent's speech waits (until the verdict's actions ran).
+    holding: AtomicBool,
+    interrupt_on_machine: bool,
+    /// A phone menu verdict starts IVR navigation (which answers the menu's turns).
+    ivr_navigates: bool,
+}
+
+impl AmdShared {
+    /// Whether a verdict of `category` takes the callee's turns (no automatic reply).
+    fn takes_turns(&self, category: AmdCategory) -> bool {
+        self.interrupt_on_machine
+            && category.is_machine()
+            && !(category == AmdCategory::MachineIvr && self.ivr_navigates)
+    }
+
+    /// Lets held speech go.
+    fn release(&self, session: &AgentSession) {
+        if self.holding.swap(false, Ordering::AcqRel) {
+            session.release_held_speech();
+        }
+    }
+}
+
+/// The detector's part in the activity loop: holds speech while detecting; each committed
+/// user turn is the classifier's end of turn, and a machine's turns are not answered.
+struct AmdHook(Arc<AmdShared>);
+
+impl SessionHook for AmdHook {
+    fn holds_speech(&self) -> bool {
+        self.0.holding.load(Ordering::Acquire)
+    }
+
+    fn takes_user_turn(&self, _transcript: &str) -> bool {
+        let category = {
+            let mut classifier = self.0.classifier.lock();
+            classifier.on_end_of_turn();
+            classifier.verdict().map(|v| v.category)
+        };
+        self.0.changed.notify_one();
+        let take = category.is_some_and(|c| self.0.takes_turns(c));
+        if take {
+            tracing::debug!(
+                ?category,
+                "skipping the automatic reply: AMD heard a machine"
+            );
+        }
+        take
+    }
+}
+
 impl Amd {
-    /// Starts detecting on `session` with `llm` (default: the session's LLM). `dtmf` sends
-    /// keys for the IVR navigation started on a phone menu (`options.ivr_detection`). An IVR
-    /// navigation already running on the session is stopped: AMD decides when it starts.
+    /// Starts detecting on `session` with `llm` (default: the session's LLM); the agent's
+    /// speech is held from now until the verdict. `dtmf` sends keys for the IVR navigation
+    /// started on a phone menu (`options.ivr_detection`). An IVR navigation already running on
+    /// the session is stopped: AMD decides when it starts.
     pub fn start(
         session: &AgentSession,
         llm: Option<Arc<dyn Llm>>,
@@ -791,19 +873,32 @@ impl Amd {
                 .max_endpointing_delay
                 .unwrap_or(session.options().turn_handling.endpointing.max_delay),
         );
+        let shared = Arc::new(AmdShared {
+            classifier: parking_lot::Mutex::new(AmdClassifier::new(classifier_options)),
+            changed: tokio::sync::Notify::new(),
+            holding: AtomicBool::new(true),
+            interrupt_on_machine: options.interrupt_on_machine,
+            ivr_navigates: options.ivr_detection && dtmf.is_some(),
+        });
+        let hook = session.add_hook(Arc::new(AmdHook(shared.clone())));
         let (tx, result) = tokio::sync::watch::channel(None);
         let task = tokio::spawn(detect(
             session.clone(),
-            session.events(),
+            session.timed_events(),
             llm,
-            AmdClassifier::new(classifier_options),
+            shared.clone(),
+            Actions {
+                options: options.clone(),
+                dtmf,
+            },
             tx,
         ));
         Ok(Self {
             result,
             session: session.clone(),
             options,
-            dtmf,
+            shared,
+            hook,
             _task: tokio_util::task::AbortOnDropHandle::new(task),
         })
     }
@@ -813,26 +908,48 @@ impl Amd {
         self.result.borrow().clone()
     }
 
-    /// Waits for the verdict, then applies the automatic actions: on a machine (with
-    /// `interrupt_on_machine`) the agent's speech is interrupted; on a phone menu (with
-    /// `ivr_detection` and a DTMF sender) IVR navigation starts with the greeting as its
-    /// first transcript, for as long as the session runs.
+    /// Whether the agent's speech is held (no verdict yet).
+    pub fn is_holding_speech(&self) -> bool {
+        self.shared.holding.load(Ordering::Acquire)
+    }
+
+    /// Waits for the verdict. Its automatic actions (see [`Amd`]) already ran when this
+    /// returns: a machine's held speech was interrupted, IVR navigation started on a phone
+    /// menu, and the agent may speak again.
     pub async fn execute(&self) -> Result<AmdPrediction, AmdError> {
         let mut rx = self.result.clone();
         let result = rx
             .wait_for(Option::is_some)
             .await
             .map_err(|_| AmdError::Closed)?
-            .clone()
-            .ok_or(AmdError::Closed)?;
-        let prediction = result?;
+            .clone();
+        result.ok_or(AmdError::Closed)?
+    }
+}
+
+impl Drop for Amd {
+    fn drop(&mut self) {
+        self.shared.holding.store(false, Ordering::Release);
+        // Removing the hook wakes the loop: held speech goes.
+        self.session.remove_hook(self.hook);
+    }
+}
+
+/// What the detector does when the verdict lands.
+struct Actions {
+    options: AmdOptions,
+    dtmf: Option<Arc<dyn DtmfSender>>,
+}
+
+impl Actions {
+    fn apply(&self, session: &AgentSession, prediction: &AmdPrediction) {
         if prediction.is_machine() && self.options.interrupt_on_machine {
-            self.session.interrupt();
+            session.interrupt();
         }
         if prediction.category == AmdCategory::MachineIvr && self.options.ivr_detection {
             match &self.dtmf {
                 Some(sender) => IvrDetection::start_for_session(
-                    &self.session,
+                    session,
                     sender.clone(),
                     IvrOptions::default(),
                     Some(prediction.transcript.clone()),
@@ -840,7 +957,6 @@ impl Amd {
                 None => tracing::warn!("AMD: phone menu detected but no DTMF sender was given"),
             }
         }
-        Ok(prediction)
     }
 }
 
@@ -851,16 +967,29 @@ type Classification = std::pin::Pin<
 
 async fn detect(
     session: AgentSession,
-    mut events: crate::types::EventStream<SessionEvent>,
+    mut events: crate::types::EventStream<TimedSessionEvent>,
     llm: Arc<dyn Llm>,
-    mut classifier: AmdClassifier,
+    shared: Arc<AmdShared>,
+    actions: Actions,
     result: tokio::sync::watch::Sender<Option<Result<AmdPrediction, AmdError>>>,
 ) {
-    classifier.start(Instant::now());
-    let prompt: Arc<str> = classifier.options.prompt.clone().into();
+    let prompt: Arc<str> = {
+        let mut classifier = shared.classifier.lock();
+        classifier.start(Instant::now());
+        classifier.options.prompt.clone().into()
+    };
     let mut running: Option<Classification> = None;
     loop {
-        if let Some(verdict) = classifier.verdict() {
+        let (verdict, classification, can_postpone, deadline) = {
+            let mut c = shared.classifier.lock();
+            (
+                c.verdict().cloned(),
+                c.take_classification(),
+                c.can_postpone(),
+                c.next_deadline(),
+            )
+        };
+        if let Some(verdict) = verdict {
             tracing::info!(
                 category = ?verdict.category,
                 reason = verdict.reason.as_str(),
@@ -868,25 +997,27 @@ async fn detect(
                 delay = ?verdict.delay,
                 "amd prediction"
             );
-            let _ = result.send(Some(Ok(verdict.clone())));
+            // Interrupt a machine's held speech before letting speech go.
+            actions.apply(&session, &verdict);
+            shared.release(&session);
+            let _ = result.send(Some(Ok(verdict)));
             return;
         }
-        if let Some(transcript) = classifier.take_classification() {
+        if let Some(transcript) = classification {
             // A newer transcript replaces the request in flight (dropping it cancels it).
-            let (llm, prompt, allow) = (llm.clone(), prompt.clone(), classifier.can_postpone());
+            let (llm, prompt) = (llm.clone(), prompt.clone());
             running = Some(Box::pin(async move {
-                let answer = ask_model(llm.as_ref(), &prompt, &transcript, allow).await;
+                let answer = ask_model(llm.as_ref(), &prompt, &transcript, can_postpone).await;
                 (transcript, answer)
             }));
         }
-        let deadline = classifier.next_deadline();
         tokio::select! {
             _ = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
-            } => classifier.on_deadline(Instant::now()),
+            } => shared.classifier.lock().on_deadline(Instant::now()),
             (transcript, answer) = async {
                 match running.as_mut() {
                     Some(r) => r.await,
@@ -895,8 +1026,9 @@ async fn detect(
             } => {
                 running = None;
                 match answer {
-                    Ok(actions) => {
-                        for action in actions {
+                    Ok(model_actions) => {
+                        let mut classifier = shared.classifier.lock();
+                        for action in model_actions {
                             let now = Instant::now();
                             match action {
                                 ModelAction::Label(label) => {
@@ -912,28 +1044,39 @@ async fn detect(
                     Err(e) => tracing::warn!(error = %e, "AMD classification failed"),
                 }
             }
+            // The session hook saw an end of turn.
+            _ = shared.changed.notified() => {}
             ev = events.recv() => {
                 let now = Instant::now();
                 match ev {
-                    Some(Ok(SessionEvent::UserStateChanged { old_state, new_state })) => {
+                    Some(Ok(TimedSessionEvent {
+                        event: SessionEvent::UserStateChanged { old_state, new_state },
+                        instant,
+                        ..
+                    })) => {
+                        let mut classifier = shared.classifier.lock();
                         if new_state == UserState::Speaking {
                             classifier.on_speech_started(now);
                         } else if old_state == UserState::Speaking {
-                            // The event carries no VAD silence duration: count from now.
-                            classifier.on_speech_ended(now, Duration::ZERO);
+                            // Stamped with when the VAD heard the speech stop: the silence
+                            // since then already counts.
+                            classifier.on_speech_ended(now, now.saturating_duration_since(instant));
                         }
                     }
-                    Some(Ok(SessionEvent::UserInputTranscribed { transcript, is_final: true, .. })) => {
-                        classifier.push_text(now, &transcript);
+                    Some(Ok(TimedSessionEvent {
+                        event: SessionEvent::UserInputTranscribed { transcript, is_final: true, .. },
+                        ..
+                    })) => {
+                        shared.classifier.lock().push_text(now, &transcript);
                     }
-                    Some(Ok(SessionEvent::ConversationItemAdded { item: ChatItem::Message(m) }))
-                        if m.role == ChatRole::User =>
-                    {
-                        classifier.on_end_of_turn();
-                    }
-                    Some(Ok(SessionEvent::Close { .. })) | None => {
-                        classifier.settle_call_ended(now);
-                        if classifier.verdict().is_none() {
+                    Some(Ok(TimedSessionEvent { event: SessionEvent::Close { .. }, .. })) | None => {
+                        let settled = {
+                            let mut classifier = shared.classifier.lock();
+                            classifier.settle_call_ended(now);
+                            classifier.verdict().is_some()
+                        };
+                        if !settled {
+                            shared.release(&session);
                             let _ = result.send(Some(Err(AmdError::Closed)));
                             return;
                         }
@@ -943,8 +1086,8 @@ async fn detect(
                 }
             }
         }
-        if !session.is_running() && classifier.verdict().is_none() {
-            classifier.settle_call_ended(Instant::now());
+        if !session.is_running() {
+            shared.classifier.lock().settle_call_ended(Instant::now());
         }
     }
 }

@@ -37,6 +37,9 @@ pub enum TelephonyError {
     /// The job runs without a LiveKit server (console mode), so there is no phone call to act on.
     #[error("no phone call in console mode: {0}")]
     Console(&'static str),
+    /// The session cannot speak (not started, or closed).
+    #[error(transparent)]
+    Session(#[from] crate::voice::SessionError),
 }
 
 /// What hanging up does on the server.
@@ -295,6 +298,15 @@ pub(crate) async fn close_for_call_end(session: &AgentSession, drain: bool) {
     session.close_with(CloseReason::CallEnded, None).await;
 }
 
+/// Closes `session` because the agent's part in its phone call is over: queued speech plays
+/// out, then the session closes with [`CloseReason::CallEnded`] (not `UserInitiated`, as
+/// [`AgentSession::drain`] would). Nothing is sent to the server and the job goes on: see
+/// [`CallControl::leave_call`] for the whole "the agent leaves the call" (e.g. after a warm
+/// transfer connected the caller with a human), and [`CallControl::hang_up`] to end the call.
+pub async fn close_call_session(session: &AgentSession) {
+    close_for_call_end(session, true).await;
+}
+
 /// The server side of ending a call (`target`; nothing in console mode or with `None`), then
 /// the job's shutdown with `reason`. Every way of ending a call ends here.
 pub(crate) async fn finish_call(
@@ -435,6 +447,14 @@ pub trait CallControl {
         options: HangupOptions,
     ) -> Result<(), TelephonyError>;
 
+    /// The agent leaves a call that goes on without it (after a warm transfer connected the
+    /// caller with a human): queued speech plays out, `session` closes with
+    /// [`CloseReason::CallEnded`] ([`close_call_session`]), then the job shuts down with
+    /// `reason`. The room and its participants stay. From a tool, run it once the tool's
+    /// speech is done (its reply is queued speech too), e.g. from
+    /// [`SpeechHandle::add_done_callback`](crate::voice::SpeechHandle::add_done_callback).
+    async fn leave_call(&self, session: Option<&AgentSession>, reason: &str);
+
     /// Sends `TransferSIPParticipant` for `participant_identity` to `transfer_to` (`tel:`,
     /// `sip:` or a bare number) and returns once the destination answered.
     async fn transfer_sip_participant(
@@ -511,6 +531,17 @@ impl CallControl for JobContext {
             PlayoutWait::Nothing
         };
         hang_up_with(self, ctx.session(), wait, options).await
+    }
+
+    async fn leave_call(&self, session: Option<&AgentSession>, reason: &str) {
+        if let Some(session) = session {
+            close_call_session(session).await;
+        }
+        tracing::info!(reason, "the agent leaves the call");
+        // No server call: the room stays with its participants.
+        if let Err(e) = finish_call(self, None, reason).await {
+            tracing::warn!(error = %e, "cannot leave the call");
+        }
     }
 
     async fn transfer_sip_participant(

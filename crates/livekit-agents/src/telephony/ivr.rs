@@ -13,6 +13,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::tools::{dtmf_sender_for, send_dtmf_events_tool, DtmfSender};
+use crate::llm::FunctionTool;
+use crate::voice::hooks::SessionHook;
 use crate::voice::{AgentSession, AgentState, ReplyOptions, SessionEvent, UserState};
 use crate::worker::JobContext;
 
@@ -299,6 +301,15 @@ fn running_for(session: &AgentSession) -> Option<Arc<IvrShared>> {
         .filter(|i| !i.stop.is_cancelled())
 }
 
+/// `send_dtmf_events` for every agent of a session (`SessionOptions::ivr_detection`).
+struct DtmfToolHook(FunctionTool);
+
+impl SessionHook for DtmfToolHook {
+    fn tools(&self) -> Vec<FunctionTool> {
+        vec![self.0.clone()]
+    }
+}
+
 /// Gives the current agent the `send_dtmf_events` tool if it does not have it.
 fn ensure_dtmf_tool(session: &AgentSession, sender: &Arc<dyn DtmfSender>) {
     if let Some(agent) = session.current_agent() {
@@ -404,6 +415,11 @@ pub(crate) fn start_for_session_option(ctx: &JobContext, session: &AgentSession)
         tracing::warn!("ivr_detection: the job has no room to send DTMF through");
         return;
     };
+    // The DTMF tool is the session's from its first reply on (the reference adds it to the
+    // session's tools): a turn at the very start, before the navigation below runs, has it.
+    session.add_hook(Arc::new(DtmfToolHook(send_dtmf_events_tool(
+        sender.clone(),
+    ))));
     let ctx = ctx.clone();
     let session = session.clone();
     let mut rx = session.events();

@@ -11,7 +11,9 @@
 //!   (`detected_answering_machine`).
 //! - Warm transfer ([`WarmTransferTask`]): hold, consult a human, merge or come back.
 //! - Answering-machine detection ([`Amd`]: the reference's timing rules around an LLM
-//!   classification of the greeting; [`classify_greeting`] for the model call alone).
+//!   classification of the greeting, holding the agent's speech until the verdict;
+//!   [`classify_greeting`] for the model call alone; [`leave_voicemail`] for the voicemail
+//!   flow).
 //! - IVR navigation ([`IvrDetection`]): DTMF tool, silence and menu-loop handling.
 //!
 //! See `docs/guides/telephony.md`.
@@ -33,8 +35,9 @@ pub use amd::{
 };
 pub use amd::{AMD_PROMPT, MAX_EXTENSION, MAX_EXTENSIONS};
 pub use call::{
-    transfer_destination, validate_phone_destination, CallControl, HangupOptions, HangupTarget,
-    OutboundCall, OutboundCallError, TelephonyError, TransferOptions, OUTBOUND_TRUNK_ENV,
+    close_call_session, transfer_destination, validate_phone_destination, CallControl,
+    HangupOptions, HangupTarget, OutboundCall, OutboundCallError, TelephonyError, TransferOptions,
+    OUTBOUND_TRUNK_ENV,
 };
 pub use dtmf::MAX_COLLECTED_KEYS;
 pub use dtmf::{
@@ -44,8 +47,8 @@ pub use get_dtmf::{GetDtmfResult, GetDtmfTask};
 pub use ivr::{IvrDetection, IvrEvent, IvrOptions, LoopDetectorOptions, TfidfLoopDetector};
 pub use sip::{SipCallStatus, SipError, SipFailure, SipParticipantInfo};
 pub use tools::{
-    dtmf_sender_for, send_dtmf_events_tool, DtmfSender, EndCallTool, MemoryDtmfSender,
-    VoicemailMessage, VoicemailTool, DTMF_PUBLISH_DELAY, END_CALL_DESCRIPTION,
+    dtmf_sender_for, leave_voicemail, send_dtmf_events_tool, DtmfSender, EndCallTool,
+    MemoryDtmfSender, VoicemailMessage, VoicemailTool, DTMF_PUBLISH_DELAY, END_CALL_DESCRIPTION,
     MAX_DTMF_EVENTS_PER_CALL, VOICEMAIL_HANGUP_DELAY,
 };
 pub use warm_transfer::{

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::call::{close_for_call_end, finish_call, CallControl, HangupOptions, HangupTarget};
+use super::call::{
+    close_for_call_end, finish_call, CallControl, HangupOptions, HangupTarget, TelephonyError,
+};
 use super::dtmf::DtmfEvent;
 use crate::llm::{FunctionTool, RunContext, ToolError, ToolOutput};
 use crate::voice::{AgentSession, ReplyOptions, SayOptions};
@@ -265,28 +267,64 @@ impl VoicemailTool {
                     tracing::info!("answering machine detected: leaving a message");
                     let speech = leave_message(&session, &this.message)
                         .map_err(|e| ToolError::new(e.to_string()))?;
+                    // The message plays after the speech running this tool: the tool returns
+                    // first, and the call ends in the background once it played.
                     let job = this.job.clone();
                     tokio::spawn(async move {
-                        speech.wait_for_playout().await;
-                        tokio::time::sleep(VOICEMAIL_HANGUP_DELAY).await;
-                        match job {
-                            Some(job) => {
-                                let options = HangupOptions {
-                                    wait_for_playout: false,
-                                    reason: "voicemail left".into(),
-                                    ..Default::default()
-                                };
-                                if let Err(e) = job.hang_up(Some(&session), options).await {
-                                    tracing::warn!(error = %e, "cannot hang up after voicemail");
-                                }
-                            }
-                            None => close_for_call_end(&session, false).await,
+                        if let Err(e) = hang_up_after_message(&session, job.as_ref(), speech).await
+                        {
+                            tracing::warn!(error = %e, "cannot hang up after voicemail");
                         }
                     });
                     Ok::<_, ToolError>(ToolOutput::None)
                 }
             },
         )
+    }
+}
+
+/// The voicemail flow, for an answering machine found by [`Amd`](super::Amd) (a
+/// `machine-vm` verdict) or otherwise: waits until the greeting is over (the callee's line is
+/// silent: the beep comes at its end), leaves `message` (uninterruptible), waits
+/// [`VOICEMAIL_HANGUP_DELAY`], then hangs up. With `job`, as
+/// [`CallControl::hang_up`] (the room is deleted; the job shuts down with "voicemail left");
+/// without, only the session closes. Either way the session closes with
+/// [`CloseReason::CallEnded`](crate::voice::CloseReason::CallEnded).
+///
+/// Keep the [`Amd`](super::Amd) alive meanwhile: the rest of the greeting then gets no
+/// automatic reply. Not from inside a tool (the message would wait for the tool's own
+/// speech): use [`VoicemailTool`] there.
+pub async fn leave_voicemail(
+    session: &AgentSession,
+    job: Option<&JobContext>,
+    message: &VoicemailMessage,
+) -> Result<(), TelephonyError> {
+    session.wait_user_silent().await;
+    let speech = leave_message(session, message)?;
+    hang_up_after_message(session, job, speech).await
+}
+
+/// Waits until the message played, pauses, then hangs up.
+async fn hang_up_after_message(
+    session: &AgentSession,
+    job: Option<&JobContext>,
+    speech: crate::voice::SpeechHandle,
+) -> Result<(), TelephonyError> {
+    speech.wait_for_playout().await;
+    tokio::time::sleep(VOICEMAIL_HANGUP_DELAY).await;
+    match job {
+        Some(job) => {
+            let options = HangupOptions {
+                wait_for_playout: false,
+                reason: "voicemail left".into(),
+                ..Default::default()
+            };
+            job.hang_up(Some(session), options).await
+        }
+        None => {
+            close_for_call_end(session, false).await;
+            Ok(())
+        }
     }
 }
 

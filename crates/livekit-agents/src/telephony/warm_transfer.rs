@@ -735,7 +735,8 @@ impl Consultation for SipConsultation {
             participant_identity: Some(self.call.participant_identity.clone()),
             ..Default::default()
         };
-        let (_io, ports) = crate::room::RoomIo::start(room, options)
+        let backend = Arc::new(crate::room::LiveKitRoom::new(room));
+        let (_io, ports) = crate::room_logic::RoomIo::start(backend, options)
             .await
             .map_err(|e| TelephonyError::Room {
                 call: "RoomIo",

@@ -6,6 +6,7 @@
 //! on a paused clock (`#[tokio::test(start_paused = true)]`) asserts exact times.
 
 mod fakes;
+mod memory_room;
 mod mock_tools;
 mod realtime;
 mod run_result;
@@ -14,8 +15,10 @@ pub use fakes::{
     FakeLlm, FakeLlmResponse, FakeStt, FakeTts, FakeTurnDetector, FakeVad, ReceivedAudio,
     UserSpeech, FAKE_LLM_REQUEST_RETENTION,
 };
+pub use memory_room::{ByteStreamSender, MemoryRoom, PublishedTrack, SentTextStream};
 pub use mock_tools::{mock_tools, MockTools, MockToolsGuard};
 pub mod replay;
+mod replay_file;
 pub use realtime::{FakeRealtimeModel, FakeRealtimeReply};
 pub use run_result::{
     judge, AgentHandoffAssert, ChatMessageAssert, EventAssert, EventRangeAssert,

@@ -189,7 +189,8 @@ struct AgentInner {
     stt: Option<Arc<dyn Stt>>,
     llm: Option<Arc<dyn Llm>>,
     tts: Option<Arc<dyn Tts>>,
-    allow_interruptions: Option<bool>,
+    /// Turn handling overrides (see `agent/turn_handling.rs`).
+    turn_handling: super::options::AgentTurnHandling,
     behavior: Arc<dyn AgentBehavior>,
     mcp_servers: crate::mcp::ServerList,
     /// Model overrides that could not be resolved.
@@ -233,7 +234,7 @@ pub struct AgentBuilder {
     stt: Option<Arc<dyn Stt>>,
     llm: Option<Arc<dyn Llm>>,
     tts: Option<Arc<dyn Tts>>,
-    allow_interruptions: Option<bool>,
+    turn_handling: super::options::AgentTurnHandling,
     behavior: Arc<dyn AgentBehavior>,
     mcp_servers: crate::mcp::ServerList,
     model_errors: Vec<crate::inference::InferenceError>,
@@ -317,11 +318,6 @@ impl AgentBuilder {
         self.mcp_servers.extend(servers);
         self
     }
-    /// Overrides whether the user can interrupt this agent.
-    pub fn allow_interruptions(mut self, allow: bool) -> Self {
-        self.allow_interruptions = Some(allow);
-        self
-    }
     /// Hooks and nodes.
     pub fn behavior(mut self, behavior: impl AgentBehavior) -> Self {
         self.behavior = Arc::new(behavior);
@@ -362,7 +358,7 @@ impl AgentBuilder {
                 stt: self.stt,
                 llm: self.llm,
                 tts: self.tts,
-                allow_interruptions: self.allow_interruptions,
+                turn_handling: self.turn_handling,
                 behavior: self.behavior,
                 mcp_servers: self.mcp_servers,
                 config_error,
@@ -384,7 +380,7 @@ impl Agent {
             stt: None,
             llm: None,
             tts: None,
-            allow_interruptions: None,
+            turn_handling: Default::default(),
             behavior: Arc::new(DefaultBehavior),
             mcp_servers: Default::default(),
             model_errors: Vec::new(),
@@ -603,7 +599,7 @@ impl Agent {
 
     /// The interruption override.
     pub fn allow_interruptions(&self) -> Option<bool> {
-        self.inner.allow_interruptions
+        self.inner.turn_handling.allow_interruptions
     }
 
     /// The behaviour.
@@ -620,6 +616,8 @@ impl Agent {
         self.inner.chat_ctx.lock().insert(item);
     }
 }
+
+mod turn_handling;
 
 tokio::task_local! {
     /// Set while an agent's `on_enter` runs, and in the replies it starts: the agent's

@@ -127,6 +127,8 @@ pub enum CloseReason {
     /// The agent ended the phone call: the `end_call` tool, a hang-up, a voicemail left, or a
     /// cold transfer (the `telephony` module, feature `server`).
     CallEnded,
+    /// The linked room participant left for good (RoomIO's `close_on_disconnect`).
+    ParticipantDisconnected,
 }
 
 /// An event of a session; receive them with [`AgentSession::events`](super::AgentSession::events).
@@ -208,6 +210,17 @@ pub enum SessionEvent {
         /// The participant that pressed the key, if known.
         participant_identity: Option<String>,
     },
+    /// The VAD heard the user during their turn but no non-empty final transcript arrived
+    /// within [`SessionOptions::transcription_timeout`](super::SessionOptions::transcription_timeout)
+    /// after that speech ended (the reference's `user_transcription_timeout`): the STT failed,
+    /// or the audio was withheld from it. Ask the user to repeat.
+    UserTranscriptionTimeout {
+        /// VAD-detected speech in the turn that produced no transcript.
+        speech_duration: std::time::Duration,
+        /// When the VAD first detected speech in this turn (wall clock; the reference's
+        /// `vad_speech_started_at`).
+        vad_speech_started_at: std::time::SystemTime,
+    },
     /// The session closed.
     Close {
         /// Why.
@@ -231,6 +244,7 @@ impl SessionEvent {
             SessionEvent::AgentFalseInterruption { .. } => "agent_false_interruption",
             SessionEvent::Error { .. } => "error",
             SessionEvent::SipDtmfReceived { .. } => "sip_dtmf_received",
+            SessionEvent::UserTranscriptionTimeout { .. } => "user_transcription_timeout",
             SessionEvent::Close { .. } => "close",
         }
     }

@@ -13,14 +13,14 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::activity::{Activity, ActivityEvent, FollowUp};
 use super::agent::{AgentContext, ModelSettings};
 use super::events::ErrorSource;
 use super::nodes::{AudioFrameStream, TextStream};
-use super::playout::{speak, start_tts, AudioSource};
+use super::playout::{speak, AudioSource, Spoken};
+use super::segments::{LlmText, Segmenter};
 use super::session::SayText;
 use super::speech_handle::SpeechHandle;
 use super::tool_execution::ToolExecutor;
@@ -98,7 +98,7 @@ pub(crate) async fn pipeline_reply(
     let settings = ModelSettings {
         tool_choice: request.tool_choice.clone(),
     };
-    let (text_tx, text_rx) = mpsc::unbounded_channel::<String>();
+    let (text_tx, text_rx) = mpsc::unbounded_channel::<LlmText>();
     let (call_tx, call_rx) = mpsc::unbounded_channel::<FunctionCall>();
     let ttft: TtftSlot = Arc::default();
     let llm_task = AbortOnDropHandle::new(tokio::spawn(run_llm(
@@ -114,33 +114,14 @@ pub(crate) async fn pipeline_reply(
         handle.clone(),
     )));
 
-    // Preemptive TTS (`preemptive_tts`): synthesis starts on the LLM output before the speech
-    // has the floor; the text is teed to the TTS now and to the playout later. Dropped with
-    // this task when the speech is discarded.
-    let preemptive = session.options().turn_handling.preemptive_generation;
-    let mut text: TextStream = UnboundedReceiverStream::new(text_rx).boxed();
-    let mut source = AudioSource::Tts;
-    let mut _tee = None;
+    // The text splits into segments at the LLM node's segment breaks; each is synthesized
+    // and played on its own. Preemptive TTS (`preemptive_tts`): the first segment's synthesis
+    // starts on the LLM output before the speech has the floor; dropped with this task when
+    // the speech is discarded.
+    let mut segmenter = Segmenter::spawn(&activity, handle.id(), &settings, text_rx);
+    let preemptive = activity.preemptive_options();
     if preemptive.enabled && preemptive.preemptive_tts && session.audio_output().is_some() {
-        let (tts_tx, tts_rx) = mpsc::unbounded_channel::<String>();
-        let (play_tx, play_rx) = mpsc::unbounded_channel::<String>();
-        let mut llm_text = text;
-        _tee = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-            while let Some(chunk) = llm_text.next().await {
-                let _ = tts_tx.send(chunk.clone());
-                let _ = play_tx.send(chunk);
-            }
-        })));
-        text = UnboundedReceiverStream::new(play_rx).boxed();
-        let tts_text = UnboundedReceiverStream::new(tts_rx).boxed();
-        let started = tokio::select! {
-            biased;
-            _ = handle.wait_interrupted() => None,
-            started = start_tts(&activity, handle.id(), tts_text, &settings) => started,
-        };
-        if let Some(started) = started {
-            source = AudioSource::Started(started);
-        }
+        segmenter.open(true);
     }
 
     if !handle.wait_for_authorization(step).await {
@@ -156,7 +137,8 @@ pub(crate) async fn pipeline_reply(
         }
     }
 
-    let spoken = speak(&activity, &handle, text, settings, source, Some(ttft)).await;
+    segmenter.open(session.audio_output().is_some());
+    let spoken = speak_segments(&activity, &handle, &mut segmenter, settings, ttft).await;
     activity.send(ActivityEvent::AssistantSpoken {
         handle: handle.clone(),
         spoken,
@@ -180,9 +162,64 @@ pub(crate) async fn pipeline_reply(
     });
 }
 
+/// Plays the segments of one step in order, each to its end (or the interruption); returns
+/// what the user got of the whole step: one message, as the reference's.
+async fn speak_segments(
+    activity: &Activity,
+    handle: &SpeechHandle,
+    segments: &mut Segmenter,
+    settings: ModelSettings,
+    ttft: TtftSlot,
+) -> Spoken {
+    // The message is stamped when the reply got the floor (the reference's
+    // `reply_started_at`): before the tool calls the LLM streams meanwhile.
+    let mut spoken = Spoken {
+        text: String::new(),
+        interrupted: false,
+        played: None,
+        started_at: now_secs(),
+    };
+    loop {
+        let segment = tokio::select! {
+            biased;
+            _ = handle.wait_interrupted() => {
+                spoken.interrupted = true;
+                break;
+            }
+            segment = segments.next() => match segment {
+                Some(segment) => segment,
+                None => break,
+            },
+        };
+        let part = speak(
+            activity,
+            handle,
+            segment.text,
+            settings.clone(),
+            segment.audio,
+            Some(ttft.clone()),
+        )
+        .await;
+        if !part.text.is_empty() {
+            if !spoken.text.is_empty() {
+                spoken.text.push(' ');
+            }
+            spoken.text.push_str(&part.text);
+        }
+        if let Some(played) = part.played {
+            spoken.played = Some(spoken.played.unwrap_or_default().saturating_add(played));
+        }
+        if part.interrupted {
+            spoken.interrupted = true;
+            break;
+        }
+    }
+    spoken
+}
+
 /// Where one LLM step's output goes.
 struct LlmOutputs {
-    text: mpsc::UnboundedSender<String>,
+    text: mpsc::UnboundedSender<LlmText>,
     calls: mpsc::UnboundedSender<FunctionCall>,
     ttft: TtftSlot,
 }
@@ -246,6 +283,9 @@ async fn run_llm(
         };
         let Some(item) = item else { break };
         match item {
+            Ok(chunk) if chunk.is_flush() => {
+                let _ = text_tx.send(LlmText::Flush);
+            }
             Ok(chunk) => {
                 if chunk.has_content() && !got_first {
                     got_first = true;
@@ -257,7 +297,7 @@ async fn run_llm(
                 }
                 if let Some(delta) = chunk.delta {
                     if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                        let _ = text_tx.send(text);
+                        let _ = text_tx.send(LlmText::Text(text));
                     }
                     for call in delta.tool_calls {
                         let _ = call_tx.send(FunctionCall {

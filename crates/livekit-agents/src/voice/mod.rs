@@ -16,12 +16,14 @@ pub(crate) mod agent;
 mod endpointing;
 pub(crate) mod events;
 mod generation;
+pub(crate) mod hooks;
 pub mod nodes;
 pub(crate) mod options;
 mod playout;
 mod realtime;
 mod recognition;
 pub(crate) mod report;
+mod segments;
 pub(crate) mod session;
 pub(crate) mod speech_handle;
 pub(crate) mod task;
@@ -38,9 +40,9 @@ pub use events::{
     TimedSessionEvent, UserState,
 };
 pub use options::{
-    EndpointingMode, EndpointingOptions, InterruptionMode, InterruptionOptions,
-    PreemptiveGenerationOptions, SessionOptions, TurnDetection, TurnHandlingOptions,
-    UserTurnLimitOptions,
+    AecWarmup, AgentTurnHandling, EndpointingMode, EndpointingOptions, InterruptionMode,
+    InterruptionOptions, PreemptiveGenerationOptions, SessionOptions, TurnDetection,
+    TurnHandlingOptions, UserTurnLimitOptions,
 };
 pub use report::{
     AgentInfo, ModelUsage, ReportBuilder, ReportEvent, TurnReport, MAX_REPORT_EVENTS,

@@ -218,9 +218,21 @@ pub struct SessionOptions {
     /// AEC warm-up: for this long after the agent first starts speaking (with an audio
     /// output), user speech does not interrupt it and the STT gets silence while it speaks, so
     /// an agent heard through a speakerphone does not cut itself off before echo cancellation
-    /// adapted (default 3 s, the reference's `aec_warmup_duration`; `None` disables it, as the
-    /// reference does for outbound SIP calls). Runs once per session, from the first `speaking`.
-    pub aec_warmup_duration: Option<Duration>,
+    /// adapted (the reference's `aec_warmup_duration`). Default [`AecWarmup::Auto`]: 3 s, none
+    /// on an outbound SIP call; [`AecWarmup::Off`] disables it, [`AecWarmup::For`] sets it for
+    /// every call. Runs once per linked participant, from the agent's first `speaking`.
+    pub aec_warmup_duration: AecWarmup,
+    /// Emit [`SessionEvent::UserTranscriptionTimeout`](super::SessionEvent::UserTranscriptionTimeout)
+    /// when the VAD heard the user during their turn but no non-empty final transcript arrived
+    /// within this long after that speech ended (the reference's `transcription_timeout`,
+    /// default `None`: off). The time counts from the end of the speech, so the VAD's own
+    /// end-of-speech silence is part of it. It can happen because the STT failed or because the
+    /// audio was withheld from it (AEC warm-up, uninterruptible speech); use it to ask the user
+    /// to repeat. New speech stops the clock (the next end of speech restarts it, counting the
+    /// turn's speech so far); a committed or cleared turn
+    /// ([`AgentSession::clear_user_turn`](super::AgentSession::clear_user_turn)) resets it.
+    /// Needs a VAD and an STT.
+    pub transcription_timeout: Option<Duration>,
     /// Keyterms and conversation context for STTs that accept them (the reference's
     /// `stt_context_options`; default: no keyterms, context forwarded).
     pub stt_context_options: crate::stt::SttContextOptions,
@@ -241,8 +253,112 @@ impl Default for SessionOptions {
             audio_filter: None,
             session_close_transcript_timeout: Duration::from_secs(2),
             ivr_detection: false,
-            aec_warmup_duration: Some(Duration::from_secs(3)),
+            aec_warmup_duration: AecWarmup::Auto,
+            transcription_timeout: None,
             stt_context_options: crate::stt::SttContextOptions::default(),
+        }
+    }
+}
+
+/// The AEC warm-up setting ([`SessionOptions::aec_warmup_duration`]).
+///
+/// The reference resolves a warm-up that was not set explicitly per call: 3 s, except on an
+/// outbound SIP call (a phone the agent dialed: a SIP participant without the `sip.ruleID`
+/// attribute that inbound calls carry), where echo is not expected and the first words of
+/// the callee must interrupt at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use livekit_agents::voice::AecWarmup;
+///
+/// assert_eq!(AecWarmup::Auto.duration(false), Some(Duration::from_secs(3)));
+/// assert_eq!(AecWarmup::Auto.duration(true), None);
+/// assert_eq!(AecWarmup::For(Duration::from_secs(2)).duration(true), Some(Duration::from_secs(2)));
+/// assert_eq!(AecWarmup::Off.duration(false), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AecWarmup {
+    /// [`AecWarmup::DEFAULT_DURATION`], or none on an outbound SIP call (the reference's
+    /// default when `aec_warmup_duration` is not given).
+    #[default]
+    Auto,
+    /// This long on every call (set explicitly: also on outbound SIP calls).
+    For(Duration),
+    /// No warm-up.
+    Off,
+}
+
+impl AecWarmup {
+    /// The reference's default warm-up (3 s).
+    pub const DEFAULT_DURATION: Duration = Duration::from_secs(3);
+
+    /// The warm-up for a call; `outbound_sip`: the linked participant is an outbound SIP
+    /// call. `None`: no warm-up.
+    pub fn duration(&self, outbound_sip: bool) -> Option<Duration> {
+        match self {
+            AecWarmup::Auto if outbound_sip => None,
+            AecWarmup::Auto => Some(Self::DEFAULT_DURATION),
+            AecWarmup::For(d) if d.is_zero() => None,
+            AecWarmup::For(d) => Some(*d),
+            AecWarmup::Off => None,
+        }
+    }
+}
+
+impl From<Option<Duration>> for AecWarmup {
+    /// `Some(d)`: [`AecWarmup::For`], `None`: [`AecWarmup::Off`] (both explicit).
+    fn from(value: Option<Duration>) -> Self {
+        value.map_or(AecWarmup::Off, AecWarmup::For)
+    }
+}
+
+/// An agent's own turn handling: each field set overrides the session's value while the agent
+/// is active, each `None` uses the session's (the reference's `Agent(turn_handling=..)` and
+/// its `turn_detection` / `min_endpointing_delay` / `max_endpointing_delay` /
+/// `allow_interruptions` arguments). Set through [`AgentBuilder`](super::AgentBuilder).
+///
+/// [`AgentSession::update_options`](super::AgentSession::update_options) changes the session's
+/// values: they apply at once to the active agent (even over its own values, as the
+/// reference's) and, after a handoff, to every agent that does not override them.
+#[derive(Debug, Clone, Default)]
+pub struct AgentTurnHandling {
+    /// End-of-turn mode (resolved like the session's: [`TurnDetection::Auto`] picks from the
+    /// models; a mode the models cannot serve falls back to the session's).
+    pub turn_detection: Option<TurnDetection>,
+    /// Endpointing mode.
+    pub endpointing_mode: Option<EndpointingMode>,
+    /// Endpointing `min_delay`.
+    pub min_endpointing_delay: Option<Duration>,
+    /// Endpointing `max_delay`.
+    pub max_endpointing_delay: Option<Duration>,
+    /// Whether the user may interrupt the agent (the reference's `interruption.enabled`).
+    pub allow_interruptions: Option<bool>,
+    /// Preemptive generation on or off.
+    pub preemptive_generation: Option<bool>,
+    /// Preemptive TTS on or off.
+    pub preemptive_tts: Option<bool>,
+}
+
+impl AgentTurnHandling {
+    /// `session`'s endpointing with this agent's values over it.
+    pub fn endpointing(&self, session: EndpointingOptions) -> EndpointingOptions {
+        EndpointingOptions {
+            mode: self.endpointing_mode.unwrap_or(session.mode),
+            min_delay: self.min_endpointing_delay.unwrap_or(session.min_delay),
+            max_delay: self.max_endpointing_delay.unwrap_or(session.max_delay),
+            alpha: session.alpha,
+        }
+    }
+
+    /// `session`'s preemptive generation with this agent's values over it.
+    pub fn preemptive_generation(
+        &self,
+        session: PreemptiveGenerationOptions,
+    ) -> PreemptiveGenerationOptions {
+        PreemptiveGenerationOptions {
+            enabled: self.preemptive_generation.unwrap_or(session.enabled),
+            preemptive_tts: self.preemptive_tts.unwrap_or(session.preemptive_tts),
+            ..session
         }
     }
 }

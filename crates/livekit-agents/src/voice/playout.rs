@@ -50,8 +50,11 @@ pub(crate) enum AudioSource {
     Tts,
     /// These frames (pre-synthesized `say` audio, a realtime model's audio).
     Frames(AudioFrameStream),
-    /// A synthesis started before the speech had the floor (preemptive TTS).
+    /// A synthesis started earlier (preemptive TTS, or a segment's synthesis started while
+    /// the previous segment played).
     Started(StartedTts),
+    /// None: the text is shown only (no TTS, or it failed to start).
+    NoAudio,
 }
 
 /// A TTS synthesis in progress.
@@ -170,6 +173,7 @@ pub(crate) async fn speak(
                 tts_started = p.started;
                 (audio, tts_label, aligned) = (Some(p.audio), p.label, p.aligned);
             }
+            AudioSource::NoAudio => {}
         }
     }
     let (Some(output), Some(audio)) = (output, audio) else {

@@ -251,6 +251,16 @@ pub fn event_json(event: &SessionEvent) -> Option<Value> {
         } => json!({
             "code": code, "digit": digit, "participant_identity": participant_identity,
         }),
+        SessionEvent::UserTranscriptionTimeout {
+            speech_duration,
+            vad_speech_started_at,
+        } => json!({
+            "speech_duration": speech_duration.as_secs_f64(),
+            "vad_speech_started_at": vad_speech_started_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        }),
         SessionEvent::Close { reason, error } => {
             json!({ "reason": close_reason_name(*reason), "error": error })
         }
@@ -263,6 +273,7 @@ fn close_reason_name(r: super::CloseReason) -> &'static str {
         super::CloseReason::Error => "error",
         super::CloseReason::InputEnded => "input_ended",
         super::CloseReason::CallEnded => "call_ended",
+        super::CloseReason::ParticipantDisconnected => "participant_disconnected",
     }
 }
 

@@ -38,6 +38,8 @@ struct Flags {
     authorizations: u32,
     /// Generation steps that finished playing.
     generations_done: u32,
+    /// Tool steps whose calls and outputs the activity recorded.
+    tool_steps_recorded: u32,
 }
 
 type DoneCallback = Box<dyn FnOnce(&SpeechHandle) + Send>;
@@ -270,6 +272,24 @@ impl SpeechHandle {
         self.inner
             .flags
             .send_modify(|f| f.generations_done = f.authorizations);
+    }
+
+    /// Tool steps of this speech recorded so far.
+    pub(crate) fn tool_steps_recorded(&self) -> u32 {
+        self.inner.flags.borrow().tool_steps_recorded
+    }
+
+    /// The activity recorded the calls and outputs of a tool step.
+    pub(crate) fn mark_tool_step_recorded(&self) {
+        self.inner.flags.send_modify(|f| f.tool_steps_recorded += 1);
+    }
+
+    /// Waits until more than `recorded` tool steps are recorded, or the speech is done.
+    pub(crate) async fn wait_tool_step_recorded(&self, recorded: u32) {
+        let mut rx = self.inner.flags.subscribe();
+        let _ = rx
+            .wait_for(|f| f.done || f.tool_steps_recorded > recorded)
+            .await;
     }
 
     pub(crate) fn push_chat_item(&self, item: ChatItem) {

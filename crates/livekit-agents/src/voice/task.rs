@@ -12,7 +12,6 @@ use tokio::sync::oneshot;
 
 use super::activity::Activity;
 use super::agent::Agent;
-use super::events::SessionEvent;
 use super::session::{Activation, AgentSession};
 use crate::llm::ChatItem;
 
@@ -38,8 +37,28 @@ pub enum TaskError {
     OutOfScope(Vec<String>),
 }
 
-/// The result, and whether it was given from inside a tool handler.
-type ResultSlot<T> = Arc<Mutex<Option<oneshot::Sender<(Result<T, TaskError>, bool)>>>>;
+/// The step whose tool completed a task: its speech and agent, and how many tool steps of
+/// that speech were recorded when the tool completed it.
+struct CompletingStep {
+    speech: super::SpeechHandle,
+    agent: Agent,
+    recorded: u32,
+}
+
+impl CompletingStep {
+    /// The tool step running in this task, if it is one.
+    fn current() -> Option<Self> {
+        super::tool_execution::current_tool().map(|scope| CompletingStep {
+            recorded: scope.speech.tool_steps_recorded(),
+            speech: scope.speech,
+            agent: scope.agent,
+        })
+    }
+}
+
+/// The result, and the tool step that gave it (if a tool handler gave it).
+type ResultSlot<T> =
+    Arc<Mutex<Option<oneshot::Sender<(Result<T, TaskError>, Option<CompletingStep>)>>>>;
 
 /// How long a task waits, after a tool completed it, for that tool's output to be recorded
 /// before the task's agent is closed (closing interrupts the speech that runs the tool).
@@ -110,7 +129,7 @@ impl<T> TaskCompleter<T> {
     pub fn complete(&self, value: T) {
         if let Some(tx) = self.tx.lock().take() {
             self.switch.mark();
-            let _ = tx.send((Ok(value), super::tool_execution::in_tool()));
+            let _ = tx.send((Ok(value), CompletingStep::current()));
         }
     }
 
@@ -125,7 +144,7 @@ impl<T> TaskCompleter<T> {
     pub fn fail_with(&self, error: TaskError) {
         if let Some(tx) = self.tx.lock().take() {
             self.switch.mark();
-            let _ = tx.send((Err(error), super::tool_execution::in_tool()));
+            let _ = tx.send((Err(error), CompletingStep::current()));
         }
     }
 
@@ -163,7 +182,7 @@ impl<T> TaskCompleter<T> {
 pub struct AgentTask<T> {
     agent: Agent,
     completer: TaskCompleter<T>,
-    rx: oneshot::Receiver<(Result<T, TaskError>, bool)>,
+    rx: oneshot::Receiver<(Result<T, TaskError>, Option<CompletingStep>)>,
 }
 
 impl<T> std::fmt::Debug for AgentTask<T> {
@@ -205,7 +224,6 @@ impl<T: Send + 'static> AgentTask<T> {
         let parent = session.current_activity().ok_or(TaskError::NotRunning)?;
         *self.completer.switch.pending.lock() = Some(session.inner.pending_updates.clone());
         let _unmark = UnmarkOnDrop(self.completer.switch.clone());
-        let mut events = session.subscribe();
         let activity = Activity::new(session.clone(), self.agent.clone());
         if session
             .activate(activity.clone(), Activation::Task)
@@ -215,38 +233,24 @@ impl<T: Send + 'static> AgentTask<T> {
             return Err(TaskError::NotRunning);
         }
 
-        let closed = async {
-            loop {
-                match events.recv().await {
-                    Ok(SessionEvent::Close { .. })
-                    | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    _ => {}
-                }
-            }
-        };
-        // Biased, result first: once the result is in, the close watcher is not polled again,
-        // so a FunctionToolsExecuted event that follows `complete()` stays queued for the wait
-        // below instead of being drained here.
-        let (result, from_tool) = tokio::select! {
+        // No decision here reads the public event broadcast (which can lag): the session's
+        // closed flag, and the completing step's recording, set by the activity loop itself.
+        let (result, completing) = tokio::select! {
             biased;
-            r = self.rx => r.unwrap_or_else(|_| (Err(TaskError::Failed { reason: "the task was dropped".into() }), false)),
-            _ = closed => (Err(TaskError::SessionClosed), false),
+            r = self.rx => r.unwrap_or_else(|_| (Err(TaskError::Failed { reason: "the task was dropped".into() }), None)),
+            _ = session.wait_closed() => (Err(TaskError::SessionClosed), None),
         };
         if !session.is_running() {
             return result;
         }
-        if from_tool {
-            // The completing tool is still returning: let its output be recorded (the step
-            // emits FunctionToolsExecuted) before closing the activity, which would otherwise
-            // interrupt the step and record the call as cancelled.
+        // A tool of this task's agent completed it and is still returning: let the loop record
+        // its step's calls and outputs before closing the activity, which would otherwise
+        // interrupt the step and record the call as cancelled.
+        if let Some(step) = completing.filter(|s| s.agent == self.agent) {
             let recorded = async {
-                loop {
-                    match events.recv().await {
-                        Ok(SessionEvent::FunctionToolsExecuted { .. })
-                        | Ok(SessionEvent::Close { .. })
-                        | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                        _ => {}
-                    }
+                tokio::select! {
+                    _ = step.speech.wait_tool_step_recorded(step.recorded) => {}
+                    _ = session.wait_closed() => {}
                 }
             };
             if tokio::time::timeout(TOOL_RESULT_GRACE, recorded)

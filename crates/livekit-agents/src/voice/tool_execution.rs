@@ -19,14 +19,27 @@ use crate::llm::{
     FunctionCall, FunctionCallOutput, FunctionTool, RunContext, ToolError, ToolOutput,
 };
 
+/// Where a tool handler runs: the speech whose step called it, and the agent of that speech.
+#[derive(Clone)]
+pub(crate) struct ToolScope {
+    pub speech: SpeechHandle,
+    pub agent: Agent,
+}
+
 tokio::task_local! {
-    /// Set while a tool handler runs (so `generate_reply` defaults to no tools there).
-    static IN_TOOL: bool;
+    /// Set while a tool handler runs (so `generate_reply` defaults to no tools there, and a
+    /// task completed from a tool knows which step to wait for).
+    static IN_TOOL: ToolScope;
 }
 
 /// Whether the current task is a tool handler.
 pub(crate) fn in_tool() -> bool {
-    IN_TOOL.try_with(|v| *v).unwrap_or(false)
+    IN_TOOL.try_with(|_| ()).is_ok()
+}
+
+/// The tool handler running in the current task, if any.
+pub(crate) fn current_tool() -> Option<ToolScope> {
+    IN_TOOL.try_with(ToolScope::clone).ok()
 }
 
 /// Output text recorded for a tool call whose task was cancelled before it answered (the
@@ -64,6 +77,7 @@ impl ToolExecutor {
         let running: Running = Arc::default();
         let session = activity.session().clone();
         let handle = handle.clone();
+        let agent = activity.agent().clone();
         let sink = running.clone();
         let collector = tokio::spawn(async move {
             let names: Arc<Vec<String>> =
@@ -81,7 +95,11 @@ impl ToolExecutor {
                 let name = call.name.clone();
                 let (session_t, call_id) = (session.clone(), call.call_id.clone());
                 let handle_id = handle.id().to_string();
-                let task = tokio::spawn(IN_TOOL.scope(true, async move {
+                let scope = ToolScope {
+                    speech: handle.clone(),
+                    agent: agent.clone(),
+                };
+                let task = tokio::spawn(IN_TOOL.scope(scope, async move {
                     let result = match tool {
                         Some(tool) => {
                             let call = tool.call(ctx, &arguments);

@@ -536,6 +536,11 @@ impl JobContext {
         self.inner.console.as_ref()
     }
 
+    /// The recorder of `console --tape FILE`, which sessions built in this job record on.
+    pub(crate) fn tape_recorder(&self) -> Option<crate::testing::replay::TapeRecorder> {
+        self.inner.console.as_ref().and_then(|c| c.tape_recorder())
+    }
+
     /// Registers `callback(reason)` to run when the job shuts down (after the entrypoint), in
     /// registration order, bounded by the server's `shutdown_process_timeout`.
     pub fn add_shutdown_callback<F, Fut>(&self, callback: F)

@@ -66,122 +66,45 @@ impl JobContext {
         session: &AgentSession,
         mut options: RoomOptions,
     ) -> Result<SessionIo, JobError> {
-        use crate::room::{RoomInputEvent, RoomIo};
-        use crate::voice::{ReplyOptions, SessionEvent};
+        use crate::room::LiveKitRoom;
+        use crate::room_logic::RoomIo;
 
         let room = self.connect().await?;
         if options.participant_identity.is_none() {
             options.participant_identity = self.publisher_identity().map(str::to_owned);
         }
-        let delete_room_on_close = options.delete_room_on_close;
-        let (room_io, ports) = RoomIo::start(room, options)
-            .await
-            .map_err(|e| JobError::NoIo {
-                reason: e.to_string(),
-            })?;
-
-        // As the reference: the user cannot be "away" before they can hear the agent.
-        let io = room_io.clone();
-        session.hold_user_away_timer_until(async move {
-            io.wait_for_audio_subscription().await;
+        let ctx = self.clone();
+        let backend = LiveKitRoom::new(room).with_room_deletion(move || {
+            let ctx = ctx.clone();
+            async move { ctx.delete_room().await.map_err(|e| e.to_string()) }
         });
+        let (room_io, io) =
+            RoomIo::start_for_session(std::sync::Arc::new(backend), options, session)
+                .await
+                .map_err(|e| JobError::NoIo {
+                    reason: e.to_string(),
+                })?;
 
-        // Live video (RoomOptions::video_input): sampled frames go with the user's turns.
-        if let Some(video) = ports.video_input {
-            session.forward_video(tokio_stream::wrappers::ReceiverStream::new(video));
-        }
-
-        // Room -> session.
-        let mut room_events = ports.events;
-        let s = session.clone();
+        // Closing the session ends the job (after RoomIO deleted the room, if asked); the job
+        // shutting down stops RoomIO.
         let ctx = self.clone();
         tokio::spawn(async move {
-            loop {
-                let ev = tokio::select! {
-                    _ = ctx.wait_for_shutdown() => break,
-                    ev = room_events.recv() => match ev { Some(ev) => ev, None => break },
-                };
-                match ev {
-                    RoomInputEvent::UserText { text, .. } => {
-                        s.interrupt();
-                        if let Err(e) = s.generate_reply(ReplyOptions {
-                            user_input: Some(text),
-                            ..Default::default()
-                        }) {
-                            tracing::warn!(error = %e, "cannot answer chat text");
-                        }
-                    }
-                    RoomInputEvent::SipDtmf {
-                        code,
-                        digit,
-                        participant_identity,
-                    } => s.push_sip_dtmf(code, digit, participant_identity),
-                    RoomInputEvent::LinkedParticipantChanged(p) => {
-                        tracing::debug!(participant = ?p, "linked participant changed");
-                    }
-                    RoomInputEvent::CloseRequested { reason } => {
-                        tracing::info!(reason, "closing the session");
-                        s.close().await;
-                        break;
-                    }
-                }
+            tokio::select! {
+                _ = room_io.wait_closed() => ctx.shutdown("session closed"),
+                _ = ctx.wait_for_shutdown() => room_io.close(),
             }
-        });
-
-        // Session -> room.
-        let mut session_events = session.subscribe();
-        let ctx = self.clone();
-        let io = room_io.clone();
-        tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                let ev = match session_events.recv().await {
-                    Ok(ev) => ev,
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => break,
-                };
-                match ev {
-                    SessionEvent::AgentStateChanged { new_state, .. } => {
-                        if let Err(e) = io.set_agent_state(new_state.as_str()).await {
-                            tracing::warn!(error = %e, "cannot publish the agent state");
-                        }
-                    }
-                    SessionEvent::UserInputTranscribed {
-                        transcript,
-                        is_final,
-                        ..
-                    } => {
-                        if let Err(e) = io.publish_user_transcript(&transcript, is_final).await {
-                            tracing::debug!(error = %e, "cannot publish a user transcript");
-                        }
-                    }
-                    SessionEvent::Close { .. } => break,
-                    _ => {}
-                }
-            }
-            io.close();
-            if delete_room_on_close {
-                if let Err(e) = ctx.delete_room().await {
-                    tracing::warn!(error = %e, "cannot delete the room");
-                }
-            }
-            ctx.shutdown("session closed");
         });
 
         // Overload protection: a session that falls behind its microphone sheds the oldest
         // audio instead of queueing it without bound (issue 15 item 8).
-        let audio_input = ports.audio_input.map(|input| {
+        let audio_input = io.audio_input.map(|input| {
             crate::io::bounded::bounded_audio_input(
                 input,
                 crate::io::bounded::DEFAULT_MAX_BUFFERED_INPUT,
             )
             .0
         });
-        Ok(SessionIo {
-            audio_input,
-            audio_output: ports.audio_output,
-            text_output: ports.text_output,
-        })
+        Ok(SessionIo { audio_input, ..io })
     }
 }
 

@@ -2,11 +2,9 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
-use super::email::AskOnEnter;
-use crate::llm::{ChatContext, FunctionTool, RunContext, ToolError, ToolFlags, ToolOutput};
-use crate::voice::{Agent, AgentSession, AgentTask, TaskCompleter, TaskError};
+use super::capture::{update_flags, CaptureSpec, CaptureState};
+use crate::llm::{ChatContext, FunctionTool, RunContext, ToolError};
+use crate::voice::{AgentSession, AgentTask, TaskError};
 
 /// What [`GetAddressTask`] collected.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -113,33 +111,14 @@ impl GetAddressTask {
     /// [`TaskGroup`](super::TaskGroup)).
     pub fn build(self) -> AgentTask<GetAddressResult> {
         AgentTask::new(move |done| {
-            let state = Arc::new(AddressState {
-                current: Mutex::new(String::new()),
-                spell_read_back: Mutex::new(false),
-                base_tools: Mutex::new(Vec::new()),
-                require_confirmation: self.require_confirmation,
-                done: done.clone(),
-            });
+            let state = CaptureState::new(&ADDRESS, self.require_confirmation, false, done);
             let mut tools = self.tools.clone();
             tools.push(update_tool(state.clone(), self.require_explicit_ask));
-            tools.push(decline_tool(done));
-            *state.base_tools.lock() = tools.clone();
-            let mut builder = Agent::builder()
-                .id("get_address_task")
-                .instructions(
-                    self.instructions
-                        .clone()
-                        .unwrap_or_else(|| self.default_instructions()),
-                )
-                .tools(tools)
-                .behavior(AskOnEnter {
-                    instructions: "Ask the user for their address. If they already gave one earlier in this \
-                                   conversation, record it with update_address instead of asking again.",
-                });
-            if let Some(ctx) = self.chat_ctx.clone() {
-                builder = builder.chat_ctx(ctx);
-            }
-            builder.build()
+            let instructions = self
+                .instructions
+                .clone()
+                .unwrap_or_else(|| self.default_instructions());
+            state.agent(instructions, tools, self.chat_ctx.clone())
         })
     }
 
@@ -149,13 +128,16 @@ impl GetAddressTask {
     }
 }
 
-struct AddressState {
-    current: Mutex<String>,
-    spell_read_back: Mutex<bool>,
-    base_tools: Mutex<Vec<FunctionTool>>,
-    require_confirmation: Option<bool>,
-    done: TaskCompleter<GetAddressResult>,
-}
+static ADDRESS: CaptureSpec<GetAddressResult> = CaptureSpec {
+    agent_id: "get_address_task",
+    noun: "address",
+    long_noun: "address",
+    confirm_tool: "confirm_address",
+    decline_tool: "decline_address_capture",
+    ask_instructions: "Ask the user for their address. If they already gave one earlier in this \
+                       conversation, record it with update_address instead of asking again.",
+    into_result: |address| GetAddressResult { address },
+};
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 struct AddressArgs {
@@ -169,12 +151,7 @@ struct AddressArgs {
     country: String,
 }
 
-fn update_tool(state: Arc<AddressState>, explicit_ask: bool) -> FunctionTool {
-    let flags = if explicit_ask {
-        ToolFlags::IGNORE_ON_ENTER
-    } else {
-        ToolFlags::NONE
-    };
+fn update_tool(state: Arc<CaptureState<GetAddressResult>>, explicit_ask: bool) -> FunctionTool {
     FunctionTool::new(
         "update_address",
         "Update the address provided by the user.",
@@ -206,19 +183,8 @@ fn update_tool(state: Arc<AddressState>, explicit_ask: bool) -> FunctionTool {
                     vec![street, unit, locality, country]
                 };
                 let address = fields.join(" ");
-                *state.current.lock() = address.clone();
-                if !super::confirmation_required(state.require_confirmation, ctx.session()) {
-                    state.done.complete(GetAddressResult { address });
-                    return Ok(ToolOutput::None);
-                }
-                let mut tools = state.base_tools.lock().clone();
-                tools.push(confirm_tool(state.clone(), address.clone()));
-                if let Some(agent) = ctx.session().and_then(AgentSession::current_agent) {
-                    agent.update_tools(tools);
-                }
-                let read_back = {
-                    let mut spell = state.spell_read_back.lock();
-                    let text = if *spell {
+                Ok(state.record(&ctx, address, |spell| {
+                    if spell {
                         let spelled: String = street
                             .chars()
                             .filter(|c| !c.is_whitespace())
@@ -232,57 +198,10 @@ fn update_tool(state: Arc<AddressState>, explicit_ask: bool) -> FunctionTool {
                         )
                     } else {
                         "Repeat the address back to the user.".to_owned()
-                    };
-                    *spell = true;
-                    text
-                };
-                Ok(ToolOutput::Value(serde_json::Value::String(format!(
-                    "The address has been updated to {address}\n{read_back}\n\
-                     Prompt the user for confirmation, do not call `confirm_address` directly"
-                ))))
+                    }
+                }))
             }
         },
     )
-    .with_flags(flags)
-}
-
-fn confirm_tool(state: Arc<AddressState>, address: String) -> FunctionTool {
-    FunctionTool::new(
-        "confirm_address",
-        "Call after the user confirms the address is correct.",
-        move |_ctx: RunContext, _: ()| {
-            let state = state.clone();
-            let address = address.clone();
-            async move {
-                if *state.current.lock() != address {
-                    return Ok::<_, ToolError>(Some(
-                        "The address has changed since confirmation was requested, ask the user to confirm the updated address.",
-                    ));
-                }
-                state.done.complete(GetAddressResult { address });
-                Ok(None)
-            }
-        },
-    )
-}
-
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-struct DeclineArgs {
-    /// A short explanation of why the user declined.
-    reason: String,
-}
-
-fn decline_tool(done: TaskCompleter<GetAddressResult>) -> FunctionTool {
-    FunctionTool::new(
-        "decline_address_capture",
-        "Handles the case when the user explicitly declines to provide an address.",
-        move |_ctx: RunContext, args: DeclineArgs| {
-            let done = done.clone();
-            async move {
-                done.fail(format!("couldn't get the address: {}", args.reason));
-                Ok::<_, ToolError>(())
-            }
-        },
-    )
-    .with_flags(ToolFlags::IGNORE_ON_ENTER)
+    .with_flags(update_flags(explicit_ask))
 }

@@ -2,14 +2,9 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use parking_lot::Mutex;
-
-use crate::llm::{ChatContext, FunctionTool, RunContext, ToolError, ToolFlags, ToolOutput};
-use crate::voice::{
-    Agent, AgentBehavior, AgentContext, AgentSession, AgentTask, ReplyOptions, TaskCompleter,
-    TaskError,
-};
+use super::capture::{update_flags, CaptureSpec, CaptureState};
+use crate::llm::{ChatContext, FunctionTool, RunContext, ToolError};
+use crate::voice::{AgentSession, AgentTask, TaskError};
 
 /// What [`GetEmailTask`] collected.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -170,37 +165,19 @@ impl GetEmailTask {
     /// [`TaskGroup`](super::TaskGroup)).
     pub fn build(self) -> AgentTask<GetEmailResult> {
         AgentTask::new(move |done| {
-            let state = Arc::new(EmailState {
-                current: Mutex::new(String::new()),
-                spell_read_back: Mutex::new(self.verify_spelling),
-                base_tools: Mutex::new(Vec::new()),
-                require_confirmation: if self.verify_spelling {
-                    Some(true)
-                } else {
-                    self.require_confirmation
-                },
-                done: done.clone(),
-            });
+            let require_confirmation = if self.verify_spelling {
+                Some(true)
+            } else {
+                self.require_confirmation
+            };
+            let state = CaptureState::new(&EMAIL, require_confirmation, self.verify_spelling, done);
             let mut tools = self.tools.clone();
             tools.push(update_tool(state.clone(), self.require_explicit_ask));
-            tools.push(decline_tool(done.clone()));
-            *state.base_tools.lock() = tools.clone();
-            let mut builder = Agent::builder()
-                .id("get_email_task")
-                .instructions(
-                    self.instructions
-                        .clone()
-                        .unwrap_or_else(|| self.default_instructions()),
-                )
-                .tools(tools)
-                .behavior(AskOnEnter {
-                    instructions: "Ask the user for their email address. If they already gave one earlier in \
-                                   this conversation, record it with update_email_address instead of asking again.",
-                });
-            if let Some(ctx) = self.chat_ctx.clone() {
-                builder = builder.chat_ctx(ctx);
-            }
-            builder.build()
+            let instructions = self
+                .instructions
+                .clone()
+                .unwrap_or_else(|| self.default_instructions());
+            state.agent(instructions, tools, self.chat_ctx.clone())
         })
     }
 
@@ -210,14 +187,16 @@ impl GetEmailTask {
     }
 }
 
-struct EmailState {
-    current: Mutex<String>,
-    spell_read_back: Mutex<bool>,
-    /// The agent's tools without the confirmation tool.
-    base_tools: Mutex<Vec<FunctionTool>>,
-    require_confirmation: Option<bool>,
-    done: TaskCompleter<GetEmailResult>,
-}
+static EMAIL: CaptureSpec<GetEmailResult> = CaptureSpec {
+    agent_id: "get_email_task",
+    noun: "email",
+    long_noun: "email address",
+    confirm_tool: "confirm_email_address",
+    decline_tool: "decline_email_capture",
+    ask_instructions: "Ask the user for their email address. If they already gave one earlier in \
+                       this conversation, record it with update_email_address instead of asking again.",
+    into_result: |email_address| GetEmailResult { email_address },
+};
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 struct EmailArgs {
@@ -225,12 +204,7 @@ struct EmailArgs {
     email: String,
 }
 
-fn update_tool(state: Arc<EmailState>, explicit_ask: bool) -> FunctionTool {
-    let flags = if explicit_ask {
-        ToolFlags::IGNORE_ON_ENTER
-    } else {
-        ToolFlags::NONE
-    };
+fn update_tool(state: Arc<CaptureState<GetEmailResult>>, explicit_ask: bool) -> FunctionTool {
     FunctionTool::new(
         "update_email_address",
         "Update the email address provided by the user.",
@@ -243,101 +217,21 @@ fn update_tool(state: Arc<EmailState>, explicit_ask: bool) -> FunctionTool {
                         "Invalid email address provided: {email}"
                     )));
                 }
-                *state.current.lock() = email.clone();
-                if !super::confirmation_required(state.require_confirmation, ctx.session()) {
-                    state.done.complete(GetEmailResult {
-                        email_address: email,
-                    });
-                    return Ok(ToolOutput::None);
-                }
-                let mut tools = state.base_tools.lock().clone();
-                tools.push(confirm_tool(state.clone(), email.clone()));
-                if let Some(agent) = ctx.session().and_then(AgentSession::current_agent) {
-                    agent.update_tools(tools);
-                }
-                let read_back = {
-                    let mut spell = state.spell_read_back.lock();
-                    let text = if *spell {
-                        let spaced: Vec<String> = email.chars().map(String::from).collect();
+                let spaced: Vec<String> = email.chars().map(String::from).collect();
+                Ok(state.record(&ctx, email, |spell| {
+                    if spell {
                         format!(
                             "Repeat the email character by character: {}",
                             spaced.join(" ")
                         )
                     } else {
                         "Repeat the email back to the user.".to_owned()
-                    };
-                    *spell = true;
-                    text
-                };
-                Ok(ToolOutput::Value(serde_json::Value::String(format!(
-                    "The email has been updated to {email}\n{read_back}\n\
-                     Prompt the user for confirmation, do not call `confirm_email_address` directly"
-                ))))
+                    }
+                }))
             }
         },
     )
-    .with_flags(flags)
-}
-
-fn confirm_tool(state: Arc<EmailState>, email: String) -> FunctionTool {
-    FunctionTool::new(
-        "confirm_email_address",
-        "Call after the user confirms the email address is correct.",
-        move |_ctx: RunContext, _: ()| {
-            let state = state.clone();
-            let email = email.clone();
-            async move {
-                if *state.current.lock() != email {
-                    // update_email_address ran again after this tool was offered.
-                    return Ok::<_, ToolError>(Some(
-                        "The email has changed since confirmation was requested, ask the user to confirm the updated email.",
-                    ));
-                }
-                state.done.complete(GetEmailResult {
-                    email_address: email,
-                });
-                Ok(None)
-            }
-        },
-    )
-}
-
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-struct DeclineArgs {
-    /// A short explanation of why the user declined.
-    reason: String,
-}
-
-fn decline_tool<T: Send + 'static>(done: TaskCompleter<T>) -> FunctionTool {
-    FunctionTool::new(
-        "decline_email_capture",
-        "Handles the case when the user explicitly declines to provide an email address.",
-        move |_ctx: RunContext, args: DeclineArgs| {
-            let done = done.clone();
-            async move {
-                done.fail(format!("couldn't get the email address: {}", args.reason));
-                Ok::<_, ToolError>(())
-            }
-        },
-    )
-    .with_flags(ToolFlags::IGNORE_ON_ENTER)
-}
-
-/// `on_enter`: asks for the value with a reply.
-pub(super) struct AskOnEnter {
-    pub(super) instructions: &'static str,
-}
-
-#[async_trait]
-impl AgentBehavior for AskOnEnter {
-    async fn on_enter(&self, ctx: AgentContext) {
-        if let Err(e) = ctx.session.generate_reply(ReplyOptions {
-            instructions: Some(self.instructions.to_owned()),
-            ..Default::default()
-        }) {
-            tracing::debug!(error = %e, "capture task: cannot ask the user");
-        }
-    }
+    .with_flags(update_flags(explicit_ask))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //!   validated, read back and confirmed with the user when the conversation is by voice.
 
 mod address;
+mod capture;
 mod email;
 mod task_group;
 

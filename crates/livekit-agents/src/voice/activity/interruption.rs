@@ -36,11 +36,30 @@ impl ActivityLoop {
         }
     }
 
+    /// `transcription_timeout`: the user spoke but no transcript came (the reference only
+    /// reports it; the application decides, e.g. asks the user to repeat).
+    pub(super) fn on_transcription_timeout(
+        &mut self,
+        speech_duration: Duration,
+        speech_started_at: Instant,
+    ) {
+        if self.closed {
+            return;
+        }
+        let ago = Instant::now().saturating_duration_since(speech_started_at);
+        let now = std::time::SystemTime::now();
+        tracing::debug!(?speech_duration, "no transcript for the user's speech");
+        self.session().emit(SessionEvent::UserTranscriptionTimeout {
+            speech_duration,
+            vad_speech_started_at: now.checked_sub(ago).unwrap_or(now),
+        });
+    }
+
     /// The realtime model heard the user: its own turn detection interrupts the agent.
     pub(super) fn on_realtime_speech_started(&mut self) {
         self.on_start_of_speech();
         if let Some(current) = self.current_speech() {
-            if self.session().options().turn_handling.interruption.enabled {
+            if self.activity.allow_interruptions(None) {
                 let _ = current.interrupt();
             }
         }
@@ -50,7 +69,9 @@ impl ActivityLoop {
         let session = self.session().clone();
         let opts = session.options().turn_handling.interruption;
         // With server-side turn detection the realtime model decides interruptions.
-        if !opts.enabled || matches!(session.turn_detection(), TurnDetection::RealtimeLlm) {
+        if !self.activity.allow_interruptions(None)
+            || matches!(session.turn_detection(), TurnDetection::RealtimeLlm)
+        {
             return;
         }
         if session.aec_warmup_active() {

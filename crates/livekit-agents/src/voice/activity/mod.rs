@@ -12,6 +12,7 @@
 //! - this module: the [`Activity`] handle (sends events, reads the view), the event types;
 //! - `event_loop`: the loop, its state, the scheduler and the speech lifecycle;
 //! - `interruption`: recognition events deciding interruptions and false-interruption pauses;
+//! - `tools`: the one tail after a step's tools ran (record, answer, hand off, finish);
 //! - `turn`: speech creation (`say`, `generate_reply`, user turns, preemptive generation,
 //!   realtime generations), all through `ActivityLoop::new_speech`.
 
@@ -108,6 +109,12 @@ pub(crate) enum ActivityEvent {
     RealtimeSpeechStarted,
     /// The realtime model started a reply by itself.
     RealtimeGeneration(GenerationCreated),
+    /// `transcription_timeout`: the VAD heard `speech_duration` of speech from
+    /// `speech_started_at` on, and no transcript came.
+    TranscriptionTimeout {
+        speech_duration: Duration,
+        speech_started_at: Instant,
+    },
     // ---- spawned tasks reporting back ----
     TurnHookDone(Box<TurnHookDone>),
     /// `on_user_turn_exceeded` returned.
@@ -137,6 +144,8 @@ pub(crate) enum ActivityEvent {
     SpeechFinished(SpeechHandle),
     /// A speech handle became done (its task, an interruption timeout, or a discard).
     SpeechDone(SpeechHandle),
+    /// A session hook stopped holding speech (`voice::hooks`): the floor may be given.
+    HoldReleased,
 }
 
 /// The priority lane: polled before the main queue.
@@ -275,6 +284,11 @@ impl Activity {
                 }
             });
         }
+    }
+
+    /// Wakes the loop after a session hook released held speech.
+    pub(crate) fn wake(&self) {
+        self.send(ActivityEvent::HoldReleased);
     }
 
     /// Ends the activity: speeches are interrupted, nothing new is scheduled (priority lane).
@@ -433,6 +447,19 @@ impl Activity {
         handle
     }
 
+    /// Preemptive generation for this agent: its own values over the session's.
+    pub(crate) fn preemptive_options(&self) -> super::options::PreemptiveGenerationOptions {
+        self.inner.agent.turn_handling().preemptive_generation(
+            self.inner
+                .session
+                .options()
+                .turn_handling
+                .preemptive_generation,
+        )
+    }
+
+    /// Whether the user may interrupt this agent (`requested`, else the agent's setting, else
+    /// the session's).
     pub(crate) fn allow_interruptions(&self, requested: Option<bool>) -> bool {
         requested
             .or(self.inner.agent.allow_interruptions())
@@ -488,6 +515,18 @@ impl Activity {
         });
     }
 
+    /// The VAD heard the user but no transcript came in time (`transcription_timeout`).
+    pub(crate) fn on_transcription_timeout(
+        &self,
+        speech_duration: Duration,
+        speech_started_at: Instant,
+    ) {
+        self.send(ActivityEvent::TranscriptionTimeout {
+            speech_duration,
+            speech_started_at,
+        });
+    }
+
     /// Recognition ended the user's turn. Returns whether the turn is taken (the loop then
     /// answers it): not when empty, when the activity closed, or when the user said fewer
     /// than `min_words` words over the agent's speech.
@@ -517,6 +556,7 @@ impl Activity {
             }
         }
         self.mcp_servers().append_tools(&mut tools);
+        self.inner.session.inner.hooks.append_tools(&mut tools);
         tools
     }
 
@@ -560,4 +600,5 @@ impl Activity {
 
 mod event_loop;
 mod interruption;
+mod tools;
 mod turn;

@@ -72,7 +72,7 @@ impl ActivityLoop {
 
     /// A final transcript arrived before the turn ended: start the reply early.
     pub(super) fn on_preemptive_generation(&mut self, transcript: &str, speech_duration: Duration) {
-        let opts = self.session().options().turn_handling.preemptive_generation;
+        let opts = self.activity.preemptive_options();
         if !opts.enabled || transcript.trim().is_empty() {
             return;
         }
@@ -131,6 +131,12 @@ impl ActivityLoop {
     /// hook).
     pub(super) fn on_end_of_turn(&mut self, info: EndOfTurnInfo) {
         if self.closed {
+            return;
+        }
+        // A session hook (telephony's AMD on a machine) takes the turn: recorded, not answered.
+        if self.session().inner.hooks.takes_user_turn(&info.transcript) {
+            self.discard_preemptive();
+            self.commit_user_message(ChatMessage::new(ChatRole::User, info.transcript));
             return;
         }
         if let Some(p) = self.paused.as_mut() {

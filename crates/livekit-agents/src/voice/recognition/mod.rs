@@ -100,13 +100,7 @@ pub(crate) fn spawn(session: AgentSession, input: AudioInput) -> RecognitionHand
 
 type EouFuture = Pin<Box<dyn Future<Output = EouDecision> + Send>>;
 
-struct PendingCommit {
-    skip_reply: bool,
-    /// The session is closing: answer the transcript, do not hand it to the activity.
-    closing: bool,
-    deadline: Instant,
-    reply: oneshot::Sender<String>,
-}
+use commit::PendingCommit;
 
 struct Recognition {
     session: AgentSession,
@@ -116,6 +110,9 @@ struct Recognition {
     stt_events: Option<BoxStream<'static, Result<SpeechEvent, ApiError>>>,
     mode: TurnDetection,
     endpointing: Endpointing,
+    /// What `endpointing` was built from (rebuilt only when it changes: dynamic endpointing
+    /// keeps what it learned across a handoff to an agent with the same values).
+    endpointing_opts: super::options::EndpointingOptions,
     speaking: bool,
     speech_started_at: Option<Instant>,
     last_speaking_time: Option<Instant>,
@@ -131,6 +128,8 @@ struct Recognition {
     stt_audio_secs: f64,
     /// When the user stopped speaking in the last committed turn.
     last_committed_end: Option<Instant>,
+    /// `transcription_timeout` of the current turn.
+    transcription_timer: timeout::TranscriptionTimer,
 }
 
 impl Recognition {
@@ -140,12 +139,20 @@ impl Recognition {
     ) -> Self {
         let vad = session.vad().map(|v| v.stream());
         let vad_label = session.vad().map(|v| v.label()).unwrap_or_default();
-        let (stt_audio, stt_events) = match session.current_agent() {
+        let agent = session.current_agent();
+        // The active agent's own turn detection and endpointing over the session's.
+        let (mode, endpointing_opts) = match &agent {
+            Some(a) => (session.turn_detection_for(a), session.endpointing_for(a)),
+            None => (
+                session.turn_detection(),
+                session.options().turn_handling.endpointing,
+            ),
+        };
+        let (stt_audio, stt_events) = match agent {
             Some(agent) => open_stt(&session, agent).await,
             None => (None, None),
         };
-        let mode = session.turn_detection();
-        let endpointing = Endpointing::new(session.options().turn_handling.endpointing);
+        let endpointing = Endpointing::new(endpointing_opts);
         Self {
             session,
             commands,
@@ -154,6 +161,7 @@ impl Recognition {
             stt_events,
             mode,
             endpointing,
+            endpointing_opts,
             speaking: false,
             speech_started_at: None,
             last_speaking_time: None,
@@ -171,6 +179,7 @@ impl Recognition {
             },
             stt_audio_secs: 0.0,
             last_committed_end: None,
+            transcription_timer: timeout::TranscriptionTimer::default(),
         }
     }
 
@@ -181,6 +190,7 @@ impl Recognition {
         let mut stt_reopen_at: Option<Instant> = None;
         loop {
             let commit_deadline = self.commit.as_ref().map(|c| c.deadline);
+            let transcription_deadline = self.transcription_timer.deadline();
             tokio::select! {
                 _ = sleep_until_opt(input_grace), if input_grace.is_some_and(|g| Instant::now() < g) => {}
                 _ = sleep_until_opt(stt_reopen_at), if stt_reopen_at.is_some() => {
@@ -221,6 +231,7 @@ impl Recognition {
                         self.session.report_error(ErrorSource::Stt, e.clone(), false);
                         self.stt_events = None;
                         self.stt_audio = None;
+                        self.transcription_timer.cancel();
                         if reopen {
                             stt_reopen_at = Some(Instant::now() + STT_REOPEN_INTERVAL);
                         } else {
@@ -230,6 +241,7 @@ impl Recognition {
                     None => {
                         self.stt_events = None;
                         self.stt_audio = None;
+                        self.transcription_timer.cancel();
                     }
                 },
                 cmd = self.commands.recv() => match cmd {
@@ -239,6 +251,7 @@ impl Recognition {
                     Some(RecognitionCommand::UpdateOptions { endpointing, turn_detection }) => {
                         if let Some(opts) = endpointing {
                             self.endpointing = Endpointing::new(opts);
+                            self.endpointing_opts = opts;
                         }
                         if let Some(mode) = turn_detection {
                             self.mode = mode;
@@ -253,6 +266,9 @@ impl Recognition {
                 }
                 _ = sleep_until_opt(commit_deadline), if commit_deadline.is_some() => {
                     self.finish_commit();
+                }
+                _ = sleep_until_opt(transcription_deadline), if transcription_deadline.is_some() => {
+                    self.on_transcription_timeout();
                 }
             }
             let grace_over = input_grace.is_some_and(|g| Instant::now() >= g);
@@ -324,6 +340,7 @@ impl Recognition {
                     }
                 }
                 self.speaking = true;
+                self.transcription_timer.cancel();
                 if self.speech_started_at.is_none() {
                     self.speech_started_at = Some(started);
                 }
@@ -352,6 +369,14 @@ impl Recognition {
             }
             VadEventType::EndOfSpeech => {
                 self.speaking = false;
+                // A turn committed meanwhile has no speech start any more: nothing to time.
+                if self.stt_events.is_some() && self.speech_started_at.is_some() {
+                    self.transcription_timer.arm(
+                        self.session.options().transcription_timeout,
+                        provider_secs(ev.speech_duration),
+                        provider_secs(ev.silence_duration + ev.inference_duration),
+                    );
+                }
                 self.last_speaking_time = Some(
                     now.checked_sub(provider_secs(ev.silence_duration + ev.inference_duration))
                         .unwrap_or(now),
@@ -408,6 +433,7 @@ impl Recognition {
                     return;
                 }
                 self.session.reset_errors(ErrorSource::Stt);
+                self.transcription_timer.mark_transcribed();
                 self.last_final_at = Some(Instant::now());
                 if text.len() >= MIN_LANGUAGE_DETECTION_LENGTH && !data.language.is_empty() {
                     self.language = Some(data.language.clone());
@@ -494,8 +520,15 @@ impl Recognition {
         }
     }
 
-    /// Keeps the STT stream across handoffs unless the new agent brings its own STT.
+    /// Applies the new agent's turn detection and endpointing (its own, else the session's);
+    /// keeps the STT stream across handoffs unless the new agent brings its own STT.
     async fn on_agent_changed(&mut self, agent: super::agent::Agent) {
+        self.mode = self.session.turn_detection_for(&agent);
+        let opts = self.session.endpointing_for(&agent);
+        if opts != self.endpointing_opts {
+            self.endpointing = Endpointing::new(opts);
+            self.endpointing_opts = opts;
+        }
         if agent.stt().is_none() {
             return;
         }
@@ -548,6 +581,18 @@ impl Recognition {
         self.eou = Some(Box::pin(wait_end_of_turn(params)));
     }
 
+    /// `transcription_timeout` passed without a transcript: the activity reports it.
+    fn on_transcription_timeout(&mut self) {
+        let Some(speech) = self.transcription_timer.fire() else {
+            return;
+        };
+        let (Some(started), Some(a)) = (self.speech_started_at, self.session.current_activity())
+        else {
+            return;
+        };
+        a.on_transcription_timeout(speech, started);
+    }
+
     fn on_eou_ready(&mut self, decision: EouDecision) {
         tracing::debug!(delay = ?decision.delay, probability = ?decision.probability, "end of turn");
         self.commit_turn(false);
@@ -588,6 +633,7 @@ impl Recognition {
     }
 
     fn reset_turn(&mut self) {
+        self.transcription_timer.reset();
         self.transcript.clear();
         self.interim.clear();
         self.speech_started_at = None;
@@ -601,91 +647,11 @@ impl Recognition {
             let _ = c.reply.send(String::new());
         }
     }
-
-    fn start_commit(&mut self, options: CommitOptions, reply: oneshot::Sender<String>) {
-        self.eou = None;
-        if self.last_speaking_time.is_none() || self.speaking {
-            self.last_speaking_time = Some(Instant::now());
-        }
-        // Silence makes the STT finalize what it heard.
-        self.flush_stt(options.stt_flush_duration);
-        let pending = PendingCommit {
-            skip_reply: options.skip_reply,
-            closing: false,
-            deadline: Instant::now() + options.transcript_timeout,
-            reply,
-        };
-        let waiting_for_final =
-            self.stt_events.is_some() && (self.transcript.is_empty() || !self.interim.is_empty());
-        self.commit = Some(pending);
-        if !waiting_for_final {
-            self.finish_commit();
-        }
-    }
-
-    /// The session closes: answer the transcript at once when the user is not in the middle
-    /// of saying something, else after its final transcript (or `timeout`; an interim
-    /// transcript then stands in for it).
-    fn start_trailing(&mut self, timeout: Duration, reply: oneshot::Sender<String>) {
-        self.eou = None;
-        let in_progress = self.stt_events.is_some()
-            && (self.speaking
-                || !self.interim.is_empty()
-                || (self.speech_started_at.is_some() && self.transcript.is_empty()));
-        if let Some(previous) = self.commit.take() {
-            let _ = previous.reply.send(String::new());
-        }
-        self.commit = Some(PendingCommit {
-            skip_reply: true,
-            closing: true,
-            deadline: Instant::now() + timeout,
-            reply,
-        });
-        if in_progress {
-            self.flush_stt(Duration::from_secs(2));
-        } else {
-            self.finish_commit();
-        }
-    }
-
-    /// Pushes `duration` of silence to the STT so it finalizes what it heard.
-    fn flush_stt(&mut self, duration: Duration) {
-        if let (Some(stt), Some(last)) = (&self.stt_audio, &self.last_frame) {
-            let per_frame = (last.sample_rate / 20).max(1) as usize;
-            let frames = (duration.as_secs_f64() * 20.0).ceil().min(2_000.0) as usize;
-            for _ in 0..frames {
-                let _ = stt.send(AudioFrame::silence(
-                    last.sample_rate,
-                    last.num_channels,
-                    per_frame,
-                ));
-            }
-        }
-    }
-
-    fn finish_commit(&mut self) {
-        let Some(pending) = self.commit.take() else {
-            return;
-        };
-        if pending.closing {
-            let mut transcript = self.transcript.clone();
-            if !self.interim.trim().is_empty() {
-                if !transcript.is_empty() {
-                    transcript.push(' ');
-                }
-                transcript.push_str(self.interim.trim());
-            }
-            self.reset_turn();
-            let _ = pending.reply.send(transcript);
-            return;
-        }
-        let transcript = self.commit_turn(pending.skip_reply);
-        self.reset_turn();
-        let _ = pending.reply.send(transcript);
-    }
 }
 
+mod commit;
 mod streams;
+mod timeout;
 
 pub(crate) use streams::provider_secs;
 use streams::{next_stt, next_vad, non_empty, open_stt, poll_eou, sleep_until_opt};

@@ -61,6 +61,11 @@ pub(crate) struct SessionState {
     /// The AEC warm-up not used yet, and when the running one ends.
     pub aec_warmup_remaining: std::time::Duration,
     pub aec_warmup_until: Option<tokio::time::Instant>,
+    /// The session's endpointing (changed by `update_options`); an agent's own values go over
+    /// it (`endpointing_for`).
+    pub endpointing: super::options::EndpointingOptions,
+    /// Follows the audio input's participant (the AEC warm-up per call type).
+    pub participant_watch: Option<AbortOnDropHandle<()>>,
 }
 
 pub(crate) struct SessionInner {
@@ -90,6 +95,8 @@ pub(crate) struct SessionInner {
     pub close_emitted: std::sync::atomic::AtomicBool,
     /// Spans of this session (`crate::telemetry`), fed by the events.
     pub telemetry: Arc<crate::telemetry::SessionTelemetry>,
+    /// Hooks of features outside `voice` (telephony), consulted by the activity loop.
+    pub hooks: super::hooks::SessionHooks,
 }
 
 /// One conversation between a user and agents. Cheap to clone (a handle).
@@ -143,7 +150,12 @@ impl AgentSession {
         let (user_speaking, _) = watch::channel(false);
         let (pending_updates, _) = watch::channel(0);
         let (closed, _) = watch::channel(false);
-        let aec_warmup = options.aec_warmup_duration.unwrap_or_default();
+        // Until a participant is linked, a call is not known to be outbound SIP.
+        let aec_warmup = options
+            .aec_warmup_duration
+            .duration(false)
+            .unwrap_or_default();
+        let endpointing = options.turn_handling.endpointing;
         Self {
             inner: Arc::new(SessionInner {
                 options,
@@ -161,6 +173,7 @@ impl AgentSession {
                 closed,
                 close_emitted: std::sync::atomic::AtomicBool::new(false),
                 telemetry: Arc::default(),
+                hooks: Default::default(),
                 state: Mutex::new(SessionState {
                     started: false,
                     closed: false,
@@ -182,6 +195,8 @@ impl AgentSession {
                     user_last_spoke: None,
                     aec_warmup_remaining: aec_warmup,
                     aec_warmup_until: None,
+                    endpointing,
+                    participant_watch: None,
                 }),
             }),
         }
@@ -284,6 +299,10 @@ impl AgentSession {
         let activity = Activity::new(self.clone(), agent);
         self.activate(activity.clone(), Activation::Start).await;
         if let Some(input) = io.audio_input {
+            // Recorded as read, when the session records a tape (`record_tape`).
+            let input = self.inner.telemetry.tape_input(input);
+            // The AEC warm-up depends on who the input comes from (none for outbound SIP).
+            self.watch_participant(input.participant_updates());
             // Every input (room, console, WAV, user-built) behind the overload-shedding queue
             // (issue 15 item 8; a no-op for an input that is already bounded).
             let input = input.bounded(crate::io::bounded::DEFAULT_MAX_BUFFERED_INPUT);
@@ -310,6 +329,16 @@ impl AgentSession {
     }
 
     fn resolve_turn_detection(&self, td: TurnDetection) -> Result<TurnDetection, SessionError> {
+        self.resolve_turn_detection_with(td, self.inner.models.stt.is_some())
+    }
+
+    /// Resolves `td` for a pipeline with an STT or not (an agent's own STT counts for its own
+    /// turn detection).
+    pub(crate) fn resolve_turn_detection_with(
+        &self,
+        td: TurnDetection,
+        has_stt: bool,
+    ) -> Result<TurnDetection, SessionError> {
         let m = &self.inner.models;
         let server_td = m
             .realtime
@@ -327,17 +356,17 @@ impl AgentSession {
             TurnDetection::Auto if server_td => TurnDetection::RealtimeLlm,
             TurnDetection::RealtimeLlm if server_td => TurnDetection::RealtimeLlm,
             TurnDetection::Auto => {
-                if let (Some(det), true) = (m.turn_detector.clone(), m.stt.is_some()) {
+                if let (Some(det), true) = (m.turn_detector.clone(), has_stt) {
                     TurnDetection::Model(det)
                 } else if m.vad.is_some() {
                     TurnDetection::Vad
-                } else if m.stt.is_some() {
+                } else if has_stt {
                     TurnDetection::Stt
                 } else {
                     TurnDetection::Manual
                 }
             }
-            TurnDetection::Model(det) if m.stt.is_none() => {
+            TurnDetection::Model(det) if !has_stt => {
                 tracing::warn!(detector = %det.label(), "the turn detector needs an STT; using VAD endpointing");
                 TurnDetection::Vad
             }
@@ -374,6 +403,7 @@ impl AgentSession {
             }
             st.closed = true;
             st.away_timer = None;
+            st.participant_watch = None;
             (
                 st.activity.take(),
                 st.recognition.take(),
@@ -565,8 +595,9 @@ impl AgentSession {
     }
 
     /// Changes turn handling while the session runs (the reference's `update_options`):
-    /// endpointing delays and turn detection, for every agent from the next turn on (the
-    /// change survives handoffs: end-of-turn detection is session-level).
+    /// endpointing delays and turn detection, from the next turn on. They apply at once to the
+    /// active agent (even over its own [`AgentTurnHandling`](super::AgentTurnHandling), as the
+    /// reference's), and survive handoffs: a later agent uses them unless it overrides them.
     ///
     /// ```no_run
     /// # use livekit_agents::voice::{AgentSession, EndpointingOptions, UpdateOptions};
@@ -587,6 +618,9 @@ impl AgentSession {
         let mut st = self.inner.state.lock();
         if let Some(td) = turn_detection.clone() {
             st.turn_detection = td;
+        }
+        if let Some(endpointing) = update.endpointing {
+            st.endpointing = endpointing;
         }
         if let Some(r) = st.recognition.as_ref() {
             let _ = r.commands.send(RecognitionCommand::UpdateOptions {
@@ -666,6 +700,7 @@ impl AgentSession {
 }
 
 mod internals;
+mod turn_options;
 mod types;
 
 pub(crate) use types::Models;

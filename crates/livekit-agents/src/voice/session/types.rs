@@ -198,6 +198,8 @@ pub struct AgentSessionBuilder {
     video_sampler: Option<Box<dyn crate::room_logic::video::VideoSampler>>,
     /// `no_vad()` was called: no default VAD.
     vad_opted_out: bool,
+    /// Records the session's provider answers and audio input (`record_tape`).
+    tape: Option<crate::testing::replay::TapeRecorder>,
 }
 
 impl AgentSessionBuilder {
@@ -301,9 +303,25 @@ impl AgentSessionBuilder {
         self.options.max_tool_steps = steps;
         self
     }
+    /// Records this session on `tape` (its STT, LLM and TTS answers and the user's audio; see
+    /// [`crate::testing::replay`]), so the call can be saved and replayed later. In `console
+    /// --tape FILE` the console's recorder is used when none is given here.
+    pub fn record_tape(mut self, tape: &crate::testing::replay::TapeRecorder) -> Self {
+        self.tape = Some(tape.clone());
+        self
+    }
     /// The session. A model that could not be resolved (see [`try_build`](Self::try_build))
     /// is logged here and makes `start` fail with [`SessionError::Config`].
     pub fn build(mut self) -> AgentSession {
+        let tape = self
+            .tape
+            .take()
+            .or_else(crate::telemetry::job_tape_recorder);
+        if let Some(tape) = &tape {
+            self.models.stt = self.models.stt.take().map(|m| tape.stt(m));
+            self.models.llm = self.models.llm.take().map(|m| tape.llm(m));
+            self.models.tts = self.models.tts.take().map(|m| tape.tts(m));
+        }
         if self.models.vad.is_none() && !self.vad_opted_out {
             match crate::vad::default_vad() {
                 Some(Ok(vad)) => {
@@ -322,7 +340,7 @@ impl AgentSessionBuilder {
             Some(sampler) => crate::room_logic::video::VideoState::new(sampler),
             None => Default::default(),
         };
-        AgentSession::from_parts(
+        let session = AgentSession::from_parts(
             self.options,
             self.models,
             self.tools,
@@ -330,7 +348,11 @@ impl AgentSessionBuilder {
             self.mcp_servers,
             config_error,
             video,
-        )
+        );
+        if let Some(tape) = tape {
+            session.inner.telemetry.set_tape(tape);
+        }
+        session
     }
     /// The session, or the first model that could not be resolved (a malformed or unknown
     /// LiveKit Inference descriptor, missing credentials).
