@@ -75,8 +75,10 @@ pub(crate) struct SessionInner {
     /// Live video: sampler and latest frame (see `room_logic::video`).
     pub video: Arc<crate::room_logic::video::VideoState>,
     pub events: broadcast::Sender<SessionEvent>,
-    /// The same events with their creation time (`subscribe_timed`; session reports).
-    pub timed_events: broadcast::Sender<super::events::TimedSessionEvent>,
+    /// The same events with their creation time (`subscribe_timed`; session reports). Made on
+    /// the first `subscribe_timed`: a broadcast channel allocates all its slots up front
+    /// (about 190 KB for 1,024 events), which most sessions never use.
+    pub timed_events: std::sync::OnceLock<broadcast::Sender<super::events::TimedSessionEvent>>,
     pub state: Mutex<SessionState>,
     pub user_speaking: watch::Sender<bool>,
     /// Serializes agent switches.
@@ -139,7 +141,6 @@ impl AgentSession {
         video: crate::room_logic::video::VideoState,
     ) -> Self {
         let (events, _) = broadcast::channel(1024);
-        let (timed_events, _) = broadcast::channel(1024);
         let (user_speaking, _) = watch::channel(false);
         let (pending_updates, _) = watch::channel(0);
         let (closed, _) = watch::channel(false);
@@ -154,7 +155,7 @@ impl AgentSession {
                 config_error,
                 video: Arc::new(video),
                 events,
-                timed_events,
+                timed_events: std::sync::OnceLock::new(),
                 user_speaking,
                 update_lock: tokio::sync::Mutex::new(()),
                 pending_updates,
@@ -195,7 +196,10 @@ impl AgentSession {
     /// Events from now on with their creation time (the reference's `created_at`). Slow
     /// receivers lose the oldest events (`RecvError::Lagged`).
     pub fn subscribe_timed(&self) -> broadcast::Receiver<super::events::TimedSessionEvent> {
-        self.inner.timed_events.subscribe()
+        self.inner
+            .timed_events
+            .get_or_init(|| broadcast::channel(1024).0)
+            .subscribe()
     }
 
     /// The options.
