@@ -307,7 +307,7 @@ impl SttStreamTask for RefSttTask {
                 item = input.recv() => match item {
                     None => return Ok(()),
                     Some(SttInput::Frame(frame)) => {
-                        let end = position + frame.samples_per_channel as usize;
+                        let end = position + frame.samples_per_channel;
                         let rate = f64::from(frame.sample_rate.max(1));
                         for e in self.timeline.ends_in(position, end) {
                             // Heard at the frame's end; the speech ended (end - e) samples earlier.

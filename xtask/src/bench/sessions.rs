@@ -1179,7 +1179,7 @@ fn parse_callgrind(path: &Path) -> anyhow::Result<InstructionCounts> {
             (name, cost)
         })
         .collect();
-    by_object.sort_by(|a, b| b.1.cmp(&a.1));
+    by_object.sort_by_key(|b| std::cmp::Reverse(b.1));
     let summed = by_object.iter().map(|o| o.1).sum();
     Ok(InstructionCounts {
         total: total.unwrap_or(summed),
