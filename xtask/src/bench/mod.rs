@@ -6,6 +6,7 @@
 pub(crate) mod alloc_count;
 mod audio;
 mod job_start;
+mod reference;
 mod sessions;
 mod turn_detector;
 mod vad;
@@ -63,6 +64,32 @@ pub struct BenchArgs {
     /// Rounds of an A/B comparison (sessions `--ab-batching`).
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// Run the sessions on tokio's paused clock, on one thread, as fast as they go (sessions):
+    /// a deterministic workload whose cost can be counted (allocations; instructions with
+    /// `--instructions`) whatever else the machine runs. Latencies are then virtual (~0).
+    #[arg(long)]
+    pub paused: bool,
+    /// Count the instructions of the feeding window with valgrind's callgrind (implies
+    /// `--paused`; needs `valgrind` on the PATH): total, per session-second and by library
+    /// (sessions).
+    #[arg(long)]
+    pub instructions: bool,
+    /// Which scenario the sessions benchmark runs: `default` (the scenario described in
+    /// docs/performance.md) or `reference` (the Python reference benchmark's: 50 ms frames,
+    /// seeded offsets, interruptions, 200 ms output queue; needs `--input <its WAV>`).
+    #[arg(long, default_value = "default")]
+    pub scenario: String,
+    /// Seconds of warm-up before the measured window (sessions `--scenario reference`).
+    #[arg(long, default_value_t = 10)]
+    pub warmup: u64,
+    /// Python interpreter with livekit-agents 1.8.9 installed: also run the reference script
+    /// (`--python-script`) with the same settings and print both (sessions `--scenario
+    /// reference`).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// The Python reference benchmark script (`python_sessions_bench.py`).
+    #[arg(long)]
+    pub python_script: Option<PathBuf>,
     /// Interval of the resident-memory samples whose slope the run reports (sessions; with
     /// `--seconds 3600`, one per minute).
     #[arg(long, default_value_t = 60)]

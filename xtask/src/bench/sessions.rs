@@ -85,6 +85,11 @@ fn default_input() -> PathBuf {
 
 /// Entry point: a child runs the sessions; the parent runs children and reports.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    match args.scenario.as_str() {
+        "default" => {}
+        "reference" => return super::reference::run(args),
+        other => bail!("unknown scenario '{other}' (available: default, reference)"),
+    }
     if std::env::var_os(CHILD_ENV).is_some() {
         let result = run_child(args)?;
         println!("{RESULT_PREFIX}{}", serde_json::to_string(&result)?);
@@ -233,7 +238,20 @@ fn spawn_child(args: &BenchArgs, sessions: usize) -> anyhow::Result<RunResult> {
         args.seconds
     );
     let exe = std::env::current_exe().context("cannot find the xtask executable")?;
-    let mut cmd = Command::new(exe);
+    let profile = std::env::temp_dir().join(format!(
+        "xtask-sessions-callgrind-{}-{sessions}.out",
+        std::process::id()
+    ));
+    let mut cmd = if args.instructions {
+        let mut cmd = Command::new("valgrind");
+        cmd.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", profile.display()))
+            .arg("--toggle-collect=*measured_feed*")
+            .arg(exe);
+        cmd
+    } else {
+        Command::new(exe)
+    };
     cmd.args(["bench", "sessions", "--sessions"])
         .arg(sessions.to_string())
         .arg("--seconds")
@@ -249,6 +267,9 @@ fn spawn_child(args: &BenchArgs, sessions: usize) -> anyhow::Result<RunResult> {
     }
     if args.no_batching {
         cmd.arg("--no-batching");
+    }
+    if args.paused || args.instructions {
+        cmd.arg("--paused");
     }
     cmd.arg("--rss-sample-secs")
         .arg(args.rss_sample_secs.to_string());
@@ -273,7 +294,12 @@ fn spawn_child(args: &BenchArgs, sessions: usize) -> anyhow::Result<RunResult> {
     if !status.success() {
         bail!("child benchmark at {sessions} sessions failed ({status})");
     }
-    result.context("the child benchmark printed no result")
+    let mut result = result.context("the child benchmark printed no result")?;
+    if args.instructions {
+        result.instructions = Some(parse_callgrind(&profile)?);
+        let _ = std::fs::remove_file(&profile);
+    }
+    Ok(result)
 }
 
 /// What one child measured.
@@ -351,6 +377,17 @@ struct RunResult {
     /// Seconds from the start of feeding until the last session started.
     #[serde(default)]
     ramp_up_secs: f64,
+    /// Run on tokio's paused clock (`--paused`): latencies are virtual.
+    #[serde(default)]
+    paused: bool,
+    /// Allocations (and bytes) over the feeding window (`--paused` runs only).
+    #[serde(default)]
+    allocations: u64,
+    #[serde(default)]
+    allocated_bytes: u64,
+    /// Instructions of the feeding window (`--instructions`), filled in by the parent.
+    #[serde(default)]
+    instructions: Option<InstructionCounts>,
 }
 
 impl RunResult {
@@ -434,6 +471,9 @@ fn print_table(runs: &[&RunResult]) {
             r.load_end
         );
     }
+    for r in runs {
+        print_counts(r);
+    }
     if let Some(r) = runs.first() {
         println!(
             "(end of speech -> first audio: median {:.1} ms, of which ideal {:.1} ms = endpointing + STT/LLM/TTS fakes {}/{}/{} ms)",
@@ -443,6 +483,52 @@ fn print_table(runs: &[&RunResult]) {
             LLM_TTFT.as_millis(),
             TTS_TTFB.as_millis()
         );
+    }
+}
+
+/// The load-independent counts of a `--paused` run: allocations and (with `--instructions`)
+/// instructions of the feeding window, per session-second of audio and by library.
+fn print_counts(r: &RunResult) {
+    if !r.paused {
+        return;
+    }
+    let session_seconds = r.sessions as f64 * r.seconds;
+    println!(
+        "  N={} (paused clock, {:.0} session-seconds): {} allocations in the feeding window = {:.1} per session-second ({:.0} bytes per session-second)",
+        r.sessions,
+        session_seconds,
+        r.allocations,
+        r.allocations as f64 / session_seconds,
+        r.allocated_bytes as f64 / session_seconds,
+    );
+    if let Some(ins) = &r.instructions {
+        let share = |name: &str| {
+            ins.by_object
+                .iter()
+                .filter(|(o, _)| o.contains(name))
+                .map(|(_, c)| *c)
+                .sum::<u64>()
+        };
+        let onnx = share("libonnxruntime");
+        let libc = share("libc.so") + share("libc-") + share("ld-linux");
+        let own = share("xtask");
+        println!(
+            "  N={}: instructions {} = {:.2} M per session-second; ONNX Runtime {:.2} M, the bench binary (framework, plugins, tokio, bench) {:.2} M, libc {:.2} M, other {:.2} M per session-second",
+            r.sessions,
+            ins.total,
+            ins.total as f64 / session_seconds / 1e6,
+            onnx as f64 / session_seconds / 1e6,
+            own as f64 / session_seconds / 1e6,
+            libc as f64 / session_seconds / 1e6,
+            ins.total.saturating_sub(onnx + own + libc) as f64 / session_seconds / 1e6,
+        );
+        let top: Vec<String> = ins
+            .by_object
+            .iter()
+            .take(6)
+            .map(|(o, c)| format!("{o} {:.1} %", *c as f64 * 100.0 / ins.total.max(1) as f64))
+            .collect();
+        println!("    by object: {}", top.join(", "));
     }
 }
 
@@ -980,6 +1066,9 @@ fn rss_kb() -> (u64, u64) {
 
 fn run_child(args: &BenchArgs) -> anyhow::Result<RunResult> {
     install_tracing(&args.tracing)?;
+    if args.paused || args.instructions {
+        return run_child_paused(args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -987,6 +1076,117 @@ fn run_child(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let result = runtime.block_on(child_main(args));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// The deterministic variant (`--paused`): one thread, tokio's clock paused (it jumps to the
+/// next timer whenever every task waits), so the run does the same work as a real-time run
+/// (same audio, same turns, same model calls) as fast as the CPU allows, and its cost does not
+/// depend on the machine's other load. Allocations are counted over the feeding window; under
+/// `--instructions` the parent runs this child in callgrind, collecting only inside
+/// [`measured_feed`].
+fn run_child_paused(args: &BenchArgs) -> anyhow::Result<RunResult> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .context("cannot start the async runtime")?;
+    let prepared = runtime.block_on(prepare(args))?;
+    super::alloc_count::Counting::start();
+    let fed = measured_feed(&runtime, args, &prepared);
+    let allocations = super::alloc_count::Counting::stop();
+    let mut result = runtime.block_on(analyse(prepared, fed));
+    result.paused = true;
+    result.allocations = allocations.allocations;
+    result.allocated_bytes = allocations.bytes;
+    Ok(result)
+}
+
+/// The feeding window of a `--paused` run: every task of the (single-threaded) runtime runs
+/// inside this call, and nothing else does, so callgrind's `--toggle-collect=*measured_feed*`
+/// counts exactly the sessions' work (setup and analysis left out). Not inlined, so the symbol
+/// exists.
+#[inline(never)]
+fn measured_feed(runtime: &tokio::runtime::Runtime, args: &BenchArgs, prep: &Prepared) -> Fed {
+    runtime.block_on(feed(args, prep))
+}
+
+/// Instruction counts of one callgrind profile (see [`parse_callgrind`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct InstructionCounts {
+    /// Instructions executed in the collected window.
+    total: u64,
+    /// Self cost by shared object (file name), largest first.
+    by_object: Vec<(String, u64)>,
+}
+
+/// Totals and self cost per object of a callgrind output file (format version 1, the `Ir`
+/// event only, as `valgrind --tool=callgrind` writes it by default).
+fn parse_callgrind(path: &Path) -> anyhow::Result<InstructionCounts> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut names: std::collections::HashMap<String, String> = Default::default();
+    let mut by_object: std::collections::HashMap<String, u64> = Default::default();
+    let mut object = String::from("?");
+    let mut total = None;
+    let mut skip_next_cost = false;
+    // `ob=(3) /lib/x.so` defines id 3; a later `ob=(3)` refers to it.
+    let mut resolve = |spec: &str| -> String {
+        let spec = spec.trim();
+        match spec.strip_prefix('(').and_then(|r| r.split_once(')')) {
+            Some((id, rest)) => {
+                let rest = rest.trim();
+                if rest.is_empty() {
+                    names.get(id).cloned().unwrap_or_else(|| format!("({id})"))
+                } else {
+                    names.insert(id.to_owned(), rest.to_owned());
+                    rest.to_owned()
+                }
+            }
+            None => spec.to_owned(),
+        }
+    };
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("ob=") {
+            object = resolve(rest);
+        } else if let Some(rest) = line.strip_prefix("cob=") {
+            resolve(rest); // defines the name; the cost stays with the current object
+        } else if line.starts_with("calls=") {
+            skip_next_cost = true; // the next cost line is the call's inclusive cost
+        } else if let Some(rest) = line
+            .strip_prefix("totals:")
+            .or_else(|| line.strip_prefix("summary:"))
+        {
+            total = rest.split_whitespace().next().and_then(|v| v.parse().ok());
+        } else if line
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '+' || c == '-' || c == '*')
+        {
+            let cost: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if skip_next_cost {
+                skip_next_cost = false;
+            } else {
+                *by_object.entry(object.clone()).or_default() += cost;
+            }
+        }
+    }
+    let mut by_object: Vec<(String, u64)> = by_object
+        .into_iter()
+        .map(|(path, cost)| {
+            let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
+            (name, cost)
+        })
+        .collect();
+    by_object.sort_by_key(|b| std::cmp::Reverse(b.1));
+    let summed = by_object.iter().map(|o| o.1).sum();
+    Ok(InstructionCounts {
+        total: total.unwrap_or(summed),
+        by_object,
+    })
 }
 
 /// The ideal time of the first reply frame, input-audio seconds: the turn is committed when the
@@ -1002,6 +1202,51 @@ fn ideal_first_audio(turn: &RefTurn, min_delay: f64) -> f64 {
 }
 
 async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
+    let prepared = prepare(args).await?;
+    let fed = feed(args, &prepared).await;
+    Ok(analyse(prepared, fed).await)
+}
+
+/// The sessions started and the feeding schedule (what `prepare` builds).
+struct Prepared {
+    n: usize,
+    seconds: f64,
+    vad: SileroVad,
+    input: Input,
+    min_delay: f64,
+    rss_start_kb: u64,
+    probes: Vec<Arc<Probe>>,
+    senders: Vec<AudioInputSender>,
+    /// Kept alive for the run (`--background-audio`).
+    _players: Vec<livekit_agents::background_audio::BackgroundAudioPlayer>,
+    sessions: Vec<AgentSession>,
+    /// Input tick at which each session's first frame is delivered.
+    start_tick: Vec<usize>,
+    /// Phase (ms within the 20 ms period) of each session's frames.
+    phase: Vec<usize>,
+    /// Slot 0 of the feeding.
+    base: Instant,
+    stagger_ticks: usize,
+    /// VAD batching on.
+    batching: bool,
+}
+
+/// What the feeding measured (what `feed` returns).
+struct Fed {
+    load_start: String,
+    load_end: String,
+    cpu_seconds: f64,
+    wall: f64,
+    rss_end_kb: u64,
+    rss_peak_kb: u64,
+    vad_mean_batch: f64,
+    /// When each 1 ms slot's frames were actually handed over.
+    delivered_at: Vec<Instant>,
+    rss_samples: Vec<(f64, u64, u64)>,
+}
+
+/// Loads the VAD, builds the input and starts the sessions.
+async fn prepare(args: &BenchArgs) -> anyhow::Result<Prepared> {
     let n = args.sessions.max(1);
     let seconds = args.seconds as f64;
     let vad = SileroVad::load(VadOptions {
@@ -1115,7 +1360,40 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
         seconds,
         stagger_ticks as f64 * frame_secs
     );
+    Ok(Prepared {
+        n,
+        seconds,
+        vad,
+        input,
+        min_delay,
+        rss_start_kb,
+        probes,
+        senders,
+        _players: players,
+        sessions,
+        start_tick,
+        phase,
+        base,
+        stagger_ticks,
+        batching: !args.no_batching,
+    })
+}
 
+/// Delivers every session's frames on schedule (one "network" task) and measures CPU, memory
+/// and load over the feeding.
+async fn feed(args: &BenchArgs, prep: &Prepared) -> Fed {
+    let Prepared {
+        vad,
+        input,
+        probes,
+        senders,
+        start_tick,
+        phase,
+        base,
+        stagger_ticks,
+        ..
+    } = prep;
+    let (base, stagger_ticks) = (*base, *stagger_ticks);
     let load_start = super::load_average();
     let stats0 = vad.batch_stats().unwrap_or_default();
     let cpu0 = process_cpu_seconds().unwrap_or(0.0);
@@ -1165,6 +1443,49 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
         }
         None => 1.0,
     };
+    Fed {
+        load_start,
+        load_end,
+        cpu_seconds,
+        wall,
+        rss_end_kb,
+        rss_peak_kb,
+        vad_mean_batch,
+        delivered_at,
+        rss_samples,
+    }
+}
+
+/// Waits for the last replies, then computes the run's result from the probes.
+async fn analyse(prep: Prepared, fed: Fed) -> RunResult {
+    let Prepared {
+        n,
+        seconds,
+        input,
+        min_delay,
+        rss_start_kb,
+        probes,
+        sessions,
+        start_tick,
+        phase,
+        base,
+        stagger_ticks,
+        batching,
+        ..
+    } = prep;
+    let Fed {
+        load_start,
+        load_end,
+        cpu_seconds,
+        wall,
+        rss_end_kb,
+        rss_peak_kb,
+        vad_mean_batch,
+        delivered_at,
+        rss_samples,
+    } = fed;
+    let frame_secs = FRAME.as_secs_f64();
+    let slot = |tick: usize, phase: usize| tick * PHASES + phase;
     // Replies of the last turns are still on their way.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -1234,7 +1555,7 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let late_ms = LATE_THRESHOLD.as_secs_f64() * 1e3;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    Ok(RunResult {
+    RunResult {
         sessions: n,
         seconds,
         turns_expected: m.turns_expected,
@@ -1277,13 +1598,17 @@ async fn child_main(args: &BenchArgs) -> anyhow::Result<RunResult> {
         llm_to_tts_p99_ms: quantile(&m.steps[2], 0.99),
         tts_to_output_p50_ms: quantile(&m.steps[3], 0.5),
         tts_to_output_p99_ms: quantile(&m.steps[3], 0.99),
-        batching: !args.no_batching,
+        batching,
         vad_mean_batch,
         load_start,
         load_end,
         rss_samples,
         ramp_up_secs: stagger_ticks as f64 * frame_secs,
-    })
+        paused: false,
+        allocations: 0,
+        allocated_bytes: 0,
+        instructions: None,
+    }
 }
 
 /// Everything one child collects before computing quantiles (ms unless said otherwise).

@@ -4,8 +4,10 @@
 //! machine's cores with every other session). When the process is overloaded that stage falls
 //! behind real time; an unbounded queue in front of it then grows without limit (memory) and
 //! every decision is made on audio seconds old. [`bounded_audio_input`] puts a queue between
-//! the source and the session: the source is read at its own pace, and a frame that waited
-//! `max_buffered` (5 s by default) without being consumed is dropped, oldest first, counted in
+//! the source and the session: the session reads the source itself whenever it asks for audio
+//! (no extra task hop per frame), a sweeper reads it while the session is busy, and a frame
+//! that waited `max_buffered` (5 s by default) without being consumed is dropped, oldest
+//! first, counted in
 //! [`OverloadStats`] (and the process-wide [`overload_totals`], which the agent server exports
 //! on `/metrics`) and reported by one warning per overload episode. When the session catches
 //! up the queue drains and shedding stops by itself (an info log says so).
@@ -18,13 +20,14 @@
 //! console, WAV, user-built) with [`AudioInput::bounded`].
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::Stream;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 use super::AudioInput;
 use crate::audio::AudioFrame;
@@ -138,28 +141,46 @@ impl OverloadStats {
     }
 }
 
+/// The source, the queue and the consumer's waker, behind one lock.
 struct Shared {
-    queue: Mutex<Queue>,
-    ready: Notify,
-    /// Woken when the consumer takes a frame (for a source held back by [`MAX_QUEUED_INPUT`]).
-    space: Notify,
+    state: Mutex<State>,
 }
 
-#[derive(Default)]
-struct Queue {
-    /// Frames with the instant they were queued.
+struct State {
+    /// `None` once the source ended.
+    source: Option<Pin<Box<dyn Stream<Item = AudioFrame> + Send>>>,
+    /// Frames with the instant they are taken to have arrived.
     frames: VecDeque<(tokio::time::Instant, AudioFrame)>,
     buffered: Duration,
-    ended: bool,
+    /// When the source was last read until it had nothing more (frames read later arrived
+    /// after it).
+    last_drained: tokio::time::Instant,
+    /// Whether the consumer read the source since the sweeper last looked.
+    consumer_looked: bool,
+    /// The consumer's waker (the sweeper reads the source with it, so a frame arriving later
+    /// wakes the consumer, not the sweeper).
+    waker: Option<Waker>,
+    /// Copies of the counters' `max_buffered` and `shedding` (kept under this lock, so the
+    /// counters' own lock is taken only when they change).
+    max_seen: Duration,
+    shedding: bool,
 }
 
 /// Wraps `input` in a queue holding at most `max_buffered` of audio (see the module docs).
-/// Spawns the reading task, so it must be called inside a tokio runtime; the task ends with the
-/// source or when the returned input is dropped.
+/// Spawns a small sweeper task, so it must be called inside a tokio runtime; the task ends
+/// when the returned input is dropped.
 ///
 /// An input that is already bounded is returned as it is, with its counters (so wrapping twice,
 /// by the room I/O and by `AgentSession::start`, adds no second queue). Who the audio comes
 /// from ([`AudioInput::participant_updates`]) is kept.
+///
+/// The consumer reads the source itself whenever it asks for a frame, so a frame costs no
+/// extra task hop on its way to the session (the session's task is woken by the source
+/// directly). Frames read in one go are stamped with their arrival as well as it can be
+/// known: not before the previous read that emptied the source, and, counting back from now,
+/// not later than the audio that followed them allows. While the consumer does not ask (it
+/// is busy), a sweeper reads the source every `max_buffered / 4` (at most 1 s), so audio that
+/// waits too long is shed even then and memory stays bounded.
 pub fn bounded_audio_input(
     input: AudioInput,
     max_buffered: Duration,
@@ -167,123 +188,219 @@ pub fn bounded_audio_input(
     if let Some(stats) = input.overload_stats() {
         return (input, stats);
     }
-    let label = input.label().to_owned();
+    let label: Arc<str> = input.label().into();
     let participant = input.participant_updates();
     let stats = OverloadStats::default();
-    let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue::default()),
-        ready: Notify::new(),
-        space: Notify::new(),
-    });
     let cap = max_buffered.max(MAX_QUEUED_INPUT);
-    let reader = {
-        let shared = shared.clone();
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            source: Some(input.into_stream()),
+            frames: VecDeque::new(),
+            buffered: Duration::ZERO,
+            last_drained: tokio::time::Instant::now(),
+            consumer_looked: false,
+            waker: None,
+            max_seen: Duration::ZERO,
+            shedding: false,
+        }),
+    });
+    let period = (max_buffered / 4).clamp(Duration::from_millis(1), Duration::from_secs(1));
+    let sweeper = {
+        let weak = Arc::downgrade(&shared);
         let stats = stats.clone();
         let label = label.clone();
-        let mut source = input.into_stream();
         tokio::spawn(async move {
-            while let Some(frame) = source.next().await {
-                if Arc::strong_count(&shared) == 1 {
-                    return; // the session dropped its input
+            let mut first = true;
+            loop {
+                if !first {
+                    tokio::time::sleep(period).await;
                 }
-                push(&shared, &stats, &label, frame, max_buffered);
-                loop {
-                    let space = shared.space.notified();
-                    if shared.queue.lock().buffered < cap {
-                        break;
-                    }
-                    space.await;
+                let Some(shared) = weak.upgrade() else {
+                    return; // the session dropped its input
+                };
+                let mut st = shared.state.lock();
+                if st.source.is_none() {
+                    return;
+                }
+                if std::mem::take(&mut st.consumer_looked) && !first {
+                    continue; // the consumer is reading: nothing to do
+                }
+                first = false;
+                let waker = st.waker.clone().unwrap_or_else(futures::task::noop_waker);
+                let woke = drain(
+                    &mut st,
+                    &mut Context::from_waker(&waker),
+                    &stats,
+                    &label,
+                    max_buffered,
+                    cap,
+                );
+                drop(st);
+                if woke {
+                    waker.wake();
                 }
             }
-            shared.queue.lock().ended = true;
-            shared.ready.notify_one();
         })
     };
-    let guard = Arc::new(AbortOnDrop(reader));
-    let stream = futures::stream::unfold(
-        (shared, stats.clone(), guard),
-        |(shared, stats, guard)| async move {
-            loop {
-                let popped = {
-                    let mut q = shared.queue.lock();
-                    match q.frames.pop_front() {
-                        Some((_, frame)) => {
-                            q.buffered = q.buffered.saturating_sub(frame.duration());
-                            Some((Some(frame), q.frames.is_empty()))
-                        }
-                        None if q.ended => Some((None, true)),
-                        None => None,
-                    }
-                };
-                match popped {
-                    Some((Some(frame), drained)) => {
-                        shared.space.notify_one();
-                        if drained {
-                            let mut s = stats.inner.lock();
-                            if s.shedding {
-                                s.shedding = false;
-                                TOTALS.shedding.fetch_sub(1, Ordering::Relaxed);
-                                tracing::info!("audio input caught up; no longer dropping audio");
-                            }
-                        }
-                        return Some((frame, (shared, stats, guard)));
-                    }
-                    Some((None, _)) => return None,
-                    None => shared.ready.notified().await,
-                }
-            }
-        },
-    );
-    let mut bounded = AudioInput::from_stream(label, stream).with_participant_updates(participant);
+    let reader = Reader {
+        shared,
+        stats: stats.clone(),
+        label: label.clone(),
+        max_buffered,
+        cap,
+        _sweeper: AbortOnDrop(sweeper),
+    };
+    let mut bounded =
+        AudioInput::from_stream(label.to_string(), reader).with_participant_updates(participant);
     bounded.overload = Some(stats.clone());
     (bounded, stats)
 }
 
-fn push(shared: &Shared, stats: &OverloadStats, label: &str, frame: AudioFrame, max: Duration) {
-    {
-        let now = tokio::time::Instant::now();
-        let mut q = shared.queue.lock();
-        q.buffered = q.buffered.saturating_add(frame.duration());
-        q.frames.push_back((now, frame));
-        let mut dropped = 0u64;
-        let mut dropped_audio = Duration::ZERO;
-        // Drop what waited too long; keep at least the newest frame.
-        while q.frames.len() > 1
-            && q.frames
-                .front()
-                .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= max)
-        {
-            if let Some((_, old)) = q.frames.pop_front() {
-                let d = old.duration();
-                q.buffered = q.buffered.saturating_sub(d);
-                dropped += 1;
-                dropped_audio = dropped_audio.saturating_add(d);
+/// The consumer's end: a stream over the queue that reads the source when asked.
+struct Reader {
+    shared: Arc<Shared>,
+    stats: OverloadStats,
+    label: Arc<str>,
+    max_buffered: Duration,
+    cap: Duration,
+    _sweeper: AbortOnDrop,
+}
+
+impl Stream for Reader {
+    type Item = AudioFrame;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<AudioFrame>> {
+        let this = self.get_mut();
+        let mut st = this.shared.state.lock();
+        st.consumer_looked = true;
+        drain(
+            &mut st,
+            cx,
+            &this.stats,
+            &this.label,
+            this.max_buffered,
+            this.cap,
+        );
+        if let Some((_, frame)) = st.frames.pop_front() {
+            st.buffered = st.buffered.saturating_sub(frame.duration());
+            if st.frames.is_empty() && st.shedding {
+                st.shedding = false;
+                let mut s = this.stats.inner.lock();
+                if s.shedding {
+                    s.shedding = false;
+                    TOTALS.shedding.fetch_sub(1, Ordering::Relaxed);
+                    tracing::info!("audio input caught up; no longer dropping audio");
+                }
             }
+            return Poll::Ready(Some(frame));
         }
-        let mut s = stats.inner.lock();
-        s.max_buffered = s.max_buffered.max(q.buffered);
-        if dropped > 0 {
-            s.dropped_frames += dropped;
-            s.dropped_audio = s.dropped_audio.saturating_add(dropped_audio);
-            TOTALS.dropped_frames.fetch_add(dropped, Ordering::Relaxed);
-            TOTALS.dropped_audio_us.fetch_add(
-                u64::try_from(dropped_audio.as_micros()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
-            if !s.shedding {
-                s.shedding = true;
-                s.episodes += 1;
-                TOTALS.episodes.fetch_add(1, Ordering::Relaxed);
-                TOTALS.shedding.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    input = label,
-                    max_buffered = ?max,
-                    "session falls behind its audio input (overload); dropping the oldest audio"
-                );
+        if st.source.is_none() {
+            return Poll::Ready(None);
+        }
+        // The source is pending with this waker registered; the sweeper uses it too.
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// Reads what the source has (up to the `cap` of queued audio), stamps it, and drops what
+/// waited `max` or longer (keeping at least the newest frame). Returns whether frames were
+/// queued or the source ended (the consumer has something to look at).
+fn drain(
+    st: &mut State,
+    cx: &mut Context<'_>,
+    stats: &OverloadStats,
+    label: &str,
+    max: Duration,
+    cap: Duration,
+) -> bool {
+    let now = tokio::time::Instant::now();
+    let first_new = st.frames.len();
+    let mut emptied = false;
+    while st.buffered < cap {
+        let Some(source) = st.source.as_mut() else {
+            emptied = true;
+            break;
+        };
+        match source.as_mut().poll_next(cx) {
+            Poll::Ready(Some(frame)) => {
+                st.buffered = st.buffered.saturating_add(frame.duration());
+                st.frames.push_back((now, frame));
+            }
+            Poll::Ready(None) => {
+                st.source = None;
+                emptied = true;
+                break;
+            }
+            Poll::Pending => {
+                emptied = true;
+                break;
             }
         }
     }
-    shared.ready.notify_one();
+    let added = st.frames.len() - first_new;
+    if added > 1 {
+        // Read in one go: frame i arrived no later than `now` minus the audio after it, and
+        // not before the previous read that emptied the source.
+        let mut after = Duration::ZERO;
+        let floor = st.last_drained;
+        for (at, frame) in st.frames.range_mut(first_new..).rev() {
+            *at = now.checked_sub(after).unwrap_or(floor).max(floor);
+            after = after.saturating_add(frame.duration());
+        }
+    }
+    if emptied {
+        st.last_drained = now;
+    }
+    if added == 0 {
+        return st.source.is_none();
+    }
+    let mut dropped = 0u64;
+    let mut dropped_audio = Duration::ZERO;
+    while st.frames.len() > 1
+        && st
+            .frames
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= max)
+    {
+        if let Some((_, old)) = st.frames.pop_front() {
+            let d = old.duration();
+            st.buffered = st.buffered.saturating_sub(d);
+            dropped += 1;
+            dropped_audio = dropped_audio.saturating_add(d);
+        }
+    }
+    if st.buffered <= st.max_seen && dropped == 0 {
+        return true;
+    }
+    st.max_seen = st.max_seen.max(st.buffered);
+    let mut s = stats.inner.lock();
+    s.max_buffered = s.max_buffered.max(st.buffered);
+    if dropped > 0 {
+        s.dropped_frames += dropped;
+        s.dropped_audio = s.dropped_audio.saturating_add(dropped_audio);
+        TOTALS.dropped_frames.fetch_add(dropped, Ordering::Relaxed);
+        TOTALS.dropped_audio_us.fetch_add(
+            u64::try_from(dropped_audio.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        st.shedding = true;
+        if !s.shedding {
+            s.shedding = true;
+            s.episodes += 1;
+            TOTALS.episodes.fetch_add(1, Ordering::Relaxed);
+            TOTALS.shedding.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                input = label,
+                max_buffered = ?max,
+                "session falls behind its audio input (overload); dropping the oldest audio"
+            );
+        }
+    }
+    true
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -298,6 +415,7 @@ impl Drop for AbortOnDrop {
 mod tests {
     use super::*;
     use crate::io::memory::audio_input_channel;
+    use futures::StreamExt;
     use tokio::time::sleep;
 
     fn frame_10ms() -> AudioFrame {

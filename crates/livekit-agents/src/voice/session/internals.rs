@@ -63,14 +63,16 @@ impl AgentSession {
             return;
         }
         self.inner.telemetry.observe(&event);
-        if self.inner.timed_events.receiver_count() > 0 {
-            let _ = self
-                .inner
-                .timed_events
-                .send(super::super::events::TimedSessionEvent::at(
-                    event.clone(),
-                    at,
-                ));
+        if let Some(timed) = self
+            .inner
+            .timed_events
+            .get()
+            .filter(|t| t.receiver_count() > 0)
+        {
+            let _ = timed.send(super::super::events::TimedSessionEvent::at(
+                event.clone(),
+                at,
+            ));
         }
         let _ = self.inner.events.send(event);
     }
