@@ -28,7 +28,7 @@
 //! through an [`AudioMixer`] (see [`MixingSink`](crate::audio::MixingSink)): the agent's frames
 //! pass through at once with the background added, so mixing never delays the agent's speech.
 //!
-//! Sources: audio files (decoded once with [`crate::audio::decode`], resampled to the output's
+//! Sources: audio files (decoded once with [`crate::audio::decode_file`], resampled to the output's
 //! rate, cached per player), the [`BuiltinAudioClip`]s (synthesised by this crate), in-memory
 //! clips ([`AudioSource::Frame`]) and streams of frames ([`AudioSource::stream`]). A file that
 //! cannot be decoded is logged with the file's name and plays as silence (the handle finishes at

@@ -77,7 +77,7 @@ impl AudioInput {
     }
 
     /// Records who the audio comes from (used to choose its filter, see
-    /// [`audio::filter`](crate::audio::filter)).
+    /// [`AudioFilterFactory`](crate::audio::AudioFilterFactory)).
     pub fn with_participant(self, participant: crate::audio::filter::FilterParams) -> Self {
         self.with_participant_updates(tokio::sync::watch::channel(participant).1)
     }

@@ -1,5 +1,5 @@
 //! Observability: `tracing` spans of a session (this module), OpenTelemetry export
-//! (`otel`, feature `otel`), the session report ([`crate::voice::report`]) and call
+//! (`otel`, feature `otel`), the session report ([`SessionReport`](crate::voice::SessionReport)) and call
 //! recording ([`recording`]).
 //!
 //! # Spans

@@ -205,7 +205,7 @@ pub struct SessionOptions {
     /// Retry policy passed to STT, LLM and TTS requests.
     pub conn_options: crate::types::ApiConnectOptions,
     /// Filters on the user's audio before VAD and STT (noise suppression, gain control), built
-    /// per participant (default none). See [`crate::audio::filter`].
+    /// per participant (default none). See [`AudioFilterFactory`](crate::audio::AudioFilterFactory).
     pub audio_filter: Option<crate::audio::filter::AudioFilterFactory>,
     /// How long `close()` waits for the final transcript of what the user was saying, to
     /// commit it to the history before the close event (default 2 s, the reference's

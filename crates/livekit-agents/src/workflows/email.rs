@@ -121,7 +121,7 @@ impl GetEmailTask {
     }
 
     /// Records an address only once the agent asked for it: `update_email_address` is hidden
-    /// from the opening reply ([`ToolFlags::IGNORE_ON_ENTER`]), so an address said earlier is
+    /// from the opening reply ([`ToolFlags::IGNORE_ON_ENTER`](crate::llm::ToolFlags::IGNORE_ON_ENTER)), so an address said earlier is
     /// not taken without asking (default false).
     pub fn require_explicit_ask(mut self, required: bool) -> Self {
         self.require_explicit_ask = required;
