@@ -249,10 +249,14 @@ impl RoomIo {
         // first subscription to the agent track nor a join is missed in between.
         let room_events = room.subscribe();
 
+        // Unbounded: low-rate control events (joins, leaves, chat, DTMF), as the `livekit`
+        // crate's own event channel; the session's event task drains it.
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         // Who the input's audio comes from, for per-participant filters (`audio::filter`).
         let (participant_tx, participant_rx) = watch::channel(FilterParams::default());
         let (audio_tx, audio_input) = if options.audio_input {
+            // Unbounded here, bounded downstream: the session wraps this input in
+            // `io::bounded` (sheds the oldest audio), whose reader or sweeper drains it.
             let (tx, rx) = mpsc::unbounded_channel::<AudioFrame>();
             let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
             (
@@ -1191,6 +1195,7 @@ impl RoomTextOutput {
     }
 
     fn new(room: Arc<dyn RoomBackend>, track_id: Option<String>, synchronized: bool) -> Self {
+        // Unbounded: the transcription steps of one reply's text (bounded by the reply).
         let (tx, mut rx) = mpsc::unbounded_channel::<TranscriptionStep>();
         tokio::spawn(async move {
             let mut writer: Option<Box<dyn TextStreamWriter>> = None;

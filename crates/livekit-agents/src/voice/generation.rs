@@ -98,6 +98,8 @@ pub(crate) async fn pipeline_reply(
     let settings = ModelSettings {
         tool_choice: request.tool_choice.clone(),
     };
+    // Unbounded: one reply's text and tool calls, bounded by the LLM's `max_tokens` and the
+    // 8 MiB SSE event cap; dropped with the step.
     let (text_tx, text_rx) = mpsc::unbounded_channel::<LlmText>();
     let (call_tx, call_rx) = mpsc::unbounded_channel::<FunctionCall>();
     let ttft: TtftSlot = Arc::default();

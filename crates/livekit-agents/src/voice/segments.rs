@@ -116,6 +116,7 @@ async fn split(
             if let Some(gate) = gate.take() {
                 synthesize = gate.await.unwrap_or(false);
             }
+            // Unbounded: one segment's text (part of one reply).
             let (text_tx, text_rx) = mpsc::unbounded_channel();
             let mut tts = None;
             let audio = if synthesize {
@@ -123,6 +124,7 @@ async fn split(
                 if let Some(done) = previous_tts.take() {
                     let _ = done.await;
                 }
+                // Unbounded: the same segment's text, teed to its TTS stream.
                 let (tts_tx, tts_rx) = mpsc::unbounded_channel();
                 tts = Some(tts_tx);
                 let input = UnboundedReceiverStream::new(tts_rx).boxed();
